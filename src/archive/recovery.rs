@@ -1,0 +1,151 @@
+//! Start-up recovery of the archive (see the module doc of [`crate::archive`]).
+//!
+//! Walks `events/date=*/hour=*/`, finds the newest commit (the highest epoch with a sealed
+//! segment), renames that commit's remaining temporaries into place (they were complete
+//! and fsynced before its first rename), deletes every other temporary (a commit that
+//! never reached its first rename), and reads the positions from the commit's footer.
+
+use std::path::{Path, PathBuf};
+
+use parquet::file::reader::{FileReader, SerializedFileReader};
+
+use super::checkpoint::{Checkpoint, KEY_CHECKPOINT, KEY_EPOCH};
+use super::{io_err, ArchiveError};
+
+pub fn temp_name(epoch: u64, index: usize) -> String {
+    format!(".part-{epoch:012}-{index:04}.parquet.tmp")
+}
+
+pub fn final_name(epoch: u64, index: usize, count: usize) -> String {
+    format!("part-{epoch:012}-{index:04}-{count:04}.parquet")
+}
+
+/// `(epoch, index, count)` of a sealed segment name.
+fn parse_final(name: &str) -> Option<(u64, usize, usize)> {
+    let core = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    let mut it = core.split('-');
+    let e = it.next()?.parse().ok()?;
+    let i = it.next()?.parse().ok()?;
+    let n = it.next()?.parse().ok()?;
+    it.next().is_none().then_some((e, i, n))
+}
+
+/// `(epoch, index)` of a temporary name.
+fn parse_temp(name: &str) -> Option<(u64, usize)> {
+    let core = name.strip_prefix(".part-")?.strip_suffix(".parquet.tmp")?;
+    let (e, i) = core.split_once('-')?;
+    Some((e.parse().ok()?, i.parse().ok()?))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Recovered {
+    pub checkpoint: Checkpoint,
+    /// The epoch the next commit will use.
+    pub next_epoch: u64,
+    /// Sealed segments found.
+    pub segments: usize,
+    /// Temporaries of the newest commit renamed into place.
+    pub rolled_forward: usize,
+    /// Temporaries of unfinished commits deleted.
+    pub discarded: usize,
+}
+
+struct Found {
+    dir: PathBuf,
+    name: String,
+}
+
+fn partition_dirs(table: &Path) -> Result<Vec<PathBuf>, ArchiveError> {
+    let mut out = Vec::new();
+    for date in std::fs::read_dir(table).map_err(io_err(table))? {
+        let date = date.map_err(io_err(table))?;
+        if !date.file_name().to_string_lossy().starts_with("date=") || !date.path().is_dir() {
+            continue;
+        }
+        let dp = date.path();
+        for hour in std::fs::read_dir(&dp).map_err(io_err(&dp))? {
+            let hour = hour.map_err(io_err(&dp))?;
+            if hour.file_name().to_string_lossy().starts_with("hour=") && hour.path().is_dir() {
+                out.push(hour.path());
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn recover(table: &Path) -> Result<Recovered, ArchiveError> {
+    let mut finals: Vec<(u64, usize, usize, Found)> = Vec::new();
+    let mut temps: Vec<(u64, usize, Found)> = Vec::new();
+    for dir in partition_dirs(table)? {
+        for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some((e, i, n)) = parse_final(&name) {
+                finals.push((e, i, n, Found { dir: dir.clone(), name }));
+            } else if let Some((e, i)) = parse_temp(&name) {
+                temps.push((e, i, Found { dir: dir.clone(), name }));
+            }
+        }
+    }
+    let mut rec = Recovered { segments: finals.len(), ..Default::default() };
+    let newest = finals.iter().map(|f| f.0).max();
+    if let Some(epoch) = newest {
+        let count = finals.iter().find(|f| f.0 == epoch).map(|f| f.2).unwrap_or(0);
+        for (e, i, f) in &temps {
+            if *e == epoch {
+                let from = f.dir.join(&f.name);
+                let to = f.dir.join(final_name(*e, *i, count));
+                std::fs::rename(&from, &to).map_err(io_err(&to))?;
+                std::fs::File::open(&f.dir).and_then(|d| d.sync_all()).map_err(io_err(&f.dir))?;
+                tracing::info!(segment = %to.display(), "finished an interrupted commit");
+                rec.rolled_forward += 1;
+                rec.segments += 1;
+            }
+        }
+        let sealed = finals.iter().filter(|f| f.0 == epoch).count() + rec.rolled_forward;
+        if sealed != count {
+            tracing::warn!(epoch, expected = count, found = sealed, "newest commit is missing segments (deleted by hand?)");
+        }
+        let seg = finals.iter().find(|f| f.0 == epoch).map(|f| f.3.dir.join(&f.3.name)).expect("newest epoch has a sealed segment");
+        rec.checkpoint = read_checkpoint(&seg)?;
+        rec.next_epoch = epoch + 1;
+    }
+    for (e, _, f) in &temps {
+        if Some(*e) != newest {
+            let p = f.dir.join(&f.name);
+            std::fs::remove_file(&p).map_err(io_err(&p))?;
+            rec.discarded += 1;
+        }
+    }
+    if rec.discarded > 0 {
+        tracing::info!(count = rec.discarded, "deleted temporaries of unfinished commits");
+    }
+    Ok(rec)
+}
+
+/// Reads the checkpoint from a sealed segment's footer.
+pub fn read_checkpoint(path: &Path) -> Result<Checkpoint, ArchiveError> {
+    let bad = |reason: String| ArchiveError::BadSegment { path: path.to_path_buf(), reason };
+    let file = std::fs::File::open(path).map_err(io_err(path))?;
+    let reader = SerializedFileReader::new(file).map_err(|e| bad(e.to_string()))?;
+    let kv = reader.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
+    let get = |k: &str| kv.iter().find(|x| x.key == k).and_then(|x| x.value.clone());
+    if get(KEY_EPOCH).is_none() {
+        return Err(bad("no alertflow.epoch key".into()));
+    }
+    let json = get(KEY_CHECKPOINT).ok_or_else(|| bad("no alertflow.checkpoint key".into()))?;
+    serde_json::from_str(&json).map_err(|e| bad(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(parse_final(&final_name(42, 3, 7)), Some((42, 3, 7)));
+        assert_eq!(parse_temp(&temp_name(42, 3)), Some((42, 3)));
+        assert_eq!(parse_final("part-1-2.parquet"), None);
+        assert_eq!(parse_temp("part-000000000001-0001.parquet.tmp"), None);
+    }
+}

@@ -1,0 +1,316 @@
+//! Configuration: TOML text → validated [`Config`], with every problem reported at once.
+//!
+//! The document is parsed into toml's spanned tree, then read section by section; each
+//! problem (unknown key, wrong type, value out of range, missing key, duplicate source
+//! name) becomes a [`ConfigError`] with its dotted path (`sources[1].overflow`) and line.
+//! Nothing stops at the first error. Names carry their unit (`idle_seal_ms`,
+//! `segment_max_bytes`). The embedded default (`configs/default.toml`) needs no file.
+
+mod reader;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::archive::{ArchiveConfig, ParquetSettings};
+use crate::ingest::file::{FileSourceConfig, StartAt};
+use crate::ingest::unix::UnixConfig;
+use crate::ingest::Overflow;
+use reader::{Cx, Tbl};
+
+/// The embedded default configuration (also `alertflow demo`'s).
+pub const DEFAULT_TOML: &str = include_str!("../../configs/default.toml");
+
+/// One configuration problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted path of the offending key (`archive.zstd_level`, `sources[0].type`); empty
+    /// for a syntax error.
+    pub path: String,
+    /// 1-based line in the file, where known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.path.is_empty(), self.line) {
+            (false, Some(l)) => write!(f, "line {l}: {}: {}", self.path, self.message),
+            (false, None) => write!(f, "{}: {}", self.path, self.message),
+            (true, Some(l)) => write!(f, "line {l}: {}", self.message),
+            (true, None) => write!(f, "{}", self.message),
+        }
+    }
+}
+
+/// All problems of one configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} problem{} in the configuration", self.0.len(), if self.0.len() == 1 { "" } else { "s" })?;
+        for e in &self.0 {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Parse worker threads.
+    pub parse_workers: usize,
+    /// Capacity of each channel, in batches.
+    pub channel_batches: usize,
+    /// Bytes a source reads at once (about one batch).
+    pub read_bytes: usize,
+    pub max_line_bytes: usize,
+    pub max_json_depth: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeadLetterConfig {
+    pub path: Option<PathBuf>,
+    pub sample_bytes: usize,
+    pub max_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// `None`: no listener.
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    File(FileSourceConfig),
+    Stdin,
+    UnixStream(UnixConfig),
+    UnixDgram(UnixConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub name: String,
+    pub kind: SourceKind,
+    pub overflow: Overflow,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub pipeline: PipelineConfig,
+    pub archive: ArchiveConfig,
+    pub dead_letter: DeadLetterConfig,
+    pub metrics: MetricsConfig,
+    pub sources: Vec<SourceConfig>,
+}
+
+impl Config {
+    /// The embedded default.
+    pub fn embedded_default() -> Config {
+        Config::parse(DEFAULT_TOML).expect("the embedded default configuration is valid")
+    }
+
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors(vec![ConfigError { path: String::new(), line: None, message: format!("cannot read {}: {e}", path.display()) }]))?;
+        Config::parse(&text)
+    }
+
+    /// Validates a TOML document, returning every problem found.
+    pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        let doc = match toml::de::DeTable::parse(text) {
+            Ok(d) => d,
+            Err(e) => {
+                let line = e.span().map(|s| reader::line_of(text, s.start));
+                return Err(ConfigErrors(vec![ConfigError { path: String::new(), line, message: format!("invalid TOML: {}", e.message()) }]));
+            }
+        };
+        let mut cx = Cx::new(text);
+        let root = Tbl::root(doc.get_ref(), doc.span());
+        let cfg = read_config(&mut cx, &root);
+        match (cx.into_errors(), cfg) {
+            (errs, _) if !errs.is_empty() => Err(ConfigErrors(errs)),
+            (_, Some(c)) => Ok(c),
+            (_, None) => Err(ConfigErrors(vec![ConfigError { path: String::new(), line: None, message: "invalid configuration".into() }])),
+        }
+    }
+}
+
+const MIB: u64 = 1 << 20;
+
+fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
+    cx.unknown_keys(root, &["pipeline", "archive", "dead_letter", "metrics", "sources"]);
+
+    let p = cx.section(root, "pipeline");
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let workers = cx.uint(&p, "parse_workers", 0, 0, 256);
+    let pipeline = PipelineConfig {
+        parse_workers: if workers == 0 { cores.saturating_sub(1).max(1) } else { workers as usize },
+        channel_batches: cx.uint(&p, "channel_batches", 16, 1, 65_536) as usize,
+        read_bytes: cx.uint(&p, "read_bytes", MIB, 4096, 256 * MIB) as usize,
+        max_line_bytes: cx.uint(&p, "max_line_bytes", 16 * MIB, 64, 1024 * MIB) as usize,
+        max_json_depth: cx.uint(&p, "max_json_depth", 128, 2, 4096) as usize,
+    };
+    cx.unknown_keys(&p, &["parse_workers", "channel_batches", "read_bytes", "max_line_bytes", "max_json_depth"]);
+
+    let a = cx.section(root, "archive");
+    let root_dir = PathBuf::from(cx.string(&a, "root").unwrap_or_else(|| "./alertflow-archive".into()));
+    let archive = ArchiveConfig {
+        parquet: ParquetSettings {
+            zstd_level: cx.uint(&a, "zstd_level", 1, 1, 22) as i32,
+            row_group_max_bytes: cx.uint(&a, "row_group_max_bytes", 64 * MIB, 64 * 1024, 4096 * MIB) as usize,
+        },
+        segment_max_bytes: cx.uint(&a, "segment_max_bytes", 256 * MIB, MIB, 64 * 1024 * MIB),
+        max_open_partitions: cx.uint(&a, "max_open_partitions", 16, 1, 4096) as usize,
+        idle_seal: Duration::from_millis(cx.uint(&a, "idle_seal_ms", 1000, 10, 3_600_000)),
+        max_segment_age: Duration::from_secs(cx.uint(&a, "max_segment_age_secs", 10, 1, 86_400)),
+        root: root_dir.clone(),
+    };
+    cx.unknown_keys(&a, &["root", "zstd_level", "row_group_max_bytes", "segment_max_bytes", "max_open_partitions", "idle_seal_ms", "max_segment_age_secs"]);
+
+    let d = cx.section(root, "dead_letter");
+    let enabled = cx.boolean(&d, "enabled", true);
+    let dl_path = cx.string(&d, "path").map(PathBuf::from).unwrap_or_else(|| default_dead_letter_path(&root_dir));
+    let dead_letter = DeadLetterConfig {
+        path: enabled.then_some(dl_path),
+        sample_bytes: cx.uint(&d, "sample_bytes", 4096, 0, 16 * MIB) as usize,
+        max_bytes: cx.uint(&d, "max_bytes", 64 * MIB, 0, 1 << 50),
+    };
+    cx.unknown_keys(&d, &["enabled", "path", "sample_bytes", "max_bytes"]);
+
+    let mt = cx.section(root, "metrics");
+    let listen = match cx.string(&mt, "listen") {
+        None => Some(SocketAddr::from(([127, 0, 0, 1], 9187))),
+        Some(s) if s.is_empty() => None,
+        Some(s) => match s.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                cx.error_at(&mt, "listen", format!("`{s}` is not an address:port (use \"\" to turn the listener off)"));
+                None
+            }
+        },
+    };
+    cx.unknown_keys(&mt, &["listen"]);
+
+    let mut sources = Vec::new();
+    for (i, s) in cx.array_of_tables(root, "sources").iter().enumerate() {
+        if let Some(src) = read_source(cx, s) {
+            if sources.iter().any(|o: &SourceConfig| o.name == src.name) {
+                cx.error_at(s, "name", format!("duplicate source name `{}`", src.name));
+            }
+            sources.push(src);
+        }
+        let _ = i;
+    }
+    Some(Config { pipeline, archive, dead_letter, metrics: MetricsConfig { listen }, sources })
+}
+
+/// `<root>/_deadletter/rejected.jsonl`: beside the tables, ignored by table readers.
+pub fn default_dead_letter_path(root: &Path) -> PathBuf {
+    root.join("_deadletter").join("rejected.jsonl")
+}
+
+const FILE_KEYS: &[&str] = &["path", "paths", "start_at", "poll_interval_ms", "rotate_wait_secs", "max_open_files"];
+const UNIX_KEYS: &[&str] = &["path", "socket_mode", "max_connections"];
+
+fn read_source(cx: &mut Cx, s: &Tbl) -> Option<SourceConfig> {
+    let name = cx.required_string(s, "name");
+    if let Some(n) = &name {
+        if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
+            cx.error_at(s, "name", format!("`{n}` is not a valid name (letters, digits, `_`, `-`, `.`)"));
+        }
+    }
+    let kind = cx.required_string(s, "type");
+    let mut known: Vec<&str> = vec!["name", "type", "overflow"];
+    let kind = match kind.as_deref() {
+        Some("file") => {
+            known.extend_from_slice(FILE_KEYS);
+            let mut paths = cx.string_list(s, "paths").unwrap_or_default();
+            if let Some(p) = cx.string(s, "path") {
+                paths.insert(0, p);
+            }
+            if paths.is_empty() {
+                cx.error_here(s, "path", "a file source needs `path` (a file name or glob) or `paths`");
+            }
+            let start_at = match cx.string(s, "start_at").as_deref() {
+                None | Some("beginning") => StartAt::Beginning,
+                Some("end") => StartAt::End,
+                Some(other) => {
+                    cx.error_at(s, "start_at", format!("`{other}` is not one of: beginning, end"));
+                    StartAt::Beginning
+                }
+            };
+            Some(SourceKind::File(FileSourceConfig {
+                paths,
+                follow: true,
+                start_at,
+                poll_interval: Duration::from_millis(cx.uint(s, "poll_interval_ms", 250, 10, 60_000)),
+                rotate_wait: Duration::from_secs(cx.uint(s, "rotate_wait_secs", 10, 0, 86_400)),
+                max_open_files: cx.uint(s, "max_open_files", 64, 1, 65_536) as usize,
+            }))
+        }
+        Some("stdin") => Some(SourceKind::Stdin),
+        Some(t @ ("unix_stream" | "unix_dgram")) => {
+            known.extend_from_slice(UNIX_KEYS);
+            let path = cx.required_string(s, "path");
+            let mode = match cx.string(s, "socket_mode") {
+                None => 0o660,
+                Some(m) => match u32::from_str_radix(&m, 8) {
+                    Ok(v) if v <= 0o777 => v,
+                    _ => {
+                        cx.error_at(s, "socket_mode", format!("`{m}` is not an octal file mode such as \"0660\""));
+                        0o660
+                    }
+                },
+            };
+            let max_connections = cx.uint(s, "max_connections", 16, 1, 65_536) as usize;
+            if t == "unix_dgram" && s.has("max_connections") {
+                cx.error_at(s, "max_connections", "applies to unix_stream sources only");
+            }
+            path.map(|p| {
+                let uc = UnixConfig { path: PathBuf::from(p), mode, max_connections };
+                if t == "unix_stream" {
+                    SourceKind::UnixStream(uc)
+                } else {
+                    SourceKind::UnixDgram(uc)
+                }
+            })
+        }
+        Some(other) => {
+            cx.error_at(s, "type", format!("unknown source type `{other}`; expected one of: file, stdin, unix_stream, unix_dgram"));
+            None
+        }
+        None => None,
+    };
+    let default_overflow = match kind {
+        Some(SourceKind::UnixStream(_) | SourceKind::UnixDgram(_)) => Overflow::Drop,
+        _ => Overflow::Block,
+    };
+    let overflow = match cx.string(s, "overflow").as_deref() {
+        None => default_overflow,
+        Some("block") => Overflow::Block,
+        Some("drop") => Overflow::Drop,
+        Some(other) => {
+            cx.error_at(s, "overflow", format!("`{other}` is not one of: block, drop"));
+            default_overflow
+        }
+    };
+    if kind.is_some() || s.has("type") {
+        cx.unknown_keys(s, &known);
+    }
+    Some(SourceConfig { name: name?, kind: kind?, overflow })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::embedded_default();
+        assert!(c.sources.is_empty());
+        assert_eq!(c.pipeline.max_line_bytes, 16 << 20);
+    }
+}

@@ -1,0 +1,133 @@
+//! The event model: one typed view per input line and the columnar batch that carries
+//! events between stages.
+//!
+//! * [`EventView`] holds the hot fields of one event, borrowed from the parser's scratch
+//!   buffer; it lives only while the parser builds its batch (no per-event allocation).
+//! * [`EventBatch`] is the unit that flows between stages: an Arrow `RecordBatch` in the
+//!   public `events` schema (see README "Archive schema"), plus the hour bucket of each row.
+//!   Later stages add annotation columns; the raw line travels with every row so the
+//!   archive keeps what the parser did not type.
+
+pub mod batch;
+pub mod time;
+
+pub use batch::{events_schema, EventBatch, EventBatchBuilder};
+
+/// A string-or-number field (EVE `proto` is a name, or a number for unknown protocols).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum StrOrInt<'a> {
+    #[default]
+    Absent,
+    Str(&'a str),
+    Int(i64),
+}
+
+/// The `alert` object's hot fields.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct AlertView<'a> {
+    pub gid: Option<i64>,
+    pub signature_id: Option<i64>,
+    pub rev: Option<i64>,
+    pub signature: Option<&'a str>,
+    pub category: Option<&'a str>,
+    pub severity: Option<i32>,
+    pub action: Option<&'a str>,
+}
+
+/// The typed hot fields of one event. `None` means absent, null or of the wrong type.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct EventView<'a> {
+    /// Event time in µs UTC; `None` when the sensor wrote `"ts-error"`.
+    pub timestamp_us: Option<i64>,
+    pub event_type: Option<&'a str>,
+    /// EVE `host` (the sensor name), when the sensor writes one.
+    pub host: Option<&'a str>,
+    pub in_iface: Option<&'a str>,
+    pub src_ip: Option<&'a str>,
+    pub src_port: Option<i32>,
+    pub dest_ip: Option<&'a str>,
+    pub dest_port: Option<i32>,
+    pub proto: StrOrInt<'a>,
+    pub app_proto: Option<&'a str>,
+    pub flow_id: Option<i64>,
+    pub community_id: Option<&'a str>,
+    pub alert: Option<AlertView<'a>>,
+}
+
+/// Typed fields whose value can be present but unusable (wrong type or out of range).
+/// Such a value becomes null in the archive and is counted per field; the line itself
+/// is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Timestamp,
+    EventType,
+    Host,
+    InIface,
+    SrcIp,
+    SrcPort,
+    DestIp,
+    DestPort,
+    Proto,
+    AppProto,
+    FlowId,
+    CommunityId,
+    Alert,
+    AlertGid,
+    AlertSignatureId,
+    AlertRev,
+    AlertSignature,
+    AlertCategory,
+    AlertSeverity,
+    AlertAction,
+}
+
+impl Field {
+    pub const COUNT: usize = 20;
+    pub const ALL: [Field; Field::COUNT] = [
+        Field::Timestamp,
+        Field::EventType,
+        Field::Host,
+        Field::InIface,
+        Field::SrcIp,
+        Field::SrcPort,
+        Field::DestIp,
+        Field::DestPort,
+        Field::Proto,
+        Field::AppProto,
+        Field::FlowId,
+        Field::CommunityId,
+        Field::Alert,
+        Field::AlertGid,
+        Field::AlertSignatureId,
+        Field::AlertRev,
+        Field::AlertSignature,
+        Field::AlertCategory,
+        Field::AlertSeverity,
+        Field::AlertAction,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Timestamp => "timestamp",
+            Field::EventType => "event_type",
+            Field::Host => "host",
+            Field::InIface => "in_iface",
+            Field::SrcIp => "src_ip",
+            Field::SrcPort => "src_port",
+            Field::DestIp => "dest_ip",
+            Field::DestPort => "dest_port",
+            Field::Proto => "proto",
+            Field::AppProto => "app_proto",
+            Field::FlowId => "flow_id",
+            Field::CommunityId => "community_id",
+            Field::Alert => "alert",
+            Field::AlertGid => "alert.gid",
+            Field::AlertSignatureId => "alert.signature_id",
+            Field::AlertRev => "alert.rev",
+            Field::AlertSignature => "alert.signature",
+            Field::AlertCategory => "alert.category",
+            Field::AlertSeverity => "alert.severity",
+            Field::AlertAction => "alert.action",
+        }
+    }
+}

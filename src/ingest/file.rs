@@ -1,0 +1,327 @@
+//! The file source: follows EVE files the way Suricata writes and rotates them.
+//!
+//! * `paths` are file names or globs, re-scanned every `poll_interval`.
+//! * A file is known by the fingerprint of its first line (xxh3 of the bytes up to and
+//!   including the first `\n`, at most 4 KiB), not by inode: a renamed file keeps its
+//!   identity, a re-created or truncated file gets a new one, a copy made by
+//!   `copytruncate` is recognised as the file already read and continued where reading
+//!   stopped (include the rotated name in the glob, e.g. `eve.json*`, to lose nothing).
+//! * Files are read in large chunks; only whole lines are sent. A file that was renamed
+//!   away keeps being read to its end, then closed after `rotate_wait`.
+//! * Resume: positions come from the archive's newest sealed segments (fingerprint →
+//!   offset); a file seen for the first time starts at its beginning (or, with
+//!   `start_at = "end"`, files present at start start at their end).
+//! * `follow = false` (replay): read every matching file once to its end, including a
+//!   last line without a newline, then stop.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::framing::Framer;
+use super::{nap, Position, RawBatch, SourceCtx};
+use crate::metrics as m;
+
+/// Bytes hashed at most for a fingerprint.
+pub const FINGERPRINT_BYTES: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    Beginning,
+    End,
+}
+
+#[derive(Debug, Clone)]
+pub struct FileSourceConfig {
+    pub paths: Vec<String>,
+    pub follow: bool,
+    pub start_at: StartAt,
+    pub poll_interval: Duration,
+    pub rotate_wait: Duration,
+    pub max_open_files: usize,
+}
+
+/// Fingerprint of a file: xxh3 of its first line (with `\n`), or of its first 4 KiB when
+/// the first line is longer. `None` while the file has no complete first line yet, unless
+/// `partial_ok` (a file read once to its end).
+pub fn fingerprint(file: &mut File, partial_ok: bool) -> std::io::Result<Option<u64>> {
+    let mut head = [0u8; FINGERPRINT_BYTES];
+    let mut n = 0;
+    file.seek(SeekFrom::Start(0))?;
+    while n < head.len() {
+        let r = file.read(&mut head[n..])?;
+        if r == 0 {
+            break;
+        }
+        n += r;
+    }
+    let head = &head[..n];
+    let fp = match memchr::memchr(b'\n', head) {
+        Some(i) => Some(&head[..=i]),
+        None if n == FINGERPRINT_BYTES || (partial_ok && n > 0) => Some(head),
+        None => None,
+    };
+    Ok(fp.map(xxhash_rust::xxh3::xxh3_64))
+}
+
+struct Tracked {
+    fp: u64,
+    path: PathBuf,
+    path_str: Arc<str>,
+    file: File,
+    dev_ino: (u64, u64),
+    framer: Framer,
+    seq: u64,
+    /// Still matched by a glob at the last scan.
+    matched: bool,
+    at_eof_since: Option<Instant>,
+    done: bool,
+}
+
+pub struct FileSource {
+    cfg: FileSourceConfig,
+    ctx: SourceCtx,
+    /// Resume offsets by fingerprint (from the archive, then updated as files are read).
+    offsets: HashMap<u64, u64>,
+    offsets_order: VecDeque<u64>,
+    open: Vec<Tracked>,
+    first_scan: bool,
+}
+
+const MAX_REMEMBERED: usize = 16_384;
+
+impl FileSource {
+    pub fn new(cfg: FileSourceConfig, ctx: SourceCtx, resume: HashMap<u64, u64>) -> Self {
+        let offsets_order = resume.keys().copied().collect();
+        Self { cfg, ctx, offsets: resume, offsets_order, open: Vec::new(), first_scan: true }
+    }
+
+    /// Total size of the files that match now (for a progress bar).
+    pub fn total_bytes(paths: &[String]) -> u64 {
+        expand(paths).iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
+    }
+
+    pub fn run(mut self) -> std::io::Result<()> {
+        let mut last_scan: Option<Instant> = None;
+        loop {
+            if self.ctx.stopping() {
+                return Ok(());
+            }
+            if last_scan.is_none_or(|t| t.elapsed() >= self.cfg.poll_interval) {
+                self.scan();
+                last_scan = Some(Instant::now());
+                if !self.cfg.follow && self.open.is_empty() {
+                    return Ok(());
+                }
+            }
+            let mut progressed = false;
+            for i in 0..self.open.len() {
+                match self.read_one(i) {
+                    Ok(p) => progressed |= p,
+                    Err(ReadStop::PipelineGone) => return Ok(()),
+                    Err(ReadStop::Io(e)) => {
+                        tracing::warn!(source = %self.ctx.info.name, path = %self.open[i].path.display(), error = %e, "read failed; closing the file");
+                        self.open[i].done = true;
+                    }
+                }
+            }
+            self.close_finished();
+            if !self.cfg.follow && self.open.is_empty() {
+                return Ok(());
+            }
+            if !progressed {
+                nap(&self.ctx.shutdown, self.cfg.poll_interval.min(Duration::from_millis(100)));
+            }
+        }
+    }
+
+    fn remember(&mut self, fp: u64, offset: u64) {
+        if self.offsets.insert(fp, offset).is_none() {
+            self.offsets_order.push_back(fp);
+            while self.offsets_order.len() > MAX_REMEMBERED {
+                if let Some(old) = self.offsets_order.pop_front() {
+                    if !self.open.iter().any(|t| t.fp == old) {
+                        self.offsets.remove(&old);
+                    } else {
+                        self.offsets_order.push_back(old);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn scan(&mut self) {
+        for t in &mut self.open {
+            t.matched = false;
+        }
+        for path in expand(&self.cfg.paths) {
+            if let Err(e) = self.consider(&path) {
+                tracing::debug!(path = %path.display(), error = %e, "cannot open file yet");
+            }
+        }
+        self.first_scan = false;
+        metrics::gauge!(m::SOURCE_OPEN_FILES, "source" => self.ctx.info.name.to_string()).set(self.open.len() as f64);
+    }
+
+    fn consider(&mut self, path: &Path) -> std::io::Result<()> {
+        let meta = std::fs::metadata(path)?;
+        if !meta.is_file() {
+            return Ok(());
+        }
+        let dev_ino = (meta.dev(), meta.ino());
+        // Same inode as a file we follow: a rename keeps identity; a truncation is handled
+        // by the reader.
+        if let Some(t) = self.open.iter_mut().find(|t| t.dev_ino == dev_ino && !t.done) {
+            t.matched = true;
+            // Rewritten in place since the last look (truncated and refilled past our
+            // offset): the first line changed.
+            if let Ok(Some(now)) = File::open(path).and_then(|mut f| fingerprint(&mut f, false)) {
+                if now != t.fp {
+                    metrics::counter!(m::SOURCE_ROTATIONS, "source" => self.ctx.info.name.to_string()).increment(1);
+                    tracing::info!(source = %self.ctx.info.name, path = %path.display(), "file rewritten in place; re-identifying it");
+                    t.done = true;
+                    return Ok(());
+                }
+            }
+            if t.path != path {
+                metrics::counter!(m::SOURCE_ROTATIONS, "source" => self.ctx.info.name.to_string()).increment(1);
+                tracing::info!(source = %self.ctx.info.name, from = %t.path.display(), to = %path.display(), "file renamed");
+                t.path = path.to_path_buf();
+                t.path_str = path.to_string_lossy().into();
+            }
+            return Ok(());
+        }
+        let mut file = File::open(path)?;
+        let Some(fp) = fingerprint(&mut file, !self.cfg.follow)? else {
+            return Ok(());
+        };
+        if self.open.iter().any(|t| t.fp == fp) {
+            // A copy of a file we are reading (copytruncate before the truncation).
+            return Ok(());
+        }
+        let size = meta.len();
+        let start = match self.offsets.get(&fp) {
+            Some(&off) if off <= size => off,
+            // The copy being made by copytruncate is not complete yet: wait for it.
+            Some(_) => return Ok(()),
+            None if self.first_scan && self.cfg.start_at == StartAt::End => size,
+            None => 0,
+        };
+        if self.open.len() >= self.cfg.max_open_files {
+            tracing::warn!(source = %self.ctx.info.name, path = %path.display(), limit = self.cfg.max_open_files, "too many open files; will retry");
+            return Ok(());
+        }
+        file.seek(SeekFrom::Start(start))?;
+        tracing::info!(source = %self.ctx.info.name, path = %path.display(), fingerprint = format!("{fp:016x}"), offset = start, "following file");
+        self.remember(fp, start);
+        self.open.push(Tracked {
+            fp,
+            path: path.to_path_buf(),
+            path_str: path.to_string_lossy().into(),
+            file,
+            dev_ino,
+            framer: Framer::new(start, self.ctx.max_line_bytes, self.ctx.dead_letter.sample_bytes()),
+            seq: 0,
+            matched: true,
+            at_eof_since: None,
+            done: false,
+        });
+        Ok(())
+    }
+
+    /// Reads one chunk from file `i`. Returns whether anything was read.
+    fn read_one(&mut self, i: usize) -> Result<bool, ReadStop> {
+        let ctx = &self.ctx;
+        let t = &mut self.open[i];
+        if t.done {
+            return Ok(false);
+        }
+        let n = t.framer.read_from(&mut t.file, ctx.read_bytes).map_err(ReadStop::Io)?;
+        let path_str = t.path_str.clone();
+        let chunk = if n == 0 {
+            if !self.cfg.follow {
+                t.done = true;
+                t.framer.take_rest(|o| ctx.overlong(Some(&path_str), &o, true))
+            } else {
+                // At the end: check for truncation (copytruncate, or a re-used file).
+                let len = t.file.metadata().map_err(ReadStop::Io)?.len();
+                if len < t.framer.read_offset() {
+                    metrics::counter!(m::SOURCE_ROTATIONS, "source" => ctx.info.name.to_string()).increment(1);
+                    tracing::info!(source = %ctx.info.name, path = %t.path.display(), "file truncated; re-identifying it");
+                    t.done = true;
+                    return Ok(true);
+                }
+                t.at_eof_since.get_or_insert_with(Instant::now);
+                None
+            }
+        } else {
+            t.at_eof_since = None;
+            t.framer.take_lines(|o| ctx.overlong(Some(&path_str), &o, true))
+        };
+        let Some(c) = chunk else {
+            return Ok(n > 0);
+        };
+        let batch = RawBatch {
+            source: ctx.info.clone(),
+            seq: t.seq,
+            stream: t.fp,
+            data: c.data,
+            base_offset: Some(c.start),
+            path: Some(path_str.clone()),
+            position: Position::File { fingerprint: t.fp, offset: c.end, path: path_str },
+        };
+        t.seq += 1;
+        let fp = t.fp;
+        if !ctx.send(batch) {
+            return Err(ReadStop::PipelineGone);
+        }
+        if let Some(o) = self.offsets.get_mut(&fp) {
+            *o = c.end;
+        }
+        Ok(true)
+    }
+
+    fn close_finished(&mut self) {
+        let wait = self.cfg.rotate_wait;
+        let follow = self.cfg.follow;
+        self.open.retain(|t| {
+            let idle_gone = follow && !t.matched && t.at_eof_since.is_some_and(|s| s.elapsed() >= wait) && t.framer.pending() == 0;
+            let keep = !t.done && !idle_gone;
+            if !keep {
+                tracing::debug!(path = %t.path.display(), "closing file");
+            }
+            keep
+        });
+    }
+}
+
+enum ReadStop {
+    PipelineGone,
+    Io(std::io::Error),
+}
+
+/// Expands globs; plain paths are kept as they are (they may not exist yet).
+pub fn expand(patterns: &[String]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in patterns {
+        if p.contains(['*', '?', '[']) {
+            match glob::glob(p) {
+                Ok(paths) => {
+                    let mut found: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+                    found.sort();
+                    out.extend(found);
+                }
+                Err(e) => tracing::warn!(pattern = %p, error = %e, "bad glob"),
+            }
+        } else {
+            out.push(PathBuf::from(p));
+        }
+    }
+    out.dedup();
+    out
+}

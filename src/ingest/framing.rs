@@ -1,0 +1,225 @@
+//! Framing: a byte stream in, chunks of complete lines out.
+//!
+//! A [`Framer`] owns the bytes read but not yet handed on. After each read it splits off
+//! everything up to the last `\n` as one `Bytes` chunk (zero-copy: the chunk shares the
+//! read buffer), so downstream stages get whole lines in large batches. A line that grows
+//! past `max_line_bytes` without a newline is reported once (with its first bytes) and
+//! skipped up to its newline, so memory stays bounded by `max_line_bytes + read size`.
+//! Offsets are stream offsets: the first byte the framer ever saw is `start_offset`.
+
+use bytes::{Bytes, BytesMut};
+
+/// A chunk of whole lines and the stream range `[start, end)` it covers.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    pub data: Bytes,
+    pub start: u64,
+    pub end: u64,
+}
+
+/// An over-long line that was skipped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Overlong {
+    /// Stream offset of the line's first byte.
+    pub offset: u64,
+    /// The line's first bytes (at most the sample size).
+    pub sample: Vec<u8>,
+}
+
+pub struct Framer {
+    buf: BytesMut,
+    /// Stream offset of `buf[0]`.
+    buf_start: u64,
+    max_line: usize,
+    sample_bytes: usize,
+    /// While skipping an over-long line: its report is already made.
+    skipping: bool,
+    /// Length of `buf` already known to hold no newline.
+    scanned: usize,
+}
+
+impl Framer {
+    pub fn new(start_offset: u64, max_line_bytes: usize, sample_bytes: usize) -> Self {
+        Self { buf: BytesMut::new(), buf_start: start_offset, max_line: max_line_bytes.max(1), sample_bytes, skipping: false, scanned: 0 }
+    }
+
+    /// Offset just past the last byte pushed.
+    pub fn read_offset(&self) -> u64 {
+        self.buf_start + self.buf.len() as u64
+    }
+
+    /// Bytes held back (a partial line).
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Reads once from `read` into the buffer (up to `max` bytes). Returns the count read.
+    pub fn read_from(&mut self, read: &mut impl std::io::Read, max: usize) -> std::io::Result<usize> {
+        let old = self.buf.len();
+        self.buf.resize(old + max, 0);
+        let res = read.read(&mut self.buf[old..]);
+        let n = *res.as_ref().unwrap_or(&0);
+        self.buf.truncate(old + n);
+        res
+    }
+
+    /// Appends bytes received from elsewhere (a datagram, a socket read).
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Splits off all complete lines. Over-long lines are passed to `overlong` and dropped.
+    pub fn take_lines(&mut self, mut overlong: impl FnMut(Overlong)) -> Option<Chunk> {
+        loop {
+            if self.skipping {
+                match memchr::memchr(b'\n', &self.buf) {
+                    Some(i) => {
+                        let _ = self.buf.split_to(i + 1);
+                        self.buf_start += i as u64 + 1;
+                        self.skipping = false;
+                        self.scanned = 0;
+                    }
+                    None => {
+                        self.buf_start += self.buf.len() as u64;
+                        self.buf.clear();
+                        self.scanned = 0;
+                        return None;
+                    }
+                }
+            }
+            let from = self.scanned.min(self.buf.len());
+            match memchr::memrchr(b'\n', &self.buf[from..]) {
+                Some(i) => {
+                    let cut = from + i + 1;
+                    // Any complete line in the chunk longer than the limit is left for the
+                    // parser to reject; only a line without an end can grow the buffer.
+                    let data = self.buf.split_to(cut).freeze();
+                    let start = self.buf_start;
+                    self.buf_start += cut as u64;
+                    let end = self.buf_start;
+                    self.scanned = 0;
+                    self.check_overlong(&mut overlong);
+                    return Some(Chunk { data, start, end });
+                }
+                None => {
+                    self.scanned = self.buf.len();
+                    if self.check_overlong(&mut overlong) {
+                        continue;
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn check_overlong(&mut self, overlong: &mut impl FnMut(Overlong)) -> bool {
+        if self.buf.len() > self.max_line && memchr::memchr(b'\n', &self.buf).is_none() {
+            let n = self.sample_bytes.min(self.buf.len());
+            overlong(Overlong { offset: self.buf_start, sample: self.buf[..n].to_vec() });
+            self.buf_start += self.buf.len() as u64;
+            self.buf.clear();
+            self.skipping = true;
+            self.scanned = 0;
+            return true;
+        }
+        false
+    }
+
+    /// At end of input: everything left, including a last line without a newline.
+    pub fn take_rest(&mut self, overlong: impl FnMut(Overlong)) -> Option<Chunk> {
+        if let Some(c) = self.take_lines(overlong) {
+            // Put back nothing: the remainder is handled by the next call.
+            return Some(c);
+        }
+        if self.skipping || self.buf.is_empty() {
+            self.skipping = false;
+            self.buf_start += self.buf.len() as u64;
+            self.buf.clear();
+            return None;
+        }
+        let data = self.buf.split().freeze();
+        let start = self.buf_start;
+        self.buf_start += data.len() as u64;
+        self.scanned = 0;
+        Some(Chunk { data, start, end: self.buf_start })
+    }
+
+    /// Forgets pending bytes and restarts at `offset` (after truncation).
+    pub fn reset(&mut self, offset: u64) {
+        self.buf.clear();
+        self.buf_start = offset;
+        self.skipping = false;
+        self.scanned = 0;
+    }
+}
+
+/// Iterates over the lines of a chunk (each without its `\n`; a final piece without a
+/// newline counts as a line), with the offset of each line within the chunk.
+pub fn lines(data: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        if pos >= data.len() {
+            return None;
+        }
+        let start = pos;
+        match memchr::memchr(b'\n', &data[pos..]) {
+            Some(i) => {
+                pos += i + 1;
+                Some((start, &data[start..start + i]))
+            }
+            None => {
+                pos = data.len();
+                Some((start, &data[start..]))
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(framer: &mut Framer, input: &[u8], step: usize) -> (Vec<u8>, Vec<Overlong>) {
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        for piece in input.chunks(step.max(1)) {
+            framer.push(piece);
+            while let Some(c) = framer.take_lines(|o| bad.push(o)) {
+                assert_eq!(c.end - c.start, c.data.len() as u64);
+                out.extend_from_slice(&c.data);
+            }
+        }
+        if let Some(c) = framer.take_rest(|o| bad.push(o)) {
+            out.extend_from_slice(&c.data);
+        }
+        (out, bad)
+    }
+
+    #[test]
+    fn output_does_not_depend_on_split() {
+        let input = b"{\"a\":1}\n{\"b\":2}\r\n\n{\"c\":3}";
+        for step in 1..input.len() {
+            let (out, bad) = feed(&mut Framer::new(0, 1024, 16), input, step);
+            assert_eq!(out, input, "step {step}");
+            assert!(bad.is_empty());
+        }
+    }
+
+    #[test]
+    fn overlong_line_is_skipped_with_bounded_memory() {
+        let mut input = b"ok1\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 10_000));
+        input.extend_from_slice(b"\nok2\n");
+        let mut f = Framer::new(100, 64, 8);
+        let (out, bad) = feed(&mut f, &input, 97);
+        assert_eq!(out, b"ok1\nok2\n");
+        assert_eq!(bad, vec![Overlong { offset: 104, sample: b"xxxxxxxx".to_vec() }]);
+        assert_eq!(f.read_offset(), 100 + input.len() as u64);
+    }
+
+    #[test]
+    fn lines_iterates_with_offsets() {
+        let got: Vec<_> = lines(b"a\nbc\n\nd").collect();
+        assert_eq!(got, vec![(0, &b"a"[..]), (2, &b"bc"[..]), (5, &b""[..]), (6, &b"d"[..])]);
+    }
+}

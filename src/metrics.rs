@@ -1,0 +1,79 @@
+//! Every metric name, in one place. Stages emit per batch, never per event.
+//!
+//! Labels: `source` (config name of the input), `reason` (a
+//! [`RejectReason`](crate::parse::RejectReason) name), `field` (a typed field name),
+//! `stage` (`ingest`, `parse`, `archive`).
+
+/// Bytes read by a source.
+pub const SOURCE_BYTES: &str = "alertflow_source_bytes_total";
+/// Line batches sent by a source into the pipeline.
+pub const SOURCE_BATCHES: &str = "alertflow_source_batches_total";
+/// Lines a source dropped because the pipeline was full (sockets with `overflow = "drop"`).
+pub const SOURCE_DROPPED_LINES: &str = "alertflow_source_dropped_lines_total";
+/// Files a file source is following.
+pub const SOURCE_OPEN_FILES: &str = "alertflow_source_open_files";
+/// Rotations and truncations a file source noticed.
+pub const SOURCE_ROTATIONS: &str = "alertflow_source_rotations_total";
+/// Connections accepted / refused by socket sources.
+pub const SOURCE_CONNECTIONS: &str = "alertflow_source_connections_total";
+pub const SOURCE_CONNECTIONS_REFUSED: &str = "alertflow_source_connections_refused_total";
+
+/// Lines received by the parse stage (blank lines included).
+pub const PARSE_LINES: &str = "alertflow_parse_lines_total";
+/// Blank lines skipped.
+pub const PARSE_BLANK_LINES: &str = "alertflow_parse_blank_lines_total";
+/// Events parsed and sent on.
+pub const PARSE_EVENTS: &str = "alertflow_parse_events_total";
+/// Lines rejected, by `reason`.
+pub const REJECTED_LINES: &str = "alertflow_rejected_lines_total";
+/// Typed fields present but unusable (kept as null), by `field`.
+pub const FIELD_INVALID: &str = "alertflow_field_invalid_total";
+/// Events whose sensor wrote `"ts-error"` instead of a time.
+pub const TIMESTAMP_ERRORS: &str = "alertflow_timestamp_errors_total";
+/// Dead-letter records not written because the file reached its cap.
+pub const DEADLETTER_DROPPED: &str = "alertflow_deadletter_dropped_total";
+
+/// Rows written to archive segments (sealed or not yet sealed).
+pub const ARCHIVE_ROWS: &str = "alertflow_archive_rows_total";
+/// Segments sealed (renamed into place).
+pub const ARCHIVE_SEGMENTS: &str = "alertflow_archive_segments_sealed_total";
+/// Bytes of sealed Parquet.
+pub const ARCHIVE_BYTES: &str = "alertflow_archive_bytes_total";
+/// Commits (a set of segments sealed together with their source positions).
+pub const ARCHIVE_COMMITS: &str = "alertflow_archive_commits_total";
+/// Rows buffered in open (unsealed) segments.
+pub const ARCHIVE_OPEN_ROWS: &str = "alertflow_archive_open_rows";
+/// Open partition writers.
+pub const ARCHIVE_OPEN_PARTITIONS: &str = "alertflow_archive_open_partitions";
+/// Archive write failures (the pipeline stops on these).
+pub const ARCHIVE_ERRORS: &str = "alertflow_archive_errors_total";
+
+/// Batches waiting in the channel in front of a stage, by `stage`.
+pub const QUEUE_DEPTH: &str = "alertflow_queue_depth_batches";
+
+/// Registers help texts with the installed recorder.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, Unit};
+    describe_counter!(SOURCE_BYTES, Unit::Bytes, "bytes read by a source");
+    describe_counter!(SOURCE_BATCHES, "line batches sent by a source");
+    describe_counter!(SOURCE_DROPPED_LINES, "lines dropped by a source because the pipeline was full");
+    describe_gauge!(SOURCE_OPEN_FILES, "files a file source is following");
+    describe_counter!(SOURCE_ROTATIONS, "rotations and truncations noticed by file sources");
+    describe_counter!(SOURCE_CONNECTIONS, "connections accepted by socket sources");
+    describe_counter!(SOURCE_CONNECTIONS_REFUSED, "connections refused by socket sources (over the cap)");
+    describe_counter!(PARSE_LINES, "lines received by the parse stage");
+    describe_counter!(PARSE_BLANK_LINES, "blank lines skipped");
+    describe_counter!(PARSE_EVENTS, "events parsed and sent on");
+    describe_counter!(REJECTED_LINES, "lines rejected, by reason");
+    describe_counter!(FIELD_INVALID, "typed fields present but unusable (archived as null), by field");
+    describe_counter!(TIMESTAMP_ERRORS, "events stamped ts-error by the sensor");
+    describe_counter!(DEADLETTER_DROPPED, "dead-letter records not written (file cap reached)");
+    describe_counter!(ARCHIVE_ROWS, "rows written to archive segments");
+    describe_counter!(ARCHIVE_SEGMENTS, "archive segments sealed");
+    describe_counter!(ARCHIVE_BYTES, Unit::Bytes, "bytes of sealed parquet");
+    describe_counter!(ARCHIVE_COMMITS, "archive commits");
+    describe_gauge!(ARCHIVE_OPEN_ROWS, "rows in open segments");
+    describe_gauge!(ARCHIVE_OPEN_PARTITIONS, "open partition writers");
+    describe_counter!(ARCHIVE_ERRORS, "archive write failures");
+    describe_gauge!(QUEUE_DEPTH, "batches waiting in front of a stage");
+}

@@ -1,0 +1,413 @@
+//! Suricata EVE JSON → [`EventView`]. This is the one file that calls simd-json.
+//!
+//! Per line: strip the terminator (`\n`, `\r\n`), a UTF-8 BOM and an `@cee:` prefix; copy
+//! the line once into a reused, padded scratch buffer; build a simd-json tape with reused
+//! buffers and a nesting-depth limit; walk the top-level object once, typing only the hot
+//! fields (duplicate keys: the last one wins, as in most JSON readers). Lines that use
+//! Suricata's non-JSON `\xNN` escapes are rewritten to `\u00NN` and parsed again.
+//! The raw bytes are never modified.
+
+use simd_json::prelude::*;
+use simd_json::tape::{Object, Value};
+use simd_json::{Buffers, ErrorType, Tape};
+
+use super::RejectReason;
+use crate::event::time::parse_timestamp_us;
+use crate::event::{AlertView, EventView, Field, StrOrInt};
+
+/// Limits applied to every line.
+#[derive(Debug, Clone, Copy)]
+pub struct ParseLimits {
+    pub max_line_bytes: usize,
+    pub max_depth: usize,
+}
+
+impl Default for ParseLimits {
+    fn default() -> Self {
+        Self { max_line_bytes: 16 << 20, max_depth: 128 }
+    }
+}
+
+/// Counts of typed fields that were present but unusable (kept as null).
+pub type FieldErrors = [u64; Field::COUNT];
+
+/// A reusable EVE parser; one per worker thread.
+pub struct EveParser {
+    limits: ParseLimits,
+    buffers: Buffers,
+    scratch: Vec<u8>,
+    tape: Option<Tape<'static>>,
+    /// Per-field counts of unusable values since the last [`EveParser::take_field_errors`].
+    field_errors: FieldErrors,
+}
+
+/// What to archive for a line: the bytes that form `raw` (no terminator, BOM or prefix).
+/// Returns `None` for a blank line.
+pub fn prepare_line(line: &[u8]) -> Option<&[u8]> {
+    let mut l = line;
+    if let [rest @ .., b'\n'] = l {
+        l = rest;
+    }
+    if let [rest @ .., b'\r'] = l {
+        l = rest;
+    }
+    if let [0xEF, 0xBB, 0xBF, rest @ ..] = l {
+        l = rest;
+    }
+    if let Some(rest) = l.strip_prefix(b"@cee:") {
+        l = rest.strip_prefix(b" ").unwrap_or(rest);
+    }
+    if l.iter().all(|b| b.is_ascii_whitespace()) {
+        None
+    } else {
+        Some(l)
+    }
+}
+
+impl EveParser {
+    pub fn new(limits: ParseLimits) -> Self {
+        Self {
+            limits,
+            buffers: Buffers::with_max_depth(4096, limits.max_depth),
+            scratch: Vec::with_capacity(4096 + simd_json::INPUT_PADDING),
+            tape: Some(Tape::null().reset()),
+            field_errors: [0; Field::COUNT],
+        }
+    }
+
+    pub fn limits(&self) -> ParseLimits {
+        self.limits
+    }
+
+    /// Returns and resets the per-field error counts.
+    pub fn take_field_errors(&mut self) -> FieldErrors {
+        std::mem::replace(&mut self.field_errors, [0; Field::COUNT])
+    }
+
+    /// Parses one prepared line (see [`prepare_line`]) and hands the typed view to `f`.
+    pub fn parse<R>(&mut self, line: &[u8], f: impl FnOnce(&EventView<'_>) -> R) -> Result<R, RejectReason> {
+        if line.len() > self.limits.max_line_bytes {
+            return Err(RejectReason::TooLong);
+        }
+        // Cheap reject of anything that cannot be an object: saves a tape build on garbage.
+        match line.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => {}
+            Some(b'[' | b'"' | b't' | b'f' | b'n' | b'-' | b'0'..=b'9') => {
+                return Err(self.classify_non_object(line));
+            }
+            _ => return Err(classify(line, false)),
+        }
+        let first = self.try_parse(line, false, f);
+        match first {
+            Ok(r) => r,
+            Err((too_deep, f)) => {
+                if !too_deep && memchr::memmem::find(line, b"\\x").is_some() {
+                    match self.try_parse(line, true, f) {
+                        Ok(r) => return r,
+                        Err((too_deep, _)) => return Err(classify(line, too_deep)),
+                    }
+                }
+                Err(classify(line, too_deep))
+            }
+        }
+    }
+
+    fn classify_non_object(&mut self, line: &[u8]) -> RejectReason {
+        // Valid JSON that is not an object is `not_object`; otherwise find the real reason.
+        let mut tape = self.tape.take().unwrap_or_else(|| Tape::null().reset()).reset();
+        fill_scratch(&mut self.scratch, line, false);
+        let len = self.scratch.len() - simd_json::INPUT_PADDING;
+        let res = simd_json::fill_tape_padded(&mut self.scratch, len, &mut self.buffers, &mut tape);
+        let reason = match res {
+            Ok(()) => RejectReason::NotObject,
+            Err(e) => classify(line, is_depth(&e)),
+        };
+        self.tape = Some(tape.reset());
+        reason
+    }
+
+    /// One parse attempt. On a JSON error, gives the closure back for a retry, with
+    /// whether the error was the depth limit.
+    #[allow(clippy::type_complexity)]
+    fn try_parse<R, F: FnOnce(&EventView<'_>) -> R>(&mut self, line: &[u8], fix_escapes: bool, f: F) -> Result<Result<R, RejectReason>, (bool, F)> {
+        fill_scratch(&mut self.scratch, line, fix_escapes);
+        let len = self.scratch.len() - simd_json::INPUT_PADDING;
+        let mut tape = self.tape.take().unwrap_or_else(|| Tape::null().reset()).reset();
+        if let Err(e) = simd_json::fill_tape_padded(&mut self.scratch, len, &mut self.buffers, &mut tape) {
+            self.tape = Some(tape.reset());
+            return Err((is_depth(&e), f));
+        }
+        let out = match tape.as_value().as_object() {
+            Some(obj) => {
+                let mut view = EventView::default();
+                match walk_event(&obj, &mut view, &mut self.field_errors) {
+                    Ok(()) => Ok(f(&view)),
+                    Err(r) => Err(r),
+                }
+            }
+            None => Err(RejectReason::NotObject),
+        };
+        self.tape = Some(tape.reset());
+        Ok(out)
+    }
+}
+
+fn is_depth(e: &simd_json::Error) -> bool {
+    matches!(e.error(), ErrorType::DepthLimitExceeded)
+}
+
+fn classify(line: &[u8], too_deep: bool) -> RejectReason {
+    if too_deep {
+        RejectReason::TooDeep
+    } else if simdutf8::basic::from_utf8(line).is_err() {
+        RejectReason::NotUtf8
+    } else {
+        RejectReason::InvalidJson
+    }
+}
+
+/// Copies `line` into `scratch` followed by simd-json's padding, optionally rewriting
+/// `\xNN` escapes to `\u00NN`.
+fn fill_scratch(scratch: &mut Vec<u8>, line: &[u8], fix_escapes: bool) {
+    scratch.clear();
+    if !fix_escapes {
+        scratch.extend_from_slice(line);
+    } else {
+        let mut i = 0;
+        while i < line.len() {
+            let b = line[i];
+            if b == b'\\' && i + 1 < line.len() {
+                let next = line[i + 1];
+                if next == b'x' && i + 3 < line.len() && line[i + 2].is_ascii_hexdigit() && line[i + 3].is_ascii_hexdigit() {
+                    scratch.extend_from_slice(b"\\u00");
+                    scratch.push(line[i + 2]);
+                    scratch.push(line[i + 3]);
+                    i += 4;
+                } else {
+                    scratch.push(b);
+                    scratch.push(next);
+                    i += 2;
+                }
+            } else {
+                scratch.push(b);
+                i += 1;
+            }
+        }
+    }
+    scratch.resize(scratch.len() + simd_json::INPUT_PADDING, 0);
+}
+
+fn walk_event<'t, 'i>(obj: &Object<'t, 'i>, ev: &mut EventView<'i>, errs: &mut FieldErrors) -> Result<(), RejectReason> {
+    let mut timestamp: Option<Value<'t, 'i>> = None;
+    for (key, v) in obj.iter() {
+        match key {
+            "timestamp" => timestamp = Some(v),
+            "event_type" => ev.event_type = str_field(v, Field::EventType, errs),
+            "host" => ev.host = str_field(v, Field::Host, errs),
+            "in_iface" => ev.in_iface = str_field(v, Field::InIface, errs),
+            "src_ip" => ev.src_ip = str_field(v, Field::SrcIp, errs),
+            "src_port" => ev.src_port = port_field(v, Field::SrcPort, errs),
+            "dest_ip" => ev.dest_ip = str_field(v, Field::DestIp, errs),
+            "dest_port" => ev.dest_port = port_field(v, Field::DestPort, errs),
+            "proto" => {
+                ev.proto = if let Some(s) = v.into_string() {
+                    StrOrInt::Str(s)
+                } else if let Some(n) = v.as_i64() {
+                    StrOrInt::Int(n)
+                } else {
+                    note_bad(v, Field::Proto, errs);
+                    StrOrInt::Absent
+                }
+            }
+            "app_proto" => ev.app_proto = str_field(v, Field::AppProto, errs),
+            "flow_id" => ev.flow_id = i64_field(v, Field::FlowId, errs),
+            "community_id" => ev.community_id = str_field(v, Field::CommunityId, errs),
+            "alert" => {
+                ev.alert = match v.as_object() {
+                    Some(a) => Some(walk_alert(&a, errs)),
+                    None => {
+                        note_bad(v, Field::Alert, errs);
+                        None
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    match timestamp {
+        None => Err(RejectReason::MissingTimestamp),
+        Some(v) => match v.into_string() {
+            Some("ts-error") => {
+                ev.timestamp_us = None;
+                Ok(())
+            }
+            Some(s) => match parse_timestamp_us(s.as_bytes()) {
+                Some(us) => {
+                    ev.timestamp_us = Some(us);
+                    Ok(())
+                }
+                None => Err(RejectReason::BadTimestamp),
+            },
+            None => Err(RejectReason::BadTimestamp),
+        },
+    }
+}
+
+fn walk_alert<'i>(obj: &Object<'_, 'i>, errs: &mut FieldErrors) -> AlertView<'i> {
+    let mut a = AlertView::default();
+    for (key, v) in obj.iter() {
+        match key {
+            "gid" => a.gid = i64_field(v, Field::AlertGid, errs),
+            "signature_id" => a.signature_id = i64_field(v, Field::AlertSignatureId, errs),
+            "rev" => a.rev = i64_field(v, Field::AlertRev, errs),
+            "signature" => a.signature = str_field(v, Field::AlertSignature, errs),
+            "category" => a.category = str_field(v, Field::AlertCategory, errs),
+            "severity" => {
+                a.severity = match v.as_i64() {
+                    Some(n) if i32::try_from(n).is_ok() => Some(n as i32),
+                    _ => {
+                        note_bad(v, Field::AlertSeverity, errs);
+                        None
+                    }
+                }
+            }
+            "action" => a.action = str_field(v, Field::AlertAction, errs),
+            _ => {}
+        }
+    }
+    a
+}
+
+#[inline]
+fn note_bad(v: Value<'_, '_>, field: Field, errs: &mut FieldErrors) {
+    if v.as_null().is_none() {
+        errs[field as usize] += 1;
+    }
+}
+
+#[inline]
+fn str_field<'i>(v: Value<'_, 'i>, field: Field, errs: &mut FieldErrors) -> Option<&'i str> {
+    let s = v.into_string();
+    if s.is_none() {
+        note_bad(v, field, errs);
+    }
+    s
+}
+
+#[inline]
+fn i64_field(v: Value<'_, '_>, field: Field, errs: &mut FieldErrors) -> Option<i64> {
+    let n = v.as_i64();
+    if n.is_none() {
+        note_bad(v, field, errs);
+    }
+    n
+}
+
+#[inline]
+fn port_field(v: Value<'_, '_>, field: Field, errs: &mut FieldErrors) -> Option<i32> {
+    match v.as_i64() {
+        Some(n) if (0..=65535).contains(&n) => Some(n as i32),
+        _ => {
+            note_bad(v, field, errs);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Detaches a string from the parser's buffers for the assertions.
+    fn leak(s: Option<&str>) -> Option<&'static str> {
+        s.map(|s| &*Box::leak(s.to_owned().into_boxed_str()))
+    }
+
+    fn parse(line: &str) -> Result<EventView<'static>, RejectReason> {
+        let mut p = EveParser::new(ParseLimits::default());
+        p.parse(line.as_bytes(), |v| -> EventView<'static> {
+            EventView {
+                timestamp_us: v.timestamp_us,
+                event_type: leak(v.event_type),
+                src_ip: leak(v.src_ip),
+                src_port: v.src_port,
+                flow_id: v.flow_id,
+                proto: match v.proto {
+                    StrOrInt::Str(s) => StrOrInt::Str(leak(Some(s)).unwrap()),
+                    StrOrInt::Int(n) => StrOrInt::Int(n),
+                    StrOrInt::Absent => StrOrInt::Absent,
+                },
+                alert: v.alert.as_ref().map(|a| AlertView { signature: leak(a.signature), signature_id: a.signature_id, severity: a.severity, ..Default::default() }),
+                ..Default::default()
+            }
+        })
+    }
+
+    #[test]
+    fn types_hot_fields() {
+        let v = parse(r#"{"timestamp":"2017-03-06T06:54:10.839668+0000","flow_id":2251799813685247,"event_type":"alert","src_ip":"10.0.0.1","src_port":80,"proto":"TCP","alert":{"signature_id":2019401,"signature":"ET \"x\"","severity":2}}"#).unwrap();
+        assert_eq!(v.event_type, Some("alert"));
+        assert_eq!(v.flow_id, Some(2_251_799_813_685_247));
+        assert_eq!(v.src_port, Some(80));
+        assert_eq!(v.proto, StrOrInt::Str("TCP"));
+        let a = v.alert.unwrap();
+        assert_eq!((a.signature_id, a.signature, a.severity), (Some(2019401), Some("ET \"x\""), Some(2)));
+    }
+
+    #[test]
+    fn ts_error_is_kept_without_time() {
+        let v = parse(r#"{"timestamp":"ts-error","event_type":"flow"}"#).unwrap();
+        assert_eq!(v.timestamp_us, None);
+        assert_eq!(v.event_type, Some("flow"));
+    }
+
+    #[test]
+    fn hex_escapes_are_rewritten_but_escaped_backslashes_are_not() {
+        let v = parse(r#"{"timestamp":"2017-03-06T06:54:10Z","event_type":"http\x41","src_ip":"a\\x41"}"#).unwrap();
+        assert_eq!(v.event_type, Some("httpA"));
+        assert_eq!(v.src_ip, Some("a\\x41"));
+    }
+
+    #[test]
+    fn reasons() {
+        assert_eq!(parse(r#"{"timestamp":"2017-03-06T06:54:10"#).unwrap_err(), RejectReason::InvalidJson);
+        assert_eq!(parse(r#"{"event_type":"flow"}"#).unwrap_err(), RejectReason::MissingTimestamp);
+        assert_eq!(parse(r#"{"timestamp":"yesterday"}"#).unwrap_err(), RejectReason::BadTimestamp);
+        assert_eq!(parse(r#"{"timestamp":12}"#).unwrap_err(), RejectReason::BadTimestamp);
+        assert_eq!(parse(r#"[1,2]"#).unwrap_err(), RejectReason::NotObject);
+        assert_eq!(parse("garbage").unwrap_err(), RejectReason::InvalidJson);
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(parse(&deep).unwrap_err(), RejectReason::TooDeep);
+        let deep_obj = format!("{{\"timestamp\":\"2017-03-06T06:54:10Z\",\"a\":{}1{}}}", "[".repeat(500), "]".repeat(500));
+        assert_eq!(parse(&deep_obj).unwrap_err(), RejectReason::TooDeep);
+        let mut p = EveParser::new(ParseLimits::default());
+        assert_eq!(p.parse(b"{\"timestamp\":\"\xff\"}", |_| ()).unwrap_err(), RejectReason::NotUtf8);
+    }
+
+    #[test]
+    fn wrong_types_become_null_and_are_counted() {
+        let mut p = EveParser::new(ParseLimits::default());
+        let line = r#"{"timestamp":"2017-03-06T06:54:10Z","src_port":70000,"dest_port":"80","flow_id":18446744073709551615,"proto":null}"#;
+        let (sp, dp, fid) = p.parse(line.as_bytes(), |v| (v.src_port, v.dest_port, v.flow_id)).unwrap();
+        assert_eq!((sp, dp, fid), (None, None, None));
+        let errs = p.take_field_errors();
+        assert_eq!(errs[Field::SrcPort as usize], 1);
+        assert_eq!(errs[Field::DestPort as usize], 1);
+        assert_eq!(errs[Field::FlowId as usize], 1);
+        assert_eq!(errs[Field::Proto as usize], 0, "null is absent, not an error");
+    }
+
+    #[test]
+    fn duplicate_keys_last_wins() {
+        let v = parse(r#"{"timestamp":"2017-03-06T06:54:10Z","event_type":"dns","event_type":"alert"}"#).unwrap();
+        assert_eq!(v.event_type, Some("alert"));
+    }
+
+    #[test]
+    fn prepare_strips_terminator_bom_and_cee() {
+        assert_eq!(prepare_line(b"\xEF\xBB\xBF@cee: {\"a\":1}\r\n"), Some(&b"{\"a\":1}"[..]));
+        assert_eq!(prepare_line(b"@cee:{}"), Some(&b"{}"[..]));
+        assert_eq!(prepare_line(b" \r\n"), None);
+        assert_eq!(prepare_line(b""), None);
+    }
+}

@@ -1,0 +1,290 @@
+//! Wiring: sources → parse workers → archive writer, with bounded channels and an
+//! orderly shutdown. No business logic lives here.
+//!
+//! Built sink first: the archive is opened (and recovered) before anything reads, so
+//! sources start from the positions the archive has sealed. Shutdown order: sources stop
+//! (flag or end of input) and drop their senders → parse workers drain and exit → the
+//! archive writer drains, seals open segments and returns its totals.
+
+pub mod stats;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, RecvTimeoutError};
+use serde::Serialize;
+
+use crate::archive::{ArchiveError, ArchiveTotals, ArchiveWriter};
+use crate::config::{Config, SourceKind};
+use crate::deadletter::DeadLetter;
+use crate::ingest::file::FileSource;
+use crate::ingest::{unix, SourceCtx, SourceInfo};
+use crate::metrics as m;
+use crate::parse::stage::publish;
+use crate::parse::{EveParser, ParseLimits, ParseStage, ParsedBatch};
+use stats::PipelineStats;
+
+/// Health facts shared with the HTTP listener.
+#[derive(Default)]
+pub struct Health {
+    pub rows_sealed: AtomicU64,
+    pub commits: AtomicU64,
+    /// Unix seconds of the last commit (0: none yet).
+    pub last_commit_unix: AtomicU64,
+    pub archive_failed: AtomicBool,
+}
+
+/// How sources behave: follow forever (`run`) or read to the end (`replay`, `demo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Follow,
+    ReadToEnd,
+}
+
+/// What a finished (or stopped) pipeline reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub seconds: f64,
+    pub bytes_in: u64,
+    pub lines: u64,
+    pub blank_lines: u64,
+    pub events: u64,
+    pub events_by_type: BTreeMap<String, u64>,
+    pub rejected: BTreeMap<&'static str, u64>,
+    pub timestamp_errors: u64,
+    pub invalid_fields: u64,
+    pub rows_archived: u64,
+    pub segments_sealed: u64,
+    pub parquet_bytes: u64,
+    pub resumed_files: usize,
+    pub archive: String,
+    pub dead_letter: Option<String>,
+}
+
+impl Summary {
+    pub fn events_per_sec(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.events as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+
+    /// The human summary printed by `replay` and `demo`.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let mb = self.bytes_in as f64 / 1e6;
+        s.push_str(&format!(
+            "{} events in {:.2} s ({:.0} events/s, {:.1} MB/s)\n",
+            self.events,
+            self.seconds,
+            self.events_per_sec(),
+            if self.seconds > 0.0 { mb / self.seconds } else { 0.0 }
+        ));
+        let mut types: Vec<_> = self.events_by_type.iter().collect();
+        types.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let list: Vec<String> = types.iter().map(|(t, n)| format!("{t} {n}")).collect();
+        s.push_str(&format!("  by type:  {}\n", if list.is_empty() { "-".into() } else { list.join(", ") }));
+        let total_rejected: u64 = self.rejected.values().sum();
+        if total_rejected == 0 {
+            s.push_str("  rejected: none\n");
+        } else {
+            let list: Vec<String> = self.rejected.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            s.push_str(&format!("  rejected: {total_rejected} ({})", list.join(", ")));
+            if let Some(d) = &self.dead_letter {
+                s.push_str(&format!(", see {d}"));
+            }
+            s.push('\n');
+        }
+        if self.timestamp_errors > 0 || self.invalid_fields > 0 {
+            s.push_str(&format!("  kept with nulls: {} ts-error timestamps, {} unusable field values\n", self.timestamp_errors, self.invalid_fields));
+        }
+        s.push_str(&format!(
+            "  archived: {} rows in {} segments, {:.1} MB parquet under {}\n",
+            self.rows_archived,
+            self.segments_sealed,
+            self.parquet_bytes as f64 / 1e6,
+            self.archive
+        ));
+        s
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error("dead-letter file {path}: {source}")]
+    DeadLetter { path: String, source: std::io::Error },
+    #[error("source `{name}`: {source}")]
+    Source { name: String, source: std::io::Error },
+    #[error("no sources: give an input (--input PATH) or add [[sources]] to the config")]
+    NoSources,
+}
+
+
+/// Runs the pipeline until every source has ended (replay) or `shutdown` is set (run).
+pub fn run(cfg: &Config, mode: Mode, shutdown: Arc<AtomicBool>, progress: Option<Arc<AtomicU64>>, health: Option<Arc<Health>>) -> Result<Summary, PipelineError> {
+    if cfg.sources.is_empty() {
+        return Err(PipelineError::NoSources);
+    }
+    let started = Instant::now();
+    let dead_letter = Arc::new(match &cfg.dead_letter.path {
+        Some(p) => DeadLetter::open(Some(p), cfg.dead_letter.sample_bytes, cfg.dead_letter.max_bytes).map_err(|source| PipelineError::DeadLetter { path: p.display().to_string(), source })?,
+        None => DeadLetter::disabled(),
+    });
+    let stats = Arc::new(PipelineStats::default());
+    let health = health.unwrap_or_default();
+
+    // Sink first: recovery decides where sources resume.
+    let (mut archive, recovered) = ArchiveWriter::open(cfg.archive.clone())?;
+    if recovered.segments > 0 {
+        tracing::info!(segments = recovered.segments, rolled_forward = recovered.rolled_forward, discarded = recovered.discarded, "archive recovered");
+    }
+    let cap = cfg.pipeline.channel_batches;
+    let (raw_tx, raw_rx) = bounded(cap);
+    let (parsed_tx, parsed_rx) = bounded::<ParsedBatch>(cap);
+
+    let archive_health = health.clone();
+    let archive_dl = dead_letter.clone();
+    let raw_depth = raw_rx.clone();
+    let archive_thread = std::thread::Builder::new().name("archive".into()).spawn(move || -> Result<ArchiveTotals, ArchiveError> {
+        let tick = Duration::from_millis(100);
+        let mut last_commits = 0;
+        loop {
+            let res = match parsed_rx.recv_timeout(tick) {
+                Ok(batch) => archive.accept(batch),
+                Err(RecvTimeoutError::Timeout) => archive.tick(),
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            if let Err(e) = res {
+                metrics::counter!(m::ARCHIVE_ERRORS).increment(1);
+                archive_health.archive_failed.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+            let t = archive.totals();
+            if t.commits != last_commits {
+                last_commits = t.commits;
+                archive_dl.flush();
+                archive_health.rows_sealed.store(t.rows_sealed, Ordering::Relaxed);
+                archive_health.commits.store(t.commits, Ordering::Relaxed);
+                archive_health.last_commit_unix.store((crate::event::time::wall_clock_us() / 1_000_000) as u64, Ordering::Relaxed);
+            }
+            metrics::gauge!(m::QUEUE_DEPTH, "stage" => "parse").set(raw_depth.len() as f64);
+            metrics::gauge!(m::QUEUE_DEPTH, "stage" => "archive").set(parsed_rx.len() as f64);
+        }
+        let t = archive.finish()?;
+        archive_dl.flush();
+        archive_health.rows_sealed.store(t.rows_sealed, Ordering::Relaxed);
+        Ok(t)
+    });
+    let archive_thread = archive_thread.expect("spawn archive thread");
+
+    let limits = ParseLimits { max_line_bytes: cfg.pipeline.max_line_bytes, max_depth: cfg.pipeline.max_json_depth };
+    let mut workers = Vec::new();
+    for i in 0..cfg.pipeline.parse_workers {
+        let (rx, tx, dl, st) = (raw_rx.clone(), parsed_tx.clone(), dead_letter.clone(), stats.clone());
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("parse-{i}"))
+                .spawn(move || {
+                    let mut stage = ParseStage::new(EveParser::new(limits), dl);
+                    for raw in rx {
+                        let parsed = stage.process(raw);
+                        publish(&parsed.stats);
+                        st.add(&parsed.stats);
+                        if tx.send(parsed).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .expect("spawn parse worker"),
+        );
+    }
+    drop(raw_rx);
+    drop(parsed_tx);
+
+    let progress = progress.unwrap_or_default();
+    let mut source_threads = Vec::new();
+    let mut resumed_files = 0;
+    for (id, sc) in cfg.sources.iter().enumerate() {
+        let ctx = SourceCtx {
+            info: Arc::new(SourceInfo { id, name: sc.name.as_str().into() }),
+            tx: raw_tx.clone(),
+            shutdown: shutdown.clone(),
+            dead_letter: dead_letter.clone(),
+            progress: progress.clone(),
+            max_line_bytes: cfg.pipeline.max_line_bytes,
+            read_bytes: cfg.pipeline.read_bytes,
+            overflow: sc.overflow,
+            stats: stats.clone(),
+        };
+        let name = sc.name.clone();
+        let source_err = |source| PipelineError::Source { name: name.clone(), source };
+        let handle: std::thread::JoinHandle<std::io::Result<()>> = match &sc.kind {
+            SourceKind::File(fc) => {
+                let mut fc = fc.clone();
+                fc.follow = mode == Mode::Follow;
+                let resume = recovered.checkpoint.file_offsets(&sc.name);
+                resumed_files += resume.len();
+                let src = FileSource::new(fc, ctx, resume);
+                spawn_source(&name, move || src.run())
+            }
+            SourceKind::Stdin => spawn_source(&name, move || crate::ingest::stdin::run(ctx, std::io::stdin().lock())),
+            SourceKind::UnixStream(uc) => {
+                let l = unix::bind_stream(uc).map_err(source_err)?;
+                let uc = uc.clone();
+                spawn_source(&name, move || unix::run_stream(ctx, uc, l))
+            }
+            SourceKind::UnixDgram(uc) => {
+                let s = unix::bind_dgram(uc).map_err(source_err)?;
+                let uc = uc.clone();
+                spawn_source(&name, move || unix::run_dgram(ctx, uc, s))
+            }
+        };
+        source_threads.push((sc.name.clone(), handle));
+    }
+    drop(raw_tx);
+
+    let mut first_err = None;
+    for (name, h) in source_threads {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(source = %name, error = %e, "source failed");
+                first_err.get_or_insert(PipelineError::Source { name, source: e });
+            }
+            Err(_) => tracing::error!(source = %name, "source thread panicked"),
+        }
+    }
+    for w in workers {
+        let _ = w.join();
+    }
+    let totals = archive_thread.join().expect("archive thread panicked")?;
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    Ok(Summary {
+        seconds: started.elapsed().as_secs_f64(),
+        bytes_in: stats.bytes.load(Ordering::Relaxed),
+        lines: stats.lines.load(Ordering::Relaxed),
+        blank_lines: stats.blank.load(Ordering::Relaxed),
+        events: stats.events.load(Ordering::Relaxed),
+        events_by_type: stats.types(),
+        rejected: stats.rejected(),
+        timestamp_errors: stats.ts_errors.load(Ordering::Relaxed),
+        invalid_fields: stats.field_errors.load(Ordering::Relaxed),
+        rows_archived: totals.rows_sealed,
+        segments_sealed: totals.segments_sealed,
+        parquet_bytes: totals.bytes_sealed,
+        resumed_files,
+        archive: cfg.archive.root.join(crate::archive::EVENTS_TABLE).display().to_string(),
+        dead_letter: (dead_letter.records() > 0).then(|| dead_letter.path().map(|p| p.display().to_string())).flatten(),
+    })
+}
+
+fn spawn_source(name: &str, f: impl FnOnce() -> std::io::Result<()> + Send + 'static) -> std::thread::JoinHandle<std::io::Result<()>> {
+    std::thread::Builder::new().name(format!("source-{name}")).spawn(f).expect("spawn source thread")
+}
