@@ -1,8 +1,8 @@
 //! Source positions recorded in every sealed segment's footer.
 //!
 //! Key-value metadata written into each segment of a commit:
-//! * `alertflow.epoch` — the commit number (monotonic across restarts);
-//! * `alertflow.segments` — how many segments the commit sealed;
+//! * `alertflow.epoch` — the commit number (monotonic across restarts; the segment's
+//!   file name also carries it, with the number of segments the commit sealed);
 //! * `alertflow.checkpoint` — JSON of [`Checkpoint`]: for every source, the resume
 //!   position of every file it has read (fingerprint → offset after the last archived
 //!   line). A commit's positions cover exactly the rows sealed by it and all commits before.
@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub const KEY_EPOCH: &str = "alertflow.epoch";
-pub const KEY_SEGMENTS: &str = "alertflow.segments";
 pub const KEY_CHECKPOINT: &str = "alertflow.checkpoint";
 
 /// Files remembered per source; the least recently advanced are forgotten first.

@@ -1,42 +1,43 @@
 //! The archive: event batches in, sealed Parquet segments out.
 //!
 //! Layout: `<root>/events/date=YYYY-MM-DD/hour=HH/part-<epoch>-<i>-<n>.parquet` (UTC event
-//! time), zstd, row groups bounded by bytes, one open writer per partition.
+//! time), zstd, row groups bounded by bytes, one open writer per partition per writer lane.
 //!
-//! Exactly-once: rows are written into hidden temporaries (`.part-<epoch>-<i>.parquet.tmp`,
-//! ignored by DuckDB, pyarrow and Spark). A commit closes every open writer with the
-//! current source positions in its footer, fsyncs each file, then renames them into place
-//! and fsyncs the directories. The first rename is the commit point: on start,
-//! [`recovery::recover`] finishes a half-renamed commit, deletes temporaries of commits that
-//! never started renaming, and returns the newest positions, from which sources resume.
+//! Exactly-once: rows are written into hidden temporaries
+//! (`.part-<epoch>-<lane>-<i>.parquet.tmp`, ignored by DuckDB, pyarrow and Spark). A commit
+//! closes every open writer with the current source positions in its footer, fsyncs each
+//! file, then renames them into place and fsyncs the directories. The first rename is the
+//! commit point: on start, [`recovery::recover`] finishes a half-renamed commit, deletes
+//! temporaries of commits that never started renaming, and returns the newest positions,
+//! from which sources resume.
 //!
-//! Triggers for a commit: open bytes ≥ `segment_max_bytes`, more open partitions than
-//! `max_open_partitions`, no new rows for `idle_seal`, oldest open row older than
-//! `max_segment_age`, and shutdown. Positions advance only with the batches whose rows
-//! they cover; batches of one stream are written in their original order.
+//! The coordinator ([`ArchiveWriter`], one thread) keeps batches of each stream in their
+//! original order, advances positions, decides when to commit and renames; the Parquet
+//! encoding runs on [`lane`] threads. Triggers for a commit: open bytes ≥
+//! `segment_max_bytes`, more partitions than `max_open_partitions`, no new rows for
+//! `idle_seal`, oldest open row older than `max_segment_age`, and shutdown.
 
 pub mod checkpoint;
+pub mod lane;
 pub mod props;
 pub mod recovery;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use arrow::array::BooleanArray;
-use arrow::compute::filter_record_batch;
-use arrow::record_batch::RecordBatch;
-use parquet::arrow::ArrowWriter;
+use crossbeam_channel::{bounded, Sender};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
 
-use crate::event::time::partition_path;
-use crate::event::EventBatch;
 use crate::ingest::Position;
 use crate::metrics as m;
 use crate::parse::ParsedBatch;
 pub use checkpoint::Checkpoint;
+use lane::{Lane, LaneMsg};
 pub use props::ParquetSettings;
 
 /// Name of the events table directory under the archive root.
@@ -52,6 +53,8 @@ pub enum ArchiveError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("segment {path} has no readable checkpoint: {reason}")]
     BadSegment { path: PathBuf, reason: String },
+    #[error("archive writer lane {0} stopped")]
+    LaneGone(usize),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
@@ -62,18 +65,12 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
 pub struct ArchiveConfig {
     pub root: PathBuf,
     pub parquet: ParquetSettings,
+    /// Threads that encode Parquet.
+    pub writer_threads: usize,
     pub segment_max_bytes: u64,
     pub max_open_partitions: usize,
     pub idle_seal: Duration,
     pub max_segment_age: Duration,
-}
-
-struct OpenSegment {
-    writer: ArrowWriter<File>,
-    tmp: PathBuf,
-    dir: PathBuf,
-    index: usize,
-    rows: u64,
 }
 
 /// Totals since start.
@@ -85,13 +82,19 @@ pub struct ArchiveTotals {
     pub commits: u64,
 }
 
+struct LaneHandle {
+    tx: Sender<LaneMsg>,
+    open_bytes: Arc<AtomicU64>,
+    thread: JoinHandle<()>,
+}
+
 pub struct ArchiveWriter {
     cfg: ArchiveConfig,
     table: PathBuf,
-    props: WriterProperties,
     epoch: u64,
-    open: BTreeMap<i64, OpenSegment>,
-    next_index: usize,
+    lanes: Vec<LaneHandle>,
+    next_lane: usize,
+    open_hours: BTreeSet<i64>,
     open_rows: u64,
     oldest_open: Option<Instant>,
     last_write: Instant,
@@ -107,18 +110,28 @@ struct Reorder {
 }
 
 impl ArchiveWriter {
-    /// Opens the archive: runs recovery and returns the writer with the positions to resume.
+    /// Opens the archive: runs recovery, starts the writer lanes, and returns the writer
+    /// with what recovery found (the positions to resume from).
     pub fn open(cfg: ArchiveConfig) -> Result<(Self, recovery::Recovered), ArchiveError> {
         let table = cfg.root.join(EVENTS_TABLE);
         std::fs::create_dir_all(&table).map_err(io_err(&table))?;
         let rec = recovery::recover(&table)?;
         let props = props::writer_properties(cfg.parquet)?;
+        let lanes = (0..cfg.writer_threads.max(1))
+            .map(|id| {
+                let (tx, rx) = bounded(4);
+                let open_bytes = Arc::new(AtomicU64::new(0));
+                let lane = Lane::new(id, table.clone(), props.clone(), rec.next_epoch, open_bytes.clone());
+                let thread = std::thread::Builder::new().name(format!("archive-lane-{id}")).spawn(move || lane.run(rx)).expect("spawn writer lane");
+                LaneHandle { tx, open_bytes, thread }
+            })
+            .collect();
         let w = Self {
             table,
-            props,
             epoch: rec.next_epoch,
-            open: BTreeMap::new(),
-            next_index: 0,
+            lanes,
+            next_lane: 0,
+            open_hours: BTreeSet::new(),
             open_rows: 0,
             oldest_open: None,
             last_write: Instant::now(),
@@ -167,67 +180,40 @@ impl ArchiveWriter {
     }
 
     fn apply(&mut self, batch: ParsedBatch) -> Result<(), ArchiveError> {
-        if batch.events.num_rows() > 0 {
-            self.write_rows(&batch.events)?;
+        let rows = batch.events.num_rows() as u64;
+        if rows > 0 {
+            let hours = &batch.events.hours;
+            let first = hours[0];
+            self.open_hours.insert(first);
+            if hours.iter().any(|&h| h != first) {
+                self.open_hours.extend(hours.iter().copied());
+            }
+            let lane = self.next_lane;
+            self.next_lane = (self.next_lane + 1) % self.lanes.len();
+            self.lanes[lane].tx.send(LaneMsg::Write(batch.events)).map_err(|_| ArchiveError::LaneGone(lane))?;
+            self.open_rows += rows;
+            self.last_write = Instant::now();
+            self.oldest_open.get_or_insert(self.last_write);
+            metrics::counter!(m::ARCHIVE_ROWS).increment(rows);
+            metrics::gauge!(m::ARCHIVE_OPEN_ROWS).set(self.open_rows as f64);
+            metrics::gauge!(m::ARCHIVE_OPEN_PARTITIONS).set(self.open_hours.len() as f64);
         }
         if let Position::File { fingerprint, offset, path } = &batch.position {
             self.checkpoint.advance(&batch.source.name, *fingerprint, *offset, path);
         }
-        if self.open_bytes() >= self.cfg.segment_max_bytes || self.open.len() > self.cfg.max_open_partitions {
+        if self.open_bytes() >= self.cfg.segment_max_bytes || self.open_hours.len() > self.cfg.max_open_partitions {
             self.commit()?;
         }
         Ok(())
     }
 
-    fn write_rows(&mut self, events: &EventBatch) -> Result<(), ArchiveError> {
-        let hours = &events.hours;
-        let first = hours[0];
-        if hours.iter().all(|&h| h == first) {
-            self.write_partition(first, &events.columns)?;
-        } else {
-            let mut distinct: Vec<i64> = hours.clone();
-            distinct.sort_unstable();
-            distinct.dedup();
-            for h in distinct {
-                let mask: BooleanArray = hours.iter().map(|&x| Some(x == h)).collect();
-                let part = filter_record_batch(&events.columns, &mask)?;
-                self.write_partition(h, &part)?;
-            }
-        }
-        let n = events.num_rows() as u64;
-        self.open_rows += n;
-        self.last_write = Instant::now();
-        self.oldest_open.get_or_insert(self.last_write);
-        metrics::counter!(m::ARCHIVE_ROWS).increment(n);
-        metrics::gauge!(m::ARCHIVE_OPEN_ROWS).set(self.open_rows as f64);
-        Ok(())
-    }
-
-    fn write_partition(&mut self, hour: i64, rows: &RecordBatch) -> Result<(), ArchiveError> {
-        if !self.open.contains_key(&hour) {
-            let dir = self.table.join(partition_path(hour));
-            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-            let index = self.next_index;
-            self.next_index += 1;
-            let tmp = dir.join(recovery::temp_name(self.epoch, index));
-            let file = File::create(&tmp).map_err(io_err(&tmp))?;
-            let writer = ArrowWriter::try_new(file, rows.schema(), Some(self.props.clone()))?;
-            self.open.insert(hour, OpenSegment { writer, tmp, dir, index, rows: 0 });
-            metrics::gauge!(m::ARCHIVE_OPEN_PARTITIONS).set(self.open.len() as f64);
-        }
-        let seg = self.open.get_mut(&hour).expect("just inserted");
-        seg.writer.write(rows)?;
-        seg.rows += rows.num_rows() as u64;
-        Ok(())
-    }
-
     fn open_bytes(&self) -> u64 {
-        self.open.values().map(|s| (s.writer.bytes_written() + s.writer.in_progress_size()) as u64).sum()
+        self.lanes.iter().map(|l| l.open_bytes.load(Ordering::Relaxed)).sum()
     }
 
     /// Called periodically: seals on idle time or segment age.
     pub fn tick(&mut self) -> Result<(), ArchiveError> {
-        if self.open.is_empty() {
+        if self.open_rows == 0 {
             return Ok(());
         }
         let idle = self.last_write.elapsed() >= self.cfg.idle_seal;
@@ -241,38 +227,52 @@ impl ArchiveWriter {
     /// Seals every open segment with the current positions. A commit with no rows writes
     /// nothing (its positions are carried by the next commit).
     pub fn commit(&mut self) -> Result<(), ArchiveError> {
-        if self.open.is_empty() {
+        if self.open_rows == 0 {
             return Ok(());
         }
-        let n = self.open.len();
         let ckpt = serde_json::to_string(&self.checkpoint).expect("checkpoint serializes");
-        let mut sealed = Vec::with_capacity(n);
-        let mut dirs: Vec<PathBuf> = Vec::new();
-        for (_, mut seg) in std::mem::take(&mut self.open) {
-            seg.writer.append_key_value_metadata(KeyValue::new(checkpoint::KEY_EPOCH.into(), self.epoch.to_string()));
-            seg.writer.append_key_value_metadata(KeyValue::new(checkpoint::KEY_SEGMENTS.into(), n.to_string()));
-            seg.writer.append_key_value_metadata(KeyValue::new(checkpoint::KEY_CHECKPOINT.into(), ckpt.clone()));
-            let file = seg.writer.into_inner()?;
-            file.sync_all().map_err(io_err(&seg.tmp))?;
-            let bytes = file.metadata().map_err(io_err(&seg.tmp))?.len();
-            let dest = seg.dir.join(recovery::final_name(self.epoch, seg.index, n));
-            if !dirs.contains(&seg.dir) {
-                dirs.push(seg.dir.clone());
+        // Every lane closes its segments; they answer once all earlier batches are written.
+        let mut replies = Vec::with_capacity(self.lanes.len());
+        for (i, lane) in self.lanes.iter().enumerate() {
+            let (tx, rx) = bounded(1);
+            let metadata = vec![KeyValue::new(checkpoint::KEY_EPOCH.into(), self.epoch.to_string()), KeyValue::new(checkpoint::KEY_CHECKPOINT.into(), ckpt.clone())];
+            lane.tx.send(LaneMsg::Seal { epoch: self.epoch, metadata, reply: tx }).map_err(|_| ArchiveError::LaneGone(i))?;
+            replies.push(rx);
+        }
+        let mut sealed = Vec::new();
+        let mut first_err = None;
+        for (i, rx) in replies.into_iter().enumerate() {
+            match rx.recv() {
+                Ok(Ok(mut v)) => sealed.append(&mut v),
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_err.get_or_insert(ArchiveError::LaneGone(i));
+                }
             }
-            sealed.push((seg.tmp, dest, seg.rows, bytes));
+        }
+        if let Some(e) = first_err {
+            return Err(e);
         }
         // Every temporary is complete and durable: the first rename commits.
-        for (tmp, dest, rows, bytes) in &sealed {
-            std::fs::rename(tmp, dest).map_err(io_err(dest))?;
-            self.totals.rows_sealed += rows;
-            self.totals.bytes_sealed += bytes;
-            self.totals.segments_sealed += 1;
-            metrics::counter!(m::ARCHIVE_BYTES).increment(*bytes);
+        let n = sealed.len();
+        let mut dirs: Vec<&Path> = Vec::new();
+        for (i, s) in sealed.iter().enumerate() {
+            let dest = s.dir.join(recovery::final_name(self.epoch, i, n));
+            std::fs::rename(&s.tmp, &dest).map_err(io_err(&dest))?;
+            self.totals.rows_sealed += s.rows;
+            self.totals.bytes_sealed += s.bytes;
+            metrics::counter!(m::ARCHIVE_BYTES).increment(s.bytes);
+            if !dirs.contains(&s.dir.as_path()) {
+                dirs.push(&s.dir);
+            }
         }
-        for d in &dirs {
+        for d in dirs {
             sync_dir(d)?;
         }
         sync_dir(&self.table)?;
+        self.totals.segments_sealed += n as u64;
         metrics::counter!(m::ARCHIVE_SEGMENTS).increment(n as u64);
         metrics::counter!(m::ARCHIVE_COMMITS).increment(1);
         metrics::gauge!(m::ARCHIVE_OPEN_PARTITIONS).set(0.0);
@@ -280,13 +280,13 @@ impl ArchiveWriter {
         tracing::debug!(epoch = self.epoch, segments = n, rows = self.open_rows, "committed");
         self.totals.commits += 1;
         self.epoch += 1;
-        self.next_index = 0;
         self.open_rows = 0;
+        self.open_hours.clear();
         self.oldest_open = None;
         Ok(())
     }
 
-    /// Flushes and seals everything (shutdown, end of replay).
+    /// Seals everything and stops the lanes (shutdown, end of replay).
     pub fn finish(mut self) -> Result<ArchiveTotals, ArchiveError> {
         // Batches still waiting for an earlier sequence number cannot be archived without
         // a gap; they are read again after restart.
@@ -295,6 +295,10 @@ impl ArchiveWriter {
             tracing::warn!(batches = waiting, "batches left out of order at shutdown; they will be read again");
         }
         self.commit()?;
+        for lane in std::mem::take(&mut self.lanes) {
+            drop(lane.tx);
+            let _ = lane.thread.join();
+        }
         Ok(self.totals)
     }
 

@@ -17,15 +17,22 @@ impl Default for ParquetSettings {
     }
 }
 
+/// Columns whose values are (nearly) unique per row: a dictionary only costs CPU before
+/// the writer falls back to plain encoding.
+const NO_DICTIONARY: [&str; 5] = ["timestamp", "src_port", "flow_id", "community_id", "raw"];
+
 pub fn writer_properties(s: ParquetSettings) -> Result<WriterProperties, parquet::errors::ParquetError> {
     let raw = ColumnPath::from("raw");
-    Ok(WriterProperties::builder()
+    let mut b = WriterProperties::builder();
+    for c in NO_DICTIONARY {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(c), false);
+    }
+    Ok(b
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(s.zstd_level)?))
         .set_max_row_group_bytes(Some(s.row_group_max_bytes.max(1)))
         .set_max_row_group_row_count(Some(1 << 20))
         .set_created_by(format!("alertflow {}", env!("CARGO_PKG_VERSION")))
-        // The raw line is unique per row: a dictionary and min/max statistics only cost.
-        .set_column_dictionary_enabled(raw.clone(), false)
+        // Min/max statistics of whole lines help no query.
         .set_column_statistics_enabled(raw, EnabledStatistics::None)
         .build())
 }

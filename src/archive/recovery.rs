@@ -12,8 +12,8 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use super::checkpoint::{Checkpoint, KEY_CHECKPOINT, KEY_EPOCH};
 use super::{io_err, ArchiveError};
 
-pub fn temp_name(epoch: u64, index: usize) -> String {
-    format!(".part-{epoch:012}-{index:04}.parquet.tmp")
+pub fn temp_name(epoch: u64, lane: usize, index: usize) -> String {
+    format!(".part-{epoch:012}-{lane:02}-{index:04}.parquet.tmp")
 }
 
 pub fn final_name(epoch: u64, index: usize, count: usize) -> String {
@@ -30,11 +30,14 @@ fn parse_final(name: &str) -> Option<(u64, usize, usize)> {
     it.next().is_none().then_some((e, i, n))
 }
 
-/// `(epoch, index)` of a temporary name.
-fn parse_temp(name: &str) -> Option<(u64, usize)> {
+/// The epoch of a temporary name.
+fn parse_temp(name: &str) -> Option<u64> {
     let core = name.strip_prefix(".part-")?.strip_suffix(".parquet.tmp")?;
-    let (e, i) = core.split_once('-')?;
-    Some((e.parse().ok()?, i.parse().ok()?))
+    let mut it = core.split('-');
+    let e = it.next()?.parse().ok()?;
+    let _lane: usize = it.next()?.parse().ok()?;
+    let _index: usize = it.next()?.parse().ok()?;
+    it.next().is_none().then_some(e)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -75,15 +78,15 @@ fn partition_dirs(table: &Path) -> Result<Vec<PathBuf>, ArchiveError> {
 
 pub fn recover(table: &Path) -> Result<Recovered, ArchiveError> {
     let mut finals: Vec<(u64, usize, usize, Found)> = Vec::new();
-    let mut temps: Vec<(u64, usize, Found)> = Vec::new();
+    let mut temps: Vec<(u64, Found)> = Vec::new();
     for dir in partition_dirs(table)? {
         for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
             let entry = entry.map_err(io_err(&dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some((e, i, n)) = parse_final(&name) {
                 finals.push((e, i, n, Found { dir: dir.clone(), name }));
-            } else if let Some((e, i)) = parse_temp(&name) {
-                temps.push((e, i, Found { dir: dir.clone(), name }));
+            } else if let Some(e) = parse_temp(&name) {
+                temps.push((e, Found { dir: dir.clone(), name }));
             }
         }
     }
@@ -91,10 +94,14 @@ pub fn recover(table: &Path) -> Result<Recovered, ArchiveError> {
     let newest = finals.iter().map(|f| f.0).max();
     if let Some(epoch) = newest {
         let count = finals.iter().find(|f| f.0 == epoch).map(|f| f.2).unwrap_or(0);
-        for (e, i, f) in &temps {
+        // The commit's remaining temporaries take the indexes its renames did not reach.
+        let used: Vec<usize> = finals.iter().filter(|f| f.0 == epoch).map(|f| f.1).collect();
+        let mut free = (0..).filter(|i| !used.contains(i));
+        for (e, f) in &temps {
             if *e == epoch {
+                let index = free.next().expect("unbounded range");
                 let from = f.dir.join(&f.name);
-                let to = f.dir.join(final_name(*e, *i, count));
+                let to = f.dir.join(final_name(*e, index, count));
                 std::fs::rename(&from, &to).map_err(io_err(&to))?;
                 std::fs::File::open(&f.dir).and_then(|d| d.sync_all()).map_err(io_err(&f.dir))?;
                 tracing::info!(segment = %to.display(), "finished an interrupted commit");
@@ -110,7 +117,7 @@ pub fn recover(table: &Path) -> Result<Recovered, ArchiveError> {
         rec.checkpoint = read_checkpoint(&seg)?;
         rec.next_epoch = epoch + 1;
     }
-    for (e, _, f) in &temps {
+    for (e, f) in &temps {
         if Some(*e) != newest {
             let p = f.dir.join(&f.name);
             std::fs::remove_file(&p).map_err(io_err(&p))?;
@@ -144,7 +151,7 @@ mod tests {
     #[test]
     fn names_round_trip() {
         assert_eq!(parse_final(&final_name(42, 3, 7)), Some((42, 3, 7)));
-        assert_eq!(parse_temp(&temp_name(42, 3)), Some((42, 3)));
+        assert_eq!(parse_temp(&temp_name(42, 1, 3)), Some(42));
         assert_eq!(parse_final("part-1-2.parquet"), None);
         assert_eq!(parse_temp("part-000000000001-0001.parquet.tmp"), None);
     }

@@ -147,7 +147,7 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let workers = cx.uint(&p, "parse_workers", 0, 0, 256);
     let pipeline = PipelineConfig {
-        parse_workers: if workers == 0 { cores.saturating_sub(1).max(1) } else { workers as usize },
+        parse_workers: if workers == 0 { (cores / 2).max(1) } else { workers as usize },
         channel_batches: cx.uint(&p, "channel_batches", 16, 1, 65_536) as usize,
         read_bytes: cx.uint(&p, "read_bytes", MIB, 4096, 256 * MIB) as usize,
         max_line_bytes: cx.uint(&p, "max_line_bytes", 16 * MIB, 64, 1024 * MIB) as usize,
@@ -157,7 +157,9 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
 
     let a = cx.section(root, "archive");
     let root_dir = PathBuf::from(cx.string(&a, "root").unwrap_or_else(|| "./alertflow-archive".into()));
+    let writers = cx.uint(&a, "writer_threads", 0, 0, 256);
     let archive = ArchiveConfig {
+        writer_threads: if writers == 0 { cores } else { writers as usize },
         parquet: ParquetSettings {
             zstd_level: cx.uint(&a, "zstd_level", 1, 1, 22) as i32,
             row_group_max_bytes: cx.uint(&a, "row_group_max_bytes", 64 * MIB, 64 * 1024, 4096 * MIB) as usize,
@@ -168,7 +170,7 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
         max_segment_age: Duration::from_secs(cx.uint(&a, "max_segment_age_secs", 10, 1, 86_400)),
         root: root_dir.clone(),
     };
-    cx.unknown_keys(&a, &["root", "zstd_level", "row_group_max_bytes", "segment_max_bytes", "max_open_partitions", "idle_seal_ms", "max_segment_age_secs"]);
+    cx.unknown_keys(&a, &["root", "writer_threads", "zstd_level", "row_group_max_bytes", "segment_max_bytes", "max_open_partitions", "idle_seal_ms", "max_segment_age_secs"]);
 
     let d = cx.section(root, "dead_letter");
     let enabled = cx.boolean(&d, "enabled", true);
