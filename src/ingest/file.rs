@@ -45,6 +45,30 @@ pub struct FileSourceConfig {
     pub max_open_files: usize,
 }
 
+/// [`fingerprint`] without moving the file cursor.
+fn fingerprint_at(file: &File) -> std::io::Result<Option<u64>> {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; FINGERPRINT_BYTES];
+    let mut n = 0;
+    while n < head.len() {
+        let r = file.read_at(&mut head[n..], n as u64)?;
+        if r == 0 {
+            break;
+        }
+        n += r;
+    }
+    Ok(hash_head(&head[..n], false))
+}
+
+fn hash_head(head: &[u8], partial_ok: bool) -> Option<u64> {
+    let fp = match memchr::memchr(b'\n', head) {
+        Some(i) => Some(&head[..=i]),
+        None if head.len() == FINGERPRINT_BYTES || (partial_ok && !head.is_empty()) => Some(head),
+        None => None,
+    };
+    fp.map(xxhash_rust::xxh3::xxh3_64)
+}
+
 /// Fingerprint of a file: xxh3 of its first line (with `\n`), or of its first 4 KiB when
 /// the first line is longer. `None` while the file has no complete first line yet, unless
 /// `partial_ok` (a file read once to its end).
@@ -59,13 +83,7 @@ pub fn fingerprint(file: &mut File, partial_ok: bool) -> std::io::Result<Option<
         }
         n += r;
     }
-    let head = &head[..n];
-    let fp = match memchr::memchr(b'\n', head) {
-        Some(i) => Some(&head[..=i]),
-        None if n == FINGERPRINT_BYTES || (partial_ok && n > 0) => Some(head),
-        None => None,
-    };
-    Ok(fp.map(xxhash_rust::xxh3::xxh3_64))
+    Ok(hash_head(&head[..n], partial_ok))
 }
 
 struct Tracked {
@@ -79,6 +97,9 @@ struct Tracked {
     /// Still matched by a glob at the last scan.
     matched: bool,
     at_eof_since: Option<Instant>,
+    /// When the first line was last checked against `fp` (catches truncate-and-refill).
+    fp_checked: Instant,
+    stream: u64,
     done: bool,
 }
 
@@ -89,6 +110,7 @@ pub struct FileSource {
     offsets: HashMap<u64, u64>,
     offsets_order: VecDeque<u64>,
     open: Vec<Tracked>,
+    next_stream: u64,
     first_scan: bool,
 }
 
@@ -97,7 +119,7 @@ const MAX_REMEMBERED: usize = 16_384;
 impl FileSource {
     pub fn new(cfg: FileSourceConfig, ctx: SourceCtx, resume: HashMap<u64, u64>) -> Self {
         let offsets_order = resume.keys().copied().collect();
-        Self { cfg, ctx, offsets: resume, offsets_order, open: Vec::new(), first_scan: true }
+        Self { cfg, ctx, offsets: resume, offsets_order, open: Vec::new(), next_stream: 0, first_scan: true }
     }
 
     /// Total size of the files that match now (for a progress bar).
@@ -229,8 +251,11 @@ impl FileSource {
             seq: 0,
             matched: true,
             at_eof_since: None,
+            fp_checked: Instant::now(),
+            stream: self.next_stream,
             done: false,
         });
+        self.next_stream += 1;
         Ok(())
     }
 
@@ -240,6 +265,15 @@ impl FileSource {
         let t = &mut self.open[i];
         if t.done {
             return Ok(false);
+        }
+        if self.cfg.follow && t.fp_checked.elapsed() >= self.cfg.poll_interval {
+            t.fp_checked = Instant::now();
+            if fingerprint_at(&t.file).map_err(ReadStop::Io)?.is_some_and(|now| now != t.fp) {
+                metrics::counter!(m::SOURCE_ROTATIONS, "source" => ctx.info.name.to_string()).increment(1);
+                tracing::info!(source = %ctx.info.name, path = %t.path.display(), "file rewritten in place; re-identifying it");
+                t.done = true;
+                return Ok(true);
+            }
         }
         let n = t.framer.read_from(&mut t.file, ctx.read_bytes).map_err(ReadStop::Io)?;
         let path_str = t.path_str.clone();
@@ -269,7 +303,7 @@ impl FileSource {
         let batch = RawBatch {
             source: ctx.info.clone(),
             seq: t.seq,
-            stream: t.fp,
+            stream: t.stream,
             data: c.data,
             base_offset: Some(c.start),
             path: Some(path_str.clone()),

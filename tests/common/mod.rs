@@ -1,0 +1,235 @@
+//! Shared test helpers: run the pipeline, read an archive back with the `parquet` crate,
+//! and an independent reference parse of EVE lines with serde_json and chrono.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use alertflow::config::{Config, SourceConfig, SourceKind};
+use alertflow::ingest::Overflow;
+use alertflow::pipeline::{self, Mode, Summary};
+
+pub fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
+/// A config for tests: archive under `root`, small batches, no metrics listener.
+pub fn test_config(root: &Path) -> Config {
+    let mut cfg = Config::embedded_default();
+    cfg.archive.root = root.to_path_buf();
+    cfg.dead_letter.path = Some(alertflow::config::default_dead_letter_path(root));
+    cfg.metrics.listen = None;
+    cfg.pipeline.read_bytes = 64 * 1024;
+    cfg
+}
+
+/// Replays files through the library pipeline (what `alertflow replay` does).
+pub fn replay(cfg: &mut Config, files: &[PathBuf]) -> Summary {
+    let paths = files.iter().map(|p| p.display().to_string()).collect();
+    cfg.sources = vec![SourceConfig { name: "replay".into(), kind: SourceKind::File(alertflow::demo::replay_file_config(paths)), overflow: Overflow::Block }];
+    pipeline::run(cfg, Mode::ReadToEnd, Arc::new(AtomicBool::new(false)), None, None).expect("pipeline runs")
+}
+
+/// One archived row, as read back by the parquet crate.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Row {
+    pub timestamp: Option<i64>,
+    pub event_type: Option<String>,
+    pub sensor: Option<String>,
+    pub in_iface: Option<String>,
+    pub src_ip: Option<String>,
+    pub src_port: Option<i32>,
+    pub dest_ip: Option<String>,
+    pub dest_port: Option<i32>,
+    pub proto: Option<String>,
+    pub app_proto: Option<String>,
+    pub flow_id: Option<i64>,
+    pub community_id: Option<String>,
+    pub alert_gid: Option<i64>,
+    pub alert_signature_id: Option<i64>,
+    pub alert_rev: Option<i64>,
+    pub alert_signature: Option<String>,
+    pub alert_category: Option<String>,
+    pub alert_severity: Option<i32>,
+    pub alert_action: Option<String>,
+    pub source: Option<String>,
+    pub raw: String,
+    /// `date=…/hour=…` of the segment the row is in.
+    pub partition: String,
+}
+
+/// Sealed segments under `<root>/events`.
+pub fn segments(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.join("events")];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if p.is_dir() {
+                stack.push(p);
+            } else if name.ends_with(".parquet") && !name.starts_with('.') {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every row of every sealed segment.
+pub fn read_archive(root: &Path) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for seg in segments(root) {
+        let partition = seg.parent().unwrap().strip_prefix(root.join("events")).unwrap().display().to_string();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&seg).unwrap()).unwrap().build().unwrap();
+        for batch in reader {
+            let b = batch.unwrap();
+            let s = |name: &str| b.column_by_name(name).unwrap().as_string::<i32>().clone();
+            let i32c = |name: &str| b.column_by_name(name).unwrap().as_primitive::<Int32Type>().clone();
+            let i64c = |name: &str| b.column_by_name(name).unwrap().as_primitive::<Int64Type>().clone();
+            let ts = b.column_by_name("timestamp").unwrap().as_primitive::<TimestampMicrosecondType>().clone();
+            let (et, se, ii, si, di, pr, ap, ci, asg, ac, aa, so, raw) = (
+                s("event_type"), s("sensor"), s("in_iface"), s("src_ip"), s("dest_ip"), s("proto"), s("app_proto"), s("community_id"),
+                s("alert_signature"), s("alert_category"), s("alert_action"), s("source"), s("raw"),
+            );
+            let (sp, dp, sev) = (i32c("src_port"), i32c("dest_port"), i32c("alert_severity"));
+            let (fid, gid, sid, rev) = (i64c("flow_id"), i64c("alert_gid"), i64c("alert_signature_id"), i64c("alert_rev"));
+            let os = |a: &arrow::array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
+            for i in 0..b.num_rows() {
+                rows.push(Row {
+                    timestamp: ts.is_valid(i).then(|| ts.value(i)),
+                    event_type: os(&et, i),
+                    sensor: os(&se, i),
+                    in_iface: os(&ii, i),
+                    src_ip: os(&si, i),
+                    src_port: sp.is_valid(i).then(|| sp.value(i)),
+                    dest_ip: os(&di, i),
+                    dest_port: dp.is_valid(i).then(|| dp.value(i)),
+                    proto: os(&pr, i),
+                    app_proto: os(&ap, i),
+                    flow_id: fid.is_valid(i).then(|| fid.value(i)),
+                    community_id: os(&ci, i),
+                    alert_gid: gid.is_valid(i).then(|| gid.value(i)),
+                    alert_signature_id: sid.is_valid(i).then(|| sid.value(i)),
+                    alert_rev: rev.is_valid(i).then(|| rev.value(i)),
+                    alert_signature: os(&asg, i),
+                    alert_category: os(&ac, i),
+                    alert_severity: sev.is_valid(i).then(|| sev.value(i)),
+                    alert_action: os(&aa, i),
+                    source: os(&so, i),
+                    raw: raw.value(i).to_string(),
+                    partition: partition.clone(),
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// The `raw` text alertflow keeps for a line: no terminator, BOM or `@cee:` prefix.
+pub fn reference_raw(line: &[u8]) -> Option<String> {
+    let mut l = line.strip_suffix(b"\n").unwrap_or(line);
+    l = l.strip_suffix(b"\r").unwrap_or(l);
+    l = l.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(l);
+    if let Some(r) = l.strip_prefix(b"@cee:") {
+        l = r.strip_prefix(b" ").unwrap_or(r);
+    }
+    if l.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    String::from_utf8(l.to_vec()).ok()
+}
+
+/// Suricata's `\xNN` escapes as JSON `\u00NN` (an escaped backslash is left alone).
+fn fix_hex_escapes(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() {
+            if b[i + 1] == b'x' && i + 3 < b.len() && b[i + 2].is_ascii_hexdigit() && b[i + 3].is_ascii_hexdigit() {
+                out.push_str("\\u00");
+                out.push(b[i + 2] as char);
+                out.push(b[i + 3] as char);
+                i += 4;
+                continue;
+            }
+            out.push_str(&s[i..i + 2]);
+            i += 2;
+            continue;
+        }
+        let ch = s[i..].chars().next().unwrap();
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
+/// The expected row of a line by an independent parse, or `None` if the line must be
+/// rejected.
+pub fn reference_row(raw: &str, source: &str) -> Option<Row> {
+    use serde_json::Value;
+    let v: Value = serde_json::from_str(raw).or_else(|_| serde_json::from_str(&fix_hex_escapes(raw))).ok()?;
+    let o = v.as_object()?;
+    let ts = match o.get("timestamp")? {
+        Value::String(s) if s == "ts-error" => None,
+        Value::String(s) => Some(chrono::DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z").ok()?.timestamp_micros()),
+        _ => return None,
+    };
+    let s = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_string);
+    let port = |k: &str| o.get(k).and_then(Value::as_i64).filter(|p| (0..=65535).contains(p)).map(|p| p as i32);
+    let alert = o.get("alert").and_then(Value::as_object);
+    let a_s = |k: &str| alert.and_then(|a| a.get(k)).and_then(Value::as_str).map(str::to_string);
+    let a_i = |k: &str| alert.and_then(|a| a.get(k)).and_then(Value::as_i64);
+    Some(Row {
+        timestamp: ts,
+        event_type: s("event_type"),
+        sensor: Some(s("host").unwrap_or_else(|| source.to_string())),
+        in_iface: s("in_iface"),
+        src_ip: s("src_ip"),
+        src_port: port("src_port"),
+        dest_ip: s("dest_ip"),
+        dest_port: port("dest_port"),
+        proto: match o.get("proto") {
+            Some(Value::String(p)) => Some(p.clone()),
+            Some(Value::Number(n)) if n.is_i64() => Some(n.to_string()),
+            _ => None,
+        },
+        app_proto: s("app_proto"),
+        flow_id: o.get("flow_id").and_then(Value::as_i64),
+        community_id: s("community_id"),
+        alert_gid: a_i("gid"),
+        alert_signature_id: a_i("signature_id"),
+        alert_rev: a_i("rev"),
+        alert_signature: a_s("signature"),
+        alert_category: a_s("category"),
+        alert_severity: a_i("severity").and_then(|x| i32::try_from(x).ok()),
+        alert_action: a_s("action"),
+        source: Some(source.to_string()),
+        raw: raw.to_string(),
+        partition: String::new(),
+    })
+}
+
+/// Dead-letter records by reason.
+pub fn dead_letters(root: &Path) -> Vec<serde_json::Value> {
+    let p = alertflow::config::default_dead_letter_path(root);
+    std::fs::read_to_string(p).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+pub fn count_by<T: std::hash::Hash + Eq>(items: impl IntoIterator<Item = T>) -> HashMap<T, usize> {
+    let mut m = HashMap::new();
+    for i in items {
+        *m.entry(i).or_default() += 1;
+    }
+    m
+}
