@@ -1,0 +1,160 @@
+//! The binary end to end: Unix socket sources as Suricata writes to them, the metrics and
+//! health listener, `demo`, and `replay` summaries.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = resp.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stop(mut child: Child) {
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert!(child.wait().unwrap().success());
+}
+
+fn corpus_lines(n: usize) -> Vec<String> {
+    std::fs::read_to_string(data_dir().join("eve/eve-suricata-verify-8.0.6.ndjson")).unwrap().lines().take(n).map(str::to_string).collect()
+}
+
+fn run_with(dir: &Path, sources: &str, port: u16) -> Child {
+    let cfg = dir.join("c.toml");
+    std::fs::write(&cfg, format!("[archive]\nroot = \"{}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n{sources}", dir.join("archive").display())).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "warn").stdout(Stdio::null()).spawn().unwrap()
+}
+
+#[test]
+fn unix_stream_source_with_metrics_and_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("eve.sock");
+    // A stale socket file from a crashed run is replaced.
+    drop(UnixListener::bind(&sock).unwrap());
+    assert!(sock.exists());
+    let port = free_port();
+    let child = run_with(dir.path(), &format!("[[sources]]\nname = \"suricata\"\ntype = \"unix_stream\"\npath = \"{}\"\n", sock.display()), port);
+    wait_for("the health endpoint", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+
+    let lines = corpus_lines(500);
+    let mut conn = UnixStream::connect(&sock).unwrap();
+    for l in &lines {
+        conn.write_all(l.as_bytes()).unwrap();
+        conn.write_all(b"\n").unwrap();
+    }
+    conn.write_all(b"{not json\n").unwrap();
+    drop(conn);
+    let archive = dir.path().join("archive");
+    wait_for("500 rows", || read_archive(&archive).len() == 500);
+
+    let (status, metrics) = http_get(port, "/metrics");
+    assert_eq!(status, 200);
+    let value = |name: &str| -> f64 {
+        metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name} missing in\n{metrics}"))
+    };
+    assert_eq!(value("alertflow_parse_events_total"), 500.0);
+    assert_eq!(value("alertflow_rejected_lines_total{reason=\"invalid_json\"}"), 1.0);
+    assert!(value("alertflow_archive_rows_total") >= 500.0);
+    assert!(value("alertflow_archive_segments_sealed_total") >= 1.0);
+    assert_eq!(value("alertflow_source_connections_total{source=\"suricata\"}"), 1.0);
+    let (status, health) = http_get(port, "/health");
+    assert_eq!(status, 200);
+    let h: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["rows_sealed"], 500);
+    assert_eq!(http_get(port, "/nope").0, 404);
+    stop(child);
+    assert!(!sock.exists(), "socket removed at shutdown");
+    let rows = read_archive(&archive);
+    assert!(rows.iter().all(|r| r.source.as_deref() == Some("suricata")));
+    let mut raws: Vec<_> = rows.iter().map(|r| r.raw.clone()).collect();
+    let mut want = lines.clone();
+    raws.sort();
+    want.sort();
+    assert_eq!(raws, want);
+}
+
+#[test]
+fn unix_dgram_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("eve.dgram");
+    let port = free_port();
+    let child = run_with(dir.path(), &format!("[[sources]]\nname = \"dg\"\ntype = \"unix_dgram\"\npath = \"{}\"\noverflow = \"block\"\n", sock.display()), port);
+    wait_for("the socket", || sock.exists());
+    let client = UnixDatagram::unbound().unwrap();
+    let lines = corpus_lines(200);
+    for l in &lines {
+        // Suricata sends one event per datagram, without a newline.
+        client.send_to(l.as_bytes(), &sock).unwrap();
+    }
+    let archive = dir.path().join("archive");
+    wait_for("200 rows", || read_archive(&archive).len() == 200);
+    stop(child);
+}
+
+#[test]
+fn demo_runs_with_no_arguments_and_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_alertflow")).arg("demo").current_dir(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("400 events in"), "{text}");
+    assert!(text.contains("read back from the archive: 400 rows"), "{text}");
+    assert!(text.contains("rejected: none"), "{text}");
+    assert_eq!(read_archive(&dir.path().join("alertflow-demo")).len(), 400);
+    // Running it again starts over instead of appending.
+    let again = Command::new(env!("CARGO_BIN_EXE_alertflow")).arg("demo").current_dir(dir.path()).output().unwrap();
+    assert!(again.status.success());
+    assert_eq!(read_archive(&dir.path().join("alertflow-demo")).len(), 400);
+    // It never clears a folder it did not make.
+    let foreign = dir.path().join("mine");
+    std::fs::create_dir(&foreign).unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["demo", "--dir", "mine"]).current_dir(dir.path()).output().unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(foreign.exists());
+}
+
+#[test]
+fn replay_summary_counts_types_and_rejections() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = data_dir().join("eve/eve-edgecase-fever-broken-line.ndjson");
+    let out = Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["replay", "--json", "--archive"]).arg(dir.path()).arg(&input).output().unwrap();
+    assert!(out.status.success());
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["events"], 2);
+    assert_eq!(s["events_by_type"]["dns"], 1);
+    assert_eq!(s["events_by_type"]["http"], 1);
+    assert_eq!(s["rejected"]["invalid_json"], 1);
+    assert_eq!(s["rows_archived"], 2);
+    let human = Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["replay", "--archive"]).arg(dir.path().join("b")).arg(&input).output().unwrap();
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("rejected: 1 (invalid_json 1), see "), "{text}");
+    assert!(text.contains("archived: 2 rows"), "{text}");
+}

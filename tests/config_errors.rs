@@ -1,0 +1,143 @@
+//! Invalid configurations: every problem is reported at once, with its dotted path, its
+//! line and an exact message. Also `alertflow check-config` exit codes.
+
+use std::process::Command;
+
+use alertflow::config::Config;
+
+fn errors(toml: &str) -> Vec<String> {
+    match Config::parse(toml) {
+        Ok(_) => vec![],
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn table_of_invalid_configs() {
+    let cases: &[(&str, &[&str])] = &[
+        ("[archive]\nzstd_level = 30\n", &["line 2: archive.zstd_level: 30 is out of range; expected 1 to 22"]),
+        ("[archive]\nroot = 5\n", &["line 2: archive.root: expected a string, found an integer"]),
+        ("[archive]\nwriter_threads = \"two\"\n", &["line 2: archive.writer_threads: expected an integer, found a string"]),
+        ("archive = 3\n", &["line 1: archive: expected a table, found an integer"]),
+        ("[pipeline]\nmax_line_bytes = 10\n", &["line 2: pipeline.max_line_bytes: 10 is out of range; expected 64 to 1073741824"]),
+        ("[pipeline]\nparse_workers = -1\n", &["line 2: pipeline.parse_workers: -1 is out of range; expected 0 to 256"]),
+        ("[metrics]\nlisten = \"localhost\"\n", &["line 2: metrics.listen: `localhost` is not an address:port (use \"\" to turn the listener off)"]),
+        ("[dead_letter]\nenabled = \"yes\"\n", &["line 2: dead_letter.enabled: expected a boolean, found a string"]),
+        ("[[sources]]\ntype = \"file\"\npath = \"/x\"\n", &["line 1: sources[0].name: missing required key"]),
+        ("[[sources]]\nname = \"a\"\n", &["line 1: sources[0].type: missing required key"]),
+        ("[[sources]]\nname = \"a\"\ntype = \"kafka\"\n", &["line 3: sources[0].type: unknown source type `kafka`; expected one of: file, stdin, unix_stream, unix_dgram"]),
+        ("[[sources]]\nname = \"a b\"\ntype = \"stdin\"\n", &["line 2: sources[0].name: `a b` is not a valid name (letters, digits, `_`, `-`, `.`)"]),
+        ("[[sources]]\nname = \"a\"\ntype = \"file\"\n", &["line 1: sources[0].path: a file source needs `path` (a file name or glob) or `paths`"]),
+        ("[[sources]]\nname = \"a\"\ntype = \"file\"\npath = \"/x\"\nstart_at = \"middle\"\n", &["line 5: sources[0].start_at: `middle` is not one of: beginning, end"]),
+        ("[[sources]]\nname = \"a\"\ntype = \"file\"\npath = \"/x\"\noverflow = \"spill\"\n", &["line 5: sources[0].overflow: `spill` is not one of: block, drop"]),
+        ("[[sources]]\nname = \"a\"\ntype = \"unix_stream\"\npath = \"/x.sock\"\nsocket_mode = \"999\"\n", &["line 5: sources[0].socket_mode: `999` is not an octal file mode such as \"0660\""]),
+        ("[[sources]]\nname = \"a\"\ntype = \"unix_dgram\"\npath = \"/x.sock\"\nmax_connections = 3\n", &["line 5: sources[0].max_connections: applies to unix_stream sources only"]),
+        ("[[sources]]\nname = \"a\"\ntype = \"unix_stream\"\n", &["line 1: sources[0].path: missing required key"]),
+        ("[[sources]]\nname = \"a\"\ntype = \"stdin\"\npath = \"/x\"\n", &["line 4: sources[0].path: unknown key; expected one of: name, type, overflow"]),
+        ("[[sources]]\nname = \"a\"\ntype = \"file\"\npaths = [\"/x\", 3]\n", &["line 4: sources[0].paths[1]: expected a string, found an integer"]),
+        ("sources = 1\n", &["line 1: sources: expected an array of tables ([[sources]]), found an integer"]),
+        ("bogus = 1\n", &["line 1: bogus: unknown key; expected one of: pipeline, archive, dead_letter, metrics, sources"]),
+    ];
+    for (toml, want) in cases {
+        assert_eq!(errors(toml), *want, "config:\n{toml}");
+    }
+}
+
+#[test]
+fn every_problem_is_reported_at_once_in_line_order() {
+    let toml = "\
+[archive]
+zstd_level = 0
+typo_key = 1
+
+[[sources]]
+name = \"eve\"
+type = \"file\"
+path = \"/var/log/suricata/eve.json\"
+
+[[sources]]
+name = \"eve\"
+type = \"unix_stream\"
+path = \"/run/eve.sock\"
+start_at = \"end\"
+";
+    assert_eq!(
+        errors(toml),
+        [
+            "line 2: archive.zstd_level: 0 is out of range; expected 1 to 22",
+            "line 3: archive.typo_key: unknown key; expected one of: root, writer_threads, zstd_level, row_group_max_bytes, segment_max_bytes, max_open_partitions, idle_seal_ms, max_segment_age_secs",
+            "line 11: sources[1].name: duplicate source name `eve`",
+            "line 14: sources[1].start_at: unknown key; expected one of: name, type, overflow, path, socket_mode, max_connections",
+        ]
+    );
+}
+
+#[test]
+fn syntax_errors_name_their_line() {
+    let errs = errors("[archive]\nroot = \"x\"\nzstd_level = = 3\n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("line 3: invalid TOML: "), "{}", errs[0]);
+}
+
+#[test]
+fn valid_config_with_every_source_type() {
+    let toml = "\
+[archive]
+root = \"/tmp/a\"
+writer_threads = 3
+
+[[sources]]
+name = \"eve\"
+type = \"file\"
+paths = [\"/var/log/suricata/eve.json*\", \"/data/eve-*.json\"]
+start_at = \"end\"
+
+[[sources]]
+name = \"sock\"
+type = \"unix_stream\"
+path = \"/run/suricata/eve.sock\"
+socket_mode = \"0600\"
+
+[[sources]]
+name = \"dgram\"
+type = \"unix_dgram\"
+path = \"/run/suricata/eve.dgram\"
+overflow = \"block\"
+
+[[sources]]
+name = \"in\"
+type = \"stdin\"
+";
+    let c = Config::parse(toml).unwrap();
+    assert_eq!(c.sources.len(), 4);
+    assert_eq!(c.archive.writer_threads, 3);
+    match &c.sources[1].kind {
+        alertflow::config::SourceKind::UnixStream(u) => assert_eq!(u.mode, 0o600),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.sources[1].overflow, alertflow::ingest::Overflow::Drop, "sockets drop by default");
+    assert_eq!(c.sources[2].overflow, alertflow::ingest::Overflow::Block);
+}
+
+#[test]
+fn check_config_command_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[archive]\nzstd_level = 99\n[metrics]\nlisten = \"nope\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_alertflow")).arg("check-config").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2: archive.zstd_level: 99 is out of range; expected 1 to 22"), "{err}");
+    assert!(err.contains("line 4: metrics.listen: `nope` is not an address:port"), "{err}");
+    assert!(err.contains("2 problems"), "{err}");
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, alertflow::config::DEFAULT_TOML).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_alertflow")).arg("check-config").arg(&good).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (0 sources)"));
+
+    // `run` with a broken config refuses to start with exit code 2.
+    let out = Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
