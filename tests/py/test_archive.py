@@ -1,0 +1,163 @@
+"""The archive read back by independent readers: pyarrow and DuckDB from PyPI.
+
+The archive is made by the real `alertflow` binary from the real EVE files in
+tests/data/eve; the expected values come from Python's own json module.
+"""
+import collections
+import datetime
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import duckdb
+import pyarrow.dataset as ds
+import pyarrow as pa
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("ALERTFLOW_BIN", str(ROOT / "target" / "debug" / "alertflow"))
+EVE = sorted((ROOT / "tests" / "data" / "eve").glob("*.ndjson"))
+
+FRACTION = re.compile(r"\.(\d{6})\d+")
+HEX = re.compile(r"(?<!\\)((?:\\\\)*)\\x([0-9a-fA-F]{2})")
+
+
+def reference(line):
+    """The expected row of one line, or None when alertflow must reject it."""
+    raw = line.rstrip("\r")
+    if raw.startswith("\ufeff"):
+        raw = raw[1:]
+    if not raw.strip():
+        return None, None
+    try:
+        ev = json.loads(raw)
+    except ValueError:
+        try:
+            ev = json.loads(HEX.sub(lambda m: m.group(1) + "\\u00" + m.group(2), raw))
+        except ValueError:
+            return raw, None
+    if not isinstance(ev, dict) or not isinstance(ev.get("timestamp"), str):
+        return raw, None
+    ts = ev["timestamp"]
+    if ts == "ts-error":
+        when = None
+    else:
+        try:
+            when = datetime.datetime.strptime(FRACTION.sub(r".\1", ts), "%Y-%m-%dT%H:%M:%S.%f%z")
+        except ValueError:
+            return raw, None
+    alert = ev.get("alert") if isinstance(ev.get("alert"), dict) else {}
+
+    def s(v):
+        return v if isinstance(v, str) else None
+
+    def i(v):
+        return v if isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63 else None
+
+    def port(v):
+        v = i(v)
+        return v if v is not None and 0 <= v <= 65535 else None
+
+    return raw, {
+        "timestamp": when,
+        "event_type": s(ev.get("event_type")),
+        "sensor": s(ev.get("host")) or "replay",
+        "src_ip": s(ev.get("src_ip")),
+        "src_port": port(ev.get("src_port")),
+        "dest_ip": s(ev.get("dest_ip")),
+        "dest_port": port(ev.get("dest_port")),
+        "flow_id": i(ev.get("flow_id")),
+        "app_proto": s(ev.get("app_proto")),
+        "alert_signature_id": i(alert.get("signature_id")),
+        "alert_signature": s(alert.get("signature")),
+        "alert_severity": i(alert.get("severity")),
+    }
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    root = tmp_path_factory.mktemp("archive")
+    out = subprocess.run([BIN, "replay", "--json", "--archive", str(root), *map(str, EVE)], check=True, capture_output=True, text=True)
+    summary = json.loads(out.stdout)
+    expected, rejected = {}, []
+    for f in EVE:
+        for line in f.read_text(encoding="utf-8", errors="surrogateescape").split("\n"):
+            raw, row = reference(line)
+            if raw is None:
+                continue
+            if row is None:
+                rejected.append(raw)
+            else:
+                expected.setdefault(raw, []).append(row)
+    return root, summary, expected, rejected
+
+
+def test_pyarrow_reads_every_row_with_reference_values(archive):
+    root, summary, expected, rejected = archive
+    table = ds.dataset(root / "events", format="parquet", partitioning="hive").to_table()
+    assert table.num_rows == sum(len(v) for v in expected.values()) == summary["rows_archived"]
+    assert summary["rejected"] == {"invalid_json": len(rejected)}
+    schema = table.schema
+    assert schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
+    assert schema.field("src_port").type == pa.int32()
+    assert schema.field("flow_id").type == pa.int64()
+    assert schema.field("alert_severity").type == pa.int32()
+    assert schema.field("raw").type == pa.string()
+    # Hive partition columns come from the directory names.
+    assert "date" in schema.names and "hour" in schema.names
+    seen = collections.Counter()
+    for row in table.to_pylist():
+        raw = row["raw"]
+        assert raw in expected, raw[:200]
+        want = expected[raw][0]
+        for k, v in want.items():
+            assert row[k] == v, (k, row[k], v, raw[:200])
+        if want["timestamp"] is not None:
+            utc = want["timestamp"].astimezone(datetime.timezone.utc)
+            assert str(row["date"]) == utc.strftime("%Y-%m-%d")
+            assert int(row["hour"]) == utc.hour
+        seen[raw] += 1
+    assert all(seen[r] == len(v) for r, v in expected.items()), "every line exactly once"
+
+
+def test_duckdb_queries_the_archive_as_it_is(archive):
+    root, _summary, expected, _rejected = archive
+    con = duckdb.connect()
+    glob = str(root / "events" / "**" / "*.parquet")
+    total, = con.execute(f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning=true)").fetchone()
+    assert total == sum(len(v) for v in expected.values())
+    types = dict(con.execute(f"SELECT event_type, count(*) FROM read_parquet('{glob}') GROUP BY 1").fetchall())
+    want_types = collections.Counter()
+    for rows in expected.values():
+        for r in rows:
+            want_types[r["event_type"]] += 1
+    assert types == dict(want_types)
+    sigs = dict(con.execute(f"SELECT alert_signature_id, count(*) FROM read_parquet('{glob}') WHERE event_type = 'alert' GROUP BY 1").fetchall())
+    want_sigs = collections.Counter(r["alert_signature_id"] for rows in expected.values() for r in rows if r["event_type"] == "alert")
+    assert sigs == dict(want_sigs)
+    # Time columns are real timestamps: range queries work without casts.
+    n, = con.execute(f"SELECT count(*) FROM read_parquet('{glob}') WHERE timestamp >= TIMESTAMPTZ '2020-01-01 00:00:00+00'").fetchone()
+    want_n = sum(1 for rows in expected.values() for r in rows if r["timestamp"] is not None and r["timestamp"] >= datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc))
+    assert n == want_n
+    # Partition pruning by the hive columns.
+    date, cnt = con.execute(f"SELECT date, count(*) FROM read_parquet('{glob}', hive_partitioning=true) GROUP BY 1 ORDER BY 2 DESC LIMIT 1").fetchone()
+    assert cnt > 0 and re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(date))
+
+
+def test_footer_records_source_positions(archive):
+    root, _s, _e, _r = archive
+    import pyarrow.parquet as pq
+    segs = sorted((root / "events").rglob("part-*.parquet"))
+    assert segs
+    newest = max(segs, key=lambda p: p.name.split("-")[1])
+    meta = pq.ParquetFile(newest).metadata.metadata
+    ckpt = json.loads(meta[b"alertflow.checkpoint"])
+    files = ckpt["sources"]["replay"]["files"]
+    sizes = {str(f): f.stat().st_size for f in EVE}
+    # Every non-empty input file is recorded as read to its end.
+    by_path = {f["path"]: f["offset"] for f in files}
+    for path, size in sizes.items():
+        if size:
+            assert by_path[path] == size
