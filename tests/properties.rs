@@ -1,0 +1,142 @@
+//! Property checks run on every test run (the fuzz targets in `fuzz/` explore further):
+//! framing does not depend on how the stream is split; the parser never panics and gives
+//! one deterministic answer for mutated real lines; parsing conserves lines
+//! (lines = events + rejected + blank).
+
+mod common;
+
+use alertflow::ingest::framing::{lines, Chunk, Framer};
+use alertflow::parse::eve::prepare_line;
+use alertflow::parse::{EveParser, ParseLimits};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const MAX: usize = 300;
+
+fn frame(pieces: &[&[u8]]) -> (Vec<(u64, Vec<u8>)>, Vec<u64>, u64) {
+    let mut f = Framer::new(0, MAX, 16);
+    let (mut good, mut too_long) = (Vec::new(), Vec::new());
+    let take = |c: Chunk, good: &mut Vec<(u64, Vec<u8>)>, too_long: &mut Vec<u64>| {
+        assert_eq!(c.end - c.start, c.data.len() as u64);
+        for (off, l) in lines(&c.data) {
+            if l.len() > MAX {
+                too_long.push(c.start + off as u64);
+            } else {
+                good.push((c.start + off as u64, l.to_vec()));
+            }
+        }
+    };
+    for p in pieces {
+        f.push(p);
+        loop {
+            let mut bad = Vec::new();
+            let c = f.take_lines(|o| bad.push(o.offset));
+            too_long.extend(bad);
+            match c {
+                Some(c) => take(c, &mut good, &mut too_long),
+                None => break,
+            }
+        }
+    }
+    let mut bad = Vec::new();
+    let rest = f.take_rest(|o| bad.push(o.offset));
+    too_long.extend(bad);
+    if let Some(c) = rest {
+        take(c, &mut good, &mut too_long);
+    }
+    too_long.sort_unstable();
+    (good, too_long, f.read_offset())
+}
+
+#[test]
+fn framing_does_not_depend_on_the_split() {
+    let corpus = std::fs::read(common::data_dir().join("eve/eve-fever-testdata.ndjson")).unwrap();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for round in 0..300 {
+        // Real lines, some made too long, some blank, a last line maybe without newline.
+        let mut data = Vec::new();
+        for _ in 0..rng.below(20) {
+            match rng.below(6) {
+                0 => data.extend_from_slice(b"\n"),
+                1 => data.extend(std::iter::repeat_n(b'x', MAX + rng.below(2 * MAX))),
+                _ => {
+                    let l: Vec<&[u8]> = corpus.split(|&b| b == b'\n').collect();
+                    let line = l[rng.below(l.len())];
+                    data.extend_from_slice(&line[..line.len().min(rng.below(MAX + 50))]);
+                }
+            }
+            if rng.below(8) != 0 {
+                data.push(b'\n');
+            }
+        }
+        let whole = frame(&[&data]);
+        let mut pieces = Vec::new();
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            let n = rng.below(rest.len().min(400)) + 1;
+            let (a, b) = rest.split_at(n);
+            pieces.push(a);
+            rest = b;
+        }
+        assert_eq!(frame(&pieces), whole, "round {round}");
+        assert_eq!(whole.2, data.len() as u64);
+    }
+}
+
+#[test]
+fn parser_is_total_and_deterministic_on_mutated_real_lines() {
+    let text = std::fs::read(common::data_dir().join("eve/eve-suricata-verify-8.0.6.ndjson")).unwrap();
+    let real: Vec<&[u8]> = text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).take(2000).collect();
+    let mut rng = Rng(42);
+    let mut p = EveParser::new(ParseLimits::default());
+    let (mut ok, mut rejected) = (0, 0);
+    for i in 0..20_000 {
+        let mut line = real[i % real.len()].to_vec();
+        const NASTY: &[u8] = b"{[\"\\:,0\xff\x00";
+        for _ in 0..rng.below(4) {
+            if line.is_empty() {
+                break;
+            }
+            let at = rng.below(line.len());
+            match rng.below(4) {
+                0 => line[at] = rng.next() as u8,
+                1 => line.truncate(at),
+                2 => line.insert(at, NASTY[rng.below(NASTY.len())]),
+                _ => line.splice(at..at, b"\\x4".iter().copied()).for_each(drop),
+            }
+        }
+        let Some(prepared) = prepare_line(&line) else { continue };
+        let a = p.parse(prepared, |e| (e.timestamp_us, e.event_type.map(str::to_owned), e.flow_id));
+        let b = p.parse(prepared, |e| (e.timestamp_us, e.event_type.map(str::to_owned), e.flow_id));
+        assert_eq!(a, b);
+        if a.is_ok() {
+            ok += 1;
+        } else {
+            rejected += 1;
+        }
+    }
+    assert!(ok > 1000 && rejected > 1000, "ok {ok}, rejected {rejected}");
+}
+
+#[test]
+fn lines_are_conserved() {
+    for name in ["eve-suricata-verify-7.0.4.ndjson", "eve-edgecase-fever-broken-line.ndjson", "eve-edgecase-fever-nulls.ndjson"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = common::test_config(dir.path());
+        let s = common::replay(&mut cfg, &[common::data_dir().join("eve").join(name)]);
+        let rejected: u64 = s.rejected.values().sum();
+        assert_eq!(s.lines, s.events + rejected + s.blank_lines, "{name}");
+        assert_eq!(s.rows_archived, s.events, "{name}");
+    }
+}
