@@ -13,7 +13,7 @@ fn run(pieces: &[&[u8]]) -> (Vec<(u64, Vec<u8>)>, Vec<u64>, u64) {
     let mut f = Framer::new(7, MAX, 16);
     let mut good = Vec::new();
     let mut too_long = Vec::new();
-    let mut take = |c: alertflow::ingest::framing::Chunk, good: &mut Vec<(u64, Vec<u8>)>, too_long: &mut Vec<u64>| {
+    let take = |c: alertflow::ingest::framing::Chunk, good: &mut Vec<(u64, Vec<u8>)>, too_long: &mut Vec<u64>| {
         assert_eq!(c.end - c.start, c.data.len() as u64);
         for (off, l) in lines(&c.data) {
             if l.len() > MAX {
