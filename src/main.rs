@@ -188,6 +188,10 @@ fn cmd_replay(config: Option<PathBuf>, archive: Option<PathBuf>, inputs: Vec<Str
     // Replay reads what it is given, not the configured sources.
     cfg.sources.clear();
     let files: Vec<String> = inputs.iter().filter(|i| i.as_str() != "-").cloned().collect();
+    for f in &files {
+        let found = alertflow::ingest::file::expand(std::slice::from_ref(f));
+        anyhow::ensure!(found.iter().any(|p| p.is_file()), "{f}: no such file");
+    }
     if !files.is_empty() {
         cfg.sources.push(SourceConfig { name: "replay".into(), kind: SourceKind::File(alertflow::demo::replay_file_config(files.clone())), overflow: Overflow::Block });
     }

@@ -149,6 +149,7 @@ pub fn run(cfg: &Config, mode: Mode, shutdown: Arc<AtomicBool>, progress: Option
 
     let archive_health = health.clone();
     let archive_dl = dead_letter.clone();
+    let archive_stop = shutdown.clone();
     let raw_depth = raw_rx.clone();
     let archive_thread = std::thread::Builder::new().name("archive".into()).spawn(move || -> Result<ArchiveTotals, ArchiveError> {
         let tick = Duration::from_millis(100);
@@ -162,6 +163,9 @@ pub fn run(cfg: &Config, mode: Mode, shutdown: Arc<AtomicBool>, progress: Option
             if let Err(e) = res {
                 metrics::counter!(m::ARCHIVE_ERRORS).increment(1);
                 archive_health.archive_failed.store(true, Ordering::Relaxed);
+                // Nothing more can be archived: stop the sources (an idle file source
+                // would otherwise wait forever).
+                archive_stop.store(true, Ordering::Relaxed);
                 return Err(e);
             }
             let t = archive.totals();
