@@ -129,7 +129,7 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     })
 }
 
-fn cmd_check(file: &PathBuf) -> ExitCode {
+fn cmd_check(file: &std::path::Path) -> ExitCode {
     match Config::load(file) {
         Ok(c) => {
             println!("{}: ok ({} source{})", file.display(), c.sources.len(), if c.sources.len() == 1 { "" } else { "s" });
@@ -227,7 +227,7 @@ fn cmd_replay(config: Option<PathBuf>, archive: Option<PathBuf>, inputs: Vec<Str
     Ok(())
 }
 
-fn cmd_demo(dir: &PathBuf) -> anyhow::Result<()> {
+fn cmd_demo(dir: &std::path::Path) -> anyhow::Result<()> {
     let r = alertflow::demo::run(dir)?;
     println!("alertflow demo: archived a sample of real Suricata 8.0.6 EVE output\n");
     print!("{}", r.summary.render());

@@ -20,7 +20,7 @@ fn catalogue() {
     let input = dir.path().join("bad.json");
     let mut f = std::fs::File::create(&input).unwrap();
     let mut expect_rows = Vec::new();
-    let mut line = |f: &mut std::fs::File, bytes: &[u8]| {
+    let line = |f: &mut std::fs::File, bytes: &[u8]| {
         f.write_all(bytes).unwrap();
         f.write_all(b"\n").unwrap();
     };
@@ -88,7 +88,7 @@ fn catalogue() {
     drop(f);
 
     let mut cfg = test_config(dir.path());
-    let summary = replay(&mut cfg, &[input.clone()]);
+    let summary = replay(&mut cfg, std::slice::from_ref(&input));
     let rows = read_archive(dir.path());
     let mut got: Vec<&str> = rows.iter().map(|r| r.raw.as_str()).collect();
     let mut want: Vec<&str> = expect_rows.iter().map(String::as_str).collect();

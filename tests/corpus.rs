@@ -39,7 +39,7 @@ fn every_corpus_line_is_archived_once_with_reference_fields() {
     for file in files {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = test_config(dir.path());
-        let summary = replay(&mut cfg, &[file.clone()]);
+        let summary = replay(&mut cfg, std::slice::from_ref(&file));
         let text = std::fs::read(&file).unwrap();
 
         let mut expected = Vec::new();
@@ -88,7 +88,7 @@ fn the_broken_fever_line_is_dead_lettered_as_invalid_json_and_the_next_line_flow
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = test_config(dir.path());
     let file = data_dir().join("eve/eve-edgecase-fever-broken-line.ndjson");
-    let summary = replay(&mut cfg, &[file.clone()]);
+    let summary = replay(&mut cfg, std::slice::from_ref(&file));
     assert_eq!(summary.rows_archived, 2);
     assert_eq!(summary.rejected.get("invalid_json"), Some(&1));
     let dl = dead_letters(dir.path());
@@ -107,7 +107,7 @@ fn replaying_the_same_file_twice_archives_it_once() {
     let dir = tempfile::tempdir().unwrap();
     let file = data_dir().join("eve/eve-suricata-docs-8.0.6.ndjson");
     let mut cfg = test_config(dir.path());
-    let first = replay(&mut cfg, &[file.clone()]);
+    let first = replay(&mut cfg, std::slice::from_ref(&file));
     let second = replay(&mut cfg, &[file]);
     assert!(first.rows_archived > 0);
     assert_eq!(second.rows_archived, 0, "positions in the sealed segments say the file is done");

@@ -24,7 +24,10 @@ impl Rng {
 
 const MAX: usize = 300;
 
-fn frame(pieces: &[&[u8]]) -> (Vec<(u64, Vec<u8>)>, Vec<u64>, u64) {
+/// Good lines with their offsets, offsets of too-long lines, end offset.
+type Framed = (Vec<(u64, Vec<u8>)>, Vec<u64>, u64);
+
+fn frame(pieces: &[&[u8]]) -> Framed {
     let mut f = Framer::new(0, MAX, 16);
     let (mut good, mut too_long) = (Vec::new(), Vec::new());
     let take = |c: Chunk, good: &mut Vec<(u64, Vec<u8>)>, too_long: &mut Vec<u64>| {

@@ -5,6 +5,7 @@
 //!   lines are framed per connection; a read timeout flushes what has arrived.
 //! * `unix_dgram`: each datagram holds one or more lines; datagrams are gathered into a
 //!   batch until `read_bytes` or 100 ms.
+//!
 //! The socket file is created with `socket_mode`; a stale socket file left by a previous
 //! run is removed first. These are push sources: nothing can be re-read, so batches carry
 //! no position and the default overflow policy is `drop` (counted).
@@ -138,7 +139,7 @@ fn read_connection(ctx: &SourceCtx, mut conn: UnixStream, stream: u64, path: Arc
 
 pub fn run_dgram(ctx: SourceCtx, cfg: UnixConfig, sock: UnixDatagram) -> std::io::Result<()> {
     let path: Arc<str> = cfg.path.to_string_lossy().into();
-    let mut buf = vec![0u8; ctx.max_line_bytes.min(16 << 20).max(65_536)];
+    let mut buf = vec![0u8; ctx.max_line_bytes.clamp(65_536, 16 << 20)];
     let mut pending: Vec<u8> = Vec::with_capacity(ctx.read_bytes);
     let mut first = None::<Instant>;
     let mut seq = 0;
