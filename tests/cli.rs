@@ -34,7 +34,20 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn stop(mut child: Child) {
+/// A running `alertflow run`, killed if the test fails before stopping it.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn stop(mut running: Running) {
+    let mut child = running.0.take().unwrap();
     // SAFETY: signalling our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     assert!(child.wait().unwrap().success());
@@ -44,10 +57,13 @@ fn corpus_lines(n: usize) -> Vec<String> {
     std::fs::read_to_string(data_dir().join("eve/eve-suricata-verify-8.0.6.ndjson")).unwrap().lines().take(n).map(str::to_string).collect()
 }
 
-fn run_with(dir: &Path, sources: &str, port: u16) -> Child {
+/// Starts `alertflow run`; with `port`, metrics and health listen there.
+fn run_with(dir: &Path, sources: &str, port: Option<u16>) -> Running {
     let cfg = dir.join("c.toml");
-    std::fs::write(&cfg, format!("[archive]\nroot = \"{}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n{sources}", dir.join("archive").display())).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "warn").stdout(Stdio::null()).spawn().unwrap()
+    let listen = port.map(|p| format!("127.0.0.1:{p}")).unwrap_or_default();
+    let text = format!("[archive]\nroot = \"{}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"{listen}\"\n\n{sources}", dir.join("archive").display());
+    std::fs::write(&cfg, text).unwrap();
+    Running(Some(Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "warn").stdout(Stdio::null()).spawn().unwrap()))
 }
 
 #[test]
@@ -58,7 +74,7 @@ fn unix_stream_source_with_metrics_and_health() {
     drop(UnixListener::bind(&sock).unwrap());
     assert!(sock.exists());
     let port = free_port();
-    let child = run_with(dir.path(), &format!("[[sources]]\nname = \"suricata\"\ntype = \"unix_stream\"\npath = \"{}\"\n", sock.display()), port);
+    let child = run_with(dir.path(), &format!("[[sources]]\nname = \"suricata\"\ntype = \"unix_stream\"\npath = \"{}\"\n", sock.display()), Some(port));
     wait_for("the health endpoint", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o660);
@@ -72,7 +88,11 @@ fn unix_stream_source_with_metrics_and_health() {
     conn.write_all(b"{not json\n").unwrap();
     drop(conn);
     let archive = dir.path().join("archive");
-    wait_for("500 rows", || read_archive(&archive).len() == 500);
+    wait_for("500 rows", || {
+        let n = read_archive(&archive).len();
+        eprintln!("unix_stream: {n} rows");
+        n == 500
+    });
 
     let (status, metrics) = http_get(port, "/metrics");
     assert_eq!(status, 200);
@@ -105,8 +125,7 @@ fn unix_stream_source_with_metrics_and_health() {
 fn unix_dgram_source() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("eve.dgram");
-    let port = free_port();
-    let child = run_with(dir.path(), &format!("[[sources]]\nname = \"dg\"\ntype = \"unix_dgram\"\npath = \"{}\"\noverflow = \"block\"\n", sock.display()), port);
+    let child = run_with(dir.path(), &format!("[[sources]]\nname = \"dg\"\ntype = \"unix_dgram\"\npath = \"{}\"\noverflow = \"block\"\n", sock.display()), None);
     wait_for("the socket", || sock.exists());
     let client = UnixDatagram::unbound().unwrap();
     let lines = corpus_lines(200);
@@ -157,4 +176,19 @@ fn replay_summary_counts_types_and_rejections() {
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(text.contains("rejected: 1 (invalid_json 1), see "), "{text}");
     assert!(text.contains("archived: 2 rows"), "{text}");
+}
+
+#[test]
+fn a_second_process_on_the_same_archive_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("eve.json");
+    std::fs::write(&input, corpus_lines(10).join("\n") + "\n").unwrap();
+    let child = run_with(dir.path(), &format!("[[sources]]\nname = \"eve\"\ntype = \"file\"\npath = \"{}\"\n", input.display()), None);
+    let archive = dir.path().join("archive");
+    wait_for("10 rows", || read_archive(&archive).len() == 10);
+    let out = Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["replay", "--archive"]).arg(&archive).arg(&input).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is in use by another alertflow process"), "{err}");
+    stop(child);
 }

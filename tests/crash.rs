@@ -78,8 +78,19 @@ fn seed() -> u64 {
     std::env::var("ALERTFLOW_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64)
 }
 
-/// Waits until the archive holds `n` rows, then stops the process with SIGTERM.
-fn drain_and_stop(mut child: Child, archive: &Path, n: usize) {
+/// Waits until the archive holds `n` rows, then stops the process with SIGTERM (or kills
+/// it when the wait fails, so no process outlives the test).
+fn drain_and_stop(child: Child, archive: &Path, n: usize) {
+    struct KillOnDrop(Option<Child>);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            if let Some(mut c) = self.0.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let mut guard = KillOnDrop(Some(child));
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let have = read_archive(archive).len();
@@ -89,6 +100,7 @@ fn drain_and_stop(mut child: Child, archive: &Path, n: usize) {
         assert!(Instant::now() < deadline, "archive stuck at {have} of {n} rows");
         std::thread::sleep(Duration::from_millis(200));
     }
+    let mut child = guard.0.take().unwrap();
     // SAFETY: sending a signal to our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let status = child.wait().unwrap();

@@ -55,6 +55,8 @@ pub enum ArchiveError {
     BadSegment { path: PathBuf, reason: String },
     #[error("archive writer lane {0} stopped")]
     LaneGone(usize),
+    #[error("archive {0} is in use by another alertflow process")]
+    Locked(PathBuf),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
@@ -101,6 +103,8 @@ pub struct ArchiveWriter {
     checkpoint: Checkpoint,
     reorder: HashMap<(usize, u64), Reorder>,
     totals: ArchiveTotals,
+    /// Held for the writer's lifetime: one process writes an archive at a time.
+    _lock: File,
 }
 
 #[derive(Default)]
@@ -115,6 +119,13 @@ impl ArchiveWriter {
     pub fn open(cfg: ArchiveConfig) -> Result<(Self, recovery::Recovered), ArchiveError> {
         let table = cfg.root.join(EVENTS_TABLE);
         std::fs::create_dir_all(&table).map_err(io_err(&table))?;
+        let lock_path = cfg.root.join(".alertflow.lock");
+        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(ArchiveError::Locked(cfg.root.clone())),
+            Err(std::fs::TryLockError::Error(e)) => return Err(ArchiveError::Io { path: lock_path, source: e }),
+        }
         let rec = recovery::recover(&table)?;
         let props = props::writer_properties(cfg.parquet)?;
         let lanes = (0..cfg.writer_threads.max(1))
@@ -138,6 +149,7 @@ impl ArchiveWriter {
             checkpoint: rec.checkpoint.clone(),
             reorder: HashMap::new(),
             totals: ArchiveTotals::default(),
+            _lock: lock,
             cfg,
         };
         Ok((w, rec))

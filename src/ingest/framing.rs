@@ -36,11 +36,14 @@ pub struct Framer {
     skipping: bool,
     /// Length of `buf` already known to hold no newline.
     scanned: usize,
+    /// Reused read buffer: reads land here and only the bytes read are appended, so a
+    /// trickle of small reads does not clear a whole read-size buffer each time.
+    scratch: Vec<u8>,
 }
 
 impl Framer {
     pub fn new(start_offset: u64, max_line_bytes: usize, sample_bytes: usize) -> Self {
-        Self { buf: BytesMut::new(), buf_start: start_offset, max_line: max_line_bytes.max(1), sample_bytes, skipping: false, scanned: 0 }
+        Self { buf: BytesMut::new(), buf_start: start_offset, max_line: max_line_bytes.max(1), sample_bytes, skipping: false, scanned: 0, scratch: Vec::new() }
     }
 
     /// Offset just past the last byte pushed.
@@ -55,12 +58,12 @@ impl Framer {
 
     /// Reads once from `read` into the buffer (up to `max` bytes). Returns the count read.
     pub fn read_from(&mut self, read: &mut impl std::io::Read, max: usize) -> std::io::Result<usize> {
-        let old = self.buf.len();
-        self.buf.resize(old + max, 0);
-        let res = read.read(&mut self.buf[old..]);
-        let n = *res.as_ref().unwrap_or(&0);
-        self.buf.truncate(old + n);
-        res
+        if self.scratch.len() != max {
+            self.scratch = vec![0; max];
+        }
+        let n = read.read(&mut self.scratch)?;
+        self.buf.extend_from_slice(&self.scratch[..n]);
+        Ok(n)
     }
 
     /// Appends bytes received from elsewhere (a datagram, a socket read).
