@@ -7,8 +7,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -34,25 +33,6 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// A running `alertflow run`, killed if the test fails before stopping it.
-struct Running(Option<Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn stop(mut running: Running) {
-    let mut child = running.0.take().unwrap();
-    // SAFETY: signalling our own child.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    assert!(child.wait().unwrap().success());
-}
-
 fn corpus_lines(n: usize) -> Vec<String> {
     std::fs::read_to_string(data_dir().join("eve/eve-suricata-verify-8.0.6.ndjson")).unwrap().lines().take(n).map(str::to_string).collect()
 }
@@ -63,7 +43,7 @@ fn run_with(dir: &Path, sources: &str, port: Option<u16>) -> Running {
     let listen = port.map(|p| format!("127.0.0.1:{p}")).unwrap_or_default();
     let text = format!("[archive]\nroot = \"{}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"{listen}\"\n\n{sources}", dir.join("archive").display());
     std::fs::write(&cfg, text).unwrap();
-    Running(Some(Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "warn").stdout(Stdio::null()).spawn().unwrap()))
+    Running::new(Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "warn").stdout(Stdio::null()).spawn().unwrap())
 }
 
 #[test]
@@ -110,7 +90,7 @@ fn unix_stream_source_with_metrics_and_health() {
     assert_eq!(h["status"], "ok");
     assert_eq!(h["rows_sealed"], 500);
     assert_eq!(http_get(port, "/nope").0, 404);
-    stop(child);
+    child.stop();
     assert!(!sock.exists(), "socket removed at shutdown");
     let rows = read_archive(&archive);
     assert!(rows.iter().all(|r| r.source.as_deref() == Some("suricata")));
@@ -135,7 +115,7 @@ fn unix_dgram_source() {
     }
     let archive = dir.path().join("archive");
     wait_for("200 rows", || read_archive(&archive).len() == 200);
-    stop(child);
+    child.stop();
 }
 
 #[test]
@@ -190,5 +170,5 @@ fn a_second_process_on_the_same_archive_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is in use by another alertflow process"), "{err}");
-    stop(child);
+    child.stop();
 }

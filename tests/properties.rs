@@ -5,7 +5,7 @@
 
 mod common;
 
-use alertflow::ingest::framing::{lines, Chunk, Framer};
+use alertflow::ingest::framing::frame_pieces;
 use alertflow::parse::eve::prepare_line;
 use alertflow::parse::{EveParser, ParseLimits};
 
@@ -23,44 +23,6 @@ impl Rng {
 }
 
 const MAX: usize = 300;
-
-/// Good lines with their offsets, offsets of too-long lines, end offset.
-type Framed = (Vec<(u64, Vec<u8>)>, Vec<u64>, u64);
-
-fn frame(pieces: &[&[u8]]) -> Framed {
-    let mut f = Framer::new(0, MAX, 16);
-    let (mut good, mut too_long) = (Vec::new(), Vec::new());
-    let take = |c: Chunk, good: &mut Vec<(u64, Vec<u8>)>, too_long: &mut Vec<u64>| {
-        assert_eq!(c.end - c.start, c.data.len() as u64);
-        for (off, l) in lines(&c.data) {
-            if l.len() > MAX {
-                too_long.push(c.start + off as u64);
-            } else {
-                good.push((c.start + off as u64, l.to_vec()));
-            }
-        }
-    };
-    for p in pieces {
-        f.push(p);
-        loop {
-            let mut bad = Vec::new();
-            let c = f.take_lines(|o| bad.push(o.offset));
-            too_long.extend(bad);
-            match c {
-                Some(c) => take(c, &mut good, &mut too_long),
-                None => break,
-            }
-        }
-    }
-    let mut bad = Vec::new();
-    let rest = f.take_rest(|o| bad.push(o.offset));
-    too_long.extend(bad);
-    if let Some(c) = rest {
-        take(c, &mut good, &mut too_long);
-    }
-    too_long.sort_unstable();
-    (good, too_long, f.read_offset())
-}
 
 #[test]
 fn framing_does_not_depend_on_the_split() {
@@ -83,7 +45,7 @@ fn framing_does_not_depend_on_the_split() {
                 data.push(b'\n');
             }
         }
-        let whole = frame(&[&data]);
+        let whole = frame_pieces(&[&data], MAX);
         let mut pieces = Vec::new();
         let mut rest = &data[..];
         while !rest.is_empty() {
@@ -92,8 +54,8 @@ fn framing_does_not_depend_on_the_split() {
             pieces.push(a);
             rest = b;
         }
-        assert_eq!(frame(&pieces), whole, "round {round}");
-        assert_eq!(whole.2, data.len() as u64);
+        assert_eq!(frame_pieces(&pieces, MAX), whole, "round {round}");
+        assert_eq!(whole.end, data.len() as u64);
     }
 }
 

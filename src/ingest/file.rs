@@ -97,8 +97,6 @@ struct Tracked {
     /// Still matched by a glob at the last scan.
     matched: bool,
     at_eof_since: Option<Instant>,
-    /// When the first line was last checked against `fp` (catches truncate-and-refill).
-    fp_checked: Instant,
     stream: u64,
     done: bool,
 }
@@ -204,9 +202,7 @@ impl FileSource {
             // offset): the first line changed.
             if let Ok(Some(now)) = File::open(path).and_then(|mut f| fingerprint(&mut f, false)) {
                 if now != t.fp {
-                    metrics::counter!(m::SOURCE_ROTATIONS, "source" => self.ctx.info.name.to_string()).increment(1);
-                    tracing::info!(source = %self.ctx.info.name, path = %path.display(), "file rewritten in place; re-identifying it");
-                    t.done = true;
+                    note_rewritten(&self.ctx, t);
                     return Ok(());
                 }
             }
@@ -251,7 +247,6 @@ impl FileSource {
             seq: 0,
             matched: true,
             at_eof_since: None,
-            fp_checked: Instant::now(),
             stream: self.next_stream,
             done: false,
         });
@@ -266,16 +261,18 @@ impl FileSource {
         if t.done {
             return Ok(false);
         }
-        if self.cfg.follow && t.fp_checked.elapsed() >= self.cfg.poll_interval {
-            t.fp_checked = Instant::now();
-            if fingerprint_at(&t.file).map_err(ReadStop::Io)?.is_some_and(|now| now != t.fp) {
-                metrics::counter!(m::SOURCE_ROTATIONS, "source" => ctx.info.name.to_string()).increment(1);
-                tracing::info!(source = %ctx.info.name, path = %t.path.display(), "file rewritten in place; re-identifying it");
-                t.done = true;
-                return Ok(true);
-            }
+        // copytruncate and re-used files: the content at our offset may belong to a new
+        // file. Check the first line before and after each read; a read that may have
+        // seen new content is dropped (the copy, or the new file, supplies those bytes).
+        if self.cfg.follow && rewritten(t)? {
+            note_rewritten(ctx, t);
+            return Ok(true);
         }
         let n = t.framer.read_from(&mut t.file, ctx.read_bytes).map_err(ReadStop::Io)?;
+        if self.cfg.follow && n > 0 && rewritten(t)? {
+            note_rewritten(ctx, t);
+            return Ok(true);
+        }
         let path_str = t.path_str.clone();
         let chunk = if n == 0 {
             if !self.cfg.follow {
@@ -285,9 +282,7 @@ impl FileSource {
                 // At the end: check for truncation (copytruncate, or a re-used file).
                 let len = t.file.metadata().map_err(ReadStop::Io)?.len();
                 if len < t.framer.read_offset() {
-                    metrics::counter!(m::SOURCE_ROTATIONS, "source" => ctx.info.name.to_string()).increment(1);
-                    tracing::info!(source = %ctx.info.name, path = %t.path.display(), "file truncated; re-identifying it");
-                    t.done = true;
+                    note_rewritten(ctx, t);
                     return Ok(true);
                 }
                 t.at_eof_since.get_or_insert_with(Instant::now);
@@ -332,6 +327,18 @@ impl FileSource {
             keep
         });
     }
+}
+
+/// Whether the file no longer starts with the line that identified it (truncated, or
+/// truncated and refilled). A file that lost its complete first line counts as rewritten.
+fn rewritten(t: &Tracked) -> Result<bool, ReadStop> {
+    Ok(fingerprint_at(&t.file).map_err(ReadStop::Io)? != Some(t.fp))
+}
+
+fn note_rewritten(ctx: &SourceCtx, t: &mut Tracked) {
+    metrics::counter!(m::SOURCE_ROTATIONS, "source" => ctx.info.name.to_string()).increment(1);
+    tracing::info!(source = %ctx.info.name, path = %t.path.display(), "file truncated or rewritten in place; re-identifying it");
+    t.done = true;
 }
 
 enum ReadStop {

@@ -178,6 +178,47 @@ pub fn lines(data: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
     })
 }
 
+/// What a whole stream frames into, independent of how it arrived: every line within the
+/// limit with its stream offset, the offsets of the lines over the limit (whether the
+/// framer skipped them or left them whole for the parser to reject), and the end offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FramedStream {
+    pub lines: Vec<(u64, Vec<u8>)>,
+    pub too_long: Vec<u64>,
+    pub end: u64,
+}
+
+/// Feeds `pieces` through a [`Framer`] as a source would and collects the result. The
+/// reference for "framing does not depend on how the stream is split" (tests, fuzzing).
+pub fn frame_pieces(pieces: &[&[u8]], max_line_bytes: usize) -> FramedStream {
+    let mut f = Framer::new(0, max_line_bytes, 16);
+    let mut out = FramedStream { lines: Vec::new(), too_long: Vec::new(), end: 0 };
+    let take = |c: Chunk, out: &mut FramedStream| {
+        assert_eq!(c.end - c.start, c.data.len() as u64, "a chunk covers exactly its bytes");
+        for (off, l) in lines(&c.data) {
+            if l.len() > max_line_bytes {
+                out.too_long.push(c.start + off as u64);
+            } else {
+                out.lines.push((c.start + off as u64, l.to_vec()));
+            }
+        }
+    };
+    let mut skipped = Vec::new();
+    for p in pieces {
+        f.push(p);
+        while let Some(c) = f.take_lines(|o| skipped.push(o.offset)) {
+            take(c, &mut out);
+        }
+    }
+    if let Some(c) = f.take_rest(|o| skipped.push(o.offset)) {
+        take(c, &mut out);
+    }
+    out.too_long.extend(skipped);
+    out.too_long.sort_unstable();
+    out.end = f.read_offset();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

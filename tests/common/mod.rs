@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -232,4 +233,39 @@ pub fn count_by<T: std::hash::Hash + Eq>(items: impl IntoIterator<Item = T>) -> 
         *m.entry(i).or_default() += 1;
     }
     m
+}
+
+/// A running `alertflow` process, killed if the test fails before stopping it, so no
+/// process outlives its test.
+pub struct Running(Option<Child>);
+
+impl Running {
+    pub fn new(child: Child) -> Self {
+        Self(Some(child))
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill9(mut self) {
+        let mut c = self.0.take().unwrap();
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
+    /// SIGTERM; the process must drain, seal and exit 0.
+    pub fn stop(mut self) {
+        let mut c = self.0.take().unwrap();
+        // SAFETY: signalling our own child.
+        assert_eq!(unsafe { libc::kill(c.id() as i32, libc::SIGTERM) }, 0);
+        let status = c.wait().unwrap();
+        assert!(status.success(), "clean shutdown exits 0: {status:?}");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
