@@ -215,3 +215,32 @@ fn restart_after_a_clean_stop_resumes_where_it_stopped() {
     drain_and_stop(start(&cfg, input.to_str().unwrap()), &archive, 1_500);
     assert_exactly(&read_archive(&archive), 1_500);
 }
+
+/// copytruncate while the reader is busy, with the file refilled past the reader's old
+/// offset at once: the old offset must never be read in the new content (that gives a
+/// torn line and a lost row); the copy supplies the rest of the old file.
+#[test]
+fn copytruncate_refilled_past_the_offset_while_reading_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path());
+    let input = dir.path().join("eve.json");
+    let archive = dir.path().join("archive");
+    append(&input, 0..50_000);
+    let child = start(&cfg, &format!("{}*", input.display()));
+    // Let the reader get going, then rotate under it: copy, truncate, and at once write
+    // more than the file held, so the old offset lands inside a new line.
+    std::thread::sleep(Duration::from_millis(150));
+    std::fs::copy(&input, dir.path().join("eve.json.1")).unwrap();
+    let mut new = String::new();
+    for i in 50_000..110_000 {
+        new.push_str(&line(i));
+        new.push('\n');
+    }
+    let mut f = std::fs::OpenOptions::new().write(true).open(&input).unwrap();
+    f.set_len(0).unwrap();
+    f.write_all(new.as_bytes()).unwrap();
+    drop(f);
+    drain_and_stop(child, &archive, 110_000);
+    assert_exactly(&read_archive(&archive), 110_000);
+    assert_eq!(dead_letters(&archive), Vec::<serde_json::Value>::new());
+}
