@@ -159,11 +159,6 @@ impl ArchiveWriter {
         self.totals
     }
 
-    /// The positions covered by the last commit plus what is open now.
-    pub fn checkpoint(&self) -> &Checkpoint {
-        &self.checkpoint
-    }
-
     /// Takes a parsed batch. Batches of a positioned stream are applied in sequence order.
     pub fn accept(&mut self, batch: ParsedBatch) -> Result<(), ArchiveError> {
         if matches!(batch.position, Position::None) {
@@ -312,10 +307,6 @@ impl ArchiveWriter {
             let _ = lane.thread.join();
         }
         Ok(self.totals)
-    }
-
-    pub fn table_dir(&self) -> &Path {
-        &self.table
     }
 }
 

@@ -170,14 +170,6 @@ impl EventBatchBuilder {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.hours.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.hours.is_empty()
-    }
-
     /// Appends one event. `partition_us` is the time that decides the partition (the event
     /// time, or a stand-in when the sensor could not stamp the event).
     pub fn append(&mut self, ev: &EventView<'_>, partition_us: i64, source: &str, raw: &str) {

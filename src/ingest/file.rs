@@ -196,16 +196,10 @@ impl FileSource {
         let dev_ino = (meta.dev(), meta.ino());
         // Same inode as a file we follow: a rename keeps identity; a truncation is handled
         // by the reader.
+        // (A file rewritten in place is noticed by the reader, which checks the first line
+        // around every read.)
         if let Some(t) = self.open.iter_mut().find(|t| t.dev_ino == dev_ino && !t.done) {
             t.matched = true;
-            // Rewritten in place since the last look (truncated and refilled past our
-            // offset): the first line changed.
-            if let Ok(Some(now)) = File::open(path).and_then(|mut f| fingerprint(&mut f, false)) {
-                if now != t.fp {
-                    note_rewritten(&self.ctx, t);
-                    return Ok(());
-                }
-            }
             if t.path != path {
                 metrics::counter!(m::SOURCE_ROTATIONS, "source" => self.ctx.info.name.to_string()).increment(1);
                 tracing::info!(source = %self.ctx.info.name, from = %t.path.display(), to = %path.display(), "file renamed");
