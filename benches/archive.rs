@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 
 use alertflow::archive::{ArchiveConfig, ArchiveWriter, ParquetSettings};
 use alertflow::deadletter::DeadLetter;
-use alertflow::ingest::{Position, RawBatch, SourceInfo};
+use alertflow::ingest::{Format, Position, RawBatch, SourceInfo};
 use alertflow::parse::{EveParser, ParseLimits, ParseStage, ParsedBatch};
 
 #[path = "common.rs"]
@@ -25,7 +25,7 @@ fn parsed_batches(input: &[u8]) -> Vec<ParsedBatch> {
     while start < input.len() {
         let end = (start + (1 << 20)).min(input.len());
         let end = memchr::memrchr(b'\n', &input[start..end]).map(|i| start + i + 1).unwrap_or(input.len());
-        let raw = RawBatch { source: source.clone(), seq: out.len() as u64, stream: 0, data: Bytes::copy_from_slice(&input[start..end]), base_offset: None, path: None, position: Position::None };
+        let raw = RawBatch { source: source.clone(), seq: out.len() as u64, stream: 0, data: Bytes::copy_from_slice(&input[start..end]), base_offset: None, path: None, position: Position::None, format: Format::Eve, frames: Vec::new() };
         let mut parsed = stage.process(raw);
         let one_hour = parsed.events.hours[0];
         parsed.events.hours.fill(one_hour);

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 
 use alertflow::config::{Config, ConfigErrors, SourceConfig, SourceKind};
 use alertflow::ingest::file::FileSource;
-use alertflow::ingest::Overflow;
+use alertflow::ingest::{Format, Overflow};
 use alertflow::pipeline::{self, Health, Mode};
 
 #[global_allocator]
@@ -41,6 +41,9 @@ enum Cmd {
         /// Metrics and health listener address, "" for none (overrides metrics.listen)
         #[arg(long)]
         metrics_listen: Option<String>,
+        /// What the `--input` files hold
+        #[arg(long, value_enum, default_value = "eve")]
+        format: FormatArg,
     },
     /// Push files (`-` for stdin) through the pipeline once, seal, print a summary
     Replay {
@@ -54,6 +57,9 @@ enum Cmd {
         /// Never show the progress bar
         #[arg(long)]
         no_progress: bool,
+        /// What the inputs hold; `auto` decides per line (EVE JSON, fast alert, else syslog)
+        #[arg(long, value_enum, default_value = "auto")]
+        format: FormatArg,
         #[arg(required = true)]
         inputs: Vec<String>,
     },
@@ -64,6 +70,25 @@ enum Cmd {
         #[arg(long, default_value = "alertflow-demo")]
         dir: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    Eve,
+    Fast,
+    Syslog,
+    Auto,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Eve => Format::Eve,
+            FormatArg::Fast => Format::Fast,
+            FormatArg::Syslog => Format::Syslog,
+            FormatArg::Auto => Format::Auto,
+        }
+    }
 }
 
 fn init_logging(default: &str) {
@@ -95,13 +120,13 @@ fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
     let res = match cli.cmd {
-        Cmd::Run { config, archive, inputs, metrics_listen } => {
+        Cmd::Run { config, archive, inputs, metrics_listen, format } => {
             init_logging("info");
-            cmd_run(config, archive, inputs, metrics_listen)
+            cmd_run(config, archive, inputs, metrics_listen, format.into())
         }
-        Cmd::Replay { config, archive, json, no_progress, inputs } => {
+        Cmd::Replay { config, archive, json, no_progress, inputs, format } => {
             init_logging("warn");
-            cmd_replay(config, archive, inputs, json, no_progress)
+            cmd_replay(config, archive, inputs, json, no_progress, format.into())
         }
         Cmd::CheckConfig { file } => return cmd_check(&file),
         Cmd::Demo { dir } => {
@@ -145,13 +170,13 @@ fn cmd_check(file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn cmd_run(config: Option<PathBuf>, archive: Option<PathBuf>, inputs: Vec<String>, metrics_listen: Option<String>) -> anyhow::Result<()> {
+fn cmd_run(config: Option<PathBuf>, archive: Option<PathBuf>, inputs: Vec<String>, metrics_listen: Option<String>, format: Format) -> anyhow::Result<()> {
     let mut cfg = load_config(config.as_ref())?;
     apply_archive(&mut cfg, archive);
     if !inputs.is_empty() {
         let mut fc = alertflow::demo::replay_file_config(inputs);
         fc.follow = true;
-        cfg.sources.push(SourceConfig { name: unique_name(&cfg, "input"), kind: SourceKind::File(fc), overflow: Overflow::Block });
+        cfg.sources.push(SourceConfig { name: unique_name(&cfg, "input"), kind: SourceKind::File(fc), overflow: Overflow::Block, format });
     }
     if let Some(l) = metrics_listen {
         cfg.metrics.listen = if l.is_empty() { None } else { Some(l.parse().with_context(|| format!("--metrics-listen {l}"))?) };
@@ -182,7 +207,7 @@ fn cmd_run(config: Option<PathBuf>, archive: Option<PathBuf>, inputs: Vec<String
     Ok(())
 }
 
-fn cmd_replay(config: Option<PathBuf>, archive: Option<PathBuf>, inputs: Vec<String>, json: bool, no_progress: bool) -> anyhow::Result<()> {
+fn cmd_replay(config: Option<PathBuf>, archive: Option<PathBuf>, inputs: Vec<String>, json: bool, no_progress: bool, format: Format) -> anyhow::Result<()> {
     let mut cfg = load_config(config.as_ref())?;
     apply_archive(&mut cfg, archive);
     // Replay reads what it is given, not the configured sources.
@@ -193,10 +218,10 @@ fn cmd_replay(config: Option<PathBuf>, archive: Option<PathBuf>, inputs: Vec<Str
         anyhow::ensure!(found.iter().any(|p| p.is_file()), "{f}: no such file");
     }
     if !files.is_empty() {
-        cfg.sources.push(SourceConfig { name: "replay".into(), kind: SourceKind::File(alertflow::demo::replay_file_config(files.clone())), overflow: Overflow::Block });
+        cfg.sources.push(SourceConfig { name: "replay".into(), kind: SourceKind::File(alertflow::demo::replay_file_config(files.clone())), overflow: Overflow::Block, format });
     }
     if inputs.iter().any(|i| i == "-") {
-        cfg.sources.push(SourceConfig { name: "stdin".into(), kind: SourceKind::Stdin, overflow: Overflow::Block });
+        cfg.sources.push(SourceConfig { name: "stdin".into(), kind: SourceKind::Stdin, overflow: Overflow::Block, format });
     }
     let progress = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));

@@ -17,6 +17,26 @@ pub const SOURCE_ROTATIONS: &str = "alertflow_source_rotations_total";
 /// Connections accepted / refused by socket sources.
 pub const SOURCE_CONNECTIONS: &str = "alertflow_source_connections_total";
 pub const SOURCE_CONNECTIONS_REFUSED: &str = "alertflow_source_connections_refused_total";
+/// Connections open now, per source.
+pub const SOURCE_ACTIVE_CONNECTIONS: &str = "alertflow_source_active_connections";
+/// Connections closed for a timeout, by `kind` (idle, frame, handshake).
+pub const SOURCE_TIMEOUTS: &str = "alertflow_source_timeouts_total";
+/// TLS handshakes that failed (bad certificate, protocol error).
+pub const SOURCE_TLS_FAILURES: &str = "alertflow_source_tls_failures_total";
+/// Frames longer than `max_frame_bytes`, skipped.
+pub const SOURCE_OVERSIZE_FRAMES: &str = "alertflow_source_oversize_frames_total";
+/// Datagrams the kernel dropped because the socket's receive buffer was full.
+pub const SOURCE_KERNEL_DROPS: &str = "alertflow_source_kernel_drops_total";
+/// Redis: entries acknowledged (list: removed from the processing list; stream: XACK).
+pub const REDIS_ACKED: &str = "alertflow_redis_acked_total";
+/// Redis: entries already archived before a restart, acknowledged without re-archiving.
+pub const REDIS_ALREADY_ARCHIVED: &str = "alertflow_redis_already_archived_total";
+/// Redis stream: entries trimmed from the stream before this group read them.
+pub const REDIS_STREAM_GAP: &str = "alertflow_redis_stream_gap_entries_total";
+/// Redis stream: pending entries claimed from consumers that stopped.
+pub const REDIS_CLAIMED: &str = "alertflow_redis_claimed_total";
+/// Redis: connections lost (for channels: windows in which messages may have been missed).
+pub const REDIS_DISCONNECTS: &str = "alertflow_redis_disconnects_total";
 
 /// Lines received by the parse stage (blank lines included).
 pub const PARSE_LINES: &str = "alertflow_parse_lines_total";
@@ -28,6 +48,12 @@ pub const PARSE_EVENTS: &str = "alertflow_parse_events_total";
 pub const REJECTED_LINES: &str = "alertflow_rejected_lines_total";
 /// Typed fields present but unusable (kept as null), by `field`.
 pub const FIELD_INVALID: &str = "alertflow_field_invalid_total";
+/// Messages claiming RFC 5424 that broke one of its rules (read leniently), by `rule`.
+pub const SYSLOG_NONCONFORMING: &str = "alertflow_syslog_rfc5424_nonconforming_total";
+/// Syslog messages with a JSON payload that was not a valid EVE event (kept as `syslog`).
+pub const SYSLOG_PAYLOAD_INVALID: &str = "alertflow_syslog_payload_invalid_total";
+/// Syslog lines that were not UTF-8 and were stored decoded as Latin-1.
+pub const SYSLOG_LATIN1: &str = "alertflow_syslog_latin1_total";
 /// Events whose sensor wrote `"ts-error"` instead of a time.
 pub const TIMESTAMP_ERRORS: &str = "alertflow_timestamp_errors_total";
 /// Dead-letter records not written because the file reached its cap.
@@ -61,12 +87,25 @@ pub fn describe() {
     describe_counter!(SOURCE_ROTATIONS, "rotations and truncations noticed by file sources");
     describe_counter!(SOURCE_CONNECTIONS, "connections accepted by socket sources");
     describe_counter!(SOURCE_CONNECTIONS_REFUSED, "connections refused by socket sources (over the cap)");
+    describe_gauge!(SOURCE_ACTIVE_CONNECTIONS, "connections open now");
+    describe_counter!(SOURCE_TIMEOUTS, "connections closed for a timeout, by kind (idle, frame, handshake)");
+    describe_counter!(SOURCE_TLS_FAILURES, "TLS handshakes that failed");
+    describe_counter!(SOURCE_OVERSIZE_FRAMES, "frames longer than max_frame_bytes, skipped");
+    describe_counter!(SOURCE_KERNEL_DROPS, "datagrams the kernel dropped for lack of receive-buffer room");
+    describe_counter!(REDIS_ACKED, "Redis entries acknowledged after their segment was sealed");
+    describe_counter!(REDIS_ALREADY_ARCHIVED, "Redis entries found archived at restart, acknowledged without re-archiving");
+    describe_counter!(REDIS_STREAM_GAP, "Redis stream entries trimmed before the group read them");
+    describe_counter!(REDIS_CLAIMED, "Redis stream pending entries claimed from stopped consumers");
+    describe_counter!(REDIS_DISCONNECTS, "Redis connections lost");
     describe_counter!(PARSE_LINES, "lines received by the parse stage");
     describe_counter!(PARSE_BLANK_LINES, "blank lines skipped");
     describe_counter!(PARSE_EVENTS, "events parsed and sent on");
     describe_counter!(REJECTED_LINES, "lines rejected, by reason");
     describe_counter!(FIELD_INVALID, "typed fields present but unusable (archived as null), by field");
     describe_counter!(TIMESTAMP_ERRORS, "events stamped ts-error by the sensor");
+    describe_counter!(SYSLOG_NONCONFORMING, "messages claiming RFC 5424 that broke a rule and were read leniently, by rule");
+    describe_counter!(SYSLOG_PAYLOAD_INVALID, "syslog messages whose JSON payload was not a valid EVE event (kept as syslog events)");
+    describe_counter!(SYSLOG_LATIN1, "syslog lines that were not UTF-8, stored decoded as Latin-1");
     describe_counter!(DEADLETTER_DROPPED, "dead-letter records not written (file cap reached)");
     describe_counter!(ARCHIVE_ROWS, "rows written to archive segments");
     describe_counter!(ARCHIVE_SEGMENTS, "archive segments sealed");

@@ -25,7 +25,52 @@ pub struct Checkpoint {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SourceCheckpoint {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FilePosition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisPosition>,
+}
+
+/// Claimed stream entries remembered per source (they arrive out of id order).
+pub const MAX_CLAIMED_IDS: usize = 1024;
+
+/// How far a Redis source is archived.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RedisPosition {
+    /// List mode: number of entries ever moved into the processing list that are archived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_seq: Option<u64>,
+    /// Stream mode: every entry read with `>` up to this id is archived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_id: Option<String>,
+    /// Stream mode: ids of entries claimed from stopped consumers that are archived.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claimed: Vec<String>,
+}
+
+/// The positions of the newest commit, for sources that acknowledge upstream only what
+/// is sealed (Redis lists and streams). Updated after every commit.
+#[derive(Debug, Default)]
+pub struct Sealed {
+    inner: std::sync::Mutex<Checkpoint>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl Sealed {
+    pub fn new(c: Checkpoint) -> Self {
+        Self { inner: std::sync::Mutex::new(c), generation: Default::default() }
+    }
+    pub fn publish(&self, c: &Checkpoint) {
+        *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = c.clone();
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+    /// Changes whenever a commit lands.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+    pub fn redis(&self, source: &str) -> Option<RedisPosition> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).sources.get(source).and_then(|s| s.redis.clone())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +89,28 @@ impl Checkpoint {
             .get(source)
             .map(|s| s.files.iter().filter_map(|f| u64::from_str_radix(&f.fingerprint, 16).ok().map(|fp| (fp, f.offset))).collect())
             .unwrap_or_default()
+    }
+
+    /// Records a Redis source's position (ids only move forward).
+    pub fn advance_redis(&mut self, source: &str, pos: &crate::ingest::RedisPos) {
+        let s = self.sources.entry(source.to_string()).or_default();
+        let r = s.redis.get_or_insert_with(Default::default);
+        if let Some(seq) = pos.list_seq {
+            r.list_seq = Some(r.list_seq.map_or(seq, |old| old.max(seq)));
+        }
+        if let Some(id) = pos.stream_id {
+            let newer = r.stream_id.as_deref().and_then(crate::ingest::redis::parse_id).is_none_or(|old| id > old);
+            if newer {
+                r.stream_id = Some(format!("{}-{}", id.0, id.1));
+            }
+        }
+        for c in &pos.claimed {
+            r.claimed.push(c.clone());
+        }
+        if r.claimed.len() > MAX_CLAIMED_IDS {
+            let extra = r.claimed.len() - MAX_CLAIMED_IDS;
+            r.claimed.drain(..extra);
+        }
     }
 
     /// Records that `source` has archived file `fingerprint` up to `offset`.

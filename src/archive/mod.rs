@@ -103,6 +103,7 @@ pub struct ArchiveWriter {
     checkpoint: Checkpoint,
     reorder: HashMap<(usize, u64), Reorder>,
     totals: ArchiveTotals,
+    sealed: Arc<checkpoint::Sealed>,
     /// Held for the writer's lifetime: one process writes an archive at a time.
     _lock: File,
 }
@@ -149,10 +150,16 @@ impl ArchiveWriter {
             checkpoint: rec.checkpoint.clone(),
             reorder: HashMap::new(),
             totals: ArchiveTotals::default(),
+            sealed: Arc::new(checkpoint::Sealed::new(rec.checkpoint.clone())),
             _lock: lock,
             cfg,
         };
         Ok((w, rec))
+    }
+
+    /// Positions of the newest commit, for sources that acknowledge upstream.
+    pub fn sealed(&self) -> Arc<checkpoint::Sealed> {
+        self.sealed.clone()
     }
 
     pub fn totals(&self) -> ArchiveTotals {
@@ -205,8 +212,10 @@ impl ArchiveWriter {
             metrics::gauge!(m::ARCHIVE_OPEN_ROWS).set(self.open_rows as f64);
             metrics::gauge!(m::ARCHIVE_OPEN_PARTITIONS).set(self.open_hours.len() as f64);
         }
-        if let Position::File { fingerprint, offset, path } = &batch.position {
-            self.checkpoint.advance(&batch.source.name, *fingerprint, *offset, path);
+        match &batch.position {
+            Position::File { fingerprint, offset, path } => self.checkpoint.advance(&batch.source.name, *fingerprint, *offset, path),
+            Position::Redis(r) => self.checkpoint.advance_redis(&batch.source.name, r),
+            Position::None => {}
         }
         if self.open_bytes() >= self.cfg.segment_max_bytes || self.open_hours.len() > self.cfg.max_open_partitions {
             self.commit()?;
@@ -279,6 +288,7 @@ impl ArchiveWriter {
             sync_dir(d)?;
         }
         sync_dir(&self.table)?;
+        self.sealed.publish(&self.checkpoint);
         self.totals.segments_sealed += n as u64;
         metrics::counter!(m::ARCHIVE_SEGMENTS).increment(n as u64);
         metrics::counter!(m::ARCHIVE_COMMITS).increment(1);

@@ -22,7 +22,6 @@ impl Default for ParquetSettings {
 const NO_DICTIONARY: [&str; 5] = ["timestamp", "src_port", "flow_id", "community_id", "raw"];
 
 pub fn writer_properties(s: ParquetSettings) -> Result<WriterProperties, parquet::errors::ParquetError> {
-    let raw = ColumnPath::from("raw");
     let mut b = WriterProperties::builder();
     for c in NO_DICTIONARY {
         b = b.set_column_dictionary_enabled(ColumnPath::from(c), false);
@@ -33,6 +32,7 @@ pub fn writer_properties(s: ParquetSettings) -> Result<WriterProperties, parquet
         .set_max_row_group_row_count(Some(1 << 20))
         .set_created_by(format!("alertflow {}", env!("CARGO_PKG_VERSION")))
         // Min/max statistics of whole lines help no query.
-        .set_column_statistics_enabled(raw, EnabledStatistics::None)
+        .set_column_statistics_enabled(ColumnPath::from("raw"), EnabledStatistics::None)
+        .set_column_statistics_enabled(ColumnPath::from("syslog_message"), EnabledStatistics::None)
         .build())
 }

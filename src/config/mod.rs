@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use crate::archive::{ArchiveConfig, ParquetSettings};
 use crate::ingest::file::{FileSourceConfig, StartAt};
+use crate::ingest::net::{TcpConfig, TlsConfig, UdpConfig};
+use crate::ingest::redis::{RedisConfig, RedisMode};
 use crate::ingest::unix::UnixConfig;
-use crate::ingest::Overflow;
+use crate::ingest::{Format, Overflow};
 use reader::{Cx, Tbl};
 
 /// The embedded default configuration (also `alertflow demo`'s).
@@ -88,6 +90,9 @@ pub enum SourceKind {
     Stdin,
     UnixStream(UnixConfig),
     UnixDgram(UnixConfig),
+    SyslogUdp(UdpConfig),
+    SyslogTcp(TcpConfig),
+    Redis(RedisConfig),
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +100,7 @@ pub struct SourceConfig {
     pub name: String,
     pub kind: SourceKind,
     pub overflow: Overflow,
+    pub format: Format,
 }
 
 #[derive(Debug, Clone)]
@@ -216,6 +222,21 @@ pub fn default_dead_letter_path(root: &Path) -> PathBuf {
 
 const FILE_KEYS: &[&str] = &["path", "paths", "start_at", "poll_interval_ms", "rotate_wait_secs", "max_open_files"];
 const UNIX_KEYS: &[&str] = &["path", "socket_mode", "max_connections"];
+const UDP_KEYS: &[&str] = &["listen", "recv_buffer_bytes"];
+const TCP_KEYS: &[&str] = &["listen", "max_connections", "idle_timeout_secs", "frame_timeout_secs", "max_frame_bytes", "tls"];
+const TLS_KEYS: &[&str] = &["cert", "key", "client_ca", "handshake_timeout_secs"];
+const REDIS_KEYS: &[&str] = &["url", "mode", "key", "consumer", "group", "batch", "claim_idle_ms", "processing_list"];
+
+fn socket_addr(cx: &mut Cx, s: &Tbl, key: &str) -> Option<SocketAddr> {
+    let v = cx.required_string(s, key)?;
+    match v.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            cx.error_at(s, key, format!("`{v}` is not an address:port such as \"0.0.0.0:514\""));
+            None
+        }
+    }
+}
 
 fn read_source(cx: &mut Cx, s: &Tbl) -> Option<SourceConfig> {
     let name = cx.required_string(s, "name");
@@ -280,15 +301,89 @@ fn read_source(cx: &mut Cx, s: &Tbl) -> Option<SourceConfig> {
                 }
             })
         }
+        Some("syslog_udp") => {
+            known.extend_from_slice(UDP_KEYS);
+            let listen = socket_addr(cx, s, "listen");
+            let recv_buffer_bytes = cx.uint(s, "recv_buffer_bytes", 8 << 20, 0, 1 << 30) as usize;
+            listen.map(|listen| SourceKind::SyslogUdp(UdpConfig { listen, recv_buffer_bytes }))
+        }
+        Some("syslog_tcp") => {
+            known.extend_from_slice(TCP_KEYS);
+            let listen = socket_addr(cx, s, "listen");
+            let max_connections = cx.uint(s, "max_connections", 1024, 1, 1 << 20) as usize;
+            let idle_timeout = Duration::from_secs(cx.uint(s, "idle_timeout_secs", 300, 1, 86_400 * 7));
+            let frame_timeout = Duration::from_secs(cx.uint(s, "frame_timeout_secs", 60, 1, 86_400));
+            let max_frame_bytes = cx.uint(s, "max_frame_bytes", 1 << 20, 64, 1 << 30) as usize;
+            let tls = if s.has("tls") {
+                let t = cx.section(s, "tls");
+                let cert = cx.required_string(&t, "cert");
+                let key = cx.required_string(&t, "key");
+                let client_ca = cx.string(&t, "client_ca");
+                let handshake_timeout = Duration::from_secs(cx.uint(&t, "handshake_timeout_secs", 10, 1, 3600));
+                cx.unknown_keys(&t, TLS_KEYS);
+                match (cert, key) {
+                    (Some(cert), Some(key)) => Some(TlsConfig { cert: cert.into(), key: key.into(), client_ca: client_ca.map(PathBuf::from), handshake_timeout }),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            listen.map(|listen| SourceKind::SyslogTcp(TcpConfig { listen, max_connections, idle_timeout, frame_timeout, max_frame_bytes, tls }))
+        }
+        Some("redis") => {
+            known.extend_from_slice(REDIS_KEYS);
+            let url = cx.string(s, "url").unwrap_or_else(|| "redis://127.0.0.1:6379/0".into());
+            let mode = match cx.string(s, "mode").as_deref() {
+                None | Some("list") => Some(RedisMode::List),
+                Some("channel") => Some(RedisMode::Channel),
+                Some("stream") => Some(RedisMode::Stream),
+                Some(other) => {
+                    cx.error_at(s, "mode", format!("`{other}` is not one of: list, channel, stream"));
+                    None
+                }
+            };
+            let key = cx.required_string(s, "key");
+            let consumer = cx.string(s, "consumer").unwrap_or_else(|| "alertflow".into());
+            let group = cx.string(s, "group").unwrap_or_else(|| "alertflow".into());
+            let batch = cx.uint(s, "batch", 1000, 1, 100_000) as usize;
+            let claim_idle = Duration::from_millis(cx.uint(s, "claim_idle_ms", 60_000, 1, 86_400_000));
+            let processing_list = cx.string(s, "processing_list");
+            if mode != Some(RedisMode::List) && s.has("processing_list") {
+                cx.error_at(s, "processing_list", "applies to mode = \"list\" only");
+            }
+            if mode != Some(RedisMode::Stream) && (s.has("group") || s.has("claim_idle_ms")) {
+                cx.error_here(s, "group", "`group` and `claim_idle_ms` apply to mode = \"stream\" only");
+            }
+            match (mode, key) {
+                (Some(mode), Some(key)) => {
+                    let processing_list = processing_list.unwrap_or_else(|| format!("{key}:processing:{consumer}"));
+                    Some(SourceKind::Redis(RedisConfig { url, mode, key, consumer, group, batch, claim_idle, processing_list }))
+                }
+                _ => None,
+            }
+        }
         Some(other) => {
-            cx.error_at(s, "type", format!("unknown source type `{other}`; expected one of: file, stdin, unix_stream, unix_dgram"));
+            cx.error_at(s, "type", format!("unknown source type `{other}`; expected one of: file, stdin, unix_stream, unix_dgram, syslog_udp, syslog_tcp, redis"));
             None
         }
         None => None,
     };
     let default_overflow = match kind {
-        Some(SourceKind::UnixStream(_) | SourceKind::UnixDgram(_)) => Overflow::Drop,
+        Some(SourceKind::UnixStream(_) | SourceKind::UnixDgram(_) | SourceKind::SyslogUdp(_) | SourceKind::SyslogTcp(_)) => Overflow::Drop,
+        Some(SourceKind::Redis(RedisConfig { mode: RedisMode::Channel, .. })) => Overflow::Drop,
         _ => Overflow::Block,
+    };
+    known.push("format");
+    let default_format = match kind {
+        Some(SourceKind::SyslogUdp(_) | SourceKind::SyslogTcp(_)) => Format::Syslog,
+        _ => Format::Eve,
+    };
+    let format = match cx.string(s, "format") {
+        None => default_format,
+        Some(f) => Format::from_name(&f).unwrap_or_else(|| {
+            cx.error_at(s, "format", format!("`{f}` is not one of: eve, fast, syslog, auto"));
+            default_format
+        }),
     };
     let overflow = match cx.string(s, "overflow").as_deref() {
         None => default_overflow,
@@ -302,7 +397,7 @@ fn read_source(cx: &mut Cx, s: &Tbl) -> Option<SourceConfig> {
     if kind.is_some() || s.has("type") {
         cx.unknown_keys(s, &known);
     }
-    Some(SourceConfig { name: name?, kind: kind?, overflow })
+    Some(SourceConfig { name: name?, kind: kind?, overflow, format })
 }
 
 #[cfg(test)]

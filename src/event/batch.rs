@@ -14,7 +14,7 @@ use super::time::hour_bucket;
 use super::{EventView, StrOrInt};
 
 /// Column names of the `events` table, in order.
-pub const EVENT_COLUMNS: [&str; 21] = [
+pub const EVENT_COLUMNS: [&str; 29] = [
     "timestamp",
     "event_type",
     "sensor",
@@ -34,6 +34,14 @@ pub const EVENT_COLUMNS: [&str; 21] = [
     "alert_category",
     "alert_severity",
     "alert_action",
+    "syslog_facility",
+    "syslog_severity",
+    "syslog_hostname",
+    "syslog_app_name",
+    "syslog_procid",
+    "syslog_msgid",
+    "syslog_structured_data",
+    "syslog_message",
     "source",
     "raw",
 ];
@@ -66,6 +74,14 @@ pub fn events_schema() -> SchemaRef {
                 utf8("alert_category"),
                 i32f("alert_severity"),
                 utf8("alert_action"),
+                i32f("syslog_facility"),
+                i32f("syslog_severity"),
+                utf8("syslog_hostname"),
+                utf8("syslog_app_name"),
+                utf8("syslog_procid"),
+                utf8("syslog_msgid"),
+                utf8("syslog_structured_data"),
+                utf8("syslog_message"),
                 ArrowField::new("source", DataType::Utf8, false),
                 ArrowField::new("raw", DataType::Utf8, false),
             ]))
@@ -108,6 +124,14 @@ pub struct EventBatchBuilder {
     alert_category: StringBuilder,
     alert_severity: Int32Builder,
     alert_action: StringBuilder,
+    syslog_facility: Int32Builder,
+    syslog_severity: Int32Builder,
+    syslog_hostname: StringBuilder,
+    syslog_app_name: StringBuilder,
+    syslog_procid: StringBuilder,
+    syslog_msgid: StringBuilder,
+    syslog_structured_data: StringBuilder,
+    syslog_message: StringBuilder,
     source: StringBuilder,
     raw: StringBuilder,
     hours: Vec<i64>,
@@ -163,6 +187,14 @@ impl EventBatchBuilder {
             alert_category: s(64),
             alert_severity: Int32Builder::with_capacity(rows),
             alert_action: s(64),
+            syslog_facility: Int32Builder::new(),
+            syslog_severity: Int32Builder::new(),
+            syslog_hostname: s(0),
+            syslog_app_name: s(0),
+            syslog_procid: s(0),
+            syslog_msgid: s(0),
+            syslog_structured_data: s(0),
+            syslog_message: s(0),
             source: s(rows * 8),
             raw: s(raw_bytes),
             hours: Vec::with_capacity(rows),
@@ -175,7 +207,8 @@ impl EventBatchBuilder {
     pub fn append(&mut self, ev: &EventView<'_>, partition_us: i64, source: &str, raw: &str) {
         self.timestamp.append_option(ev.timestamp_us);
         self.event_type.append_option(ev.event_type);
-        self.sensor.append_value(ev.host.unwrap_or(source));
+        let syslog_host = ev.syslog.as_ref().and_then(|s| s.hostname);
+        self.sensor.append_value(ev.host.or(syslog_host).unwrap_or(source));
         self.in_iface.append_option(ev.in_iface);
         self.src_ip.append_option(ev.src_ip);
         self.src_port.append_option(ev.src_port);
@@ -209,6 +242,28 @@ impl EventBatchBuilder {
                 self.alert_action.append_null();
             }
         }
+        match &ev.syslog {
+            Some(s) => {
+                self.syslog_facility.append_value(s.facility as i32);
+                self.syslog_severity.append_value(s.severity as i32);
+                self.syslog_hostname.append_option(s.hostname);
+                self.syslog_app_name.append_option(s.app_name);
+                self.syslog_procid.append_option(s.procid);
+                self.syslog_msgid.append_option(s.msgid);
+                self.syslog_structured_data.append_option(s.structured_data);
+                self.syslog_message.append_option(s.message);
+            }
+            None => {
+                self.syslog_facility.append_null();
+                self.syslog_severity.append_null();
+                self.syslog_hostname.append_null();
+                self.syslog_app_name.append_null();
+                self.syslog_procid.append_null();
+                self.syslog_msgid.append_null();
+                self.syslog_structured_data.append_null();
+                self.syslog_message.append_null();
+            }
+        }
         self.source.append_value(source);
         self.raw.append_value(raw);
         self.hours.push(hour_bucket(partition_us));
@@ -236,6 +291,14 @@ impl EventBatchBuilder {
             Arc::new(self.alert_category.finish()),
             Arc::new(self.alert_severity.finish()),
             Arc::new(self.alert_action.finish()),
+            Arc::new(self.syslog_facility.finish()),
+            Arc::new(self.syslog_severity.finish()),
+            Arc::new(self.syslog_hostname.finish()),
+            Arc::new(self.syslog_app_name.finish()),
+            Arc::new(self.syslog_procid.finish()),
+            Arc::new(self.syslog_msgid.finish()),
+            Arc::new(self.syslog_structured_data.finish()),
+            Arc::new(self.syslog_message.finish()),
             Arc::new(self.source.finish()),
             Arc::new(self.raw.finish()),
         ];

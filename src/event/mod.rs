@@ -34,6 +34,22 @@ pub struct AlertView<'a> {
     pub action: Option<&'a str>,
 }
 
+/// Syslog header fields of an event that arrived as a syslog message.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct SyslogView<'a> {
+    pub facility: u8,
+    pub severity: u8,
+    pub hostname: Option<&'a str>,
+    pub app_name: Option<&'a str>,
+    pub procid: Option<&'a str>,
+    pub msgid: Option<&'a str>,
+    /// Structured data as a JSON object text.
+    pub structured_data: Option<&'a str>,
+    /// The message text of a `syslog` event. Messages decoded into EVE or alert events
+    /// leave this empty: `raw` holds them.
+    pub message: Option<&'a str>,
+}
+
 /// The typed hot fields of one event. `None` means absent, null or of the wrong type.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct EventView<'a> {
@@ -52,6 +68,7 @@ pub struct EventView<'a> {
     pub flow_id: Option<i64>,
     pub community_id: Option<&'a str>,
     pub alert: Option<AlertView<'a>>,
+    pub syslog: Option<SyslogView<'a>>,
 }
 
 /// Typed fields whose value can be present but unusable (wrong type or out of range).

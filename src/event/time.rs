@@ -66,7 +66,7 @@ pub fn parse_timestamp_us(s: &[u8]) -> Option<i64> {
     Some(secs * 1_000_000 + micros)
 }
 
-fn digits(b: &[u8]) -> Option<u32> {
+pub(crate) fn digits(b: &[u8]) -> Option<u32> {
     let mut v = 0u32;
     for &c in b {
         if !c.is_ascii_digit() {
@@ -81,7 +81,7 @@ fn is_leap(y: i64) -> bool {
     (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
 }
 
-fn days_in_month(y: i64, m: u32) -> u32 {
+pub(crate) fn days_in_month(y: i64, m: u32) -> u32 {
     match m {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,

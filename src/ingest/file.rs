@@ -297,6 +297,8 @@ impl FileSource {
             base_offset: Some(c.start),
             path: Some(path_str.clone()),
             position: Position::File { fingerprint: t.fp, offset: c.end, path: path_str },
+            format: ctx.format,
+            frames: Vec::new(),
         };
         t.seq += 1;
         let fp = t.fp;

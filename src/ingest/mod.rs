@@ -12,6 +12,9 @@
 
 pub mod file;
 pub mod framing;
+pub mod net;
+pub mod octet;
+pub mod redis;
 pub mod stdin;
 pub mod unix;
 
@@ -32,6 +35,41 @@ pub enum Overflow {
     Drop,
 }
 
+/// How the bytes of a source are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Suricata EVE JSON, one event a line.
+    #[default]
+    Eve,
+    /// Fast-alert lines (Suricata `fast.log`, Snort `alert_fast`).
+    Fast,
+    /// Syslog messages (RFC 5424 or RFC 3164); the message decides the event.
+    Syslog,
+    /// Decided per line: EVE JSON, a fast alert, else syslog.
+    Auto,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Eve => "eve",
+            Format::Fast => "fast",
+            Format::Syslog => "syslog",
+            Format::Auto => "auto",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Format> {
+        Some(match s {
+            "eve" => Format::Eve,
+            "fast" => Format::Fast,
+            "syslog" => Format::Syslog,
+            "auto" => Format::Auto,
+            _ => return None,
+        })
+    }
+}
+
 /// Identity of a configured source.
 #[derive(Debug)]
 pub struct SourceInfo {
@@ -48,6 +86,16 @@ pub enum Position {
     None,
     /// A file identified by the fingerprint of its first line, read up to `offset`.
     File { fingerprint: u64, offset: u64, path: Arc<str> },
+    /// A Redis list or stream (see [`redis`]).
+    Redis(RedisPos),
+}
+
+/// How far a Redis batch reaches.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RedisPos {
+    pub list_seq: Option<u64>,
+    pub stream_id: Option<(u64, u64)>,
+    pub claimed: Vec<String>,
 }
 
 /// A chunk of whole lines from one source.
@@ -65,6 +113,36 @@ pub struct RawBatch {
     pub path: Option<Arc<str>>,
     /// Position after the last line of `data`.
     pub position: Position,
+    pub format: Format,
+    /// End offsets of the messages in `data` when the transport frames them (datagrams,
+    /// octet counting); empty when `data` is newline-separated lines.
+    pub frames: Vec<u32>,
+}
+
+impl RawBatch {
+    /// The messages of the batch with their offsets in `data`.
+    pub fn messages(&self) -> Box<dyn Iterator<Item = (usize, &[u8])> + '_> {
+        if self.frames.is_empty() {
+            Box::new(framing::lines(&self.data))
+        } else {
+            let data = &self.data[..];
+            let mut start = 0usize;
+            Box::new(self.frames.iter().map(move |&end| {
+                let s = start;
+                start = end as usize;
+                (s, &data[s..end as usize])
+            }))
+        }
+    }
+
+    /// Number of messages (lines or frames) in the batch.
+    pub fn count_messages(&self) -> u64 {
+        if self.frames.is_empty() {
+            memchr::memchr_iter(b'\n', &self.data).count().max(1) as u64
+        } else {
+            self.frames.len() as u64
+        }
+    }
 }
 
 /// What every source gets from the pipeline.
@@ -79,6 +157,7 @@ pub struct SourceCtx {
     pub max_line_bytes: usize,
     pub read_bytes: usize,
     pub overflow: Overflow,
+    pub format: Format,
     pub stats: Arc<crate::pipeline::stats::PipelineStats>,
 }
 
@@ -90,27 +169,66 @@ impl SourceCtx {
     /// Sends a batch according to the overflow policy. Returns false when the pipeline is
     /// gone (shutting down).
     pub fn send(&self, batch: RawBatch) -> bool {
-        let len = batch.data.len() as u64;
-        self.progress.fetch_add(len, Ordering::Relaxed);
-        let name = self.info.name.to_string();
-        metrics::counter!(m::SOURCE_BYTES, "source" => name.clone()).increment(len);
+        self.note_read(&batch);
         match self.overflow {
             Overflow::Block => {
-                metrics::counter!(m::SOURCE_BATCHES, "source" => name).increment(1);
-                self.tx.send(batch).is_ok()
+                let ok = self.tx.send(batch).is_ok();
+                self.note_sent();
+                ok
             }
-            Overflow::Drop => match self.tx.try_send(batch) {
+            Overflow::Drop => self.try_send(batch),
+        }
+    }
+
+    /// Counts the bytes of a batch read from the source.
+    pub fn note_read(&self, batch: &RawBatch) {
+        let len = batch.data.len() as u64;
+        self.progress.fetch_add(len, Ordering::Relaxed);
+        metrics::counter!(m::SOURCE_BYTES, "source" => self.info.name.to_string()).increment(len);
+    }
+
+    fn note_sent(&self) {
+        metrics::counter!(m::SOURCE_BATCHES, "source" => self.info.name.to_string()).increment(1);
+    }
+
+    /// The `drop` policy: send if there is room, else count the batch's messages as lost.
+    fn try_send(&self, batch: RawBatch) -> bool {
+        match self.tx.try_send(batch) {
+            Ok(()) => {
+                self.note_sent();
+                true
+            }
+            Err(TrySendError::Full(b)) => {
+                metrics::counter!(m::SOURCE_DROPPED_LINES, "source" => self.info.name.to_string()).increment(b.count_messages());
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    /// [`SourceCtx::send`] for async sources: `block` waits for room without blocking the
+    /// runtime thread.
+    pub async fn send_async(&self, batch: RawBatch) -> bool {
+        self.note_read(&batch);
+        if self.overflow == Overflow::Drop {
+            return self.try_send(batch);
+        }
+        let mut batch = batch;
+        loop {
+            match self.tx.try_send(batch) {
                 Ok(()) => {
-                    metrics::counter!(m::SOURCE_BATCHES, "source" => name).increment(1);
-                    true
+                    self.note_sent();
+                    return true;
                 }
                 Err(TrySendError::Full(b)) => {
-                    let lines = memchr::memchr_iter(b'\n', &b.data).count().max(1) as u64;
-                    metrics::counter!(m::SOURCE_DROPPED_LINES, "source" => name).increment(lines);
-                    true
+                    if self.stopping() {
+                        return false;
+                    }
+                    batch = b;
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
                 }
-                Err(TrySendError::Disconnected(_)) => false,
-            },
+                Err(TrySendError::Disconnected(_)) => return false,
+            }
         }
     }
 

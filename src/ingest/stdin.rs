@@ -26,7 +26,7 @@ pub fn run(ctx: SourceCtx, mut input: impl Read) -> std::io::Result<()> {
             framer.take_lines(|o| ctx.overlong(Some("-"), &o, true))
         };
         if let Some(c) = chunk {
-            let batch = RawBatch { source: ctx.info.clone(), seq, stream: 0, data: c.data, base_offset: Some(c.start), path: Some(path.clone()), position: Position::None };
+            let batch = RawBatch { source: ctx.info.clone(), seq, stream: 0, data: c.data, base_offset: Some(c.start), path: Some(path.clone()), position: Position::None, format: ctx.format, frames: Vec::new() };
             seq += 1;
             if !ctx.send(batch) {
                 return Ok(());

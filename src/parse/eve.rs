@@ -75,6 +75,10 @@ impl EveParser {
         }
     }
 
+    pub fn limits(&self) -> ParseLimits {
+        self.limits
+    }
+
     /// Returns and resets the per-field error counts.
     pub fn take_field_errors(&mut self) -> FieldErrors {
         std::mem::replace(&mut self.field_errors, [0; Field::COUNT])

@@ -6,7 +6,9 @@
 //! rejected line to the dead-letter file with its reason. A bad line never stops the batch.
 
 pub mod eve;
+pub mod fast;
 pub mod stage;
+pub mod syslog;
 
 pub use eve::{EveParser, ParseLimits};
 pub use stage::{BatchStats, ParseStage, ParsedBatch};
@@ -29,10 +31,12 @@ pub enum RejectReason {
     BadTimestamp,
     /// No `timestamp` key.
     MissingTimestamp,
+    /// A line of a `fast` source that is not a fast alert.
+    InvalidFastAlert,
 }
 
 impl RejectReason {
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
     pub const ALL: [RejectReason; RejectReason::COUNT] = [
         RejectReason::InvalidJson,
         RejectReason::NotUtf8,
@@ -41,6 +45,7 @@ impl RejectReason {
         RejectReason::NotObject,
         RejectReason::BadTimestamp,
         RejectReason::MissingTimestamp,
+        RejectReason::InvalidFastAlert,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +57,7 @@ impl RejectReason {
             RejectReason::NotObject => "not_object",
             RejectReason::BadTimestamp => "bad_timestamp",
             RejectReason::MissingTimestamp => "missing_timestamp",
+            RejectReason::InvalidFastAlert => "invalid_fast_alert",
         }
     }
 

@@ -8,12 +8,13 @@
 use std::sync::Arc;
 
 use super::eve::{prepare_line, EveParser, FieldErrors};
+use super::fast::{parse_fast, FastAlert};
+use super::syslog::{self, Rfc5424Error, YearHint};
 use super::RejectReason;
 use crate::deadletter::{DeadLetter, LineOrigin};
 use crate::event::time::wall_clock_us;
-use crate::event::{EventBatch, EventBatchBuilder, Field};
-use crate::ingest::framing::lines;
-use crate::ingest::{Position, RawBatch, SourceInfo};
+use crate::event::{AlertView, EventBatch, EventBatchBuilder, EventView, Field, StrOrInt, SyslogView};
+use crate::ingest::{Format, Position, RawBatch, SourceInfo};
 
 /// Distinct event types counted per batch before the rest are counted as `other`.
 const MAX_TYPES_PER_BATCH: usize = 64;
@@ -30,7 +31,26 @@ pub struct BatchStats {
     pub field_errors: FieldErrors,
     /// Events per `event_type` (at most [`MAX_TYPES_PER_BATCH`] names, then `other`).
     pub types: Vec<(Box<str>, u64)>,
+    /// Messages claiming RFC 5424 that broke a rule (read leniently), per rule.
+    pub nonconforming: [u64; SYSLOG_RULES.len()],
+    /// Syslog messages whose JSON payload was not an EVE event (kept as `syslog` events).
+    pub payload_invalid: u64,
+    /// Syslog lines stored decoded as Latin-1.
+    pub latin1: u64,
 }
+
+/// The RFC 5424 rules, in the order of [`Rfc5424Error`].
+pub const SYSLOG_RULES: [Rfc5424Error; 9] = [
+    Rfc5424Error::Pri,
+    Rfc5424Error::Version,
+    Rfc5424Error::Timestamp,
+    Rfc5424Error::Hostname,
+    Rfc5424Error::AppName,
+    Rfc5424Error::ProcId,
+    Rfc5424Error::MsgId,
+    Rfc5424Error::StructuredData,
+    Rfc5424Error::Message,
+];
 
 impl BatchStats {
     fn count_type(&mut self, t: &str) {
@@ -60,54 +80,208 @@ pub struct ParsedBatch {
 pub struct ParseStage {
     parser: EveParser,
     dead_letter: Arc<DeadLetter>,
+    /// Latin-1 decoding of non-UTF-8 syslog lines.
+    text: String,
+    /// Structured data rendered as JSON.
+    sd_json: String,
+}
+
+/// What the dispatcher found a message to be.
+enum Kind {
+    Eve,
+    Fast,
+    Syslog,
+}
+
+fn detect(format: Format, line: &[u8]) -> Kind {
+    match format {
+        Format::Eve => Kind::Eve,
+        Format::Fast => Kind::Fast,
+        Format::Syslog => Kind::Syslog,
+        Format::Auto => {
+            let l = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+            let first = l.iter().position(|b| !b.is_ascii_whitespace()).map(|i| &l[i..]).unwrap_or(b"");
+            match first.first() {
+                Some(b'{') => Kind::Eve,
+                _ if first.starts_with(b"@cee:") => Kind::Eve,
+                Some(b'<') => Kind::Syslog,
+                // `MM/DD/YYYY-` or `MM/DD-` then `[**]` later on.
+                Some(b'0'..=b'9') if first.get(2) == Some(&b'/') && memchr::memmem::find(first, b"[**]").is_some() => Kind::Fast,
+                _ => Kind::Syslog,
+            }
+        }
+    }
+}
+
+/// The message inside a syslog frame, after a BOM and leading spaces.
+fn payload(msg: &[u8]) -> &[u8] {
+    let msg = msg.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(msg);
+    let i = msg.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(msg.len());
+    &msg[i..]
+}
+
+/// Text of a fast alert as an alert event.
+fn alert_event<'a>(a: &FastAlert<'a>) -> EventView<'a> {
+    EventView {
+        timestamp_us: a.timestamp_us,
+        event_type: Some("alert"),
+        src_ip: Some(a.src_ip),
+        src_port: a.src_port,
+        dest_ip: Some(a.dest_ip),
+        dest_port: a.dest_port,
+        proto: StrOrInt::Str(a.proto),
+        alert: Some(AlertView {
+            gid: Some(a.gid),
+            signature_id: Some(a.signature_id),
+            rev: Some(a.rev),
+            signature: Some(a.signature),
+            category: a.category,
+            severity: a.priority,
+            action: Some(a.action),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Appends events and keeps the batch's counters.
+struct Sink<'s> {
+    builder: EventBatchBuilder,
+    stats: BatchStats,
+    last_time: Option<i64>,
+    source: &'s str,
+}
+
+impl Sink<'_> {
+    fn emit(&mut self, ev: &EventView<'_>, raw: &str) {
+        let partition_us = match ev.timestamp_us {
+            Some(t) => {
+                self.last_time = Some(t);
+                t
+            }
+            // No event time: file it with the event before it, else with now.
+            None => *self.last_time.get_or_insert_with(wall_clock_us),
+        };
+        self.builder.append(ev, partition_us, self.source, raw);
+        self.stats.events += 1;
+        self.stats.ts_errors += ev.timestamp_us.is_none() as u64;
+        self.stats.count_type(ev.event_type.unwrap_or("(none)"));
+    }
 }
 
 impl ParseStage {
     pub fn new(parser: EveParser, dead_letter: Arc<DeadLetter>) -> Self {
-        Self { parser, dead_letter }
+        Self { parser, dead_letter, text: String::new(), sd_json: String::new() }
     }
 
     pub fn process(&mut self, raw: RawBatch) -> ParsedBatch {
-        let mut stats = BatchStats { bytes: raw.data.len() as u64, ..Default::default() };
+        let stats = BatchStats { bytes: raw.data.len() as u64, ..Default::default() };
         let approx_rows = raw.data.len() / 400 + 1;
-        let mut builder = EventBatchBuilder::with_capacity(approx_rows, raw.data.len());
-        let source_name: &str = &raw.source.name;
-        let mut last_time: Option<i64> = None;
-        for (off, line) in lines(&raw.data) {
-            stats.lines += 1;
+        let mut sink = Sink { builder: EventBatchBuilder::with_capacity(approx_rows, raw.data.len()), stats, last_time: None, source: &raw.source.name };
+        let hint = YearHint { now_us: wall_clock_us() };
+        for (off, line) in raw.messages() {
+            sink.stats.lines += 1;
             let Some(prepared) = prepare_line(line) else {
-                stats.blank += 1;
+                sink.stats.blank += 1;
                 continue;
             };
-            let res = self.parser.parse(prepared, |ev| {
-                let partition_us = match ev.timestamp_us {
-                    Some(t) => {
-                        last_time = Some(t);
-                        t
-                    }
-                    // No event time: file it with the event before it, else with now.
-                    None => last_time.unwrap_or_else(wall_clock_us),
-                };
-                // `prepared` passed the parser's UTF-8 validation; this check is the cheap
-                // SIMD one and never fails here.
-                let raw_text = simdutf8::basic::from_utf8(prepared).unwrap_or_default();
-                builder.append(ev, partition_us, source_name, raw_text);
-                stats.events += 1;
-                stats.ts_errors += ev.timestamp_us.is_none() as u64;
-                stats.count_type(ev.event_type.unwrap_or("(none)"));
-            });
-            match res {
-                Ok(()) => {}
-                Err(reason) => {
-                    stats.rejected[reason.index()] += 1;
-                    let origin = LineOrigin { source: source_name, path: raw.path.as_deref(), offset: raw.base_offset.map(|b| b + off as u64) };
-                    self.dead_letter.record(origin, reason, line, line.len() as u64);
-                }
+            let res = match detect(raw.format, prepared) {
+                Kind::Eve => self.eve(prepared, &mut sink),
+                Kind::Fast => fast_line(prepared, hint, &mut sink),
+                Kind::Syslog => self.syslog(prepared, hint, &mut sink),
+            };
+            if let Err(reason) = res {
+                sink.stats.rejected[reason.index()] += 1;
+                let origin = LineOrigin { source: sink.source, path: raw.path.as_deref(), offset: raw.base_offset.map(|b| b + off as u64) };
+                self.dead_letter.record(origin, reason, line, line.len() as u64);
             }
         }
+        let mut stats = sink.stats;
         stats.field_errors = self.parser.take_field_errors();
-        ParsedBatch { source: raw.source, stream: raw.stream, seq: raw.seq, position: raw.position, events: builder.finish(), stats }
+        ParsedBatch { source: raw.source.clone(), stream: raw.stream, seq: raw.seq, position: raw.position.clone(), events: sink.builder.finish(), stats }
     }
+
+    fn eve(&mut self, prepared: &[u8], sink: &mut Sink<'_>) -> Result<(), RejectReason> {
+        self.parser.parse(prepared, |ev| {
+            // `prepared` passed the parser's UTF-8 validation; this check is the cheap
+            // SIMD one and never fails here.
+            let raw_text = simdutf8::basic::from_utf8(prepared).unwrap_or_default();
+            sink.emit(ev, raw_text);
+        })
+    }
+
+    fn syslog(&mut self, line: &[u8], hint: YearHint, sink: &mut Sink<'_>) -> Result<(), RejectReason> {
+        if line.len() > self.parser.limits().max_line_bytes {
+            return Err(RejectReason::TooLong);
+        }
+        // The archive holds text: a line that is not UTF-8 (old devices send Latin-1) is
+        // stored decoded as Latin-1, one character per byte, so the bytes can be recovered.
+        let text: &str = match simdutf8::basic::from_utf8(line) {
+            Ok(t) => t,
+            Err(_) => {
+                sink.stats.latin1 += 1;
+                self.text.clear();
+                self.text.extend(line.iter().map(|&b| b as char));
+                &self.text
+            }
+        };
+        let msg = match syslog::parse(text.as_bytes(), hint) {
+            Ok(m) => m,
+            Err((m, rule)) => {
+                sink.stats.nonconforming[rule as usize] += 1;
+                m
+            }
+        };
+        self.sd_json.clear();
+        if let Some(sd) = msg.structured_data {
+            syslog::structured_data_json(sd, &mut self.sd_json);
+        }
+        let mut header = SyslogView {
+            facility: msg.facility(),
+            severity: msg.severity(),
+            hostname: msg.hostname,
+            app_name: msg.app_name,
+            procid: msg.procid,
+            msgid: msg.msgid,
+            structured_data: msg.structured_data.map(|_| self.sd_json.as_str()),
+            message: None,
+        };
+        // Message slices start and end at ASCII delimiters of valid UTF-8 text.
+        // The column holds the text without a BOM (`raw` keeps it).
+        let message = std::str::from_utf8(msg.message.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(msg.message)).unwrap_or_default();
+        let body = payload(msg.message);
+        if body.first() == Some(&b'{') || body.starts_with(b"@cee:") {
+            let eve = prepare_line(body).unwrap_or(body);
+            let done = self.parser.parse(eve, |ev| {
+                let mut ev = ev.clone();
+                ev.syslog = Some(header.clone());
+                sink.emit(&ev, text);
+            });
+            match done {
+                Ok(()) => return Ok(()),
+                // A cut-off or broken payload stays a syslog event: nothing is lost.
+                Err(_) => sink.stats.payload_invalid += 1,
+            }
+        } else if matches!(body.first(), Some(b'[' | b'0'..=b'9')) {
+            if let Some(a) = std::str::from_utf8(body).ok().and_then(|b| parse_fast(b, hint)) {
+                let mut ev = alert_event(&a);
+                ev.timestamp_us = a.timestamp_us.or(msg.timestamp_us);
+                ev.syslog = Some(header);
+                sink.emit(&ev, text);
+                return Ok(());
+            }
+        }
+        header.message = Some(message);
+        let ev = EventView { timestamp_us: msg.timestamp_us, event_type: Some("syslog"), syslog: Some(header), ..Default::default() };
+        sink.emit(&ev, text);
+        Ok(())
+    }
+}
+
+fn fast_line(line: &[u8], hint: YearHint, sink: &mut Sink<'_>) -> Result<(), RejectReason> {
+    let text = simdutf8::basic::from_utf8(line).map_err(|_| RejectReason::NotUtf8)?;
+    let a = parse_fast(text, hint).ok_or(RejectReason::InvalidFastAlert)?;
+    sink.emit(&alert_event(&a), text);
+    Ok(())
 }
 
 /// Publishes a batch's counters to the metrics recorder.
@@ -124,6 +298,18 @@ pub fn publish(stats: &BatchStats) {
         if n > 0 {
             metrics::counter!(m::REJECTED_LINES, "reason" => r.as_str()).increment(n);
         }
+    }
+    for r in SYSLOG_RULES {
+        let n = stats.nonconforming[r as usize];
+        if n > 0 {
+            metrics::counter!(m::SYSLOG_NONCONFORMING, "rule" => r.as_str()).increment(n);
+        }
+    }
+    if stats.payload_invalid > 0 {
+        metrics::counter!(m::SYSLOG_PAYLOAD_INVALID).increment(stats.payload_invalid);
+    }
+    if stats.latin1 > 0 {
+        metrics::counter!(m::SYSLOG_LATIN1).increment(stats.latin1);
     }
     for f in Field::ALL {
         let n = stats.field_errors[f as usize];

@@ -20,7 +20,7 @@ use crate::archive::{ArchiveError, ArchiveTotals, ArchiveWriter};
 use crate::config::{Config, SourceKind};
 use crate::deadletter::DeadLetter;
 use crate::ingest::file::FileSource;
-use crate::ingest::{unix, SourceCtx, SourceInfo};
+use crate::ingest::{net, unix, SourceCtx, SourceInfo};
 use crate::metrics as m;
 use crate::parse::stage::publish;
 use crate::parse::{EveParser, ParseLimits, ParseStage, ParsedBatch};
@@ -140,6 +140,7 @@ pub fn run(cfg: &Config, mode: Mode, shutdown: Arc<AtomicBool>, progress: Option
 
     // Sink first: recovery decides where sources resume.
     let (mut archive, recovered) = ArchiveWriter::open(cfg.archive.clone())?;
+    let sealed = archive.sealed();
     if recovered.segments > 0 {
         tracing::info!(segments = recovered.segments, rolled_forward = recovered.rolled_forward, discarded = recovered.discarded, "archive recovered");
     }
@@ -223,6 +224,7 @@ pub fn run(cfg: &Config, mode: Mode, shutdown: Arc<AtomicBool>, progress: Option
             max_line_bytes: cfg.pipeline.max_line_bytes,
             read_bytes: cfg.pipeline.read_bytes,
             overflow: sc.overflow,
+            format: sc.format,
             stats: stats.clone(),
         };
         let name = sc.name.clone();
@@ -246,6 +248,20 @@ pub fn run(cfg: &Config, mode: Mode, shutdown: Arc<AtomicBool>, progress: Option
                 let s = unix::bind_dgram(uc).map_err(source_err)?;
                 let uc = uc.clone();
                 spawn_source(&name, move || unix::run_dgram(ctx, uc, s))
+            }
+            SourceKind::SyslogUdp(uc) => {
+                let s = net::bind_udp(uc).map_err(source_err)?;
+                spawn_source(&name, move || net::run_udp(ctx, s))
+            }
+            SourceKind::SyslogTcp(tc) => {
+                let (l, tls) = net::bind_tcp(tc).map_err(source_err)?;
+                let tc = tc.clone();
+                spawn_source(&name, move || net::run_tcp(ctx, tc, l, tls))
+            }
+            SourceKind::Redis(rc) => {
+                let resume = recovered.checkpoint.sources.get(&sc.name).and_then(|s| s.redis.clone());
+                let src = crate::ingest::redis::RedisSource::new(ctx, rc.clone(), sealed.clone(), resume);
+                spawn_source(&name, move || src.run())
             }
         };
         source_threads.push((sc.name.clone(), handle));

@@ -33,8 +33,13 @@ pub fn test_config(root: &Path) -> Config {
 
 /// Replays files through the library pipeline (what `alertflow replay` does).
 pub fn replay(cfg: &mut Config, files: &[PathBuf]) -> Summary {
+    replay_as(cfg, files, alertflow::ingest::Format::Eve)
+}
+
+/// [`replay`] with the files read as `format`.
+pub fn replay_as(cfg: &mut Config, files: &[PathBuf], format: alertflow::ingest::Format) -> Summary {
     let paths = files.iter().map(|p| p.display().to_string()).collect();
-    cfg.sources = vec![SourceConfig { name: "replay".into(), kind: SourceKind::File(alertflow::demo::replay_file_config(paths)), overflow: Overflow::Block }];
+    cfg.sources = vec![SourceConfig { name: "replay".into(), kind: SourceKind::File(alertflow::demo::replay_file_config(paths)), overflow: Overflow::Block, format }];
     pipeline::run(cfg, Mode::ReadToEnd, Arc::new(AtomicBool::new(false)), None, None).expect("pipeline runs")
 }
 
