@@ -62,11 +62,15 @@ fn frames_batch(ctx: &SourceCtx, frames: Frames, seq: u64, stream: u64, path: &A
 }
 
 fn report_oversize(ctx: &SourceCtx, path: &str, o: &Oversize, max: usize) {
-    metrics::counter!(m::REJECTED_LINES, "reason" => RejectReason::TooLong.as_str()).increment(1);
-    metrics::counter!(m::SOURCE_OVERSIZE_FRAMES, "source" => ctx.info.name.to_string()).increment(1);
-    ctx.stats.rejected[RejectReason::TooLong.index()].fetch_add(1, Ordering::Relaxed);
+    let reason = if o.truncated { RejectReason::Truncated } else { RejectReason::TooLong };
+    metrics::counter!(m::REJECTED_LINES, "reason" => reason.as_str()).increment(1);
+    if !o.truncated {
+        metrics::counter!(m::SOURCE_OVERSIZE_FRAMES, "source" => ctx.info.name.to_string()).increment(1);
+    }
+    ctx.stats.rejected[reason.index()].fetch_add(1, Ordering::Relaxed);
     let origin = LineOrigin { source: &ctx.info.name, path: Some(path), offset: None };
-    ctx.dead_letter.record(origin, RejectReason::TooLong, &o.sample, o.declared.unwrap_or(max as u64 + 1));
+    let len = if o.truncated { o.sample.len() as u64 } else { o.declared.unwrap_or(max as u64 + 1) };
+    ctx.dead_letter.record(origin, reason, &o.sample, len);
 }
 
 /// Binds the UDP socket (at start, so errors surface before the pipeline runs).
@@ -289,12 +293,16 @@ async fn read_conn<S: AsyncRead + Unpin>(shared: &Shared, mut s: S, stream: u64,
                 if ctx.stopping() {
                     break;
                 }
-                if idle >= cfg.idle_timeout {
-                    metrics::counter!(m::SOURCE_TIMEOUTS, "source" => shared.name.clone(), "kind" => "idle").increment(1);
-                    break;
-                }
-                if frame_started.is_some_and(|t| t.elapsed() >= cfg.frame_timeout) {
-                    metrics::counter!(m::SOURCE_TIMEOUTS, "source" => shared.name.clone(), "kind" => "frame").increment(1);
+                let timeout = if frame_started.is_some_and(|t| t.elapsed() >= cfg.frame_timeout) {
+                    Some("frame")
+                } else if idle >= cfg.idle_timeout {
+                    Some("idle")
+                } else {
+                    None
+                };
+                if let Some(kind) = timeout {
+                    metrics::counter!(m::SOURCE_TIMEOUTS, "source" => shared.name.clone(), "kind" => kind).increment(1);
+                    framer.abandon(&mut |o| report_oversize(ctx, path, &o, cfg.max_frame_bytes));
                     flush(ctx, &mut frames, &mut seq, stream, path).await;
                     return Ok(());
                 }
@@ -316,6 +324,7 @@ async fn read_conn<S: AsyncRead + Unpin>(shared: &Shared, mut s: S, stream: u64,
         };
         if frame_started.is_some_and(|t| t.elapsed() >= cfg.frame_timeout) {
             metrics::counter!(m::SOURCE_TIMEOUTS, "source" => shared.name.clone(), "kind" => "frame").increment(1);
+            framer.abandon(&mut |o| report_oversize(ctx, path, &o, cfg.max_frame_bytes));
             flush(ctx, &mut frames, &mut seq, stream, path).await;
             return Ok(());
         }

@@ -44,6 +44,8 @@ pub struct Oversize {
     pub declared: Option<u64>,
     /// The first bytes of the frame.
     pub sample: Vec<u8>,
+    /// The frame was cut off (end of stream, timeout) rather than too long.
+    pub truncated: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -129,7 +131,7 @@ impl OctetFramer {
                 let body = &b[digits + 1..];
                 if len > self.max_frame as u64 {
                     let sample = body[..body.len().min(self.sample_bytes)].to_vec();
-                    dropped(Oversize { declared: Some(len), sample });
+                    dropped(Oversize { declared: Some(len), sample, truncated: false });
                     let have = body.len() as u64;
                     if have >= len {
                         pos += digits + 1 + len as usize;
@@ -155,11 +157,11 @@ impl OctetFramer {
                     pos += i + 1;
                 }
                 Some(i) => {
-                    dropped(Oversize { declared: None, sample: b[..self.sample_bytes.min(i)].to_vec() });
+                    dropped(Oversize { declared: None, sample: b[..self.sample_bytes.min(i)].to_vec(), truncated: false });
                     pos += i + 1;
                 }
                 None if b.len() > self.max_frame => {
-                    dropped(Oversize { declared: None, sample: b[..self.sample_bytes.min(b.len())].to_vec() });
+                    dropped(Oversize { declared: None, sample: b[..self.sample_bytes.min(b.len())].to_vec(), truncated: false });
                     self.state = State::SkipLine;
                     pos = self.buf.len();
                     break;
@@ -170,8 +172,18 @@ impl OctetFramer {
         self.buf.drain(..pos);
     }
 
+    /// A connection cut off mid-frame (timeout): what is buffered is reported as truncated.
+    pub fn abandon(&mut self, dropped: &mut impl FnMut(Oversize)) {
+        let b = std::mem::take(&mut self.buf);
+        let start = b.iter().take_while(|&&c| matches!(c, b'\n' | b'\r' | b'\0')).count();
+        if b.len() > start || self.state != State::Start {
+            dropped(Oversize { declared: None, sample: b[start..].iter().take(self.sample_bytes).copied().collect(), truncated: true });
+        }
+        self.state = State::Start;
+    }
+
     /// End of stream: an unterminated last line is still a message; a partial counted
-    /// frame is reported as dropped.
+    /// frame is reported as truncated.
     pub fn finish(&mut self, out: &mut Frames, dropped: &mut impl FnMut(Oversize)) {
         if self.state == State::Start {
             let b = std::mem::take(&mut self.buf);
@@ -180,7 +192,7 @@ impl OctetFramer {
             if !b.is_empty() {
                 let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
                 if digits > 0 && digits < b.len() && b[digits] == b' ' && b[0] != b'0' {
-                    dropped(Oversize { declared: std::str::from_utf8(&b[..digits]).ok().and_then(|s| s.parse().ok()), sample: b[..b.len().min(self.sample_bytes)].to_vec() });
+                    dropped(Oversize { declared: std::str::from_utf8(&b[..digits]).ok().and_then(|s| s.parse().ok()), sample: b[..b.len().min(self.sample_bytes)].to_vec(), truncated: true });
                 } else {
                     out.push(b);
                 }

@@ -33,10 +33,12 @@ pub enum RejectReason {
     MissingTimestamp,
     /// A line of a `fast` source that is not a fast alert.
     InvalidFastAlert,
+    /// A frame cut off by the end of its connection or by a timeout.
+    Truncated,
 }
 
 impl RejectReason {
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
     pub const ALL: [RejectReason; RejectReason::COUNT] = [
         RejectReason::InvalidJson,
         RejectReason::NotUtf8,
@@ -46,6 +48,7 @@ impl RejectReason {
         RejectReason::BadTimestamp,
         RejectReason::MissingTimestamp,
         RejectReason::InvalidFastAlert,
+        RejectReason::Truncated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +61,7 @@ impl RejectReason {
             RejectReason::BadTimestamp => "bad_timestamp",
             RejectReason::MissingTimestamp => "missing_timestamp",
             RejectReason::InvalidFastAlert => "invalid_fast_alert",
+            RejectReason::Truncated => "truncated",
         }
     }
 

@@ -65,6 +65,14 @@ pub struct Row {
     pub alert_category: Option<String>,
     pub alert_severity: Option<i32>,
     pub alert_action: Option<String>,
+    pub syslog_facility: Option<i32>,
+    pub syslog_severity: Option<i32>,
+    pub syslog_hostname: Option<String>,
+    pub syslog_app_name: Option<String>,
+    pub syslog_procid: Option<String>,
+    pub syslog_msgid: Option<String>,
+    pub syslog_structured_data: Option<String>,
+    pub syslog_message: Option<String>,
     pub source: Option<String>,
     pub raw: String,
     /// `date=…/hour=…` of the segment the row is in.
@@ -110,6 +118,8 @@ pub fn read_archive(root: &Path) -> Vec<Row> {
             let (sp, dp, sev) = (i32c("src_port"), i32c("dest_port"), i32c("alert_severity"));
             let (fid, gid, sid, rev) = (i64c("flow_id"), i64c("alert_gid"), i64c("alert_signature_id"), i64c("alert_rev"));
             let os = |a: &arrow::array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
+            let (sf, sv) = (i32c("syslog_facility"), i32c("syslog_severity"));
+            let (sh, sa, sp2, sm, sd, smsg) = (s("syslog_hostname"), s("syslog_app_name"), s("syslog_procid"), s("syslog_msgid"), s("syslog_structured_data"), s("syslog_message"));
             for i in 0..b.num_rows() {
                 rows.push(Row {
                     timestamp: ts.is_valid(i).then(|| ts.value(i)),
@@ -131,6 +141,14 @@ pub fn read_archive(root: &Path) -> Vec<Row> {
                     alert_category: os(&ac, i),
                     alert_severity: sev.is_valid(i).then(|| sev.value(i)),
                     alert_action: os(&aa, i),
+                    syslog_facility: sf.is_valid(i).then(|| sf.value(i)),
+                    syslog_severity: sv.is_valid(i).then(|| sv.value(i)),
+                    syslog_hostname: os(&sh, i),
+                    syslog_app_name: os(&sa, i),
+                    syslog_procid: os(&sp2, i),
+                    syslog_msgid: os(&sm, i),
+                    syslog_structured_data: os(&sd, i),
+                    syslog_message: os(&smsg, i),
                     source: os(&so, i),
                     raw: raw.value(i).to_string(),
                     partition: partition.clone(),
@@ -222,7 +240,7 @@ pub fn reference_row(raw: &str, source: &str) -> Option<Row> {
         alert_action: a_s("action"),
         source: Some(source.to_string()),
         raw: raw.to_string(),
-        partition: String::new(),
+        ..Default::default()
     })
 }
 

@@ -1,0 +1,271 @@
+//! Syslog, fast.log and Redis end to end: real files replayed through the pipeline, real
+//! `logger` sending to a running alertflow over UDP, TCP and a Unix socket, TLS with a CA
+//! made by `openssl` in the test, a real `redis-server` in its three Suricata modes, and
+//! abusive senders.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use alertflow::ingest::Format;
+use common::*;
+use serde_json::Value;
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn run_config(dir: &Path, sources: &str) -> Running {
+    let cfg = dir.join("c.toml");
+    let text = format!("[archive]\nroot = \"{}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"\"\n\n{sources}", dir.join("archive").display());
+    std::fs::write(&cfg, text).unwrap();
+    Running::new(Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "warn").stdout(Stdio::null()).spawn().unwrap())
+}
+
+fn metric(port: u16, name: &str) -> f64 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
+
+#[test]
+fn eve_over_syslog_archives_the_same_event_as_the_eve_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    let files: Vec<PathBuf> = ["syslog-suricata-eve-rfc3164.log", "syslog-suricata-eve-rfc5424.log"].iter().map(|f| data_dir().join("syslog").join(f)).collect();
+    let summary = replay_as(&mut cfg, &files, Format::Auto);
+    let rows = read_archive(dir.path());
+    let expected: Vec<Value> = std::fs::read_to_string(data_dir().join("syslog/syslog-suricata-eve.expected.ndjson")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: usize = files.iter().map(|f| std::fs::read_to_string(f).unwrap().lines().count()).sum();
+    assert_eq!(rows.len(), lines, "every message archived: {summary:?}");
+    let (mut eve, mut cut) = (0, 0);
+    for r in &rows {
+        assert_eq!(r.syslog_hostname.as_deref(), Some("sensor01"));
+        assert_eq!((r.syslog_facility, r.syslog_severity), (Some(21), Some(6)));
+        assert_eq!(r.syslog_app_name.as_deref(), Some("suricata"));
+        let payload = &r.raw[r.raw.find('{').unwrap()..];
+        match reference_row(payload, "replay") {
+            Some(want) => {
+                eve += 1;
+                // The EVE fields are exactly those of the EVE line itself.
+                let got = Row { syslog_facility: None, syslog_severity: None, syslog_hostname: None, syslog_app_name: None, syslog_procid: None, syslog_msgid: None, syslog_structured_data: None, syslog_message: None, partition: String::new(), raw: want.raw.clone(), sensor: want.sensor.clone(), ..r.clone() };
+                assert_eq!(got, want);
+                assert_eq!(r.syslog_message, None);
+            }
+            None => {
+                // rsyslog cut the payload at 8 KiB: kept as a syslog event, not lost.
+                cut += 1;
+                assert_eq!(r.event_type.as_deref(), Some("syslog"));
+                assert!(r.syslog_message.as_deref().unwrap().starts_with('{'));
+            }
+        }
+    }
+    let incomplete = expected.iter().filter(|e| e["payload_is_complete_json"] == false).count() * 2;
+    assert_eq!(cut, incomplete, "truncated payloads");
+    println!("EVE over syslog: {eve} events equal their EVE line, {cut} truncated payloads kept as syslog events");
+}
+
+#[test]
+fn fast_log_and_syslog_alerts_archive_as_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    let fast = data_dir().join("fastlog/fast-log-suricata-verify-8.0.6.log");
+    let alerts = data_dir().join("syslog/syslog-suricata-alert-rfc5424.log");
+    replay_as(&mut cfg, &[fast.clone(), alerts.clone()], Format::Auto);
+    let rows = read_archive(dir.path());
+    let n_fast = std::fs::read_to_string(&fast).unwrap().lines().count();
+    let n_sys = std::fs::read_to_string(&alerts).unwrap().lines().count();
+    assert_eq!(rows.len(), n_fast + n_sys);
+    assert!(rows.iter().all(|r| r.event_type.as_deref() == Some("alert") && r.alert_signature_id.is_some() && r.src_ip.is_some()));
+    let from_syslog: Vec<_> = rows.iter().filter(|r| r.syslog_hostname.is_some()).collect();
+    assert_eq!(from_syslog.len(), n_sys);
+    // The header time stamps the alert (the message itself carries none).
+    assert!(from_syslog.iter().all(|r| r.timestamp.is_some() && r.partition.starts_with("date=2026-11-28")));
+    // Raw keeps the whole message as received.
+    let first = std::fs::read_to_string(&alerts).unwrap().lines().next().unwrap().to_string();
+    assert!(rows.iter().any(|r| r.raw == first));
+    // --format fast rejects what is not a fast alert, with its reason.
+    let dir2 = tempfile::tempdir().unwrap();
+    let mixed = dir2.path().join("mixed.log");
+    std::fs::write(&mixed, format!("{}\nnot an alert\n", std::fs::read_to_string(&fast).unwrap().lines().next().unwrap())).unwrap();
+    let mut cfg2 = test_config(&dir2.path().join("a"));
+    let s = replay_as(&mut cfg2, &[mixed], Format::Fast);
+    assert_eq!(s.rows_archived, 1);
+    assert_eq!(dead_letters(&dir2.path().join("a"))[0]["reason"], "invalid_fast_alert");
+}
+
+fn logger(args: &[&str], msg: &str) {
+    let st = Command::new("logger").args(args).arg(msg).status().expect("util-linux logger is installed");
+    assert!(st.success(), "logger {args:?} failed");
+}
+
+#[test]
+fn logger_over_udp_tcp_and_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let (udp, tcp) = (free_udp_port(), free_port());
+    let sock = dir.path().join("log.sock");
+    let sources = format!(
+        "[[sources]]\nname = \"udp\"\ntype = \"syslog_udp\"\nlisten = \"127.0.0.1:{udp}\"\n\n[[sources]]\nname = \"tcp\"\ntype = \"syslog_tcp\"\nlisten = \"127.0.0.1:{tcp}\"\noverflow = \"block\"\n\n[[sources]]\nname = \"devlog\"\ntype = \"unix_dgram\"\nformat = \"syslog\"\npath = \"{}\"\n",
+        sock.display()
+    );
+    let child = run_config(dir.path(), &sources);
+    wait_for("listeners", 30, || TcpStream::connect(("127.0.0.1", tcp)).is_ok() && sock.exists());
+    let alert = "[1:2019401:3] ET POLICY test [Classification: Potential Corporate Privacy Violation] [Priority: 2] {TCP} 10.0.0.1:1234 -> 10.0.0.2:80";
+    let udp_s = udp.to_string();
+    let tcp_s = tcp.to_string();
+    logger(&["--udp", "-n", "127.0.0.1", "-P", &udp_s, "--rfc5424", "-t", "suricata", "--sd-id", "origin@32473", "--sd-param", "ip=\"10.0.0.9\"", "-p", "local5.info"], alert);
+    logger(&["--udp", "-n", "127.0.0.1", "-P", &udp_s, "--rfc3164", "-t", "app", "-p", "user.warning"], "plain udp 3164");
+    logger(&["--tcp", "-n", "127.0.0.1", "-P", &tcp_s, "--rfc5424", "--octet-count", "-t", "app", "--msgid", "ID7"], "tcp octet counted\nwith a newline");
+    logger(&["--tcp", "-n", "127.0.0.1", "-P", &tcp_s, "--rfc3164", "-t", "app"], "tcp lf framed");
+    let sock_s = sock.display().to_string();
+    logger(&["-u", &sock_s, "--socket-errors=on", "-t", "local", "-i"], "unix socket message");
+    let archive = dir.path().join("archive");
+    wait_for("5 rows", 30, || read_archive(&archive).len() >= 5);
+    child.stop();
+    let rows = read_archive(&archive);
+    assert_eq!(rows.len(), 5, "{rows:#?}");
+    let by_src = |s: &str| rows.iter().filter(|r| r.source.as_deref() == Some(s)).cloned().collect::<Vec<_>>();
+    let udp_rows = by_src("udp");
+    let a = udp_rows.iter().find(|r| r.event_type.as_deref() == Some("alert")).expect("alert over udp");
+    assert_eq!((a.alert_signature_id, a.alert_severity, a.src_port, a.dest_ip.as_deref()), (Some(2019401), Some(2), Some(1234), Some("10.0.0.2")));
+    assert_eq!((a.syslog_facility, a.syslog_severity, a.syslog_app_name.as_deref()), (Some(21), Some(6), Some("suricata")));
+    let sd: Value = serde_json::from_str(a.syslog_structured_data.as_deref().unwrap()).unwrap();
+    assert_eq!(sd["origin@32473"]["ip"], "10.0.0.9");
+    let p = udp_rows.iter().find(|r| r.event_type.as_deref() == Some("syslog")).unwrap();
+    assert_eq!((p.syslog_severity, p.syslog_message.as_deref(), p.syslog_app_name.as_deref()), (Some(4), Some("plain udp 3164"), Some("app")));
+    let tcp_rows = by_src("tcp");
+    assert!(tcp_rows.iter().any(|r| r.syslog_message.as_deref() == Some("tcp octet counted\nwith a newline") && r.syslog_msgid.as_deref() == Some("ID7")));
+    assert!(tcp_rows.iter().any(|r| r.syslog_message.as_deref() == Some("tcp lf framed")));
+    let local = by_src("devlog");
+    assert_eq!(local[0].syslog_message.as_deref(), Some("unix socket message"));
+    assert_eq!(local[0].syslog_app_name.as_deref(), Some("local"));
+    assert!(local[0].syslog_procid.is_some());
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, by `openssl`.
+fn make_pki(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl is installed");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=alertflow test CA"]);
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for who in ["server", "client"] {
+        run(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &format!("{who}.key"), "-out", &format!("{who}.csr"), "-subj", &format!("/CN={who}")]);
+        run(&["x509", "-req", "-in", &format!("{who}.csr"), "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", &format!("{who}.pem"), "-days", "2", "-extfile", &format!("{who}.ext")]);
+    }
+}
+
+#[test]
+fn tls_with_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    std::fs::create_dir(&pki).unwrap();
+    make_pki(&pki);
+    let (port, mport) = (free_port(), free_port());
+    let p = |f: &str| pki.join(f).display().to_string();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, format!(
+        "[archive]\nroot = \"{}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n\n[[sources]]\nname = \"tls\"\ntype = \"syslog_tcp\"\nlisten = \"127.0.0.1:{port}\"\noverflow = \"block\"\n\n[sources.tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\nhandshake_timeout_secs = 2\n",
+        dir.path().join("archive").display(), p("server.pem"), p("server.key"), p("ca.pem"))).unwrap();
+    let child = Running::new(Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "warn").stdout(Stdio::null()).spawn().unwrap());
+    wait_for("listener", 30, || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let send = |with_cert: bool, msg: &str| -> bool {
+        let mut args = vec!["s_client".to_string(), "-connect".into(), format!("127.0.0.1:{port}"), "-CAfile".into(), p("ca.pem"), "-verify_return_error".into(), "-quiet".into()];
+        if with_cert {
+            args.extend(["-cert".into(), p("client.pem"), "-key".into(), p("client.key")]);
+        }
+        let mut c = Command::new("openssl").args(&args).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let framed = format!("{} {msg}", msg.len());
+        let _ = c.stdin.take().unwrap().write_all(framed.as_bytes());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st.success();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    send(true, "<13>1 2026-11-28T10:00:00Z h app - - - over tls");
+    send(false, "<13>1 2026-11-28T10:00:00Z h app - - - no client certificate");
+    let archive = dir.path().join("archive");
+    wait_for("the TLS message", 30, || read_archive(&archive).len() == 1);
+    wait_for("the refused handshake counted", 30, || metric(mport, "alertflow_source_tls_failures_total") >= 1.0);
+    std::thread::sleep(Duration::from_millis(500));
+    child.stop();
+    let rows = read_archive(&archive);
+    assert_eq!(rows.len(), 1, "only the client with a certificate got through");
+    assert_eq!(rows[0].syslog_message.as_deref(), Some("over tls"));
+}
+
+#[test]
+fn abusive_senders_do_not_stop_a_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, mport) = (free_port(), free_port());
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, format!(
+        "[archive]\nroot = \"{}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n\n[[sources]]\nname = \"tcp\"\ntype = \"syslog_tcp\"\nlisten = \"127.0.0.1:{port}\"\nmax_connections = 64\nidle_timeout_secs = 2\nframe_timeout_secs = 2\nmax_frame_bytes = 4096\noverflow = \"block\"\n",
+        dir.path().join("archive").display())).unwrap();
+    let child = Running::new(Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "error").stdout(Stdio::null()).spawn().unwrap());
+    wait_for("listener", 30, || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    // A frame that claims 4 GiB, then trickles.
+    let mut huge = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    huge.write_all(b"4294967295 <13>1 - - - - - - x").unwrap();
+    // A 1 byte-per-second sender.
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.write_all(b"<").unwrap();
+    // 10,000 connections that never send (the cap holds 64; the rest are refused).
+    let mut idle = Vec::new();
+    for _ in 0..10_000 {
+        if let Ok(c) = TcpStream::connect(("127.0.0.1", port)) {
+            idle.push(c);
+        }
+    }
+    for i in 0..3 {
+        let _ = huge.write_all(b"xx");
+        let _ = slow.write_all(b"1");
+        std::thread::sleep(Duration::from_millis(500 + i * 10));
+    }
+    // Idle and trickling connections time out; the slots come back.
+    wait_for("timeouts", 30, || metric(mport, "alertflow_source_timeouts_total") >= 2.0);
+    drop(idle);
+    wait_for("slots freed", 30, || metric(mport, "alertflow_source_active_connections") <= 2.0);
+    let mut good = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for i in 0..100 {
+        writeln!(good, "<13>1 2026-11-28T10:00:00Z h good - - - message {i}").unwrap();
+    }
+    drop(good);
+    let archive = dir.path().join("archive");
+    wait_for("the good sender's 100 messages", 30, || read_archive(&archive).len() >= 100);
+    assert!(metric(mport, "alertflow_source_connections_refused_total") > 0.0);
+    assert!(metric(mport, "alertflow_source_oversize_frames_total") >= 1.0);
+    child.stop();
+    let rows = read_archive(&archive);
+    assert_eq!(rows.len(), 100);
+    assert!(rows.iter().all(|r| r.syslog_app_name.as_deref() == Some("good")), "only the good sender's messages: {rows:#?}");
+    // The trickle was cut off and recorded as such.
+    assert!(dead_letters(&archive).iter().any(|d| d["reason"] == "truncated"));
+}
