@@ -269,3 +269,146 @@ fn abusive_senders_do_not_stop_a_good_one() {
     // The trickle was cut off and recorded as such.
     assert!(dead_letters(&archive).iter().any(|d| d["reason"] == "truncated"));
 }
+
+/// A `redis-server` of the test's own on a free port, stopped on drop.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let r = Redis { child, port, _dir: dir };
+        wait_for("redis", 30, || r.cli(&["PING"]).trim() == "PONG");
+        r
+    }
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+    /// Pushes many entries in one pipelined call.
+    fn pipe(&self, commands: &str) {
+        let mut c = Command::new("redis-cli").args(["-p", &self.port.to_string(), "--pipe"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+        c.stdin.take().unwrap().write_all(commands.as_bytes()).unwrap();
+        assert!(c.wait().unwrap().success());
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// RESP for one command.
+fn resp(args: &[&str]) -> String {
+    let mut s = format!("*{}\r\n", args.len());
+    for a in args {
+        s.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s
+}
+
+fn eve_lines(n: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(data_dir().join("eve/eve-suricata-verify-8.0.6.ndjson")).unwrap();
+    text.lines().filter(|l| reference_row(l, "x").is_some()).cycle().take(n).map(str::to_string).collect()
+}
+
+/// Feeds `lines` while alertflow is killed with SIGKILL twice, then checks that the
+/// archive holds each line exactly once.
+fn redis_kill9_exactly_once(mode: &str, push: &str) {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sources = format!("[[sources]]\nname = \"r\"\ntype = \"redis\"\nurl = \"{}\"\nmode = \"{mode}\"\nkey = \"suricata\"\nbatch = 200\n", redis.url());
+    let lines = eve_lines(6000);
+    let mut unique: Vec<String> = Vec::new();
+    // Make each line distinct so duplicates are visible.
+    for (i, l) in lines.iter().enumerate() {
+        unique.push(l.replacen('{', &format!("{{\"seqno\":{i},"), 1));
+    }
+    let feed = |chunk: &[String]| {
+        let cmds: String = chunk.iter().map(|l| if push == "XADD" { resp(&["XADD", "suricata", "*", "eve", l]) } else { resp(&[push, "suricata", l]) }).collect();
+        redis.pipe(&cmds);
+    };
+    let archive = dir.path().join("archive");
+    for round in 0..3 {
+        let child = run_config(dir.path(), &sources);
+        feed(&unique[round * 2000..(round + 1) * 2000]);
+        if round < 2 {
+            // Kill mid-stream, once something is archived.
+            wait_for("some rows", 30, || !read_archive(&archive).is_empty());
+            std::thread::sleep(Duration::from_millis(150 * round as u64));
+            child.kill9();
+        } else {
+            wait_for("every line archived", 60, || read_archive(&archive).len() >= unique.len());
+            std::thread::sleep(Duration::from_millis(1500));
+            child.stop();
+        }
+    }
+    let rows = read_archive(&archive);
+    let mut raws: Vec<String> = rows.iter().map(|r| r.raw.clone()).collect();
+    raws.sort();
+    let mut want = unique.clone();
+    want.sort();
+    assert_eq!(raws.len(), want.len(), "rows archived once each");
+    assert!(raws == want, "archive holds exactly the lines pushed");
+    if mode == "list" {
+        assert_eq!(redis.cli(&["LLEN", "suricata"]).trim(), "0");
+        assert_eq!(redis.cli(&["LLEN", "suricata:processing:alertflow"]).trim(), "0", "acknowledged after sealing");
+    } else {
+        let pending = redis.cli(&["XPENDING", "suricata", "alertflow"]);
+        assert!(pending.starts_with('0'), "everything acknowledged: {pending}");
+    }
+}
+
+#[test]
+fn redis_list_survives_sigkill_exactly_once() {
+    redis_kill9_exactly_once("list", "LPUSH");
+}
+
+#[test]
+fn redis_stream_survives_sigkill_exactly_once() {
+    redis_kill9_exactly_once("stream", "XADD");
+}
+
+#[test]
+fn redis_channel_best_effort_and_stream_gap_reported() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mport = free_port();
+    let cfg = dir.path().join("c.toml");
+    // A stream with entries trimmed before the group ever read them.
+    let cmds: String = eve_lines(50).iter().map(|l| resp(&["XADD", "trimmed", "*", "eve", l])).collect();
+    redis.pipe(&cmds);
+    redis.cli(&["XGROUP", "CREATE", "trimmed", "alertflow", "0"]);
+    redis.cli(&["XTRIM", "trimmed", "MAXLEN", "20"]);
+    std::fs::write(&cfg, format!(
+        "[archive]\nroot = \"{}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n\n[[sources]]\nname = \"ch\"\ntype = \"redis\"\nurl = \"{url}\"\nmode = \"channel\"\nkey = \"eve-*\"\n\n[[sources]]\nname = \"st\"\ntype = \"redis\"\nurl = \"{url}\"\nmode = \"stream\"\nkey = \"trimmed\"\n",
+        dir.path().join("archive").display(), url = redis.url())).unwrap();
+    let child = Running::new(Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "error").stdout(Stdio::null()).spawn().unwrap());
+    wait_for("metrics", 30, || TcpStream::connect(("127.0.0.1", mport)).is_ok());
+    wait_for("subscribed", 30, || redis.cli(&["PUBSUB", "NUMPAT"]).trim() == "1");
+    let lines = eve_lines(100);
+    let cmds: String = lines.iter().map(|l| resp(&["PUBLISH", "eve-sensor1", l])).collect();
+    redis.pipe(&cmds);
+    let archive = dir.path().join("archive");
+    wait_for("channel and stream rows", 30, || read_archive(&archive).len() == 120);
+    wait_for("the gap reported", 30, || metric(mport, "alertflow_redis_stream_gap_entries_total") == 30.0);
+    child.stop();
+    let rows = read_archive(&archive);
+    assert_eq!(rows.iter().filter(|r| r.source.as_deref() == Some("ch")).count(), 100);
+    assert_eq!(rows.iter().filter(|r| r.source.as_deref() == Some("st")).count(), 20);
+}

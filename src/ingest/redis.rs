@@ -287,6 +287,21 @@ impl RedisSource {
         let mut gap_reported = false;
         let name = self.ctx.info.name.to_string();
         while !self.ctx.stopping() {
+            // Before reading: entries trimmed while this group lagged are only visible
+            // while it still lags.
+            if last_gap_check.elapsed() >= Duration::from_secs(5) {
+                last_gap_check = Instant::now();
+                if let Some(lost) = stream_gap(&mut con, &key, &group)? {
+                    let prev = *gap_seen.get_or_insert(lost);
+                    if lost > prev || (prev == lost && lost > 0 && !gap_reported) {
+                        let n = if lost > prev { lost - prev } else { lost };
+                        tracing::warn!(source = %name, entries = n, "stream entries were trimmed before this group read them");
+                        metrics::counter!(m::REDIS_STREAM_GAP, "source" => name.clone()).increment(n);
+                        gap_seen = Some(lost);
+                    }
+                    gap_reported = true;
+                }
+            }
             let reply: Value = redis::cmd("XREADGROUP")
                 .arg("GROUP")
                 .arg(&group)
@@ -333,19 +348,6 @@ impl RedisSource {
                         ids.push(id);
                     }
                     self.send(frames, Position::Redis(RedisPos { stream_id: last_id, claimed: ids, ..Default::default() }))?;
-                }
-            }
-            if last_gap_check.elapsed() >= Duration::from_secs(5) {
-                last_gap_check = Instant::now();
-                if let Some(lost) = stream_gap(&mut con, &key, &group)? {
-                    let prev = *gap_seen.get_or_insert(lost);
-                    if lost > prev || (prev == lost && lost > 0 && !gap_reported) {
-                        let n = if lost > prev { lost - prev } else { lost };
-                        tracing::warn!(source = %name, entries = n, "stream entries were trimmed before this group read them");
-                        metrics::counter!(m::REDIS_STREAM_GAP, "source" => name.clone()).increment(n);
-                        gap_seen = Some(lost);
-                    }
-                    gap_reported = true;
                 }
             }
             // Acknowledge what the archive has sealed.
@@ -534,8 +536,13 @@ fn stream_gap(con: &mut Connection, key: &str, group: &str) -> Result<Option<u64
         if info_field(&g, "name").as_ref().and_then(text).as_deref() != Some(group) {
             continue;
         }
-        let Some(read) = info_field(&g, "entries-read").as_ref().and_then(int) else { return Ok(None) };
         let last = info_field(&g, "last-delivered-id").as_ref().and_then(text).as_deref().and_then(parse_id).unwrap_or((0, 0));
+        // A group created at `0` that has read nothing has no count yet.
+        let read = match info_field(&g, "entries-read").as_ref().and_then(int) {
+            Some(r) => r,
+            None if last == (0, 0) => 0,
+            None => return Ok(None),
+        };
         return Ok(Some(match first {
             Some(f) if f > last => added.saturating_sub(read).saturating_sub(len),
             _ => 0,
