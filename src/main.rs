@@ -57,7 +57,7 @@ enum Cmd {
         /// Never show the progress bar
         #[arg(long)]
         no_progress: bool,
-        /// What the inputs hold; `auto` decides per line (EVE JSON, fast alert, else syslog)
+        /// What the inputs hold; `auto` decides per line (syslog, fast alert, else EVE JSON)
         #[arg(long, value_enum, default_value = "auto")]
         format: FormatArg,
         #[arg(required = true)]

@@ -412,3 +412,34 @@ fn redis_channel_best_effort_and_stream_gap_reported() {
     assert_eq!(rows.iter().filter(|r| r.source.as_deref() == Some("ch")).count(), 100);
     assert_eq!(rows.iter().filter(|r| r.source.as_deref() == Some("st")).count(), 20);
 }
+
+#[test]
+fn redis_stream_claims_entries_of_a_stopped_consumer_and_channel_reconnects() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mport = free_port();
+    let lines = eve_lines(30);
+    let cmds: String = lines.iter().map(|l| resp(&["XADD", "s", "*", "eve", l])).collect();
+    redis.pipe(&cmds);
+    redis.cli(&["XGROUP", "CREATE", "s", "alertflow", "0"]);
+    // Another consumer took ten entries and stopped before acknowledging them.
+    redis.cli(&["XREADGROUP", "GROUP", "alertflow", "gone", "COUNT", "10", "STREAMS", "s", ">"]);
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, format!(
+        "[archive]\nroot = \"{}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n\n[[sources]]\nname = \"st\"\ntype = \"redis\"\nurl = \"{url}\"\nmode = \"stream\"\nkey = \"s\"\nclaim_idle_ms = 200\n\n[[sources]]\nname = \"ch\"\ntype = \"redis\"\nurl = \"{url}\"\nmode = \"channel\"\nkey = \"eve\"\n",
+        dir.path().join("archive").display(), url = redis.url())).unwrap();
+    let child = Running::new(Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "error").stdout(Stdio::null()).spawn().unwrap());
+    let archive = dir.path().join("archive");
+    wait_for("all 30 stream entries, the claimed ones included", 30, || read_archive(&archive).len() == 30);
+    wait_for("everything acknowledged", 30, || redis.cli(&["XPENDING", "s", "alertflow"]).starts_with('0'));
+    assert!(metric(mport, "alertflow_redis_claimed_total") >= 10.0);
+    // The subscriber's connection is killed; it reconnects, counts the loss window and
+    // receives what is published afterwards.
+    wait_for("subscribed", 30, || redis.cli(&["PUBSUB", "NUMSUB", "eve"]).lines().nth(1).map(str::trim) == Some("1"));
+    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    wait_for("the disconnect counted", 30, || metric(mport, "alertflow_redis_disconnects_total") >= 1.0);
+    wait_for("subscribed again", 30, || redis.cli(&["PUBSUB", "NUMSUB", "eve"]).lines().nth(1).map(str::trim) == Some("1"));
+    redis.pipe(&eve_lines(5).iter().map(|l| resp(&["PUBLISH", "eve", l])).collect::<String>());
+    wait_for("the channel's 5 rows", 30, || read_archive(&archive).len() == 35);
+    child.stop();
+}

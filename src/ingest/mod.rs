@@ -45,7 +45,8 @@ pub enum Format {
     Fast,
     /// Syslog messages (RFC 5424 or RFC 3164); the message decides the event.
     Syslog,
-    /// Decided per line: EVE JSON, a fast alert, else syslog.
+    /// Decided per line: syslog when the line starts with `<PRI>` or a date, a fast
+    /// alert when it starts with a fast.log date and holds `[**]`, else EVE JSON.
     Auto,
 }
 

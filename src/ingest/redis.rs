@@ -243,8 +243,9 @@ impl RedisSource {
         let archived = self.sealed.redis(&self.ctx.info.name).or_else(|| self.resume.clone()).unwrap_or_default();
         let sealed_id = archived.stream_id.as_deref().and_then(parse_id);
         // Our pending entries: archived ones are acknowledged, the rest read again.
-        let mut unacked: VecDeque<(u64, String)> = VecDeque::new();
-        let mut batch_no = 0u64;
+        // Ids sent to the pipeline and not yet acknowledged, in the order they were sent
+        // (which is the order the archive seals them in).
+        let mut unacked: VecDeque<String> = VecDeque::new();
         let mut last_id: Option<(u64, u64)> = sealed_id;
         let mut start = "0-0".to_string();
         loop {
@@ -275,8 +276,7 @@ impl RedisSource {
                 metrics::counter!(m::REDIS_ALREADY_ARCHIVED, "source" => self.ctx.info.name.to_string()).increment(done.len() as u64);
             }
             if !ids.is_empty() {
-                batch_no += 1;
-                unacked.extend(ids.into_iter().map(|i| (batch_no, i)));
+                unacked.extend(ids);
                 self.send(frames, Position::Redis(RedisPos { stream_id: last_id, ..Default::default() }))?;
             }
         }
@@ -317,13 +317,12 @@ impl RedisSource {
             let entries = stream_entries(&reply);
             if !entries.is_empty() {
                 let mut frames = Frames::default();
-                batch_no += 1;
                 for (id, payload) in entries {
                     if let Some(p) = parse_id(&id) {
                         last_id = Some(last_id.map_or(p, |l| l.max(p)));
                     }
                     push_frame(&mut frames, payload.as_deref().unwrap_or_default());
-                    unacked.push_back((batch_no, id));
+                    unacked.push_back(id);
                 }
                 self.send(frames, Position::Redis(RedisPos { stream_id: last_id, ..Default::default() }))?;
             }
@@ -336,15 +335,19 @@ impl RedisSource {
                 };
                 // Entries claimed from others that are ours already (our own pending ones
                 // are never idle that long while we run) are archived like new ones.
-                let claimed: Vec<_> = claimed.into_iter().filter(|(id, _)| !unacked.iter().any(|(_, u)| u == id)).collect();
+                let claimed: Vec<_> = if claimed.is_empty() {
+                    claimed
+                } else {
+                    let mine: std::collections::HashSet<&String> = unacked.iter().collect();
+                    claimed.into_iter().filter(|(id, _)| !mine.contains(id)).collect()
+                };
                 if !claimed.is_empty() {
                     metrics::counter!(m::REDIS_CLAIMED, "source" => name.clone()).increment(claimed.len() as u64);
                     let mut frames = Frames::default();
-                    batch_no += 1;
                     let mut ids = Vec::new();
                     for (id, payload) in claimed {
                         push_frame(&mut frames, payload.as_deref().unwrap_or_default());
-                        unacked.push_back((batch_no, id.clone()));
+                        unacked.push_back(id.clone());
                         ids.push(id);
                     }
                     self.send(frames, Position::Redis(RedisPos { stream_id: last_id, claimed: ids, ..Default::default() }))?;
@@ -357,12 +360,12 @@ impl RedisSource {
                 if let Some(pos) = self.sealed.redis(&name) {
                     let sealed_id = pos.stream_id.as_deref().and_then(parse_id);
                     let mut done = Vec::new();
-                    while let Some((_, id)) = unacked.front() {
+                    while let Some(id) = unacked.front() {
                         let covered = parse_id(id).is_some_and(|p| sealed_id.is_some_and(|s| p <= s)) || pos.claimed.contains(id);
                         if !covered {
                             break;
                         }
-                        done.push(unacked.pop_front().map(|x| x.1).unwrap_or_default());
+                        done.extend(unacked.pop_front());
                     }
                     if !done.is_empty() {
                         xack(&mut con, &key, &group, &done)?;

@@ -101,13 +101,17 @@ fn detect(format: Format, line: &[u8]) -> Kind {
         Format::Auto => {
             let l = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
             let first = l.iter().position(|b| !b.is_ascii_whitespace()).map(|i| &l[i..]).unwrap_or(b"");
+            const MONTHS: [&[u8]; 12] = [b"Jan ", b"Feb ", b"Mar ", b"Apr ", b"May ", b"Jun ", b"Jul ", b"Aug ", b"Sep ", b"Oct ", b"Nov ", b"Dec "];
+            let dated = |s: &[u8]| s.len() > 10 && s[..4].iter().all(u8::is_ascii_digit) && s[4] == b'-' && s[7] == b'-';
             match first.first() {
-                Some(b'{') => Kind::Eve,
-                _ if first.starts_with(b"@cee:") => Kind::Eve,
                 Some(b'<') => Kind::Syslog,
                 // `MM/DD/YYYY-` or `MM/DD-` then `[**]` later on.
                 Some(b'0'..=b'9') if first.get(2) == Some(&b'/') && memchr::memmem::find(first, b"[**]").is_some() => Kind::Fast,
-                _ => Kind::Syslog,
+                // PRI-less syslog: a BSD or RFC 3339 date first.
+                _ if first.len() > 4 && MONTHS.iter().any(|m| first[..4].eq_ignore_ascii_case(m)) => Kind::Syslog,
+                _ if dated(first) => Kind::Syslog,
+                // Everything else is read as EVE, so garbage gets EVE's rejection reasons.
+                _ => Kind::Eve,
             }
         }
     }
@@ -224,13 +228,10 @@ impl ParseStage {
                 &self.text
             }
         };
-        let msg = match syslog::parse(text.as_bytes(), hint) {
-            Ok(m) => m,
-            Err((m, rule)) => {
-                sink.stats.nonconforming[rule as usize] += 1;
-                m
-            }
-        };
+        let (msg, broken) = syslog::parse(text.as_bytes(), hint);
+        if let Some(rule) = broken {
+            sink.stats.nonconforming[rule as usize] += 1;
+        }
         self.sd_json.clear();
         if let Some(sd) = msg.structured_data {
             syslog::structured_data_json(sd, &mut self.sd_json);
@@ -316,5 +317,27 @@ pub fn publish(stats: &BatchStats) {
         if n > 0 {
             metrics::counter!(m::FIELD_INVALID, "field" => f.name()).increment(n);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_detection() {
+        let kind = |l: &[u8]| match detect(Format::Auto, l) {
+            Kind::Eve => "eve",
+            Kind::Fast => "fast",
+            Kind::Syslog => "syslog",
+        };
+        assert_eq!(kind(b"{\"timestamp\":\"x\"}"), "eve");
+        assert_eq!(kind(b"@cee: {}"), "eve");
+        assert_eq!(kind(b"<13>1 - - - - - - x"), "syslog");
+        assert_eq!(kind(b"Sep  5 16:05:26 dev snort: [1:1:0] x"), "syslog");
+        assert_eq!(kind(b"2026-11-28T05:33:51+00:00 host app: x"), "syslog");
+        assert_eq!(kind(b"02/05/2021-07:34:50.000003  [**] [1:1:0] x [**] [Priority: 3] {TCP} a:1 -> b:2"), "fast");
+        assert_eq!(kind(b"garbage"), "eve");
+        assert_eq!(kind(b"\xff\xfe"), "eve");
     }
 }

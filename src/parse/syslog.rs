@@ -84,21 +84,21 @@ pub struct YearHint {
     pub now_us: i64,
 }
 
-/// Parses a syslog message of either kind. `Err` carries the lenient result and the
-/// RFC 5424 rule that a message claiming RFC 5424 broke.
-pub fn parse(line: &[u8], hint: YearHint) -> Result<Syslog<'_>, (Syslog<'_>, Rfc5424Error)> {
+/// Parses a syslog message of either kind. A message claiming RFC 5424 that broke one of
+/// its rules is read leniently; the rule comes back with it.
+pub fn parse(line: &[u8], hint: YearHint) -> (Syslog<'_>, Option<Rfc5424Error>) {
     let start = line.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(line.len());
     let line = &line[start..];
     if looks_like_5424(line) {
         match parse_rfc5424(line) {
-            Ok(s) => Ok(s),
-            Err(e) => Err((parse_5424_lenient(line, true).unwrap_or_else(|| parse_rfc3164(line, hint)), e)),
+            Ok(s) => (s, None),
+            Err(e) => (parse_5424_lenient(line, true).unwrap_or_else(|| parse_rfc3164(line, hint)), Some(e)),
         }
     } else if line.starts_with(b"1 ") {
         // RFC 5424 without its PRI (some relays strip it).
-        Ok(parse_5424_lenient(line, false).unwrap_or_else(|| parse_rfc3164(line, hint)))
+        (parse_5424_lenient(line, false).unwrap_or_else(|| parse_rfc3164(line, hint)), None)
     } else {
-        Ok(parse_rfc3164(line, hint))
+        (parse_rfc3164(line, hint), None)
     }
 }
 
@@ -111,7 +111,7 @@ fn parse_5424_lenient(line: &[u8], with_pri: bool) -> Option<Syslog<'_>> {
     let version = digits(&line[i..i + n])? as u16;
     i += n;
     sp(line, &mut i)?;
-    let mut word = |i: &mut usize| -> Option<Option<&str>> {
+    let word = |i: &mut usize| -> Option<Option<&str>> {
         let n = line[*i..].iter().take_while(|&&b| b != b' ').count();
         let w = std::str::from_utf8(&line[*i..*i + n]).ok()?;
         *i += n;
