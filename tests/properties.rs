@@ -1,7 +1,8 @@
 //! Property checks run on every test run (the fuzz targets in `fuzz/` explore further):
 //! framing does not depend on how the stream is split; the parser never panics and gives
 //! one deterministic answer for mutated real lines; parsing conserves lines
-//! (lines = events + rejected + blank).
+//! (lines = events + rejected + blank); the same for RFC 6587 syslog framing and the
+//! syslog and fast-alert parsers.
 
 mod common;
 
@@ -103,5 +104,100 @@ fn lines_are_conserved() {
         let rejected: u64 = s.rejected.values().sum();
         assert_eq!(s.lines, s.events + rejected + s.blank_lines, "{name}");
         assert_eq!(s.rows_archived, s.events, "{name}");
+    }
+}
+
+/// RFC 6587 framing: real syslog messages, octet-counted or LF-terminated, some oversize,
+/// a counted frame cut short at the end; any split gives the same messages and drops.
+#[test]
+fn syslog_framing_does_not_depend_on_the_split() {
+    use alertflow::ingest::octet::frame_pieces;
+    let corpus = std::fs::read(common::data_dir().join("syslog/syslog-suricata-eve-rfc5424.log")).unwrap();
+    let lines: Vec<&[u8]> = corpus.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let max = 1024;
+    for round in 0..300 {
+        let mut data = Vec::new();
+        let mut sent = Vec::new();
+        for _ in 0..rng.below(12) {
+            let line = lines[rng.below(lines.len())];
+            let line = &line[..line.len().min(rng.below(2 * max) + 1)];
+            if rng.below(2) == 0 {
+                data.extend_from_slice(format!("{} ", line.len()).as_bytes());
+                data.extend_from_slice(line);
+                if rng.below(4) == 0 {
+                    data.push(b'\n');
+                }
+            } else {
+                data.extend_from_slice(line);
+                data.push(b'\n');
+            }
+            if line.len() <= max {
+                sent.push(line.to_vec());
+            }
+        }
+        if rng.below(5) == 0 {
+            data.extend_from_slice(b"500 <13>1 cut short");
+        }
+        let (whole, dropped) = frame_pieces(&[&data], max);
+        if !data.ends_with(b"cut short") {
+            assert_eq!(whole, sent, "round {round}");
+        }
+        for _ in 0..8 {
+            let mut cuts: Vec<usize> = (0..rng.below(5)).map(|_| rng.below(data.len() + 1)).collect();
+            cuts.sort();
+            let mut pieces = Vec::new();
+            let mut last = 0;
+            for c in cuts {
+                pieces.push(&data[last..c]);
+                last = c;
+            }
+            pieces.push(&data[last..]);
+            let (split, split_dropped) = frame_pieces(&pieces, max);
+            assert_eq!(split, whole, "round {round}");
+            assert_eq!(split_dropped.len(), dropped.len(), "round {round}");
+        }
+    }
+}
+
+/// The syslog and fast-alert parsers never panic on mutated real messages, and the
+/// lenient reading always returns a message that is part of the input.
+#[test]
+fn syslog_parsers_survive_mutations() {
+    use alertflow::parse::fast::parse_fast;
+    use alertflow::parse::syslog::{parse, parse_rfc5424, YearHint};
+    let mut corpus = Vec::new();
+    for f in ["syslog-suricata-alert-rfc5424.log", "syslog-suricata-alert-rfc3164.log", "syslog-rfc5424-metron.log"] {
+        corpus.extend(std::fs::read(common::data_dir().join("syslog").join(f)).unwrap().split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).take(200));
+    }
+    let hint = YearHint { now_us: 1_795_000_000_000_000 };
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    for _ in 0..20_000 {
+        let mut l = corpus[rng.below(corpus.len())].clone();
+        for _ in 0..=rng.below(4) {
+            let i = rng.below(l.len());
+            match rng.below(4) {
+                0 => l[i] = rng.next() as u8,
+                1 => {
+                    l.remove(i);
+                }
+                2 => {
+                    const SPECIAL: &[u8] = b"<>[]\"\\ :-0123456789\xff";
+                    l.insert(i, SPECIAL[rng.below(SPECIAL.len())]);
+                }
+                _ => l.truncate(i),
+            }
+            if l.is_empty() {
+                break;
+            }
+        }
+        let _ = parse_rfc5424(&l);
+        let (m, _) = parse(&l, hint);
+        let (start, end) = (l.as_ptr() as usize, l.as_ptr() as usize + l.len());
+        let p = m.message.as_ptr() as usize;
+        assert!(m.message.is_empty() || (p >= start && p + m.message.len() <= end));
+        if let Ok(s) = std::str::from_utf8(&l) {
+            let _ = parse_fast(s, hint);
+        }
     }
 }
