@@ -331,3 +331,36 @@ fn metron_rfc5424_lines() {
         }
     }
 }
+
+/// Snort alerts in a syslog file and a Snort fast-alert file (Elastic's samples: read from
+/// the corpus beside the checkout when it is there, never copied).
+#[test]
+fn snort_alerts_when_the_corpus_is_present() {
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    let syslog_file = corpus.join("syslog/syslog-snort-elastic-integrations.log");
+    if syslog_file.exists() {
+        let exp: Vec<Value> = std::fs::read_to_string(corpus.join("syslog/syslog-snort-elastic-integrations.expected.ndjson")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let mut ok = 0;
+        for (line, e) in std::fs::read_to_string(&syslog_file).unwrap().lines().zip(&exp) {
+            let e = &e["expected"];
+            let (m, _) = syslog::parse(line.as_bytes(), HINT);
+            let a = parse_fast(std::str::from_utf8(m.message).unwrap(), HINT).unwrap();
+            let got = (m.hostname, m.app_name, a.gid, a.signature_id.to_string(), a.rev.to_string(), a.signature, a.category, a.priority.map(i64::from));
+            let want = (e["observer.name"].as_str(), e["process.name"].as_str(), e["snort.gid"].as_i64().unwrap(), e["rule.id"].as_str().unwrap().to_string(), e["rule.version"].as_str().unwrap().to_string(), e["rule.description"].as_str().unwrap(), e["rule.category"].as_str(), e["event.severity"].as_i64());
+            assert_eq!(got, want, "{line}");
+            let got = (a.proto.to_ascii_lowercase(), a.src_ip, a.src_port.map(i64::from), a.dest_ip, a.dest_port.map(i64::from));
+            let want = (e["network.transport"].as_str().unwrap().to_string(), e["source.ip"].as_str().unwrap(), e["source.port"].as_i64(), e["destination.ip"].as_str().unwrap(), e["destination.port"].as_i64());
+            assert_eq!(got, want, "{line}");
+            ok += 1;
+        }
+        println!("{}: {ok}/{} as expected", syslog_file.display(), exp.len());
+    }
+    let fast_file = corpus.join("fastlog/snort-fast-elastic-integrations.log");
+    if fast_file.exists() {
+        let text = std::fs::read_to_string(&fast_file).unwrap();
+        let n = text.lines().count();
+        let parsed = text.lines().filter_map(|l| parse_fast(l, HINT)).count();
+        println!("{}: {parsed}/{n} parsed", fast_file.display());
+        assert_eq!(parsed, n);
+    }
+}
