@@ -18,7 +18,7 @@ use alertflow::parse::{EveParser, ParseLimits, ParseStage, ParsedBatch};
 mod common;
 
 fn parsed_batches(input: &[u8]) -> Vec<ParsedBatch> {
-    let source = Arc::new(SourceInfo { id: 0, name: "bench".into() });
+    let source = Arc::new(SourceInfo { id: 0, name: "bench".into(), zone: None });
     let mut stage = ParseStage::new(EveParser::new(ParseLimits::default()), Arc::new(DeadLetter::disabled()));
     let mut out = Vec::new();
     let mut start = 0;

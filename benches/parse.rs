@@ -23,7 +23,7 @@ fn parse(c: &mut Criterion) {
         batches.push(Bytes::copy_from_slice(&input[start..end]));
         start = end;
     }
-    let source = Arc::new(SourceInfo { id: 0, name: "bench".into() });
+    let source = Arc::new(SourceInfo { id: 0, name: "bench".into(), zone: None });
     let lines = common::count_lines(&input);
     let mut g = c.benchmark_group("parse");
     g.throughput(Throughput::Elements(lines));

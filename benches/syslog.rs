@@ -10,10 +10,10 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use alertflow::deadletter::DeadLetter;
 use alertflow::ingest::{Format, Position, RawBatch, SourceInfo};
 use alertflow::parse::fast::parse_fast;
-use alertflow::parse::syslog::{parse_rfc3164, parse_rfc5424, YearHint};
+use alertflow::parse::syslog::{parse_rfc3164, parse_rfc5424, TimeHint};
 use alertflow::parse::{EveParser, ParseLimits, ParseStage};
 
-const HINT: YearHint = YearHint { now_us: 1_795_000_000_000_000 };
+const HINT: TimeHint = TimeHint::utc(1_795_000_000_000_000);
 
 fn lines(file: &str) -> Vec<Vec<u8>> {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/syslog").join(file);
@@ -35,7 +35,7 @@ fn headers(c: &mut Criterion) {
 }
 
 fn stage(c: &mut Criterion) {
-    let source = Arc::new(SourceInfo { id: 0, name: "bench".into() });
+    let source = Arc::new(SourceInfo { id: 0, name: "bench".into(), zone: None });
     let mut g = c.benchmark_group("syslog_stage");
     for file in ["syslog-suricata-alert-rfc5424.log", "syslog-suricata-eve-rfc5424.log"] {
         let data = Bytes::from(std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/syslog").join(file)).unwrap());

@@ -43,7 +43,7 @@ pub fn run(dir: &Path) -> anyhow::Result<DemoResult> {
     let mut cfg = Config::embedded_default();
     cfg.archive.root = dir.to_path_buf();
     cfg.dead_letter.path = Some(crate::config::default_dead_letter_path(dir));
-    cfg.sources = vec![SourceConfig { name: "demo".into(), kind: SourceKind::File(replay_file_config(vec![input.display().to_string()])), overflow: Overflow::Block, format: crate::ingest::Format::Eve }];
+    cfg.sources = vec![SourceConfig { name: "demo".into(), kind: SourceKind::File(replay_file_config(vec![input.display().to_string()])), overflow: Overflow::Block, format: crate::ingest::Format::Eve, timezone: None }];
     let summary = pipeline::run(&cfg, Mode::ReadToEnd, Arc::new(AtomicBool::new(false)), None, None)?;
 
     let (rows_read_back, signatures) = read_back(&dir.join(crate::archive::EVENTS_TABLE))?;

@@ -176,7 +176,7 @@ fn cmd_run(config: Option<PathBuf>, archive: Option<PathBuf>, inputs: Vec<String
     if !inputs.is_empty() {
         let mut fc = alertflow::demo::replay_file_config(inputs);
         fc.follow = true;
-        cfg.sources.push(SourceConfig { name: unique_name(&cfg, "input"), kind: SourceKind::File(fc), overflow: Overflow::Block, format });
+        cfg.sources.push(SourceConfig { name: unique_name(&cfg, "input"), kind: SourceKind::File(fc), overflow: Overflow::Block, format, timezone: None });
     }
     if let Some(l) = metrics_listen {
         cfg.metrics.listen = if l.is_empty() { None } else { Some(l.parse().with_context(|| format!("--metrics-listen {l}"))?) };
@@ -218,10 +218,10 @@ fn cmd_replay(config: Option<PathBuf>, archive: Option<PathBuf>, inputs: Vec<Str
         anyhow::ensure!(found.iter().any(|p| p.is_file()), "{f}: no such file");
     }
     if !files.is_empty() {
-        cfg.sources.push(SourceConfig { name: "replay".into(), kind: SourceKind::File(alertflow::demo::replay_file_config(files.clone())), overflow: Overflow::Block, format });
+        cfg.sources.push(SourceConfig { name: "replay".into(), kind: SourceKind::File(alertflow::demo::replay_file_config(files.clone())), overflow: Overflow::Block, format, timezone: None });
     }
     if inputs.iter().any(|i| i == "-") {
-        cfg.sources.push(SourceConfig { name: "stdin".into(), kind: SourceKind::Stdin, overflow: Overflow::Block, format });
+        cfg.sources.push(SourceConfig { name: "stdin".into(), kind: SourceKind::Stdin, overflow: Overflow::Block, format, timezone: None });
     }
     let progress = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));

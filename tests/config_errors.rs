@@ -28,6 +28,7 @@ fn table_of_invalid_configs() {
         ("[[sources]]\nname = \"a\"\ntype = \"syslog_udp\"\nlisten = \"514\"\n", &["line 4: sources[0].listen: `514` is not an address:port such as \"0.0.0.0:514\""]),
         ("[[sources]]\nname = \"a\"\ntype = \"redis\"\nkey = \"k\"\nmode = \"queue\"\n", &["line 5: sources[0].mode: `queue` is not one of: list, channel, stream"]),
         ("[[sources]]\nname = \"a\"\ntype = \"file\"\npath = \"x\"\nformat = \"csv\"\n", &["line 5: sources[0].format: `csv` is not one of: eve, fast, syslog, auto"]),
+        ("[[sources]]\nname = \"a\"\ntype = \"stdin\"\ntimezone = \"Mars/Olympus\"\n", &["line 4: sources[0].timezone: `Mars/Olympus` is not a time zone name such as \"Europe/Berlin\" or \"UTC\""]),
         ("[[sources]]\nname = \"a\"\ntype = \"kafka\"\n", &["line 3: sources[0].type: unknown source type `kafka`; expected one of: file, stdin, unix_stream, unix_dgram, syslog_udp, syslog_tcp, redis"]),
         ("[[sources]]\nname = \"a b\"\ntype = \"stdin\"\n", &["line 2: sources[0].name: `a b` is not a valid name (letters, digits, `_`, `-`, `.`)"]),
         ("[[sources]]\nname = \"a\"\ntype = \"file\"\n", &["line 1: sources[0].path: a file source needs `path` (a file name or glob) or `paths`"]),
@@ -36,7 +37,7 @@ fn table_of_invalid_configs() {
         ("[[sources]]\nname = \"a\"\ntype = \"unix_stream\"\npath = \"/x.sock\"\nsocket_mode = \"999\"\n", &["line 5: sources[0].socket_mode: `999` is not an octal file mode such as \"0660\""]),
         ("[[sources]]\nname = \"a\"\ntype = \"unix_dgram\"\npath = \"/x.sock\"\nmax_connections = 3\n", &["line 5: sources[0].max_connections: applies to unix_stream sources only"]),
         ("[[sources]]\nname = \"a\"\ntype = \"unix_stream\"\n", &["line 1: sources[0].path: missing required key"]),
-        ("[[sources]]\nname = \"a\"\ntype = \"stdin\"\npath = \"/x\"\n", &["line 4: sources[0].path: unknown key; expected one of: name, type, overflow, format"]),
+        ("[[sources]]\nname = \"a\"\ntype = \"stdin\"\npath = \"/x\"\n", &["line 4: sources[0].path: unknown key; expected one of: name, type, overflow, format, timezone"]),
         ("[[sources]]\nname = \"a\"\ntype = \"file\"\npaths = [\"/x\", 3]\n", &["line 4: sources[0].paths[1]: expected a string, found an integer"]),
         ("sources = 1\n", &["line 1: sources: expected an array of tables ([[sources]]), found an integer"]),
         ("bogus = 1\n", &["line 1: bogus: unknown key; expected one of: pipeline, archive, dead_letter, metrics, sources"]),
@@ -70,7 +71,7 @@ start_at = \"end\"
             "line 2: archive.zstd_level: 0 is out of range; expected 1 to 22",
             "line 3: archive.typo_key: unknown key; expected one of: root, writer_threads, zstd_level, row_group_max_bytes, segment_max_bytes, max_open_partitions, idle_seal_ms, max_segment_age_secs",
             "line 11: sources[1].name: duplicate source name `eve`",
-            "line 14: sources[1].start_at: unknown key; expected one of: name, type, overflow, path, socket_mode, max_connections, format",
+            "line 14: sources[1].start_at: unknown key; expected one of: name, type, overflow, path, socket_mode, max_connections, format, timezone",
         ]
     );
 }

@@ -165,12 +165,12 @@ fn syslog_framing_does_not_depend_on_the_split() {
 #[test]
 fn syslog_parsers_survive_mutations() {
     use alertflow::parse::fast::parse_fast;
-    use alertflow::parse::syslog::{parse, parse_rfc5424, YearHint};
+    use alertflow::parse::syslog::{parse, parse_rfc5424, TimeHint};
     let mut corpus = Vec::new();
     for f in ["syslog-suricata-alert-rfc5424.log", "syslog-suricata-alert-rfc3164.log", "syslog-rfc5424-metron.log"] {
         corpus.extend(std::fs::read(common::data_dir().join("syslog").join(f)).unwrap().split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).take(200));
     }
-    let hint = YearHint { now_us: 1_795_000_000_000_000 };
+    let hint = TimeHint::utc(1_795_000_000_000_000);
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     for _ in 0..20_000 {
         let mut l = corpus[rng.below(corpus.len())].clone();

@@ -4,11 +4,11 @@
 
 use alertflow::ingest::octet::frame_pieces;
 use alertflow::parse::fast::parse_fast;
-use alertflow::parse::syslog::{parse, parse_rfc5424, YearHint};
+use alertflow::parse::syslog::{parse, parse_rfc5424, TimeHint};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let hint = YearHint { now_us: 1_795_000_000_000_000 };
+    let hint = TimeHint::utc(1_795_000_000_000_000);
     let _ = parse_rfc5424(data);
     let (m, _) = parse(data, hint);
     // The message is a slice of the input.

@@ -101,6 +101,8 @@ pub struct SourceConfig {
     pub kind: SourceKind,
     pub overflow: Overflow,
     pub format: Format,
+    /// Time zone of dates written without an offset (RFC 3164, fast.log); `None` is UTC.
+    pub timezone: Option<jiff::tz::TimeZone>,
 }
 
 #[derive(Debug, Clone)]
@@ -374,6 +376,18 @@ fn read_source(cx: &mut Cx, s: &Tbl) -> Option<SourceConfig> {
         _ => Overflow::Block,
     };
     known.push("format");
+    known.push("timezone");
+    let timezone = match cx.string(s, "timezone") {
+        None => None,
+        Some(z) if z == "UTC" => None,
+        Some(z) => match jiff::tz::TimeZone::get(&z) {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                cx.error_at(s, "timezone", format!("`{z}` is not a time zone name such as \"Europe/Berlin\" or \"UTC\""));
+                None
+            }
+        },
+    };
     let default_format = match kind {
         Some(SourceKind::SyslogUdp(_) | SourceKind::SyslogTcp(_)) => Format::Syslog,
         _ => Format::Eve,
@@ -397,7 +411,7 @@ fn read_source(cx: &mut Cx, s: &Tbl) -> Option<SourceConfig> {
     if kind.is_some() || s.has("type") {
         cx.unknown_keys(s, &known);
     }
-    Some(SourceConfig { name: name?, kind: kind?, overflow, format })
+    Some(SourceConfig { name: name?, kind: kind?, overflow, format, timezone })
 }
 
 #[cfg(test)]

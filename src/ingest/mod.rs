@@ -78,6 +78,9 @@ pub struct SourceInfo {
     pub id: usize,
     /// The config name; it is the `source` column and the metrics label.
     pub name: Arc<str>,
+    /// The sender's time zone for dates written without an offset (RFC 3164, fast.log);
+    /// `None` is UTC. Zones live for the process (a few per configuration).
+    pub zone: Option<&'static jiff::tz::TimeZone>,
 }
 
 /// Where a source stands after a batch. Recorded in sealed segments.

@@ -15,8 +15,8 @@
 //! `(null)` message or classification reads as `""`, as in EVE. Only TCP, UDP and SCTP
 //! carry ports: for other protocols (ICMP type/code, the `:0` of GRE) the ports are null.
 
-use crate::event::time::{days_from_civil, digits};
-use crate::parse::syslog::YearHint;
+use crate::event::time::digits;
+use crate::parse::syslog::TimeHint;
 
 /// The fields of one fast alert.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -38,7 +38,7 @@ pub struct FastAlert<'a> {
 }
 
 /// Parses one fast alert. `None` when the text is not one.
-pub fn parse_fast<'a>(line: &'a str, hint: YearHint) -> Option<FastAlert<'a>> {
+pub fn parse_fast<'a>(line: &'a str, hint: TimeHint) -> Option<FastAlert<'a>> {
     let mut s = line.trim_start();
     let mut out = FastAlert { action: "allowed", ..Default::default() };
     if s.as_bytes().first().is_some_and(u8::is_ascii_digit) {
@@ -157,8 +157,8 @@ fn endpoint(s: &str, ported: bool) -> Option<(&str, Option<i32>)> {
 }
 
 /// `MM/DD/YYYY-HH:MM:SS.ffffff` (Suricata) or `MM/DD-HH:MM:SS.ffffff` (Snort, no year).
-/// The sensor's local time; read as UTC.
-fn fast_time(s: &[u8], hint: YearHint) -> Option<(i64, usize)> {
+/// The sensor's local time, in the source's `timezone` (UTC by default).
+fn fast_time(s: &[u8], hint: TimeHint) -> Option<(i64, usize)> {
     let month = digits(s.get(0..2)?)?;
     if s.get(2) != Some(&b'/') {
         return None;
@@ -191,18 +191,10 @@ fn fast_time(s: &[u8], hint: YearHint) -> Option<(i64, usize)> {
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
         return None;
     }
-    let at = |y: i64| (days_from_civil(y, month, day) * 86_400 + (h * 3600 + m * 60 + sec.min(59)) as i64) * 1_000_000 + micros;
+    let secs_of_day = (h * 3600 + m * 60 + sec.min(59)) as i64;
     let ts = match year {
-        Some(y) => at(y),
-        None => {
-            let now_year = crate::event::time::civil_from_days(hint.now_us.div_euclid(86_400_000_000)).0;
-            let t = at(now_year);
-            if t > hint.now_us + 7 * 86_400_000_000 {
-                at(now_year - 1)
-            } else {
-                t
-            }
-        }
+        Some(y) => hint.to_utc_us(y, month, day, secs_of_day, micros)?,
+        None => hint.yearless(month, day, secs_of_day, micros)?,
     };
     Some((ts, i))
 }
@@ -211,7 +203,7 @@ fn fast_time(s: &[u8], hint: YearHint) -> Option<(i64, usize)> {
 mod tests {
     use super::*;
 
-    const HINT: YearHint = YearHint { now_us: 1_764_300_000_000_000 };
+    const HINT: TimeHint = TimeHint::utc(1_764_300_000_000_000);
 
     #[test]
     fn suricata_line() {

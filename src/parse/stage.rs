@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::eve::{prepare_line, EveParser, FieldErrors};
 use super::fast::{parse_fast, FastAlert};
-use super::syslog::{self, Rfc5424Error, YearHint};
+use super::syslog::{self, Rfc5424Error, TimeHint};
 use super::RejectReason;
 use crate::deadletter::{DeadLetter, LineOrigin};
 use crate::event::time::wall_clock_us;
@@ -181,7 +181,7 @@ impl ParseStage {
         let stats = BatchStats { bytes: raw.data.len() as u64, ..Default::default() };
         let approx_rows = raw.data.len() / 400 + 1;
         let mut sink = Sink { builder: EventBatchBuilder::with_capacity(approx_rows, raw.data.len()), stats, last_time: None, source: &raw.source.name };
-        let hint = YearHint { now_us: wall_clock_us() };
+        let hint = TimeHint { now_us: wall_clock_us(), zone: raw.source.zone };
         for (off, line) in raw.messages() {
             sink.stats.lines += 1;
             let Some(prepared) = prepare_line(line) else {
@@ -213,7 +213,7 @@ impl ParseStage {
         })
     }
 
-    fn syslog(&mut self, line: &[u8], hint: YearHint, sink: &mut Sink<'_>) -> Result<(), RejectReason> {
+    fn syslog(&mut self, line: &[u8], hint: TimeHint, sink: &mut Sink<'_>) -> Result<(), RejectReason> {
         if line.len() > self.parser.limits().max_line_bytes {
             return Err(RejectReason::TooLong);
         }
@@ -278,7 +278,7 @@ impl ParseStage {
     }
 }
 
-fn fast_line(line: &[u8], hint: YearHint, sink: &mut Sink<'_>) -> Result<(), RejectReason> {
+fn fast_line(line: &[u8], hint: TimeHint, sink: &mut Sink<'_>) -> Result<(), RejectReason> {
     let text = simdutf8::basic::from_utf8(line).map_err(|_| RejectReason::NotUtf8)?;
     let a = parse_fast(text, hint).ok_or(RejectReason::InvalidFastAlert)?;
     sink.emit(&alert_event(&a), text);

@@ -76,17 +76,63 @@ impl Rfc5424Error {
     }
 }
 
-/// Context for the lenient parser: RFC 3164 dates carry no year.
+/// What a date without year or zone needs (RFC 3164, fast.log).
 #[derive(Debug, Clone, Copy)]
-pub struct YearHint {
+pub struct TimeHint {
     /// The time the message is read at (µs UTC). A yearless date is put in this year,
     /// or in the year before when that would put it more than a week in the future.
     pub now_us: i64,
+    /// The sender's time zone for dates without an offset; `None` is UTC.
+    pub zone: Option<&'static jiff::tz::TimeZone>,
+}
+
+impl TimeHint {
+    pub const fn utc(now_us: i64) -> Self {
+        Self { now_us, zone: None }
+    }
+
+    /// A civil date and time in the sender's zone → µs UTC.
+    pub fn to_utc_us(&self, y: i64, month: u32, day: u32, secs_of_day: i64, micros: i64) -> Option<i64> {
+        if day == 0 || day > days_in_month(y, month) {
+            return None;
+        }
+        match self.zone {
+            None => Some((days_from_civil(y, month, day) * 86_400 + secs_of_day) * 1_000_000 + micros),
+            Some(tz) => {
+                let dt = jiff::civil::DateTime::new(i16::try_from(y).ok()?, month as i8, day as i8, (secs_of_day / 3600) as i8, (secs_of_day / 60 % 60) as i8, (secs_of_day % 60) as i8, 0).ok()?;
+                // In a DST gap or fold, the earlier reading wins (jiff's "compatible").
+                Some(tz.to_timestamp(dt).ok()?.as_microsecond() + micros)
+            }
+        }
+    }
+
+    /// The year of `now_us` in the sender's zone.
+    fn now_year(&self) -> i64 {
+        crate::event::time::civil_from_days((self.now_us + self.offset_us()).div_euclid(86_400_000_000)).0
+    }
+
+    fn offset_us(&self) -> i64 {
+        match self.zone {
+            None => 0,
+            Some(tz) => jiff::Timestamp::from_microsecond(self.now_us).map(|t| tz.to_offset(t).seconds() as i64 * 1_000_000).unwrap_or(0),
+        }
+    }
+
+    /// A date without a year: this year, or last year when that is more than a week ahead.
+    pub fn yearless(&self, month: u32, day: u32, secs_of_day: i64, micros: i64) -> Option<i64> {
+        let y = self.now_year();
+        let week = 7 * 86_400_000_000;
+        match self.to_utc_us(y, month, day, secs_of_day, micros) {
+            Some(t) if t <= self.now_us + week => Some(t),
+            // In the future: last year's date (Dec 31 read on Jan 1), or Feb 29.
+            _ => self.to_utc_us(y - 1, month, day, secs_of_day, micros).or_else(|| self.to_utc_us(y, month, day, secs_of_day, micros)),
+        }
+    }
 }
 
 /// Parses a syslog message of either kind. A message claiming RFC 5424 that broke one of
 /// its rules is read leniently; the rule comes back with it.
-pub fn parse(line: &[u8], hint: YearHint) -> (Syslog<'_>, Option<Rfc5424Error>) {
+pub fn parse(line: &[u8], hint: TimeHint) -> (Syslog<'_>, Option<Rfc5424Error>) {
     let start = line.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(line.len());
     let line = &line[start..];
     if looks_like_5424(line) {
@@ -418,7 +464,7 @@ fn json_str(s: &str, out: &mut String) {
 const MONTHS: [&[u8; 3]; 12] = [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
 
 /// Parses an RFC 3164 (BSD) message leniently; never fails.
-pub fn parse_rfc3164(line: &[u8], hint: YearHint) -> Syslog<'_> {
+pub fn parse_rfc3164(line: &[u8], hint: TimeHint) -> Syslog<'_> {
     let mut out = Syslog::default();
     let mut i = 0;
     if let Some((p, n)) = pri(line) {
@@ -503,7 +549,7 @@ fn is_hostname(w: &[u8]) -> bool {
 
 /// `Mmm dd hh:mm:ss` with a one- or two-digit (possibly space-padded) day, an optional
 /// year before or after the time, and an optional fraction.
-fn bsd_time(s: &[u8], hint: YearHint) -> Option<(i64, usize)> {
+fn bsd_time(s: &[u8], hint: TimeHint) -> Option<(i64, usize)> {
     if s.len() < 14 {
         return None;
     }
@@ -555,23 +601,9 @@ fn bsd_time(s: &[u8], hint: YearHint) -> Option<(i64, usize)> {
         i += 5;
     }
     let secs_of_day = (hour * 3600 + minute * 60 + second.min(59)) as i64;
-    let at = |y: i64| -> Option<i64> {
-        if day == 0 || day > days_in_month(y, month) {
-            return None;
-        }
-        Some((days_from_civil(y, month, day) * 86_400 + secs_of_day) * 1_000_000 + micros)
-    };
     let ts = match year {
-        Some(y) => at(y)?,
-        None => {
-            let now_year = crate::event::time::civil_from_days(hint.now_us.div_euclid(86_400_000_000)).0;
-            let week = 7 * 86_400_000_000;
-            match at(now_year) {
-                Some(t) if t <= hint.now_us + week => t,
-                // In the future: last year's date (Dec 31 read on Jan 1), or Feb 29.
-                _ => at(now_year - 1).or_else(|| at(now_year))?,
-            }
-        }
+        Some(y) => hint.to_utc_us(y, month, day, secs_of_day, micros)?,
+        None => hint.yearless(month, day, secs_of_day, micros)?,
     };
     Some((ts, i))
 }
@@ -590,7 +622,7 @@ fn rfc3339_prefix(s: &[u8]) -> Option<(i64, usize)> {
 mod tests {
     use super::*;
 
-    const HINT: YearHint = YearHint { now_us: 1_764_300_000_000_000 }; // 2025-11-28
+    const HINT: TimeHint = TimeHint::utc(1_764_300_000_000_000); // 2025-11-28
 
     #[test]
     fn rfc5424_full() {
@@ -633,5 +665,19 @@ mod tests {
         // December read on 2025-11-28 is last year's.
         let m = parse_rfc3164(b"<13>Dec 31 23:59:59 h t: x", HINT);
         assert_eq!(m.timestamp_us.map(|t| crate::event::time::civil_from_days(t.div_euclid(86_400_000_000)).0), Some(2024));
+    }
+
+    #[test]
+    fn dates_in_the_senders_zone() {
+        let chicago: &'static jiff::tz::TimeZone = Box::leak(Box::new(jiff::tz::TimeZone::get("America/Chicago").unwrap()));
+        let hint = TimeHint { now_us: 1_764_300_000_000_000, zone: Some(chicago) };
+        // CDT (-05:00) in September, CST (-06:00) in January.
+        let m = parse_rfc3164(b"Sep  5 16:05:26 dev snort: x", hint);
+        assert_eq!(m.timestamp_us, Some(1_757_106_326_000_000)); // 2025-09-05T21:05:26Z
+        let m = parse_rfc3164(b"Jan  5 16:05:26 dev snort: x", hint);
+        assert_eq!(m.timestamp_us, Some(1_736_114_726_000_000)); // 2025-01-05T22:05:26Z
+        // An explicit offset wins over the zone.
+        let m = parse_rfc3164(b"<13>2025-01-05T16:05:26+00:00 dev app: x", hint);
+        assert_eq!(m.timestamp_us, Some(1_736_093_126_000_000));
     }
 }

@@ -216,7 +216,7 @@ pub fn run(cfg: &Config, mode: Mode, shutdown: Arc<AtomicBool>, progress: Option
     let mut resumed_files = 0;
     for (id, sc) in cfg.sources.iter().enumerate() {
         let ctx = SourceCtx {
-            info: Arc::new(SourceInfo { id, name: sc.name.as_str().into() }),
+            info: Arc::new(SourceInfo { id, name: sc.name.as_str().into(), zone: sc.timezone.clone().map(|z| &*Box::leak(Box::new(z))) }),
             tx: raw_tx.clone(),
             shutdown: shutdown.clone(),
             dead_letter: dead_letter.clone(),

@@ -39,7 +39,7 @@ pub fn replay(cfg: &mut Config, files: &[PathBuf]) -> Summary {
 /// [`replay`] with the files read as `format`.
 pub fn replay_as(cfg: &mut Config, files: &[PathBuf], format: alertflow::ingest::Format) -> Summary {
     let paths = files.iter().map(|p| p.display().to_string()).collect();
-    cfg.sources = vec![SourceConfig { name: "replay".into(), kind: SourceKind::File(alertflow::demo::replay_file_config(paths)), overflow: Overflow::Block, format }];
+    cfg.sources = vec![SourceConfig { name: "replay".into(), kind: SourceKind::File(alertflow::demo::replay_file_config(paths)), overflow: Overflow::Block, format, timezone: None }];
     pipeline::run(cfg, Mode::ReadToEnd, Arc::new(AtomicBool::new(false)), None, None).expect("pipeline runs")
 }
 
