@@ -443,3 +443,32 @@ fn redis_stream_claims_entries_of_a_stopped_consumer_and_channel_reconnects() {
     wait_for("the channel's 5 rows", 30, || read_archive(&archive).len() == 35);
     child.stop();
 }
+
+/// A UDP flood into a small receive buffer: whatever is not archived is counted, either by
+/// the kernel (receive buffer full, read from /proc/net/udp) or by the pipeline.
+#[test]
+fn udp_flood_accounts_for_every_datagram() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, mport) = (free_udp_port(), free_port());
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, format!(
+        "[archive]\nroot = \"{}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n\n[[sources]]\nname = \"udp\"\ntype = \"syslog_udp\"\nlisten = \"127.0.0.1:{port}\"\nrecv_buffer_bytes = 4096\n",
+        dir.path().join("archive").display())).unwrap();
+    let child = Running::new(Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "error").stdout(Stdio::null()).spawn().unwrap());
+    wait_for("metrics", 30, || TcpStream::connect(("127.0.0.1", mport)).is_ok());
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sent = 30_000;
+    for i in 0..sent {
+        let msg = format!("<13>1 2026-11-28T10:00:00Z h app - - - datagram {i}");
+        let _ = sock.send_to(msg.as_bytes(), ("127.0.0.1", port));
+    }
+    let archive = dir.path().join("archive");
+    wait_for("archived + dropped = sent", 60, || {
+        let rows = read_archive(&archive).len() as f64;
+        let kernel = metric(mport, "alertflow_source_kernel_drops_total");
+        let pipeline = metric(mport, "alertflow_source_dropped_lines_total");
+        rows + kernel + pipeline == sent as f64
+    });
+    println!("kernel drops: {}", metric(mport, "alertflow_source_kernel_drops_total"));
+    child.stop();
+}
