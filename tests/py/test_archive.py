@@ -161,3 +161,41 @@ def test_footer_records_source_positions(archive):
     for path, size in sizes.items():
         if size:
             assert by_path[path] == size
+
+
+SYSLOG = ROOT / "tests" / "data" / "syslog"
+
+
+def test_syslog_columns_read_back_by_duckdb_and_pyarrow(tmp_path):
+    """Syslog messages replayed by the binary: the syslog columns as the expected files say."""
+    files = [SYSLOG / "syslog-suricata-alert-rfc5424.log", SYSLOG / "syslog-rfc5424-metron.log"]
+    subprocess.run([BIN, "replay", "--json", "--format", "syslog", "--archive", str(tmp_path), *map(str, files)], check=True, capture_output=True, text=True)
+    glob = str(tmp_path / "events" / "**" / "*.parquet")
+    con = duckdb.connect()
+    alerts = json.loads("[" + ",".join((SYSLOG / "syslog-suricata-alert.expected.ndjson").read_text().split("\n")[:-1]) + "]")
+    # Every rsyslog-forwarded Suricata alert is an alert row with rsyslog's header fields.
+    rows = con.execute(
+        f"SELECT raw, syslog_facility, syslog_severity, syslog_hostname, syslog_app_name, syslog_procid, alert_signature_id, src_ip, dest_port "
+        f"FROM read_parquet('{glob}', hive_partitioning=true) WHERE syslog_app_name = 'suricata'"
+    ).fetchall()
+    by_raw = {r[0]: r for r in rows}
+    assert len(by_raw) == len(alerts)
+    for a in alerts:
+        r = by_raw[a["rfc5424"]]
+        h = a["syslog_as_parsed_by_rsyslog"]
+        assert r[1:6] == (h["facility"], h["severity"], h["hostname"], h["app_name"], h["procid"])
+        e = a["alert_from_same_run_eve"]
+        if e:
+            assert r[6:] == (e["signature_id"], e["src_ip"], e["dest_port"])
+    # Structured data is JSON analysts can query.
+    metron = [json.loads(l) for l in (SYSLOG / "syslog-rfc5424-metron.expected.ndjson").read_text().splitlines()]
+    got = con.execute(
+        f"SELECT syslog_msgid, json_extract_string(syslog_structured_data, '$.\"exampleSDID@32473\".eventID'), syslog_message "
+        f"FROM read_parquet('{glob}') WHERE syslog_hostname = 'loggregator' ORDER BY timestamp"
+    ).fetchall()
+    assert [g[2] for g in got] == [m["syslog.message"] for m in metron]
+    assert got[0][:2] == (None, None)
+    assert got[1][:2] == ("MSG-02", "1011")
+    t = ds.dataset(tmp_path / "events", format="parquet", partitioning="hive").to_table(columns=["syslog_facility", "event_type"])
+    assert t.schema.field("syslog_facility").type == pa.int32()
+    assert set(t.column("event_type").to_pylist()) == {"alert", "syslog"}
