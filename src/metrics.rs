@@ -54,7 +54,7 @@ pub const SYSLOG_NONCONFORMING: &str = "alertflow_syslog_rfc5424_nonconforming_t
 pub const SYSLOG_PAYLOAD_INVALID: &str = "alertflow_syslog_payload_invalid_total";
 /// Syslog lines that were not UTF-8 and were stored decoded as Latin-1.
 pub const SYSLOG_LATIN1: &str = "alertflow_syslog_latin1_total";
-/// Events whose sensor wrote `"ts-error"` instead of a time.
+/// Events without an event time (EVE `"ts-error"`, a syslog message without a date).
 pub const TIMESTAMP_ERRORS: &str = "alertflow_timestamp_errors_total";
 /// Dead-letter records not written because the file reached its cap.
 pub const DEADLETTER_DROPPED: &str = "alertflow_deadletter_dropped_total";
@@ -102,7 +102,7 @@ pub fn describe() {
     describe_counter!(PARSE_EVENTS, "events parsed and sent on");
     describe_counter!(REJECTED_LINES, "lines rejected, by reason");
     describe_counter!(FIELD_INVALID, "typed fields present but unusable (archived as null), by field");
-    describe_counter!(TIMESTAMP_ERRORS, "events stamped ts-error by the sensor");
+    describe_counter!(TIMESTAMP_ERRORS, "events without an event time (EVE ts-error, syslog without a date)");
     describe_counter!(SYSLOG_NONCONFORMING, "messages claiming RFC 5424 that broke a rule and were read leniently, by rule");
     describe_counter!(SYSLOG_PAYLOAD_INVALID, "syslog messages whose JSON payload was not a valid EVE event (kept as syslog events)");
     describe_counter!(SYSLOG_LATIN1, "syslog lines that were not UTF-8, stored decoded as Latin-1");

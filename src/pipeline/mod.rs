@@ -99,7 +99,7 @@ impl Summary {
             s.push('\n');
         }
         if self.timestamp_errors > 0 || self.invalid_fields > 0 {
-            s.push_str(&format!("  kept with nulls: {} ts-error timestamps, {} unusable field values\n", self.timestamp_errors, self.invalid_fields));
+            s.push_str(&format!("  kept with nulls: {} without event time (EVE \"ts-error\", syslog without a date), {} unusable field values\n", self.timestamp_errors, self.invalid_fields));
         }
         s.push_str(&format!(
             "  archived: {} rows in {} segments, {:.1} MB parquet under {}\n",
