@@ -340,16 +340,23 @@ fn rfc5424_time(s: &[u8]) -> Option<i64> {
     Some(secs * 1_000_000 + micros)
 }
 
-/// End (exclusive) of one or more SD-ELEMENTs starting at `start`.
+/// End (exclusive) of one or more SD-ELEMENTs starting at `start`. The same SD-ID may
+/// not appear twice (RFC 5424 §6.3.2).
 fn structured_data_end(line: &[u8], start: usize) -> Option<usize> {
     let mut i = start;
     if line.get(i) != Some(&b'[') {
         return None;
     }
+    let mut ids: Vec<&[u8]> = Vec::new();
     while line.get(i) == Some(&b'[') {
         i += 1;
         // SD-ID
         let n = sd_name(&line[i..])?;
+        let id = &line[i..i + n];
+        if ids.contains(&id) {
+            return None;
+        }
+        ids.push(id);
         i += n;
         loop {
             match line.get(i)? {
@@ -644,6 +651,7 @@ mod tests {
         assert_eq!(parse_rfc5424(b"<192>1 - - - - - -"), Err(Rfc5424Error::Pri));
         assert_eq!(parse_rfc5424(b"<1>1 2003-10-11T22:14:15.0000003Z - - - - -"), Err(Rfc5424Error::Timestamp));
         assert_eq!(parse_rfc5424(b"<1>1 - - - - - [a b=\"c]"), Err(Rfc5424Error::StructuredData));
+        assert_eq!(parse_rfc5424(b"<1>1 - - - - - [a][b][a]"), Err(Rfc5424Error::StructuredData));
         assert_eq!(parse_rfc5424(b"<1>1 - - - - - - \xEF\xBB\xBF\xff"), Err(Rfc5424Error::Message));
     }
 
