@@ -1,0 +1,322 @@
+//! Correlation rules over alerts, in sliding event-time windows, opening incidents.
+//!
+//! A rule looks at the alerts its selectors match (all alerts when it names none), grouped
+//! by `group_by`, within `timespan` of each other:
+//! * `event_count` — at least `gte` alerts;
+//! * `value_count` — at least `gte` distinct values of `field` (one source hitting many
+//!   hosts or ports);
+//! * `temporal` — every selector matched at least once, in any order;
+//! * `temporal_ordered` — the selectors matched in their order (scan → exploit → C2).
+//!
+//! When a rule fires for a group, an incident opens with an id derived from the rule, the
+//! group key and the window's first alert time (a replay or restart derives the same id);
+//! later alerts of the group join it (updated); it closes once the watermark passes its
+//! last alert + `timespan`. Groups are capped (`max_groups`, oldest evicted and counted).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use super::{key_of, AlertRecord, KeyField};
+
+/// Which alerts a rule looks at. Every criterion given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct Selector {
+    pub name: String,
+    pub signature_ids: Vec<i64>,
+    pub categories: Vec<String>,
+    /// Severity at most this (1 is the most severe).
+    pub max_severity: Option<i32>,
+    pub dest_ports: Vec<i32>,
+}
+
+impl Selector {
+    pub fn matches(&self, a: &AlertRecord) -> bool {
+        (self.signature_ids.is_empty() || self.signature_ids.contains(&a.signature_id))
+            && (self.categories.is_empty() || self.categories.iter().any(|c| c == &a.category))
+            && self.max_severity.is_none_or(|m| a.severity <= m)
+            && (self.dest_ports.is_empty() || a.dest_port.is_some_and(|p| self.dest_ports.contains(&p)))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Condition {
+    EventCount { gte: usize },
+    ValueCount { field: KeyField, gte: usize },
+    Temporal,
+    TemporalOrdered,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub selectors: Vec<Selector>,
+    pub group_by: Vec<KeyField>,
+    pub timespan_us: i64,
+    pub condition: Condition,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Open,
+    Updated,
+    Closed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Updated => "updated",
+            Status::Closed => "closed",
+        }
+    }
+}
+
+/// One incident state change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentEvent {
+    pub id: String,
+    pub rule: String,
+    pub group_key: String,
+    pub status: Status,
+    pub first_us: i64,
+    pub last_us: i64,
+    pub alert_count: u64,
+}
+
+#[derive(Debug)]
+struct Incident {
+    id: String,
+    first_us: i64,
+    last_us: i64,
+    alert_count: u64,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    /// (time, selector bit mask, field value for value_count), by time.
+    window: VecDeque<(i64, u64, String)>,
+    incident: Option<Incident>,
+    newest_us: i64,
+}
+
+/// Deterministic incident id: 16 hex digits of xxh3 over rule, group key and window start.
+pub fn incident_id(rule: &str, group_key: &str, window_start_us: i64) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(rule.as_bytes());
+    h.update(&[0]);
+    h.update(group_key.as_bytes());
+    h.update(&[0]);
+    h.update(&window_start_us.to_le_bytes());
+    format!("{:016x}", h.digest())
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CorrelationCounts {
+    pub opened: u64,
+    pub closed: u64,
+    pub groups_evicted: u64,
+}
+
+pub struct Correlator {
+    rules: Vec<Rule>,
+    groups: HashMap<(usize, String), Group>,
+    max_groups: usize,
+    pub counts: CorrelationCounts,
+}
+
+impl Correlator {
+    pub fn new(rules: Vec<Rule>, max_groups: usize) -> Self {
+        Self { rules, groups: HashMap::new(), max_groups, counts: CorrelationCounts::default() }
+    }
+
+    pub fn groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Takes one alert; incident changes go to `out`. Returns the ids of the incidents the
+    /// alert belongs to.
+    pub fn offer(&mut self, a: &AlertRecord, out: &mut Vec<IncidentEvent>) -> Vec<String> {
+        let mut joined = Vec::new();
+        for ri in 0..self.rules.len() {
+            let rule = &self.rules[ri];
+            let mask: u64 = if rule.selectors.is_empty() { 1 } else { rule.selectors.iter().enumerate().filter(|(_, s)| s.matches(a)).fold(0, |m, (i, _)| m | 1 << i) };
+            if mask == 0 {
+                continue;
+            }
+            let key = key_of(&rule.group_by, a);
+            let value = match rule.condition {
+                Condition::ValueCount { field, .. } => key_of(&[field], a),
+                _ => String::new(),
+            };
+            if !self.groups.contains_key(&(ri, key.clone())) && self.groups.len() >= self.max_groups {
+                self.evict_oldest(out);
+            }
+            let rule = &self.rules[ri];
+            let g = self.groups.entry((ri, key.clone())).or_default();
+            // Insert in time order (events may arrive out of order within the lateness).
+            let pos = g.window.iter().rposition(|e| e.0 <= a.ts_us).map_or(0, |p| p + 1);
+            g.window.insert(pos, (a.ts_us, mask, value));
+            g.newest_us = g.newest_us.max(a.ts_us);
+            let horizon = g.newest_us - rule.timespan_us;
+            while g.window.front().is_some_and(|e| e.0 < horizon) {
+                g.window.pop_front();
+            }
+            match &mut g.incident {
+                Some(inc) => {
+                    inc.alert_count += 1;
+                    inc.last_us = inc.last_us.max(a.ts_us);
+                    inc.first_us = inc.first_us.min(a.ts_us);
+                    out.push(IncidentEvent { id: inc.id.clone(), rule: rule.name.clone(), group_key: key.clone(), status: Status::Updated, first_us: inc.first_us, last_us: inc.last_us, alert_count: inc.alert_count });
+                    joined.push(inc.id.clone());
+                }
+                None => {
+                    if fires(rule, &g.window) {
+                        let start = g.window.front().map_or(a.ts_us, |e| e.0);
+                        let id = incident_id(&rule.name, &key, start);
+                        let inc = Incident { id: id.clone(), first_us: start, last_us: g.newest_us, alert_count: g.window.len() as u64 };
+                        out.push(IncidentEvent { id: id.clone(), rule: rule.name.clone(), group_key: key.clone(), status: Status::Open, first_us: inc.first_us, last_us: inc.last_us, alert_count: inc.alert_count });
+                        g.incident = Some(inc);
+                        self.counts.opened += 1;
+                        joined.push(id);
+                    }
+                }
+            }
+        }
+        joined
+    }
+
+    fn evict_oldest(&mut self, out: &mut Vec<IncidentEvent>) {
+        let oldest = self.groups.iter().min_by(|a, b| a.1.newest_us.cmp(&b.1.newest_us).then_with(|| a.0.cmp(b.0))).map(|(k, _)| k.clone());
+        if let Some(k) = oldest {
+            let g = self.groups.remove(&k).expect("present");
+            self.close(&k, g, out);
+            self.counts.groups_evicted += 1;
+        }
+    }
+
+    fn close(&mut self, k: &(usize, String), g: Group, out: &mut Vec<IncidentEvent>) {
+        if let Some(inc) = g.incident {
+            out.push(IncidentEvent { id: inc.id, rule: self.rules[k.0].name.clone(), group_key: k.1.clone(), status: Status::Closed, first_us: inc.first_us, last_us: inc.last_us, alert_count: inc.alert_count });
+            self.counts.closed += 1;
+        }
+    }
+
+    /// Moves event time to `watermark`: incidents quiet for their rule's timespan close,
+    /// and groups with nothing left in their window are dropped.
+    pub fn advance(&mut self, watermark: i64, out: &mut Vec<IncidentEvent>) {
+        let mut done: Vec<(usize, String)> = Vec::new();
+        for (k, g) in self.groups.iter() {
+            if g.newest_us + self.rules[k.0].timespan_us < watermark {
+                done.push(k.clone());
+            }
+        }
+        done.sort();
+        for k in done {
+            let g = self.groups.remove(&k).expect("present");
+            self.close(&k, g, out);
+        }
+    }
+}
+
+fn fires(rule: &Rule, window: &VecDeque<(i64, u64, String)>) -> bool {
+    match &rule.condition {
+        Condition::EventCount { gte } => window.len() >= *gte,
+        Condition::ValueCount { gte, .. } => window.iter().map(|e| e.2.as_str()).collect::<HashSet<_>>().len() >= *gte,
+        Condition::Temporal => {
+            let all = (1u64 << rule.selectors.len().max(1)) - 1;
+            window.iter().fold(0, |m, e| m | e.1) & all == all
+        }
+        Condition::TemporalOrdered => {
+            // Greedy: the earliest match of each selector after the previous one.
+            let mut next = 0;
+            for e in window {
+                if next < rule.selectors.len() && e.1 & (1 << next) != 0 {
+                    next += 1;
+                }
+            }
+            next == rule.selectors.len().max(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000;
+
+    fn a(ts: i64, sid: i64, src: &str, dst: &str, port: i32) -> AlertRecord {
+        AlertRecord { ts_us: ts * S, signature_id: sid, severity: 2, src_ip: src.into(), dest_ip: dst.into(), dest_port: Some(port), proto: "TCP".into(), ..Default::default() }
+    }
+
+    fn sel(name: &str, sids: &[i64]) -> Selector {
+        Selector { name: name.into(), signature_ids: sids.to_vec(), ..Default::default() }
+    }
+
+    #[test]
+    fn value_count_fires_on_a_scan_and_not_on_a_near_miss() {
+        let rule = Rule { name: "scan".into(), selectors: vec![], group_by: vec![KeyField::SrcIp], timespan_us: 60 * S, condition: Condition::ValueCount { field: KeyField::DestPort, gte: 5 } };
+        let mut c = Correlator::new(vec![rule], 1000);
+        let mut out = Vec::new();
+        // Near miss: 5 ports, but spread over more than 60 s.
+        for (i, port) in [22, 23, 80, 443, 8080].iter().enumerate() {
+            c.offer(&a(i as i64 * 20, 1, "10.0.0.9", "10.0.0.1", *port), &mut out);
+        }
+        assert!(out.is_empty());
+        // 5 distinct ports within 60 s from another source: fires once, then updates.
+        for (i, port) in [22, 23, 80, 443, 8080, 8081].iter().enumerate() {
+            c.offer(&a(1000 + i as i64, 1, "10.0.0.7", "10.0.0.1", *port), &mut out);
+        }
+        assert_eq!(out.iter().filter(|e| e.status == Status::Open).count(), 1);
+        assert_eq!(out.last().unwrap().status, Status::Updated);
+        let id = out[0].id.clone();
+        assert_eq!(id, incident_id("scan", "10.0.0.7", 1000 * S));
+        out.clear();
+        c.advance(1100 * S, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].status, out[0].alert_count, out[0].id.as_str()), (Status::Closed, 6, id.as_str()));
+    }
+
+    #[test]
+    fn temporal_ordered_needs_the_order_temporal_does_not() {
+        let sels = vec![sel("scan", &[1]), sel("exploit", &[2]), sel("c2", &[3])];
+        let ordered = Rule { name: "kill-chain".into(), selectors: sels.clone(), group_by: vec![KeyField::DestIp], timespan_us: 600 * S, condition: Condition::TemporalOrdered };
+        let any = Rule { name: "all-three".into(), selectors: sels, group_by: vec![KeyField::DestIp], timespan_us: 600 * S, condition: Condition::Temporal };
+        let mut c = Correlator::new(vec![ordered, any], 1000);
+        let mut out = Vec::new();
+        // Wrong order on host A: c2, exploit, scan.
+        for (t, sid) in [(0, 3), (10, 2), (20, 1)] {
+            c.offer(&a(t, sid, "1.1.1.1", "A", 80), &mut out);
+        }
+        assert_eq!(out.iter().map(|e| e.rule.as_str()).collect::<Vec<_>>(), ["all-three"]);
+        out.clear();
+        // Right order on host B.
+        for (t, sid) in [(0, 1), (10, 2), (20, 3)] {
+            c.offer(&a(t, sid, "1.1.1.1", "B", 80), &mut out);
+        }
+        let mut rules: Vec<_> = out.iter().filter(|e| e.status == Status::Open).map(|e| e.rule.as_str()).collect();
+        rules.sort();
+        assert_eq!(rules, ["all-three", "kill-chain"]);
+    }
+
+    #[test]
+    fn event_count_with_out_of_order_alerts_and_group_cap() {
+        let rule = Rule { name: "burst".into(), selectors: vec![sel("s", &[7])], group_by: vec![KeyField::SrcIp], timespan_us: 10 * S, condition: Condition::EventCount { gte: 3 } };
+        let mut c = Correlator::new(vec![rule], 2);
+        let mut out = Vec::new();
+        c.offer(&a(5, 7, "x", "y", 1), &mut out);
+        c.offer(&a(3, 7, "x", "y", 1), &mut out);
+        c.offer(&a(9, 8, "x", "y", 1), &mut out); // not selected
+        assert!(out.is_empty());
+        c.offer(&a(4, 7, "x", "y", 1), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].first_us, 3 * S, "window starts at the earliest alert");
+        // Two more groups with a cap of 2: the oldest group (with its incident) goes.
+        out.clear();
+        c.offer(&a(100, 7, "p", "y", 1), &mut out);
+        c.offer(&a(101, 7, "q", "y", 1), &mut out);
+        assert_eq!(c.groups(), 2);
+        assert_eq!(c.counts.groups_evicted, 1);
+        assert_eq!(out.iter().filter(|e| e.status == Status::Closed).count(), 1);
+    }
+}

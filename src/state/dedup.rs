@@ -1,0 +1,260 @@
+//! Alert deduplication in event time.
+//!
+//! Alerts with the same key (default: sensor, signature id, source, destination, proto)
+//! inside `window` are repeats. The first alert of a key goes on at once; repeats are
+//! suppressed, never hidden: every `rollup` of event time a key with suppressed repeats
+//! yields a [`Rollup`] ("still happening": count, first/last seen, distinct destination
+//! ports and sensors). A repeat more severe than anything seen for its key breaks the
+//! suppression and goes on. A key expires `window` after its last alert. At most
+//! `max_keys` keys are held; when full, the key seen longest ago is evicted (counted) and
+//! its pending roll-up is emitted first, so no count is lost.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::{key_of, AlertRecord, KeyField};
+
+#[derive(Debug, Clone)]
+pub struct DedupConfig {
+    pub key: Vec<KeyField>,
+    pub window_us: i64,
+    pub rollup_us: i64,
+    pub max_keys: usize,
+}
+
+impl Default for DedupConfig {
+    fn default() -> Self {
+        Self {
+            key: vec![KeyField::Sensor, KeyField::SignatureId, KeyField::SrcIp, KeyField::DestIp, KeyField::Proto],
+            window_us: 300_000_000,
+            rollup_us: 60_000_000,
+            max_keys: 1_000_000,
+        }
+    }
+}
+
+/// What happened to one alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The first alert of its key in the window: goes on.
+    First { key: String },
+    /// More severe than what its key had: goes on, suppression broken.
+    Escalated { key: String, count: u64 },
+    /// A repeat: held back and counted (`count` alerts of this key so far).
+    Suppressed { key: String, count: u64 },
+}
+
+/// "Still happening": the repeats of a key since the last roll-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollup {
+    pub key: String,
+    pub first_us: i64,
+    pub last_us: i64,
+    /// All alerts of the key in this window.
+    pub count: u64,
+    /// Repeats suppressed since the previous roll-up.
+    pub suppressed: u64,
+    pub dest_ports: Vec<i32>,
+    pub sensors: Vec<String>,
+    /// Why this roll-up was emitted: `interval`, `expired`, `evicted`.
+    pub reason: &'static str,
+}
+
+/// Distinct values kept per key for roll-ups.
+const MAX_DISTINCT: usize = 32;
+
+#[derive(Debug)]
+struct Entry {
+    first_us: i64,
+    last_us: i64,
+    count: u64,
+    since_rollup: u64,
+    next_rollup_us: i64,
+    most_severe: i32,
+    dest_ports: BTreeSet<i32>,
+    sensors: BTreeSet<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DedupCounts {
+    pub first: u64,
+    pub escalated: u64,
+    pub suppressed: u64,
+    pub evicted: u64,
+    pub expired: u64,
+}
+
+pub struct Dedup {
+    cfg: DedupConfig,
+    keys: HashMap<String, Entry>,
+    pub counts: DedupCounts,
+}
+
+impl Dedup {
+    pub fn new(cfg: DedupConfig) -> Self {
+        Self { cfg, keys: HashMap::new(), counts: DedupCounts::default() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Takes one alert (its `ts_us` already through the watermark). Roll-ups forced out by
+    /// eviction go to `out`.
+    pub fn offer(&mut self, a: &AlertRecord, out: &mut Vec<Rollup>) -> Decision {
+        let key = key_of(&self.cfg.key, a);
+        if let Some(e) = self.keys.get_mut(&key) {
+            if a.ts_us - e.last_us <= self.cfg.window_us {
+                e.count += 1;
+                e.last_us = e.last_us.max(a.ts_us);
+                note_distinct(e, a);
+                if a.severity < e.most_severe {
+                    e.most_severe = a.severity;
+                    self.counts.escalated += 1;
+                    return Decision::Escalated { key, count: e.count };
+                }
+                e.since_rollup += 1;
+                self.counts.suppressed += 1;
+                return Decision::Suppressed { key, count: e.count };
+            }
+            // The window passed: the key starts over (its last roll-up first).
+            let e = self.keys.remove(&key).expect("present");
+            if let Some(r) = rollup(&key, &e, "expired") {
+                out.push(r);
+            }
+            self.counts.expired += 1;
+        }
+        if self.keys.len() >= self.cfg.max_keys {
+            self.evict_oldest(out);
+        }
+        let mut e = Entry {
+            first_us: a.ts_us,
+            last_us: a.ts_us,
+            count: 1,
+            since_rollup: 0,
+            next_rollup_us: a.ts_us + self.cfg.rollup_us,
+            most_severe: a.severity,
+            dest_ports: BTreeSet::new(),
+            sensors: BTreeSet::new(),
+        };
+        note_distinct(&mut e, a);
+        self.keys.insert(key.clone(), e);
+        self.counts.first += 1;
+        Decision::First { key }
+    }
+
+    fn evict_oldest(&mut self, out: &mut Vec<Rollup>) {
+        // A full scan is O(keys), paid only when the cap is hit; eviction storms are
+        // bounded by the cap itself.
+        let oldest = self.keys.iter().min_by(|a, b| a.1.last_us.cmp(&b.1.last_us).then_with(|| a.0.cmp(b.0))).map(|(k, _)| k.clone());
+        if let Some(k) = oldest {
+            let e = self.keys.remove(&k).expect("present");
+            if let Some(r) = rollup(&k, &e, "evicted") {
+                out.push(r);
+            }
+            self.counts.evicted += 1;
+        }
+    }
+
+    /// Moves event time to `watermark`: due roll-ups and expired keys (with their last
+    /// roll-up) go to `out`.
+    pub fn advance(&mut self, watermark: i64, out: &mut Vec<Rollup>) {
+        let window = self.cfg.window_us;
+        let rollup_us = self.cfg.rollup_us;
+        let start = out.len();
+        let mut expired = Vec::new();
+        for (k, e) in self.keys.iter_mut() {
+            if e.last_us + window < watermark {
+                expired.push(k.clone());
+                continue;
+            }
+            if e.since_rollup > 0 && e.next_rollup_us <= watermark {
+                out.extend(rollup(k, e, "interval"));
+                e.since_rollup = 0;
+                while e.next_rollup_us <= watermark {
+                    e.next_rollup_us += rollup_us;
+                }
+            }
+        }
+        for k in expired {
+            let e = self.keys.remove(&k).expect("present");
+            out.extend(rollup(&k, &e, "expired"));
+            self.counts.expired += 1;
+        }
+        // Deterministic order (a replay gives the same output): by time, then key.
+        out[start..].sort_by(|a, b| a.last_us.cmp(&b.last_us).then_with(|| a.key.cmp(&b.key)));
+    }
+}
+
+fn note_distinct(e: &mut Entry, a: &AlertRecord) {
+    if let Some(p) = a.dest_port {
+        if e.dest_ports.len() < MAX_DISTINCT {
+            e.dest_ports.insert(p);
+        }
+    }
+    if e.sensors.len() < MAX_DISTINCT && !e.sensors.contains(&a.sensor) {
+        e.sensors.insert(a.sensor.clone());
+    }
+}
+
+fn rollup(key: &str, e: &Entry, reason: &'static str) -> Option<Rollup> {
+    (e.since_rollup > 0).then(|| Rollup {
+        key: key.to_string(),
+        first_us: e.first_us,
+        last_us: e.last_us,
+        count: e.count,
+        suppressed: e.since_rollup,
+        dest_ports: e.dest_ports.iter().copied().collect(),
+        sensors: e.sensors.iter().cloned().collect(),
+        reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000;
+
+    fn alert(ts: i64, sid: i64, sev: i32, port: i32) -> AlertRecord {
+        AlertRecord { ts_us: ts * S, sensor: "s1".into(), signature_id: sid, severity: sev, src_ip: "10.0.0.1".into(), dest_ip: "10.0.0.2".into(), dest_port: Some(port), proto: "TCP".into(), ..Default::default() }
+    }
+
+    #[test]
+    fn first_goes_on_repeats_roll_up_escalation_breaks_through() {
+        let mut d = Dedup::new(DedupConfig::default());
+        let mut out = Vec::new();
+        assert!(matches!(d.offer(&alert(0, 1, 3, 80), &mut out), Decision::First { .. }));
+        for t in 1..10 {
+            assert!(matches!(d.offer(&alert(t, 1, 3, 80 + t as i32), &mut out), Decision::Suppressed { .. }));
+        }
+        assert!(matches!(d.offer(&alert(10, 1, 1, 80), &mut out), Decision::Escalated { count: 11, .. }));
+        d.advance(59 * S, &mut out);
+        assert!(out.is_empty(), "no roll-up before its interval");
+        d.advance(61 * S, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].count, out[0].suppressed, out[0].dest_ports.len(), out[0].reason), (11, 9, 10, "interval"));
+        // Quiet: the key expires 300 s after its last alert; nothing pending, no roll-up.
+        out.clear();
+        d.advance(400 * S, &mut out);
+        assert!(out.is_empty() && d.is_empty());
+        assert_eq!(d.counts, DedupCounts { first: 1, escalated: 1, suppressed: 9, evicted: 0, expired: 1 });
+    }
+
+    #[test]
+    fn the_cap_evicts_the_oldest_key_with_its_rollup() {
+        let mut d = Dedup::new(DedupConfig { max_keys: 2, ..Default::default() });
+        let mut out = Vec::new();
+        d.offer(&alert(0, 1, 3, 80), &mut out);
+        d.offer(&alert(1, 1, 3, 80), &mut out);
+        d.offer(&alert(2, 2, 3, 80), &mut out);
+        d.offer(&alert(3, 3, 3, 80), &mut out);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d.counts.evicted, 1);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].reason, out[0].suppressed), ("evicted", 1));
+    }
+}
