@@ -21,12 +21,12 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
-use super::{io_err, recovery, ArchiveError};
+use super::{io_err, recovery, ArchiveError, Table};
 use crate::event::time::partition_path;
 use crate::event::EventBatch;
 
 pub enum LaneMsg {
-    Write(EventBatch),
+    Write(Table, EventBatch),
     /// Close every open segment with this footer metadata and report them.
     Seal { epoch: u64, metadata: Vec<KeyValue>, reply: Sender<Result<Vec<SealedTemp>, ArchiveError>> },
 }
@@ -34,6 +34,7 @@ pub enum LaneMsg {
 /// A closed, fsynced temporary waiting to be renamed into place.
 #[derive(Debug)]
 pub struct SealedTemp {
+    pub table: Table,
     pub tmp: PathBuf,
     pub dir: PathBuf,
     pub rows: u64,
@@ -41,6 +42,7 @@ pub struct SealedTemp {
 }
 
 struct OpenSegment {
+    table: Table,
     writer: ArrowWriter<File>,
     tmp: PathBuf,
     dir: PathBuf,
@@ -49,11 +51,12 @@ struct OpenSegment {
 
 pub struct Lane {
     id: usize,
-    table: PathBuf,
+    /// The archive root; each table is a directory under it.
+    root: PathBuf,
     props: WriterProperties,
     epoch: u64,
     next_index: usize,
-    open: BTreeMap<i64, OpenSegment>,
+    open: BTreeMap<(Table, i64), OpenSegment>,
     /// Bytes held by this lane's open segments (read by the coordinator).
     open_bytes: Arc<AtomicU64>,
     /// First write error; reported at the next seal.
@@ -61,16 +64,16 @@ pub struct Lane {
 }
 
 impl Lane {
-    pub fn new(id: usize, table: PathBuf, props: WriterProperties, epoch: u64, open_bytes: Arc<AtomicU64>) -> Self {
-        Self { id, table, props, epoch, next_index: 0, open: BTreeMap::new(), open_bytes, failed: None }
+    pub fn new(id: usize, root: PathBuf, props: WriterProperties, epoch: u64, open_bytes: Arc<AtomicU64>) -> Self {
+        Self { id, root, props, epoch, next_index: 0, open: BTreeMap::new(), open_bytes, failed: None }
     }
 
     pub fn run(mut self, rx: Receiver<LaneMsg>) {
         for msg in rx {
             match msg {
-                LaneMsg::Write(batch) => {
+                LaneMsg::Write(table, batch) => {
                     if self.failed.is_none() {
-                        if let Err(e) = self.write(&batch) {
+                        if let Err(e) = self.write(table, &batch) {
                             self.failed = Some(e);
                         }
                     }
@@ -90,11 +93,11 @@ impl Lane {
         // discarded by recovery, exactly like after a crash.
     }
 
-    fn write(&mut self, events: &EventBatch) -> Result<(), ArchiveError> {
+    fn write(&mut self, table: Table, events: &EventBatch) -> Result<(), ArchiveError> {
         let hours = &events.hours;
-        let first = hours[0];
+        let Some(&first) = hours.first() else { return Ok(()) };
         if hours.iter().all(|&h| h == first) {
-            self.write_partition(first, &events.columns)?;
+            self.write_partition(table, first, &events.columns)?;
         } else {
             let mut distinct = hours.clone();
             distinct.sort_unstable();
@@ -102,7 +105,7 @@ impl Lane {
             for h in distinct {
                 let mask: BooleanArray = hours.iter().map(|&x| Some(x == h)).collect();
                 let part = filter_record_batch(&events.columns, &mask)?;
-                self.write_partition(h, &part)?;
+                self.write_partition(table, h, &part)?;
             }
         }
         let bytes: usize = self.open.values().map(|s| s.writer.bytes_written() + s.writer.in_progress_size()).sum();
@@ -110,17 +113,17 @@ impl Lane {
         Ok(())
     }
 
-    fn write_partition(&mut self, hour: i64, rows: &RecordBatch) -> Result<(), ArchiveError> {
-        if !self.open.contains_key(&hour) {
-            let dir = self.table.join(partition_path(hour));
+    fn write_partition(&mut self, table: Table, hour: i64, rows: &RecordBatch) -> Result<(), ArchiveError> {
+        if !self.open.contains_key(&(table, hour)) {
+            let dir = self.root.join(table.dir()).join(partition_path(hour));
             std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
             let tmp = dir.join(recovery::temp_name(self.epoch, self.id, self.next_index));
             self.next_index += 1;
             let file = File::create(&tmp).map_err(io_err(&tmp))?;
             let writer = ArrowWriter::try_new(file, rows.schema(), Some(self.props.clone()))?;
-            self.open.insert(hour, OpenSegment { writer, tmp, dir, rows: 0 });
+            self.open.insert((table, hour), OpenSegment { table, writer, tmp, dir, rows: 0 });
         }
-        let seg = self.open.get_mut(&hour).expect("just inserted");
+        let seg = self.open.get_mut(&(table, hour)).expect("just inserted");
         seg.writer.write(rows)?;
         seg.rows += rows.num_rows() as u64;
         Ok(())
@@ -135,7 +138,7 @@ impl Lane {
             let file = seg.writer.into_inner()?;
             file.sync_all().map_err(io_err(&seg.tmp))?;
             let bytes = file.metadata().map_err(io_err(&seg.tmp))?.len();
-            out.push(SealedTemp { tmp: seg.tmp, dir: seg.dir, rows: seg.rows, bytes });
+            out.push(SealedTemp { table: seg.table, tmp: seg.tmp, dir: seg.dir, rows: seg.rows, bytes });
         }
         self.open_bytes.store(0, Ordering::Relaxed);
         Ok(out)

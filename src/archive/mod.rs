@@ -43,6 +43,29 @@ pub use props::ParquetSettings;
 /// Name of the events table directory under the archive root.
 pub const EVENTS_TABLE: &str = "events";
 
+/// The tables of the archive, each a directory of Hive partitions under the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    /// Every event, as parsed.
+    Events,
+    /// One row per alert event, with dedup and incident annotations.
+    Alerts,
+    /// One row per incident state change.
+    Incidents,
+}
+
+impl Table {
+    pub const ALL: [Table; 3] = [Table::Events, Table::Alerts, Table::Incidents];
+
+    pub fn dir(self) -> &'static str {
+        match self {
+            Table::Events => EVENTS_TABLE,
+            Table::Alerts => "alerts",
+            Table::Incidents => "incidents",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     #[error("archive i/o on {path}: {source}")]
@@ -78,7 +101,10 @@ pub struct ArchiveConfig {
 /// Totals since start.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ArchiveTotals {
+    /// Rows of the events table.
     pub rows_sealed: u64,
+    pub alert_rows_sealed: u64,
+    pub incident_rows_sealed: u64,
     pub segments_sealed: u64,
     pub bytes_sealed: u64,
     pub commits: u64,
@@ -92,7 +118,6 @@ struct LaneHandle {
 
 pub struct ArchiveWriter {
     cfg: ArchiveConfig,
-    table: PathBuf,
     epoch: u64,
     lanes: Vec<LaneHandle>,
     next_lane: usize,
@@ -127,19 +152,18 @@ impl ArchiveWriter {
             Err(std::fs::TryLockError::WouldBlock) => return Err(ArchiveError::Locked(cfg.root.clone())),
             Err(std::fs::TryLockError::Error(e)) => return Err(ArchiveError::Io { path: lock_path, source: e }),
         }
-        let rec = recovery::recover(&table)?;
+        let rec = recovery::recover(&cfg.root)?;
         let props = props::writer_properties(cfg.parquet)?;
         let lanes = (0..cfg.writer_threads.max(1))
             .map(|id| {
                 let (tx, rx) = bounded(4);
                 let open_bytes = Arc::new(AtomicU64::new(0));
-                let lane = Lane::new(id, table.clone(), props.clone(), rec.next_epoch, open_bytes.clone());
+                let lane = Lane::new(id, cfg.root.clone(), props.clone(), rec.next_epoch, open_bytes.clone());
                 let thread = std::thread::Builder::new().name(format!("archive-lane-{id}")).spawn(move || lane.run(rx)).expect("spawn writer lane");
                 LaneHandle { tx, open_bytes, thread }
             })
             .collect();
         let w = Self {
-            table,
             epoch: rec.next_epoch,
             lanes,
             next_lane: 0,
@@ -204,7 +228,7 @@ impl ArchiveWriter {
             }
             let lane = self.next_lane;
             self.next_lane = (self.next_lane + 1) % self.lanes.len();
-            self.lanes[lane].tx.send(LaneMsg::Write(batch.events)).map_err(|_| ArchiveError::LaneGone(lane))?;
+            self.lanes[lane].tx.send(LaneMsg::Write(Table::Events, batch.events)).map_err(|_| ArchiveError::LaneGone(lane))?;
             self.open_rows += rows;
             self.last_write = Instant::now();
             self.oldest_open.get_or_insert(self.last_write);
@@ -277,17 +301,37 @@ impl ArchiveWriter {
         for (i, s) in sealed.iter().enumerate() {
             let dest = s.dir.join(recovery::final_name(self.epoch, i, n));
             std::fs::rename(&s.tmp, &dest).map_err(io_err(&dest))?;
-            self.totals.rows_sealed += s.rows;
+            match s.table {
+                Table::Events => self.totals.rows_sealed += s.rows,
+                Table::Alerts => self.totals.alert_rows_sealed += s.rows,
+                Table::Incidents => self.totals.incident_rows_sealed += s.rows,
+            }
             self.totals.bytes_sealed += s.bytes;
             metrics::counter!(m::ARCHIVE_BYTES).increment(s.bytes);
             if !dirs.contains(&s.dir.as_path()) {
                 dirs.push(&s.dir);
             }
         }
-        for d in dirs {
+        // New partition directories must be durable too: sync each, its date directory
+        // and the table directories touched.
+        let mut parents: Vec<&Path> = Vec::new();
+        for d in &dirs {
             sync_dir(d)?;
+            if let Some(p) = d.parent() {
+                if !parents.contains(&p) {
+                    parents.push(p);
+                }
+            }
         }
-        sync_dir(&self.table)?;
+        for p in parents {
+            sync_dir(p)?;
+        }
+        let mut tables: Vec<Table> = sealed.iter().map(|s| s.table).collect();
+        tables.sort();
+        tables.dedup();
+        for t in tables {
+            sync_dir(&self.cfg.root.join(t.dir()))?;
+        }
         self.sealed.publish(&self.checkpoint);
         self.totals.segments_sealed += n as u64;
         metrics::counter!(m::ARCHIVE_SEGMENTS).increment(n as u64);
