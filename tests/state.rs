@@ -29,6 +29,7 @@ fn corpus_alerts() -> Vec<AlertRecord> {
                 }
                 let v: Value = serde_json::from_str(line).unwrap_or(Value::Null);
                 out.push(AlertRecord {
+                    alert_id: alertflow::state::stage::alert_id("x", line),
                     ts_us: row.timestamp.unwrap_or(0),
                     sensor: row.sensor.unwrap_or_default(),
                     signature_id: row.alert_signature_id.unwrap_or(0),

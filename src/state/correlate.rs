@@ -81,9 +81,15 @@ pub struct IncidentEvent {
     pub first_us: i64,
     pub last_us: i64,
     pub alert_count: u64,
+    /// Alerts that joined with this change (at most [`MAX_MEMBERS`]): the window's alerts
+    /// when it opens, the new alert on an update, none on close.
+    pub alert_ids: Vec<String>,
 }
 
-#[derive(Debug)]
+/// Member ids listed per incident change.
+pub const MAX_MEMBERS: usize = 1000;
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Incident {
     id: String,
     first_us: i64,
@@ -91,10 +97,10 @@ struct Incident {
     alert_count: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Group {
-    /// (time, selector bit mask, field value for value_count), by time.
-    window: VecDeque<(i64, u64, String)>,
+    /// (time, selector bit mask, field value for value_count, alert id), by time.
+    window: VecDeque<(i64, u64, String, String)>,
     incident: Option<Incident>,
     newest_us: i64,
 }
@@ -155,7 +161,7 @@ impl Correlator {
             let g = self.groups.entry((ri, key.clone())).or_default();
             // Insert in time order (events may arrive out of order within the lateness).
             let pos = g.window.iter().rposition(|e| e.0 <= a.ts_us).map_or(0, |p| p + 1);
-            g.window.insert(pos, (a.ts_us, mask, value));
+            g.window.insert(pos, (a.ts_us, mask, value, a.alert_id.clone()));
             g.newest_us = g.newest_us.max(a.ts_us);
             let horizon = g.newest_us - rule.timespan_us;
             while g.window.front().is_some_and(|e| e.0 < horizon) {
@@ -166,7 +172,7 @@ impl Correlator {
                     inc.alert_count += 1;
                     inc.last_us = inc.last_us.max(a.ts_us);
                     inc.first_us = inc.first_us.min(a.ts_us);
-                    out.push(IncidentEvent { id: inc.id.clone(), rule: rule.name.clone(), group_key: key.clone(), status: Status::Updated, first_us: inc.first_us, last_us: inc.last_us, alert_count: inc.alert_count });
+                    out.push(IncidentEvent { id: inc.id.clone(), rule: rule.name.clone(), group_key: key.clone(), status: Status::Updated, first_us: inc.first_us, last_us: inc.last_us, alert_count: inc.alert_count, alert_ids: vec![a.alert_id.clone()] });
                     joined.push(inc.id.clone());
                 }
                 None => {
@@ -174,7 +180,8 @@ impl Correlator {
                         let start = g.window.front().map_or(a.ts_us, |e| e.0);
                         let id = incident_id(&rule.name, &key, start);
                         let inc = Incident { id: id.clone(), first_us: start, last_us: g.newest_us, alert_count: g.window.len() as u64 };
-                        out.push(IncidentEvent { id: id.clone(), rule: rule.name.clone(), group_key: key.clone(), status: Status::Open, first_us: inc.first_us, last_us: inc.last_us, alert_count: inc.alert_count });
+                        let members = g.window.iter().take(MAX_MEMBERS).map(|e| e.3.clone()).collect();
+                        out.push(IncidentEvent { id: id.clone(), rule: rule.name.clone(), group_key: key.clone(), status: Status::Open, first_us: inc.first_us, last_us: inc.last_us, alert_count: inc.alert_count, alert_ids: members });
                         g.incident = Some(inc);
                         self.counts.opened += 1;
                         joined.push(id);
@@ -196,9 +203,31 @@ impl Correlator {
 
     fn close(&mut self, k: &(usize, String), g: Group, out: &mut Vec<IncidentEvent>) {
         if let Some(inc) = g.incident {
-            out.push(IncidentEvent { id: inc.id, rule: self.rules[k.0].name.clone(), group_key: k.1.clone(), status: Status::Closed, first_us: inc.first_us, last_us: inc.last_us, alert_count: inc.alert_count });
+            out.push(IncidentEvent { id: inc.id, rule: self.rules[k.0].name.clone(), group_key: k.1.clone(), status: Status::Closed, first_us: inc.first_us, last_us: inc.last_us, alert_count: inc.alert_count, alert_ids: Vec::new() });
             self.counts.closed += 1;
         }
+    }
+
+    /// The groups as (rule name, group key, group) for a snapshot.
+    pub fn snapshot(&self) -> serde_json::Value {
+        let mut groups: Vec<(&str, &str, &Group)> = self.groups.iter().map(|((r, k), g)| (self.rules[*r].name.as_str(), k.as_str(), g)).collect();
+        groups.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        serde_json::json!({ "groups": groups, "counts": [self.counts.opened, self.counts.closed, self.counts.groups_evicted] })
+    }
+
+    /// Restores groups from [`Correlator::snapshot`]; groups of rules no longer configured
+    /// are dropped (their open incidents close without a close record).
+    pub fn restore(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
+        let groups: Vec<(String, String, Group)> = serde_json::from_value(v["groups"].clone())?;
+        for (rule, key, g) in groups {
+            if let Some(ri) = self.rules.iter().position(|r| r.name == rule) {
+                self.groups.insert((ri, key), g);
+            }
+        }
+        if let Some([o, c, e]) = v["counts"].as_array().map(|a| a.iter().map(|x| x.as_u64().unwrap_or(0)).collect::<Vec<_>>()).as_deref() {
+            self.counts = CorrelationCounts { opened: *o, closed: *c, groups_evicted: *e };
+        }
+        Ok(())
     }
 
     /// Moves event time to `watermark`: incidents quiet for their rule's timespan close,
@@ -218,7 +247,7 @@ impl Correlator {
     }
 }
 
-fn fires(rule: &Rule, window: &VecDeque<(i64, u64, String)>) -> bool {
+fn fires(rule: &Rule, window: &VecDeque<(i64, u64, String, String)>) -> bool {
     match &rule.condition {
         Condition::EventCount { gte } => window.len() >= *gte,
         Condition::ValueCount { gte, .. } => window.iter().map(|e| e.2.as_str()).collect::<HashSet<_>>().len() >= *gte,

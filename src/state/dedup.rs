@@ -62,7 +62,7 @@ pub struct Rollup {
 /// Distinct values kept per key for roll-ups.
 const MAX_DISTINCT: usize = 32;
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Entry {
     first_us: i64,
     last_us: i64,
@@ -74,7 +74,7 @@ struct Entry {
     sensors: BTreeSet<String>,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DedupCounts {
     pub first: u64,
     pub escalated: u64,
@@ -157,6 +157,20 @@ impl Dedup {
             }
             self.counts.evicted += 1;
         }
+    }
+
+    /// The keys and counts, for a snapshot.
+    pub fn snapshot(&self) -> serde_json::Value {
+        let mut keys: Vec<(&String, &Entry)> = self.keys.iter().collect();
+        keys.sort_by(|a, b| a.0.cmp(b.0));
+        serde_json::json!({ "keys": keys, "counts": self.counts })
+    }
+
+    pub fn restore(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
+        let keys: Vec<(String, Entry)> = serde_json::from_value(v["keys"].clone())?;
+        self.keys = keys.into_iter().collect();
+        self.counts = serde_json::from_value(v["counts"].clone())?;
+        Ok(())
     }
 
     /// Moves event time to `watermark`: due roll-ups and expired keys (with their last

@@ -7,6 +7,7 @@
 
 pub mod correlate;
 pub mod dedup;
+pub mod stage;
 pub mod watermark;
 
 use std::fmt::Write as _;
@@ -14,6 +15,8 @@ use std::fmt::Write as _;
 /// The fields of an alert that dedup and correlation look at.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AlertRecord {
+    /// Stable id of the alert (see `state::stage`).
+    pub alert_id: String,
     pub ts_us: i64,
     pub sensor: String,
     pub signature_id: i64,

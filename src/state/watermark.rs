@@ -17,7 +17,7 @@ pub struct Observed {
     pub clamped: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Watermark {
     lateness_us: i64,
     max_future_us: i64,

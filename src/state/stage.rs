@@ -1,0 +1,349 @@
+//! The state stage: event batches in (in archive order), `alerts` and `incidents` table
+//! batches and JSONL notifications out.
+//!
+//! For every `alert` row of a batch: the watermark decides whether it is late; on-time
+//! alerts go through dedup and the correlation rules; every alert becomes one row of the
+//! `alerts` table (the event columns plus `alert_id`, `dedup_key`, `dedup_count`,
+//! `suppressed`, `late`, `incident_id`), every incident change one row of `incidents`.
+//! Alerts that go on (first of their key, or escalated), roll-ups and incident changes
+//! are also rendered as JSON lines for downstream tools; the archive writes them once
+//! the commit holding them has landed.
+//!
+//! The whole state (watermark, dedup keys, correlation groups) is saved with every commit
+//! ([`StateStage::snapshot`]) and restored at start, so a restart continues where the
+//! archive stands: nothing re-notified, no incident forgotten.
+
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{Array, ArrayRef, BooleanArray, BooleanBuilder, Int32Array, Int64Array, Int64Builder, ListBuilder, StringArray, StringBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use serde_json::json;
+
+use super::correlate::{Correlator, IncidentEvent, Rule};
+use super::dedup::{Decision, Dedup, DedupConfig, Rollup};
+use super::watermark::Watermark;
+use super::AlertRecord;
+use crate::event::time::hour_bucket;
+use crate::event::{events_schema, EventBatch};
+
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    pub enabled: bool,
+    pub allowed_lateness_us: i64,
+    pub max_future_us: i64,
+    pub idle_us: i64,
+    pub dedup: DedupConfig,
+    pub rules: Vec<Rule>,
+    pub max_groups: usize,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self { enabled: true, allowed_lateness_us: 60_000_000, max_future_us: 300_000_000, idle_us: 30_000_000, dedup: DedupConfig::default(), rules: Vec::new(), max_groups: 100_000 }
+    }
+}
+
+/// Columns the `alerts` table adds to the event columns.
+pub const ALERT_COLUMNS: [&str; 6] = ["alert_id", "dedup_key", "dedup_count", "suppressed", "late", "incident_id"];
+
+/// The `alerts` table: every event column, then [`ALERT_COLUMNS`].
+pub fn alerts_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        let mut fields: Vec<Field> = events_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("alert_id", DataType::Utf8, false));
+        fields.push(Field::new("dedup_key", DataType::Utf8, true));
+        fields.push(Field::new("dedup_count", DataType::Int64, true));
+        fields.push(Field::new("suppressed", DataType::Boolean, false));
+        fields.push(Field::new("late", DataType::Boolean, false));
+        fields.push(Field::new("incident_id", DataType::Utf8, true));
+        Arc::new(Schema::new(fields))
+    })
+    .clone()
+}
+
+/// The `incidents` table: one row per incident change.
+pub fn incidents_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        Arc::new(Schema::new(vec![
+            Field::new("incident_id", DataType::Utf8, false),
+            Field::new("rule", DataType::Utf8, false),
+            Field::new("group_key", DataType::Utf8, false),
+            Field::new("status", DataType::Utf8, false),
+            Field::new("first_seen", ts(), false),
+            Field::new("last_seen", ts(), false),
+            Field::new("alert_count", DataType::Int64, false),
+            Field::new("alert_ids", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), false),
+        ]))
+    })
+    .clone()
+}
+
+/// What one batch produced.
+#[derive(Debug, Default)]
+pub struct StateOutput {
+    pub alerts: Option<EventBatch>,
+    pub incidents: Option<EventBatch>,
+    /// JSON lines for downstream tools (alerts that go on, roll-ups, incident changes).
+    pub lines: Vec<String>,
+}
+
+/// Counts since start (published as metrics by the caller).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StateCounts {
+    pub alerts: u64,
+    pub late: u64,
+    pub clamped: u64,
+    pub rollups: u64,
+}
+
+pub struct StateStage {
+    wm: Watermark,
+    dedup: Dedup,
+    corr: Correlator,
+    pub counts: StateCounts,
+}
+
+/// A stable id for an alert: 16 hex digits of xxh3 over its source and raw line.
+pub fn alert_id(source: &str, raw: &str) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(source.as_bytes());
+    h.update(&[0]);
+    h.update(raw.as_bytes());
+    format!("{:016x}", h.digest())
+}
+
+fn iso(us: i64) -> String {
+    jiff::Timestamp::from_microsecond(us).map(|t| t.to_string()).unwrap_or_default()
+}
+
+fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> &'a T {
+    b.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<T>()).expect("events schema column")
+}
+
+impl StateStage {
+    pub fn new(cfg: &StateConfig) -> Self {
+        Self {
+            wm: Watermark::new(cfg.allowed_lateness_us, cfg.max_future_us, cfg.idle_us),
+            dedup: Dedup::new(cfg.dedup.clone()),
+            corr: Correlator::new(cfg.rules.clone(), cfg.max_groups),
+            counts: StateCounts::default(),
+        }
+    }
+
+    /// Runs the alerts of one event batch; `now_us` is the wall clock (injected).
+    pub fn process(&mut self, events: &EventBatch, now_us: i64) -> StateOutput {
+        let b = &events.columns;
+        let et = col::<StringArray>(b, "event_type");
+        let mask: BooleanArray = (0..b.num_rows()).map(|i| Some(et.is_valid(i) && et.value(i) == "alert")).collect();
+        let n = mask.true_count();
+        let mut out = StateOutput::default();
+        if n == 0 {
+            self.advance(now_us, &mut out);
+            return out;
+        }
+        let ts = col::<TimestampMicrosecondArray>(b, "timestamp");
+        let s = |name: &str| col::<StringArray>(b, name);
+        let (sensor, sig, cat, src, dst, proto, raw, source) = (s("sensor"), s("alert_signature"), s("alert_category"), s("src_ip"), s("dest_ip"), s("proto"), s("raw"), s("source"));
+        let sid = col::<Int64Array>(b, "alert_signature_id");
+        let sev = col::<Int32Array>(b, "alert_severity");
+        let (sp, dp) = (col::<Int32Array>(b, "src_port"), col::<Int32Array>(b, "dest_port"));
+        let flow = col::<Int64Array>(b, "flow_id");
+        let str_at = |a: &StringArray, i: usize| if a.is_valid(i) { a.value(i).to_string() } else { String::new() };
+        let i32_at = |a: &Int32Array, i: usize| a.is_valid(i).then(|| a.value(i));
+
+        let mut ids = StringBuilder::with_capacity(n, n * 16);
+        let mut keys = StringBuilder::new();
+        let mut dcount = Int64Builder::with_capacity(n);
+        let mut suppressed = BooleanBuilder::with_capacity(n);
+        let mut late = BooleanBuilder::with_capacity(n);
+        let mut incident = StringBuilder::new();
+        let mut rollups: Vec<Rollup> = Vec::new();
+        let mut changes: Vec<IncidentEvent> = Vec::new();
+        for i in (0..b.num_rows()).filter(|&i| mask.value(i)) {
+            let event_ts = if ts.is_valid(i) { ts.value(i) } else { events.hours[i] * 3_600_000_000 };
+            let a = AlertRecord {
+                alert_id: alert_id(source.value(i), raw.value(i)),
+                ts_us: event_ts,
+                sensor: str_at(sensor, i),
+                signature_id: if sid.is_valid(i) { sid.value(i) } else { 0 },
+                signature: str_at(sig, i),
+                category: str_at(cat, i),
+                severity: i32_at(sev, i).unwrap_or(3),
+                src_ip: str_at(src, i),
+                src_port: i32_at(sp, i),
+                dest_ip: str_at(dst, i),
+                dest_port: i32_at(dp, i),
+                proto: str_at(proto, i),
+                flow_id: flow.is_valid(i).then(|| flow.value(i)),
+            };
+            self.counts.alerts += 1;
+            ids.append_value(&a.alert_id);
+            let o = self.wm.observe(a.ts_us, now_us);
+            self.counts.clamped += o.clamped as u64;
+            if o.late {
+                // Late: archived and flagged, outside dedup and correlation.
+                self.counts.late += 1;
+                keys.append_null();
+                dcount.append_null();
+                suppressed.append_value(false);
+                late.append_value(true);
+                incident.append_null();
+                continue;
+            }
+            let mut a = a;
+            a.ts_us = o.ts_us;
+            let decision = self.dedup.offer(&a, &mut rollups);
+            let joined = self.corr.offer(&a, &mut changes);
+            let (key, count, held, kind) = match &decision {
+                Decision::First { key } => (key.as_str(), 1, false, "first"),
+                Decision::Escalated { key, count } => (key.as_str(), *count, false, "escalated"),
+                Decision::Suppressed { key, count } => (key.as_str(), *count, true, "suppressed"),
+            };
+            keys.append_value(key);
+            dcount.append_value(count as i64);
+            suppressed.append_value(held);
+            late.append_value(false);
+            incident.append_option(joined.first());
+            if !held {
+                out.lines.push(
+                    json!({
+                        "type": "alert", "alert_id": a.alert_id, "timestamp": iso(a.ts_us), "sensor": a.sensor,
+                        "signature_id": a.signature_id, "signature": a.signature, "category": a.category, "severity": a.severity,
+                        "src_ip": a.src_ip, "src_port": a.src_port, "dest_ip": a.dest_ip, "dest_port": a.dest_port, "proto": a.proto,
+                        "flow_id": a.flow_id, "dedup_key": key, "dedup_count": count, "decision": kind, "incident_ids": joined,
+                    })
+                    .to_string(),
+                );
+            }
+        }
+        let filtered = filter_record_batch(b, &mask).expect("mask matches the batch");
+        let mut columns: Vec<ArrayRef> = filtered.columns().to_vec();
+        columns.push(Arc::new(ids.finish()));
+        columns.push(Arc::new(keys.finish()));
+        columns.push(Arc::new(dcount.finish()));
+        columns.push(Arc::new(suppressed.finish()));
+        columns.push(Arc::new(late.finish()));
+        columns.push(Arc::new(incident.finish()));
+        let hours: Vec<i64> = (0..b.num_rows()).filter(|&i| mask.value(i)).map(|i| events.hours[i]).collect();
+        out.alerts = Some(EventBatch { columns: RecordBatch::try_new(alerts_schema(), columns).expect("alerts schema"), hours });
+        self.advance_into(now_us, &mut rollups, &mut changes);
+        self.render(rollups, changes, &mut out);
+        out
+    }
+
+    /// Advances event time by the wall clock alone (idle sources): due roll-ups and
+    /// incident closes.
+    pub fn advance(&mut self, now_us: i64, out: &mut StateOutput) {
+        let (mut rollups, mut changes) = (Vec::new(), Vec::new());
+        self.advance_into(now_us, &mut rollups, &mut changes);
+        self.render(rollups, changes, out);
+    }
+
+    fn advance_into(&mut self, now_us: i64, rollups: &mut Vec<Rollup>, changes: &mut Vec<IncidentEvent>) {
+        if let Some(w) = self.wm.current(now_us) {
+            self.dedup.advance(w, rollups);
+            self.corr.advance(w, changes);
+        }
+    }
+
+    /// Everything still open is flushed (end of a replay): pending roll-ups and closes.
+    pub fn flush(&mut self, out: &mut StateOutput) {
+        let (mut rollups, mut changes) = (Vec::new(), Vec::new());
+        self.dedup.advance(i64::MAX, &mut rollups);
+        self.corr.advance(i64::MAX, &mut changes);
+        self.render(rollups, changes, out);
+    }
+
+    fn render(&mut self, rollups: Vec<Rollup>, changes: Vec<IncidentEvent>, out: &mut StateOutput) {
+        self.counts.rollups += rollups.len() as u64;
+        for r in &rollups {
+            out.lines.push(
+                json!({
+                    "type": "rollup", "dedup_key": r.key, "first_seen": iso(r.first_us), "last_seen": iso(r.last_us),
+                    "count": r.count, "suppressed": r.suppressed, "dest_ports": r.dest_ports, "sensors": r.sensors, "reason": r.reason,
+                })
+                .to_string(),
+            );
+        }
+        if changes.is_empty() {
+            return;
+        }
+        let n = changes.len();
+        let mut id = StringBuilder::new();
+        let mut rule = StringBuilder::new();
+        let mut group = StringBuilder::new();
+        let mut status = StringBuilder::new();
+        let mut first = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut last = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut count = Int64Builder::with_capacity(n);
+        let mut members = ListBuilder::new(StringBuilder::new());
+        let mut hours = Vec::with_capacity(n);
+        for c in &changes {
+            id.append_value(&c.id);
+            rule.append_value(&c.rule);
+            group.append_value(&c.group_key);
+            status.append_value(c.status.as_str());
+            first.append_value(c.first_us);
+            // Clamp the far future of a flush to what the incident saw.
+            last.append_value(c.last_us);
+            count.append_value(c.alert_count as i64);
+            for m in &c.alert_ids {
+                members.values().append_value(m);
+            }
+            members.append(true);
+            hours.push(hour_bucket(c.last_us));
+            out.lines.push(
+                json!({
+                    "type": "incident", "incident_id": c.id, "rule": c.rule, "group_key": c.group_key, "status": c.status.as_str(),
+                    "first_seen": iso(c.first_us), "last_seen": iso(c.last_us), "alert_count": c.alert_count, "alert_ids": c.alert_ids,
+                })
+                .to_string(),
+            );
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(id.finish()),
+            Arc::new(rule.finish()),
+            Arc::new(group.finish()),
+            Arc::new(status.finish()),
+            Arc::new(first.finish()),
+            Arc::new(last.finish()),
+            Arc::new(count.finish()),
+            Arc::new(members.finish()),
+        ];
+        let batch = EventBatch { columns: RecordBatch::try_new(incidents_schema(), columns).expect("incidents schema"), hours };
+        out.incidents = Some(match out.incidents.take() {
+            None => batch,
+            Some(prev) => {
+                let mut hours = prev.hours;
+                hours.extend(batch.hours);
+                EventBatch { columns: arrow::compute::concat_batches(&incidents_schema(), [&prev.columns, &batch.columns]).expect("same schema"), hours }
+            }
+        });
+    }
+
+    /// The whole state as JSON (saved with every commit).
+    pub fn snapshot(&self) -> String {
+        json!({ "version": 1, "watermark": self.wm, "dedup": self.dedup.snapshot(), "correlation": self.corr.snapshot() }).to_string()
+    }
+
+    pub fn restore(&mut self, text: &str) -> Result<(), serde_json::Error> {
+        let v: serde_json::Value = serde_json::from_str(text)?;
+        self.wm = serde_json::from_value(v["watermark"].clone())?;
+        self.dedup.restore(&v["dedup"])?;
+        self.corr.restore(&v["correlation"])?;
+        Ok(())
+    }
+
+    pub fn dedup_counts(&self) -> super::dedup::DedupCounts {
+        self.dedup.counts
+    }
+
+    pub fn correlation_counts(&self) -> super::correlate::CorrelationCounts {
+        self.corr.counts
+    }
+}
