@@ -27,6 +27,20 @@ pub const SOURCE_TLS_FAILURES: &str = "alertflow_source_tls_failures_total";
 pub const SOURCE_OVERSIZE_FRAMES: &str = "alertflow_source_oversize_frames_total";
 /// Datagrams the kernel dropped because the socket's receive buffer was full.
 pub const SOURCE_KERNEL_DROPS: &str = "alertflow_source_kernel_drops_total";
+/// Alerts seen by the state stage.
+pub const STATE_ALERTS: &str = "alertflow_state_alerts_total";
+/// Alerts older than the watermark (archived with `late = true`, outside dedup).
+pub const STATE_LATE: &str = "alertflow_state_late_alerts_total";
+/// Repeats held back by dedup (counted in roll-ups).
+pub const STATE_SUPPRESSED: &str = "alertflow_state_suppressed_total";
+/// "Still happening" roll-ups emitted.
+pub const STATE_ROLLUPS: &str = "alertflow_state_rollups_total";
+/// Incidents opened by correlation rules.
+pub const STATE_INCIDENTS_OPENED: &str = "alertflow_state_incidents_opened_total";
+/// Dedup keys evicted because `state.dedup.max_keys` was reached.
+pub const STATE_DEDUP_EVICTIONS: &str = "alertflow_state_dedup_evictions_total";
+/// JSON lines written to `state.output` (alerts that go on, roll-ups, incident changes).
+pub const STATE_NOTIFICATIONS: &str = "alertflow_state_notifications_total";
 /// Redis: entries acknowledged (list: removed from the processing list; stream: XACK).
 pub const REDIS_ACKED: &str = "alertflow_redis_acked_total";
 /// Redis: entries already archived before a restart, acknowledged without re-archiving.
@@ -92,6 +106,13 @@ pub fn describe() {
     describe_counter!(SOURCE_TLS_FAILURES, "TLS handshakes that failed");
     describe_counter!(SOURCE_OVERSIZE_FRAMES, "frames longer than max_frame_bytes, skipped");
     describe_counter!(SOURCE_KERNEL_DROPS, "datagrams the kernel dropped for lack of receive-buffer room");
+    describe_counter!(STATE_ALERTS, "alerts seen by the state stage");
+    describe_counter!(STATE_LATE, "alerts older than the watermark, archived with late = true");
+    describe_counter!(STATE_SUPPRESSED, "repeats held back by dedup");
+    describe_counter!(STATE_ROLLUPS, "still-happening roll-ups emitted");
+    describe_counter!(STATE_INCIDENTS_OPENED, "incidents opened by correlation rules");
+    describe_counter!(STATE_DEDUP_EVICTIONS, "dedup keys evicted at state.dedup.max_keys");
+    describe_counter!(STATE_NOTIFICATIONS, "JSON lines written to state.output");
     describe_counter!(REDIS_ACKED, "Redis entries acknowledged after their segment was sealed");
     describe_counter!(REDIS_ALREADY_ARCHIVED, "Redis entries found archived at restart, acknowledged without re-archiving");
     describe_counter!(REDIS_STREAM_GAP, "Redis stream entries trimmed before the group read them");

@@ -29,6 +29,8 @@ fn table_of_invalid_configs() {
         ("[[sources]]\nname = \"a\"\ntype = \"redis\"\nkey = \"k\"\nmode = \"queue\"\n", &["line 5: sources[0].mode: `queue` is not one of: list, channel, stream"]),
         ("[[sources]]\nname = \"a\"\ntype = \"file\"\npath = \"x\"\nformat = \"csv\"\n", &["line 5: sources[0].format: `csv` is not one of: eve, fast, syslog, auto"]),
         ("[[sources]]\nname = \"a\"\ntype = \"stdin\"\ntimezone = \"Mars/Olympus\"\n", &["line 4: sources[0].timezone: `Mars/Olympus` is not a time zone name such as \"Europe/Berlin\" or \"UTC\""]),
+        ("[[state.rules]]\nname = \"r\"\ntype = \"temporal\"\nselectors = [\"nope\"]\n", &["line 4: state.rules[0].selectors: no selector named `nope` in [[state.selectors]]", "line 4: state.rules[0].selectors: a temporal rule needs at least two selectors"]),
+        ("[state.dedup]\nkey = [\"sensor\", \"colour\"]\n", &["line 2: state.dedup.key: `colour` is not a field; expected one of: sensor, signature_id, category, severity, src_ip, src_port, dest_ip, dest_port, proto"]),
         ("[[sources]]\nname = \"a\"\ntype = \"kafka\"\n", &["line 3: sources[0].type: unknown source type `kafka`; expected one of: file, stdin, unix_stream, unix_dgram, syslog_udp, syslog_tcp, redis"]),
         ("[[sources]]\nname = \"a b\"\ntype = \"stdin\"\n", &["line 2: sources[0].name: `a b` is not a valid name (letters, digits, `_`, `-`, `.`)"]),
         ("[[sources]]\nname = \"a\"\ntype = \"file\"\n", &["line 1: sources[0].path: a file source needs `path` (a file name or glob) or `paths`"]),
@@ -40,7 +42,7 @@ fn table_of_invalid_configs() {
         ("[[sources]]\nname = \"a\"\ntype = \"stdin\"\npath = \"/x\"\n", &["line 4: sources[0].path: unknown key; expected one of: name, type, overflow, format, timezone"]),
         ("[[sources]]\nname = \"a\"\ntype = \"file\"\npaths = [\"/x\", 3]\n", &["line 4: sources[0].paths[1]: expected a string, found an integer"]),
         ("sources = 1\n", &["line 1: sources: expected an array of tables ([[sources]]), found an integer"]),
-        ("bogus = 1\n", &["line 1: bogus: unknown key; expected one of: pipeline, archive, dead_letter, metrics, sources"]),
+        ("bogus = 1\n", &["line 1: bogus: unknown key; expected one of: pipeline, archive, dead_letter, metrics, state, sources"]),
     ];
     for (toml, want) in cases {
         assert_eq!(errors(toml), *want, "config:\n{toml}");

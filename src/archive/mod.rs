@@ -129,8 +129,35 @@ pub struct ArchiveWriter {
     reorder: HashMap<(usize, u64), Reorder>,
     totals: ArchiveTotals,
     sealed: Arc<checkpoint::Sealed>,
+    /// Dedup and correlation of alerts, run on batches in archive order.
+    state: Option<StateRuntime>,
     /// Held for the writer's lifetime: one process writes an archive at a time.
     _lock: File,
+}
+
+/// The state stage and what belongs to it: its snapshot directory and the JSON lines
+/// waiting for the commit that holds their rows.
+struct StateRuntime {
+    stage: crate::state::stage::StateStage,
+    dir: PathBuf,
+    output: Option<(PathBuf, std::io::BufWriter<File>)>,
+    pending: Vec<String>,
+    published: StatePublished,
+}
+
+#[derive(Default)]
+struct StatePublished {
+    alerts: u64,
+    late: u64,
+    suppressed: u64,
+    rollups: u64,
+    opened: u64,
+    evicted: u64,
+}
+
+/// Snapshot file of the state after commit `epoch`.
+fn state_file(dir: &Path, epoch: u64) -> PathBuf {
+    dir.join(format!("state-{epoch:012}.json"))
 }
 
 #[derive(Default)]
@@ -175,10 +202,63 @@ impl ArchiveWriter {
             reorder: HashMap::new(),
             totals: ArchiveTotals::default(),
             sealed: Arc::new(checkpoint::Sealed::new(rec.checkpoint.clone())),
+            state: None,
             _lock: lock,
             cfg,
         };
         Ok((w, rec))
+    }
+
+    /// Turns on dedup and correlation: the `alerts` and `incidents` tables fill from the
+    /// events, and the state saved with the newest commit is restored.
+    pub fn enable_state(&mut self, cfg: &crate::state::stage::StateConfig, output: Option<PathBuf>) -> Result<(), ArchiveError> {
+        let dir = self.cfg.root.join("_state");
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let mut stage = crate::state::stage::StateStage::new(cfg);
+        if self.epoch > 0 {
+            let f = state_file(&dir, self.epoch - 1);
+            match std::fs::read_to_string(&f) {
+                Ok(text) => {
+                    stage.restore(&text).map_err(|e| ArchiveError::BadSegment { path: f.clone(), reason: format!("state snapshot: {e}") })?;
+                    tracing::info!(snapshot = %f.display(), "state restored");
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ArchiveError::Io { path: f, source: e }),
+            }
+        }
+        let output = match output {
+            Some(p) => {
+                if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+                }
+                let f = File::options().create(true).append(true).open(&p).map_err(io_err(&p))?;
+                Some((p, std::io::BufWriter::new(f)))
+            }
+            None => None,
+        };
+        self.state = Some(StateRuntime { stage, dir, output, pending: Vec::new(), published: StatePublished::default() });
+        Ok(())
+    }
+
+    /// Sends the state stage's table rows to the lanes and keeps its lines for the commit.
+    fn write_state(&mut self, out: crate::state::stage::StateOutput) -> Result<(), ArchiveError> {
+        for (table, batch) in [(Table::Alerts, out.alerts), (Table::Incidents, out.incidents)] {
+            let Some(batch) = batch else { continue };
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            self.open_hours.extend(batch.hours.iter().copied());
+            self.open_rows += batch.num_rows() as u64;
+            self.oldest_open.get_or_insert_with(Instant::now);
+            let lane = self.next_lane;
+            self.next_lane = (self.next_lane + 1) % self.lanes.len();
+            self.lanes[lane].tx.send(LaneMsg::Write(table, batch)).map_err(|_| ArchiveError::LaneGone(lane))?;
+        }
+        if let Some(st) = self.state.as_mut() {
+            st.pending.extend(out.lines);
+            publish_state(st);
+        }
+        Ok(())
     }
 
     /// Positions of the newest commit, for sources that acknowledge upstream.
@@ -219,6 +299,10 @@ impl ArchiveWriter {
 
     fn apply(&mut self, batch: ParsedBatch) -> Result<(), ArchiveError> {
         let rows = batch.events.num_rows() as u64;
+        let state_out = match (&mut self.state, rows > 0) {
+            (Some(st), true) => Some(st.stage.process(&batch.events, crate::event::time::wall_clock_us())),
+            _ => None,
+        };
         if rows > 0 {
             let hours = &batch.events.hours;
             let first = hours[0];
@@ -235,6 +319,9 @@ impl ArchiveWriter {
             metrics::counter!(m::ARCHIVE_ROWS).increment(rows);
             metrics::gauge!(m::ARCHIVE_OPEN_ROWS).set(self.open_rows as f64);
             metrics::gauge!(m::ARCHIVE_OPEN_PARTITIONS).set(self.open_hours.len() as f64);
+        }
+        if let Some(out) = state_out {
+            self.write_state(out)?;
         }
         match &batch.position {
             Position::File { fingerprint, offset, path } => self.checkpoint.advance(&batch.source.name, *fingerprint, *offset, path),
@@ -253,7 +340,18 @@ impl ArchiveWriter {
 
     /// Called periodically: seals on idle time or segment age.
     pub fn tick(&mut self) -> Result<(), ArchiveError> {
+        if let Some(st) = self.state.as_mut() {
+            let mut out = crate::state::stage::StateOutput::default();
+            st.stage.advance(crate::event::time::wall_clock_us(), &mut out);
+            if out.incidents.is_some() || !out.lines.is_empty() {
+                self.write_state(out)?;
+                self.last_write = Instant::now();
+            }
+        }
         if self.open_rows == 0 {
+            if self.state.as_ref().is_some_and(|s| !s.pending.is_empty()) {
+                self.emit_without_rows()?;
+            }
             return Ok(());
         }
         let idle = self.last_write.elapsed() >= self.cfg.idle_seal;
@@ -268,6 +366,9 @@ impl ArchiveWriter {
     /// nothing (its positions are carried by the next commit).
     pub fn commit(&mut self) -> Result<(), ArchiveError> {
         if self.open_rows == 0 {
+            if self.state.as_ref().is_some_and(|s| !s.pending.is_empty()) {
+                self.emit_without_rows()?;
+            }
             return Ok(());
         }
         let ckpt = serde_json::to_string(&self.checkpoint).expect("checkpoint serializes");
@@ -294,6 +395,11 @@ impl ArchiveWriter {
         }
         if let Some(e) = first_err {
             return Err(e);
+        }
+        // The state after this commit is saved before the commit point: a restart from
+        // this commit continues with exactly this state.
+        if let Some(st) = &self.state {
+            write_durably(&state_file(&st.dir, self.epoch), st.stage.snapshot().as_bytes())?;
         }
         // Every temporary is complete and durable: the first rename commits.
         let n = sealed.len();
@@ -333,6 +439,13 @@ impl ArchiveWriter {
             sync_dir(&self.cfg.root.join(t.dir()))?;
         }
         self.sealed.publish(&self.checkpoint);
+        if let Some(st) = self.state.as_mut() {
+            emit_lines(st)?;
+            // Older snapshots are no longer needed (the newest commit is this one).
+            if self.epoch > 0 {
+                let _ = std::fs::remove_file(state_file(&st.dir, self.epoch - 1));
+            }
+        }
         self.totals.segments_sealed += n as u64;
         metrics::counter!(m::ARCHIVE_SEGMENTS).increment(n as u64);
         metrics::counter!(m::ARCHIVE_COMMITS).increment(1);
@@ -345,6 +458,25 @@ impl ArchiveWriter {
         self.open_hours.clear();
         self.oldest_open = None;
         Ok(())
+    }
+
+    /// Notifications produced without new rows (roll-ups, a watermark moving on): the
+    /// state is saved over the newest commit's snapshot (the archive position is the
+    /// same), then the lines go out.
+    fn emit_without_rows(&mut self) -> Result<(), ArchiveError> {
+        let Some(st) = self.state.as_mut() else { return Ok(()) };
+        if self.epoch > 0 {
+            write_durably(&state_file(&st.dir, self.epoch - 1), st.stage.snapshot().as_bytes())?;
+        }
+        emit_lines(st)
+    }
+
+    /// End of a replay: every open dedup key rolls up and every open incident closes.
+    pub fn flush_state(&mut self) -> Result<(), ArchiveError> {
+        let Some(st) = self.state.as_mut() else { return Ok(()) };
+        let mut out = crate::state::stage::StateOutput::default();
+        st.stage.flush(&mut out);
+        self.write_state(out)
     }
 
     /// Seals everything and stops the lanes (shutdown, end of replay).
@@ -362,6 +494,54 @@ impl ArchiveWriter {
         }
         Ok(self.totals)
     }
+}
+
+/// Writes a file through a temporary, fsyncs it, renames it into place and syncs the
+/// directory.
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Appends the pending JSON lines to the output (when one is configured).
+fn emit_lines(st: &mut StateRuntime) -> Result<(), ArchiveError> {
+    use std::io::Write;
+    let lines = std::mem::take(&mut st.pending);
+    metrics::counter!(m::STATE_NOTIFICATIONS).increment(lines.len() as u64);
+    if let Some((path, w)) = st.output.as_mut() {
+        for l in &lines {
+            w.write_all(l.as_bytes()).and_then(|_| w.write_all(b"\n")).map_err(io_err(path))?;
+        }
+        w.flush().map_err(io_err(path))?;
+    }
+    Ok(())
+}
+
+fn publish_state(st: &mut StateRuntime) {
+    let c = st.stage.counts;
+    let d = st.stage.dedup_counts();
+    let k = st.stage.correlation_counts();
+    let p = &mut st.published;
+    let bump = |name: &'static str, now: u64, seen: &mut u64| {
+        if now > *seen {
+            metrics::counter!(name).increment(now - *seen);
+            *seen = now;
+        }
+    };
+    bump(m::STATE_ALERTS, c.alerts, &mut p.alerts);
+    bump(m::STATE_LATE, c.late, &mut p.late);
+    bump(m::STATE_SUPPRESSED, d.suppressed, &mut p.suppressed);
+    bump(m::STATE_ROLLUPS, c.rollups, &mut p.rollups);
+    bump(m::STATE_INCIDENTS_OPENED, k.opened, &mut p.opened);
+    bump(m::STATE_DEDUP_EVICTIONS, d.evicted, &mut p.evicted);
 }
 
 fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {

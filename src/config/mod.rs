@@ -111,7 +111,16 @@ pub struct Config {
     pub archive: ArchiveConfig,
     pub dead_letter: DeadLetterConfig,
     pub metrics: MetricsConfig,
+    pub state: StateSection,
     pub sources: Vec<SourceConfig>,
+}
+
+/// `[state]`: dedup and correlation of alerts, and where notifications go.
+#[derive(Debug, Clone)]
+pub struct StateSection {
+    pub engine: crate::state::stage::StateConfig,
+    /// JSON lines of alerts that go on, roll-ups and incident changes; `None`: none.
+    pub output: Option<PathBuf>,
 }
 
 impl Config {
@@ -149,7 +158,7 @@ impl Config {
 const MIB: u64 = 1 << 20;
 
 fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
-    cx.unknown_keys(root, &["pipeline", "archive", "dead_letter", "metrics", "sources"]);
+    cx.unknown_keys(root, &["pipeline", "archive", "dead_letter", "metrics", "state", "sources"]);
 
     let p = cx.section(root, "pipeline");
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
@@ -204,6 +213,8 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
     };
     cx.unknown_keys(&mt, &["listen"]);
 
+    let state = read_state(cx, root);
+
     let mut sources = Vec::new();
     for (i, s) in cx.array_of_tables(root, "sources").iter().enumerate() {
         if let Some(src) = read_source(cx, s) {
@@ -214,12 +225,128 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
         }
         let _ = i;
     }
-    Some(Config { pipeline, archive, dead_letter, metrics: MetricsConfig { listen }, sources })
+    Some(Config { pipeline, archive, dead_letter, metrics: MetricsConfig { listen }, state: state?, sources })
 }
 
 /// `<root>/_deadletter/rejected.jsonl`: beside the tables, ignored by table readers.
 pub fn default_dead_letter_path(root: &Path) -> PathBuf {
     root.join("_deadletter").join("rejected.jsonl")
+}
+
+fn key_fields(cx: &mut Cx, t: &Tbl, key: &str, default: &[crate::state::KeyField]) -> Vec<crate::state::KeyField> {
+    use crate::state::KeyField;
+    match cx.string_list(t, key) {
+        None => default.to_vec(),
+        Some(names) => names
+            .iter()
+            .filter_map(|n| {
+                let f = KeyField::from_name(n);
+                if f.is_none() {
+                    cx.error_at(t, key, format!("`{n}` is not a field; expected one of: {}", KeyField::NAMES.join(", ")));
+                }
+                f
+            })
+            .collect(),
+    }
+}
+
+fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
+    use crate::state::correlate::{Condition, Rule, Selector};
+    use crate::state::dedup::DedupConfig;
+    use crate::state::KeyField;
+    const S: i64 = 1_000_000;
+    let st = cx.section(root, "state");
+    cx.unknown_keys(&st, &["enabled", "allowed_lateness_secs", "max_future_secs", "idle_secs", "max_groups", "output", "dedup", "selectors", "rules"]);
+    let d = cx.section(&st, "dedup");
+    cx.unknown_keys(&d, &["key", "window_secs", "rollup_secs", "max_keys"]);
+    let dflt = DedupConfig::default();
+    let dedup = DedupConfig {
+        key: key_fields(cx, &d, "key", &dflt.key),
+        window_us: cx.uint(&d, "window_secs", 300, 1, 86_400 * 30) as i64 * S,
+        rollup_us: cx.uint(&d, "rollup_secs", 60, 1, 86_400) as i64 * S,
+        max_keys: cx.uint(&d, "max_keys", 1_000_000, 1, 1 << 32) as usize,
+    };
+    let mut selectors: Vec<Selector> = Vec::new();
+    for t in cx.array_of_tables(&st, "selectors") {
+        cx.unknown_keys(&t, &["name", "signature_ids", "categories", "max_severity", "dest_ports"]);
+        let Some(name) = cx.required_string(&t, "name") else { continue };
+        if selectors.iter().any(|s| s.name == name) {
+            cx.error_at(&t, "name", format!("duplicate selector name `{name}`"));
+        }
+        selectors.push(Selector {
+            name,
+            signature_ids: cx.int_list(&t, "signature_ids", 0, i64::MAX),
+            categories: cx.string_list(&t, "categories").unwrap_or_default(),
+            max_severity: t.has("max_severity").then(|| cx.uint(&t, "max_severity", 3, 0, 255) as i32),
+            dest_ports: cx.int_list(&t, "dest_ports", 0, 65_535).into_iter().map(|p| p as i32).collect(),
+        });
+    }
+    let mut rules = Vec::new();
+    for t in cx.array_of_tables(&st, "rules") {
+        cx.unknown_keys(&t, &["name", "type", "selectors", "group_by", "timespan_secs", "gte", "field"]);
+        let name = cx.required_string(&t, "name");
+        let sel_names = cx.string_list(&t, "selectors").unwrap_or_default();
+        let mut sels = Vec::new();
+        for n in &sel_names {
+            match selectors.iter().find(|s| &s.name == n) {
+                Some(s) => sels.push(s.clone()),
+                None => cx.error_at(&t, "selectors", format!("no selector named `{n}` in [[state.selectors]]")),
+            }
+        }
+        if sels.len() > 64 {
+            cx.error_at(&t, "selectors", "at most 64 selectors per rule");
+        }
+        let group_by = key_fields(cx, &t, "group_by", &[]);
+        let timespan_us = cx.uint(&t, "timespan_secs", 300, 1, 86_400 * 30) as i64 * S;
+        let gte = cx.uint(&t, "gte", 1, 1, 1 << 32) as usize;
+        let kind = cx.required_string(&t, "type");
+        let condition = match kind.as_deref() {
+            Some("event_count") => Some(Condition::EventCount { gte }),
+            Some("value_count") => {
+                let field = cx.required_string(&t, "field").and_then(|f| {
+                    let k = KeyField::from_name(&f);
+                    if k.is_none() {
+                        cx.error_at(&t, "field", format!("`{f}` is not a field; expected one of: {}", KeyField::NAMES.join(", ")));
+                    }
+                    k
+                });
+                field.map(|field| Condition::ValueCount { field, gte })
+            }
+            Some(k @ ("temporal" | "temporal_ordered")) => {
+                if sels.len() < 2 {
+                    let msg = format!("a {k} rule needs at least two selectors");
+                    if t.has("selectors") {
+                        cx.error_at(&t, "selectors", msg);
+                    } else {
+                        cx.error_here(&t, "selectors", msg);
+                    }
+                }
+                Some(if k == "temporal" { Condition::Temporal } else { Condition::TemporalOrdered })
+            }
+            Some(other) => {
+                cx.error_at(&t, "type", format!("`{other}` is not one of: event_count, value_count, temporal, temporal_ordered"));
+                None
+            }
+            None => None,
+        };
+        if let (Some(name), Some(condition)) = (name, condition) {
+            if rules.iter().any(|r: &Rule| r.name == name) {
+                cx.error_at(&t, "name", format!("duplicate rule name `{name}`"));
+            }
+            rules.push(Rule { name, selectors: sels, group_by, timespan_us, condition });
+        }
+    }
+    let engine = crate::state::stage::StateConfig {
+        enabled: cx.boolean(&st, "enabled", true),
+        allowed_lateness_us: cx.uint(&st, "allowed_lateness_secs", 60, 0, 86_400) as i64 * S,
+        max_future_us: cx.uint(&st, "max_future_secs", 300, 0, 86_400 * 365) as i64 * S,
+        idle_us: cx.uint(&st, "idle_secs", 30, 1, 86_400) as i64 * S,
+        dedup,
+        rules,
+        max_groups: cx.uint(&st, "max_groups", 100_000, 1, 1 << 32) as usize,
+    };
+    let output = cx.string(&st, "output").filter(|o| !o.is_empty()).map(PathBuf::from);
+    Some(StateSection { engine, output })
 }
 
 const FILE_KEYS: &[&str] = &["path", "paths", "start_at", "poll_interval_ms", "rotate_wait_secs", "max_open_files"];

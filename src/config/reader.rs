@@ -167,6 +167,31 @@ impl<'s> Cx<'s> {
         }
     }
 
+    /// A list of integers in `[min, max]` (an absent key is empty).
+    pub fn int_list(&mut self, t: &Tbl, key: &str, min: i64, max: i64) -> Vec<i64> {
+        match t.get(key) {
+            None => Vec::new(),
+            Some((DeValue::Array(items), _)) => {
+                let mut out = Vec::new();
+                for (i, it) in items.iter().enumerate() {
+                    let p = format!("{}[{i}]", t.key_path(key));
+                    match it.get_ref() {
+                        DeValue::Integer(n) => match n.as_str().replace('_', "").parse::<i64>() {
+                            Ok(v) if (min..=max).contains(&v) => out.push(v),
+                            _ => self.push(p, Some(it.span()), format!("expected an integer from {min} to {max}")),
+                        },
+                        other => self.push(p, Some(it.span()), format!("expected an integer, found {}", type_name(other))),
+                    }
+                }
+                out
+            }
+            Some((other, span)) => {
+                self.push(t.key_path(key), Some(span), format!("expected an array of integers, found {}", type_name(other)));
+                Vec::new()
+            }
+        }
+    }
+
     pub fn boolean(&mut self, t: &Tbl, key: &str, default: bool) -> bool {
         match t.get(key) {
             None => default,

@@ -102,6 +102,9 @@ pub struct StateCounts {
 }
 
 pub struct StateStage {
+    /// The watermark of the last advance (an advance walks every key: at most once per
+    /// second of event time).
+    advanced_to: i64,
     wm: Watermark,
     dedup: Dedup,
     corr: Correlator,
@@ -128,6 +131,7 @@ fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> &'a T {
 impl StateStage {
     pub fn new(cfg: &StateConfig) -> Self {
         Self {
+            advanced_to: i64::MIN,
             wm: Watermark::new(cfg.allowed_lateness_us, cfg.max_future_us, cfg.idle_us),
             dedup: Dedup::new(cfg.dedup.clone()),
             corr: Correlator::new(cfg.rules.clone(), cfg.max_groups),
@@ -246,6 +250,10 @@ impl StateStage {
 
     fn advance_into(&mut self, now_us: i64, rollups: &mut Vec<Rollup>, changes: &mut Vec<IncidentEvent>) {
         if let Some(w) = self.wm.current(now_us) {
+            if w < self.advanced_to.saturating_add(1_000_000) {
+                return;
+            }
+            self.advanced_to = w;
             self.dedup.advance(w, rollups);
             self.corr.advance(w, changes);
         }
