@@ -175,3 +175,193 @@ fn generated_streams_conserve_counts_and_never_repeat_a_key_in_its_window() {
         assert_eq!(run(&alerts, vec![scan_rule(), burst_rule()]), out, "seed {seed}: deterministic");
     }
 }
+
+// ---- end to end: the binary's pipeline with the state stage ----
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// Every row of a table as (column → text value) maps, read with the parquet crate.
+fn read_table(root: &Path, table: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.join(table)];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") && !e.file_name().to_string_lossy().starts_with('.') {
+                files.push(p);
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for f in files {
+        for batch in ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap()).unwrap().build().unwrap() {
+            let b = batch.unwrap();
+            for i in 0..b.num_rows() {
+                let mut row = std::collections::BTreeMap::new();
+                for (fi, field) in b.schema().fields().iter().enumerate() {
+                    let c = b.column(fi);
+                    if c.is_null(i) {
+                        continue;
+                    }
+                    let v = match field.data_type() {
+                        arrow::datatypes::DataType::Utf8 => c.as_string::<i32>().value(i).to_string(),
+                        arrow::datatypes::DataType::Boolean => c.as_boolean().value(i).to_string(),
+                        arrow::datatypes::DataType::Int64 => c.as_primitive::<arrow::datatypes::Int64Type>().value(i).to_string(),
+                        arrow::datatypes::DataType::Int32 => c.as_primitive::<arrow::datatypes::Int32Type>().value(i).to_string(),
+                        arrow::datatypes::DataType::List(_) => {
+                            let l = c.as_list::<i32>().value(i);
+                            let s = l.as_string::<i32>();
+                            (0..s.len()).map(|j| s.value(j)).collect::<Vec<_>>().join(",")
+                        }
+                        arrow::datatypes::DataType::Timestamp(..) => c.as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(i).to_string(),
+                        other => panic!("unexpected column type {other}"),
+                    };
+                    row.insert(field.name().clone(), v);
+                }
+                rows.push(row);
+            }
+        }
+    }
+    rows
+}
+
+fn eve_alert(ts_s: i64, sid: i64, src: &str, dst: &str, dport: u16, seq: usize) -> String {
+    let t = jiff::Timestamp::from_second(ts_s).unwrap().strftime("%Y-%m-%dT%H:%M:%S").to_string();
+    format!(
+        "{{\"timestamp\":\"{t}.{seq:06}+0000\",\"flow_id\":{},\"event_type\":\"alert\",\"src_ip\":\"{src}\",\"src_port\":40000,\"dest_ip\":\"{dst}\",\"dest_port\":{dport},\"proto\":\"TCP\",\"alert\":{{\"action\":\"allowed\",\"gid\":1,\"signature_id\":{sid},\"rev\":1,\"signature\":\"test {sid}\",\"category\":\"Misc\",\"severity\":2}}}}",
+        1000 + seq
+    )
+}
+
+/// 20 repeating keys and one source scanning 25 ports, 2,000 alerts over ~10 minutes.
+fn alert_stream() -> Vec<String> {
+    let base = 1_795_000_000;
+    let mut out = Vec::new();
+    for i in 0..2000usize {
+        let t = base + (i as i64) * 300 / 1000;
+        let line = if i % 40 == 7 && i / 40 < 25 {
+            eve_alert(t, 9000, "192.0.2.66", "10.0.0.1", 1000 + (i / 40) as u16, i)
+        } else {
+            eve_alert(t, 100 + (i % 5) as i64, &format!("10.1.0.{}", i % 4), "10.0.0.2", 443, i)
+        };
+        out.push(line);
+    }
+    out
+}
+
+fn state_config(dir: &Path, input: &Path, notify: &Path) -> std::path::PathBuf {
+    let cfg = dir.join("c.toml");
+    std::fs::write(&cfg, format!(
+        "[archive]\nroot = \"{}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"\"\n\n[state]\noutput = \"{}\"\nallowed_lateness_secs = 5\n\n[[state.rules]]\nname = \"scan\"\ntype = \"value_count\"\ngroup_by = [\"src_ip\"]\nfield = \"dest_port\"\ngte = 20\ntimespan_secs = 600\n\n[[sources]]\nname = \"eve\"\ntype = \"file\"\npath = \"{}\"\npoll_interval_ms = 50\n",
+        dir.join("archive").display(), notify.display(), input.display())).unwrap();
+    cfg
+}
+
+#[test]
+fn replay_fills_alerts_and_incidents_and_notifies_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("eve.json");
+    let lines = alert_stream();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let notify = dir.path().join("notify.jsonl");
+    let cfg = state_config(dir.path(), &input, &notify);
+    let out = Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["replay", "--json", "--config"]).arg(&cfg).arg(&input).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let archive = dir.path().join("archive");
+    let alerts = read_table(&archive, "alerts");
+    assert_eq!(alerts.len(), lines.len(), "one alerts row per alert event");
+    let suppressed = alerts.iter().filter(|r| r["suppressed"] == "true").count();
+    let keys: std::collections::HashSet<_> = alerts.iter().map(|r| r["dedup_key"].clone()).collect();
+    assert_eq!(keys.len(), 20 + 1, "20 repeating keys and the scan (ports are not in the default key)");
+    let notes: Vec<Value> = std::fs::read_to_string(&notify).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let firsts: Vec<_> = notes.iter().filter(|n| n["type"] == "alert" && n["decision"] == "first").collect();
+    // Each key goes on once inside its window (the stream spans 10 minutes, the window
+    // is 5: a key may go on once more after its window passed).
+    let distinct_first: std::collections::HashSet<_> = firsts.iter().map(|n| (n["dedup_key"].as_str().unwrap().to_string(), n["timestamp"].as_str().unwrap().to_string())).collect();
+    assert_eq!(distinct_first.len(), firsts.len());
+    assert!(suppressed > 1500, "{suppressed} suppressed");
+    let rolled: u64 = notes.iter().filter(|n| n["type"] == "rollup").map(|n| n["suppressed"].as_u64().unwrap()).sum();
+    assert_eq!(rolled as usize, suppressed, "every suppressed alert is in a roll-up");
+    let incidents = read_table(&archive, "incidents");
+    let opened: Vec<_> = incidents.iter().filter(|r| r["status"] == "open").collect();
+    assert_eq!(opened.len(), 1, "{incidents:#?}");
+    assert_eq!(opened[0]["rule"], "scan");
+    assert_eq!(opened[0]["group_key"], "192.0.2.66");
+    assert_eq!(opened[0]["alert_ids"].split(',').count(), 20);
+    assert!(incidents.iter().any(|r| r["status"] == "closed" && r["incident_id"] == opened[0]["incident_id"] && r["alert_count"] == "25"));
+    let member = alerts.iter().filter(|r| r.get("incident_id") == Some(&opened[0]["incident_id"])).count();
+    // From the alert that opened it on, alerts carry the incident id; the open row lists
+    // the window's alerts before it.
+    assert_eq!(member, 25 - 20 + 1, "the scan's alerts point at their incident");
+    let listed: std::collections::HashSet<&str> = opened[0]["alert_ids"].split(',').collect();
+    let scan_ids: std::collections::HashSet<&str> = alerts.iter().filter(|r| r["src_ip"] == "192.0.2.66").map(|r| r["alert_id"].as_str()).collect();
+    assert!(listed.is_subset(&scan_ids));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["alert_rows"], 2000);
+}
+
+#[test]
+fn sigkill_and_restart_neither_forget_nor_repeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("eve.json");
+    std::fs::write(&input, "").unwrap();
+    let notify = dir.path().join("notify.jsonl");
+    let cfg = state_config(dir.path(), &input, &notify);
+    let lines = alert_stream();
+    let archive = dir.path().join("archive");
+    let start = |cfg: &Path| common::Running::new(Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(cfg).env("ALERTFLOW_LOG", "error").stdout(Stdio::null()).spawn().unwrap());
+    let mut written = 0;
+    for round in 0..4 {
+        let child = start(&cfg);
+        let chunk = &lines[written..(written + 500).min(lines.len())];
+        let mut f = std::fs::OpenOptions::new().append(true).open(&input).unwrap();
+        for l in chunk {
+            writeln!(f, "{l}").unwrap();
+        }
+        drop(f);
+        written += chunk.len();
+        let target = written - 100 * (round < 3) as usize;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while read_table(&archive, "alerts").len() < target {
+            assert!(Instant::now() < deadline, "round {round}: archive did not reach {target}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if round < 3 {
+            child.kill9();
+        } else {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while read_table(&archive, "alerts").len() < lines.len() {
+                assert!(Instant::now() < deadline);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            child.stop();
+        }
+    }
+    let alerts = read_table(&archive, "alerts");
+    assert_eq!(alerts.len(), lines.len(), "every alert archived once");
+    let ids: std::collections::HashSet<_> = alerts.iter().map(|r| r["alert_id"].clone()).collect();
+    assert_eq!(ids.len(), lines.len());
+    // No incident opened twice, whatever the kills.
+    let incidents = read_table(&archive, "incidents");
+    let opened: Vec<_> = incidents.iter().filter(|r| r["status"] == "open").map(|r| r["incident_id"].clone()).collect();
+    assert_eq!(opened.len(), 1, "{incidents:#?}");
+    // No alert announced twice: a key's "first" appears at most once per window start.
+    let notes: Vec<Value> = std::fs::read_to_string(&notify).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut seen = std::collections::HashSet::new();
+    for n in notes.iter().filter(|n| n["type"] == "alert") {
+        assert!(seen.insert(n["alert_id"].as_str().unwrap().to_string()), "alert {} announced twice", n["alert_id"]);
+    }
+    let mut inc = std::collections::HashSet::new();
+    for n in notes.iter().filter(|n| n["type"] == "incident" && n["status"] == "open") {
+        assert!(inc.insert(n["incident_id"].as_str().unwrap().to_string()), "incident announced twice");
+    }
+}
