@@ -199,3 +199,33 @@ def test_syslog_columns_read_back_by_duckdb_and_pyarrow(tmp_path):
     t = ds.dataset(tmp_path / "events", format="parquet", partitioning="hive").to_table(columns=["syslog_facility", "event_type"])
     assert t.schema.field("syslog_facility").type == pa.int32()
     assert set(t.column("event_type").to_pylist()) == {"alert", "syslog"}
+
+
+def test_incidents_join_their_alerts_in_duckdb(tmp_path):
+    """The README's incident query, on a scan replayed by the binary."""
+    lines = []
+    for i in range(30):
+        lines.append(json.dumps({
+            "timestamp": f"2026-11-28T10:00:{i:02d}.000000+0000", "event_type": "alert",
+            "src_ip": "192.0.2.66", "src_port": 40000, "dest_ip": "10.0.0.1", "dest_port": 1000 + i, "proto": "TCP",
+            "alert": {"action": "allowed", "gid": 1, "signature_id": 9000, "rev": 1, "signature": "scan probe", "category": "Misc", "severity": 2},
+        }))
+    eve = tmp_path / "eve.json"
+    eve.write_text("\n".join(lines) + "\n")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[[state.rules]]\nname = "scan"\ntype = "value_count"\ngroup_by = ["src_ip"]\nfield = "dest_port"\ngte = 20\ntimespan_secs = 300\n')
+    root = tmp_path / "archive"
+    subprocess.run([BIN, "replay", "--config", str(cfg), "--archive", str(root), str(eve)], check=True, capture_output=True)
+    con = duckdb.connect()
+    rows = con.execute(
+        f"""SELECT i.rule, i.group_key, i.alert_count, a.alert_signature, a.src_ip, a.dest_port
+        FROM read_parquet('{root}/incidents/**/*.parquet') i, unnest(i.alert_ids) AS m(id)
+        JOIN read_parquet('{root}/alerts/**/*.parquet') a ON a.alert_id = m.id
+        WHERE i.status = 'open' ORDER BY a.dest_port"""
+    ).fetchall()
+    assert [r[5] for r in rows] == list(range(1000, 1020))
+    assert {(r[0], r[1], r[3]) for r in rows} == {("scan", "192.0.2.66", "scan probe")}
+    closed = con.execute(f"SELECT alert_count FROM read_parquet('{root}/incidents/**/*.parquet') WHERE status = 'closed'").fetchall()
+    assert closed == [(30,)]
+    flags = con.execute(f"SELECT count(*) FILTER (WHERE suppressed), count(*) FILTER (WHERE incident_id IS NOT NULL) FROM read_parquet('{root}/alerts/**/*.parquet')").fetchone()
+    assert flags == (29, 11)
