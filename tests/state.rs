@@ -365,3 +365,23 @@ fn sigkill_and_restart_neither_forget_nor_repeat() {
         assert!(inc.insert(n["incident_id"].as_str().unwrap().to_string()), "incident announced twice");
     }
 }
+
+/// A burst of 10 M distinct keys against a cap of 100,000: the cap holds, every eviction
+/// is counted and rolled up when it had repeats, nothing panics.
+#[test]
+fn ten_million_distinct_keys_stay_within_the_cap() {
+    let mut d = Dedup::new(DedupConfig { max_keys: 100_000, ..Default::default() });
+    let mut out = Vec::new();
+    let mut a = AlertRecord { sensor: "s".into(), signature_id: 1, severity: 2, dest_ip: "10.0.0.1".into(), proto: "TCP".into(), ..Default::default() };
+    let n: u64 = 10_000_000;
+    for i in 0..n {
+        a.ts_us = 1_700_000_000_000_000 + i as i64;
+        a.src_ip = format!("{}.{}.{}.{}", i >> 24, (i >> 16) & 255, (i >> 8) & 255, i & 255);
+        d.offer(&a, &mut out);
+        assert!(d.len() <= 100_000);
+    }
+    assert_eq!(d.len(), 100_000);
+    assert_eq!(d.counts.first, n);
+    assert_eq!(d.counts.evicted, n - 100_000);
+    assert!(out.is_empty(), "no key had repeats, so no roll-up");
+}

@@ -13,7 +13,9 @@
 //! later alerts of the group join it (updated); it closes once the watermark passes its
 //! last alert + `timespan`. Groups are capped (`max_groups`, oldest evicted and counted).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
+
+use lru::LruCache;
 
 use super::{key_of, AlertRecord, KeyField};
 
@@ -125,14 +127,15 @@ pub struct CorrelationCounts {
 
 pub struct Correlator {
     rules: Vec<Rule>,
-    groups: HashMap<(usize, String), Group>,
+    /// Groups in order of their last alert (least recent evicted first when full).
+    groups: LruCache<(usize, String), Group>,
     max_groups: usize,
     pub counts: CorrelationCounts,
 }
 
 impl Correlator {
     pub fn new(rules: Vec<Rule>, max_groups: usize) -> Self {
-        Self { rules, groups: HashMap::new(), max_groups, counts: CorrelationCounts::default() }
+        Self { rules, groups: LruCache::unbounded(), max_groups, counts: CorrelationCounts::default() }
     }
 
     pub fn groups(&self) -> usize {
@@ -154,11 +157,11 @@ impl Correlator {
                 Condition::ValueCount { field, .. } => key_of(&[field], a),
                 _ => String::new(),
             };
-            if !self.groups.contains_key(&(ri, key.clone())) && self.groups.len() >= self.max_groups {
+            if !self.groups.contains(&(ri, key.clone())) && self.groups.len() >= self.max_groups {
                 self.evict_oldest(out);
             }
             let rule = &self.rules[ri];
-            let g = self.groups.entry((ri, key.clone())).or_default();
+            let g = self.groups.get_or_insert_mut((ri, key.clone()), Group::default);
             // Insert in time order (events may arrive out of order within the lateness).
             let pos = g.window.iter().rposition(|e| e.0 <= a.ts_us).map_or(0, |p| p + 1);
             g.window.insert(pos, (a.ts_us, mask, value, a.alert_id.clone()));
@@ -192,10 +195,9 @@ impl Correlator {
         joined
     }
 
+    /// Evicts the group whose last alert is the least recent (O(1)).
     fn evict_oldest(&mut self, out: &mut Vec<IncidentEvent>) {
-        let oldest = self.groups.iter().min_by(|a, b| a.1.newest_us.cmp(&b.1.newest_us).then_with(|| a.0.cmp(b.0))).map(|(k, _)| k.clone());
-        if let Some(k) = oldest {
-            let g = self.groups.remove(&k).expect("present");
+        if let Some((k, g)) = self.groups.pop_lru() {
             self.close(&k, g, out);
             self.counts.groups_evicted += 1;
         }
@@ -210,8 +212,8 @@ impl Correlator {
 
     /// The groups as (rule name, group key, group) for a snapshot.
     pub fn snapshot(&self) -> serde_json::Value {
-        let mut groups: Vec<(&str, &str, &Group)> = self.groups.iter().map(|((r, k), g)| (self.rules[*r].name.as_str(), k.as_str(), g)).collect();
-        groups.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        // Least recent first, so a restore rebuilds the same eviction order.
+        let groups: Vec<(&str, &str, &Group)> = self.groups.iter().rev().map(|((r, k), g)| (self.rules[*r].name.as_str(), k.as_str(), g)).collect();
         serde_json::json!({ "groups": groups, "counts": [self.counts.opened, self.counts.closed, self.counts.groups_evicted] })
     }
 
@@ -221,7 +223,7 @@ impl Correlator {
         let groups: Vec<(String, String, Group)> = serde_json::from_value(v["groups"].clone())?;
         for (rule, key, g) in groups {
             if let Some(ri) = self.rules.iter().position(|r| r.name == rule) {
-                self.groups.insert((ri, key), g);
+                self.groups.put((ri, key), g);
             }
         }
         if let Some([o, c, e]) = v["counts"].as_array().map(|a| a.iter().map(|x| x.as_u64().unwrap_or(0)).collect::<Vec<_>>()).as_deref() {
@@ -241,7 +243,7 @@ impl Correlator {
         }
         done.sort();
         for k in done {
-            let g = self.groups.remove(&k).expect("present");
+            let g = self.groups.pop(&k).expect("present");
             self.close(&k, g, out);
         }
     }

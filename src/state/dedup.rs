@@ -9,7 +9,9 @@
 //! `max_keys` keys are held; when full, the key seen longest ago is evicted (counted) and
 //! its pending roll-up is emitted first, so no count is lost.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use lru::LruCache;
 
 use super::{key_of, AlertRecord, KeyField};
 
@@ -85,13 +87,14 @@ pub struct DedupCounts {
 
 pub struct Dedup {
     cfg: DedupConfig,
-    keys: HashMap<String, Entry>,
+    /// Keys in order of their last alert (least recent first out when full).
+    keys: LruCache<String, Entry>,
     pub counts: DedupCounts,
 }
 
 impl Dedup {
     pub fn new(cfg: DedupConfig) -> Self {
-        Self { cfg, keys: HashMap::new(), counts: DedupCounts::default() }
+        Self { cfg, keys: LruCache::unbounded(), counts: DedupCounts::default() }
     }
 
     pub fn len(&self) -> usize {
@@ -121,7 +124,7 @@ impl Dedup {
                 return Decision::Suppressed { key, count: e.count };
             }
             // The window passed: the key starts over (its last roll-up first).
-            let e = self.keys.remove(&key).expect("present");
+            let e = self.keys.pop(&key).expect("present");
             if let Some(r) = rollup(&key, &e, "expired") {
                 out.push(r);
             }
@@ -141,17 +144,14 @@ impl Dedup {
             sensors: BTreeSet::new(),
         };
         note_distinct(&mut e, a);
-        self.keys.insert(key.clone(), e);
+        self.keys.put(key.clone(), e);
         self.counts.first += 1;
         Decision::First { key }
     }
 
+    /// Evicts the key whose last alert is the least recent (O(1)).
     fn evict_oldest(&mut self, out: &mut Vec<Rollup>) {
-        // A full scan is O(keys), paid only when the cap is hit; eviction storms are
-        // bounded by the cap itself.
-        let oldest = self.keys.iter().min_by(|a, b| a.1.last_us.cmp(&b.1.last_us).then_with(|| a.0.cmp(b.0))).map(|(k, _)| k.clone());
-        if let Some(k) = oldest {
-            let e = self.keys.remove(&k).expect("present");
+        if let Some((k, e)) = self.keys.pop_lru() {
             if let Some(r) = rollup(&k, &e, "evicted") {
                 out.push(r);
             }
@@ -161,14 +161,17 @@ impl Dedup {
 
     /// The keys and counts, for a snapshot.
     pub fn snapshot(&self) -> serde_json::Value {
-        let mut keys: Vec<(&String, &Entry)> = self.keys.iter().collect();
-        keys.sort_by(|a, b| a.0.cmp(b.0));
+        // Least recent first, so a restore rebuilds the same eviction order.
+        let keys: Vec<(&String, &Entry)> = self.keys.iter().rev().collect();
         serde_json::json!({ "keys": keys, "counts": self.counts })
     }
 
     pub fn restore(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
         let keys: Vec<(String, Entry)> = serde_json::from_value(v["keys"].clone())?;
-        self.keys = keys.into_iter().collect();
+        self.keys = LruCache::unbounded();
+        for (k, e) in keys {
+            self.keys.put(k, e);
+        }
         self.counts = serde_json::from_value(v["counts"].clone())?;
         Ok(())
     }
@@ -194,7 +197,7 @@ impl Dedup {
             }
         }
         for k in expired {
-            let e = self.keys.remove(&k).expect("present");
+            let e = self.keys.pop(&k).expect("present");
             out.extend(rollup(&k, &e, "expired"));
             self.counts.expired += 1;
         }
