@@ -13,7 +13,7 @@
 //! later alerts of the group join it (updated); it closes once the watermark passes its
 //! last alert + `timespan`. Groups are capped (`max_groups`, oldest evicted and counted).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 
 use lru::LruCache;
 
@@ -101,10 +101,48 @@ struct Incident {
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Group {
-    /// (time, selector bit mask, field value for value_count, alert id), by time.
+    /// (time, selector bit mask, field value for value_count, alert id), by time. Kept
+    /// only until the rule fires (then the incident counts), at most [`MAX_WINDOW`].
     window: VecDeque<(i64, u64, String, String)>,
+    /// Alerts per distinct value in the window (value_count).
+    values: std::collections::HashMap<String, u32>,
+    /// Alerts per selector in the window (temporal).
+    per_selector: Vec<u32>,
     incident: Option<Incident>,
     newest_us: i64,
+}
+
+/// Alerts a group's window holds before the rule fires; older ones are dropped first.
+pub const MAX_WINDOW: usize = 10_000;
+
+impl Group {
+    fn add(&mut self, e: (i64, u64, String, String), pos: usize) {
+        *self.values.entry(e.2.clone()).or_insert(0) += 1;
+        for (i, c) in self.per_selector.iter_mut().enumerate() {
+            *c += (e.1 >> i & 1) as u32;
+        }
+        self.window.insert(pos, e);
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(e) = self.window.pop_front() {
+            if let Some(c) = self.values.get_mut(&e.2) {
+                *c -= 1;
+                if *c == 0 {
+                    self.values.remove(&e.2);
+                }
+            }
+            for (i, c) in self.per_selector.iter_mut().enumerate() {
+                *c -= (e.1 >> i & 1) as u32;
+            }
+        }
+    }
+
+    fn clear_window(&mut self) {
+        self.window.clear();
+        self.values.clear();
+        self.per_selector.iter_mut().for_each(|c| *c = 0);
+    }
 }
 
 /// Deterministic incident id: 16 hex digits of xxh3 over rule, group key and window start.
@@ -161,14 +199,16 @@ impl Correlator {
                 self.evict_oldest(out);
             }
             let rule = &self.rules[ri];
-            let g = self.groups.get_or_insert_mut((ri, key.clone()), Group::default);
-            // Insert in time order (events may arrive out of order within the lateness).
-            let pos = g.window.iter().rposition(|e| e.0 <= a.ts_us).map_or(0, |p| p + 1);
-            g.window.insert(pos, (a.ts_us, mask, value, a.alert_id.clone()));
+            let g = self.groups.get_or_insert_mut((ri, key.clone()), || Group { per_selector: vec![0; rule.selectors.len()], ..Default::default() });
             g.newest_us = g.newest_us.max(a.ts_us);
-            let horizon = g.newest_us - rule.timespan_us;
-            while g.window.front().is_some_and(|e| e.0 < horizon) {
-                g.window.pop_front();
+            if g.incident.is_none() {
+                // Insert in time order (events may arrive out of order within the lateness).
+                let pos = g.window.iter().rposition(|e| e.0 <= a.ts_us).map_or(0, |p| p + 1);
+                g.add((a.ts_us, mask, value, a.alert_id.clone()), pos);
+                let horizon = g.newest_us - rule.timespan_us;
+                while g.window.front().is_some_and(|e| e.0 < horizon) || g.window.len() > MAX_WINDOW {
+                    g.pop_front();
+                }
             }
             match &mut g.incident {
                 Some(inc) => {
@@ -179,11 +219,13 @@ impl Correlator {
                     joined.push(inc.id.clone());
                 }
                 None => {
-                    if fires(rule, &g.window) {
+                    if fires(rule, g) {
                         let start = g.window.front().map_or(a.ts_us, |e| e.0);
                         let id = incident_id(&rule.name, &key, start);
                         let inc = Incident { id: id.clone(), first_us: start, last_us: g.newest_us, alert_count: g.window.len() as u64 };
                         let members = g.window.iter().take(MAX_MEMBERS).map(|e| e.3.clone()).collect();
+                        // The incident counts from here on; the window is no longer needed.
+                        g.clear_window();
                         out.push(IncidentEvent { id: id.clone(), rule: rule.name.clone(), group_key: key.clone(), status: Status::Open, first_us: inc.first_us, last_us: inc.last_us, alert_count: inc.alert_count, alert_ids: members });
                         g.incident = Some(inc);
                         self.counts.opened += 1;
@@ -249,18 +291,19 @@ impl Correlator {
     }
 }
 
-fn fires(rule: &Rule, window: &VecDeque<(i64, u64, String, String)>) -> bool {
+fn fires(rule: &Rule, g: &Group) -> bool {
     match &rule.condition {
-        Condition::EventCount { gte } => window.len() >= *gte,
-        Condition::ValueCount { gte, .. } => window.iter().map(|e| e.2.as_str()).collect::<HashSet<_>>().len() >= *gte,
-        Condition::Temporal => {
-            let all = (1u64 << rule.selectors.len().max(1)) - 1;
-            window.iter().fold(0, |m, e| m | e.1) & all == all
-        }
+        Condition::EventCount { gte } => g.window.len() >= *gte,
+        Condition::ValueCount { gte, .. } => g.values.len() >= *gte,
+        Condition::Temporal => !g.per_selector.is_empty() && g.per_selector.iter().all(|&c| c > 0),
         Condition::TemporalOrdered => {
-            // Greedy: the earliest match of each selector after the previous one.
+            // Only when every selector is present: then greedily the earliest match of
+            // each selector after the previous one.
+            if g.per_selector.is_empty() || g.per_selector.iter().any(|&c| c == 0) {
+                return false;
+            }
             let mut next = 0;
-            for e in window {
+            for e in &g.window {
                 if next < rule.selectors.len() && e.1 & (1 << next) != 0 {
                     next += 1;
                 }

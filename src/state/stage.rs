@@ -45,6 +45,10 @@ impl Default for StateConfig {
     }
 }
 
+/// Event time between two walks over the dedup keys and correlation groups: roll-ups
+/// and closes are at most this late.
+pub const ADVANCE_STEP_US: i64 = 10_000_000;
+
 /// Columns the `alerts` table adds to the event columns.
 pub const ALERT_COLUMNS: [&str; 6] = ["alert_id", "dedup_key", "dedup_count", "suppressed", "late", "incident_id"];
 
@@ -102,8 +106,8 @@ pub struct StateCounts {
 }
 
 pub struct StateStage {
-    /// The watermark of the last advance (an advance walks every key: at most once per
-    /// second of event time).
+    /// The watermark of the last advance (an advance walks every key and group: at most
+    /// once per [`ADVANCE_STEP_US`] of event time).
     advanced_to: i64,
     wm: Watermark,
     dedup: Dedup,
@@ -250,7 +254,7 @@ impl StateStage {
 
     fn advance_into(&mut self, now_us: i64, rollups: &mut Vec<Rollup>, changes: &mut Vec<IncidentEvent>) {
         if let Some(w) = self.wm.current(now_us) {
-            if w < self.advanced_to.saturating_add(1_000_000) {
+            if w < self.advanced_to.saturating_add(ADVANCE_STEP_US) {
                 return;
             }
             self.advanced_to = w;
