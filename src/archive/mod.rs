@@ -131,6 +131,8 @@ pub struct ArchiveWriter {
     sealed: Arc<checkpoint::Sealed>,
     /// Dedup and correlation of alerts, run on batches in archive order.
     state: Option<StateRuntime>,
+    /// Too many notifications wait: commit at the next opportunity.
+    commit_due: bool,
     /// Held for the writer's lifetime: one process writes an archive at a time.
     _lock: File,
 }
@@ -138,22 +140,14 @@ pub struct ArchiveWriter {
 /// The state stage and what belongs to it: its snapshot directory and the JSON lines
 /// waiting for the commit that holds their rows.
 struct StateRuntime {
-    stage: crate::state::stage::StateStage,
+    worker: crate::state::worker::StateWorker,
     dir: PathBuf,
     output: Option<(PathBuf, std::io::BufWriter<File>)>,
     pending: Vec<String>,
-    published: StatePublished,
 }
 
-#[derive(Default)]
-struct StatePublished {
-    alerts: u64,
-    late: u64,
-    suppressed: u64,
-    rollups: u64,
-    opened: u64,
-    evicted: u64,
-}
+/// Notification lines held for the next commit before it is forced.
+const MAX_PENDING_LINES: usize = 100_000;
 
 /// Snapshot file of the state after commit `epoch`.
 fn state_file(dir: &Path, epoch: u64) -> PathBuf {
@@ -203,6 +197,7 @@ impl ArchiveWriter {
             totals: ArchiveTotals::default(),
             sealed: Arc::new(checkpoint::Sealed::new(rec.checkpoint.clone())),
             state: None,
+            commit_due: false,
             _lock: lock,
             cfg,
         };
@@ -236,7 +231,8 @@ impl ArchiveWriter {
             }
             None => None,
         };
-        self.state = Some(StateRuntime { stage, dir, output, pending: Vec::new(), published: StatePublished::default() });
+        let worker = crate::state::worker::StateWorker::spawn(stage);
+        self.state = Some(StateRuntime { worker, dir, output, pending: Vec::new() });
         Ok(())
     }
 
@@ -254,9 +250,35 @@ impl ArchiveWriter {
             self.next_lane = (self.next_lane + 1) % self.lanes.len();
             self.lanes[lane].tx.send(LaneMsg::Write(table, batch)).map_err(|_| ArchiveError::LaneGone(lane))?;
         }
+        let mut full = false;
         if let Some(st) = self.state.as_mut() {
             st.pending.extend(out.lines);
-            publish_state(st);
+            full = st.pending.len() >= MAX_PENDING_LINES;
+        }
+        // Notifications wait for their commit: bound what waits (the caller commits).
+        self.commit_due |= full;
+        Ok(())
+    }
+
+    /// Writes the state outputs that are ready (or, with `wait`, all outstanding ones).
+    fn collect_state(&mut self, wait: bool) -> Result<(), ArchiveError> {
+        let outs = match self.state.as_mut() {
+            Some(st) if wait => st.worker.drain(),
+            Some(st) => st.worker.ready(),
+            None => return Ok(()),
+        };
+        for o in outs {
+            self.write_state(o)?;
+        }
+        Ok(())
+    }
+
+    /// The state after everything submitted, saved durably as the snapshot of `epoch`.
+    fn save_state(&mut self, epoch: u64) -> Result<(), ArchiveError> {
+        self.collect_state(true)?;
+        let Some(st) = self.state.as_mut() else { return Ok(()) };
+        if let Some(text) = st.worker.snapshot() {
+            write_durably(&state_file(&st.dir, epoch), text.as_bytes())?;
         }
         Ok(())
     }
@@ -299,10 +321,10 @@ impl ArchiveWriter {
 
     fn apply(&mut self, batch: ParsedBatch) -> Result<(), ArchiveError> {
         let rows = batch.events.num_rows() as u64;
-        let state_out = match (&mut self.state, rows > 0) {
-            (Some(st), true) => Some(st.stage.process(&batch.events, crate::event::time::wall_clock_us())),
-            _ => None,
-        };
+        if let (Some(st), true) = (&mut self.state, rows > 0) {
+            // Cheap: the columns are shared, not copied.
+            st.worker.process(batch.events.clone(), crate::event::time::wall_clock_us());
+        }
         if rows > 0 {
             let hours = &batch.events.hours;
             let first = hours[0];
@@ -320,8 +342,9 @@ impl ArchiveWriter {
             metrics::gauge!(m::ARCHIVE_OPEN_ROWS).set(self.open_rows as f64);
             metrics::gauge!(m::ARCHIVE_OPEN_PARTITIONS).set(self.open_hours.len() as f64);
         }
-        if let Some(out) = state_out {
-            self.write_state(out)?;
+        self.collect_state(false)?;
+        if std::mem::take(&mut self.commit_due) {
+            self.commit()?;
         }
         match &batch.position {
             Position::File { fingerprint, offset, path } => self.checkpoint.advance(&batch.source.name, *fingerprint, *offset, path),
@@ -341,10 +364,10 @@ impl ArchiveWriter {
     /// Called periodically: seals on idle time or segment age.
     pub fn tick(&mut self) -> Result<(), ArchiveError> {
         if let Some(st) = self.state.as_mut() {
-            let mut out = crate::state::stage::StateOutput::default();
-            st.stage.advance(crate::event::time::wall_clock_us(), &mut out);
-            if out.incidents.is_some() || !out.lines.is_empty() {
-                self.write_state(out)?;
+            st.worker.advance(crate::event::time::wall_clock_us());
+            let rows_before = self.open_rows;
+            self.collect_state(false)?;
+            if self.open_rows > rows_before {
                 self.last_write = Instant::now();
             }
         }
@@ -356,7 +379,7 @@ impl ArchiveWriter {
         }
         let idle = self.last_write.elapsed() >= self.cfg.idle_seal;
         let old = self.oldest_open.is_some_and(|t| t.elapsed() >= self.cfg.max_segment_age);
-        if idle || old {
+        if idle || old || std::mem::take(&mut self.commit_due) {
             self.commit()?;
         }
         Ok(())
@@ -365,6 +388,9 @@ impl ArchiveWriter {
     /// Seals every open segment with the current positions. A commit with no rows writes
     /// nothing (its positions are carried by the next commit).
     pub fn commit(&mut self) -> Result<(), ArchiveError> {
+        // Every state output of the batches so far belongs to this commit.
+        self.collect_state(true)?;
+        self.commit_due = false;
         if self.open_rows == 0 {
             if self.state.as_ref().is_some_and(|s| !s.pending.is_empty()) {
                 self.emit_without_rows()?;
@@ -398,9 +424,7 @@ impl ArchiveWriter {
         }
         // The state after this commit is saved before the commit point: a restart from
         // this commit continues with exactly this state.
-        if let Some(st) = &self.state {
-            write_durably(&state_file(&st.dir, self.epoch), st.stage.snapshot().as_bytes())?;
-        }
+        self.save_state(self.epoch)?;
         // Every temporary is complete and durable: the first rename commits.
         let n = sealed.len();
         let mut dirs: Vec<&Path> = Vec::new();
@@ -464,19 +488,25 @@ impl ArchiveWriter {
     /// state is saved over the newest commit's snapshot (the archive position is the
     /// same), then the lines go out.
     fn emit_without_rows(&mut self) -> Result<(), ArchiveError> {
-        let Some(st) = self.state.as_mut() else { return Ok(()) };
-        if self.epoch > 0 {
-            write_durably(&state_file(&st.dir, self.epoch - 1), st.stage.snapshot().as_bytes())?;
+        self.collect_state(true)?;
+        if self.open_rows > 0 {
+            // The outputs brought rows: they and the lines go with the next commit.
+            return Ok(());
         }
-        emit_lines(st)
+        if self.epoch > 0 {
+            self.save_state(self.epoch - 1)?;
+        }
+        match self.state.as_mut() {
+            Some(st) => emit_lines(st),
+            None => Ok(()),
+        }
     }
 
     /// End of a replay: every open dedup key rolls up and every open incident closes.
     pub fn flush_state(&mut self) -> Result<(), ArchiveError> {
         let Some(st) = self.state.as_mut() else { return Ok(()) };
-        let mut out = crate::state::stage::StateOutput::default();
-        st.stage.flush(&mut out);
-        self.write_state(out)
+        st.worker.flush();
+        self.collect_state(true)
     }
 
     /// Seals everything and stops the lanes (shutdown, end of replay).
@@ -523,25 +553,6 @@ fn emit_lines(st: &mut StateRuntime) -> Result<(), ArchiveError> {
         w.flush().map_err(io_err(path))?;
     }
     Ok(())
-}
-
-fn publish_state(st: &mut StateRuntime) {
-    let c = st.stage.counts;
-    let d = st.stage.dedup_counts();
-    let k = st.stage.correlation_counts();
-    let p = &mut st.published;
-    let bump = |name: &'static str, now: u64, seen: &mut u64| {
-        if now > *seen {
-            metrics::counter!(name).increment(now - *seen);
-            *seen = now;
-        }
-    };
-    bump(m::STATE_ALERTS, c.alerts, &mut p.alerts);
-    bump(m::STATE_LATE, c.late, &mut p.late);
-    bump(m::STATE_SUPPRESSED, d.suppressed, &mut p.suppressed);
-    bump(m::STATE_ROLLUPS, c.rollups, &mut p.rollups);
-    bump(m::STATE_INCIDENTS_OPENED, k.opened, &mut p.opened);
-    bump(m::STATE_DEDUP_EVICTIONS, d.evicted, &mut p.evicted);
 }
 
 fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {

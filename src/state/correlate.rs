@@ -10,8 +10,8 @@
 //!
 //! When a rule fires for a group, an incident opens with an id derived from the rule, the
 //! group key and the window's first alert time (a replay or restart derives the same id);
-//! later alerts of the group join it (updated); it closes once the watermark passes its
-//! last alert + `timespan`. Groups are capped (`max_groups`, oldest evicted and counted).
+//! later alerts of the group join it (an `updated` change at most once a minute of event
+//! time); it closes once the watermark passes its last alert + `timespan`. Groups are capped (`max_groups`, oldest evicted and counted).
 
 use std::collections::VecDeque;
 
@@ -84,7 +84,7 @@ pub struct IncidentEvent {
     pub last_us: i64,
     pub alert_count: u64,
     /// Alerts that joined with this change (at most [`MAX_MEMBERS`]): the window's alerts
-    /// when it opens, the new alert on an update, none on close.
+    /// when it opens, those that joined since the previous change on an update or close.
     pub alert_ids: Vec<String>,
 }
 
@@ -97,7 +97,17 @@ struct Incident {
     first_us: i64,
     last_us: i64,
     alert_count: u64,
+    /// Alerts that joined since the last change was emitted (at most [`MAX_MEMBERS`]).
+    #[serde(default)]
+    joined: Vec<String>,
+    /// Event time of the last emitted change.
+    #[serde(default)]
+    emitted_us: i64,
 }
+
+/// An incident emits `updated` at most once per this much event time (the alerts that
+/// joined meanwhile go with it); the close carries the rest.
+pub const UPDATE_INTERVAL_US: i64 = 60_000_000;
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Group {
@@ -117,7 +127,10 @@ pub const MAX_WINDOW: usize = 10_000;
 
 impl Group {
     fn add(&mut self, e: (i64, u64, String, String), pos: usize) {
-        *self.values.entry(e.2.clone()).or_insert(0) += 1;
+        // Only value_count rules carry a value; the others allocate nothing here.
+        if !e.2.is_empty() {
+            *self.values.entry(e.2.clone()).or_insert(0) += 1;
+        }
         for (i, c) in self.per_selector.iter_mut().enumerate() {
             *c += (e.1 >> i & 1) as u32;
         }
@@ -126,7 +139,8 @@ impl Group {
 
     fn pop_front(&mut self) {
         if let Some(e) = self.window.pop_front() {
-            if let Some(c) = self.values.get_mut(&e.2) {
+            if e.2.is_empty() {
+            } else if let Some(c) = self.values.get_mut(&e.2) {
                 *c -= 1;
                 if *c == 0 {
                     self.values.remove(&e.2);
@@ -215,14 +229,20 @@ impl Correlator {
                     inc.alert_count += 1;
                     inc.last_us = inc.last_us.max(a.ts_us);
                     inc.first_us = inc.first_us.min(a.ts_us);
-                    out.push(IncidentEvent { id: inc.id.clone(), rule: rule.name.clone(), group_key: key.clone(), status: Status::Updated, first_us: inc.first_us, last_us: inc.last_us, alert_count: inc.alert_count, alert_ids: vec![a.alert_id.clone()] });
+                    if inc.joined.len() < MAX_MEMBERS {
+                        inc.joined.push(a.alert_id.clone());
+                    }
+                    if a.ts_us - inc.emitted_us >= UPDATE_INTERVAL_US {
+                        inc.emitted_us = a.ts_us;
+                        out.push(IncidentEvent { id: inc.id.clone(), rule: rule.name.clone(), group_key: key.clone(), status: Status::Updated, first_us: inc.first_us, last_us: inc.last_us, alert_count: inc.alert_count, alert_ids: std::mem::take(&mut inc.joined) });
+                    }
                     joined.push(inc.id.clone());
                 }
                 None => {
                     if fires(rule, g) {
                         let start = g.window.front().map_or(a.ts_us, |e| e.0);
                         let id = incident_id(&rule.name, &key, start);
-                        let inc = Incident { id: id.clone(), first_us: start, last_us: g.newest_us, alert_count: g.window.len() as u64 };
+                        let inc = Incident { id: id.clone(), first_us: start, last_us: g.newest_us, alert_count: g.window.len() as u64, joined: Vec::new(), emitted_us: a.ts_us };
                         let members = g.window.iter().take(MAX_MEMBERS).map(|e| e.3.clone()).collect();
                         // The incident counts from here on; the window is no longer needed.
                         g.clear_window();
@@ -247,7 +267,7 @@ impl Correlator {
 
     fn close(&mut self, k: &(usize, String), g: Group, out: &mut Vec<IncidentEvent>) {
         if let Some(inc) = g.incident {
-            out.push(IncidentEvent { id: inc.id, rule: self.rules[k.0].name.clone(), group_key: k.1.clone(), status: Status::Closed, first_us: inc.first_us, last_us: inc.last_us, alert_count: inc.alert_count, alert_ids: Vec::new() });
+            out.push(IncidentEvent { id: inc.id, rule: self.rules[k.0].name.clone(), group_key: k.1.clone(), status: Status::Closed, first_us: inc.first_us, last_us: inc.last_us, alert_count: inc.alert_count, alert_ids: inc.joined });
             self.counts.closed += 1;
         }
     }
@@ -337,18 +357,23 @@ mod tests {
             c.offer(&a(i as i64 * 20, 1, "10.0.0.9", "10.0.0.1", *port), &mut out);
         }
         assert!(out.is_empty());
-        // 5 distinct ports within 60 s from another source: fires once, then updates.
+        // 5 distinct ports within 60 s from another source: fires once; the next alert
+        // within the minute joins without an update of its own.
         for (i, port) in [22, 23, 80, 443, 8080, 8081].iter().enumerate() {
             c.offer(&a(1000 + i as i64, 1, "10.0.0.7", "10.0.0.1", *port), &mut out);
         }
-        assert_eq!(out.iter().filter(|e| e.status == Status::Open).count(), 1);
-        assert_eq!(out.last().unwrap().status, Status::Updated);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].status, out[0].alert_ids.len()), (Status::Open, 5));
         let id = out[0].id.clone();
         assert_eq!(id, incident_id("scan", "10.0.0.7", 1000 * S));
+        // A minute later an alert brings an update with what joined since the open.
         out.clear();
-        c.advance(1100 * S, &mut out);
+        c.offer(&a(1070, 1, "10.0.0.7", "10.0.0.1", 9999), &mut out);
+        assert_eq!((out[0].status, out[0].alert_count, out[0].alert_ids.len()), (Status::Updated, 7, 2));
+        out.clear();
+        c.advance(1200 * S, &mut out);
         assert_eq!(out.len(), 1);
-        assert_eq!((out[0].status, out[0].alert_count, out[0].id.as_str()), (Status::Closed, 6, id.as_str()));
+        assert_eq!((out[0].status, out[0].alert_count, out[0].id.as_str(), out[0].alert_ids.len()), (Status::Closed, 7, id.as_str(), 0));
     }
 
     #[test]

@@ -9,8 +9,6 @@
 //! `max_keys` keys are held; when full, the key seen longest ago is evicted (counted) and
 //! its pending roll-up is emitted first, so no count is lost.
 
-use std::collections::BTreeSet;
-
 use lru::LruCache;
 
 use super::{key_of, AlertRecord, KeyField};
@@ -72,8 +70,10 @@ struct Entry {
     since_rollup: u64,
     next_rollup_us: i64,
     most_severe: i32,
-    dest_ports: BTreeSet<i32>,
-    sensors: BTreeSet<String>,
+    /// Distinct destination ports and sensors (at most [`MAX_DISTINCT`] each; small, so
+    /// vectors with a linear search beat trees).
+    dest_ports: Vec<i32>,
+    sensors: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -140,8 +140,8 @@ impl Dedup {
             since_rollup: 0,
             next_rollup_us: a.ts_us + self.cfg.rollup_us,
             most_severe: a.severity,
-            dest_ports: BTreeSet::new(),
-            sensors: BTreeSet::new(),
+            dest_ports: Vec::new(),
+            sensors: Vec::new(),
         };
         note_distinct(&mut e, a);
         self.keys.put(key.clone(), e);
@@ -208,12 +208,12 @@ impl Dedup {
 
 fn note_distinct(e: &mut Entry, a: &AlertRecord) {
     if let Some(p) = a.dest_port {
-        if e.dest_ports.len() < MAX_DISTINCT {
-            e.dest_ports.insert(p);
+        if e.dest_ports.len() < MAX_DISTINCT && !e.dest_ports.contains(&p) {
+            e.dest_ports.push(p);
         }
     }
     if e.sensors.len() < MAX_DISTINCT && !e.sensors.contains(&a.sensor) {
-        e.sensors.insert(a.sensor.clone());
+        e.sensors.push(a.sensor.clone());
     }
 }
 
@@ -224,8 +224,16 @@ fn rollup(key: &str, e: &Entry, reason: &'static str) -> Option<Rollup> {
         last_us: e.last_us,
         count: e.count,
         suppressed: e.since_rollup,
-        dest_ports: e.dest_ports.iter().copied().collect(),
-        sensors: e.sensors.iter().cloned().collect(),
+        dest_ports: {
+            let mut p = e.dest_ports.clone();
+            p.sort_unstable();
+            p
+        },
+        sensors: {
+            let mut v = e.sensors.clone();
+            v.sort();
+            v
+        },
         reason,
     })
 }

@@ -9,6 +9,7 @@ pub mod correlate;
 pub mod dedup;
 pub mod stage;
 pub mod watermark;
+pub mod worker;
 
 use std::fmt::Write as _;
 

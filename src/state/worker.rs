@@ -1,0 +1,173 @@
+//! The state stage on a thread of its own, fed by the archive in archive order.
+//!
+//! The archive submits jobs (a batch to process, a wall-clock advance, a final flush) and
+//! collects the outputs in the same order without waiting; before a commit it drains
+//! every outstanding output and asks for a snapshot, so the snapshot saved with a commit
+//! covers exactly the batches of that commit. The state itself is owned by the thread.
+
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use super::stage::{StateOutput, StateStage};
+use crate::event::EventBatch;
+use crate::metrics as m;
+
+enum Job {
+    Process(EventBatch, i64),
+    Advance(i64),
+    Flush,
+    Snapshot(Sender<String>),
+}
+
+pub struct StateWorker {
+    tx: Option<Sender<Job>>,
+    rx: Receiver<StateOutput>,
+    outstanding: usize,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Jobs queued before the archive waits (backpressure).
+const QUEUE: usize = 16;
+
+impl StateWorker {
+    pub fn spawn(mut stage: StateStage) -> Self {
+        let (tx, jobs) = bounded::<Job>(QUEUE);
+        let (out_tx, rx) = bounded::<StateOutput>(QUEUE * 4);
+        let thread = std::thread::Builder::new()
+            .name("state".into())
+            .spawn(move || {
+                let mut published = Published::default();
+                for job in jobs {
+                    let out = match job {
+                        Job::Process(b, now) => stage.process(&b, now),
+                        Job::Advance(now) => {
+                            let mut o = StateOutput::default();
+                            stage.advance(now, &mut o);
+                            o
+                        }
+                        Job::Flush => {
+                            let mut o = StateOutput::default();
+                            stage.flush(&mut o);
+                            o
+                        }
+                        Job::Snapshot(reply) => {
+                            let _ = reply.send(stage.snapshot());
+                            continue;
+                        }
+                    };
+                    published.publish(&stage);
+                    if out_tx.send(out).is_err() {
+                        return;
+                    }
+                }
+            })
+            .expect("spawn state thread");
+        Self { tx: Some(tx), rx, outstanding: 0, thread: Some(thread) }
+    }
+
+    fn submit(&mut self, job: Job) {
+        if let Some(tx) = &self.tx {
+            if tx.send(job).is_ok() {
+                self.outstanding += 1;
+            }
+        }
+    }
+
+    pub fn process(&mut self, batch: EventBatch, now_us: i64) {
+        self.submit(Job::Process(batch, now_us));
+    }
+
+    pub fn advance(&mut self, now_us: i64) {
+        // One advance in flight is enough.
+        if self.outstanding == 0 {
+            self.submit(Job::Advance(now_us));
+        }
+    }
+
+    pub fn flush(&mut self) {
+        self.submit(Job::Flush);
+    }
+
+    /// Outputs ready now, in order.
+    pub fn ready(&mut self) -> Vec<StateOutput> {
+        let mut out = Vec::new();
+        while self.outstanding > 0 {
+            match self.rx.try_recv() {
+                Ok(o) => {
+                    self.outstanding -= 1;
+                    out.push(o);
+                }
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
+    /// Every outstanding output, waiting for them.
+    pub fn drain(&mut self) -> Vec<StateOutput> {
+        let mut out = Vec::new();
+        while self.outstanding > 0 {
+            match self.rx.recv() {
+                Ok(o) => {
+                    self.outstanding -= 1;
+                    out.push(o);
+                }
+                Err(_) => {
+                    self.outstanding = 0;
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// The state after everything submitted so far (call after [`StateWorker::drain`]).
+    pub fn snapshot(&mut self) -> Option<String> {
+        let (reply, answer) = bounded(1);
+        self.tx.as_ref()?.send(Job::Snapshot(reply)).ok()?;
+        answer.recv().ok()
+    }
+}
+
+impl Drop for StateWorker {
+    fn drop(&mut self) {
+        self.tx = None;
+        // Unblock the thread if it waits to hand over an output.
+        while self.rx.try_recv().is_ok() {}
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Counter values already published (metrics take increments).
+#[derive(Default)]
+struct Published {
+    alerts: u64,
+    late: u64,
+    suppressed: u64,
+    rollups: u64,
+    opened: u64,
+    evicted: u64,
+}
+
+impl Published {
+    fn publish(&mut self, stage: &StateStage) {
+        let c = stage.counts;
+        let d = stage.dedup_counts();
+        let k = stage.correlation_counts();
+        let bump = |name: &'static str, now: u64, seen: &mut u64| {
+            if now > *seen {
+                metrics::counter!(name).increment(now - *seen);
+                *seen = now;
+            }
+        };
+        bump(m::STATE_ALERTS, c.alerts, &mut self.alerts);
+        bump(m::STATE_LATE, c.late, &mut self.late);
+        bump(m::STATE_SUPPRESSED, d.suppressed, &mut self.suppressed);
+        bump(m::STATE_ROLLUPS, c.rollups, &mut self.rollups);
+        bump(m::STATE_INCIDENTS_OPENED, k.opened, &mut self.opened);
+        bump(m::STATE_DEDUP_EVICTIONS, d.evicted, &mut self.evicted);
+    }
+}
