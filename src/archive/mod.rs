@@ -121,6 +121,7 @@ pub struct ArchiveWriter {
     epoch: u64,
     lanes: Vec<LaneHandle>,
     next_lane: usize,
+    next_state_lane: usize,
     open_hours: BTreeSet<i64>,
     open_rows: u64,
     oldest_open: Option<Instant>,
@@ -188,6 +189,7 @@ impl ArchiveWriter {
             epoch: rec.next_epoch,
             lanes,
             next_lane: 0,
+            next_state_lane: 0,
             open_hours: BTreeSet::new(),
             open_rows: 0,
             oldest_open: None,
@@ -246,8 +248,9 @@ impl ArchiveWriter {
             self.open_hours.extend(batch.hours.iter().copied());
             self.open_rows += batch.num_rows() as u64;
             self.oldest_open.get_or_insert_with(Instant::now);
-            let lane = self.next_lane;
-            self.next_lane = (self.next_lane + 1) % self.lanes.len();
+            // Their own rotation: sharing the events' would pin events to one lane.
+            let lane = self.next_state_lane;
+            self.next_state_lane = (self.next_state_lane + 1) % self.lanes.len();
             self.lanes[lane].tx.send(LaneMsg::Write(table, batch)).map_err(|_| ArchiveError::LaneGone(lane))?;
         }
         let mut full = false;
