@@ -319,7 +319,7 @@ fn fires(rule: &Rule, g: &Group) -> bool {
         Condition::TemporalOrdered => {
             // Only when every selector is present: then greedily the earliest match of
             // each selector after the previous one.
-            if g.per_selector.is_empty() || g.per_selector.iter().any(|&c| c == 0) {
+            if g.per_selector.is_empty() || g.per_selector.contains(&0) {
                 return false;
             }
             let mut next = 0;
