@@ -31,6 +31,7 @@ fn table_of_invalid_configs() {
         ("[[sources]]\nname = \"a\"\ntype = \"stdin\"\ntimezone = \"Mars/Olympus\"\n", &["line 4: sources[0].timezone: `Mars/Olympus` is not a time zone name such as \"Europe/Berlin\" or \"UTC\""]),
         ("[[state.rules]]\nname = \"r\"\ntype = \"temporal\"\nselectors = [\"nope\"]\n", &["line 4: state.rules[0].selectors: no selector named `nope` in [[state.selectors]]", "line 4: state.rules[0].selectors: a temporal rule needs at least two selectors"]),
         ("[state.dedup]\nkey = [\"sensor\", \"colour\"]\n", &["line 2: state.dedup.key: `colour` is not a field; expected one of: sensor, signature_id, category, severity, src_ip, src_port, dest_ip, dest_port, proto"]),
+        ("[state]\nsigma = [\"/nonexistent/alertflow/*.yml\"]\n", &["line 2: state.sigma: `/nonexistent/alertflow/*.yml` matches no file"]),
         ("[[sources]]\nname = \"a\"\ntype = \"kafka\"\n", &["line 3: sources[0].type: unknown source type `kafka`; expected one of: file, stdin, unix_stream, unix_dgram, syslog_udp, syslog_tcp, redis"]),
         ("[[sources]]\nname = \"a b\"\ntype = \"stdin\"\n", &["line 2: sources[0].name: `a b` is not a valid name (letters, digits, `_`, `-`, `.`)"]),
         ("[[sources]]\nname = \"a\"\ntype = \"file\"\n", &["line 1: sources[0].path: a file source needs `path` (a file name or glob) or `paths`"]),

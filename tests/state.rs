@@ -385,3 +385,49 @@ fn ten_million_distinct_keys_stay_within_the_cap() {
     assert_eq!(d.counts.evicted, n - 100_000);
     assert!(out.is_empty(), "no key had repeats, so no roll-up");
 }
+
+/// Sigma correlation rules: each of the four types fires on a crafted stream and not on
+/// a near miss.
+#[test]
+fn sigma_correlations_fire_and_near_misses_do_not() {
+    use alertflow::state::correlate::Selector;
+    let sel = |name: &str, sids: &[i64]| Selector { name: name.into(), signature_ids: sids.to_vec(), ..Default::default() };
+    let selectors = vec![sel("failed_login", &[1]), sel("probe", &[2]), sel("recon", &[10]), sel("exploit", &[11]), sel("callback", &[12])];
+    let text = std::fs::read_to_string(common::data_dir().join("sigma/correlations.yml")).unwrap();
+    let rules = alertflow::state::sigma::load(&text, &selectors).unwrap();
+    let names: Vec<_> = rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["many_failed_logins", "port_scan", "chain_any_order", "kill_chain"]);
+    let s = 1_000_000i64;
+    let al = |t: i64, sid: i64, sensor: &str, src: &str, dst: &str, port: i32| AlertRecord { alert_id: format!("{t}-{sid}"), ts_us: t * s, sensor: sensor.into(), signature_id: sid, severity: 2, src_ip: src.into(), dest_ip: dst.into(), dest_port: Some(port), proto: "TCP".into(), ..Default::default() };
+    let fired = |alerts: &[AlertRecord]| -> Vec<String> {
+        let mut c = Correlator::new(rules.clone(), 1000);
+        let mut out = Vec::new();
+        for a in alerts {
+            c.offer(a, &mut out);
+        }
+        let mut v: Vec<String> = out.iter().filter(|e| e.status == Status::Open).map(|e| e.rule.clone()).collect();
+        v.sort();
+        v
+    };
+    // event_count: 10 failed logins on one host within an hour; 9 is a near miss, and so
+    // are 10 spread over two hours.
+    let logins = |n: i64, step: i64| (0..n).map(|i| al(i * step, 1, "web1", "10.0.0.9", "10.0.0.1", 22)).collect::<Vec<_>>();
+    assert_eq!(fired(&logins(10, 60)), ["many_failed_logins"]);
+    assert!(fired(&logins(9, 60)).is_empty());
+    assert!(fired(&logins(10, 800)).is_empty());
+    // value_count: more than 9 distinct ports (gt: 9) in 5 minutes from one source.
+    let probes = |ports: i32| (0..ports).map(|p| al(p as i64, 2, "s", "192.0.2.1", "10.0.0.1", 1000 + p)).collect::<Vec<_>>();
+    assert_eq!(fired(&probes(10)), ["port_scan"]);
+    assert!(fired(&probes(9)).is_empty());
+    // temporal (any order) and temporal_ordered, grouped by the destination.
+    let chain = |sids: [i64; 3], gap: i64| sids.iter().enumerate().map(|(i, &sid)| al(i as i64 * gap, sid, "s", "198.51.100.7", "10.0.0.5", 443)).collect::<Vec<_>>();
+    assert_eq!(fired(&chain([10, 11, 12], 60)), ["chain_any_order", "kill_chain"]);
+    assert_eq!(fired(&chain([12, 11, 10], 60)), ["chain_any_order"], "wrong order: only the unordered rule");
+    assert!(fired(&chain([10, 11, 12], 1000)).is_empty(), "too far apart for 30 minutes");
+    assert!(fired(&chain([10, 11, 11], 60)).is_empty(), "callback missing");
+    // Errors name the rule and the problem.
+    let err = alertflow::state::sigma::load("name: x\ncorrelation:\n  type: event_count\n  rules: [nope]\n  timespan: 1h\n  condition: {gte: 1}\n", &selectors).unwrap_err();
+    assert!(err.contains("no alert selector named `nope`"), "{err}");
+    let err = alertflow::state::sigma::load("name: x\ncorrelation:\n  type: event_count\n  rules: [probe]\n  timespan: 1 fortnight\n  condition: {gte: 1}\n", &selectors).unwrap_err();
+    assert!(err.contains("timespan"), "{err}");
+}

@@ -256,7 +256,7 @@ fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
     use crate::state::KeyField;
     const S: i64 = 1_000_000;
     let st = cx.section(root, "state");
-    cx.unknown_keys(&st, &["enabled", "allowed_lateness_secs", "max_future_secs", "idle_secs", "max_groups", "output", "dedup", "selectors", "rules"]);
+    cx.unknown_keys(&st, &["enabled", "allowed_lateness_secs", "max_future_secs", "idle_secs", "max_groups", "output", "dedup", "selectors", "rules", "sigma"]);
     let d = cx.section(&st, "dedup");
     cx.unknown_keys(&d, &["key", "window_secs", "rollup_secs", "max_keys"]);
     let dflt = DedupConfig::default();
@@ -334,6 +334,26 @@ fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
                 cx.error_at(&t, "name", format!("duplicate rule name `{name}`"));
             }
             rules.push(Rule { name, selectors: sels, group_by, timespan_us, condition });
+        }
+    }
+    // Sigma correlation rules from files (names of selectors as their `rules`).
+    for pattern in cx.string_list(&st, "sigma").unwrap_or_default() {
+        let files = crate::ingest::file::expand(std::slice::from_ref(&pattern));
+        if files.is_empty() {
+            cx.error_at(&st, "sigma", format!("`{pattern}` matches no file"));
+        }
+        for f in files {
+            match std::fs::read_to_string(&f).map_err(|e| e.to_string()).and_then(|t| crate::state::sigma::load(&t, &selectors)) {
+                Ok(loaded) => {
+                    for r in loaded {
+                        if rules.iter().any(|o: &Rule| o.name == r.name) {
+                            cx.error_at(&st, "sigma", format!("{}: duplicate rule name `{}`", f.display(), r.name));
+                        }
+                        rules.push(r);
+                    }
+                }
+                Err(e) => cx.error_at(&st, "sigma", format!("{}: {e}", f.display())),
+            }
         }
     }
     let engine = crate::state::stage::StateConfig {

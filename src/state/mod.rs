@@ -7,6 +7,7 @@
 
 pub mod correlate;
 pub mod dedup;
+pub mod sigma;
 pub mod stage;
 pub mod watermark;
 pub mod worker;
