@@ -6,22 +6,12 @@
 
 mod common;
 
+use common::Rng;
+
 use alertflow::ingest::framing::frame_pieces;
 use alertflow::parse::eve::prepare_line;
 use alertflow::parse::{EveParser, ParseLimits};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 const MAX: usize = 300;
 

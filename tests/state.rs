@@ -9,6 +9,7 @@ use alertflow::state::correlate::{Condition, Correlator, IncidentEvent, Rule, St
 use alertflow::state::dedup::{Decision, Dedup, DedupConfig, Rollup};
 use alertflow::state::watermark::Watermark;
 use alertflow::state::{AlertRecord, KeyField};
+use common::Rng;
 use serde_json::Value;
 
 fn corpus_alerts() -> Vec<AlertRecord> {
@@ -118,18 +119,6 @@ fn real_alerts_reduce_and_replay_identically() {
     assert_eq!(run(&alerts, vec![scan_rule(), burst_rule()]), out);
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[test]
 fn generated_streams_conserve_counts_and_never_repeat_a_key_in_its_window() {
@@ -139,9 +128,9 @@ fn generated_streams_conserve_counts_and_never_repeat_a_key_in_its_window() {
         let mut t = 1_700_000_000 * s;
         let mut alerts = Vec::new();
         for _ in 0..2000 {
-            t += rng.below(5 * s as u64) as i64;
+            t += rng.below((5 * s) as usize) as i64;
             // Out of order by up to 90 s (some beyond the 60 s lateness).
-            let jitter = rng.below(90 * s as u64) as i64;
+            let jitter = rng.below((90 * s) as usize) as i64;
             alerts.push(AlertRecord {
                 ts_us: t - jitter,
                 sensor: format!("s{}", rng.below(2)),
