@@ -408,12 +408,7 @@ impl RedisSource {
             }
             if !frames.is_empty() && (frames.data.len() >= self.ctx.read_bytes || first.is_some_and(|t| t.elapsed() >= FLUSH_EVERY)) {
                 first = None;
-                let f = frames.take();
-                let b = RawBatch { source: self.ctx.info.clone(), seq: self.seq, stream: 0, data: bytes::Bytes::from(f.data), base_offset: None, path: Some(self.path.clone()), position: Position::None, format: self.ctx.format, frames: f.ends };
-                self.seq += 1;
-                if !self.ctx.send(b) {
-                    return Err(Stop::PipelineGone);
-                }
+                self.send(frames.take(), Position::None)?;
             }
         }
         Ok(())

@@ -301,7 +301,6 @@ impl StateStage {
             group.append_value(&c.group_key);
             status.append_value(c.status.as_str());
             first.append_value(c.first_us);
-            // Clamp the far future of a flush to what the incident saw.
             last.append_value(c.last_us);
             count.append_value(c.alert_count as i64);
             for m in &c.alert_ids {

@@ -91,30 +91,28 @@ impl StateWorker {
 
     /// Outputs ready now, in order.
     pub fn ready(&mut self) -> Vec<StateOutput> {
-        let mut out = Vec::new();
-        while self.outstanding > 0 {
-            match self.rx.try_recv() {
-                Ok(o) => {
-                    self.outstanding -= 1;
-                    out.push(o);
-                }
-                Err(_) => break,
-            }
-        }
-        out
+        self.take(false)
     }
 
     /// Every outstanding output, waiting for them.
     pub fn drain(&mut self) -> Vec<StateOutput> {
+        self.take(true)
+    }
+
+    fn take(&mut self, wait: bool) -> Vec<StateOutput> {
         let mut out = Vec::new();
         while self.outstanding > 0 {
-            match self.rx.recv() {
-                Ok(o) => {
+            let next = if wait { self.rx.recv().ok() } else { self.rx.try_recv().ok() };
+            match next {
+                Some(o) => {
                     self.outstanding -= 1;
                     out.push(o);
                 }
-                Err(_) => {
-                    self.outstanding = 0;
+                // Not ready yet, or the thread is gone (then nothing more will come).
+                None => {
+                    if wait {
+                        self.outstanding = 0;
+                    }
                     break;
                 }
             }
