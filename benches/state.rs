@@ -28,8 +28,8 @@ fn storm(n: usize, distinct: bool) -> Vec<AlertRecord> {
 
 fn rules() -> Vec<Rule> {
     vec![
-        Rule { name: "scan".into(), selectors: vec![], group_by: vec![KeyField::SrcIp], timespan_us: 300_000_000, condition: Condition::ValueCount { field: KeyField::DestPort, gte: 20 } },
-        Rule { name: "burst".into(), selectors: vec![], group_by: vec![KeyField::SignatureId, KeyField::DestIp], timespan_us: 60_000_000, condition: Condition::EventCount { gte: 50 } },
+        Rule { name: "scan".into(), selectors: vec![], group_by: vec![KeyField::SrcIp], timespan_us: 300_000_000, condition: Condition::ValueCount { field: KeyField::DestPort, gte: 20 }, late: Default::default() },
+        Rule { name: "burst".into(), selectors: vec![], group_by: vec![KeyField::SignatureId, KeyField::DestIp], timespan_us: 60_000_000, condition: Condition::EventCount { gte: 50 }, late: Default::default() },
     ]
 }
 

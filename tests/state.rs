@@ -88,11 +88,11 @@ fn run(alerts: &[AlertRecord], rules: Vec<Rule>) -> Output {
 }
 
 fn scan_rule() -> Rule {
-    Rule { name: "one source, many ports".into(), selectors: vec![], group_by: vec![KeyField::SrcIp], timespan_us: 300_000_000, condition: Condition::ValueCount { field: KeyField::DestPort, gte: 10 } }
+    Rule { name: "one source, many ports".into(), selectors: vec![], group_by: vec![KeyField::SrcIp], timespan_us: 300_000_000, condition: Condition::ValueCount { field: KeyField::DestPort, gte: 10 }, late: Default::default() }
 }
 
 fn burst_rule() -> Rule {
-    Rule { name: "signature burst".into(), selectors: vec![], group_by: vec![KeyField::SignatureId, KeyField::DestIp], timespan_us: 60_000_000, condition: Condition::EventCount { gte: 20 } }
+    Rule { name: "signature burst".into(), selectors: vec![], group_by: vec![KeyField::SignatureId, KeyField::DestIp], timespan_us: 60_000_000, condition: Condition::EventCount { gte: 20 }, late: Default::default() }
 }
 
 #[test]

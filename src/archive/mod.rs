@@ -145,6 +145,18 @@ struct StateRuntime {
     dir: PathBuf,
     output: Option<(PathBuf, std::io::BufWriter<File>)>,
     pending: Vec<String>,
+    /// Late alerts of the `late_output` policy, when they have a file of their own.
+    late_output: Option<(PathBuf, std::io::BufWriter<File>)>,
+    pending_late: Vec<String>,
+}
+
+fn open_output(p: Option<PathBuf>) -> Result<Option<(PathBuf, std::io::BufWriter<File>)>, ArchiveError> {
+    let Some(p) = p else { return Ok(None) };
+    if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    let f = File::options().create(true).append(true).open(&p).map_err(io_err(&p))?;
+    Ok(Some((p, std::io::BufWriter::new(f))))
 }
 
 /// Notification lines held for the next commit before it is forced.
@@ -208,7 +220,7 @@ impl ArchiveWriter {
 
     /// Turns on dedup and correlation: the `alerts` and `incidents` tables fill from the
     /// events, and the state saved with the newest commit is restored.
-    pub fn enable_state(&mut self, cfg: &crate::state::stage::StateConfig, output: Option<PathBuf>) -> Result<(), ArchiveError> {
+    pub fn enable_state(&mut self, cfg: &crate::state::stage::StateConfig, output: Option<PathBuf>, late_output: Option<PathBuf>) -> Result<(), ArchiveError> {
         let dir = self.cfg.root.join("_state");
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let mut stage = crate::state::stage::StateStage::new(cfg);
@@ -223,18 +235,10 @@ impl ArchiveWriter {
                 Err(e) => return Err(ArchiveError::Io { path: f, source: e }),
             }
         }
-        let output = match output {
-            Some(p) => {
-                if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-                }
-                let f = File::options().create(true).append(true).open(&p).map_err(io_err(&p))?;
-                Some((p, std::io::BufWriter::new(f)))
-            }
-            None => None,
-        };
+        let output = open_output(output)?;
+        let late_output = open_output(late_output)?;
         let worker = crate::state::worker::StateWorker::spawn(stage);
-        self.state = Some(StateRuntime { worker, dir, output, pending: Vec::new() });
+        self.state = Some(StateRuntime { worker, dir, output, pending: Vec::new(), late_output, pending_late: Vec::new() });
         Ok(())
     }
 
@@ -256,7 +260,12 @@ impl ArchiveWriter {
         let mut full = false;
         if let Some(st) = self.state.as_mut() {
             st.pending.extend(out.lines);
-            full = st.pending.len() >= MAX_PENDING_LINES;
+            if st.late_output.is_some() {
+                st.pending_late.extend(out.late_lines);
+            } else {
+                st.pending.extend(out.late_lines);
+            }
+            full = st.pending.len() + st.pending_late.len() >= MAX_PENDING_LINES;
         }
         // Notifications wait for their commit: bound what waits (the caller commits).
         self.commit_due |= full;
@@ -375,7 +384,7 @@ impl ArchiveWriter {
             }
         }
         if self.open_rows == 0 {
-            if self.state.as_ref().is_some_and(|s| !s.pending.is_empty()) {
+            if self.state.as_ref().is_some_and(|s| !s.pending.is_empty() || !s.pending_late.is_empty()) {
                 self.emit_without_rows()?;
             }
             return Ok(());
@@ -395,7 +404,7 @@ impl ArchiveWriter {
         self.collect_state(true)?;
         self.commit_due = false;
         if self.open_rows == 0 {
-            if self.state.as_ref().is_some_and(|s| !s.pending.is_empty()) {
+            if self.state.as_ref().is_some_and(|s| !s.pending.is_empty() || !s.pending_late.is_empty()) {
                 self.emit_without_rows()?;
             }
             return Ok(());
@@ -548,12 +557,15 @@ fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
 fn emit_lines(st: &mut StateRuntime) -> Result<(), ArchiveError> {
     use std::io::Write;
     let lines = std::mem::take(&mut st.pending);
+    let late = std::mem::take(&mut st.pending_late);
     metrics::counter!(m::STATE_NOTIFICATIONS).increment(lines.len() as u64);
-    if let Some((path, w)) = st.output.as_mut() {
-        for l in &lines {
-            w.write_all(l.as_bytes()).and_then(|_| w.write_all(b"\n")).map_err(io_err(path))?;
+    for (out, lines) in [(st.output.as_mut(), lines), (st.late_output.as_mut(), late)] {
+        if let Some((path, w)) = out {
+            for l in &lines {
+                w.write_all(l.as_bytes()).and_then(|_| w.write_all(b"\n")).map_err(io_err(path))?;
+            }
+            w.flush().map_err(io_err(path))?;
         }
-        w.flush().map_err(io_err(path))?;
     }
     Ok(())
 }

@@ -121,6 +121,9 @@ pub struct StateSection {
     pub engine: crate::state::stage::StateConfig,
     /// JSON lines of alerts that go on, roll-ups and incident changes; `None`: none.
     pub output: Option<PathBuf>,
+    /// JSON lines of alerts that came after their windows closed (rules with the
+    /// `late_output` policy); `None`: they go to `output`, typed `late_alert`.
+    pub late_output: Option<PathBuf>,
 }
 
 impl Config {
@@ -250,13 +253,38 @@ fn key_fields(cx: &mut Cx, t: &Tbl, key: &str, default: &[crate::state::KeyField
     }
 }
 
+fn late_policy(cx: &mut Cx, t: &Tbl, key: &str, default: crate::state::LatePolicy) -> crate::state::LatePolicy {
+    use crate::state::LatePolicy;
+    match cx.string(t, key).as_deref() {
+        None => default,
+        Some(name) => LatePolicy::from_name(name).unwrap_or_else(|| {
+            cx.error_at(t, key, format!("`{name}` is not one of: {}", LatePolicy::NAMES.join(", ")));
+            default
+        }),
+    }
+}
+
 fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
+    use crate::state::LatePolicy;
     use crate::state::correlate::{Condition, Rule, Selector};
     use crate::state::dedup::DedupConfig;
     use crate::state::KeyField;
     const S: i64 = 1_000_000;
     let st = cx.section(root, "state");
-    cx.unknown_keys(&st, &["enabled", "allowed_lateness_secs", "max_future_secs", "idle_secs", "max_groups", "output", "dedup", "selectors", "rules", "sigma"]);
+    cx.unknown_keys(&st, &["enabled", "allowed_lateness_secs", "max_future_secs", "idle_secs", "max_groups", "output", "late_policy", "late_output", "dedup", "context", "selectors", "rules", "sigma"]);
+    let default_late = late_policy(cx, &st, "late_policy", LatePolicy::Reevaluate);
+    let c = cx.section(&st, "context");
+    cx.unknown_keys(&c, &["enabled", "ttl_secs", "max_flows", "max_hosts", "max_items", "host_lookups", "max_value_bytes", "max_bytes"]);
+    let context = crate::state::context::ContextConfig {
+        enabled: cx.boolean(&c, "enabled", true),
+        ttl_us: cx.uint(&c, "ttl_secs", 600, 1, 86_400) as i64 * S,
+        max_flows: cx.uint(&c, "max_flows", 200_000, 1, 1 << 32) as usize,
+        max_hosts: cx.uint(&c, "max_hosts", 100_000, 1, 1 << 32) as usize,
+        max_items: cx.uint(&c, "max_items", 16, 1, 1024) as usize,
+        host_lookups: cx.uint(&c, "host_lookups", 16, 1, 1024) as usize,
+        max_value_bytes: cx.uint(&c, "max_value_bytes", 256, 8, 65_536) as usize,
+        max_bytes: cx.uint(&c, "max_bytes", 256 << 20, 1 << 16, 1 << 40) as usize,
+    };
     let d = cx.section(&st, "dedup");
     cx.unknown_keys(&d, &["key", "window_secs", "rollup_secs", "max_keys"]);
     let dflt = DedupConfig::default();
@@ -283,7 +311,8 @@ fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
     }
     let mut rules = Vec::new();
     for t in cx.array_of_tables(&st, "rules") {
-        cx.unknown_keys(&t, &["name", "type", "selectors", "group_by", "timespan_secs", "gte", "field"]);
+        cx.unknown_keys(&t, &["name", "type", "selectors", "group_by", "timespan_secs", "gte", "field", "late"]);
+        let late = late_policy(cx, &t, "late", default_late);
         let name = cx.required_string(&t, "name");
         let sel_names = cx.string_list(&t, "selectors").unwrap_or_default();
         let mut sels = Vec::new();
@@ -333,7 +362,7 @@ fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
             if rules.iter().any(|r: &Rule| r.name == name) {
                 cx.error_at(&t, "name", format!("duplicate rule name `{name}`"));
             }
-            rules.push(Rule { name, selectors: sels, group_by, timespan_us, condition });
+            rules.push(Rule { name, selectors: sels, group_by, timespan_us, condition, late });
         }
     }
     // Sigma correlation rules from files (names of selectors as their `rules`).
@@ -345,7 +374,8 @@ fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
         for f in files {
             match std::fs::read_to_string(&f).map_err(|e| e.to_string()).and_then(|t| crate::state::sigma::load(&t, &selectors)) {
                 Ok(loaded) => {
-                    for r in loaded {
+                    for mut r in loaded {
+                        r.late = default_late;
                         if rules.iter().any(|o: &Rule| o.name == r.name) {
                             cx.error_at(&st, "sigma", format!("{}: duplicate rule name `{}`", f.display(), r.name));
                         }
@@ -364,9 +394,12 @@ fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
         dedup,
         rules,
         max_groups: cx.uint(&st, "max_groups", 100_000, 1, 1 << 32) as usize,
+        context,
+        late_policy: default_late,
     };
     let output = cx.string(&st, "output").filter(|o| !o.is_empty()).map(PathBuf::from);
-    Some(StateSection { engine, output })
+    let late_output = cx.string(&st, "late_output").filter(|o| !o.is_empty()).map(PathBuf::from);
+    Some(StateSection { engine, output, late_output })
 }
 
 const FILE_KEYS: &[&str] = &["path", "paths", "start_at", "poll_interval_ms", "rotate_wait_secs", "max_open_files"];

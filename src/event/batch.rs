@@ -6,12 +6,13 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::{ArrayRef, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::array::{Array, ArrayRef, StringArray, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 
 use super::time::hour_bucket;
-use super::{EventView, StrOrInt};
+
+use super::{ContextKind, ContextView, EventView, StrOrInt};
 
 /// Column names of the `events` table, in order.
 pub const EVENT_COLUMNS: [&str; 29] = [
@@ -95,6 +96,66 @@ pub fn events_schema() -> SchemaRef {
 pub struct EventBatch {
     pub columns: RecordBatch,
     pub hours: Vec<i64>,
+    /// Per row, the encoded [`ContextView`](super::ContextView) of a context event (see
+    /// [`decode_context`]); not archived. `None` for batches that carry none.
+    pub context: Option<StringArray>,
+}
+
+/// Separates the fields of an encoded context (never inside a value: replaced by a space).
+const SEP: char = '\u{1f}';
+
+fn kind_letter(k: ContextKind) -> char {
+    match k {
+        ContextKind::Dns => 'd',
+        ContextKind::Http => 'h',
+        ContextKind::Tls => 't',
+        ContextKind::FileInfo => 'f',
+        ContextKind::Flow => 'l',
+        ContextKind::Anomaly => 'a',
+    }
+}
+
+/// Writes a context as one string: kind letter, four texts, four numbers.
+pub fn encode_context(c: &ContextView<'_>, out: &mut impl std::fmt::Write) {
+    let _ = out.write_char(kind_letter(c.kind));
+    for t in c.text {
+        let _ = out.write_char(SEP);
+        if let Some(t) = t {
+            if t.contains(SEP) {
+                let _ = out.write_str(&t.replace(SEP, " "));
+            } else {
+                let _ = out.write_str(t);
+            }
+        }
+    }
+    for n in c.num {
+        let _ = out.write_char(SEP);
+        if let Some(n) = n {
+            let _ = write!(out, "{n}");
+        }
+    }
+}
+
+/// Reads back what [`encode_context`] wrote (empty slots are `None`).
+pub fn decode_context(s: &str) -> Option<ContextView<'_>> {
+    let mut parts = s.split(SEP);
+    let kind = match parts.next()? {
+        "d" => ContextKind::Dns,
+        "h" => ContextKind::Http,
+        "t" => ContextKind::Tls,
+        "f" => ContextKind::FileInfo,
+        "l" => ContextKind::Flow,
+        "a" => ContextKind::Anomaly,
+        _ => return None,
+    };
+    let mut c = ContextView { kind, text: [None; 4], num: [None; 4] };
+    for t in c.text.iter_mut() {
+        *t = parts.next().filter(|p| !p.is_empty());
+    }
+    for n in c.num.iter_mut() {
+        *n = parts.next().and_then(|p| p.parse().ok());
+    }
+    Some(c)
 }
 
 impl EventBatch {
@@ -134,6 +195,7 @@ pub struct EventBatchBuilder {
     syslog_message: StringBuilder,
     source: StringBuilder,
     raw: StringBuilder,
+    context: StringBuilder,
     hours: Vec<i64>,
     itoa: itoa_buf::Buf,
 }
@@ -197,6 +259,7 @@ impl EventBatchBuilder {
             syslog_message: s(0),
             source: s(rows * 8),
             raw: s(raw_bytes),
+            context: StringBuilder::new(),
             hours: Vec::with_capacity(rows),
             itoa: Default::default(),
         }
@@ -266,6 +329,13 @@ impl EventBatchBuilder {
         }
         self.source.append_value(source);
         self.raw.append_value(raw);
+        match &ev.context {
+            Some(c) => {
+                encode_context(c, &mut self.context);
+                self.context.append_value("");
+            }
+            None => self.context.append_null(),
+        }
         self.hours.push(hour_bucket(partition_us));
     }
 
@@ -303,7 +373,9 @@ impl EventBatchBuilder {
             Arc::new(self.raw.finish()),
         ];
         let columns = RecordBatch::try_new(events_schema(), columns).expect("builder columns match the events schema");
-        EventBatch { columns, hours: std::mem::take(&mut self.hours) }
+        let context = self.context.finish();
+        let context = (context.null_count() < context.len()).then_some(context);
+        EventBatch { columns, hours: std::mem::take(&mut self.hours), context }
     }
 }
 

@@ -69,6 +69,61 @@ pub struct EventView<'a> {
     pub community_id: Option<&'a str>,
     pub alert: Option<AlertView<'a>>,
     pub syslog: Option<SyslogView<'a>>,
+    /// What a flow, dns, http, tls, fileinfo or anomaly event says about its flow (the
+    /// state stage's flow context); not an archive column.
+    pub context: Option<ContextView<'a>>,
+}
+
+/// The kinds of events that describe the traffic around an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextKind {
+    Dns,
+    Http,
+    Tls,
+    FileInfo,
+    Flow,
+    Anomaly,
+}
+
+impl ContextKind {
+    pub const ALL: [ContextKind; 6] = [ContextKind::Dns, ContextKind::Http, ContextKind::Tls, ContextKind::FileInfo, ContextKind::Flow, ContextKind::Anomaly];
+
+    /// The EVE `event_type` (and object key) of the kind.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            ContextKind::Dns => "dns",
+            ContextKind::Http => "http",
+            ContextKind::Tls => "tls",
+            ContextKind::FileInfo => "fileinfo",
+            ContextKind::Flow => "flow",
+            ContextKind::Anomaly => "anomaly",
+        }
+    }
+
+    pub fn from_event_type(s: &str) -> Option<ContextKind> {
+        ContextKind::ALL.into_iter().find(|k| k.event_type() == s)
+    }
+
+    /// The names of the text and number slots of a [`ContextView`] of this kind.
+    pub fn slots(self) -> ([&'static str; 4], [&'static str; 4]) {
+        match self {
+            ContextKind::Dns => (["rrname", "rrtype", "type", "rcode"], ["", "", "", ""]),
+            ContextKind::Http => (["hostname", "url", "method", "user_agent"], ["status", "length", "", ""]),
+            ContextKind::Tls => (["sni", "version", "ja3", "ja4"], ["", "", "", ""]),
+            ContextKind::FileInfo => (["filename", "sha256", "md5", "magic"], ["size", "", "", ""]),
+            ContextKind::Flow => (["state", "reason", "", ""], ["pkts_toserver", "pkts_toclient", "bytes_toserver", "bytes_toclient"]),
+            ContextKind::Anomaly => (["type", "event", "layer", ""], ["", "", "", ""]),
+        }
+    }
+}
+
+/// The few fields of a context event the state stage summarizes, in the slots
+/// [`ContextKind::slots`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContextView<'a> {
+    pub kind: ContextKind,
+    pub text: [Option<&'a str>; 4],
+    pub num: [Option<i64>; 4],
 }
 
 /// Typed fields whose value can be present but unusable (wrong type or out of range).

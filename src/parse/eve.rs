@@ -13,7 +13,7 @@ use simd_json::{Buffers, ErrorType, Tape};
 
 use super::RejectReason;
 use crate::event::time::parse_timestamp_us;
-use crate::event::{AlertView, EventView, Field, StrOrInt};
+use crate::event::{AlertView, ContextKind, ContextView, EventView, Field, StrOrInt};
 
 /// Limits applied to every line.
 #[derive(Debug, Clone, Copy)]
@@ -199,9 +199,17 @@ fn fill_scratch(scratch: &mut Vec<u8>, line: &[u8], fix_escapes: bool) {
 
 fn walk_event<'t, 'i>(obj: &Object<'t, 'i>, ev: &mut EventView<'i>, errs: &mut FieldErrors) -> Result<(), RejectReason> {
     let mut timestamp: Option<Value<'t, 'i>> = None;
+    // The objects of the context kinds, read once the event type is known.
+    let mut ctx: [Option<Value<'t, 'i>>; 6] = [None; 6];
     for (key, v) in obj.iter() {
         match key {
             "timestamp" => timestamp = Some(v),
+            "dns" => ctx[0] = Some(v),
+            "http" => ctx[1] = Some(v),
+            "tls" => ctx[2] = Some(v),
+            "fileinfo" => ctx[3] = Some(v),
+            "flow" => ctx[4] = Some(v),
+            "anomaly" => ctx[5] = Some(v),
             "event_type" => ev.event_type = str_field(v, Field::EventType, errs),
             "host" => ev.host = str_field(v, Field::Host, errs),
             "in_iface" => ev.in_iface = str_field(v, Field::InIface, errs),
@@ -233,6 +241,10 @@ fn walk_event<'t, 'i>(obj: &Object<'t, 'i>, ev: &mut EventView<'i>, errs: &mut F
             }
             _ => {}
         }
+    }
+    if let Some(kind) = ev.event_type.and_then(ContextKind::from_event_type) {
+        let i = ContextKind::ALL.iter().position(|&k| k == kind).expect("kind listed");
+        ev.context = ctx[i].and_then(|v| v.as_object()).map(|o| context_view(kind, &o));
     }
     match timestamp {
         None => Err(RejectReason::MissingTimestamp),
@@ -276,6 +288,45 @@ fn walk_alert<'i>(obj: &Object<'_, 'i>, errs: &mut FieldErrors) -> AlertView<'i>
         }
     }
     a
+}
+
+/// The fields of a context event's object that the flow context keeps. Wrong-typed
+/// values are left out (they are not archive columns, so nothing is counted).
+fn context_view<'i>(kind: ContextKind, o: &Object<'_, 'i>) -> ContextView<'i> {
+    let s = |o: &Object<'_, 'i>, k: &str| o.get(k).and_then(|v| v.into_string());
+    let n = |o: &Object<'_, 'i>, k: &str| o.get(k).and_then(|v| v.as_i64());
+    let mut c = ContextView { kind, text: [None; 4], num: [None; 4] };
+    match kind {
+        ContextKind::Dns => {
+            // Version 2 puts the query at the top; version 3 in `queries` (requests)
+            // or in `queries` / `answers` (responses).
+            let first = |k: &str| o.get(k).and_then(|v| v.as_array()).and_then(|a| a.get(0)).and_then(|v| v.as_object());
+            let q = first("queries").or_else(|| first("answers"));
+            c.text[0] = s(o, "rrname").or_else(|| q.as_ref().and_then(|q| s(q, "rrname")));
+            c.text[1] = s(o, "rrtype").or_else(|| q.as_ref().and_then(|q| s(q, "rrtype")));
+            c.text[2] = s(o, "type");
+            c.text[3] = s(o, "rcode");
+        }
+        ContextKind::Http => {
+            c.text = [s(o, "hostname"), s(o, "url"), s(o, "http_method"), s(o, "http_user_agent")];
+            c.num[0] = n(o, "status");
+            c.num[1] = n(o, "length");
+        }
+        ContextKind::Tls => {
+            let hash = |k: &str| o.get(k).and_then(|v| v.as_object()).and_then(|h| s(&h, "hash"));
+            c.text = [s(o, "sni"), s(o, "version"), hash("ja3"), s(o, "ja4")];
+        }
+        ContextKind::FileInfo => {
+            c.text = [s(o, "filename"), s(o, "sha256"), s(o, "md5"), s(o, "magic")];
+            c.num[0] = n(o, "size");
+        }
+        ContextKind::Flow => {
+            c.text = [s(o, "state"), s(o, "reason"), None, None];
+            c.num = [n(o, "pkts_toserver"), n(o, "pkts_toclient"), n(o, "bytes_toserver"), n(o, "bytes_toclient")];
+        }
+        ContextKind::Anomaly => c.text = [s(o, "type"), s(o, "event"), s(o, "layer"), None],
+    }
+    c
 }
 
 #[inline]

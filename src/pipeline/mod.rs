@@ -148,7 +148,7 @@ pub fn run(cfg: &Config, mode: Mode, shutdown: Arc<AtomicBool>, progress: Option
     let (mut archive, recovered) = ArchiveWriter::open(cfg.archive.clone())?;
     let sealed = archive.sealed();
     if cfg.state.engine.enabled {
-        archive.enable_state(&cfg.state.engine, cfg.state.output.clone())?;
+        archive.enable_state(&cfg.state.engine, cfg.state.output.clone(), cfg.state.late_output.clone())?;
     }
     if recovered.segments > 0 {
         tracing::info!(segments = recovered.segments, rolled_forward = recovered.rolled_forward, discarded = recovered.discarded, "archive recovered");

@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 
 use lru::LruCache;
 
-use super::{key_of, AlertRecord, KeyField};
+use super::{key_of, AlertRecord, KeyField, LatePolicy};
 
 /// Which alerts a rule looks at. Every criterion given must hold.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +54,8 @@ pub struct Rule {
     pub group_by: Vec<KeyField>,
     pub timespan_us: i64,
     pub condition: Condition,
+    /// What a late alert does to this rule.
+    pub late: LatePolicy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +63,8 @@ pub enum Status {
     Open,
     Updated,
     Closed,
+    /// A late alert joined an incident after it closed (re-evaluation).
+    Corrected,
 }
 
 impl Status {
@@ -69,6 +73,7 @@ impl Status {
             Status::Open => "open",
             Status::Updated => "updated",
             Status::Closed => "closed",
+            Status::Corrected => "corrected",
         }
     }
 }
@@ -175,36 +180,95 @@ pub struct CorrelationCounts {
     pub opened: u64,
     pub closed: u64,
     pub groups_evicted: u64,
+    /// Late alerts kept out of a rule (policy `drop` or `late_output`), per rule match.
+    pub late_skipped: u64,
+    /// Late alerts re-evaluated by a rule.
+    pub late_reevaluated: u64,
+    /// `corrected` changes of closed incidents.
+    pub corrected: u64,
+}
+
+/// A closed incident, remembered so a re-evaluated late alert can correct it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Closed {
+    id: String,
+    first_us: i64,
+    last_us: i64,
+    alert_count: u64,
+}
+
+/// How long after its last alert a closed incident can still be corrected (event time).
+pub const CORRECTABLE_US: i64 = 86_400_000_000;
+
+/// What a rule set did with one alert.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Offered {
+    /// Incidents the alert belongs to.
+    pub joined: Vec<String>,
+    /// A late alert that a rule with the `late_output` policy kept out.
+    pub late_output: bool,
 }
 
 pub struct Correlator {
     rules: Vec<Rule>,
     /// Groups in order of their last alert (least recent evicted first when full).
     groups: LruCache<(usize, String), Group>,
+    /// Recently closed incidents by group (at most `max_groups`).
+    closed: LruCache<(usize, String), Closed>,
     max_groups: usize,
     pub counts: CorrelationCounts,
 }
 
 impl Correlator {
     pub fn new(rules: Vec<Rule>, max_groups: usize) -> Self {
-        Self { rules, groups: LruCache::unbounded(), max_groups, counts: CorrelationCounts::default() }
+        Self { rules, groups: LruCache::unbounded(), closed: LruCache::unbounded(), max_groups, counts: CorrelationCounts::default() }
     }
 
     pub fn groups(&self) -> usize {
         self.groups.len()
     }
 
-    /// Takes one alert; incident changes go to `out`. Returns the ids of the incidents the
-    /// alert belongs to.
+    /// Takes one on-time alert; incident changes go to `out`. Returns the ids of the
+    /// incidents the alert belongs to.
     pub fn offer(&mut self, a: &AlertRecord, out: &mut Vec<IncidentEvent>) -> Vec<String> {
-        let mut joined = Vec::new();
+        self.offer_at(a, false, out).joined
+    }
+
+    /// Takes one alert, `late` when it is older than the watermark: each rule applies its
+    /// [`LatePolicy`].
+    pub fn offer_at(&mut self, a: &AlertRecord, late: bool, out: &mut Vec<IncidentEvent>) -> Offered {
+        let mut res = Offered::default();
+        let joined = &mut res.joined;
         for ri in 0..self.rules.len() {
             let rule = &self.rules[ri];
             let mask: u64 = if rule.selectors.is_empty() { 1 } else { rule.selectors.iter().enumerate().filter(|(_, s)| s.matches(a)).fold(0, |m, (i, _)| m | 1 << i) };
             if mask == 0 {
                 continue;
             }
+            if late {
+                match rule.late {
+                    LatePolicy::Drop | LatePolicy::LateOutput => {
+                        res.late_output |= rule.late == LatePolicy::LateOutput;
+                        self.counts.late_skipped += 1;
+                        continue;
+                    }
+                    LatePolicy::Reevaluate => self.counts.late_reevaluated += 1,
+                }
+            }
             let key = key_of(&rule.group_by, a);
+            if late && !self.groups.peek(&(ri, key.clone())).is_some_and(|g| g.incident.is_some()) {
+                // The incident this alert would have joined may have closed already.
+                let span = rule.timespan_us;
+                if let Some(c) = self.closed.get_mut(&(ri, key.clone())).filter(|c| a.ts_us >= c.first_us - span && a.ts_us <= c.last_us + span) {
+                    c.alert_count += 1;
+                    c.first_us = c.first_us.min(a.ts_us);
+                    c.last_us = c.last_us.max(a.ts_us);
+                    out.push(IncidentEvent { id: c.id.clone(), rule: rule.name.clone(), group_key: key, status: Status::Corrected, first_us: c.first_us, last_us: c.last_us, alert_count: c.alert_count, alert_ids: vec![a.alert_id.clone()] });
+                    joined.push(c.id.clone());
+                    self.counts.corrected += 1;
+                    continue;
+                }
+            }
             let value = match rule.condition {
                 Condition::ValueCount { field, .. } => key_of(&[field], a),
                 _ => String::new(),
@@ -254,7 +318,7 @@ impl Correlator {
                 }
             }
         }
-        joined
+        res
     }
 
     /// Evicts the group whose last alert is the least recent (O(1)).
@@ -267,6 +331,10 @@ impl Correlator {
 
     fn close(&mut self, k: &(usize, String), g: Group, out: &mut Vec<IncidentEvent>) {
         if let Some(inc) = g.incident {
+            if self.closed.len() >= self.max_groups {
+                self.closed.pop_lru();
+            }
+            self.closed.put(k.clone(), Closed { id: inc.id.clone(), first_us: inc.first_us, last_us: inc.last_us, alert_count: inc.alert_count });
             out.push(IncidentEvent { id: inc.id, rule: self.rules[k.0].name.clone(), group_key: k.1.clone(), status: Status::Closed, first_us: inc.first_us, last_us: inc.last_us, alert_count: inc.alert_count, alert_ids: inc.joined });
             self.counts.closed += 1;
         }
@@ -276,7 +344,9 @@ impl Correlator {
     pub fn snapshot(&self) -> serde_json::Value {
         // Least recent first, so a restore rebuilds the same eviction order.
         let groups: Vec<(&str, &str, &Group)> = self.groups.iter().rev().map(|((r, k), g)| (self.rules[*r].name.as_str(), k.as_str(), g)).collect();
-        serde_json::json!({ "groups": groups, "counts": [self.counts.opened, self.counts.closed, self.counts.groups_evicted] })
+        let closed: Vec<(&str, &str, &Closed)> = self.closed.iter().rev().map(|((r, k), c)| (self.rules[*r].name.as_str(), k.as_str(), c)).collect();
+        let c = &self.counts;
+        serde_json::json!({ "groups": groups, "closed": closed, "counts": [c.opened, c.closed, c.groups_evicted, c.late_skipped, c.late_reevaluated, c.corrected] })
     }
 
     /// Restores groups from [`Correlator::snapshot`]; groups of rules no longer configured
@@ -288,9 +358,17 @@ impl Correlator {
                 self.groups.put((ri, key), g);
             }
         }
-        if let Some([o, c, e]) = v["counts"].as_array().map(|a| a.iter().map(|x| x.as_u64().unwrap_or(0)).collect::<Vec<_>>()).as_deref() {
-            self.counts = CorrelationCounts { opened: *o, closed: *c, groups_evicted: *e };
+        if !v["closed"].is_null() {
+            let closed: Vec<(String, String, Closed)> = serde_json::from_value(v["closed"].clone())?;
+            for (rule, key, c) in closed {
+                if let Some(ri) = self.rules.iter().position(|r| r.name == rule) {
+                    self.closed.put((ri, key), c);
+                }
+            }
         }
+        let n: Vec<u64> = v["counts"].as_array().map(|a| a.iter().map(|x| x.as_u64().unwrap_or(0)).collect()).unwrap_or_default();
+        let at = |i: usize| n.get(i).copied().unwrap_or(0);
+        self.counts = CorrelationCounts { opened: at(0), closed: at(1), groups_evicted: at(2), late_skipped: at(3), late_reevaluated: at(4), corrected: at(5) };
         Ok(())
     }
 
@@ -307,6 +385,9 @@ impl Correlator {
         for k in done {
             let g = self.groups.pop(&k).expect("present");
             self.close(&k, g, out);
+        }
+        while self.closed.peek_lru().is_some_and(|(_, c)| c.last_us.saturating_add(CORRECTABLE_US) < watermark) {
+            self.closed.pop_lru();
         }
     }
 }
@@ -349,7 +430,7 @@ mod tests {
 
     #[test]
     fn value_count_fires_on_a_scan_and_not_on_a_near_miss() {
-        let rule = Rule { name: "scan".into(), selectors: vec![], group_by: vec![KeyField::SrcIp], timespan_us: 60 * S, condition: Condition::ValueCount { field: KeyField::DestPort, gte: 5 } };
+        let rule = Rule { name: "scan".into(), selectors: vec![], group_by: vec![KeyField::SrcIp], timespan_us: 60 * S, condition: Condition::ValueCount { field: KeyField::DestPort, gte: 5 }, late: Default::default() };
         let mut c = Correlator::new(vec![rule], 1000);
         let mut out = Vec::new();
         // Near miss: 5 ports, but spread over more than 60 s.
@@ -379,8 +460,8 @@ mod tests {
     #[test]
     fn temporal_ordered_needs_the_order_temporal_does_not() {
         let sels = vec![sel("scan", &[1]), sel("exploit", &[2]), sel("c2", &[3])];
-        let ordered = Rule { name: "kill-chain".into(), selectors: sels.clone(), group_by: vec![KeyField::DestIp], timespan_us: 600 * S, condition: Condition::TemporalOrdered };
-        let any = Rule { name: "all-three".into(), selectors: sels, group_by: vec![KeyField::DestIp], timespan_us: 600 * S, condition: Condition::Temporal };
+        let ordered = Rule { name: "kill-chain".into(), selectors: sels.clone(), group_by: vec![KeyField::DestIp], timespan_us: 600 * S, condition: Condition::TemporalOrdered, late: Default::default() };
+        let any = Rule { name: "all-three".into(), selectors: sels, group_by: vec![KeyField::DestIp], timespan_us: 600 * S, condition: Condition::Temporal, late: Default::default() };
         let mut c = Correlator::new(vec![ordered, any], 1000);
         let mut out = Vec::new();
         // Wrong order on host A: c2, exploit, scan.
@@ -400,7 +481,7 @@ mod tests {
 
     #[test]
     fn event_count_with_out_of_order_alerts_and_group_cap() {
-        let rule = Rule { name: "burst".into(), selectors: vec![sel("s", &[7])], group_by: vec![KeyField::SrcIp], timespan_us: 10 * S, condition: Condition::EventCount { gte: 3 } };
+        let rule = Rule { name: "burst".into(), selectors: vec![sel("s", &[7])], group_by: vec![KeyField::SrcIp], timespan_us: 10 * S, condition: Condition::EventCount { gte: 3 }, late: Default::default() };
         let mut c = Correlator::new(vec![rule], 2);
         let mut out = Vec::new();
         c.offer(&a(5, 7, "x", "y", 1), &mut out);

@@ -5,6 +5,7 @@
 //! the events and from a `now_us` the caller passes in: a shard owns one of each and is
 //! driven by its thread; tests drive it directly.
 
+pub mod context;
 pub mod correlate;
 pub mod dedup;
 pub mod sigma;
@@ -13,6 +14,37 @@ pub mod watermark;
 pub mod worker;
 
 use std::fmt::Write as _;
+
+/// What happens to an alert older than the watermark (its window may have closed). It is
+/// archived (flagged `late`) whatever the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LatePolicy {
+    /// Counted, kept out of dedup and correlation.
+    Drop,
+    /// Counted, kept out, and written to the late output for a person or tool to judge.
+    LateOutput,
+    /// Evaluated like an on-time alert; an incident that already closed gets a
+    /// `corrected` change with the new count.
+    #[default]
+    Reevaluate,
+}
+
+impl LatePolicy {
+    pub const NAMES: [&'static str; 3] = ["drop", "late_output", "reevaluate"];
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "drop" => LatePolicy::Drop,
+            "late_output" => LatePolicy::LateOutput,
+            "reevaluate" => LatePolicy::Reevaluate,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
 
 /// The fields of an alert that dedup and correlation look at.
 #[derive(Debug, Clone, Default, PartialEq)]

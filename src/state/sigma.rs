@@ -136,7 +136,7 @@ pub fn load(text: &str, selectors: &[Selector]) -> Result<Vec<Rule>, String> {
             }
             other => return Err(at(format!("type `{other}` is not one of: event_count, value_count, temporal, temporal_ordered"))),
         };
-        rules.push(Rule { name, selectors: sels, group_by, timespan_us, condition });
+        rules.push(Rule { name, selectors: sels, group_by, timespan_us, condition, late: Default::default() });
     }
     Ok(rules)
 }

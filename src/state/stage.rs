@@ -21,11 +21,15 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use serde_json::json;
 
-use super::correlate::{Correlator, IncidentEvent, Rule};
+use std::collections::HashMap;
+
+use super::context::{ContextConfig, FlowContext, IncidentContext};
+use super::correlate::{Correlator, IncidentEvent, Rule, Status};
 use super::dedup::{Decision, Dedup, DedupConfig, Rollup};
 use super::watermark::Watermark;
-use super::AlertRecord;
+use super::{AlertRecord, LatePolicy};
 use crate::event::time::hour_bucket;
+use crate::event::batch::decode_context;
 use crate::event::{events_schema, EventBatch};
 
 #[derive(Debug, Clone)]
@@ -37,11 +41,14 @@ pub struct StateConfig {
     pub dedup: DedupConfig,
     pub rules: Vec<Rule>,
     pub max_groups: usize,
+    pub context: ContextConfig,
+    /// The policy for late alerts in dedup, and the default of the rules.
+    pub late_policy: LatePolicy,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
-        Self { enabled: true, allowed_lateness_us: 60_000_000, max_future_us: 300_000_000, idle_us: 30_000_000, dedup: DedupConfig::default(), rules: Vec::new(), max_groups: 100_000 }
+        Self { enabled: true, allowed_lateness_us: 60_000_000, max_future_us: 300_000_000, idle_us: 30_000_000, dedup: DedupConfig::default(), rules: Vec::new(), max_groups: 100_000, context: ContextConfig::default(), late_policy: LatePolicy::default() }
     }
 }
 
@@ -50,7 +57,7 @@ impl Default for StateConfig {
 pub const ADVANCE_STEP_US: i64 = 10_000_000;
 
 /// Columns the `alerts` table adds to the event columns.
-pub const ALERT_COLUMNS: [&str; 6] = ["alert_id", "dedup_key", "dedup_count", "suppressed", "late", "incident_id"];
+pub const ALERT_COLUMNS: [&str; 7] = ["alert_id", "dedup_key", "dedup_count", "suppressed", "late", "incident_id", "flow_context"];
 
 /// The `alerts` table: every event column, then [`ALERT_COLUMNS`].
 pub fn alerts_schema() -> SchemaRef {
@@ -63,6 +70,7 @@ pub fn alerts_schema() -> SchemaRef {
         fields.push(Field::new("suppressed", DataType::Boolean, false));
         fields.push(Field::new("late", DataType::Boolean, false));
         fields.push(Field::new("incident_id", DataType::Utf8, true));
+        fields.push(Field::new("flow_context", DataType::Utf8, true));
         Arc::new(Schema::new(fields))
     })
     .clone()
@@ -82,6 +90,7 @@ pub fn incidents_schema() -> SchemaRef {
             Field::new("last_seen", ts(), false),
             Field::new("alert_count", DataType::Int64, false),
             Field::new("alert_ids", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), false),
+            Field::new("context", DataType::Utf8, true),
         ]))
     })
     .clone()
@@ -94,6 +103,8 @@ pub struct StateOutput {
     pub incidents: Option<EventBatch>,
     /// JSON lines for downstream tools (alerts that go on, roll-ups, incident changes).
     pub lines: Vec<String>,
+    /// Late alerts kept out by the `late_output` policy.
+    pub late_lines: Vec<String>,
 }
 
 /// Counts since start (published as metrics by the caller).
@@ -103,6 +114,10 @@ pub struct StateCounts {
     pub late: u64,
     pub clamped: u64,
     pub rollups: u64,
+    /// Late alerts written to the late output.
+    pub late_output: u64,
+    /// `flow_context` updates (a flow with alerts ended).
+    pub flow_updates: u64,
 }
 
 pub struct StateStage {
@@ -112,6 +127,11 @@ pub struct StateStage {
     wm: Watermark,
     dedup: Dedup,
     corr: Correlator,
+    ctx: FlowContext,
+    /// What a late alert does to dedup (each rule has its own).
+    late_policy: LatePolicy,
+    /// What the alerts of each open incident had around them.
+    incident_ctx: HashMap<String, IncidentContext>,
     pub counts: StateCounts,
 }
 
@@ -139,6 +159,9 @@ impl StateStage {
             wm: Watermark::new(cfg.allowed_lateness_us, cfg.max_future_us, cfg.idle_us),
             dedup: Dedup::new(cfg.dedup.clone()),
             corr: Correlator::new(cfg.rules.clone(), cfg.max_groups),
+            ctx: FlowContext::new(cfg.context.clone()),
+            incident_ctx: HashMap::new(),
+            late_policy: cfg.late_policy,
             counts: StateCounts::default(),
         }
     }
@@ -150,6 +173,7 @@ impl StateStage {
         let mask: BooleanArray = (0..b.num_rows()).map(|i| Some(et.is_valid(i) && et.value(i) == "alert")).collect();
         let n = mask.true_count();
         let mut out = StateOutput::default();
+        self.observe_context(events, &mut out);
         if n == 0 {
             self.advance(now_us, &mut out);
             return out;
@@ -170,6 +194,7 @@ impl StateStage {
         let mut suppressed = BooleanBuilder::with_capacity(n);
         let mut late = BooleanBuilder::with_capacity(n);
         let mut incident = StringBuilder::new();
+        let mut context = StringBuilder::new();
         let mut rollups: Vec<Rollup> = Vec::new();
         let mut changes: Vec<IncidentEvent> = Vec::new();
         for i in (0..b.num_rows()).filter(|&i| mask.value(i)) {
@@ -191,22 +216,47 @@ impl StateStage {
             };
             self.counts.alerts += 1;
             ids.append_value(&a.alert_id);
+            let summary = self.ctx.summary(a.flow_id, Some(&a.src_ip), Some(&a.dest_ip));
+            self.ctx.note_alert(a.ts_us, a.flow_id, &a.alert_id);
+            match &summary {
+                Some(v) => {
+                    self.ctx.note_found();
+                    context.append_value(v.to_string());
+                }
+                None => context.append_null(),
+            }
             let o = self.wm.observe(a.ts_us, now_us);
             self.counts.clamped += o.clamped as u64;
+            let mut a = a;
+            a.ts_us = o.ts_us;
+            let offered = self.corr.offer_at(&a, o.late, &mut changes);
             if o.late {
-                // Late: archived and flagged, outside dedup and correlation.
                 self.counts.late += 1;
+            }
+            if o.late && self.late_policy != LatePolicy::Reevaluate {
+                // Archived and flagged; kept out of dedup (and of the rules with the same
+                // policy).
+                if self.late_policy == LatePolicy::LateOutput || offered.late_output {
+                    self.counts.late_output += 1;
+                    out.late_lines.push(
+                        json!({
+                            "type": "late_alert", "alert_id": a.alert_id, "timestamp": iso(a.ts_us), "sensor": a.sensor,
+                            "signature_id": a.signature_id, "signature": a.signature, "category": a.category, "severity": a.severity,
+                            "src_ip": a.src_ip, "src_port": a.src_port, "dest_ip": a.dest_ip, "dest_port": a.dest_port, "proto": a.proto,
+                            "flow_id": a.flow_id, "incident_ids": offered.joined, "flow_context": summary,
+                        })
+                        .to_string(),
+                    );
+                }
                 keys.append_null();
                 dcount.append_null();
                 suppressed.append_value(false);
                 late.append_value(true);
-                incident.append_null();
+                incident.append_option(offered.joined.first());
                 continue;
             }
-            let mut a = a;
-            a.ts_us = o.ts_us;
+            let joined = offered.joined;
             let decision = self.dedup.offer(&a, &mut rollups);
-            let joined = self.corr.offer(&a, &mut changes);
             let (key, count, held, kind) = match &decision {
                 Decision::First { key } => (key.as_str(), 1, false, "first"),
                 Decision::Escalated { key, count } => (key.as_str(), *count, false, "escalated"),
@@ -215,15 +265,22 @@ impl StateStage {
             keys.append_value(key);
             dcount.append_value(count as i64);
             suppressed.append_value(held);
-            late.append_value(false);
+            late.append_value(o.late);
             incident.append_option(joined.first());
+            if let Some(v) = &summary {
+                for id in &joined {
+                    if let Some(c) = self.incident_ctx.get_mut(id) {
+                        c.add(v);
+                    }
+                }
+            }
             if !held {
                 out.lines.push(
                     json!({
                         "type": "alert", "alert_id": a.alert_id, "timestamp": iso(a.ts_us), "sensor": a.sensor,
                         "signature_id": a.signature_id, "signature": a.signature, "category": a.category, "severity": a.severity,
                         "src_ip": a.src_ip, "src_port": a.src_port, "dest_ip": a.dest_ip, "dest_port": a.dest_port, "proto": a.proto,
-                        "flow_id": a.flow_id, "dedup_key": key, "dedup_count": count, "decision": kind, "incident_ids": joined,
+                        "flow_id": a.flow_id, "dedup_key": key, "dedup_count": count, "decision": kind, "incident_ids": joined, "flow_context": summary,
                     })
                     .to_string(),
                 );
@@ -237,8 +294,9 @@ impl StateStage {
         columns.push(Arc::new(suppressed.finish()));
         columns.push(Arc::new(late.finish()));
         columns.push(Arc::new(incident.finish()));
+        columns.push(Arc::new(context.finish()));
         let hours: Vec<i64> = (0..b.num_rows()).filter(|&i| mask.value(i)).map(|i| events.hours[i]).collect();
-        out.alerts = Some(EventBatch { columns: RecordBatch::try_new(alerts_schema(), columns).expect("alerts schema"), hours });
+        out.alerts = Some(EventBatch { columns: RecordBatch::try_new(alerts_schema(), columns).expect("alerts schema"), hours, context: None });
         self.advance_into(now_us, &mut rollups, &mut changes);
         self.render(rollups, changes, &mut out);
         out
@@ -260,6 +318,7 @@ impl StateStage {
             self.advanced_to = w;
             self.dedup.advance(w, rollups);
             self.corr.advance(w, changes);
+            self.ctx.advance(w);
         }
     }
 
@@ -294,8 +353,20 @@ impl StateStage {
         let mut last = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
         let mut count = Int64Builder::with_capacity(n);
         let mut members = ListBuilder::new(StringBuilder::new());
+        let mut context = StringBuilder::new();
         let mut hours = Vec::with_capacity(n);
         for c in &changes {
+            // An incident's context starts when it opens and is complete when it closes.
+            let ctx = match c.status {
+                Status::Open => self.incident_ctx.entry(c.id.clone()).or_default().to_json(),
+                Status::Updated | Status::Corrected => self.incident_ctx.get(&c.id).map_or(serde_json::Value::Null, IncidentContext::to_json),
+                Status::Closed => self.incident_ctx.remove(&c.id).map_or(serde_json::Value::Null, |x| x.to_json()),
+            };
+            if ctx.is_null() {
+                context.append_null();
+            } else {
+                context.append_value(ctx.to_string());
+            }
             id.append_value(&c.id);
             rule.append_value(&c.rule);
             group.append_value(&c.group_key);
@@ -311,7 +382,7 @@ impl StateStage {
             out.lines.push(
                 json!({
                     "type": "incident", "incident_id": c.id, "rule": c.rule, "group_key": c.group_key, "status": c.status.as_str(),
-                    "first_seen": iso(c.first_us), "last_seen": iso(c.last_us), "alert_count": c.alert_count, "alert_ids": c.alert_ids,
+                    "first_seen": iso(c.first_us), "last_seen": iso(c.last_us), "alert_count": c.alert_count, "alert_ids": c.alert_ids, "context": ctx,
                 })
                 .to_string(),
             );
@@ -325,21 +396,26 @@ impl StateStage {
             Arc::new(last.finish()),
             Arc::new(count.finish()),
             Arc::new(members.finish()),
+            Arc::new(context.finish()),
         ];
-        let batch = EventBatch { columns: RecordBatch::try_new(incidents_schema(), columns).expect("incidents schema"), hours };
+        let batch = EventBatch { columns: RecordBatch::try_new(incidents_schema(), columns).expect("incidents schema"), hours, context: None };
         out.incidents = Some(match out.incidents.take() {
             None => batch,
             Some(prev) => {
                 let mut hours = prev.hours;
                 hours.extend(batch.hours);
-                EventBatch { columns: arrow::compute::concat_batches(&incidents_schema(), [&prev.columns, &batch.columns]).expect("same schema"), hours }
+                EventBatch { columns: arrow::compute::concat_batches(&incidents_schema(), [&prev.columns, &batch.columns]).expect("same schema"), hours, context: None }
             }
         });
     }
 
     /// The whole state as JSON (saved with every commit).
     pub fn snapshot(&self) -> String {
-        json!({ "version": 1, "watermark": self.wm, "dedup": self.dedup.snapshot(), "correlation": self.corr.snapshot() }).to_string()
+        json!({
+            "version": 1, "watermark": self.wm, "dedup": self.dedup.snapshot(), "correlation": self.corr.snapshot(),
+            "context": self.ctx.snapshot(), "incident_context": self.incident_ctx,
+        })
+        .to_string()
     }
 
     pub fn restore(&mut self, text: &str) -> Result<(), serde_json::Error> {
@@ -347,7 +423,41 @@ impl StateStage {
         self.wm = serde_json::from_value(v["watermark"].clone())?;
         self.dedup.restore(&v["dedup"])?;
         self.corr.restore(&v["correlation"])?;
+        self.ctx.restore(&v["context"])?;
+        if !v["incident_context"].is_null() {
+            self.incident_ctx = serde_json::from_value(v["incident_context"].clone())?;
+        }
         Ok(())
+    }
+
+    /// Remembers the context events of a batch (before its alerts look for context). A
+    /// flow that raised alerts and ends here yields a `flow_context` line.
+    fn observe_context(&mut self, events: &EventBatch, out: &mut StateOutput) {
+        let Some(ctx) = events.context.as_ref().filter(|_| self.ctx.enabled()) else { return };
+        let b = &events.columns;
+        let ts = col::<TimestampMicrosecondArray>(b, "timestamp");
+        let flow = col::<Int64Array>(b, "flow_id");
+        let (src, dst) = (col::<StringArray>(b, "src_ip"), col::<StringArray>(b, "dest_ip"));
+        fn opt(a: &StringArray, i: usize) -> Option<&str> {
+            a.is_valid(i).then(|| a.value(i))
+        }
+        for i in (0..ctx.len()).filter(|&i| ctx.is_valid(i)) {
+            let Some(c) = decode_context(ctx.value(i)) else { continue };
+            let t = if ts.is_valid(i) { ts.value(i) } else { events.hours[i] * 3_600_000_000 };
+            let id = flow.is_valid(i).then(|| flow.value(i));
+            if let Some(end) = self.ctx.observe(t, id, opt(src, i), opt(dst, i), &c) {
+                self.counts.flow_updates += 1;
+                out.lines.push(json!({ "type": "flow_context", "flow_id": end.flow_id, "alert_ids": end.alert_ids, "flow_context": end.summary }).to_string());
+            }
+        }
+    }
+
+    pub fn context_counts(&self) -> super::context::ContextCounts {
+        self.ctx.counts
+    }
+
+    pub fn context_bytes(&self) -> usize {
+        self.ctx.bytes()
     }
 
     pub fn dedup_counts(&self) -> super::dedup::DedupCounts {

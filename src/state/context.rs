@@ -1,0 +1,488 @@
+//! Flow context: the traffic around an alert, gathered as it streams by.
+//!
+//! Every flow, dns, http, tls, fileinfo and anomaly event is remembered under its
+//! `flow_id` (a few fields each, see [`ContextKind::slots`]), and every DNS query under the
+//! host that asked it. An alert then gets a compact summary of its flow (what was looked
+//! up, which host and URL, which TLS name, which files, the flow's counters once it ended)
+//! and of its endpoints' recent lookups — what an analyst would otherwise collect by
+//! hand. When a flow that raised alerts ends, a final summary goes out as an update.
+//!
+//! Memory is bounded: at most `max_flows` flows and `max_hosts` hosts, `max_items`
+//! items per flow, values cut to `max_value_bytes`, everything within `max_bytes`
+//! (least recently seen flows go first, counted), and entries expire `ttl` of event
+//! time after their last event.
+
+use std::collections::VecDeque;
+
+use lru::LruCache;
+use serde_json::{json, Map, Value};
+
+use crate::event::{ContextKind, ContextView};
+
+#[derive(Debug, Clone)]
+pub struct ContextConfig {
+    pub enabled: bool,
+    pub ttl_us: i64,
+    pub max_flows: usize,
+    pub max_hosts: usize,
+    pub max_items: usize,
+    pub host_lookups: usize,
+    pub max_value_bytes: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for ContextConfig {
+    fn default() -> Self {
+        Self { enabled: true, ttl_us: 600_000_000, max_flows: 200_000, max_hosts: 100_000, max_items: 16, host_lookups: 16, max_value_bytes: 256, max_bytes: 256 << 20 }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ContextCounts {
+    /// Context events remembered.
+    pub events: u64,
+    /// Items not kept because their flow already held `max_items`.
+    pub items_dropped: u64,
+    /// Flows and hosts evicted before their time to stay within the caps.
+    pub evicted: u64,
+    /// Flows and hosts expired after `ttl` without events.
+    pub expired: u64,
+    /// Alerts that found context for their flow or endpoints.
+    pub alerts_with_context: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Item {
+    kind: u8,
+    text: [Option<String>; 4],
+    num: [Option<i64>; 4],
+}
+
+impl Item {
+    fn new(c: &ContextView<'_>, max: usize) -> Self {
+        let kind = ContextKind::ALL.iter().position(|&k| k == c.kind).unwrap_or(0) as u8;
+        Self { kind, text: c.text.map(|t| t.map(|t| cut(t, max).to_owned())), num: c.num }
+    }
+
+    fn kind(&self) -> ContextKind {
+        ContextKind::ALL[self.kind as usize % ContextKind::ALL.len()]
+    }
+
+    fn bytes(&self) -> usize {
+        64 + self.text.iter().flatten().map(String::len).sum::<usize>()
+    }
+
+    fn to_json(&self) -> Value {
+        let (texts, nums) = self.kind().slots();
+        let mut m = Map::new();
+        for (name, v) in texts.iter().zip(&self.text) {
+            if let (false, Some(v)) = (name.is_empty(), v) {
+                m.insert((*name).into(), v.as_str().into());
+            }
+        }
+        for (name, v) in nums.iter().zip(&self.num) {
+            if let (false, Some(v)) = (name.is_empty(), v) {
+                m.insert((*name).into(), (*v).into());
+            }
+        }
+        Value::Object(m)
+    }
+}
+
+/// `s` cut to at most `max` bytes on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut i = max;
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    &s[..i]
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Flow {
+    last_us: i64,
+    items: Vec<Item>,
+    /// The `flow` event, once the flow ended.
+    end: Option<Item>,
+    /// Items not kept (over `max_items`).
+    dropped: u32,
+    /// Alerts raised on this flow (at most [`MAX_FLOW_ALERTS`]): they get the final
+    /// summary when the flow ends.
+    alerts: Vec<String>,
+    bytes: usize,
+}
+
+const MAX_FLOW_ALERTS: usize = 16;
+
+#[derive(Debug, Default)]
+struct Host {
+    /// (time, name) of recent lookups, newest last, no repeats.
+    lookups: VecDeque<(i64, String)>,
+    bytes: usize,
+}
+
+/// A flow that raised alerts has ended: its final summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowEnded {
+    pub flow_id: i64,
+    pub alert_ids: Vec<String>,
+    pub summary: Value,
+}
+
+pub struct FlowContext {
+    cfg: ContextConfig,
+    flows: LruCache<i64, Flow>,
+    hosts: LruCache<String, Host>,
+    bytes: usize,
+    pub counts: ContextCounts,
+}
+
+impl FlowContext {
+    pub fn new(cfg: ContextConfig) -> Self {
+        Self { cfg, flows: LruCache::unbounded(), hosts: LruCache::unbounded(), bytes: 0, counts: ContextCounts::default() }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.cfg.enabled
+    }
+
+    /// Bytes held (an estimate of the heap the entries use).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Takes one context event. Returns the final summary when it ends a flow that raised
+    /// alerts.
+    pub fn observe(&mut self, ts_us: i64, flow_id: Option<i64>, src_ip: Option<&str>, dest_ip: Option<&str>, c: &ContextView<'_>) -> Option<FlowEnded> {
+        if !self.cfg.enabled {
+            return None;
+        }
+        self.counts.events += 1;
+        if c.kind == ContextKind::Dns {
+            self.note_lookup(ts_us, src_ip, dest_ip, c);
+        }
+        let flow_id = flow_id?;
+        let item = Item::new(c, self.cfg.max_value_bytes);
+        if !self.flows.contains(&flow_id) {
+            self.make_room(&[flow_id]);
+        }
+        let f = self.flows.get_or_insert_mut(flow_id, Flow::default);
+        f.last_us = f.last_us.max(ts_us);
+        let added = item.bytes();
+        if c.kind == ContextKind::Flow {
+            let old = f.end.replace(item).map_or(0, |i| i.bytes());
+            f.bytes = f.bytes + added - old;
+            self.bytes = self.bytes + added - old;
+        } else if f.items.contains(&item) {
+            return None;
+        } else if f.items.len() >= self.cfg.max_items {
+            f.dropped += 1;
+            self.counts.items_dropped += 1;
+            return None;
+        } else {
+            f.items.push(item);
+            f.bytes += added;
+            self.bytes += added;
+        }
+        self.shrink();
+        if c.kind != ContextKind::Flow {
+            return None;
+        }
+        let f = self.flows.peek(&flow_id)?;
+        if f.alerts.is_empty() {
+            return None;
+        }
+        let alert_ids = f.alerts.clone();
+        Some(FlowEnded { flow_id, alert_ids, summary: self.summary(Some(flow_id), None, None).unwrap_or(Value::Null) })
+    }
+
+    fn note_lookup(&mut self, ts_us: i64, src_ip: Option<&str>, dest_ip: Option<&str>, c: &ContextView<'_>) {
+        let Some(name) = c.text[0] else { return };
+        // A query is asked by its source; an answer goes to its destination.
+        let answer = matches!(c.text[2], Some("answer" | "response"));
+        let Some(host) = (if answer { dest_ip } else { src_ip }) else { return };
+        let name = cut(name, self.cfg.max_value_bytes);
+        if !self.hosts.contains(host) {
+            if self.hosts.len() >= self.cfg.max_hosts {
+                if let Some((k, h)) = self.hosts.pop_lru() {
+                    self.bytes -= h.bytes + k.len();
+                    self.counts.evicted += 1;
+                }
+            }
+            self.bytes += host.len();
+        }
+        let cap = self.cfg.host_lookups;
+        let h = self.hosts.get_or_insert_mut(host.to_owned(), Host::default);
+        let mut freed = 0;
+        if let Some(i) = h.lookups.iter().position(|(_, n)| n == name) {
+            let (_, n) = h.lookups.remove(i).expect("position found");
+            freed += n.len() + 16;
+        }
+        h.lookups.push_back((ts_us, name.to_owned()));
+        let added = name.len() + 16;
+        while h.lookups.len() > cap {
+            if let Some((_, n)) = h.lookups.pop_front() {
+                freed += n.len() + 16;
+            }
+        }
+        h.bytes = h.bytes + added - freed;
+        self.bytes = self.bytes + added - freed;
+        self.shrink();
+    }
+
+    /// Evicts least recent flows until one more fits under `max_flows`; `keep` is spared.
+    fn make_room(&mut self, keep: &[i64]) {
+        while self.flows.len() >= self.cfg.max_flows {
+            match self.flows.peek_lru() {
+                Some((k, _)) if keep.contains(k) => break,
+                Some(_) => self.evict_flow(),
+                None => break,
+            }
+        }
+    }
+
+    fn evict_flow(&mut self) {
+        if let Some((_, f)) = self.flows.pop_lru() {
+            self.bytes -= f.bytes;
+            self.counts.evicted += 1;
+        }
+    }
+
+    /// Keeps the byte budget: flows first, then hosts, least recent first.
+    fn shrink(&mut self) {
+        while self.bytes > self.cfg.max_bytes {
+            if self.flows.len() > 1 {
+                self.evict_flow();
+            } else if let Some((k, h)) = self.hosts.pop_lru() {
+                self.bytes -= h.bytes + k.len();
+                self.counts.evicted += 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Remembers that `alert_id` was raised on `flow_id`.
+    pub fn note_alert(&mut self, ts_us: i64, flow_id: Option<i64>, alert_id: &str) {
+        let Some(id) = flow_id.filter(|_| self.cfg.enabled) else { return };
+        if !self.flows.contains(&id) {
+            // Context may come after the alert: keep the flow so its end is reported.
+            self.make_room(&[]);
+        }
+        let f = self.flows.get_or_insert_mut(id, Flow::default);
+        f.last_us = f.last_us.max(ts_us);
+        if f.alerts.len() < MAX_FLOW_ALERTS && !f.alerts.iter().any(|a| a == alert_id) {
+            let added = alert_id.len() + 24;
+            f.alerts.push(alert_id.to_owned());
+            f.bytes += added;
+            self.bytes += added;
+        }
+    }
+
+    /// The context of an alert on `flow_id` between `src` and `dest`: `None` when nothing
+    /// is known.
+    pub fn summary(&self, flow_id: Option<i64>, src: Option<&str>, dest: Option<&str>) -> Option<Value> {
+        if !self.cfg.enabled {
+            return None;
+        }
+        let mut m = Map::new();
+        if let Some(f) = flow_id.and_then(|id| self.flows.peek(&id)) {
+            let mut lists: [Vec<Value>; 6] = Default::default();
+            for it in &f.items {
+                lists[it.kind as usize % 6].push(it.to_json());
+            }
+            for (k, list) in ContextKind::ALL.iter().zip(lists) {
+                if !list.is_empty() {
+                    m.insert(k.event_type().into(), Value::Array(list));
+                }
+            }
+            if let Some(end) = &f.end {
+                m.insert("flow".into(), end.to_json());
+            }
+            if f.dropped > 0 {
+                m.insert("more_events".into(), f.dropped.into());
+            }
+        }
+        let mut lookups = Map::new();
+        for ip in [src, dest].into_iter().flatten() {
+            if let Some(h) = self.hosts.peek(ip) {
+                if !lookups.contains_key(ip) {
+                    lookups.insert(ip.into(), h.lookups.iter().rev().map(|(_, n)| Value::from(n.as_str())).collect());
+                }
+            }
+        }
+        if !lookups.is_empty() {
+            m.insert("host_dns".into(), Value::Object(lookups));
+        }
+        if m.is_empty() {
+            return None;
+        }
+        if let Some(id) = flow_id {
+            m.insert("flow_id".into(), id.into());
+        }
+        Some(Value::Object(m))
+    }
+
+    /// Counts an alert that found context (for the metric).
+    pub fn note_found(&mut self) {
+        self.counts.alerts_with_context += 1;
+    }
+
+    /// Forgets flows and hosts quiet for longer than `ttl` before the watermark `w`.
+    pub fn advance(&mut self, w: i64) {
+        let horizon = w.saturating_sub(self.cfg.ttl_us);
+        while let Some((_, f)) = self.flows.peek_lru() {
+            if f.last_us >= horizon {
+                break;
+            }
+            if let Some((_, f)) = self.flows.pop_lru() {
+                self.bytes -= f.bytes;
+                self.counts.expired += 1;
+            }
+        }
+        while let Some((_, h)) = self.hosts.peek_lru() {
+            if h.lookups.back().is_some_and(|(t, _)| *t >= horizon) {
+                break;
+            }
+            if let Some((k, h)) = self.hosts.pop_lru() {
+                self.bytes -= h.bytes + k.len();
+                self.counts.expired += 1;
+            }
+        }
+    }
+
+    /// Flows with alerts waiting for their end (small), for a snapshot. The rest is
+    /// context, rebuilt by the traffic after a restart.
+    pub fn snapshot(&self) -> Value {
+        let flows: Vec<(&i64, &Flow)> = self.flows.iter().rev().filter(|(_, f)| !f.alerts.is_empty()).collect();
+        json!({ "flows": flows })
+    }
+
+    pub fn restore(&mut self, v: &Value) -> Result<(), serde_json::Error> {
+        if v.is_null() {
+            return Ok(());
+        }
+        let flows: Vec<(i64, Flow)> = serde_json::from_value(v["flows"].clone())?;
+        for (id, f) in flows {
+            self.bytes += f.bytes;
+            self.flows.put(id, f);
+        }
+        Ok(())
+    }
+}
+
+/// Context of an incident: what its alerts' flows had in common, bounded.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub struct IncidentContext {
+    flows: u64,
+    dns: Vec<String>,
+    http_hosts: Vec<String>,
+    tls_sni: Vec<String>,
+    files: Vec<String>,
+    anomalies: u64,
+}
+
+/// Distinct values an incident's context lists per kind.
+const MAX_INCIDENT_VALUES: usize = 16;
+
+impl IncidentContext {
+    /// Adds one alert's summary (from [`FlowContext::summary`]).
+    pub fn add(&mut self, s: &Value) {
+        if s.get("flow_id").is_some() {
+            self.flows += 1;
+        }
+        let take = |list: &mut Vec<String>, kind: &str, field: &str| {
+            for it in s.get(kind).and_then(Value::as_array).into_iter().flatten() {
+                if let Some(v) = it.get(field).and_then(Value::as_str) {
+                    if list.len() < MAX_INCIDENT_VALUES && !list.iter().any(|x| x == v) {
+                        list.push(v.to_owned());
+                    }
+                }
+            }
+        };
+        take(&mut self.dns, "dns", "rrname");
+        take(&mut self.http_hosts, "http", "hostname");
+        take(&mut self.tls_sni, "tls", "sni");
+        take(&mut self.files, "fileinfo", "sha256");
+        self.anomalies += s.get("anomaly").and_then(Value::as_array).map_or(0, |a| a.len() as u64);
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("flows".into(), self.flows.into());
+        for (k, v) in [("dns", &self.dns), ("http_hosts", &self.http_hosts), ("tls_sni", &self.tls_sni), ("file_sha256", &self.files)] {
+            if !v.is_empty() {
+                m.insert(k.into(), v.clone().into());
+            }
+        }
+        if self.anomalies > 0 {
+            m.insert("anomalies".into(), self.anomalies.into());
+        }
+        Value::Object(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dns(name: &'static str, kind: &'static str) -> ContextView<'static> {
+        ContextView { kind: ContextKind::Dns, text: [Some(name), Some("A"), Some(kind), None], num: [None; 4] }
+    }
+
+    fn flow_end(bytes: i64) -> ContextView<'static> {
+        ContextView { kind: ContextKind::Flow, text: [Some("closed"), Some("timeout"), None, None], num: [Some(3), Some(2), Some(bytes), Some(100)] }
+    }
+
+    #[test]
+    fn alert_gets_its_flow_and_host_lookups_and_the_end_is_reported() {
+        let mut c = FlowContext::new(ContextConfig::default());
+        let http = ContextView { kind: ContextKind::Http, text: [Some("evil.example"), Some("/x"), Some("GET"), None], num: [Some(200), None, None, None] };
+        assert!(c.observe(10, Some(7), Some("10.0.0.5"), Some("10.0.0.53"), &dns("evil.example", "query")).is_none());
+        assert!(c.observe(11, Some(9), Some("10.0.0.5"), Some("1.2.3.4"), &http).is_none());
+        c.note_alert(11, Some(9), "a1");
+        let s = c.summary(Some(9), Some("10.0.0.5"), Some("1.2.3.4")).unwrap();
+        assert_eq!(s["http"][0]["hostname"], "evil.example");
+        assert_eq!(s["http"][0]["status"], 200);
+        assert_eq!(s["host_dns"]["10.0.0.5"][0], "evil.example");
+        assert!(s.get("flow").is_none());
+        let end = c.observe(20, Some(9), Some("10.0.0.5"), Some("1.2.3.4"), &flow_end(500)).unwrap();
+        assert_eq!(end.alert_ids, vec!["a1".to_string()]);
+        assert_eq!(end.summary["flow"]["bytes_toserver"], 500);
+        // A flow without alerts ends silently.
+        assert!(c.observe(20, Some(7), None, None, &flow_end(1)).is_none());
+        // No context at all: no summary.
+        assert!(c.summary(Some(1), Some("192.0.2.1"), None).is_none());
+    }
+
+    #[test]
+    fn bounded_by_flows_items_bytes_and_ttl() {
+        let cfg = ContextConfig { max_flows: 100, max_items: 4, max_bytes: 64 << 10, ..Default::default() };
+        let mut c = FlowContext::new(cfg);
+        for i in 0..10_000i64 {
+            let name = format!("host{i}.example");
+            let name: &'static str = Box::leak(name.into_boxed_str());
+            c.observe(i, Some(i % 500), Some("10.0.0.1"), None, &dns(name, "query"));
+            assert!(c.flows() <= 100);
+            assert!(c.bytes() <= 64 << 10, "{} bytes", c.bytes());
+        }
+        assert!(c.counts.evicted > 0);
+        assert!(c.counts.items_dropped > 0 || c.counts.evicted > 9_000);
+        c.advance(10_000 + 600_000_001 + 10_000);
+        assert_eq!(c.flows(), 0);
+        assert_eq!(c.bytes(), 0);
+    }
+
+    #[test]
+    fn values_are_cut_on_char_boundaries() {
+        assert_eq!(cut("ééé", 3), "é");
+        assert_eq!(cut("abc", 10), "abc");
+    }
+}
