@@ -41,6 +41,17 @@ pub const STATE_INCIDENTS_OPENED: &str = "alertflow_state_incidents_opened_total
 pub const STATE_DEDUP_EVICTIONS: &str = "alertflow_state_dedup_evictions_total";
 /// JSON lines written to `state.output` (alerts that go on, roll-ups, incident changes).
 pub const STATE_NOTIFICATIONS: &str = "alertflow_state_notifications_total";
+/// Late alerts by what the policy did: `late_output`, `dropped` (per rule kept out),
+/// `reevaluated` (per rule), `corrected` (closed incidents corrected).
+pub const STATE_LATE_HANDLED: &str = "alertflow_state_late_handled_total";
+/// Context events (flow, dns, http, tls, fileinfo, anomaly) remembered for flow context.
+pub const STATE_CONTEXT_EVENTS: &str = "alertflow_state_context_events_total";
+/// Flow-context entries evicted (by `reason`: `cap`, `ttl`) and items over `max_items`.
+pub const STATE_CONTEXT_EVICTIONS: &str = "alertflow_state_context_evictions_total";
+/// Alerts that found flow context.
+pub const STATE_CONTEXT_ALERTS: &str = "alertflow_state_alerts_with_context_total";
+/// Bytes the flow context holds.
+pub const STATE_CONTEXT_BYTES: &str = "alertflow_state_context_bytes";
 /// Redis: entries acknowledged (list: removed from the processing list; stream: XACK).
 pub const REDIS_ACKED: &str = "alertflow_redis_acked_total";
 /// Redis: entries already archived before a restart, acknowledged without re-archiving.
@@ -113,6 +124,11 @@ pub fn describe() {
     describe_counter!(STATE_INCIDENTS_OPENED, "incidents opened by correlation rules");
     describe_counter!(STATE_DEDUP_EVICTIONS, "dedup keys evicted at state.dedup.max_keys");
     describe_counter!(STATE_NOTIFICATIONS, "JSON lines written to state.output");
+    describe_counter!(STATE_LATE_HANDLED, "late alerts by what their policy did (policy label)");
+    describe_counter!(STATE_CONTEXT_EVENTS, "context events remembered for flow context");
+    describe_counter!(STATE_CONTEXT_EVICTIONS, "flow-context entries evicted (reason label: cap, ttl, items)");
+    describe_counter!(STATE_CONTEXT_ALERTS, "alerts that found flow context");
+    describe_gauge!(STATE_CONTEXT_BYTES, "bytes held by the flow context");
     describe_counter!(REDIS_ACKED, "Redis entries acknowledged after their segment was sealed");
     describe_counter!(REDIS_ALREADY_ARCHIVED, "Redis entries found archived at restart, acknowledged without re-archiving");
     describe_counter!(REDIS_STREAM_GAP, "Redis stream entries trimmed before the group read them");

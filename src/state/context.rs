@@ -200,7 +200,7 @@ impl FlowContext {
             return None;
         }
         let alert_ids = f.alerts.clone();
-        Some(FlowEnded { flow_id, alert_ids, summary: self.summary(Some(flow_id), None, None).unwrap_or(Value::Null) })
+        Some(FlowEnded { flow_id, alert_ids, summary: self.summary(Some(flow_id), src_ip, dest_ip).unwrap_or(Value::Null) })
     }
 
     fn note_lookup(&mut self, ts_us: i64, src_ip: Option<&str>, dest_ip: Option<&str>, c: &ContextView<'_>) {

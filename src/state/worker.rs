@@ -148,6 +148,8 @@ struct Published {
     rollups: u64,
     opened: u64,
     evicted: u64,
+    late_handled: [u64; 4],
+    context: [u64; 5],
 }
 
 impl Published {
@@ -167,5 +169,26 @@ impl Published {
         bump(m::STATE_ROLLUPS, c.rollups, &mut self.rollups);
         bump(m::STATE_INCIDENTS_OPENED, k.opened, &mut self.opened);
         bump(m::STATE_DEDUP_EVICTIONS, d.evicted, &mut self.evicted);
+        let late = [c.late_output, k.late_skipped, k.late_reevaluated, k.corrected];
+        for (i, policy) in ["late_output", "dropped", "reevaluated", "corrected"].into_iter().enumerate() {
+            if late[i] > self.late_handled[i] {
+                metrics::counter!(m::STATE_LATE_HANDLED, "policy" => policy).increment(late[i] - self.late_handled[i]);
+                self.late_handled[i] = late[i];
+            }
+        }
+        let x = stage.context_counts();
+        let ctx = [x.events, x.evicted, x.expired, x.items_dropped, x.alerts_with_context];
+        for (i, (name, reason)) in [(m::STATE_CONTEXT_EVENTS, ""), (m::STATE_CONTEXT_EVICTIONS, "cap"), (m::STATE_CONTEXT_EVICTIONS, "ttl"), (m::STATE_CONTEXT_EVICTIONS, "items"), (m::STATE_CONTEXT_ALERTS, "")].into_iter().enumerate() {
+            if ctx[i] > self.context[i] {
+                let n = ctx[i] - self.context[i];
+                if reason.is_empty() {
+                    metrics::counter!(name).increment(n);
+                } else {
+                    metrics::counter!(name, "reason" => reason).increment(n);
+                }
+                self.context[i] = ctx[i];
+            }
+        }
+        metrics::gauge!(m::STATE_CONTEXT_BYTES).set(stage.context_bytes() as f64);
     }
 }
