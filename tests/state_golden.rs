@@ -87,10 +87,11 @@ struct Ran {
     alert_rows: usize,
 }
 
-fn run_case(path: &Path) -> (Ran, Vec<String>) {
+fn run_case(path: &Path, shards: usize) -> (Ran, Vec<String>) {
     let text = std::fs::read_to_string(path).unwrap();
     let case: toml::Table = text.parse().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let config = format!("[metrics]\nlisten = \"\"\n\n{}", case["config"].as_str().expect("config"));
+    let state = case["config"].as_str().expect("config").replacen("[state]\n", &format!("[state]\nshards = {shards}\n"), 1);
+    let config = format!("[metrics]\nlisten = \"\"\n\n{state}");
     let cfg = alertflow::config::Config::parse(&config).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut stage = StateStage::new(&cfg.state.engine);
     let mut parser = EveParser::new(ParseLimits::default());
@@ -151,7 +152,7 @@ fn golden_cases() {
     assert!(files.len() >= 8, "golden cases present");
     let mut failed = Vec::new();
     for f in &files {
-        let (ran, expected) = run_case(f);
+        let (ran, expected) = run_case(f, 1);
         if std::env::var_os("ALERTFLOW_GOLDEN_PRINT").is_some() {
             eprintln!("== {}\n{}", f.display(), ran.lines.iter().map(|l| format!("  \"{l}\",")).collect::<Vec<_>>().join("\n"));
         }
@@ -162,4 +163,22 @@ fn golden_cases() {
         }
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// Sharded, every case gives the same outputs; only the order of changes of different
+/// groups within one batch may differ.
+#[test]
+fn golden_cases_sharded() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/state/golden");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
+    files.sort();
+    for shards in [2, 3, 8] {
+        for f in &files {
+            let (ran, mut expected) = run_case(f, shards);
+            let mut got = ran.lines;
+            got.sort();
+            expected.sort();
+            assert_eq!(got, expected, "{} with {shards} shards", f.display());
+        }
+    }
 }

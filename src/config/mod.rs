@@ -271,7 +271,7 @@ fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
     use crate::state::KeyField;
     const S: i64 = 1_000_000;
     let st = cx.section(root, "state");
-    cx.unknown_keys(&st, &["enabled", "allowed_lateness_secs", "max_future_secs", "idle_secs", "max_groups", "output", "late_policy", "late_output", "dedup", "context", "selectors", "rules", "sigma"]);
+    cx.unknown_keys(&st, &["enabled", "allowed_lateness_secs", "max_future_secs", "idle_secs", "max_groups", "output", "late_policy", "late_output", "shards", "dedup", "context", "selectors", "rules", "sigma"]);
     let default_late = late_policy(cx, &st, "late_policy", LatePolicy::Reevaluate);
     let c = cx.section(&st, "context");
     cx.unknown_keys(&c, &["enabled", "ttl_secs", "max_flows", "max_hosts", "max_items", "host_lookups", "max_value_bytes", "max_bytes"]);
@@ -396,6 +396,7 @@ fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
         max_groups: cx.uint(&st, "max_groups", 100_000, 1, 1 << 32) as usize,
         context,
         late_policy: default_late,
+        shards: cx.uint(&st, "shards", 1, 1, 64) as usize,
     };
     let output = cx.string(&st, "output").filter(|o| !o.is_empty()).map(PathBuf::from);
     let late_output = cx.string(&st, "late_output").filter(|o| !o.is_empty()).map(PathBuf::from);

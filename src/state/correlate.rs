@@ -203,8 +203,8 @@ pub const CORRECTABLE_US: i64 = 86_400_000_000;
 /// What a rule set did with one alert.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Offered {
-    /// Incidents the alert belongs to.
-    pub joined: Vec<String>,
+    /// Incidents the alert belongs to, with the index of their rule.
+    pub joined: Vec<(usize, String)>,
     /// A late alert that a rule with the `late_output` policy kept out.
     pub late_output: bool,
 }
@@ -231,15 +231,22 @@ impl Correlator {
     /// Takes one on-time alert; incident changes go to `out`. Returns the ids of the
     /// incidents the alert belongs to.
     pub fn offer(&mut self, a: &AlertRecord, out: &mut Vec<IncidentEvent>) -> Vec<String> {
-        self.offer_at(a, false, out).joined
+        self.offer_at(a, false, out).joined.into_iter().map(|(_, id)| id).collect()
     }
 
     /// Takes one alert, `late` when it is older than the watermark: each rule applies its
     /// [`LatePolicy`].
     pub fn offer_at(&mut self, a: &AlertRecord, late: bool, out: &mut Vec<IncidentEvent>) -> Offered {
+        let all: Vec<u16> = (0..self.rules.len() as u16).collect();
+        self.offer_rules(a, late, &all, out)
+    }
+
+    /// [`Correlator::offer_at`] for the rules of index `rules` only (a shard owns the
+    /// alert's group under these).
+    pub fn offer_rules(&mut self, a: &AlertRecord, late: bool, rules: &[u16], out: &mut Vec<IncidentEvent>) -> Offered {
         let mut res = Offered::default();
         let joined = &mut res.joined;
-        for ri in 0..self.rules.len() {
+        for ri in rules.iter().map(|&r| r as usize) {
             let rule = &self.rules[ri];
             let mask: u64 = if rule.selectors.is_empty() { 1 } else { rule.selectors.iter().enumerate().filter(|(_, s)| s.matches(a)).fold(0, |m, (i, _)| m | 1 << i) };
             if mask == 0 {
@@ -256,7 +263,7 @@ impl Correlator {
                 }
             }
             let key = key_of(&rule.group_by, a);
-            if late && !self.groups.peek(&(ri, key.clone())).is_some_and(|g| g.incident.is_some()) {
+            if late && self.groups.peek(&(ri, key.clone())).is_none_or(|g| g.incident.is_none()) {
                 // The incident this alert would have joined may have closed already.
                 let span = rule.timespan_us;
                 if let Some(c) = self.closed.get_mut(&(ri, key.clone())).filter(|c| a.ts_us >= c.first_us - span && a.ts_us <= c.last_us + span) {
@@ -264,7 +271,7 @@ impl Correlator {
                     c.first_us = c.first_us.min(a.ts_us);
                     c.last_us = c.last_us.max(a.ts_us);
                     out.push(IncidentEvent { id: c.id.clone(), rule: rule.name.clone(), group_key: key, status: Status::Corrected, first_us: c.first_us, last_us: c.last_us, alert_count: c.alert_count, alert_ids: vec![a.alert_id.clone()] });
-                    joined.push(c.id.clone());
+                    joined.push((ri, c.id.clone()));
                     self.counts.corrected += 1;
                     continue;
                 }
@@ -300,7 +307,7 @@ impl Correlator {
                         inc.emitted_us = a.ts_us;
                         out.push(IncidentEvent { id: inc.id.clone(), rule: rule.name.clone(), group_key: key.clone(), status: Status::Updated, first_us: inc.first_us, last_us: inc.last_us, alert_count: inc.alert_count, alert_ids: std::mem::take(&mut inc.joined) });
                     }
-                    joined.push(inc.id.clone());
+                    joined.push((ri, inc.id.clone()));
                 }
                 None => {
                     if fires(rule, g) {
@@ -313,7 +320,7 @@ impl Correlator {
                         out.push(IncidentEvent { id: id.clone(), rule: rule.name.clone(), group_key: key.clone(), status: Status::Open, first_us: inc.first_us, last_us: inc.last_us, alert_count: inc.alert_count, alert_ids: members });
                         g.incident = Some(inc);
                         self.counts.opened += 1;
-                        joined.push(id);
+                        joined.push((ri, id));
                     }
                 }
             }

@@ -24,8 +24,9 @@ use serde_json::json;
 use std::collections::HashMap;
 
 use super::context::{ContextConfig, FlowContext, IncidentContext};
-use super::correlate::{Correlator, IncidentEvent, Rule, Status};
-use super::dedup::{Decision, Dedup, DedupConfig, Rollup};
+use super::correlate::{IncidentEvent, Rule, Status};
+use super::shard::Shards;
+use super::dedup::{Decision, DedupConfig, Rollup};
 use super::watermark::Watermark;
 use super::{AlertRecord, LatePolicy};
 use crate::event::time::hour_bucket;
@@ -44,11 +45,14 @@ pub struct StateConfig {
     pub context: ContextConfig,
     /// The policy for late alerts in dedup, and the default of the rules.
     pub late_policy: LatePolicy,
+    /// Threads the dedup keys and correlation groups are partitioned over (1: the state
+    /// thread alone).
+    pub shards: usize,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
-        Self { enabled: true, allowed_lateness_us: 60_000_000, max_future_us: 300_000_000, idle_us: 30_000_000, dedup: DedupConfig::default(), rules: Vec::new(), max_groups: 100_000, context: ContextConfig::default(), late_policy: LatePolicy::default() }
+        Self { enabled: true, allowed_lateness_us: 60_000_000, max_future_us: 300_000_000, idle_us: 30_000_000, dedup: DedupConfig::default(), rules: Vec::new(), max_groups: 100_000, context: ContextConfig::default(), late_policy: LatePolicy::default(), shards: 1 }
     }
 }
 
@@ -125,8 +129,7 @@ pub struct StateStage {
     /// once per [`ADVANCE_STEP_US`] of event time).
     advanced_to: i64,
     wm: Watermark,
-    dedup: Dedup,
-    corr: Correlator,
+    shards: Shards,
     ctx: FlowContext,
     /// What a late alert does to dedup (each rule has its own).
     late_policy: LatePolicy,
@@ -157,8 +160,7 @@ impl StateStage {
         Self {
             advanced_to: i64::MIN,
             wm: Watermark::new(cfg.allowed_lateness_us, cfg.max_future_us, cfg.idle_us),
-            dedup: Dedup::new(cfg.dedup.clone()),
-            corr: Correlator::new(cfg.rules.clone(), cfg.max_groups),
+            shards: Shards::new(cfg.shards, &cfg.dedup, &cfg.rules, cfg.max_groups, cfg.late_policy),
             ctx: FlowContext::new(cfg.context.clone()),
             incident_ctx: HashMap::new(),
             late_policy: cfg.late_policy,
@@ -188,18 +190,15 @@ impl StateStage {
         let str_at = |a: &StringArray, i: usize| if a.is_valid(i) { a.value(i).to_string() } else { String::new() };
         let i32_at = |a: &Int32Array, i: usize| a.is_valid(i).then(|| a.value(i));
 
+        // The alerts, their event time through the watermark, and their flow context.
         let mut ids = StringBuilder::with_capacity(n, n * 16);
-        let mut keys = StringBuilder::new();
-        let mut dcount = Int64Builder::with_capacity(n);
-        let mut suppressed = BooleanBuilder::with_capacity(n);
-        let mut late = BooleanBuilder::with_capacity(n);
-        let mut incident = StringBuilder::new();
         let mut context = StringBuilder::new();
-        let mut rollups: Vec<Rollup> = Vec::new();
-        let mut changes: Vec<IncidentEvent> = Vec::new();
+        let mut alerts = Vec::with_capacity(n);
+        let mut lates = Vec::with_capacity(n);
+        let mut summaries = Vec::with_capacity(n);
         for i in (0..b.num_rows()).filter(|&i| mask.value(i)) {
             let event_ts = if ts.is_valid(i) { ts.value(i) } else { events.hours[i] * 3_600_000_000 };
-            let a = AlertRecord {
+            let mut a = AlertRecord {
                 alert_id: alert_id(source.value(i), raw.value(i)),
                 ts_us: event_ts,
                 sensor: str_at(sensor, i),
@@ -227,15 +226,36 @@ impl StateStage {
             }
             let o = self.wm.observe(a.ts_us, now_us);
             self.counts.clamped += o.clamped as u64;
-            let mut a = a;
+            self.counts.late += o.late as u64;
             a.ts_us = o.ts_us;
-            let offered = self.corr.offer_at(&a, o.late, &mut changes);
-            if o.late {
-                self.counts.late += 1;
+            alerts.push(a);
+            lates.push(o.late);
+            summaries.push(summary);
+        }
+        let advance = self.advance_target(now_us);
+        let alerts = Arc::new(alerts);
+        let merged = self.shards.run(alerts.clone(), Arc::new(lates.clone()), advance);
+
+        let mut keys = StringBuilder::new();
+        let mut dcount = Int64Builder::with_capacity(n);
+        let mut suppressed = BooleanBuilder::with_capacity(n);
+        let mut late = BooleanBuilder::with_capacity(n);
+        let mut incident = StringBuilder::new();
+        for (j, ((a, offered), decision)) in alerts.iter().zip(merged.offered).zip(merged.decisions).enumerate() {
+            let (is_late, summary) = (lates[j], &summaries[j]);
+            let joined: Vec<String> = offered.joined.into_iter().map(|(_, id)| id).collect();
+            if let Some(v) = summary {
+                for id in &joined {
+                    if let Some(c) = self.incident_ctx.get_mut(id) {
+                        c.add(v);
+                    }
+                }
             }
-            if o.late && self.late_policy != LatePolicy::Reevaluate {
-                // Archived and flagged; kept out of dedup (and of the rules with the same
-                // policy).
+            late.append_value(is_late);
+            incident.append_option(joined.first());
+            let Some(decision) = decision else {
+                // Late and kept out of dedup by the policy (and out of the rules with the
+                // same policy).
                 if self.late_policy == LatePolicy::LateOutput || offered.late_output {
                     self.counts.late_output += 1;
                     out.late_lines.push(
@@ -243,7 +263,7 @@ impl StateStage {
                             "type": "late_alert", "alert_id": a.alert_id, "timestamp": iso(a.ts_us), "sensor": a.sensor,
                             "signature_id": a.signature_id, "signature": a.signature, "category": a.category, "severity": a.severity,
                             "src_ip": a.src_ip, "src_port": a.src_port, "dest_ip": a.dest_ip, "dest_port": a.dest_port, "proto": a.proto,
-                            "flow_id": a.flow_id, "incident_ids": offered.joined, "flow_context": summary,
+                            "flow_id": a.flow_id, "incident_ids": joined, "flow_context": summary,
                         })
                         .to_string(),
                     );
@@ -251,12 +271,8 @@ impl StateStage {
                 keys.append_null();
                 dcount.append_null();
                 suppressed.append_value(false);
-                late.append_value(true);
-                incident.append_option(offered.joined.first());
                 continue;
-            }
-            let joined = offered.joined;
-            let decision = self.dedup.offer(&a, &mut rollups);
+            };
             let (key, count, held, kind) = match &decision {
                 Decision::First { key } => (key.as_str(), 1, false, "first"),
                 Decision::Escalated { key, count } => (key.as_str(), *count, false, "escalated"),
@@ -265,15 +281,6 @@ impl StateStage {
             keys.append_value(key);
             dcount.append_value(count as i64);
             suppressed.append_value(held);
-            late.append_value(o.late);
-            incident.append_option(joined.first());
-            if let Some(v) = &summary {
-                for id in &joined {
-                    if let Some(c) = self.incident_ctx.get_mut(id) {
-                        c.add(v);
-                    }
-                }
-            }
             if !held {
                 out.lines.push(
                     json!({
@@ -297,37 +304,34 @@ impl StateStage {
         columns.push(Arc::new(context.finish()));
         let hours: Vec<i64> = (0..b.num_rows()).filter(|&i| mask.value(i)).map(|i| events.hours[i]).collect();
         out.alerts = Some(EventBatch { columns: RecordBatch::try_new(alerts_schema(), columns).expect("alerts schema"), hours, context: None });
-        self.advance_into(now_us, &mut rollups, &mut changes);
-        self.render(rollups, changes, &mut out);
+        self.render(merged.rollups, merged.changes, &mut out);
         out
     }
 
     /// Advances event time by the wall clock alone (idle sources): due roll-ups and
     /// incident closes.
     pub fn advance(&mut self, now_us: i64, out: &mut StateOutput) {
-        let (mut rollups, mut changes) = (Vec::new(), Vec::new());
-        self.advance_into(now_us, &mut rollups, &mut changes);
-        self.render(rollups, changes, out);
+        if let Some(w) = self.advance_target(now_us) {
+            let m = self.shards.run(Arc::new(Vec::new()), Arc::new(Vec::new()), Some(w));
+            self.render(m.rollups, m.changes, out);
+        }
     }
 
-    fn advance_into(&mut self, now_us: i64, rollups: &mut Vec<Rollup>, changes: &mut Vec<IncidentEvent>) {
-        if let Some(w) = self.wm.current(now_us) {
-            if w < self.advanced_to.saturating_add(ADVANCE_STEP_US) {
-                return;
-            }
-            self.advanced_to = w;
-            self.dedup.advance(w, rollups);
-            self.corr.advance(w, changes);
-            self.ctx.advance(w);
+    /// The watermark to move the shards to, when it moved a step since the last time.
+    fn advance_target(&mut self, now_us: i64) -> Option<i64> {
+        let w = self.wm.current(now_us)?;
+        if w < self.advanced_to.saturating_add(ADVANCE_STEP_US) {
+            return None;
         }
+        self.advanced_to = w;
+        self.ctx.advance(w);
+        Some(w)
     }
 
     /// Everything still open is flushed (end of a replay): pending roll-ups and closes.
     pub fn flush(&mut self, out: &mut StateOutput) {
-        let (mut rollups, mut changes) = (Vec::new(), Vec::new());
-        self.dedup.advance(i64::MAX, &mut rollups);
-        self.corr.advance(i64::MAX, &mut changes);
-        self.render(rollups, changes, out);
+        let m = self.shards.run(Arc::new(Vec::new()), Arc::new(Vec::new()), Some(i64::MAX));
+        self.render(m.rollups, m.changes, out);
     }
 
     fn render(&mut self, rollups: Vec<Rollup>, changes: Vec<IncidentEvent>, out: &mut StateOutput) {
@@ -410,9 +414,10 @@ impl StateStage {
     }
 
     /// The whole state as JSON (saved with every commit).
-    pub fn snapshot(&self) -> String {
+    pub fn snapshot(&mut self) -> String {
+        let (dedup, correlation) = self.shards.snapshot();
         json!({
-            "version": 1, "watermark": self.wm, "dedup": self.dedup.snapshot(), "correlation": self.corr.snapshot(),
+            "version": 1, "watermark": self.wm, "dedup": dedup, "correlation": correlation,
             "context": self.ctx.snapshot(), "incident_context": self.incident_ctx,
         })
         .to_string()
@@ -421,8 +426,7 @@ impl StateStage {
     pub fn restore(&mut self, text: &str) -> Result<(), serde_json::Error> {
         let v: serde_json::Value = serde_json::from_str(text)?;
         self.wm = serde_json::from_value(v["watermark"].clone())?;
-        self.dedup.restore(&v["dedup"])?;
-        self.corr.restore(&v["correlation"])?;
+        self.shards.restore(&v["dedup"], &v["correlation"])?;
         self.ctx.restore(&v["context"])?;
         if !v["incident_context"].is_null() {
             self.incident_ctx = serde_json::from_value(v["incident_context"].clone())?;
@@ -461,10 +465,15 @@ impl StateStage {
     }
 
     pub fn dedup_counts(&self) -> super::dedup::DedupCounts {
-        self.dedup.counts
+        self.shards.dedup_counts()
     }
 
     pub fn correlation_counts(&self) -> super::correlate::CorrelationCounts {
-        self.corr.counts
+        self.shards.correlation_counts()
+    }
+
+    /// Threads the keys and groups are partitioned over.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
     }
 }

@@ -309,3 +309,11 @@ impl Rng {
         (self.next() % n.max(1) as u64) as usize
     }
 }
+
+/// A seed for a randomized test: `ALERTFLOW_TEST_SEED` or the clock; printed so a failure
+/// can be repeated.
+pub fn seed(what: &str) -> u64 {
+    let seed = std::env::var("ALERTFLOW_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    eprintln!("{what} seed: {seed} (set ALERTFLOW_TEST_SEED to repeat)");
+    seed
+}

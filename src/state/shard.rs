@@ -1,0 +1,345 @@
+//! Keyed shards of the state: dedup keys and correlation groups partitioned over worker
+//! threads, each shard owning its maps.
+//!
+//! An alert goes to the shard of its dedup key for dedup and, for each rule, to the shard
+//! of its group key under that rule (the same alert can visit several shards; a group
+//! lives in exactly one). The stage in front keeps one watermark, so which alerts are late
+//! and when windows close does not depend on how keys hash: the output of N shards is the
+//! output of one, only the order of incident changes between groups of one batch may
+//! differ. With one shard everything runs on the caller's thread.
+//!
+//! Snapshots merge the shards into one list of keys and groups, and a restore deals them
+//! out by hash again, so the shard count can change between runs.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use serde_json::{json, Value};
+
+use super::correlate::{CorrelationCounts, Correlator, IncidentEvent, Offered, Rule};
+use super::dedup::{Decision, Dedup, DedupConfig, DedupCounts, Rollup};
+use super::{key_of, AlertRecord, KeyField, LatePolicy};
+
+/// One alert's work in one shard.
+#[derive(Debug, Clone)]
+struct Task {
+    idx: u32,
+    dedup: bool,
+    rules: Vec<u16>,
+}
+
+struct Job {
+    alerts: Arc<Vec<AlertRecord>>,
+    late: Arc<Vec<bool>>,
+    tasks: Vec<Task>,
+    advance: Option<i64>,
+}
+
+enum Msg {
+    Run(Job),
+    Snapshot,
+    Restore(Value),
+}
+
+#[derive(Default)]
+struct ShardResult {
+    decisions: Vec<(u32, Decision)>,
+    offered: Vec<(u32, Offered)>,
+    rollups: Vec<Rollup>,
+    changes: Vec<IncidentEvent>,
+    dedup: DedupCounts,
+    corr: CorrelationCounts,
+    snapshot: Option<Value>,
+}
+
+/// What the shards made of one batch, per alert in batch order.
+#[derive(Debug, Default)]
+pub struct Merged {
+    /// `None`: the alert stayed out of dedup (late, by policy).
+    pub decisions: Vec<Option<Decision>>,
+    pub offered: Vec<Offered>,
+    pub rollups: Vec<Rollup>,
+    pub changes: Vec<IncidentEvent>,
+}
+
+struct Shard {
+    dedup: Dedup,
+    corr: Correlator,
+}
+
+impl Shard {
+    fn run(&mut self, job: &Job) -> ShardResult {
+        let mut r = ShardResult::default();
+        for t in &job.tasks {
+            let a = &job.alerts[t.idx as usize];
+            if t.dedup {
+                r.decisions.push((t.idx, self.dedup.offer(a, &mut r.rollups)));
+            }
+            if !t.rules.is_empty() {
+                r.offered.push((t.idx, self.corr.offer_rules(a, job.late[t.idx as usize], &t.rules, &mut r.changes)));
+            }
+        }
+        if let Some(w) = job.advance {
+            self.dedup.advance(w, &mut r.rollups);
+            self.corr.advance(w, &mut r.changes);
+        }
+        r.dedup = self.dedup.counts;
+        r.corr = self.corr.counts;
+        r
+    }
+
+    fn handle(&mut self, msg: Msg) -> ShardResult {
+        match msg {
+            Msg::Run(job) => self.run(&job),
+            Msg::Snapshot => ShardResult { snapshot: Some(json!({ "dedup": self.dedup.snapshot(), "correlation": self.corr.snapshot() })), ..Default::default() },
+            Msg::Restore(v) => {
+                // Checked by the caller before it is dealt out.
+                let _ = self.dedup.restore(&v["dedup"]);
+                let _ = self.corr.restore(&v["correlation"]);
+                ShardResult { dedup: self.dedup.counts, corr: self.corr.counts, ..Default::default() }
+            }
+        }
+    }
+}
+
+struct Remote {
+    tx: Option<Sender<Msg>>,
+    rx: Receiver<ShardResult>,
+    thread: Option<JoinHandle<()>>,
+}
+
+pub struct Shards {
+    /// Shard 0 runs on the caller's thread; the others on their own.
+    local: Shard,
+    remote: Vec<Remote>,
+    dedup_key: Vec<KeyField>,
+    rule_keys: Vec<Vec<KeyField>>,
+    late_policy: LatePolicy,
+    /// Latest counts of every shard.
+    dedup_counts: Vec<DedupCounts>,
+    corr_counts: Vec<CorrelationCounts>,
+}
+
+/// The shard of a key.
+fn shard_of(key: &str, n: usize) -> usize {
+    (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % n as u64) as usize
+}
+
+impl Shards {
+    pub fn new(n: usize, dedup: &DedupConfig, rules: &[Rule], max_groups: usize, late_policy: LatePolicy) -> Self {
+        let n = n.max(1);
+        let make = || Shard {
+            dedup: Dedup::new(DedupConfig { max_keys: dedup.max_keys.div_ceil(n).max(1), ..dedup.clone() }),
+            corr: Correlator::new(rules.to_vec(), max_groups.div_ceil(n).max(1)),
+        };
+        let local = make();
+        let remote = (1..n)
+            .map(|i| {
+                let mut shard = make();
+                let (tx, jobs) = bounded::<Msg>(2);
+                let (out, rx) = bounded::<ShardResult>(2);
+                let thread = std::thread::Builder::new()
+                    .name(format!("state-{i}"))
+                    .spawn(move || {
+                        for m in jobs {
+                            if out.send(shard.handle(m)).is_err() {
+                                return;
+                            }
+                        }
+                    })
+                    .expect("spawn state shard");
+                Remote { tx: Some(tx), rx, thread: Some(thread) }
+            })
+            .collect();
+        Self {
+            local,
+            remote,
+            dedup_key: dedup.key.clone(),
+            rule_keys: rules.iter().map(|r| r.group_by.clone()).collect(),
+            late_policy,
+            dedup_counts: vec![DedupCounts::default(); n],
+            corr_counts: vec![CorrelationCounts::default(); n],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        1 + self.remote.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Runs a batch's alerts (`late[i]` for each) and, with `advance`, moves every shard's
+    /// event time to that watermark.
+    pub fn run(&mut self, alerts: Arc<Vec<AlertRecord>>, late: Arc<Vec<bool>>, advance: Option<i64>) -> Merged {
+        let n = self.len();
+        let count = alerts.len();
+        let dedup_late = self.late_policy == LatePolicy::Reevaluate;
+        let all_rules: Vec<u16> = (0..self.rule_keys.len() as u16).collect();
+        let mut tasks: Vec<Vec<Task>> = vec![Vec::new(); n];
+        for (i, a) in alerts.iter().enumerate() {
+            let dedup = !late[i] || dedup_late;
+            if n == 1 {
+                tasks[0].push(Task { idx: i as u32, dedup, rules: all_rules.clone() });
+                continue;
+            }
+            let mut per: Vec<Option<Task>> = vec![None; n];
+            if dedup {
+                let s = shard_of(&key_of(&self.dedup_key, a), n);
+                per[s].get_or_insert_with(|| Task { idx: i as u32, dedup: false, rules: Vec::new() }).dedup = true;
+            }
+            for (r, keys) in self.rule_keys.iter().enumerate() {
+                let s = shard_of(&key_of(keys, a), n);
+                per[s].get_or_insert_with(|| Task { idx: i as u32, dedup: false, rules: Vec::new() }).rules.push(r as u16);
+            }
+            for (s, t) in per.into_iter().enumerate() {
+                if let Some(t) = t {
+                    tasks[s].push(t);
+                }
+            }
+        }
+        let mut tasks = tasks.into_iter();
+        let local_tasks = tasks.next().unwrap_or_default();
+        for (r, t) in self.remote.iter().zip(tasks) {
+            if let Some(tx) = &r.tx {
+                let _ = tx.send(Msg::Run(Job { alerts: alerts.clone(), late: late.clone(), tasks: t, advance }));
+            }
+        }
+        let mut results = vec![self.local.run(&Job { alerts, late, tasks: local_tasks, advance })];
+        results.extend(self.remote.iter().map(|r| r.rx.recv().unwrap_or_default()));
+        let mut m = Merged { decisions: vec![None; count], offered: vec![Offered::default(); count], ..Default::default() };
+        for (s, r) in results.into_iter().enumerate() {
+            self.dedup_counts[s] = r.dedup;
+            self.corr_counts[s] = r.corr;
+            for (i, d) in r.decisions {
+                m.decisions[i as usize] = Some(d);
+            }
+            for (i, o) in r.offered {
+                let slot = &mut m.offered[i as usize];
+                slot.joined.extend(o.joined);
+                slot.late_output |= o.late_output;
+            }
+            m.rollups.extend(r.rollups);
+            m.changes.extend(r.changes);
+        }
+        if n > 1 {
+            // Rule order, as one shard would list them.
+            for o in &mut m.offered {
+                o.joined.sort_by_key(|(r, _)| *r);
+            }
+        }
+        m
+    }
+
+    pub fn dedup_counts(&self) -> DedupCounts {
+        self.dedup_counts.iter().fold(DedupCounts::default(), |a, c| DedupCounts {
+            first: a.first + c.first,
+            escalated: a.escalated + c.escalated,
+            suppressed: a.suppressed + c.suppressed,
+            evicted: a.evicted + c.evicted,
+            expired: a.expired + c.expired,
+        })
+    }
+
+    pub fn correlation_counts(&self) -> CorrelationCounts {
+        self.corr_counts.iter().fold(CorrelationCounts::default(), |a, c| CorrelationCounts {
+            opened: a.opened + c.opened,
+            closed: a.closed + c.closed,
+            groups_evicted: a.groups_evicted + c.groups_evicted,
+            late_skipped: a.late_skipped + c.late_skipped,
+            late_reevaluated: a.late_reevaluated + c.late_reevaluated,
+            corrected: a.corrected + c.corrected,
+        })
+    }
+
+    /// Every shard's keys and groups as one (dedup, correlation) pair of snapshots.
+    pub fn snapshot(&mut self) -> (Value, Value) {
+        let mut parts = vec![json!({ "dedup": self.local.dedup.snapshot(), "correlation": self.local.corr.snapshot() })];
+        for r in &self.remote {
+            if let Some(tx) = &r.tx {
+                let _ = tx.send(Msg::Snapshot);
+                parts.push(r.rx.recv().ok().and_then(|x| x.snapshot).unwrap_or(Value::Null));
+            }
+        }
+        if parts.len() == 1 {
+            let p = parts.pop().unwrap_or_default();
+            return (p["dedup"].clone(), p["correlation"].clone());
+        }
+        let concat = |part: &str, list: &str| -> Value { Value::Array(parts.iter().flat_map(|p| p[part][list].as_array().cloned().unwrap_or_default()).collect()) };
+        let sum = |part: &str, i: usize| -> u64 { parts.iter().map(|p| p[part]["counts"][i].as_u64().unwrap_or(0)).sum() };
+        let mut dcounts = serde_json::Map::new();
+        for name in ["first", "escalated", "suppressed", "evicted", "expired"] {
+            dcounts.insert(name.into(), parts.iter().map(|p| p["dedup"]["counts"][name].as_u64().unwrap_or(0)).sum::<u64>().into());
+        }
+        let dedup = json!({ "keys": concat("dedup", "keys"), "counts": dcounts });
+        let corr = json!({ "groups": concat("correlation", "groups"), "closed": concat("correlation", "closed"), "counts": (0..6).map(|i| sum("correlation", i)).collect::<Vec<_>>() });
+        (dedup, corr)
+    }
+
+    /// Deals a snapshot's keys and groups out to the shards by hash.
+    pub fn restore(&mut self, dedup: &Value, corr: &Value) -> Result<(), serde_json::Error> {
+        let n = self.len();
+        if n == 1 {
+            self.local.dedup.restore(dedup)?;
+            self.local.corr.restore(corr)?;
+            self.dedup_counts[0] = self.local.dedup.counts;
+            self.corr_counts[0] = self.local.corr.counts;
+            return Ok(());
+        }
+        let deal = |list: &Value, key_at: usize| -> Vec<Vec<Value>> {
+            let mut out = vec![Vec::new(); n];
+            for e in list.as_array().into_iter().flatten() {
+                out[shard_of(e[key_at].as_str().unwrap_or_default(), n)].push(e.clone());
+            }
+            out
+        };
+        let keys = deal(&dedup["keys"], 0);
+        let groups = deal(&corr["groups"], 1);
+        let closed = deal(&corr["closed"], 1);
+        let zero_d = serde_json::to_value(DedupCounts::default())?;
+        let mut parts = Vec::new();
+        for s in 0..n {
+            // The counts go to shard 0 (they are summed).
+            let dc = if s == 0 { dedup["counts"].clone() } else { zero_d.clone() };
+            let cc = if s == 0 { corr["counts"].clone() } else { json!([0, 0, 0, 0, 0, 0]) };
+            parts.push(json!({
+                "dedup": { "keys": keys[s], "counts": dc },
+                "correlation": { "groups": groups[s], "closed": closed[s], "counts": cc },
+            }));
+        }
+        // Check every part before any shard takes one.
+        for p in &parts {
+            Dedup::new(DedupConfig::default()).restore(&p["dedup"])?;
+        }
+        let mut parts = parts.into_iter();
+        let first = parts.next().unwrap_or_default();
+        self.local.dedup.restore(&first["dedup"])?;
+        self.local.corr.restore(&first["correlation"])?;
+        self.dedup_counts[0] = self.local.dedup.counts;
+        self.corr_counts[0] = self.local.corr.counts;
+        for (i, (r, p)) in self.remote.iter().zip(parts).enumerate() {
+            if let Some(tx) = &r.tx {
+                let _ = tx.send(Msg::Restore(p));
+                if let Ok(res) = r.rx.recv() {
+                    self.dedup_counts[i + 1] = res.dedup;
+                    self.corr_counts[i + 1] = res.corr;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Shards {
+    fn drop(&mut self) {
+        for r in &mut self.remote {
+            r.tx = None;
+            while r.rx.try_recv().is_ok() {}
+            if let Some(t) = r.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
