@@ -1,11 +1,19 @@
 //! State throughput: dedup and correlation per alert (one core), on a storm of repeats
-//! (1,000 sources × 20 signatures) and on all-distinct keys.
+//! (1,000 sources × 20 signatures) and on all-distinct keys; flow context per context event
+//! and per alert lookup; the whole stage on a mixed batch with 1 and 2 shards.
 
 use std::hint::black_box;
 
+/// The allocator the binary ships with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
+use alertflow::event::{ContextKind, ContextView};
+use alertflow::state::context::{ContextConfig, FlowContext};
 use alertflow::state::correlate::{Condition, Correlator, Rule};
+use alertflow::state::stage::{StateConfig, StateStage};
 use alertflow::state::dedup::{Dedup, DedupConfig};
 use alertflow::state::{AlertRecord, KeyField};
 
@@ -69,5 +77,97 @@ fn state(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, state);
+fn context_events(n: usize) -> Vec<(i64, i64, String, ContextView<'static>)> {
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    (0..n)
+        .map(|i| {
+            let flow = (i / 4) as i64;
+            let src = format!("10.1.{}.{}", i >> 8 & 255, i & 255);
+            let c = match i % 4 {
+                0 => ContextView { kind: ContextKind::Dns, text: [Some(leak(format!("host{}.example.com", i % 5000))), Some("A"), Some("query"), None], num: [None; 4] },
+                1 => ContextView { kind: ContextKind::Http, text: [Some(leak(format!("host{}.example.com", i % 5000))), Some(leak(format!("/path/{i}/index.html"))), Some("GET"), Some("Mozilla/5.0")], num: [Some(200), Some(5120), None, None] },
+                2 => ContextView { kind: ContextKind::Tls, text: [Some(leak(format!("sni{}.example.net", i % 3000))), Some("TLS 1.3"), Some("e7d705a3286e19ea42f587b344ee6865"), None], num: [None; 4] },
+                _ => ContextView { kind: ContextKind::Flow, text: [Some("closed"), Some("timeout"), None, None], num: [Some(10), Some(8), Some(1200), Some(64000)] },
+            };
+            (1_700_000_000_000_000 + i as i64 * 100, flow, src, c)
+        })
+        .collect()
+}
+
+fn context(c: &mut Criterion) {
+    let n = 200_000;
+    let events = context_events(n);
+    let mut g = c.benchmark_group("context");
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("observe", |b| {
+        b.iter_batched(
+            || FlowContext::new(ContextConfig::default()),
+            |mut fc| {
+                for (ts, flow, src, c) in &events {
+                    black_box(fc.observe(*ts, Some(*flow), Some(src), Some("192.0.2.1"), c));
+                }
+                fc
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    let mut fc = FlowContext::new(ContextConfig::default());
+    for (ts, flow, src, c) in &events {
+        fc.observe(*ts, Some(*flow), Some(src), Some("192.0.2.1"), c);
+    }
+    g.bench_function("alert_summary", |b| {
+        b.iter(|| {
+            let mut found = 0;
+            for (_, flow, src, _) in &events {
+                found += fc.summary(Some(*flow), Some(src), Some("192.0.2.1")).is_some() as usize;
+            }
+            found
+        })
+    });
+    g.finish();
+}
+
+/// A mixed batch like a sensor's: 1 alert in 10, the rest flow/dns/http/tls.
+fn mixed_batch(n: usize) -> alertflow::event::EventBatch {
+    let mut parser = alertflow::parse::eve::EveParser::new(Default::default());
+    let mut b = alertflow::event::EventBatchBuilder::with_capacity(n, n * 400);
+    for i in 0..n {
+        let ts = format!("2026-11-01T00:{:02}:{:02}.{:06}+0000", i / 60_000 % 60, i / 1000 % 60, i % 1_000_000);
+        let (flow, src, dst) = (i / 5, format!("10.1.{}.{}", i >> 8 & 15, i & 255), format!("10.2.0.{}", i % 50));
+        let line = match i % 10 {
+            0 => format!(r#"{{"timestamp":"{ts}","flow_id":{flow},"event_type":"alert","src_ip":"{src}","src_port":40000,"dest_ip":"{dst}","dest_port":{},"proto":"TCP","alert":{{"action":"allowed","gid":1,"signature_id":{},"rev":1,"signature":"ET TEST","category":"Misc","severity":2}}}}"#, 80 + i % 30, 2_210_000 + i % 20),
+            1 | 2 => format!(r#"{{"timestamp":"{ts}","flow_id":{flow},"event_type":"dns","src_ip":"{src}","src_port":5353,"dest_ip":"10.0.0.53","dest_port":53,"proto":"UDP","dns":{{"type":"query","id":1,"rrname":"host{}.example.com","rrtype":"A"}}}}"#, i % 5000),
+            3 | 4 => format!(r#"{{"timestamp":"{ts}","flow_id":{flow},"event_type":"http","src_ip":"{src}","src_port":40000,"dest_ip":"{dst}","dest_port":80,"proto":"TCP","http":{{"hostname":"host{}.example.com","url":"/p/{i}","http_method":"GET","status":200,"length":512}}}}"#, i % 5000),
+            5 => format!(r#"{{"timestamp":"{ts}","flow_id":{flow},"event_type":"tls","src_ip":"{src}","src_port":40000,"dest_ip":"{dst}","dest_port":443,"proto":"TCP","tls":{{"sni":"sni{}.example.net","version":"TLS 1.3","ja3":{{"hash":"e7d705a3286e19ea42f587b344ee6865"}}}}}}"#, i % 3000),
+            _ => format!(r#"{{"timestamp":"{ts}","flow_id":{flow},"event_type":"flow","src_ip":"{src}","src_port":40000,"dest_ip":"{dst}","dest_port":80,"proto":"TCP","flow":{{"pkts_toserver":10,"pkts_toclient":8,"bytes_toserver":1200,"bytes_toclient":64000,"state":"closed","reason":"timeout"}}}}"#),
+        };
+        parser.parse(line.as_bytes(), |v| b.append(v, v.timestamp_us.unwrap_or(0), "bench", &line)).expect("valid line");
+    }
+    b.finish()
+}
+
+fn stage(c: &mut Criterion) {
+    let n = 50_000;
+    let batch = mixed_batch(n);
+    let mut g = c.benchmark_group("state_stage");
+    g.throughput(Throughput::Elements(n as u64));
+    g.sample_size(20);
+    for shards in [1, 2] {
+        let cfg = StateConfig { rules: rules(), shards, ..Default::default() };
+        g.bench_function(format!("mixed_shards_{shards}"), |b| {
+            // The stage is returned so that dropping it is not timed.
+            b.iter_batched(
+                || StateStage::new(&cfg),
+                |mut s| {
+                    let out = s.process(&batch, 1_793_491_200_000_000 + 3_600_000_000);
+                    (s, out)
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, state, context, stage);
 criterion_main!(benches);
