@@ -72,21 +72,59 @@ impl Item {
         64 + self.text.iter().flatten().map(String::len).sum::<usize>()
     }
 
-    fn to_json(&self) -> Value {
+    /// The item as a JSON object of its named slots.
+    fn write_json(&self, out: &mut String) {
         let (texts, nums) = self.kind().slots();
-        let mut m = Map::new();
+        out.push('{');
+        let mut first = true;
         for (name, v) in texts.iter().zip(&self.text) {
             if let (false, Some(v)) = (name.is_empty(), v) {
-                m.insert((*name).into(), v.as_str().into());
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                json_str(out, name);
+                out.push(':');
+                json_str(out, v);
             }
         }
         for (name, v) in nums.iter().zip(&self.num) {
             if let (false, Some(v)) = (name.is_empty(), v) {
-                m.insert((*name).into(), (*v).into());
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                json_str(out, name);
+                out.push(':');
+                out.push_str(&v.to_string());
             }
         }
-        Value::Object(m)
+        out.push('}');
     }
+}
+
+/// Appends `s` as a JSON string.
+pub fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+    } else {
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 => {
+                    use std::fmt::Write as _;
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+    }
+    out.push('"');
 }
 
 /// `s` cut to at most `max` bytes on a character boundary.
@@ -129,7 +167,8 @@ struct Host {
 pub struct FlowEnded {
     pub flow_id: i64,
     pub alert_ids: Vec<String>,
-    pub summary: Value,
+    /// JSON object text, as [`FlowContext::summary`].
+    pub summary: String,
 }
 
 pub struct FlowContext {
@@ -200,7 +239,7 @@ impl FlowContext {
             return None;
         }
         let alert_ids = f.alerts.clone();
-        Some(FlowEnded { flow_id, alert_ids, summary: self.summary(Some(flow_id), src_ip, dest_ip).unwrap_or(Value::Null) })
+        Some(FlowEnded { flow_id, alert_ids, summary: self.summary(Some(flow_id), src_ip, dest_ip).unwrap_or_else(|| "{}".into()) })
     }
 
     fn note_lookup(&mut self, ts_us: i64, src_ip: Option<&str>, dest_ip: Option<&str>, c: &ContextView<'_>) {
@@ -286,48 +325,113 @@ impl FlowContext {
         }
     }
 
-    /// The context of an alert on `flow_id` between `src` and `dest`: `None` when nothing
-    /// is known.
-    pub fn summary(&self, flow_id: Option<i64>, src: Option<&str>, dest: Option<&str>) -> Option<Value> {
+    /// The context of an alert on `flow_id` between `src` and `dest` as JSON object text:
+    /// `None` when nothing is known. Written directly (no intermediate tree): this runs
+    /// for every alert.
+    pub fn summary(&self, flow_id: Option<i64>, src: Option<&str>, dest: Option<&str>) -> Option<String> {
         if !self.cfg.enabled {
             return None;
         }
-        let mut m = Map::new();
-        if let Some(f) = flow_id.and_then(|id| self.flows.peek(&id)) {
-            let mut lists: [Vec<Value>; 6] = Default::default();
-            for it in &f.items {
-                lists[it.kind as usize % 6].push(it.to_json());
-            }
-            for (k, list) in ContextKind::ALL.iter().zip(lists) {
-                if !list.is_empty() {
-                    m.insert(k.event_type().into(), Value::Array(list));
+        let flow = flow_id.and_then(|id| self.flows.peek(&id)).filter(|f| !f.items.is_empty() || f.end.is_some());
+        let hosts: Vec<(&str, &Host)> = {
+            let mut v: Vec<(&str, &Host)> = Vec::new();
+            for ip in [src, dest].into_iter().flatten() {
+                if let Some(h) = self.hosts.peek(ip) {
+                    if !v.iter().any(|(x, _)| *x == ip) {
+                        v.push((ip, h));
+                    }
                 }
             }
-            if let Some(end) = &f.end {
-                m.insert("flow".into(), end.to_json());
-            }
-            if f.dropped > 0 {
-                m.insert("more_events".into(), f.dropped.into());
-            }
-        }
-        let mut lookups = Map::new();
-        for ip in [src, dest].into_iter().flatten() {
-            if let Some(h) = self.hosts.peek(ip) {
-                if !lookups.contains_key(ip) {
-                    lookups.insert(ip.into(), h.lookups.iter().rev().map(|(_, n)| Value::from(n.as_str())).collect());
-                }
-            }
-        }
-        if !lookups.is_empty() {
-            m.insert("host_dns".into(), Value::Object(lookups));
-        }
-        if m.is_empty() {
+            v
+        };
+        if flow.is_none() && hosts.is_empty() {
             return None;
         }
-        if let Some(id) = flow_id {
-            m.insert("flow_id".into(), id.into());
+        let mut out = String::with_capacity(256);
+        out.push('{');
+        let mut first = true;
+        let mut key = |out: &mut String, k: &str| {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            json_str(out, k);
+            out.push(':');
+        };
+        if let Some(f) = flow {
+            for (ki, kind) in ContextKind::ALL.iter().enumerate() {
+                let mut items = f.items.iter().filter(|it| it.kind as usize == ki).peekable();
+                if items.peek().is_none() {
+                    continue;
+                }
+                key(&mut out, kind.event_type());
+                out.push('[');
+                for (j, it) in items.enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    it.write_json(&mut out);
+                }
+                out.push(']');
+            }
+            if let Some(end) = &f.end {
+                key(&mut out, "flow");
+                end.write_json(&mut out);
+            }
+            if f.dropped > 0 {
+                key(&mut out, "more_events");
+                out.push_str(&f.dropped.to_string());
+            }
         }
-        Some(Value::Object(m))
+        if !hosts.is_empty() {
+            key(&mut out, "host_dns");
+            out.push('{');
+            for (j, (ip, h)) in hosts.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                json_str(&mut out, ip);
+                out.push_str(":[");
+                for (k, (_, n)) in h.lookups.iter().rev().enumerate() {
+                    if k > 0 {
+                        out.push(',');
+                    }
+                    json_str(&mut out, n);
+                }
+                out.push(']');
+            }
+            out.push('}');
+        }
+        if let Some(id) = flow_id {
+            key(&mut out, "flow_id");
+            out.push_str(&id.to_string());
+        }
+        out.push('}');
+        Some(out)
+    }
+
+    /// Adds what the flow of an alert showed to an incident's context.
+    pub fn add_to(&self, inc: &mut IncidentContext, flow_id: Option<i64>) {
+        let Some(f) = flow_id.and_then(|id| self.flows.peek(&id)) else { return };
+        inc.flows += 1;
+        for it in &f.items {
+            let (list, slot) = match it.kind() {
+                ContextKind::Dns => (&mut inc.dns, 0),
+                ContextKind::Http => (&mut inc.http_hosts, 0),
+                ContextKind::Tls => (&mut inc.tls_sni, 0),
+                ContextKind::FileInfo => (&mut inc.files, 1),
+                ContextKind::Anomaly => {
+                    inc.anomalies += 1;
+                    continue;
+                }
+                ContextKind::Flow => continue,
+            };
+            if let Some(v) = &it.text[slot] {
+                if list.len() < MAX_INCIDENT_VALUES && !list.iter().any(|x| x == v) {
+                    list.push(v.clone());
+                }
+            }
+        }
     }
 
     /// Counts an alert that found context (for the metric).
@@ -393,27 +497,6 @@ pub struct IncidentContext {
 const MAX_INCIDENT_VALUES: usize = 16;
 
 impl IncidentContext {
-    /// Adds one alert's summary (from [`FlowContext::summary`]).
-    pub fn add(&mut self, s: &Value) {
-        if s.get("flow_id").is_some() {
-            self.flows += 1;
-        }
-        let take = |list: &mut Vec<String>, kind: &str, field: &str| {
-            for it in s.get(kind).and_then(Value::as_array).into_iter().flatten() {
-                if let Some(v) = it.get(field).and_then(Value::as_str) {
-                    if list.len() < MAX_INCIDENT_VALUES && !list.iter().any(|x| x == v) {
-                        list.push(v.to_owned());
-                    }
-                }
-            }
-        };
-        take(&mut self.dns, "dns", "rrname");
-        take(&mut self.http_hosts, "http", "hostname");
-        take(&mut self.tls_sni, "tls", "sni");
-        take(&mut self.files, "fileinfo", "sha256");
-        self.anomalies += s.get("anomaly").and_then(Value::as_array).map_or(0, |a| a.len() as u64);
-    }
-
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
         m.insert("flows".into(), self.flows.into());
@@ -448,14 +531,15 @@ mod tests {
         assert!(c.observe(10, Some(7), Some("10.0.0.5"), Some("10.0.0.53"), &dns("evil.example", "query")).is_none());
         assert!(c.observe(11, Some(9), Some("10.0.0.5"), Some("1.2.3.4"), &http).is_none());
         c.note_alert(11, Some(9), "a1");
-        let s = c.summary(Some(9), Some("10.0.0.5"), Some("1.2.3.4")).unwrap();
+        let s: Value = serde_json::from_str(&c.summary(Some(9), Some("10.0.0.5"), Some("1.2.3.4")).unwrap()).unwrap();
         assert_eq!(s["http"][0]["hostname"], "evil.example");
         assert_eq!(s["http"][0]["status"], 200);
         assert_eq!(s["host_dns"]["10.0.0.5"][0], "evil.example");
         assert!(s.get("flow").is_none());
         let end = c.observe(20, Some(9), Some("10.0.0.5"), Some("1.2.3.4"), &flow_end(500)).unwrap();
         assert_eq!(end.alert_ids, vec!["a1".to_string()]);
-        assert_eq!(end.summary["flow"]["bytes_toserver"], 500);
+        let summary: Value = serde_json::from_str(&end.summary).unwrap();
+        assert_eq!(summary["flow"]["bytes_toserver"], 500);
         // A flow without alerts ends silently.
         assert!(c.observe(20, Some(7), None, None, &flow_end(1)).is_none());
         // No context at all: no summary.
@@ -478,6 +562,20 @@ mod tests {
         c.advance(10_000 + 600_000_001 + 10_000);
         assert_eq!(c.flows(), 0);
         assert_eq!(c.bytes(), 0);
+    }
+
+    #[test]
+    fn summary_is_valid_json_whatever_the_values() {
+        let mut c = FlowContext::new(ContextConfig::default());
+        let nasty = "a\"b\\c\u{1}\n\u{1f}é\u{7f}😀";
+        let http = ContextView { kind: ContextKind::Http, text: [Some(nasty), Some(nasty), None, Some(nasty)], num: [Some(-1), None, None, None] };
+        c.observe(1, Some(3), Some(nasty), None, &dns(Box::leak(nasty.to_owned().into_boxed_str()), "query"));
+        c.observe(1, Some(3), Some(nasty), None, &http);
+        let s: Value = serde_json::from_str(&c.summary(Some(3), Some(nasty), None).unwrap()).unwrap();
+        assert_eq!(s["http"][0]["hostname"], nasty);
+        assert_eq!(s["http"][0]["status"], -1);
+        assert_eq!(s["host_dns"][nasty][0], nasty);
+        assert_eq!(s["dns"][0]["rrname"], nasty);
     }
 
     #[test]

@@ -147,6 +147,18 @@ pub fn alert_id(source: &str, raw: &str) -> String {
     format!("{:016x}", h.digest())
 }
 
+/// Adds `"flow_context": <summary>` (JSON object text) to a JSON object line.
+fn with_context(line: Option<&mut String>, summary: &Option<String>) {
+    if let (Some(line), Some(s)) = (line, summary) {
+        if line.ends_with('}') {
+            line.pop();
+            line.push_str(",\"flow_context\":");
+            line.push_str(s);
+            line.push('}');
+        }
+    }
+}
+
 fn iso(us: i64) -> String {
     jiff::Timestamp::from_microsecond(us).map(|t| t.to_string()).unwrap_or_default()
 }
@@ -220,7 +232,7 @@ impl StateStage {
             match &summary {
                 Some(v) => {
                     self.ctx.note_found();
-                    context.append_value(v.to_string());
+                    context.append_value(v);
                 }
                 None => context.append_null(),
             }
@@ -244,10 +256,10 @@ impl StateStage {
         for (j, ((a, offered), decision)) in alerts.iter().zip(merged.offered).zip(merged.decisions).enumerate() {
             let (is_late, summary) = (lates[j], &summaries[j]);
             let joined: Vec<String> = offered.joined.into_iter().map(|(_, id)| id).collect();
-            if let Some(v) = summary {
+            if summary.is_some() {
                 for id in &joined {
                     if let Some(c) = self.incident_ctx.get_mut(id) {
-                        c.add(v);
+                        self.ctx.add_to(c, a.flow_id);
                     }
                 }
             }
@@ -263,10 +275,11 @@ impl StateStage {
                             "type": "late_alert", "alert_id": a.alert_id, "timestamp": iso(a.ts_us), "sensor": a.sensor,
                             "signature_id": a.signature_id, "signature": a.signature, "category": a.category, "severity": a.severity,
                             "src_ip": a.src_ip, "src_port": a.src_port, "dest_ip": a.dest_ip, "dest_port": a.dest_port, "proto": a.proto,
-                            "flow_id": a.flow_id, "incident_ids": joined, "flow_context": summary,
+                            "flow_id": a.flow_id, "incident_ids": joined,
                         })
                         .to_string(),
                     );
+                    with_context(out.late_lines.last_mut(), summary);
                 }
                 keys.append_null();
                 dcount.append_null();
@@ -287,10 +300,11 @@ impl StateStage {
                         "type": "alert", "alert_id": a.alert_id, "timestamp": iso(a.ts_us), "sensor": a.sensor,
                         "signature_id": a.signature_id, "signature": a.signature, "category": a.category, "severity": a.severity,
                         "src_ip": a.src_ip, "src_port": a.src_port, "dest_ip": a.dest_ip, "dest_port": a.dest_port, "proto": a.proto,
-                        "flow_id": a.flow_id, "dedup_key": key, "dedup_count": count, "decision": kind, "incident_ids": joined, "flow_context": summary,
+                        "flow_id": a.flow_id, "dedup_key": key, "dedup_count": count, "decision": kind, "incident_ids": joined,
                     })
                     .to_string(),
                 );
+                with_context(out.lines.last_mut(), summary);
             }
         }
         let filtered = filter_record_batch(b, &mask).expect("mask matches the batch");
@@ -451,7 +465,9 @@ impl StateStage {
             let id = flow.is_valid(i).then(|| flow.value(i));
             if let Some(end) = self.ctx.observe(t, id, opt(src, i), opt(dst, i), &c) {
                 self.counts.flow_updates += 1;
-                out.lines.push(json!({ "type": "flow_context", "flow_id": end.flow_id, "alert_ids": end.alert_ids, "flow_context": end.summary }).to_string());
+                let mut line = json!({ "type": "flow_context", "flow_id": end.flow_id, "alert_ids": end.alert_ids }).to_string();
+                with_context(Some(&mut line), &Some(end.summary));
+                out.lines.push(line);
             }
         }
     }
