@@ -146,9 +146,23 @@ fn mixed_batch(n: usize) -> alertflow::event::EventBatch {
     b.finish()
 }
 
+/// The first `n` lines of the EVE file in `ALERTFLOW_BENCH_EVE`, when set (to run the
+/// stage bench on your own sensor's output).
+fn file_batch(n: usize) -> Option<alertflow::event::EventBatch> {
+    let path = std::env::var_os("ALERTFLOW_BENCH_EVE")?;
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut parser = alertflow::parse::eve::EveParser::new(Default::default());
+    let mut b = alertflow::event::EventBatchBuilder::with_capacity(n, n * 700);
+    for line in text.lines().take(n) {
+        let _ = parser.parse(line.as_bytes(), |v| b.append(v, v.timestamp_us.unwrap_or(0), "bench", line));
+    }
+    Some(b.finish())
+}
+
 fn stage(c: &mut Criterion) {
     let n = 50_000;
-    let batch = mixed_batch(n);
+    let batch = file_batch(n).unwrap_or_else(|| mixed_batch(n));
+    let n = batch.num_rows();
     let mut g = c.benchmark_group("state_stage");
     g.throughput(Throughput::Elements(n as u64));
     g.sample_size(20);

@@ -49,12 +49,22 @@ def parquet_rows(path):
     return ds.dataset(str(path), format="parquet").count_rows()
 
 
-def bench_alertflow(binary, data, out):
+def bench_alertflow(binary, data, out, state=True):
+    """The default configuration (state stage on: alerts, incidents, flow context), or
+    the archive alone with `[state] enabled = false`."""
     shutil.rmtree(out, ignore_errors=True)
-    r = measured([binary, "replay", "--json", "--archive", str(out), str(data)])
+    argv = [binary, "replay", "--json", "--archive", str(out)]
+    if not state:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg = out.parent / "state-off.toml"
+        cfg.write_text("[state]\nenabled = false\n")
+        argv += ["--config", str(cfg)]
+    r = measured([*argv, str(data)])
     summary = json.loads(r["out"])
     r["rows"] = summary["rows_archived"]
     assert parquet_rows(out / "events") == r["rows"]
+    if state:
+        assert summary["alert_rows"] > 0 and parquet_rows(out / "alerts") == summary["alert_rows"]
     return r
 
 
@@ -185,6 +195,7 @@ def main():
         with open(data, "rb") as f:
             lines = sum(1 for l in f if l.strip())
         tools = [("alertflow", lambda d: bench_alertflow(args.alertflow, data, d))]
+        tools.append(("alertflow-state-off", lambda d: bench_alertflow(args.alertflow, data, d, state=False)))
         tools.append(("duckdb", lambda d: bench_duckdb(data, d)))
         if args.tenzir:
             tools.append(("tenzir", lambda d: bench_tenzir(args.tenzir, data, d)))
@@ -223,6 +234,12 @@ def main():
             ratio = (af["rows"] / af["wall"]) / evs if evs else float("inf")
             ok = "" if r["rows"] == r["input_lines"] else " ⚠"
             print(f"| {name} | {r['tool']} | {r['rows']} ({r['input_lines']}){ok} | {r['wall']:.2f} | {evs:,.0f} | {r['input_bytes'] / 1e6 / r['wall']:.0f} | {r['cpu']:.2f} | {r['rss_mb']:.0f} | {ratio:.2f}× |")
+    print()
+    for name in dict.fromkeys(r["dataset"] for r in results):
+        on = next((r for r in results if r["dataset"] == name and r["tool"] == "alertflow" and "wall" in r), None)
+        off = next((r for r in results if r["dataset"] == name and r["tool"] == "alertflow-state-off" and "wall" in r), None)
+        if on and off:
+            print(f"{name}: state stage on keeps {100 * off['wall'] / on['wall']:.0f} % of the archive-only throughput")
 
 
 if __name__ == "__main__":

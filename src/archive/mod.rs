@@ -335,7 +335,7 @@ impl ArchiveWriter {
         let rows = batch.events.num_rows() as u64;
         if let (Some(st), true) = (&mut self.state, rows > 0) {
             // Cheap: the columns are shared, not copied.
-            st.worker.process(batch.events.clone(), crate::event::time::wall_clock_us());
+            st.worker.process(&batch.events, crate::event::time::wall_clock_us());
         }
         if rows > 0 {
             let hours = &batch.events.hours;

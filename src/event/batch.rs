@@ -138,7 +138,12 @@ pub fn encode_context(c: &ContextView<'_>, out: &mut impl std::fmt::Write) {
 
 /// Reads back what [`encode_context`] wrote (empty slots are `None`).
 pub fn decode_context(s: &str) -> Option<ContextView<'_>> {
-    let mut parts = s.split(SEP);
+    // Split on the separator byte (ASCII, so every piece is on a char boundary).
+    let mut parts = s.as_bytes().split(|&b| b == SEP as u8).scan(0usize, |at, piece| {
+        let start = *at;
+        *at += piece.len() + 1;
+        Some(&s[start..start + piece.len()])
+    });
     let kind = match parts.next()? {
         "d" => ContextKind::Dns,
         "h" => ContextKind::Http,

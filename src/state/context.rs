@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use lru::LruCache;
 use serde_json::{json, Map, Value};
 
+use crate::event::batch::{decode_context, encode_context};
 use crate::event::{ContextKind, ContextView};
 
 #[derive(Debug, Clone)]
@@ -49,54 +50,68 @@ pub struct ContextCounts {
     pub expired: u64,
     /// Alerts that found context for their flow or endpoints.
     pub alerts_with_context: u64,
+    /// Flows forgotten at their end because they raised no alert.
+    pub ended: u64,
 }
 
+/// One context event, kept as its encoding (see `event::batch::encode_context`): one
+/// allocation, compared and measured as a string.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 struct Item {
-    kind: u8,
-    text: [Option<String>; 4],
-    num: [Option<i64>; 4],
+    enc: Box<str>,
 }
 
 impl Item {
-    fn new(c: &ContextView<'_>, max: usize) -> Self {
-        let kind = ContextKind::ALL.iter().position(|&k| k == c.kind).unwrap_or(0) as u8;
-        Self { kind, text: c.text.map(|t| t.map(|t| cut(t, max).to_owned())), num: c.num }
+    /// From an encoded context, values cut to `max` bytes.
+    fn new(enc: &str, c: &ContextView<'_>, max: usize) -> Self {
+        if c.text.iter().flatten().all(|t| t.len() <= max) {
+            return Self { enc: enc.into() };
+        }
+        let cut_view = ContextView { kind: c.kind, text: c.text.map(|t| t.map(|t| cut(t, max))), num: c.num };
+        let mut s = String::new();
+        encode_context(&cut_view, &mut s);
+        Self { enc: s.into() }
+    }
+
+    fn view(&self) -> ContextView<'_> {
+        decode_context(&self.enc).unwrap_or(ContextView { kind: ContextKind::Anomaly, text: [None; 4], num: [None; 4] })
     }
 
     fn kind(&self) -> ContextKind {
-        ContextKind::ALL[self.kind as usize % ContextKind::ALL.len()]
+        self.view().kind
     }
 
     fn bytes(&self) -> usize {
-        64 + self.text.iter().flatten().map(String::len).sum::<usize>()
+        32 + self.enc.len()
     }
 
     /// The item as a JSON object of its named slots.
     fn write_json(&self, out: &mut String) {
-        let (texts, nums) = self.kind().slots();
+        let v = self.view();
+        let (texts, nums) = v.kind.slots();
         out.push('{');
         let mut first = true;
-        for (name, v) in texts.iter().zip(&self.text) {
-            if let (false, Some(v)) = (name.is_empty(), v) {
+        for (name, t) in texts.iter().zip(&v.text) {
+            if let (false, Some(t)) = (name.is_empty(), t) {
                 if !first {
                     out.push(',');
                 }
                 first = false;
                 json_str(out, name);
                 out.push(':');
-                json_str(out, v);
+                json_str(out, t);
             }
         }
-        for (name, v) in nums.iter().zip(&self.num) {
-            if let (false, Some(v)) = (name.is_empty(), v) {
+        for (name, n) in nums.iter().zip(&v.num) {
+            if let (false, Some(n)) = (name.is_empty(), n) {
                 if !first {
                     out.push(',');
                 }
                 first = false;
                 json_str(out, name);
                 out.push(':');
-                out.push_str(&v.to_string());
+                out.push_str(&n.to_string());
             }
         }
         out.push('}');
@@ -200,15 +215,34 @@ impl FlowContext {
     /// Takes one context event. Returns the final summary when it ends a flow that raised
     /// alerts.
     pub fn observe(&mut self, ts_us: i64, flow_id: Option<i64>, src_ip: Option<&str>, dest_ip: Option<&str>, c: &ContextView<'_>) -> Option<FlowEnded> {
+        let mut enc = String::new();
+        encode_context(c, &mut enc);
+        self.observe_encoded(ts_us, flow_id, src_ip, dest_ip, &enc)
+    }
+
+    /// [`FlowContext::observe`] with the context as the parse stage encoded it.
+    pub fn observe_encoded(&mut self, ts_us: i64, flow_id: Option<i64>, src_ip: Option<&str>, dest_ip: Option<&str>, enc: &str) -> Option<FlowEnded> {
         if !self.cfg.enabled {
             return None;
         }
+        // A flow that ends without an alert needs no context any more (and most events
+        // are such ends): settled before decoding.
+        if enc.starts_with('l') {
+            if let Some(id) = flow_id.filter(|id| self.flows.peek(id).is_none_or(|f| f.alerts.is_empty())) {
+                if let Some(f) = self.flows.pop(&id) {
+                    self.bytes -= f.bytes;
+                }
+                self.counts.ended += 1;
+                return None;
+            }
+        }
+        let c = &decode_context(enc)?;
         self.counts.events += 1;
         if c.kind == ContextKind::Dns {
             self.note_lookup(ts_us, src_ip, dest_ip, c);
         }
         let flow_id = flow_id?;
-        let item = Item::new(c, self.cfg.max_value_bytes);
+        let item = Item::new(enc, c, self.cfg.max_value_bytes);
         if !self.flows.contains(&flow_id) {
             self.make_room(&[flow_id]);
         }
@@ -360,7 +394,7 @@ impl FlowContext {
         };
         if let Some(f) = flow {
             for (ki, kind) in ContextKind::ALL.iter().enumerate() {
-                let mut items = f.items.iter().filter(|it| it.kind as usize == ki).peekable();
+                let mut items = f.items.iter().filter(|it| it.kind() == ContextKind::ALL[ki]).peekable();
                 if items.peek().is_none() {
                     continue;
                 }
@@ -426,9 +460,9 @@ impl FlowContext {
                 }
                 ContextKind::Flow => continue,
             };
-            if let Some(v) = &it.text[slot] {
+            if let Some(v) = it.view().text[slot] {
                 if list.len() < MAX_INCIDENT_VALUES && !list.iter().any(|x| x == v) {
-                    list.push(v.clone());
+                    list.push(v.to_owned());
                 }
             }
         }

@@ -216,12 +216,15 @@ pub struct Correlator {
     /// Recently closed incidents by group (at most `max_groups`).
     closed: LruCache<(usize, String), Closed>,
     max_groups: usize,
+    /// No group can close before this event time (a lower bound): an advance before it
+    /// skips the walk over the groups.
+    next_due: i64,
     pub counts: CorrelationCounts,
 }
 
 impl Correlator {
     pub fn new(rules: Vec<Rule>, max_groups: usize) -> Self {
-        Self { rules, groups: LruCache::unbounded(), closed: LruCache::unbounded(), max_groups, counts: CorrelationCounts::default() }
+        Self { rules, groups: LruCache::unbounded(), closed: LruCache::unbounded(), max_groups, next_due: i64::MIN, counts: CorrelationCounts::default() }
     }
 
     pub fn groups(&self) -> usize {
@@ -286,6 +289,7 @@ impl Correlator {
             let rule = &self.rules[ri];
             let g = self.groups.get_or_insert_mut((ri, key.clone()), || Group { per_selector: vec![0; rule.selectors.len()], ..Default::default() });
             g.newest_us = g.newest_us.max(a.ts_us);
+            self.next_due = self.next_due.min(g.newest_us + rule.timespan_us);
             if g.incident.is_none() {
                 // Insert in time order (events may arrive out of order within the lateness).
                 let pos = g.window.iter().rposition(|e| e.0 <= a.ts_us).map_or(0, |p| p + 1);
@@ -359,6 +363,7 @@ impl Correlator {
     /// Restores groups from [`Correlator::snapshot`]; groups of rules no longer configured
     /// are dropped (their open incidents close without a close record).
     pub fn restore(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
+        self.next_due = i64::MIN;
         let groups: Vec<(String, String, Group)> = serde_json::from_value(v["groups"].clone())?;
         for (rule, key, g) in groups {
             if let Some(ri) = self.rules.iter().position(|r| r.name == rule) {
@@ -383,10 +388,17 @@ impl Correlator {
     /// and groups with nothing left in their window are dropped.
     pub fn advance(&mut self, watermark: i64, out: &mut Vec<IncidentEvent>) {
         let mut done: Vec<(usize, String)> = Vec::new();
-        for (k, g) in self.groups.iter() {
-            if g.newest_us + self.rules[k.0].timespan_us < watermark {
-                done.push(k.clone());
+        if watermark > self.next_due {
+            let mut next_due = i64::MAX;
+            for (k, g) in self.groups.iter() {
+                let due = g.newest_us + self.rules[k.0].timespan_us;
+                if due < watermark {
+                    done.push(k.clone());
+                } else {
+                    next_due = next_due.min(due);
+                }
             }
+            self.next_due = next_due;
         }
         done.sort();
         for k in done {

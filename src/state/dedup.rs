@@ -89,12 +89,15 @@ pub struct Dedup {
     cfg: DedupConfig,
     /// Keys in order of their last alert (least recent first out when full).
     keys: LruCache<String, Entry>,
+    /// No roll-up or expiry is due before this event time (a lower bound): an advance
+    /// before it has nothing to do and skips the walk over the keys.
+    next_due: i64,
     pub counts: DedupCounts,
 }
 
 impl Dedup {
     pub fn new(cfg: DedupConfig) -> Self {
-        Self { cfg, keys: LruCache::unbounded(), counts: DedupCounts::default() }
+        Self { cfg, keys: LruCache::unbounded(), next_due: i64::MIN, counts: DedupCounts::default() }
     }
 
     pub fn len(&self) -> usize {
@@ -120,6 +123,7 @@ impl Dedup {
                     return Decision::Escalated { key, count: e.count };
                 }
                 e.since_rollup += 1;
+                self.next_due = self.next_due.min(e.next_rollup_us);
                 self.counts.suppressed += 1;
                 return Decision::Suppressed { key, count: e.count };
             }
@@ -144,6 +148,7 @@ impl Dedup {
             sensors: Vec::new(),
         };
         note_distinct(&mut e, a);
+        self.next_due = self.next_due.min(e.last_us + self.cfg.window_us);
         self.keys.put(key.clone(), e);
         self.counts.first += 1;
         Decision::First { key }
@@ -173,6 +178,7 @@ impl Dedup {
             self.keys.put(k, e);
         }
         self.counts = serde_json::from_value(v["counts"].clone())?;
+        self.next_due = i64::MIN;
         Ok(())
     }
 
@@ -181,8 +187,12 @@ impl Dedup {
     pub fn advance(&mut self, watermark: i64, out: &mut Vec<Rollup>) {
         let window = self.cfg.window_us;
         let rollup_us = self.cfg.rollup_us;
+        if watermark < self.next_due {
+            return;
+        }
         let start = out.len();
         let mut expired = Vec::new();
+        let mut next_due = i64::MAX;
         for (k, e) in self.keys.iter_mut() {
             if e.last_us + window < watermark {
                 expired.push(k.clone());
@@ -195,7 +205,11 @@ impl Dedup {
                     e.next_rollup_us += rollup_us;
                 }
             }
+            // Expiry is due once the watermark passes last + window.
+            let due = if e.since_rollup > 0 { e.next_rollup_us.min(e.last_us + window + 1) } else { e.last_us + window + 1 };
+            next_due = next_due.min(due);
         }
+        self.next_due = next_due;
         for k in expired {
             let e = self.keys.pop(&k).expect("present");
             out.extend(rollup(&k, &e, "expired"));

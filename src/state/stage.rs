@@ -30,7 +30,6 @@ use super::dedup::{Decision, DedupConfig, Rollup};
 use super::watermark::Watermark;
 use super::{AlertRecord, LatePolicy};
 use crate::event::time::hour_bucket;
-use crate::event::batch::decode_context;
 use crate::event::{events_schema, EventBatch};
 
 #[derive(Debug, Clone)]
@@ -98,6 +97,48 @@ pub fn incidents_schema() -> SchemaRef {
         ]))
     })
     .clone()
+}
+
+/// What the state stage needs of a batch: its alert rows (every column: they become
+/// `alerts` rows) and the few columns of its context events. Taken on the archive's
+/// thread, so the state thread does not hold the batch (its raw lines) while it works.
+#[derive(Debug, Default)]
+pub struct StateInput {
+    pub alerts: Option<EventBatch>,
+    pub context: Option<ContextRows>,
+}
+
+/// Columns of a batch's context events (shared with the batch, not copied).
+#[derive(Debug)]
+pub struct ContextRows {
+    timestamp: TimestampMicrosecondArray,
+    flow_id: Int64Array,
+    src_ip: StringArray,
+    dest_ip: StringArray,
+    context: StringArray,
+    hours: Vec<i64>,
+}
+
+impl StateInput {
+    pub fn from_batch(events: &EventBatch) -> Self {
+        let b = &events.columns;
+        let et = col::<StringArray>(b, "event_type");
+        let mask: BooleanArray = (0..b.num_rows()).map(|i| Some(et.is_valid(i) && et.value(i) == "alert")).collect();
+        let alerts = (mask.true_count() > 0).then(|| {
+            let rows = filter_record_batch(b, &mask).expect("mask matches the batch");
+            let hours = (0..b.num_rows()).filter(|&i| mask.value(i)).map(|i| events.hours[i]).collect();
+            EventBatch { columns: rows, hours, context: None }
+        });
+        let context = events.context.as_ref().map(|c| ContextRows {
+            timestamp: col::<TimestampMicrosecondArray>(b, "timestamp").clone(),
+            flow_id: col::<Int64Array>(b, "flow_id").clone(),
+            src_ip: col::<StringArray>(b, "src_ip").clone(),
+            dest_ip: col::<StringArray>(b, "dest_ip").clone(),
+            context: c.clone(),
+            hours: events.hours.clone(),
+        });
+        Self { alerts, context }
+    }
 }
 
 /// What one batch produced.
@@ -182,16 +223,18 @@ impl StateStage {
 
     /// Runs the alerts of one event batch; `now_us` is the wall clock (injected).
     pub fn process(&mut self, events: &EventBatch, now_us: i64) -> StateOutput {
-        let b = &events.columns;
-        let et = col::<StringArray>(b, "event_type");
-        let mask: BooleanArray = (0..b.num_rows()).map(|i| Some(et.is_valid(i) && et.value(i) == "alert")).collect();
-        let n = mask.true_count();
+        self.process_input(StateInput::from_batch(events), now_us)
+    }
+
+    /// Runs what [`StateInput::from_batch`] took from a batch.
+    pub fn process_input(&mut self, input: StateInput, now_us: i64) -> StateOutput {
         let mut out = StateOutput::default();
-        self.observe_context(events, &mut out);
-        if n == 0 {
+        let Some((b, hours)) = input.alerts.as_ref().map(|a| (&a.columns, &a.hours)) else {
+            self.observe_context(input.context.as_ref(), &mut out);
             self.advance(now_us, &mut out);
             return out;
-        }
+        };
+        let n = b.num_rows();
         let ts = col::<TimestampMicrosecondArray>(b, "timestamp");
         let s = |name: &str| col::<StringArray>(b, name);
         let (sensor, sig, cat, src, dst, proto, raw, source) = (s("sensor"), s("alert_signature"), s("alert_category"), s("src_ip"), s("dest_ip"), s("proto"), s("raw"), s("source"));
@@ -208,8 +251,8 @@ impl StateStage {
         let mut alerts = Vec::with_capacity(n);
         let mut lates = Vec::with_capacity(n);
         let mut summaries = Vec::with_capacity(n);
-        for i in (0..b.num_rows()).filter(|&i| mask.value(i)) {
-            let event_ts = if ts.is_valid(i) { ts.value(i) } else { events.hours[i] * 3_600_000_000 };
+        for i in 0..n {
+            let event_ts = if ts.is_valid(i) { ts.value(i) } else { hours[i] * 3_600_000_000 };
             let mut a = AlertRecord {
                 alert_id: alert_id(source.value(i), raw.value(i)),
                 ts_us: event_ts,
@@ -227,8 +270,20 @@ impl StateStage {
             };
             self.counts.alerts += 1;
             ids.append_value(&a.alert_id);
-            let summary = self.ctx.summary(a.flow_id, Some(&a.src_ip), Some(&a.dest_ip));
+            // Known before the batch's context events: a flow that ends in this batch
+            // keeps its context for these alerts.
             self.ctx.note_alert(a.ts_us, a.flow_id, &a.alert_id);
+            let o = self.wm.observe(a.ts_us, now_us);
+            self.counts.clamped += o.clamped as u64;
+            self.counts.late += o.late as u64;
+            a.ts_us = o.ts_us;
+            alerts.push(a);
+            lates.push(o.late);
+        }
+        // The batch's context events, before and after the alerts, count for them.
+        self.observe_context(input.context.as_ref(), &mut out);
+        for a in &alerts {
+            let summary = self.ctx.summary(a.flow_id, Some(&a.src_ip), Some(&a.dest_ip));
             match &summary {
                 Some(v) => {
                     self.ctx.note_found();
@@ -236,12 +291,6 @@ impl StateStage {
                 }
                 None => context.append_null(),
             }
-            let o = self.wm.observe(a.ts_us, now_us);
-            self.counts.clamped += o.clamped as u64;
-            self.counts.late += o.late as u64;
-            a.ts_us = o.ts_us;
-            alerts.push(a);
-            lates.push(o.late);
             summaries.push(summary);
         }
         let advance = self.advance_target(now_us);
@@ -307,8 +356,7 @@ impl StateStage {
                 with_context(out.lines.last_mut(), summary);
             }
         }
-        let filtered = filter_record_batch(b, &mask).expect("mask matches the batch");
-        let mut columns: Vec<ArrayRef> = filtered.columns().to_vec();
+        let mut columns: Vec<ArrayRef> = b.columns().to_vec();
         columns.push(Arc::new(ids.finish()));
         columns.push(Arc::new(keys.finish()));
         columns.push(Arc::new(dcount.finish()));
@@ -316,7 +364,7 @@ impl StateStage {
         columns.push(Arc::new(late.finish()));
         columns.push(Arc::new(incident.finish()));
         columns.push(Arc::new(context.finish()));
-        let hours: Vec<i64> = (0..b.num_rows()).filter(|&i| mask.value(i)).map(|i| events.hours[i]).collect();
+        let hours = input.alerts.map(|a| a.hours).unwrap_or_default();
         out.alerts = Some(EventBatch { columns: RecordBatch::try_new(alerts_schema(), columns).expect("alerts schema"), hours, context: None });
         self.render(merged.rollups, merged.changes, &mut out);
         out
@@ -450,20 +498,16 @@ impl StateStage {
 
     /// Remembers the context events of a batch (before its alerts look for context). A
     /// flow that raised alerts and ends here yields a `flow_context` line.
-    fn observe_context(&mut self, events: &EventBatch, out: &mut StateOutput) {
-        let Some(ctx) = events.context.as_ref().filter(|_| self.ctx.enabled()) else { return };
-        let b = &events.columns;
-        let ts = col::<TimestampMicrosecondArray>(b, "timestamp");
-        let flow = col::<Int64Array>(b, "flow_id");
-        let (src, dst) = (col::<StringArray>(b, "src_ip"), col::<StringArray>(b, "dest_ip"));
+    fn observe_context(&mut self, rows: Option<&ContextRows>, out: &mut StateOutput) {
+        let Some(c) = rows.filter(|_| self.ctx.enabled()) else { return };
         fn opt(a: &StringArray, i: usize) -> Option<&str> {
             a.is_valid(i).then(|| a.value(i))
         }
+        let (ts, flow, src, dst, ctx) = (&c.timestamp, &c.flow_id, &c.src_ip, &c.dest_ip, &c.context);
         for i in (0..ctx.len()).filter(|&i| ctx.is_valid(i)) {
-            let Some(c) = decode_context(ctx.value(i)) else { continue };
-            let t = if ts.is_valid(i) { ts.value(i) } else { events.hours[i] * 3_600_000_000 };
+            let t = if ts.is_valid(i) { ts.value(i) } else { c.hours[i] * 3_600_000_000 };
             let id = flow.is_valid(i).then(|| flow.value(i));
-            if let Some(end) = self.ctx.observe(t, id, opt(src, i), opt(dst, i), &c) {
+            if let Some(end) = self.ctx.observe_encoded(t, id, opt(src, i), opt(dst, i), ctx.value(i)) {
                 self.counts.flow_updates += 1;
                 let mut line = json!({ "type": "flow_context", "flow_id": end.flow_id, "alert_ids": end.alert_ids }).to_string();
                 with_context(Some(&mut line), &Some(end.summary));

@@ -9,12 +9,12 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use super::stage::{StateOutput, StateStage};
+use super::stage::{StateInput, StateOutput, StateStage};
 use crate::event::EventBatch;
 use crate::metrics as m;
 
 enum Job {
-    Process(EventBatch, i64),
+    Process(StateInput, i64),
     Advance(i64),
     Flush,
     Snapshot(Sender<String>),
@@ -40,7 +40,7 @@ impl StateWorker {
                 let mut published = Published::default();
                 for job in jobs {
                     let out = match job {
-                        Job::Process(b, now) => stage.process(&b, now),
+                        Job::Process(b, now) => stage.process_input(b, now),
                         Job::Advance(now) => {
                             let mut o = StateOutput::default();
                             stage.advance(now, &mut o);
@@ -74,8 +74,9 @@ impl StateWorker {
         }
     }
 
-    pub fn process(&mut self, batch: EventBatch, now_us: i64) {
-        self.submit(Job::Process(batch, now_us));
+    /// Takes what the state needs of `batch` (on this thread) and queues it.
+    pub fn process(&mut self, batch: &EventBatch, now_us: i64) {
+        self.submit(Job::Process(StateInput::from_batch(batch), now_us));
     }
 
     pub fn advance(&mut self, now_us: i64) {
