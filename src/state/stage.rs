@@ -305,12 +305,11 @@ impl StateStage {
         for (j, ((a, offered), decision)) in alerts.iter().zip(merged.offered).zip(merged.decisions).enumerate() {
             let (is_late, summary) = (lates[j], &summaries[j]);
             let joined: Vec<String> = offered.joined.into_iter().map(|(_, id)| id).collect();
-            if summary.is_some() {
-                for id in &joined {
-                    if let Some(c) = self.incident_ctx.get_mut(id) {
-                        self.ctx.add_to(c, a.flow_id);
-                    }
-                }
+            // The incident's context: its alerts' flows, from the one that opened it on
+            // (the entry goes with its close).
+            for id in &joined {
+                let c = self.incident_ctx.entry(id.clone()).or_default();
+                self.ctx.add_to(c, a.flow_id);
             }
             late.append_value(is_late);
             incident.append_option(joined.first());
@@ -425,8 +424,9 @@ impl StateStage {
             // An incident's context starts when it opens and is complete when it closes.
             let ctx = match c.status {
                 Status::Open => self.incident_ctx.entry(c.id.clone()).or_default().to_json(),
-                Status::Updated | Status::Corrected => self.incident_ctx.get(&c.id).map_or(serde_json::Value::Null, IncidentContext::to_json),
-                Status::Closed => self.incident_ctx.remove(&c.id).map_or(serde_json::Value::Null, |x| x.to_json()),
+                Status::Updated => self.incident_ctx.get(&c.id).map_or(serde_json::Value::Null, IncidentContext::to_json),
+                // A correction carries the late alert's context alone.
+                Status::Closed | Status::Corrected => self.incident_ctx.remove(&c.id).map_or(serde_json::Value::Null, |x| x.to_json()),
             };
             if ctx.is_null() {
                 context.append_null();

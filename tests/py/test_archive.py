@@ -229,3 +229,43 @@ def test_incidents_join_their_alerts_in_duckdb(tmp_path):
     assert closed == [(30,)]
     flags = con.execute(f"SELECT count(*) FILTER (WHERE suppressed), count(*) FILTER (WHERE incident_id IS NOT NULL) FROM read_parquet('{root}/alerts/**/*.parquet')").fetchone()
     assert flags == (29, 11)
+
+
+def test_flow_context_is_json_duckdb_can_query(tmp_path):
+    """Alerts carry their flow's http/tls/dns events and their host's lookups; incidents
+    sum up their alerts' flows. DuckDB's JSON functions read both columns."""
+    lines = []
+    for i in range(25):
+        t = f"2026-11-28T10:00:{i:02d}.000000+0000"
+        flow = 7000 + i
+        lines.append(json.dumps({"timestamp": t, "flow_id": 9000 + i, "event_type": "dns", "src_ip": "10.0.0.5", "src_port": 5353,
+                                 "dest_ip": "10.0.0.53", "dest_port": 53, "proto": "UDP",
+                                 "dns": {"version": 3, "type": "request", "queries": [{"rrname": f"c2-{i}.example", "rrtype": "A"}]}}))
+        lines.append(json.dumps({"timestamp": t, "flow_id": flow, "event_type": "tls", "src_ip": "10.0.0.5", "src_port": 40000 + i,
+                                 "dest_ip": "203.0.113.7", "dest_port": 443, "proto": "TCP",
+                                 "tls": {"sni": f"c2-{i}.example", "version": "TLS 1.3", "ja3": {"hash": "e7d705a3286e19ea42f587b344ee6865"}}}))
+        lines.append(json.dumps({"timestamp": t, "flow_id": flow, "event_type": "alert", "src_ip": "10.0.0.5", "src_port": 40000 + i,
+                                 "dest_ip": "203.0.113.7", "dest_port": 443, "proto": "TCP",
+                                 "alert": {"action": "allowed", "gid": 1, "signature_id": 2030000 + i % 3, "rev": 1, "signature": "beacon", "category": "A Network Trojan was detected", "severity": 1}}))
+    eve = tmp_path / "eve.json"
+    eve.write_text("\n".join(lines) + "\n")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[[state.rules]]\nname = "beaconing"\ntype = "event_count"\ngroup_by = ["src_ip"]\ngte = 20\ntimespan_secs = 300\n')
+    root = tmp_path / "archive"
+    subprocess.run([BIN, "replay", "--config", str(cfg), "--archive", str(root), str(eve)], check=True, capture_output=True)
+    con = duckdb.connect()
+    rows = con.execute(
+        f"""SELECT flow_id, json_extract_string(flow_context, '$.tls[0].sni'), json_extract_string(flow_context, '$.tls[0].ja3'),
+                   json_array_length(json_extract(flow_context, '$.host_dns."10.0.0.5"'))
+            FROM read_parquet('{root}/alerts/**/*.parquet') ORDER BY flow_id"""
+    ).fetchall()
+    assert [r[0] for r in rows] == [7000 + i for i in range(25)]
+    assert [r[1] for r in rows] == [f"c2-{i}.example" for i in range(25)]
+    assert {r[2] for r in rows} == {"e7d705a3286e19ea42f587b344ee6865"}
+    assert all(r[3] >= 1 for r in rows)
+    ctx = con.execute(
+        f"""SELECT json_extract(context, '$.flows')::INT, json_array_length(json_extract(context, '$.tls_sni'))
+            FROM read_parquet('{root}/incidents/**/*.parquet') WHERE status = 'closed'"""
+    ).fetchall()
+    # Every alert from 20 on joins the incident and adds its flow's TLS name (at most 16 listed).
+    assert ctx == [(6, 6)], ctx
