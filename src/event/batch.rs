@@ -121,7 +121,7 @@ pub fn encode_context(c: &ContextView<'_>, out: &mut impl std::fmt::Write) {
     for t in c.text {
         let _ = out.write_char(SEP);
         if let Some(t) = t {
-            if t.contains(SEP) {
+            if t.bytes().any(|b| b == SEP as u8) {
                 let _ = out.write_str(&t.replace(SEP, " "));
             } else {
                 let _ = out.write_str(t);
@@ -131,7 +131,8 @@ pub fn encode_context(c: &ContextView<'_>, out: &mut impl std::fmt::Write) {
     for n in c.num {
         let _ = out.write_char(SEP);
         if let Some(n) = n {
-            let _ = write!(out, "{n}");
+            let mut buf = itoa_buf::Buf::default();
+            let _ = out.write_str(buf.format(n));
         }
     }
 }

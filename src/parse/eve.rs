@@ -20,11 +20,14 @@ use crate::event::{AlertView, ContextKind, ContextView, EventView, Field, StrOrI
 pub struct ParseLimits {
     pub max_line_bytes: usize,
     pub max_depth: usize,
+    /// Read the few fields of flow, dns, http, tls, fileinfo and anomaly events that the
+    /// state stage's flow context uses (off when nothing uses them).
+    pub context: bool,
 }
 
 impl Default for ParseLimits {
     fn default() -> Self {
-        Self { max_line_bytes: 16 << 20, max_depth: 128 }
+        Self { max_line_bytes: 16 << 20, max_depth: 128, context: true }
     }
 }
 
@@ -140,7 +143,7 @@ impl EveParser {
         let out = match tape.as_value().as_object() {
             Some(obj) => {
                 let mut view = EventView::default();
-                match walk_event(&obj, &mut view, &mut self.field_errors) {
+                match walk_event(&obj, &mut view, &mut self.field_errors, self.limits.context) {
                     Ok(()) => Ok(f(&view)),
                     Err(r) => Err(r),
                 }
@@ -197,7 +200,7 @@ fn fill_scratch(scratch: &mut Vec<u8>, line: &[u8], fix_escapes: bool) {
     scratch.resize(scratch.len() + simd_json::INPUT_PADDING, 0);
 }
 
-fn walk_event<'t, 'i>(obj: &Object<'t, 'i>, ev: &mut EventView<'i>, errs: &mut FieldErrors) -> Result<(), RejectReason> {
+fn walk_event<'t, 'i>(obj: &Object<'t, 'i>, ev: &mut EventView<'i>, errs: &mut FieldErrors, context: bool) -> Result<(), RejectReason> {
     let mut timestamp: Option<Value<'t, 'i>> = None;
     // The objects of the context kinds, read once the event type is known.
     let mut ctx: [Option<Value<'t, 'i>>; 6] = [None; 6];
@@ -242,7 +245,7 @@ fn walk_event<'t, 'i>(obj: &Object<'t, 'i>, ev: &mut EventView<'i>, errs: &mut F
             _ => {}
         }
     }
-    if let Some(kind) = ev.event_type.and_then(ContextKind::from_event_type) {
+    if let Some(kind) = ev.event_type.filter(|_| context).and_then(ContextKind::from_event_type) {
         let i = ContextKind::ALL.iter().position(|&k| k == kind).expect("kind listed");
         ev.context = ctx[i].and_then(|v| v.as_object()).map(|o| context_view(kind, &o));
     }
@@ -293,38 +296,52 @@ fn walk_alert<'i>(obj: &Object<'_, 'i>, errs: &mut FieldErrors) -> AlertView<'i>
 /// The fields of a context event's object that the flow context keeps. Wrong-typed
 /// values are left out (they are not archive columns, so nothing is counted).
 fn context_view<'i>(kind: ContextKind, o: &Object<'_, 'i>) -> ContextView<'i> {
-    let s = |o: &Object<'_, 'i>, k: &str| o.get(k).and_then(|v| v.into_string());
-    let n = |o: &Object<'_, 'i>, k: &str| o.get(k).and_then(|v| v.as_i64());
     let mut c = ContextView { kind, text: [None; 4], num: [None; 4] };
-    match kind {
-        ContextKind::Dns => {
-            // Version 2 puts the query at the top; version 3 in `queries` (requests)
-            // or in `queries` / `answers` (responses).
-            let first = |k: &str| o.get(k).and_then(|v| v.as_array()).and_then(|a| a.get(0)).and_then(|v| v.as_object());
-            let q = first("queries").or_else(|| first("answers"));
-            c.text[0] = s(o, "rrname").or_else(|| q.as_ref().and_then(|q| s(q, "rrname")));
-            c.text[1] = s(o, "rrtype").or_else(|| q.as_ref().and_then(|q| s(q, "rrtype")));
-            c.text[2] = s(o, "type");
-            c.text[3] = s(o, "rcode");
+    // One pass over the object, as for the event's top level.
+    for (key, v) in o.iter() {
+        match (kind, key) {
+            (ContextKind::Dns, "rrname") => c.text[0] = v.into_string(),
+            (ContextKind::Dns, "rrtype") => c.text[1] = v.into_string(),
+            (ContextKind::Dns, "type") => c.text[2] = v.into_string(),
+            (ContextKind::Dns, "rcode") => c.text[3] = v.into_string(),
+            // Version 3 puts the query in `queries` (and answers in `answers`).
+            (ContextKind::Dns, "queries" | "answers") if c.text[0].is_none() => {
+                if let Some(q) = v.as_array().and_then(|a| a.get(0)).and_then(|q| q.as_object()) {
+                    for (k, x) in q.iter() {
+                        match k {
+                            "rrname" => c.text[0] = x.into_string(),
+                            "rrtype" => c.text[1] = c.text[1].or(x.into_string()),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            (ContextKind::Http, "hostname") => c.text[0] = v.into_string(),
+            (ContextKind::Http, "url") => c.text[1] = v.into_string(),
+            (ContextKind::Http, "http_method") => c.text[2] = v.into_string(),
+            (ContextKind::Http, "http_user_agent") => c.text[3] = v.into_string(),
+            (ContextKind::Http, "status") => c.num[0] = v.as_i64(),
+            (ContextKind::Http, "length") => c.num[1] = v.as_i64(),
+            (ContextKind::Tls, "sni") => c.text[0] = v.into_string(),
+            (ContextKind::Tls, "version") => c.text[1] = v.into_string(),
+            (ContextKind::Tls, "ja3") => c.text[2] = v.as_object().and_then(|h| h.get("hash")).and_then(|x| x.into_string()),
+            (ContextKind::Tls, "ja4") => c.text[3] = v.into_string(),
+            (ContextKind::FileInfo, "filename") => c.text[0] = v.into_string(),
+            (ContextKind::FileInfo, "sha256") => c.text[1] = v.into_string(),
+            (ContextKind::FileInfo, "md5") => c.text[2] = v.into_string(),
+            (ContextKind::FileInfo, "magic") => c.text[3] = v.into_string(),
+            (ContextKind::FileInfo, "size") => c.num[0] = v.as_i64(),
+            (ContextKind::Flow, "state") => c.text[0] = v.into_string(),
+            (ContextKind::Flow, "reason") => c.text[1] = v.into_string(),
+            (ContextKind::Flow, "pkts_toserver") => c.num[0] = v.as_i64(),
+            (ContextKind::Flow, "pkts_toclient") => c.num[1] = v.as_i64(),
+            (ContextKind::Flow, "bytes_toserver") => c.num[2] = v.as_i64(),
+            (ContextKind::Flow, "bytes_toclient") => c.num[3] = v.as_i64(),
+            (ContextKind::Anomaly, "type") => c.text[0] = v.into_string(),
+            (ContextKind::Anomaly, "event") => c.text[1] = v.into_string(),
+            (ContextKind::Anomaly, "layer") => c.text[2] = v.into_string(),
+            _ => {}
         }
-        ContextKind::Http => {
-            c.text = [s(o, "hostname"), s(o, "url"), s(o, "http_method"), s(o, "http_user_agent")];
-            c.num[0] = n(o, "status");
-            c.num[1] = n(o, "length");
-        }
-        ContextKind::Tls => {
-            let hash = |k: &str| o.get(k).and_then(|v| v.as_object()).and_then(|h| s(&h, "hash"));
-            c.text = [s(o, "sni"), s(o, "version"), hash("ja3"), s(o, "ja4")];
-        }
-        ContextKind::FileInfo => {
-            c.text = [s(o, "filename"), s(o, "sha256"), s(o, "md5"), s(o, "magic")];
-            c.num[0] = n(o, "size");
-        }
-        ContextKind::Flow => {
-            c.text = [s(o, "state"), s(o, "reason"), None, None];
-            c.num = [n(o, "pkts_toserver"), n(o, "pkts_toclient"), n(o, "bytes_toserver"), n(o, "bytes_toclient")];
-        }
-        ContextKind::Anomaly => c.text = [s(o, "type"), s(o, "event"), s(o, "layer"), None],
     }
     c
 }

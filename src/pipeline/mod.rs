@@ -200,7 +200,7 @@ pub fn run(cfg: &Config, mode: Mode, shutdown: Arc<AtomicBool>, progress: Option
     });
     let archive_thread = archive_thread.expect("spawn archive thread");
 
-    let limits = ParseLimits { max_line_bytes: cfg.pipeline.max_line_bytes, max_depth: cfg.pipeline.max_json_depth };
+    let limits = ParseLimits { max_line_bytes: cfg.pipeline.max_line_bytes, max_depth: cfg.pipeline.max_json_depth, context: cfg.state.engine.enabled && cfg.state.engine.context.enabled };
     let mut workers = Vec::new();
     for i in 0..cfg.pipeline.parse_workers {
         let (rx, tx, dl, st) = (raw_rx.clone(), parsed_tx.clone(), dead_letter.clone(), stats.clone());
