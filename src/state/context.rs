@@ -15,7 +15,7 @@
 use std::collections::VecDeque;
 
 use lru::LruCache;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::event::batch::{decode_context, encode_context};
 use crate::event::{ContextKind, ContextView};
@@ -498,9 +498,12 @@ impl FlowContext {
 
     /// Flows with alerts waiting for their end (small), for a snapshot. The rest is
     /// context, rebuilt by the traffic after a restart.
-    pub fn snapshot(&self) -> Value {
-        let flows: Vec<(&i64, &Flow)> = self.flows.iter().rev().filter(|(_, f)| !f.alerts.is_empty()).collect();
-        json!({ "flows": flows })
+    pub fn snapshot(&self) -> String {
+        #[derive(serde::Serialize)]
+        struct Snap<'a> {
+            flows: Vec<(&'a i64, &'a Flow)>,
+        }
+        serde_json::to_string(&Snap { flows: self.flows.iter().rev().filter(|(_, f)| !f.alerts.is_empty()).collect() }).unwrap_or_default()
     }
 
     pub fn restore(&mut self, v: &Value) -> Result<(), serde_json::Error> {

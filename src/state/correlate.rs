@@ -13,7 +13,8 @@
 //! later alerts of the group join it (an `updated` change at most once a minute of event
 //! time); it closes once the watermark passes its last alert + `timespan`. Groups are capped (`max_groups`, oldest evicted and counted).
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 
 use lru::LruCache;
 
@@ -125,6 +126,13 @@ struct Group {
     per_selector: Vec<u32>,
     incident: Option<Incident>,
     newest_us: i64,
+    /// Due time of this group's live entry in the timer queue (`i64::MAX`: none).
+    #[serde(skip, default = "never")]
+    queued_us: i64,
+}
+
+fn never() -> i64 {
+    i64::MAX
 }
 
 /// Alerts a group's window holds before the rule fires; older ones are dropped first.
@@ -216,15 +224,16 @@ pub struct Correlator {
     /// Recently closed incidents by group (at most `max_groups`).
     closed: LruCache<(usize, String), Closed>,
     max_groups: usize,
-    /// No group can close before this event time (a lower bound): an advance before it
-    /// skips the walk over the groups.
-    next_due: i64,
+    /// (due, rule, group key), earliest first: when groups can close, so an advance
+    /// touches only those. One live entry per group (its `queued_us`); entries of removed
+    /// groups or superseded times are skipped when they come up.
+    timers: BinaryHeap<Reverse<(i64, usize, String)>>,
     pub counts: CorrelationCounts,
 }
 
 impl Correlator {
     pub fn new(rules: Vec<Rule>, max_groups: usize) -> Self {
-        Self { rules, groups: LruCache::unbounded(), closed: LruCache::unbounded(), max_groups, next_due: i64::MIN, counts: CorrelationCounts::default() }
+        Self { rules, groups: LruCache::unbounded(), closed: LruCache::unbounded(), max_groups, timers: BinaryHeap::new(), counts: CorrelationCounts::default() }
     }
 
     pub fn groups(&self) -> usize {
@@ -287,9 +296,14 @@ impl Correlator {
                 self.evict_oldest(out);
             }
             let rule = &self.rules[ri];
-            let g = self.groups.get_or_insert_mut((ri, key.clone()), || Group { per_selector: vec![0; rule.selectors.len()], ..Default::default() });
+            let g = self.groups.get_or_insert_mut((ri, key.clone()), || Group { per_selector: vec![0; rule.selectors.len()], queued_us: i64::MAX, ..Default::default() });
             g.newest_us = g.newest_us.max(a.ts_us);
-            self.next_due = self.next_due.min(g.newest_us + rule.timespan_us);
+            if g.queued_us == i64::MAX {
+                // A new group: it can close once the watermark is past newest + timespan
+                // (later alerts only move that on; the entry is renewed when it comes up).
+                g.queued_us = g.newest_us.saturating_add(rule.timespan_us).saturating_add(1);
+                self.timers.push(Reverse((g.queued_us, ri, key.clone())));
+            }
             if g.incident.is_none() {
                 // Insert in time order (events may arrive out of order within the lateness).
                 let pos = g.window.iter().rposition(|e| e.0 <= a.ts_us).map_or(0, |p| p + 1);
@@ -352,21 +366,28 @@ impl Correlator {
     }
 
     /// The groups as (rule name, group key, group) for a snapshot.
-    pub fn snapshot(&self) -> serde_json::Value {
+    pub fn snapshot(&self) -> String {
+        #[derive(serde::Serialize)]
+        struct Snap<'a> {
+            groups: Vec<(&'a str, &'a str, &'a Group)>,
+            closed: Vec<(&'a str, &'a str, &'a Closed)>,
+            counts: [u64; 6],
+        }
         // Least recent first, so a restore rebuilds the same eviction order.
-        let groups: Vec<(&str, &str, &Group)> = self.groups.iter().rev().map(|((r, k), g)| (self.rules[*r].name.as_str(), k.as_str(), g)).collect();
-        let closed: Vec<(&str, &str, &Closed)> = self.closed.iter().rev().map(|((r, k), c)| (self.rules[*r].name.as_str(), k.as_str(), c)).collect();
+        let groups = self.groups.iter().rev().map(|((r, k), g)| (self.rules[*r].name.as_str(), k.as_str(), g)).collect();
+        let closed = self.closed.iter().rev().map(|((r, k), c)| (self.rules[*r].name.as_str(), k.as_str(), c)).collect();
         let c = &self.counts;
-        serde_json::json!({ "groups": groups, "closed": closed, "counts": [c.opened, c.closed, c.groups_evicted, c.late_skipped, c.late_reevaluated, c.corrected] })
+        serde_json::to_string(&Snap { groups, closed, counts: [c.opened, c.closed, c.groups_evicted, c.late_skipped, c.late_reevaluated, c.corrected] }).unwrap_or_default()
     }
 
     /// Restores groups from [`Correlator::snapshot`]; groups of rules no longer configured
     /// are dropped (their open incidents close without a close record).
     pub fn restore(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
-        self.next_due = i64::MIN;
         let groups: Vec<(String, String, Group)> = serde_json::from_value(v["groups"].clone())?;
-        for (rule, key, g) in groups {
+        for (rule, key, mut g) in groups {
             if let Some(ri) = self.rules.iter().position(|r| r.name == rule) {
+                g.queued_us = g.newest_us.saturating_add(self.rules[ri].timespan_us).saturating_add(1);
+                self.timers.push(Reverse((g.queued_us, ri, key.clone())));
                 self.groups.put((ri, key), g);
             }
         }
@@ -388,17 +409,21 @@ impl Correlator {
     /// and groups with nothing left in their window are dropped.
     pub fn advance(&mut self, watermark: i64, out: &mut Vec<IncidentEvent>) {
         let mut done: Vec<(usize, String)> = Vec::new();
-        if watermark > self.next_due {
-            let mut next_due = i64::MAX;
-            for (k, g) in self.groups.iter() {
-                let due = g.newest_us + self.rules[k.0].timespan_us;
-                if due < watermark {
-                    done.push(k.clone());
-                } else {
-                    next_due = next_due.min(due);
-                }
+        while self.timers.peek().is_some_and(|Reverse((due, _, _))| *due <= watermark) {
+            let Some(Reverse((due, ri, key))) = self.timers.pop() else { break };
+            let k = (ri, key);
+            let span = self.rules[ri].timespan_us;
+            let Some(g) = self.groups.peek_mut(&k) else { continue };
+            if g.queued_us != due {
+                continue;
             }
-            self.next_due = next_due;
+            if g.newest_us + span < watermark {
+                g.queued_us = i64::MAX;
+                done.push(k);
+            } else {
+                g.queued_us = g.newest_us.saturating_add(span).saturating_add(1);
+                self.timers.push(Reverse((g.queued_us, k.0, k.1)));
+            }
         }
         done.sort();
         for k in done {

@@ -9,6 +9,9 @@
 //! `max_keys` keys are held; when full, the key seen longest ago is evicted (counted) and
 //! its pending roll-up is emitted first, so no count is lost.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
 use lru::LruCache;
 
 use super::{key_of, AlertRecord, KeyField};
@@ -74,6 +77,26 @@ struct Entry {
     /// vectors with a linear search beat trees).
     dest_ports: Vec<i32>,
     sensors: Vec<String>,
+    /// Due time of this key's live entry in the timer queue (`i64::MAX`: none).
+    #[serde(skip, default = "never")]
+    queued_us: i64,
+}
+
+fn never() -> i64 {
+    i64::MAX
+}
+
+impl Entry {
+    /// The first watermark at which this key needs attention: its roll-up, or its expiry
+    /// (a key expires once the watermark is past last + window).
+    fn due(&self, window_us: i64) -> i64 {
+        let expiry = self.last_us.saturating_add(window_us).saturating_add(1);
+        if self.since_rollup > 0 {
+            expiry.min(self.next_rollup_us)
+        } else {
+            expiry
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -89,15 +112,25 @@ pub struct Dedup {
     cfg: DedupConfig,
     /// Keys in order of their last alert (least recent first out when full).
     keys: LruCache<String, Entry>,
-    /// No roll-up or expiry is due before this event time (a lower bound): an advance
-    /// before it has nothing to do and skips the walk over the keys.
-    next_due: i64,
+    /// (due, key), earliest first: when keys need a roll-up or expire, so an advance
+    /// touches only the keys that are due. One live entry per key (its `queued_us`);
+    /// entries of removed keys or superseded times are skipped when they come up.
+    timers: BinaryHeap<Reverse<(i64, String)>>,
     pub counts: DedupCounts,
+}
+
+/// Puts `key` in the timer queue if it needs attention before its live entry fires.
+fn schedule(timers: &mut BinaryHeap<Reverse<(i64, String)>>, key: &str, e: &mut Entry, window_us: i64) {
+    let due = e.due(window_us);
+    if due < e.queued_us {
+        e.queued_us = due;
+        timers.push(Reverse((due, key.to_owned())));
+    }
 }
 
 impl Dedup {
     pub fn new(cfg: DedupConfig) -> Self {
-        Self { cfg, keys: LruCache::unbounded(), next_due: i64::MIN, counts: DedupCounts::default() }
+        Self { cfg, keys: LruCache::unbounded(), timers: BinaryHeap::new(), counts: DedupCounts::default() }
     }
 
     pub fn len(&self) -> usize {
@@ -123,7 +156,9 @@ impl Dedup {
                     return Decision::Escalated { key, count: e.count };
                 }
                 e.since_rollup += 1;
-                self.next_due = self.next_due.min(e.next_rollup_us);
+                if e.since_rollup == 1 {
+                    schedule(&mut self.timers, &key, e, self.cfg.window_us);
+                }
                 self.counts.suppressed += 1;
                 return Decision::Suppressed { key, count: e.count };
             }
@@ -146,9 +181,10 @@ impl Dedup {
             most_severe: a.severity,
             dest_ports: Vec::new(),
             sensors: Vec::new(),
+            queued_us: i64::MAX,
         };
         note_distinct(&mut e, a);
-        self.next_due = self.next_due.min(e.last_us + self.cfg.window_us);
+        schedule(&mut self.timers, &key, &mut e, self.cfg.window_us);
         self.keys.put(key.clone(), e);
         self.counts.first += 1;
         Decision::First { key }
@@ -164,11 +200,16 @@ impl Dedup {
         }
     }
 
-    /// The keys and counts, for a snapshot.
-    pub fn snapshot(&self) -> serde_json::Value {
+    /// The keys and counts as JSON text, for a snapshot (written straight from the map:
+    /// this runs with every commit, over up to `max_keys` keys).
+    pub fn snapshot(&self) -> String {
+        #[derive(serde::Serialize)]
+        struct Snap<'a> {
+            keys: Vec<(&'a String, &'a Entry)>,
+            counts: DedupCounts,
+        }
         // Least recent first, so a restore rebuilds the same eviction order.
-        let keys: Vec<(&String, &Entry)> = self.keys.iter().rev().collect();
-        serde_json::json!({ "keys": keys, "counts": self.counts })
+        serde_json::to_string(&Snap { keys: self.keys.iter().rev().collect(), counts: self.counts }).unwrap_or_default()
     }
 
     pub fn restore(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
@@ -178,7 +219,12 @@ impl Dedup {
             self.keys.put(k, e);
         }
         self.counts = serde_json::from_value(v["counts"].clone())?;
-        self.next_due = i64::MIN;
+        self.timers.clear();
+        let window = self.cfg.window_us;
+        for (k, e) in self.keys.iter_mut() {
+            e.queued_us = i64::MAX;
+            schedule(&mut self.timers, k, e, window);
+        }
         Ok(())
     }
 
@@ -187,29 +233,28 @@ impl Dedup {
     pub fn advance(&mut self, watermark: i64, out: &mut Vec<Rollup>) {
         let window = self.cfg.window_us;
         let rollup_us = self.cfg.rollup_us;
-        if watermark < self.next_due {
-            return;
-        }
         let start = out.len();
         let mut expired = Vec::new();
-        let mut next_due = i64::MAX;
-        for (k, e) in self.keys.iter_mut() {
+        while self.timers.peek().is_some_and(|Reverse((due, _))| *due <= watermark) {
+            let Some(Reverse((due, k))) = self.timers.pop() else { break };
+            let Some(e) = self.keys.peek_mut(&k) else { continue };
+            if e.queued_us != due {
+                continue;
+            }
+            e.queued_us = i64::MAX;
             if e.last_us + window < watermark {
-                expired.push(k.clone());
+                expired.push(k);
                 continue;
             }
             if e.since_rollup > 0 && e.next_rollup_us <= watermark {
-                out.extend(rollup(k, e, "interval"));
+                out.extend(rollup(&k, e, "interval"));
                 e.since_rollup = 0;
                 while e.next_rollup_us <= watermark {
                     e.next_rollup_us += rollup_us;
                 }
             }
-            // Expiry is due once the watermark passes last + window.
-            let due = if e.since_rollup > 0 { e.next_rollup_us.min(e.last_us + window + 1) } else { e.last_us + window + 1 };
-            next_due = next_due.min(due);
+            schedule(&mut self.timers, &k, e, window);
         }
-        self.next_due = next_due;
         for k in expired {
             let e = self.keys.pop(&k).expect("present");
             out.extend(rollup(&k, &e, "expired"));

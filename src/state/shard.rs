@@ -50,7 +50,7 @@ struct ShardResult {
     changes: Vec<IncidentEvent>,
     dedup: DedupCounts,
     corr: CorrelationCounts,
-    snapshot: Option<Value>,
+    snapshot: Option<(String, String)>,
 }
 
 /// What the shards made of one batch, per alert in batch order.
@@ -89,10 +89,30 @@ impl Shard {
         r
     }
 
+    /// Every alert, every rule (a single shard).
+    fn run_all(&mut self, alerts: &[AlertRecord], late: &[bool], dedup_late: bool, rules: &[u16], advance: Option<i64>) -> ShardResult {
+        let mut r = ShardResult { decisions: Vec::with_capacity(alerts.len()), offered: Vec::with_capacity(alerts.len()), ..Default::default() };
+        for (i, a) in alerts.iter().enumerate() {
+            if !late[i] || dedup_late {
+                r.decisions.push((i as u32, self.dedup.offer(a, &mut r.rollups)));
+            }
+            if !rules.is_empty() {
+                r.offered.push((i as u32, self.corr.offer_rules(a, late[i], rules, &mut r.changes)));
+            }
+        }
+        if let Some(w) = advance {
+            self.dedup.advance(w, &mut r.rollups);
+            self.corr.advance(w, &mut r.changes);
+        }
+        r.dedup = self.dedup.counts;
+        r.corr = self.corr.counts;
+        r
+    }
+
     fn handle(&mut self, msg: Msg) -> ShardResult {
         match msg {
             Msg::Run(job) => self.run(&job),
-            Msg::Snapshot => ShardResult { snapshot: Some(json!({ "dedup": self.dedup.snapshot(), "correlation": self.corr.snapshot() })), ..Default::default() },
+            Msg::Snapshot => ShardResult { snapshot: Some((self.dedup.snapshot(), self.corr.snapshot())), ..Default::default() },
             Msg::Restore(v) => {
                 // Checked by the caller before it is dealt out.
                 let _ = self.dedup.restore(&v["dedup"]);
@@ -178,13 +198,23 @@ impl Shards {
         let count = alerts.len();
         let dedup_late = self.late_policy == LatePolicy::Reevaluate;
         let all_rules: Vec<u16> = (0..self.rule_keys.len() as u16).collect();
-        let mut tasks: Vec<Vec<Task>> = vec![Vec::new(); n];
+        if n == 1 {
+            // One shard: everything here, no routing.
+            let r = self.local.run_all(&alerts, &late, dedup_late, &all_rules, advance);
+            self.dedup_counts[0] = r.dedup;
+            self.corr_counts[0] = r.corr;
+            let mut m = Merged { decisions: vec![None; count], offered: vec![Offered::default(); count], rollups: r.rollups, changes: r.changes };
+            for (i, d) in r.decisions {
+                m.decisions[i as usize] = Some(d);
+            }
+            for (i, o) in r.offered {
+                m.offered[i as usize] = o;
+            }
+            return m;
+        }
+        let mut tasks: Vec<Vec<Task>> = vec![Vec::with_capacity(count); n];
         for (i, a) in alerts.iter().enumerate() {
             let dedup = !late[i] || dedup_late;
-            if n == 1 {
-                tasks[0].push(Task { idx: i as u32, dedup, rules: all_rules.clone() });
-                continue;
-            }
             let mut per: Vec<Option<Task>> = vec![None; n];
             if dedup {
                 let s = shard_of(&key_of(&self.dedup_key, a), n);
@@ -254,19 +284,26 @@ impl Shards {
         })
     }
 
-    /// Every shard's keys and groups as one (dedup, correlation) pair of snapshots.
-    pub fn snapshot(&mut self) -> (Value, Value) {
-        let mut parts = vec![json!({ "dedup": self.local.dedup.snapshot(), "correlation": self.local.corr.snapshot() })];
+    /// Every shard's keys and groups as one (dedup, correlation) pair of snapshots (JSON
+    /// text).
+    pub fn snapshot(&mut self) -> (String, String) {
+        let local = (self.local.dedup.snapshot(), self.local.corr.snapshot());
+        if self.remote.is_empty() {
+            return local;
+        }
+        let mut parts = vec![local];
         for r in &self.remote {
             if let Some(tx) = &r.tx {
                 let _ = tx.send(Msg::Snapshot);
-                parts.push(r.rx.recv().ok().and_then(|x| x.snapshot).unwrap_or(Value::Null));
+                parts.push(r.rx.recv().ok().and_then(|x| x.snapshot).unwrap_or_default());
             }
         }
-        if parts.len() == 1 {
-            let p = parts.pop().unwrap_or_default();
-            return (p["dedup"].clone(), p["correlation"].clone());
-        }
+        // Several shards: merged as JSON values (shards run with many cores, where this
+        // costs less than it does here).
+        let parts: Vec<Value> = parts
+            .iter()
+            .map(|(d, c)| json!({ "dedup": serde_json::from_str::<Value>(d).unwrap_or(Value::Null), "correlation": serde_json::from_str::<Value>(c).unwrap_or(Value::Null) }))
+            .collect();
         let concat = |part: &str, list: &str| -> Value { Value::Array(parts.iter().flat_map(|p| p[part][list].as_array().cloned().unwrap_or_default()).collect()) };
         let sum = |part: &str, i: usize| -> u64 { parts.iter().map(|p| p[part]["counts"][i].as_u64().unwrap_or(0)).sum() };
         let mut dcounts = serde_json::Map::new();
@@ -275,7 +312,7 @@ impl Shards {
         }
         let dedup = json!({ "keys": concat("dedup", "keys"), "counts": dcounts });
         let corr = json!({ "groups": concat("correlation", "groups"), "closed": concat("correlation", "closed"), "counts": (0..6).map(|i| sum("correlation", i)).collect::<Vec<_>>() });
-        (dedup, corr)
+        (dedup.to_string(), corr.to_string())
     }
 
     /// Deals a snapshot's keys and groups out to the shards by hash.

@@ -23,7 +23,7 @@ use serde_json::json;
 
 use std::collections::HashMap;
 
-use super::context::{ContextConfig, FlowContext, IncidentContext};
+use super::context::{json_str, ContextConfig, FlowContext, IncidentContext};
 use super::correlate::{IncidentEvent, Rule, Status};
 use super::shard::Shards;
 use super::dedup::{Decision, DedupConfig, Rollup};
@@ -124,11 +124,17 @@ impl StateInput {
         let b = &events.columns;
         let et = col::<StringArray>(b, "event_type");
         let mask: BooleanArray = (0..b.num_rows()).map(|i| Some(et.is_valid(i) && et.value(i) == "alert")).collect();
-        let alerts = (mask.true_count() > 0).then(|| {
-            let rows = filter_record_batch(b, &mask).expect("mask matches the batch");
-            let hours = (0..b.num_rows()).filter(|&i| mask.value(i)).map(|i| events.hours[i]).collect();
-            EventBatch { columns: rows, hours, context: None }
-        });
+        let n = mask.true_count();
+        let alerts = if n == b.num_rows() && n > 0 {
+            // All alerts (a storm, an alert-only sensor): shared, not copied.
+            Some(EventBatch { columns: b.clone(), hours: events.hours.clone(), context: None })
+        } else {
+            (n > 0).then(|| {
+                let rows = filter_record_batch(b, &mask).expect("mask matches the batch");
+                let hours = (0..b.num_rows()).filter(|&i| mask.value(i)).map(|i| events.hours[i]).collect();
+                EventBatch { columns: rows, hours, context: None }
+            })
+        };
         let context = events.context.as_ref().map(|c| ContextRows {
             timestamp: col::<TimestampMicrosecondArray>(b, "timestamp").clone(),
             flow_id: col::<Int64Array>(b, "flow_id").clone(),
@@ -186,6 +192,85 @@ pub fn alert_id(source: &str, raw: &str) -> String {
     h.update(&[0]);
     h.update(raw.as_bytes());
     format!("{:016x}", h.digest())
+}
+
+/// A JSON object line written field by field (alerts are the hot path: no tree).
+struct JsonObject(String);
+
+impl JsonObject {
+    fn new(kind: &str) -> Self {
+        let mut o = Self(String::with_capacity(512));
+        o.0.push('{');
+        o.str("type", kind);
+        o
+    }
+
+    fn key(&mut self, k: &str) {
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+        json_str(&mut self.0, k);
+        self.0.push(':');
+    }
+
+    fn str(&mut self, k: &str, v: &str) {
+        self.key(k);
+        json_str(&mut self.0, v);
+    }
+
+    fn int(&mut self, k: &str, v: i64) {
+        self.key(k);
+        self.0.push_str(&v.to_string());
+    }
+
+    fn opt_int(&mut self, k: &str, v: Option<i64>) {
+        match v {
+            Some(v) => self.int(k, v),
+            None => {
+                self.key(k);
+                self.0.push_str("null");
+            }
+        }
+    }
+
+    fn strs(&mut self, k: &str, v: &[String]) {
+        self.key(k);
+        self.0.push('[');
+        for (i, x) in v.iter().enumerate() {
+            if i > 0 {
+                self.0.push(',');
+            }
+            json_str(&mut self.0, x);
+        }
+        self.0.push(']');
+    }
+
+    /// The line, with `"flow_context"` when there is one.
+    fn finish(mut self, context: Option<&str>) -> String {
+        if let Some(c) = context {
+            self.key("flow_context");
+            self.0.push_str(c);
+        }
+        self.0.push('}');
+        self.0
+    }
+}
+
+/// The fields every alert line has.
+fn alert_fields(o: &mut JsonObject, a: &AlertRecord) {
+    o.str("alert_id", &a.alert_id);
+    o.str("timestamp", &iso(a.ts_us));
+    o.str("sensor", &a.sensor);
+    o.int("signature_id", a.signature_id);
+    o.str("signature", &a.signature);
+    o.str("category", &a.category);
+    o.int("severity", a.severity as i64);
+    o.str("src_ip", &a.src_ip);
+    o.opt_int("src_port", a.src_port.map(i64::from));
+    o.str("dest_ip", &a.dest_ip);
+    o.opt_int("dest_port", a.dest_port.map(i64::from));
+    o.str("proto", &a.proto);
+    o.opt_int("flow_id", a.flow_id);
 }
 
 /// Adds `"flow_context": <summary>` (JSON object text) to a JSON object line.
@@ -251,8 +336,8 @@ impl StateStage {
         let mut alerts = Vec::with_capacity(n);
         let mut lates = Vec::with_capacity(n);
         let mut summaries = Vec::with_capacity(n);
-        for i in 0..n {
-            let event_ts = if ts.is_valid(i) { ts.value(i) } else { hours[i] * 3_600_000_000 };
+        for (i, &hour) in hours.iter().enumerate().take(n) {
+            let event_ts = if ts.is_valid(i) { ts.value(i) } else { hour * 3_600_000_000 };
             let mut a = AlertRecord {
                 alert_id: alert_id(source.value(i), raw.value(i)),
                 ts_us: event_ts,
@@ -318,16 +403,10 @@ impl StateStage {
                 // same policy).
                 if self.late_policy == LatePolicy::LateOutput || offered.late_output {
                     self.counts.late_output += 1;
-                    out.late_lines.push(
-                        json!({
-                            "type": "late_alert", "alert_id": a.alert_id, "timestamp": iso(a.ts_us), "sensor": a.sensor,
-                            "signature_id": a.signature_id, "signature": a.signature, "category": a.category, "severity": a.severity,
-                            "src_ip": a.src_ip, "src_port": a.src_port, "dest_ip": a.dest_ip, "dest_port": a.dest_port, "proto": a.proto,
-                            "flow_id": a.flow_id, "incident_ids": joined,
-                        })
-                        .to_string(),
-                    );
-                    with_context(out.late_lines.last_mut(), summary);
+                    let mut o = JsonObject::new("late_alert");
+                    alert_fields(&mut o, a);
+                    o.strs("incident_ids", &joined);
+                    out.late_lines.push(o.finish(summary.as_deref()));
                 }
                 keys.append_null();
                 dcount.append_null();
@@ -343,16 +422,13 @@ impl StateStage {
             dcount.append_value(count as i64);
             suppressed.append_value(held);
             if !held {
-                out.lines.push(
-                    json!({
-                        "type": "alert", "alert_id": a.alert_id, "timestamp": iso(a.ts_us), "sensor": a.sensor,
-                        "signature_id": a.signature_id, "signature": a.signature, "category": a.category, "severity": a.severity,
-                        "src_ip": a.src_ip, "src_port": a.src_port, "dest_ip": a.dest_ip, "dest_port": a.dest_port, "proto": a.proto,
-                        "flow_id": a.flow_id, "dedup_key": key, "dedup_count": count, "decision": kind, "incident_ids": joined,
-                    })
-                    .to_string(),
-                );
-                with_context(out.lines.last_mut(), summary);
+                let mut o = JsonObject::new("alert");
+                alert_fields(&mut o, a);
+                o.str("dedup_key", key);
+                o.int("dedup_count", count as i64);
+                o.str("decision", kind);
+                o.strs("incident_ids", &joined);
+                out.lines.push(o.finish(summary.as_deref()));
             }
         }
         let mut columns: Vec<ArrayRef> = b.columns().to_vec();
@@ -477,12 +553,15 @@ impl StateStage {
 
     /// The whole state as JSON (saved with every commit).
     pub fn snapshot(&mut self) -> String {
+        // Written piece by piece: the parts are large (every key and group) and are
+        // serialized straight from the maps, never as a JSON tree.
         let (dedup, correlation) = self.shards.snapshot();
-        json!({
-            "version": 1, "watermark": self.wm, "dedup": dedup, "correlation": correlation,
-            "context": self.ctx.snapshot(), "incident_context": self.incident_ctx,
-        })
-        .to_string()
+        let watermark = serde_json::to_string(&self.wm).unwrap_or_default();
+        let incidents = serde_json::to_string(&self.incident_ctx).unwrap_or_default();
+        format!(
+            "{{\"version\":1,\"watermark\":{watermark},\"dedup\":{dedup},\"correlation\":{correlation},\"context\":{},\"incident_context\":{incidents}}}",
+            self.ctx.snapshot()
+        )
     }
 
     pub fn restore(&mut self, text: &str) -> Result<(), serde_json::Error> {

@@ -14,7 +14,7 @@ use crate::event::EventBatch;
 use crate::metrics as m;
 
 enum Job {
-    Process(StateInput, i64),
+    Process(Box<StateInput>, i64),
     Advance(i64),
     Flush,
     Snapshot(Sender<String>),
@@ -40,7 +40,7 @@ impl StateWorker {
                 let mut published = Published::default();
                 for job in jobs {
                     let out = match job {
-                        Job::Process(b, now) => stage.process_input(b, now),
+                        Job::Process(b, now) => stage.process_input(*b, now),
                         Job::Advance(now) => {
                             let mut o = StateOutput::default();
                             stage.advance(now, &mut o);
@@ -76,7 +76,7 @@ impl StateWorker {
 
     /// Takes what the state needs of `batch` (on this thread) and queues it.
     pub fn process(&mut self, batch: &EventBatch, now_us: i64) {
-        self.submit(Job::Process(StateInput::from_batch(batch), now_us));
+        self.submit(Job::Process(Box::new(StateInput::from_batch(batch)), now_us));
     }
 
     pub fn advance(&mut self, now_us: i64) {
