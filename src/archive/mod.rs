@@ -289,8 +289,9 @@ impl ArchiveWriter {
     fn save_state(&mut self, epoch: u64) -> Result<(), ArchiveError> {
         self.collect_state(true)?;
         let Some(st) = self.state.as_mut() else { return Ok(()) };
-        if let Some(text) = st.worker.snapshot() {
-            write_durably(&state_file(&st.dir, epoch), text.as_bytes())?;
+        let path = state_file(&st.dir, epoch);
+        if let Some(res) = st.worker.save_snapshot(&path) {
+            res.map_err(|e| ArchiveError::Io { path, source: e })?;
         }
         Ok(())
     }
@@ -538,20 +539,6 @@ impl ArchiveWriter {
     }
 }
 
-/// Writes a file through a temporary, fsyncs it, renames it into place and syncs the
-/// directory.
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
-    use std::io::Write;
-    let tmp = path.with_extension("json.tmp");
-    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
-    if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
-    }
-    Ok(())
-}
 
 /// Appends the pending JSON lines to the output (when one is configured).
 fn emit_lines(st: &mut StateRuntime) -> Result<(), ArchiveError> {

@@ -496,14 +496,12 @@ impl FlowContext {
         }
     }
 
-    /// Flows with alerts waiting for their end (small), for a snapshot. The rest is
-    /// context, rebuilt by the traffic after a restart.
+    /// Nothing of the flow context goes into snapshots: it is a cache of recent traffic
+    /// (up to `max_bytes`), rebuilt by the traffic after a restart, and writing it with
+    /// every commit would cost more than it saves. A flow that raised alerts before a
+    /// restart and ends after it gets no `flow_context` line.
     pub fn snapshot(&self) -> String {
-        #[derive(serde::Serialize)]
-        struct Snap<'a> {
-            flows: Vec<(&'a i64, &'a Flow)>,
-        }
-        serde_json::to_string(&Snap { flows: self.flows.iter().rev().filter(|(_, f)| !f.alerts.is_empty()).collect() }).unwrap_or_default()
+        "null".into()
     }
 
     pub fn restore(&mut self, v: &Value) -> Result<(), serde_json::Error> {

@@ -367,6 +367,13 @@ impl Correlator {
 
     /// The groups as (rule name, group key, group) for a snapshot.
     pub fn snapshot(&self) -> String {
+        let mut out = Vec::new();
+        let _ = self.snapshot_to(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// [`Correlator::snapshot`] written to `w` as it is serialized.
+    pub fn snapshot_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
         #[derive(serde::Serialize)]
         struct Snap<'a> {
             groups: Vec<(&'a str, &'a str, &'a Group)>,
@@ -377,7 +384,7 @@ impl Correlator {
         let groups = self.groups.iter().rev().map(|((r, k), g)| (self.rules[*r].name.as_str(), k.as_str(), g)).collect();
         let closed = self.closed.iter().rev().map(|((r, k), c)| (self.rules[*r].name.as_str(), k.as_str(), c)).collect();
         let c = &self.counts;
-        serde_json::to_string(&Snap { groups, closed, counts: [c.opened, c.closed, c.groups_evicted, c.late_skipped, c.late_reevaluated, c.corrected] }).unwrap_or_default()
+        serde_json::to_writer(w, &Snap { groups, closed, counts: [c.opened, c.closed, c.groups_evicted, c.late_skipped, c.late_reevaluated, c.corrected] }).map_err(std::io::Error::other)
     }
 
     /// Restores groups from [`Correlator::snapshot`]; groups of rules no longer configured

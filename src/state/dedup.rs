@@ -203,13 +203,20 @@ impl Dedup {
     /// The keys and counts as JSON text, for a snapshot (written straight from the map:
     /// this runs with every commit, over up to `max_keys` keys).
     pub fn snapshot(&self) -> String {
+        let mut out = Vec::new();
+        let _ = self.snapshot_to(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// [`Dedup::snapshot`] written to `w` as it is serialized.
+    pub fn snapshot_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
         #[derive(serde::Serialize)]
         struct Snap<'a> {
             keys: Vec<(&'a String, &'a Entry)>,
             counts: DedupCounts,
         }
         // Least recent first, so a restore rebuilds the same eviction order.
-        serde_json::to_string(&Snap { keys: self.keys.iter().rev().collect(), counts: self.counts }).unwrap_or_default()
+        serde_json::to_writer(w, &Snap { keys: self.keys.iter().rev().collect(), counts: self.counts }).map_err(std::io::Error::other)
     }
 
     pub fn restore(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {

@@ -284,6 +284,19 @@ impl Shards {
         })
     }
 
+    /// Writes `"dedup":…,"correlation":…` (the members of the stage's snapshot object).
+    pub fn snapshot_to(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        if self.remote.is_empty() {
+            // One shard: serialized straight into the file, no copy in memory.
+            w.write_all(b"\"dedup\":")?;
+            self.local.dedup.snapshot_to(w)?;
+            w.write_all(b",\"correlation\":")?;
+            return self.local.corr.snapshot_to(w);
+        }
+        let (d, c) = self.snapshot();
+        write!(w, "\"dedup\":{d},\"correlation\":{c}")
+    }
+
     /// Every shard's keys and groups as one (dedup, correlation) pair of snapshots (JSON
     /// text).
     pub fn snapshot(&mut self) -> (String, String) {

@@ -553,15 +553,37 @@ impl StateStage {
 
     /// The whole state as JSON (saved with every commit).
     pub fn snapshot(&mut self) -> String {
-        // Written piece by piece: the parts are large (every key and group) and are
-        // serialized straight from the maps, never as a JSON tree.
-        let (dedup, correlation) = self.shards.snapshot();
-        let watermark = serde_json::to_string(&self.wm).unwrap_or_default();
-        let incidents = serde_json::to_string(&self.incident_ctx).unwrap_or_default();
-        format!(
-            "{{\"version\":1,\"watermark\":{watermark},\"dedup\":{dedup},\"correlation\":{correlation},\"context\":{},\"incident_context\":{incidents}}}",
-            self.ctx.snapshot()
-        )
+        let mut out = Vec::new();
+        let _ = self.snapshot_to(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// [`StateStage::snapshot`] written to `w` as it is serialized: the parts are large
+    /// (every key and group), so they go straight from the maps to the file.
+    pub fn snapshot_to(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let watermark = serde_json::to_string(&self.wm).map_err(std::io::Error::other)?;
+        write!(w, "{{\"version\":1,\"watermark\":{watermark},")?;
+        self.shards.snapshot_to(w)?;
+        write!(w, ",\"context\":{},\"incident_context\":", self.ctx.snapshot())?;
+        serde_json::to_writer(&mut *w, &self.incident_ctx).map_err(std::io::Error::other)?;
+        w.write_all(b"}")
+    }
+
+    /// Saves the snapshot to `path` durably (temporary file, fsync, rename, fsync of the
+    /// directory).
+    pub fn save_snapshot(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let tmp = path.with_extension("json.tmp");
+        let f = std::fs::File::create(&tmp)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        self.snapshot_to(&mut w)?;
+        w.flush()?;
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     }
 
     pub fn restore(&mut self, text: &str) -> Result<(), serde_json::Error> {

@@ -17,7 +17,7 @@ enum Job {
     Process(Box<StateInput>, i64),
     Advance(i64),
     Flush,
-    Snapshot(Sender<String>),
+    Snapshot(std::path::PathBuf, Sender<std::io::Result<()>>),
 }
 
 pub struct StateWorker {
@@ -51,8 +51,8 @@ impl StateWorker {
                             stage.flush(&mut o);
                             o
                         }
-                        Job::Snapshot(reply) => {
-                            let _ = reply.send(stage.snapshot());
+                        Job::Snapshot(path, reply) => {
+                            let _ = reply.send(stage.save_snapshot(&path));
                             continue;
                         }
                     };
@@ -121,10 +121,11 @@ impl StateWorker {
         out
     }
 
-    /// The state after everything submitted so far (call after [`StateWorker::drain`]).
-    pub fn snapshot(&mut self) -> Option<String> {
+    /// Saves the state after everything submitted so far to `path`, durably (call after
+    /// [`StateWorker::drain`]). `None` when the state thread is gone.
+    pub fn save_snapshot(&mut self, path: &std::path::Path) -> Option<std::io::Result<()>> {
         let (reply, answer) = bounded(1);
-        self.tx.as_ref()?.send(Job::Snapshot(reply)).ok()?;
+        self.tx.as_ref()?.send(Job::Snapshot(path.to_path_buf(), reply)).ok()?;
         answer.recv().ok()
     }
 }
