@@ -144,12 +144,18 @@ fn run_case(path: &Path, shards: usize) -> (Ran, Vec<String>) {
     (ran, expected)
 }
 
-#[test]
-fn golden_cases() {
+/// The case files, in name order.
+fn case_files() -> Vec<std::path::PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/state/golden");
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
     files.sort();
     assert!(files.len() >= 8, "golden cases present");
+    files
+}
+
+#[test]
+fn golden_cases() {
+    let files = case_files();
     let mut failed = Vec::new();
     for f in &files {
         let (ran, expected) = run_case(f, 1);
@@ -169,9 +175,7 @@ fn golden_cases() {
 /// groups within one batch may differ.
 #[test]
 fn golden_cases_sharded() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/state/golden");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
-    files.sort();
+    let files = case_files();
     for shards in [2, 3, 8] {
         for f in &files {
             let (ran, mut expected) = run_case(f, shards);

@@ -539,7 +539,6 @@ impl ArchiveWriter {
     }
 }
 
-
 /// Appends the pending JSON lines to the output (when one is configured).
 fn emit_lines(st: &mut StateRuntime) -> Result<(), ArchiveError> {
     use std::io::Write;
