@@ -367,9 +367,7 @@ impl Correlator {
 
     /// The groups as (rule name, group key, group) for a snapshot.
     pub fn snapshot(&self) -> String {
-        let mut out = Vec::new();
-        let _ = self.snapshot_to(&mut out);
-        String::from_utf8(out).unwrap_or_default()
+        super::snapshot_text(|w| self.snapshot_to(w))
     }
 
     /// [`Correlator::snapshot`] written to `w` as it is serialized.

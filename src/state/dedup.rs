@@ -203,9 +203,7 @@ impl Dedup {
     /// The keys and counts as JSON text, for a snapshot (written straight from the map:
     /// this runs with every commit, over up to `max_keys` keys).
     pub fn snapshot(&self) -> String {
-        let mut out = Vec::new();
-        let _ = self.snapshot_to(&mut out);
-        String::from_utf8(out).unwrap_or_default()
+        super::snapshot_text(|w| self.snapshot_to(w))
     }
 
     /// [`Dedup::snapshot`] written to `w` as it is serialized.

@@ -115,6 +115,13 @@ impl KeyField {
     }
 }
 
+/// A snapshot that a `snapshot_to` writes, as text (tests and small states).
+pub(crate) fn snapshot_text(write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>) -> String {
+    let mut out = Vec::new();
+    let _ = write(&mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// The key of an alert over `fields`: values joined by `|` (readable in outputs).
 pub fn key_of(fields: &[KeyField], a: &AlertRecord) -> String {
     let mut k = String::with_capacity(64);

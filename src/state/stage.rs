@@ -553,9 +553,7 @@ impl StateStage {
 
     /// The whole state as JSON (saved with every commit).
     pub fn snapshot(&mut self) -> String {
-        let mut out = Vec::new();
-        let _ = self.snapshot_to(&mut out);
-        String::from_utf8(out).unwrap_or_default()
+        super::snapshot_text(|w| self.snapshot_to(w))
     }
 
     /// [`StateStage::snapshot`] written to `w` as it is serialized: the parts are large
