@@ -115,6 +115,12 @@ fn kind_letter(k: ContextKind) -> char {
     }
 }
 
+/// The kind of an encoded context, from its first byte (no decoding).
+pub fn context_kind(enc: &str) -> Option<ContextKind> {
+    let first = *enc.as_bytes().first()?;
+    ContextKind::ALL.into_iter().find(|&k| kind_letter(k) as u8 == first)
+}
+
 /// Writes a context as one string: kind letter, four texts, four numbers.
 pub fn encode_context(c: &ContextView<'_>, out: &mut impl std::fmt::Write) {
     let _ = out.write_char(kind_letter(c.kind));
@@ -145,15 +151,10 @@ pub fn decode_context(s: &str) -> Option<ContextView<'_>> {
         *at += piece.len() + 1;
         Some(&s[start..start + piece.len()])
     });
-    let kind = match parts.next()? {
-        "d" => ContextKind::Dns,
-        "h" => ContextKind::Http,
-        "t" => ContextKind::Tls,
-        "f" => ContextKind::FileInfo,
-        "l" => ContextKind::Flow,
-        "a" => ContextKind::Anomaly,
-        _ => return None,
-    };
+    let kind = context_kind(s)?;
+    if parts.next()?.len() != 1 {
+        return None;
+    }
     let mut c = ContextView { kind, text: [None; 4], num: [None; 4] };
     for t in c.text.iter_mut() {
         *t = parts.next().filter(|p| !p.is_empty());

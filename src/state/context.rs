@@ -17,7 +17,8 @@ use std::collections::VecDeque;
 use lru::LruCache;
 use serde_json::{Map, Value};
 
-use crate::event::batch::{decode_context, encode_context};
+use super::json::JsonObject;
+use crate::event::batch::{context_kind, decode_context, encode_context};
 use crate::event::{ContextKind, ContextView};
 
 #[derive(Debug, Clone)]
@@ -56,8 +57,7 @@ pub struct ContextCounts {
 
 /// One context event, kept as its encoding (see `event::batch::encode_context`): one
 /// allocation, compared and measured as a string.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq)]
 struct Item {
     enc: Box<str>,
 }
@@ -79,7 +79,7 @@ impl Item {
     }
 
     fn kind(&self) -> ContextKind {
-        self.view().kind
+        context_kind(&self.enc).unwrap_or(ContextKind::Anomaly)
     }
 
     fn bytes(&self) -> usize {
@@ -90,56 +90,19 @@ impl Item {
     fn write_json(&self, out: &mut String) {
         let v = self.view();
         let (texts, nums) = v.kind.slots();
-        out.push('{');
-        let mut first = true;
+        let mut o = JsonObject::open(out);
         for (name, t) in texts.iter().zip(&v.text) {
             if let (false, Some(t)) = (name.is_empty(), t) {
-                if !first {
-                    out.push(',');
-                }
-                first = false;
-                json_str(out, name);
-                out.push(':');
-                json_str(out, t);
+                o.str(name, t);
             }
         }
         for (name, n) in nums.iter().zip(&v.num) {
             if let (false, Some(n)) = (name.is_empty(), n) {
-                if !first {
-                    out.push(',');
-                }
-                first = false;
-                json_str(out, name);
-                out.push(':');
-                out.push_str(&n.to_string());
+                o.int(name, *n);
             }
         }
-        out.push('}');
+        o.close();
     }
-}
-
-/// Appends `s` as a JSON string.
-pub fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        out.push_str(s);
-    } else {
-        for c in s.chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                c if (c as u32) < 0x20 => {
-                    use std::fmt::Write as _;
-                    let _ = write!(out, "\\u{:04x}", c as u32);
-                }
-                c => out.push(c),
-            }
-        }
-    }
-    out.push('"');
 }
 
 /// `s` cut to at most `max` bytes on a character boundary.
@@ -154,7 +117,7 @@ fn cut(s: &str, max: usize) -> &str {
     &s[..i]
 }
 
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default)]
 struct Flow {
     last_us: i64,
     items: Vec<Item>,
@@ -382,65 +345,42 @@ impl FlowContext {
             return None;
         }
         let mut out = String::with_capacity(256);
-        out.push('{');
-        let mut first = true;
-        let mut key = |out: &mut String, k: &str| {
-            if !first {
-                out.push(',');
-            }
-            first = false;
-            json_str(out, k);
-            out.push(':');
-        };
+        let mut o = JsonObject::open(&mut out);
         if let Some(f) = flow {
-            for (ki, kind) in ContextKind::ALL.iter().enumerate() {
-                let mut items = f.items.iter().filter(|it| it.kind() == ContextKind::ALL[ki]).peekable();
+            for kind in ContextKind::ALL {
+                let mut items = f.items.iter().filter(|it| it.kind() == kind).peekable();
                 if items.peek().is_none() {
                     continue;
                 }
-                key(&mut out, kind.event_type());
-                out.push('[');
+                let list = o.key(kind.event_type());
+                list.push('[');
                 for (j, it) in items.enumerate() {
                     if j > 0 {
-                        out.push(',');
+                        list.push(',');
                     }
-                    it.write_json(&mut out);
+                    it.write_json(list);
                 }
-                out.push(']');
+                list.push(']');
             }
             if let Some(end) = &f.end {
-                key(&mut out, "flow");
-                end.write_json(&mut out);
+                end.write_json(o.key("flow"));
             }
             if f.dropped > 0 {
-                key(&mut out, "more_events");
-                out.push_str(&f.dropped.to_string());
+                o.int("more_events", f.dropped.into());
             }
         }
         if !hosts.is_empty() {
-            key(&mut out, "host_dns");
-            out.push('{');
-            for (j, (ip, h)) in hosts.iter().enumerate() {
-                if j > 0 {
-                    out.push(',');
-                }
-                json_str(&mut out, ip);
-                out.push_str(":[");
-                for (k, (_, n)) in h.lookups.iter().rev().enumerate() {
-                    if k > 0 {
-                        out.push(',');
-                    }
-                    json_str(&mut out, n);
-                }
-                out.push(']');
+            let mut by_host = JsonObject::open(o.key("host_dns"));
+            for (ip, h) in &hosts {
+                let names: Vec<&str> = h.lookups.iter().rev().map(|(_, n)| n.as_str()).collect();
+                by_host.strs(ip, &names);
             }
-            out.push('}');
+            by_host.close();
         }
         if let Some(id) = flow_id {
-            key(&mut out, "flow_id");
-            out.push_str(&id.to_string());
+            o.int("flow_id", id);
         }
-        out.push('}');
+        o.close();
         Some(out)
     }
 
@@ -496,25 +436,6 @@ impl FlowContext {
         }
     }
 
-    /// Nothing of the flow context goes into snapshots: it is a cache of recent traffic
-    /// (up to `max_bytes`), rebuilt by the traffic after a restart, and writing it with
-    /// every commit would cost more than it saves. A flow that raised alerts before a
-    /// restart and ends after it gets no `flow_context` line.
-    pub fn snapshot(&self) -> String {
-        "null".into()
-    }
-
-    pub fn restore(&mut self, v: &Value) -> Result<(), serde_json::Error> {
-        if v.is_null() {
-            return Ok(());
-        }
-        let flows: Vec<(i64, Flow)> = serde_json::from_value(v["flows"].clone())?;
-        for (id, f) in flows {
-            self.bytes += f.bytes;
-            self.flows.put(id, f);
-        }
-        Ok(())
-    }
 }
 
 /// Context of an incident: what its alerts' flows had in common, bounded.

@@ -8,6 +8,7 @@
 pub mod context;
 pub mod correlate;
 pub mod dedup;
+pub mod json;
 pub mod shard;
 pub mod sigma;
 pub mod stage;

@@ -198,20 +198,40 @@ impl Shards {
         let count = alerts.len();
         let dedup_late = self.late_policy == LatePolicy::Reevaluate;
         let all_rules: Vec<u16> = (0..self.rule_keys.len() as u16).collect();
-        if n == 1 {
+        let results = if n == 1 {
             // One shard: everything here, no routing.
-            let r = self.local.run_all(&alerts, &late, dedup_late, &all_rules, advance);
-            self.dedup_counts[0] = r.dedup;
-            self.corr_counts[0] = r.corr;
-            let mut m = Merged { decisions: vec![None; count], offered: vec![Offered::default(); count], rollups: r.rollups, changes: r.changes };
+            vec![self.local.run_all(&alerts, &late, dedup_late, &all_rules, advance)]
+        } else {
+            self.run_routed(alerts, late, dedup_late, advance)
+        };
+        let mut m = Merged { decisions: vec![None; count], offered: vec![Offered::default(); count], ..Default::default() };
+        for (s, r) in results.into_iter().enumerate() {
+            self.dedup_counts[s] = r.dedup;
+            self.corr_counts[s] = r.corr;
             for (i, d) in r.decisions {
                 m.decisions[i as usize] = Some(d);
             }
             for (i, o) in r.offered {
-                m.offered[i as usize] = o;
+                let slot = &mut m.offered[i as usize];
+                slot.joined.extend(o.joined);
+                slot.late_output |= o.late_output;
             }
-            return m;
+            m.rollups.extend(r.rollups);
+            m.changes.extend(r.changes);
         }
+        if n > 1 {
+            // Rule order, as one shard would list them.
+            for o in &mut m.offered {
+                o.joined.sort_by_key(|(r, _)| *r);
+            }
+        }
+        m
+    }
+
+    /// Each alert to the shard of its dedup key and, per rule, of its group key; every
+    /// shard runs its part, the results in shard order.
+    fn run_routed(&mut self, alerts: Arc<Vec<AlertRecord>>, late: Arc<Vec<bool>>, dedup_late: bool, advance: Option<i64>) -> Vec<ShardResult> {
+        let (n, count) = (self.len(), alerts.len());
         let mut tasks: Vec<Vec<Task>> = vec![Vec::with_capacity(count); n];
         for (i, a) in alerts.iter().enumerate() {
             let dedup = !late[i] || dedup_late;
@@ -239,28 +259,7 @@ impl Shards {
         }
         let mut results = vec![self.local.run(&Job { alerts, late, tasks: local_tasks, advance })];
         results.extend(self.remote.iter().map(|r| r.rx.recv().unwrap_or_default()));
-        let mut m = Merged { decisions: vec![None; count], offered: vec![Offered::default(); count], ..Default::default() };
-        for (s, r) in results.into_iter().enumerate() {
-            self.dedup_counts[s] = r.dedup;
-            self.corr_counts[s] = r.corr;
-            for (i, d) in r.decisions {
-                m.decisions[i as usize] = Some(d);
-            }
-            for (i, o) in r.offered {
-                let slot = &mut m.offered[i as usize];
-                slot.joined.extend(o.joined);
-                slot.late_output |= o.late_output;
-            }
-            m.rollups.extend(r.rollups);
-            m.changes.extend(r.changes);
-        }
-        if n > 1 {
-            // Rule order, as one shard would list them.
-            for o in &mut m.offered {
-                o.joined.sort_by_key(|(r, _)| *r);
-            }
-        }
-        m
+        results
     }
 
     pub fn dedup_counts(&self) -> DedupCounts {

@@ -23,7 +23,8 @@ use serde_json::json;
 
 use std::collections::HashMap;
 
-use super::context::{json_str, ContextConfig, FlowContext, IncidentContext};
+use super::context::{ContextConfig, FlowContext, IncidentContext};
+use super::json::JsonObject;
 use super::correlate::{IncidentEvent, Rule, Status};
 use super::shard::Shards;
 use super::dedup::{Decision, DedupConfig, Rollup};
@@ -167,8 +168,6 @@ pub struct StateCounts {
     pub rollups: u64,
     /// Late alerts written to the late output.
     pub late_output: u64,
-    /// `flow_context` updates (a flow with alerts ended).
-    pub flow_updates: u64,
 }
 
 pub struct StateStage {
@@ -194,70 +193,23 @@ pub fn alert_id(source: &str, raw: &str) -> String {
     format!("{:016x}", h.digest())
 }
 
-/// A JSON object line written field by field (alerts are the hot path: no tree).
-struct JsonObject(String);
-
-impl JsonObject {
-    fn new(kind: &str) -> Self {
-        let mut o = Self(String::with_capacity(512));
-        o.0.push('{');
-        o.str("type", kind);
-        o
+/// An alert's notification line: `kind`, the alert's fields, what `more` adds, and its
+/// flow context.
+fn alert_line(kind: &str, a: &AlertRecord, context: Option<&str>, more: impl FnOnce(&mut JsonObject<'_>)) -> String {
+    let mut line = String::with_capacity(512);
+    let mut o = JsonObject::open(&mut line);
+    o.str("type", kind);
+    alert_fields(&mut o, a);
+    more(&mut o);
+    if let Some(c) = context {
+        o.raw("flow_context", c);
     }
-
-    fn key(&mut self, k: &str) {
-        if self.0.len() > 1 {
-            self.0.push(',');
-        }
-        json_str(&mut self.0, k);
-        self.0.push(':');
-    }
-
-    fn str(&mut self, k: &str, v: &str) {
-        self.key(k);
-        json_str(&mut self.0, v);
-    }
-
-    fn int(&mut self, k: &str, v: i64) {
-        self.key(k);
-        self.0.push_str(&v.to_string());
-    }
-
-    fn opt_int(&mut self, k: &str, v: Option<i64>) {
-        match v {
-            Some(v) => self.int(k, v),
-            None => {
-                self.key(k);
-                self.0.push_str("null");
-            }
-        }
-    }
-
-    fn strs(&mut self, k: &str, v: &[String]) {
-        self.key(k);
-        self.0.push('[');
-        for (i, x) in v.iter().enumerate() {
-            if i > 0 {
-                self.0.push(',');
-            }
-            json_str(&mut self.0, x);
-        }
-        self.0.push(']');
-    }
-
-    /// The line, with `"flow_context"` when there is one.
-    fn finish(mut self, context: Option<&str>) -> String {
-        if let Some(c) = context {
-            self.key("flow_context");
-            self.0.push_str(c);
-        }
-        self.0.push('}');
-        self.0
-    }
+    o.close();
+    line
 }
 
 /// The fields every alert line has.
-fn alert_fields(o: &mut JsonObject, a: &AlertRecord) {
+fn alert_fields(o: &mut JsonObject<'_>, a: &AlertRecord) {
     o.str("alert_id", &a.alert_id);
     o.str("timestamp", &iso(a.ts_us));
     o.str("sensor", &a.sensor);
@@ -271,18 +223,6 @@ fn alert_fields(o: &mut JsonObject, a: &AlertRecord) {
     o.opt_int("dest_port", a.dest_port.map(i64::from));
     o.str("proto", &a.proto);
     o.opt_int("flow_id", a.flow_id);
-}
-
-/// Adds `"flow_context": <summary>` (JSON object text) to a JSON object line.
-fn with_context(line: Option<&mut String>, summary: &Option<String>) {
-    if let (Some(line), Some(s)) = (line, summary) {
-        if line.ends_with('}') {
-            line.pop();
-            line.push_str(",\"flow_context\":");
-            line.push_str(s);
-            line.push('}');
-        }
-    }
 }
 
 fn iso(us: i64) -> String {
@@ -380,7 +320,8 @@ impl StateStage {
         }
         let advance = self.advance_target(now_us);
         let alerts = Arc::new(alerts);
-        let merged = self.shards.run(alerts.clone(), Arc::new(lates.clone()), advance);
+        let lates = Arc::new(lates);
+        let merged = self.shards.run(alerts.clone(), lates.clone(), advance);
 
         let mut keys = StringBuilder::new();
         let mut dcount = Int64Builder::with_capacity(n);
@@ -403,10 +344,7 @@ impl StateStage {
                 // same policy).
                 if self.late_policy == LatePolicy::LateOutput || offered.late_output {
                     self.counts.late_output += 1;
-                    let mut o = JsonObject::new("late_alert");
-                    alert_fields(&mut o, a);
-                    o.strs("incident_ids", &joined);
-                    out.late_lines.push(o.finish(summary.as_deref()));
+                    out.late_lines.push(alert_line("late_alert", a, summary.as_deref(), |o| o.strs("incident_ids", &joined)));
                 }
                 keys.append_null();
                 dcount.append_null();
@@ -422,13 +360,12 @@ impl StateStage {
             dcount.append_value(count as i64);
             suppressed.append_value(held);
             if !held {
-                let mut o = JsonObject::new("alert");
-                alert_fields(&mut o, a);
-                o.str("dedup_key", key);
-                o.int("dedup_count", count as i64);
-                o.str("decision", kind);
-                o.strs("incident_ids", &joined);
-                out.lines.push(o.finish(summary.as_deref()));
+                out.lines.push(alert_line("alert", a, summary.as_deref(), |o| {
+                    o.str("dedup_key", key);
+                    o.int("dedup_count", count as i64);
+                    o.str("decision", kind);
+                    o.strs("incident_ids", &joined);
+                }));
             }
         }
         let mut columns: Vec<ArrayRef> = b.columns().to_vec();
@@ -562,7 +499,9 @@ impl StateStage {
         let watermark = serde_json::to_string(&self.wm).map_err(std::io::Error::other)?;
         write!(w, "{{\"version\":1,\"watermark\":{watermark},")?;
         self.shards.snapshot_to(w)?;
-        write!(w, ",\"context\":{},\"incident_context\":", self.ctx.snapshot())?;
+        // The flow context is a cache of recent traffic, rebuilt by the traffic after a
+        // restart: not saved.
+        w.write_all(b",\"incident_context\":")?;
         serde_json::to_writer(&mut *w, &self.incident_ctx).map_err(std::io::Error::other)?;
         w.write_all(b"}")
     }
@@ -588,7 +527,6 @@ impl StateStage {
         let v: serde_json::Value = serde_json::from_str(text)?;
         self.wm = serde_json::from_value(v["watermark"].clone())?;
         self.shards.restore(&v["dedup"], &v["correlation"])?;
-        self.ctx.restore(&v["context"])?;
         if !v["incident_context"].is_null() {
             self.incident_ctx = serde_json::from_value(v["incident_context"].clone())?;
         }
@@ -607,9 +545,13 @@ impl StateStage {
             let t = if ts.is_valid(i) { ts.value(i) } else { c.hours[i] * 3_600_000_000 };
             let id = flow.is_valid(i).then(|| flow.value(i));
             if let Some(end) = self.ctx.observe_encoded(t, id, opt(src, i), opt(dst, i), ctx.value(i)) {
-                self.counts.flow_updates += 1;
-                let mut line = json!({ "type": "flow_context", "flow_id": end.flow_id, "alert_ids": end.alert_ids }).to_string();
-                with_context(Some(&mut line), &Some(end.summary));
+                let mut line = String::with_capacity(256 + end.summary.len());
+                let mut o = JsonObject::open(&mut line);
+                o.str("type", "flow_context");
+                o.int("flow_id", end.flow_id);
+                o.strs("alert_ids", &end.alert_ids);
+                o.raw("flow_context", &end.summary);
+                o.close();
                 out.lines.push(line);
             }
         }
