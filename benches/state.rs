@@ -84,10 +84,10 @@ fn context_events(n: usize) -> Vec<(i64, i64, String, ContextView<'static>)> {
             let flow = (i / 4) as i64;
             let src = format!("10.1.{}.{}", i >> 8 & 255, i & 255);
             let c = match i % 4 {
-                0 => ContextView { kind: ContextKind::Dns, text: [Some(leak(format!("host{}.example.com", i % 5000))), Some("A"), Some("query"), None], num: [None; 4] },
-                1 => ContextView { kind: ContextKind::Http, text: [Some(leak(format!("host{}.example.com", i % 5000))), Some(leak(format!("/path/{i}/index.html"))), Some("GET"), Some("Mozilla/5.0")], num: [Some(200), Some(5120), None, None] },
-                2 => ContextView { kind: ContextKind::Tls, text: [Some(leak(format!("sni{}.example.net", i % 3000))), Some("TLS 1.3"), Some("e7d705a3286e19ea42f587b344ee6865"), None], num: [None; 4] },
-                _ => ContextView { kind: ContextKind::Flow, text: [Some("closed"), Some("timeout"), None, None], num: [Some(10), Some(8), Some(1200), Some(64000)] },
+                0 => ContextView { kind: ContextKind::Dns, text: [Some(leak(format!("host{}.example.com", i % 5000))), Some("A"), Some("query"), None, None], num: [None; 4] },
+                1 => ContextView { kind: ContextKind::Http, text: [Some(leak(format!("host{}.example.com", i % 5000))), Some(leak(format!("/path/{i}/index.html"))), Some("GET"), Some("Mozilla/5.0"), None], num: [Some(200), Some(5120), None, None] },
+                2 => ContextView { kind: ContextKind::Tls, text: [Some(leak(format!("sni{}.example.net", i % 3000))), Some("TLS 1.3"), Some("e7d705a3286e19ea42f587b344ee6865"), None, None], num: [None; 4] },
+                _ => ContextView { kind: ContextKind::Flow, text: [Some("closed"), Some("timeout"), None, None, None], num: [Some(10), Some(8), Some(1200), Some(64000)] },
             };
             (1_700_000_000_000_000 + i as i64 * 100, flow, src, c)
         })

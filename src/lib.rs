@@ -16,3 +16,5 @@ pub mod deadletter;
 pub mod metrics;
 pub mod api;
 pub mod demo;
+pub mod enrich;
+pub mod score;

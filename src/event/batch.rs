@@ -155,7 +155,7 @@ pub fn decode_context(s: &str) -> Option<ContextView<'_>> {
     if parts.next()?.len() != 1 {
         return None;
     }
-    let mut c = ContextView { kind, text: [None; 4], num: [None; 4] };
+    let mut c = ContextView { kind, text: [None; 5], num: [None; 4] };
     for t in c.text.iter_mut() {
         *t = parts.next().filter(|p| !p.is_empty());
     }

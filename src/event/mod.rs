@@ -105,14 +105,14 @@ impl ContextKind {
     }
 
     /// The names of the text and number slots of a [`ContextView`] of this kind.
-    pub fn slots(self) -> ([&'static str; 4], [&'static str; 4]) {
+    pub fn slots(self) -> ([&'static str; 5], [&'static str; 4]) {
         match self {
-            ContextKind::Dns => (["rrname", "rrtype", "type", "rcode"], ["", "", "", ""]),
-            ContextKind::Http => (["hostname", "url", "method", "user_agent"], ["status", "length", "", ""]),
-            ContextKind::Tls => (["sni", "version", "ja3", "ja4"], ["", "", "", ""]),
-            ContextKind::FileInfo => (["filename", "sha256", "md5", "magic"], ["size", "", "", ""]),
-            ContextKind::Flow => (["state", "reason", "", ""], ["pkts_toserver", "pkts_toclient", "bytes_toserver", "bytes_toclient"]),
-            ContextKind::Anomaly => (["type", "event", "layer", ""], ["", "", "", ""]),
+            ContextKind::Dns => (["rrname", "rrtype", "type", "rcode", "answer"], ["", "", "", ""]),
+            ContextKind::Http => (["hostname", "url", "method", "user_agent", ""], ["status", "length", "", ""]),
+            ContextKind::Tls => (["sni", "version", "ja3", "ja4", ""], ["", "", "", ""]),
+            ContextKind::FileInfo => (["filename", "sha256", "md5", "magic", "sha1"], ["size", "", "", ""]),
+            ContextKind::Flow => (["state", "reason", "", "", ""], ["pkts_toserver", "pkts_toclient", "bytes_toserver", "bytes_toclient"]),
+            ContextKind::Anomaly => (["type", "event", "layer", "", ""], ["", "", "", ""]),
         }
     }
 }
@@ -122,7 +122,7 @@ impl ContextKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContextView<'a> {
     pub kind: ContextKind,
-    pub text: [Option<&'a str>; 4],
+    pub text: [Option<&'a str>; 5],
     pub num: [Option<i64>; 4],
 }
 

@@ -296,7 +296,7 @@ fn walk_alert<'i>(obj: &Object<'_, 'i>, errs: &mut FieldErrors) -> AlertView<'i>
 /// The fields of a context event's object that the flow context keeps. Wrong-typed
 /// values are left out (they are not archive columns, so nothing is counted).
 fn context_view<'i>(kind: ContextKind, o: &Object<'_, 'i>) -> ContextView<'i> {
-    let mut c = ContextView { kind, text: [None; 4], num: [None; 4] };
+    let mut c = ContextView { kind, text: [None; 5], num: [None; 4] };
     // One pass over the object, as for the event's top level.
     for (key, v) in o.iter() {
         match (kind, key) {
@@ -304,9 +304,18 @@ fn context_view<'i>(kind: ContextKind, o: &Object<'_, 'i>) -> ContextView<'i> {
             (ContextKind::Dns, "rrtype") => c.text[1] = v.into_string(),
             (ContextKind::Dns, "type") => c.text[2] = v.into_string(),
             (ContextKind::Dns, "rcode") => c.text[3] = v.into_string(),
-            // Version 3 puts the query in `queries` (and answers in `answers`).
-            (ContextKind::Dns, "queries" | "answers") if c.text[0].is_none() => {
-                if let Some(q) = v.as_array().and_then(|a| a.get(0)).and_then(|q| q.as_object()) {
+            (ContextKind::Dns, "rdata") => c.text[4] = c.text[4].or(v.into_string()),
+            // Version 3 puts the query in `queries` (and answers in `answers`); the first
+            // answer with data is kept.
+            (ContextKind::Dns, "queries" | "answers") => {
+                let Some(a) = v.as_array() else { continue };
+                if key == "answers" && c.text[4].is_none() {
+                    c.text[4] = a.iter().filter_map(|x| x.as_object()).find_map(|x| x.get("rdata").and_then(|r| r.into_string()));
+                }
+                if c.text[0].is_some() {
+                    continue;
+                }
+                if let Some(q) = a.get(0).and_then(|q| q.as_object()) {
                     for (k, x) in q.iter() {
                         match k {
                             "rrname" => c.text[0] = x.into_string(),
@@ -314,6 +323,12 @@ fn context_view<'i>(kind: ContextKind, o: &Object<'_, 'i>) -> ContextView<'i> {
                             _ => {}
                         }
                     }
+                }
+            }
+            // Version 2 answers grouped by type: the first A, AAAA or CNAME.
+            (ContextKind::Dns, "grouped") if c.text[4].is_none() => {
+                if let Some(g) = v.as_object() {
+                    c.text[4] = ["A", "AAAA", "CNAME"].iter().find_map(|t| g.get(*t).and_then(|l| l.as_array()).and_then(|l| l.get(0)).and_then(|x| x.into_string()));
                 }
             }
             (ContextKind::Http, "hostname") => c.text[0] = v.into_string(),
@@ -330,6 +345,7 @@ fn context_view<'i>(kind: ContextKind, o: &Object<'_, 'i>) -> ContextView<'i> {
             (ContextKind::FileInfo, "sha256") => c.text[1] = v.into_string(),
             (ContextKind::FileInfo, "md5") => c.text[2] = v.into_string(),
             (ContextKind::FileInfo, "magic") => c.text[3] = v.into_string(),
+            (ContextKind::FileInfo, "sha1") => c.text[4] = v.into_string(),
             (ContextKind::FileInfo, "size") => c.num[0] = v.as_i64(),
             (ContextKind::Flow, "state") => c.text[0] = v.into_string(),
             (ContextKind::Flow, "reason") => c.text[1] = v.into_string(),

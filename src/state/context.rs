@@ -75,7 +75,7 @@ impl Item {
     }
 
     fn view(&self) -> ContextView<'_> {
-        decode_context(&self.enc).unwrap_or(ContextView { kind: ContextKind::Anomaly, text: [None; 4], num: [None; 4] })
+        decode_context(&self.enc).unwrap_or(ContextView { kind: ContextKind::Anomaly, text: [None; 5], num: [None; 4] })
     }
 
     fn kind(&self) -> ContextKind {
@@ -473,17 +473,17 @@ mod tests {
     use super::*;
 
     fn dns(name: &'static str, kind: &'static str) -> ContextView<'static> {
-        ContextView { kind: ContextKind::Dns, text: [Some(name), Some("A"), Some(kind), None], num: [None; 4] }
+        ContextView { kind: ContextKind::Dns, text: [Some(name), Some("A"), Some(kind), None, None], num: [None; 4] }
     }
 
     fn flow_end(bytes: i64) -> ContextView<'static> {
-        ContextView { kind: ContextKind::Flow, text: [Some("closed"), Some("timeout"), None, None], num: [Some(3), Some(2), Some(bytes), Some(100)] }
+        ContextView { kind: ContextKind::Flow, text: [Some("closed"), Some("timeout"), None, None, None], num: [Some(3), Some(2), Some(bytes), Some(100)] }
     }
 
     #[test]
     fn alert_gets_its_flow_and_host_lookups_and_the_end_is_reported() {
         let mut c = FlowContext::new(ContextConfig::default());
-        let http = ContextView { kind: ContextKind::Http, text: [Some("evil.example"), Some("/x"), Some("GET"), None], num: [Some(200), None, None, None] };
+        let http = ContextView { kind: ContextKind::Http, text: [Some("evil.example"), Some("/x"), Some("GET"), None, None], num: [Some(200), None, None, None] };
         assert!(c.observe(10, Some(7), Some("10.0.0.5"), Some("10.0.0.53"), &dns("evil.example", "query")).is_none());
         assert!(c.observe(11, Some(9), Some("10.0.0.5"), Some("1.2.3.4"), &http).is_none());
         c.note_alert(11, Some(9), "a1");
@@ -524,7 +524,7 @@ mod tests {
     fn summary_is_valid_json_whatever_the_values() {
         let mut c = FlowContext::new(ContextConfig::default());
         let nasty = "a\"b\\c\u{1}\n\u{1f}é\u{7f}😀";
-        let http = ContextView { kind: ContextKind::Http, text: [Some(nasty), Some(nasty), None, Some(nasty)], num: [Some(-1), None, None, None] };
+        let http = ContextView { kind: ContextKind::Http, text: [Some(nasty), Some(nasty), None, Some(nasty), None], num: [Some(-1), None, None, None] };
         c.observe(1, Some(3), Some(nasty), None, &dns(Box::leak(nasty.to_owned().into_boxed_str()), "query"));
         c.observe(1, Some(3), Some(nasty), None, &http);
         let s: Value = serde_json::from_str(&c.summary(Some(3), Some(nasty), None).unwrap()).unwrap();

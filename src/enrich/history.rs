@@ -1,0 +1,165 @@
+//! What was seen before: per signature, source, destination and source→destination pair,
+//! how many alerts in the last 24 hours and 7 days (hourly buckets of event time), and
+//! whether the key was ever seen. Bounded: each kind keeps at most `max_keys` keys, least
+//! recently seen first out. Past analyst verdicts come from a [`VerdictStore`].
+
+use std::num::NonZeroUsize;
+
+use lru::LruCache;
+
+/// One analyst judgement of an earlier alert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// `true_positive`, `false_positive`, `benign`, … as the analyst said.
+    pub verdict: String,
+    pub at_us: i64,
+    pub analyst: String,
+}
+
+/// Where past verdicts come from (the analyst API provides one; the default has none).
+pub trait VerdictStore: Send + Sync {
+    /// Verdicts on alerts of this signature involving this host, newest first.
+    fn verdicts(&self, signature_id: i64, host: &str) -> Vec<Verdict>;
+}
+
+/// No verdicts yet.
+#[derive(Debug, Default)]
+pub struct NoVerdicts;
+
+impl VerdictStore for NoVerdicts {
+    fn verdicts(&self, _: i64, _: &str) -> Vec<Verdict> {
+        Vec::new()
+    }
+}
+
+/// Counts before the current alert.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub last_24h: u64,
+    pub last_7d: u64,
+    pub first_time: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistoryInfo {
+    pub signature: Seen,
+    pub src: Seen,
+    pub dest: Seen,
+    pub pair: Seen,
+    pub verdicts: Vec<Verdict>,
+}
+
+const HOURS_7D: i64 = 168;
+
+/// Hourly counts of one key, oldest first, at most a week of hours with alerts.
+#[derive(Debug, Default)]
+struct Buckets(Vec<(i64, u32)>);
+
+impl Buckets {
+    fn seen(&self, hour: i64) -> Seen {
+        let (mut d, mut w) = (0u64, 0u64);
+        for &(h, n) in &self.0 {
+            if h > hour - HOURS_7D && h <= hour {
+                w += n as u64;
+                if h > hour - 24 {
+                    d += n as u64;
+                }
+            }
+        }
+        Seen { last_24h: d, last_7d: w, first_time: false }
+    }
+
+    fn add(&mut self, hour: i64) {
+        match self.0.iter_mut().find(|(h, _)| *h == hour) {
+            Some((_, n)) => *n = n.saturating_add(1),
+            None => {
+                self.0.push((hour, 1));
+                self.0.sort_unstable_by_key(|(h, _)| *h);
+            }
+        }
+        let newest = self.0.last().map_or(hour, |(h, _)| *h);
+        self.0.retain(|(h, _)| *h > newest - HOURS_7D);
+    }
+}
+
+pub struct History {
+    kinds: [LruCache<u64, Buckets>; 4],
+    pub evictions: u64,
+}
+
+fn key(kind: u8, parts: &[&[u8]]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&[kind]);
+    for p in parts {
+        h.update(p);
+        h.update(&[0]);
+    }
+    h.digest()
+}
+
+impl History {
+    pub fn new(max_keys: usize) -> Self {
+        let cap = NonZeroUsize::new(max_keys.max(1)).expect("non-zero");
+        Self { kinds: std::array::from_fn(|_| LruCache::new(cap)), evictions: 0 }
+    }
+
+    /// What was seen before this alert, then the alert is counted.
+    pub fn observe(&mut self, ts_us: i64, signature_id: i64, src: &str, dest: &str) -> HistoryInfo {
+        let hour = ts_us.div_euclid(3_600_000_000);
+        let sid = signature_id.to_le_bytes();
+        let keys = [key(0, &[&sid]), key(1, &[src.as_bytes()]), key(2, &[dest.as_bytes()]), key(3, &[src.as_bytes(), dest.as_bytes()])];
+        let mut seen = [Seen::default(); 4];
+        for (i, k) in keys.into_iter().enumerate() {
+            let cache = &mut self.kinds[i];
+            match cache.get_mut(&k) {
+                Some(b) => {
+                    seen[i] = b.seen(hour);
+                    b.add(hour);
+                }
+                None => {
+                    seen[i].first_time = true;
+                    let mut b = Buckets::default();
+                    b.add(hour);
+                    if cache.push(k, b).is_some_and(|(old, _)| old != k) {
+                        self.evictions += 1;
+                    }
+                }
+            }
+        }
+        HistoryInfo { signature: seen[0], src: seen[1], dest: seen[2], pair: seen[3], verdicts: Vec::new() }
+    }
+
+    pub fn keys(&self) -> usize {
+        self.kinds.iter().map(|c| c.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    const H: i64 = 3_600_000_000;
+
+    #[test]
+    fn counts_by_window_and_first_time() {
+        let mut h = History::new(100);
+        let first = h.observe(0, 1, "a", "b");
+        assert!(first.signature.first_time && first.pair.first_time);
+        h.observe(H, 1, "a", "b");
+        h.observe(30 * H, 1, "a", "c");
+        let now = h.observe(31 * H, 1, "a", "b");
+        assert_eq!(now.signature, Seen { last_24h: 1, last_7d: 3, first_time: false });
+        assert_eq!(now.pair, Seen { last_24h: 0, last_7d: 2, first_time: false });
+        let later = h.observe(31 * H + 200 * H, 1, "a", "b");
+        assert_eq!(later.signature, Seen { last_24h: 0, last_7d: 0, first_time: false }, "older than a week");
+    }
+
+    #[test]
+    fn bounded_per_kind() {
+        let mut h = History::new(10);
+        for i in 0..100 {
+            h.observe(0, i, &format!("s{i}"), "d");
+        }
+        assert_eq!(h.keys(), 10 + 10 + 1 + 10);
+        assert!(h.evictions >= 270);
+    }
+}

@@ -1,0 +1,642 @@
+//! Threat-intel indicator sets: IPs and CIDRs (longest-prefix), domains (a name matches
+//! its own entry or any parent's), URLs, file hashes, JA3/JA4 fingerprints and TLS SNI.
+//! Loaded from plain lists, CSV, MISP JSON event exports and STIX 2.1 bundles; a load
+//! either yields a whole set or a clear error (the previous set stays in use).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use foldhash::fast::FixedState;
+use serde_json::Value;
+
+use super::prefix::{parse_cidr, PrefixTable};
+
+/// What an indicator is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Ip,
+    Domain,
+    Url,
+    Md5,
+    Sha1,
+    Sha256,
+    Ja3,
+    Ja4,
+    Sni,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Ip => "ip",
+            Kind::Domain => "domain",
+            Kind::Url => "url",
+            Kind::Md5 => "md5",
+            Kind::Sha1 => "sha1",
+            Kind::Sha256 => "sha256",
+            Kind::Ja3 => "ja3",
+            Kind::Ja4 => "ja4",
+            Kind::Sni => "sni",
+        }
+    }
+
+    /// Type names used by feeds (CSV `type` columns, config `type`).
+    pub fn from_name(s: &str) -> Option<Kind> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "ip" | "ipv4" | "ipv6" | "cidr" | "ip-src" | "ip-dst" | "ipv4-addr" | "ipv6-addr" | "network" => Kind::Ip,
+            "domain" | "hostname" | "fqdn" | "domain-name" | "host" => Kind::Domain,
+            "url" | "uri" => Kind::Url,
+            "md5" => Kind::Md5,
+            "sha1" | "sha-1" => Kind::Sha1,
+            "sha256" | "sha-256" => Kind::Sha256,
+            "ja3" | "ja3-fingerprint-md5" => Kind::Ja3,
+            "ja4" | "ja4-fingerprint" => Kind::Ja4,
+            "sni" | "tls-sni" => Kind::Sni,
+            _ => return None,
+        })
+    }
+
+    pub const NAMES: &'static str = "ip, domain, url, md5, sha1, sha256, ja3, ja4, sni";
+}
+
+/// The file formats a feed can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One indicator per line; `#` starts a comment.
+    List,
+    Csv,
+    Misp,
+    Stix,
+}
+
+impl Format {
+    pub fn from_name(s: &str) -> Option<Format> {
+        Some(match s {
+            "list" | "txt" => Format::List,
+            "csv" => Format::Csv,
+            "misp" => Format::Misp,
+            "stix" => Format::Stix,
+            _ => return None,
+        })
+    }
+
+    /// From a file name: `.csv`, `.json` with a MISP or STIX shape, else a list.
+    pub fn guess(path: &std::path::Path, head: &[u8]) -> Format {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let head = String::from_utf8_lossy(&head[..head.len().min(4096)]);
+        match ext.as_str() {
+            "csv" => Format::Csv,
+            "json" if head.contains("\"bundle\"") || head.contains("\"spec_version\"") => Format::Stix,
+            "json" => Format::Misp,
+            _ => Format::List,
+        }
+    }
+}
+
+/// One indicator of a set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Indicator {
+    /// As normalized for matching (lowercase host, no scheme, masked network).
+    pub value: Box<str>,
+    pub kind: Kind,
+    /// 0–100.
+    pub confidence: u8,
+    pub description: Option<Box<str>>,
+}
+
+/// How a feed is read.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub format: Format,
+    /// Every entry of a list has this type (else it is recognized from its shape).
+    pub kind: Option<Kind>,
+    /// Confidence of indicators that do not carry one.
+    pub confidence: u8,
+    /// MISP: only attributes marked for detection (`to_ids`).
+    pub to_ids_only: bool,
+    /// STIX: indicators whose `valid_until` is before this are left out.
+    pub now_us: i64,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { format: Format::List, kind: None, confidence: 50, to_ids_only: true, now_us: 0 }
+    }
+}
+
+/// Entries that were well-formed but not usable as indicators, by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Skipped(pub Vec<(String, u64)>);
+
+impl Skipped {
+    pub(crate) fn add(&mut self, reason: impl Into<String>) {
+        let reason = reason.into();
+        match self.0.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += 1,
+            None => self.0.push((reason, 1)),
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().map(|(_, n)| n).sum()
+    }
+}
+
+type Exact = HashMap<Box<str>, u32, FixedState>;
+
+/// An immutable indicator set (one feed, one load).
+#[derive(Debug, Clone, Default)]
+pub struct IndicatorSet {
+    indicators: Vec<Indicator>,
+    ips: PrefixTable<u32>,
+    domains: Exact,
+    urls: Exact,
+    /// md5, sha1 and sha256 (their lengths differ).
+    hashes: Exact,
+    ja3: Exact,
+    ja4: Exact,
+    sni: Exact,
+    pub skipped: Skipped,
+}
+
+/// A value an event offered for matching, and where it came from.
+#[derive(Debug, Clone, Copy)]
+pub enum Probe<'a> {
+    Ip(IpAddr),
+    Domain(&'a str),
+    /// HTTP host and url (`/path?q` or absolute).
+    Url(Option<&'a str>, &'a str),
+    Hash(&'a str),
+    Ja3(&'a str),
+    Ja4(&'a str),
+    Sni(&'a str),
+}
+
+fn lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+fn is_hex(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A domain as matched: lowercase, no trailing dot, no leading `*.`.
+pub fn normalize_domain(s: &str) -> Option<String> {
+    let s = s.trim().trim_end_matches('.');
+    let s = s.strip_prefix("*.").unwrap_or(s);
+    let s = s.to_ascii_lowercase();
+    let ok = !s.is_empty() && s.len() <= 253 && s.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    ok.then_some(s)
+}
+
+/// A URL as matched: no scheme, no credentials, lowercase host, a path (`/` when none),
+/// no fragment: `evil.example/dl/x.exe?a=1`.
+pub fn normalize_url(s: &str) -> Option<String> {
+    let s = s.trim();
+    let rest = match s.find("://") {
+        Some(i) if s[..i].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.') => &s[i + 3..],
+        _ => s,
+    };
+    let rest = rest.split('#').next().unwrap_or("");
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    if host.is_empty() || host.contains(char::is_whitespace) || path.contains(char::is_whitespace) {
+        return None;
+    }
+    let path = if path.starts_with('?') { format!("/{path}") } else { path.to_string() };
+    Some(format!("{}{}", host.to_ascii_lowercase(), path))
+}
+
+/// JA4: `t13d1516h2_8daaf6152771_02713d6af862` (three parts, protocol letter first).
+fn looks_like_ja4(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('_').collect();
+    parts.len() == 3 && parts[0].len() == 10 && matches!(parts[0].as_bytes()[0], b't' | b'q' | b'd') && parts[1].len() == 12 && parts[2].len() == 12 && is_hex(parts[1]) && is_hex(parts[2])
+}
+
+/// The type of an untyped entry, from its shape. A 32-hex-digit value is an MD5 (a JA3
+/// has the same shape: give the feed `type = "ja3"`).
+pub fn detect(s: &str) -> Option<Kind> {
+    let s = s.trim();
+    if parse_cidr(s).is_some() {
+        Some(Kind::Ip)
+    } else if is_hex(s) && matches!(s.len(), 32 | 40 | 64) {
+        Some(match s.len() {
+            32 => Kind::Md5,
+            40 => Kind::Sha1,
+            _ => Kind::Sha256,
+        })
+    } else if looks_like_ja4(s) {
+        Some(Kind::Ja4)
+    } else if s.contains("://") || s.contains('/') {
+        Some(Kind::Url)
+    } else if normalize_domain(s).is_some() && s.contains('.') {
+        Some(Kind::Domain)
+    } else {
+        None
+    }
+}
+
+impl IndicatorSet {
+    pub fn len(&self) -> usize {
+        self.indicators.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.indicators.is_empty()
+    }
+
+    pub fn indicator(&self, i: u32) -> &Indicator {
+        &self.indicators[i as usize]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Indicator> {
+        self.indicators.iter()
+    }
+
+    /// Adds one indicator of a known type; `Err` says why the value is not one.
+    pub fn add(&mut self, kind: Kind, value: &str, confidence: u8, description: Option<&str>) -> Result<(), String> {
+        let v = value.trim();
+        let bad = || format!("`{}` is not a valid {}", cut(v), kind.as_str());
+        let (norm, map): (String, Option<&mut Exact>) = match kind {
+            Kind::Ip => {
+                let (net, len) = parse_cidr(v).ok_or_else(bad)?;
+                let norm = if (net.is_ipv4() && len == 32) || (net.is_ipv6() && len == 128) { net.to_string() } else { format!("{net}/{len}") };
+                let idx = self.indicators.len() as u32;
+                if let Some((l, &prev)) = self.ips.lookup(net) {
+                    if l == len {
+                        self.raise(prev, confidence);
+                        return Ok(());
+                    }
+                }
+                self.ips.insert(net, len, idx);
+                self.push(norm, kind, confidence, description);
+                return Ok(());
+            }
+            Kind::Domain => (normalize_domain(v).ok_or_else(bad)?, Some(&mut self.domains)),
+            Kind::Sni => (normalize_domain(v).ok_or_else(bad)?, Some(&mut self.sni)),
+            Kind::Url => (normalize_url(v).ok_or_else(bad)?, Some(&mut self.urls)),
+            Kind::Md5 | Kind::Sha1 | Kind::Sha256 => {
+                let want = match kind {
+                    Kind::Md5 => 32,
+                    Kind::Sha1 => 40,
+                    _ => 64,
+                };
+                if v.len() != want || !is_hex(v) {
+                    return Err(bad());
+                }
+                (v.to_ascii_lowercase(), Some(&mut self.hashes))
+            }
+            Kind::Ja3 => {
+                if v.len() != 32 || !is_hex(v) {
+                    return Err(bad());
+                }
+                (v.to_ascii_lowercase(), Some(&mut self.ja3))
+            }
+            Kind::Ja4 => {
+                if !looks_like_ja4(&v.to_ascii_lowercase()) {
+                    return Err(bad());
+                }
+                (v.to_ascii_lowercase(), Some(&mut self.ja4))
+            }
+        };
+        let map = map.expect("exact kinds have a map");
+        let idx = self.indicators.len() as u32;
+        if let Some(&prev) = map.get(norm.as_str()) {
+            self.raise(prev, confidence);
+            return Ok(());
+        }
+        map.insert(norm.clone().into_boxed_str(), idx);
+        self.push(norm, kind, confidence, description);
+        Ok(())
+    }
+
+    /// The same indicator listed twice keeps its highest confidence.
+    fn raise(&mut self, i: u32, confidence: u8) {
+        let ind = &mut self.indicators[i as usize];
+        ind.confidence = ind.confidence.max(confidence);
+    }
+
+    fn push(&mut self, norm: String, kind: Kind, confidence: u8, description: Option<&str>) {
+        self.indicators.push(Indicator { value: norm.into_boxed_str(), kind, confidence: confidence.min(100), description: description.filter(|d| !d.is_empty()).map(|d| cut(d).into()) });
+    }
+
+    /// The indicator an event value matches, if any.
+    #[inline]
+    pub fn lookup(&self, p: Probe<'_>) -> Option<u32> {
+        match p {
+            Probe::Ip(ip) => {
+                if self.ips.is_empty() {
+                    return None;
+                }
+                self.ips.lookup(ip).map(|(_, &i)| i)
+            }
+            Probe::Domain(d) => self.lookup_domain(&self.domains, d),
+            Probe::Sni(d) => {
+                let d = lower(d.trim_end_matches('.'));
+                self.sni.get(d.as_ref()).copied().or_else(|| self.lookup_domain(&self.domains, &d))
+            }
+            Probe::Url(host, url) => {
+                if self.urls.is_empty() {
+                    return None;
+                }
+                let full = match (host, url.starts_with('/')) {
+                    (Some(h), true) => format!("{}{}", h.to_ascii_lowercase(), url),
+                    _ => normalize_url(url)?,
+                };
+                self.urls.get(full.as_str()).copied().or_else(|| {
+                    // An indicator without a query matches the URL with any query.
+                    let (base, _) = full.split_once('?')?;
+                    self.urls.get(base).copied()
+                })
+            }
+            Probe::Hash(h) => (!self.hashes.is_empty()).then(|| self.hashes.get(lower(h).as_ref()).copied()).flatten(),
+            Probe::Ja3(h) => (!self.ja3.is_empty()).then(|| self.ja3.get(lower(h).as_ref()).copied()).flatten(),
+            Probe::Ja4(h) => (!self.ja4.is_empty()).then(|| self.ja4.get(lower(h).as_ref()).copied()).flatten(),
+        }
+    }
+
+    /// `a.b.evil.example` matches an entry for itself, `b.evil.example` or `evil.example`.
+    fn lookup_domain(&self, map: &Exact, name: &str) -> Option<u32> {
+        if map.is_empty() {
+            return None;
+        }
+        let name = lower(name.trim_end_matches('.'));
+        let mut s: &str = &name;
+        loop {
+            if let Some(&i) = map.get(s) {
+                return Some(i);
+            }
+            match s.find('.') {
+                Some(i) => s = &s[i + 1..],
+                None => return None,
+            }
+        }
+    }
+
+    /// Indicators of `self` that `old` did not have (what a retro-hunt looks for).
+    pub fn added_since(&self, old: &IndicatorSet) -> IndicatorSet {
+        let mut out = IndicatorSet::default();
+        for ind in &self.indicators {
+            let known = match ind.kind {
+                Kind::Ip => parse_cidr(&ind.value).is_some_and(|(n, l)| old.ips.contains_net(n, l)),
+                Kind::Domain => old.domains.contains_key(&*ind.value),
+                Kind::Sni => old.sni.contains_key(&*ind.value),
+                Kind::Url => old.urls.contains_key(&*ind.value),
+                Kind::Md5 | Kind::Sha1 | Kind::Sha256 => old.hashes.contains_key(&*ind.value),
+                Kind::Ja3 => old.ja3.contains_key(&*ind.value),
+                Kind::Ja4 => old.ja4.contains_key(&*ind.value),
+            };
+            if !known {
+                let _ = out.add(ind.kind, &ind.value, ind.confidence, ind.description.as_deref());
+            }
+        }
+        out
+    }
+
+    /// Reads a feed. Structural problems (not JSON, a truncated CSV row, an invalid
+    /// indicator or STIX pattern) reject the whole feed; well-formed entries of types
+    /// alertflow does not match are skipped and counted.
+    pub fn load(bytes: &[u8], o: &LoadOptions) -> Result<IndicatorSet, String> {
+        let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+        let mut set = IndicatorSet::default();
+        match o.format {
+            Format::List => load_list(&mut set, text, o)?,
+            Format::Csv => load_csv(&mut set, text, o)?,
+            Format::Misp => load_misp(&mut set, text, o)?,
+            Format::Stix => super::stix::load(&mut set, text, o)?,
+        }
+        if set.is_empty() {
+            return Err(if set.skipped.total() > 0 { format!("no usable indicator ({} entries skipped: {})", set.skipped.total(), set.skipped.0.iter().map(|(r, n)| format!("{n} {r}")).collect::<Vec<_>>().join(", ")) } else { "the feed has no indicators".into() });
+        }
+        Ok(set)
+    }
+}
+
+fn cut(s: &str) -> &str {
+    let mut end = s.len().min(200);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn load_list(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), String> {
+    for (n, line) in text.lines().enumerate() {
+        let (value, comment) = match line.split_once('#') {
+            Some((v, c)) => (v.trim(), Some(c.trim())),
+            None => (line.trim(), None),
+        };
+        if value.is_empty() {
+            continue;
+        }
+        // Some lists put a value per line followed by other columns.
+        let value = value.split([' ', '\t', ',', ';']).next().unwrap_or(value);
+        let kind = match o.kind.or_else(|| detect(value)) {
+            Some(k) => k,
+            None => return Err(format!("line {}: `{}` is not an IP, CIDR, domain, URL, hash or JA4 (set `type` for the feed if it is)", n + 1, cut(value))),
+        };
+        set.add(kind, value, o.confidence, comment).map_err(|e| format!("line {}: {e}", n + 1))?;
+    }
+    Ok(())
+}
+
+fn load_csv(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), String> {
+    let mut r = csv::ReaderBuilder::new().comment(Some(b'#')).trim(csv::Trim::All).from_reader(text.as_bytes());
+    let headers = r.headers().map_err(|e| format!("CSV header: {e}"))?.clone();
+    let find = |names: &[&str]| headers.iter().position(|h| names.iter().any(|n| h.eq_ignore_ascii_case(n)));
+    let value_col = find(&["indicator", "value", "ioc", "observable"]).ok_or_else(|| format!("CSV header has no `indicator` (or `value`, `ioc`) column: {:?}", headers.iter().collect::<Vec<_>>()))?;
+    let type_col = find(&["type", "kind", "indicator_type"]);
+    let conf_col = find(&["confidence", "score"]);
+    let desc_col = find(&["description", "comment", "threat", "tags"]);
+    for rec in r.records() {
+        let rec = rec.map_err(|e| format!("CSV: {e}"))?;
+        let line = rec.position().map_or(0, |p| p.line());
+        let value = rec.get(value_col).unwrap_or("");
+        if value.is_empty() {
+            continue;
+        }
+        let kind = match type_col.and_then(|c| rec.get(c)).filter(|t| !t.is_empty()) {
+            Some(t) => match Kind::from_name(t) {
+                Some(k) => Some(k),
+                None => {
+                    set.skipped.add(format!("type {t}"));
+                    continue;
+                }
+            },
+            None => o.kind.or_else(|| detect(value)),
+        };
+        let Some(kind) = kind else {
+            return Err(format!("line {line}: `{}` is not an IP, CIDR, domain, URL, hash or JA4", cut(value)));
+        };
+        let confidence = match conf_col.and_then(|c| rec.get(c)).filter(|c| !c.is_empty()) {
+            Some(c) => match c.parse::<f64>() {
+                Ok(x) if (0.0..=100.0).contains(&x) => x.round() as u8,
+                _ => return Err(format!("line {line}: confidence `{}` is not a number from 0 to 100", cut(c))),
+            },
+            None => o.confidence,
+        };
+        set.add(kind, value, confidence, desc_col.and_then(|c| rec.get(c))).map_err(|e| format!("line {line}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// MISP attribute type → what to match (a composite `a|b` type yields both halves).
+fn misp_kinds(t: &str) -> Option<(Option<Kind>, Option<Kind>)> {
+    let single = |k| Some((Some(k), None));
+    match t {
+        "ip-src" | "ip-dst" => single(Kind::Ip),
+        "ip-src|port" | "ip-dst|port" => Some((Some(Kind::Ip), None)),
+        "domain" | "hostname" => single(Kind::Domain),
+        "domain|ip" => Some((Some(Kind::Domain), Some(Kind::Ip))),
+        "hostname|port" => Some((Some(Kind::Domain), None)),
+        "url" | "uri" | "link" => single(Kind::Url),
+        "md5" => single(Kind::Md5),
+        "sha1" => single(Kind::Sha1),
+        "sha256" => single(Kind::Sha256),
+        "filename|md5" => Some((None, Some(Kind::Md5))),
+        "filename|sha1" => Some((None, Some(Kind::Sha1))),
+        "filename|sha256" => Some((None, Some(Kind::Sha256))),
+        "ja3-fingerprint-md5" => single(Kind::Ja3),
+        "ja4-fingerprint" | "ja4" => single(Kind::Ja4),
+        _ => None,
+    }
+}
+
+fn load_misp(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), String> {
+    let doc: Value = serde_json::from_str(text).map_err(|e| format!("MISP export is not JSON: {e}"))?;
+    // `{"Event": …}`, `{"response": [{"Event": …}]}`, or a list of either.
+    let mut events = Vec::new();
+    fn collect<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+        match v {
+            Value::Array(a) => a.iter().for_each(|x| collect(x, out)),
+            Value::Object(m) if m.contains_key("Event") => out.push(&m["Event"]),
+            Value::Object(m) if m.contains_key("response") => collect(&m["response"], out),
+            _ => {}
+        }
+    }
+    collect(&doc, &mut events);
+    if events.is_empty() {
+        return Err("MISP export has no `Event` object".into());
+    }
+    for ev in events {
+        let ev = ev.as_object().ok_or("MISP `Event` is not an object")?;
+        // threat_level_id: 1 high, 2 medium, 3 low, 4 undefined.
+        let conf = match ev.get("threat_level_id").and_then(|t| t.as_str().and_then(|s| s.parse::<u8>().ok()).or(t.as_u64().map(|n| n as u8))) {
+            Some(1) => 90,
+            Some(2) => 70,
+            Some(3) => 50,
+            _ => o.confidence,
+        };
+        let info = ev.get("info").and_then(Value::as_str);
+        let mut attrs: Vec<&Value> = ev.get("Attribute").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
+        for obj in ev.get("Object").and_then(Value::as_array).into_iter().flatten() {
+            attrs.extend(obj.get("Attribute").and_then(Value::as_array).into_iter().flatten());
+        }
+        for a in attrs {
+            let (Some(t), Some(v)) = (a.get("type").and_then(Value::as_str), a.get("value").and_then(Value::as_str)) else {
+                return Err(format!("MISP attribute without `type` and `value`: {}", cut(&a.to_string())));
+            };
+            let to_ids = match a.get("to_ids") {
+                Some(Value::Bool(b)) => *b,
+                Some(Value::String(s)) => s == "1" || s == "true",
+                Some(Value::Number(n)) => n.as_u64() == Some(1),
+                _ => true,
+            };
+            if o.to_ids_only && !to_ids {
+                set.skipped.add("not to_ids");
+                continue;
+            }
+            let Some((k1, k2)) = misp_kinds(t) else {
+                set.skipped.add(format!("type {t}"));
+                continue;
+            };
+            let (v1, v2) = match v.split_once('|') {
+                Some((a, b)) => (a, Some(b)),
+                None => (v, None),
+            };
+            let desc = a.get("comment").and_then(Value::as_str).filter(|c| !c.is_empty()).or(info);
+            if let Some(k) = k1 {
+                set.add(k, v1, conf, desc).map_err(|e| format!("MISP attribute {t}: {e}"))?;
+            }
+            if let (Some(k), Some(v2)) = (k2, v2) {
+                set.add(k, v2, conf, desc).map_err(|e| format!("MISP attribute {t}: {e}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(text: &str, kind: Option<Kind>) -> Result<IndicatorSet, String> {
+        IndicatorSet::load(text.as_bytes(), &LoadOptions { format: Format::List, kind, ..Default::default() })
+    }
+
+    #[test]
+    fn detects_types_and_matches_each() {
+        let s = list("# feed\n203.0.113.5\n198.51.100.0/24 # scanners\n2001:db8:bad::/48\nevil.example\nhttp://dl.example/x.exe\n44d88612fea8a8f36de82e1278abb02f\n3395856ce81f2b7382dee72602f798b642f14140\n275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f\nt13d1516h2_8daaf6152771_02713d6af862\n", None).unwrap();
+        assert_eq!(s.len(), 9);
+        let hit = |p| s.lookup(p).map(|i| s.indicator(i).value.to_string());
+        assert_eq!(hit(Probe::Ip("203.0.113.5".parse().unwrap())).as_deref(), Some("203.0.113.5"));
+        assert_eq!(hit(Probe::Ip("198.51.100.77".parse().unwrap())).as_deref(), Some("198.51.100.0/24"));
+        assert_eq!(hit(Probe::Ip("2001:db8:bad:1::1".parse().unwrap())).as_deref(), Some("2001:db8:bad::/48"));
+        assert_eq!(hit(Probe::Ip("2001:db8:bae::1".parse().unwrap())), None);
+        assert_eq!(hit(Probe::Domain("WWW.Evil.Example.")).as_deref(), Some("evil.example"), "parent domain, any case, trailing dot");
+        assert_eq!(hit(Probe::Domain("notevil.example")), None, "a suffix that is not a parent label does not match");
+        assert_eq!(hit(Probe::Sni("cdn.evil.example")).as_deref(), Some("evil.example"), "SNI matches domain indicators");
+        assert_eq!(hit(Probe::Url(Some("DL.example"), "/x.exe")).as_deref(), Some("dl.example/x.exe"));
+        assert_eq!(hit(Probe::Url(Some("dl.example"), "/x.exe?id=7")).as_deref(), Some("dl.example/x.exe"), "query ignored when the indicator has none");
+        assert_eq!(hit(Probe::Url(None, "http://dl.example/x.exe")).as_deref(), Some("dl.example/x.exe"), "absolute URL");
+        assert_eq!(hit(Probe::Url(Some("dl.example"), "/y.exe")), None);
+        assert_eq!(hit(Probe::Hash("44D88612FEA8A8F36DE82E1278ABB02F")).is_some(), true);
+        assert_eq!(hit(Probe::Hash("3395856ce81f2b7382dee72602f798b642f14140")).is_some(), true);
+        assert_eq!(hit(Probe::Hash("275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f")).is_some(), true);
+        assert_eq!(hit(Probe::Ja4("t13d1516h2_8daaf6152771_02713d6af862")).is_some(), true);
+        assert_eq!(s.indicator(s.lookup(Probe::Ip("198.51.100.1".parse().unwrap())).unwrap()).description.as_deref(), Some("scanners"));
+    }
+
+    #[test]
+    fn typed_list_ja3_and_sni() {
+        let s = list("e7d705a3286e19ea42f587b344ee6865\n", Some(Kind::Ja3)).unwrap();
+        assert!(s.lookup(Probe::Ja3("E7D705A3286E19EA42F587B344EE6865")).is_some());
+        assert!(s.lookup(Probe::Hash("e7d705a3286e19ea42f587b344ee6865")).is_none(), "a JA3 is not a file hash");
+        let s = list("login.bank.example\n", Some(Kind::Sni)).unwrap();
+        assert!(s.lookup(Probe::Sni("login.bank.example")).is_some());
+        assert!(s.lookup(Probe::Sni("x.login.bank.example")).is_none(), "SNI indicators are exact");
+        assert!(s.lookup(Probe::Domain("login.bank.example")).is_none(), "SNI indicators match TLS SNI only");
+    }
+
+    #[test]
+    fn broken_lines_reject_the_feed_with_their_line() {
+        let e = list("1.2.3.4\n1.2.3.\n", Some(Kind::Ip)).unwrap_err();
+        assert!(e.contains("line 2") && e.contains("1.2.3."), "{e}");
+        let e = list("1.2.3.4\nnot a thing at all!\n", None).unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+        assert_eq!(list("# nothing\n\n", None).unwrap_err(), "the feed has no indicators");
+    }
+
+    #[test]
+    fn csv_with_types_confidence_and_truncation() {
+        let o = LoadOptions { format: Format::Csv, ..Default::default() };
+        let s = IndicatorSet::load(b"indicator,type,confidence,description\n203.0.113.9,ip,80,c2\nbad.example,domain,,phishing\nuser@example.com,email,10,x\n", &o).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.skipped, Skipped(vec![("type email".into(), 1)]));
+        let i = s.lookup(Probe::Ip("203.0.113.9".parse().unwrap())).unwrap();
+        assert_eq!((s.indicator(i).confidence, s.indicator(i).description.as_deref()), (80, Some("c2")));
+        assert_eq!(s.indicator(s.lookup(Probe::Domain("bad.example")).unwrap()).confidence, 50);
+        let e = IndicatorSet::load(b"indicator,type,confidence\n203.0.113.9,ip,80\nbad.exa", &o).unwrap_err();
+        assert!(e.contains("CSV") && e.contains("3"), "a truncated last row: {e}");
+        let e = IndicatorSet::load(b"indicator,type,confidence\n203.0.113.9,ip,800\n", &o).unwrap_err();
+        assert!(e.contains("confidence"), "{e}");
+    }
+}

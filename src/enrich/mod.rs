@@ -1,0 +1,648 @@
+//! Enrichment of alerts from in-memory tables: GeoIP/ASN (MaxMind DB), threat-intel
+//! indicator sets, the asset inventory, and history.
+//!
+//! Every source is an immutable snapshot behind an `ArcSwap`, replaced whole when its file
+//! changes or on SIGHUP, after the new content loaded and validated; a broken file keeps
+//! the previous snapshot (logged, `alertflow_enrich_reloads_total{result="failed"}`).
+//! Each snapshot carries a [`Version`] (name, content hash, load time) that every alert
+//! enriched from it records. The state thread owns an [`Enricher`]: per-thread memo of
+//! GeoIP lookups, history counts.
+
+pub mod asset;
+pub mod geo;
+pub mod history;
+pub mod intel;
+pub mod prefix;
+pub mod stix;
+
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use lru::LruCache;
+
+use crate::event::{ContextKind, ContextView};
+use crate::state::json::JsonObject;
+use crate::state::AlertRecord;
+use asset::{Asset, AssetTable};
+use geo::{AsInfo, DbKind, GeoDb, Place};
+use history::{History, HistoryInfo, NoVerdicts, VerdictStore};
+use intel::{IndicatorSet, Kind, LoadOptions, Probe};
+
+/// One indicator feed in the configuration.
+#[derive(Debug, Clone)]
+pub struct FeedConfig {
+    pub name: String,
+    pub path: PathBuf,
+    /// `None`: from the file name and content.
+    pub format: Option<intel::Format>,
+    pub kind: Option<Kind>,
+    pub confidence: u8,
+    pub to_ids_only: bool,
+}
+
+/// `[enrich]`.
+#[derive(Debug, Clone)]
+pub struct EnrichConfig {
+    pub enabled: bool,
+    pub geoip_city: Option<PathBuf>,
+    pub geoip_asn: Option<PathBuf>,
+    pub intel: Vec<FeedConfig>,
+    pub assets: Option<PathBuf>,
+    pub history: bool,
+    pub history_max_keys: usize,
+    /// Entries of the per-thread GeoIP memo.
+    pub memo_entries: usize,
+    /// How often files are checked for changes (zero: only on SIGHUP).
+    pub reload_poll: Duration,
+    /// Days of the archive a retro-hunt scans when a feed gains indicators (0: off).
+    pub retro_hunt_days: u32,
+    /// Where retro-hunt matches go (JSON lines); `None`: the state output.
+    pub retro_hunt_output: Option<PathBuf>,
+}
+
+impl Default for EnrichConfig {
+    fn default() -> Self {
+        Self { enabled: true, geoip_city: None, geoip_asn: None, intel: Vec::new(), assets: None, history: true, history_max_keys: 200_000, memo_entries: 65_536, reload_poll: Duration::from_secs(5), retro_hunt_days: 7, retro_hunt_output: None }
+    }
+}
+
+/// Which load of a source: `name@hash@load time`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    pub name: String,
+    /// xxh3 of the file's bytes, 16 hex digits.
+    pub hash: String,
+    pub loaded_at_us: i64,
+    /// `name@hash@2026-11-28T15:03:59Z`: what alerts record.
+    pub label: Arc<str>,
+}
+
+impl Version {
+    fn new(name: &str, bytes: &[u8], now_us: i64) -> Self {
+        let hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes));
+        let at = jiff::Timestamp::from_microsecond(now_us).map(|t| t.round(jiff::Unit::Second).unwrap_or(t).to_string()).unwrap_or_default();
+        let label = format!("{name}@{hash}@{at}").into();
+        Self { name: name.into(), hash, loaded_at_us: now_us, label }
+    }
+}
+
+/// One load of a source.
+#[derive(Debug)]
+pub struct Loaded<T> {
+    pub version: Version,
+    pub data: T,
+}
+
+type LoadFn<T> = Box<dyn Fn(Vec<u8>) -> Result<T, String> + Send + Sync>;
+
+/// A file-backed table, swapped whole on reload.
+pub struct Source<T> {
+    pub name: String,
+    pub path: PathBuf,
+    load: LoadFn<T>,
+    current: ArcSwapOption<Loaded<T>>,
+    /// Modification time and length last looked at, and the hash of the content in use.
+    seen: Mutex<(Option<(SystemTime, u64)>, Option<String>)>,
+}
+
+/// What a reload attempt did.
+#[derive(Debug)]
+pub enum Outcome<T> {
+    Unchanged,
+    Loaded { old: Option<Arc<Loaded<T>>>, new: Arc<Loaded<T>> },
+    Failed(String),
+}
+
+fn now_us() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+impl<T> Source<T> {
+    pub fn new(name: impl Into<String>, path: PathBuf, load: impl Fn(Vec<u8>) -> Result<T, String> + Send + Sync + 'static) -> Self {
+        Self { name: name.into(), path, load: Box::new(load), current: ArcSwapOption::empty(), seen: Mutex::new((None, None)) }
+    }
+
+    /// The snapshot in use.
+    pub fn get(&self) -> Option<Arc<Loaded<T>>> {
+        self.current.load_full()
+    }
+
+    /// Loads the file when it changed (or always, with `force`), validates it and swaps
+    /// it in; a file that does not load keeps the previous snapshot.
+    pub fn reload(&self, force: bool) -> Outcome<T> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let stamp = std::fs::metadata(&self.path).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
+        if !force && stamp.is_some() && stamp == seen.0 {
+            return Outcome::Unchanged;
+        }
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) => {
+                seen.0 = stamp;
+                return self.failed(format!("cannot read {}: {e}", self.path.display()));
+            }
+        };
+        seen.0 = stamp;
+        let hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+        if seen.1.as_deref() == Some(hash.as_str()) {
+            return Outcome::Unchanged;
+        }
+        let version = Version::new(&self.name, &bytes, now_us());
+        match (self.load)(bytes) {
+            Ok(data) => {
+                let new = Arc::new(Loaded { version, data });
+                let old = self.current.swap(Some(new.clone()));
+                seen.1 = Some(hash);
+                metrics::counter!("alertflow_enrich_reloads_total", "source" => self.name.clone(), "result" => "ok").increment(1);
+                metrics::gauge!("alertflow_enrich_source_loaded_timestamp_seconds", "source" => self.name.clone()).set(new.version.loaded_at_us as f64 / 1e6);
+                tracing::info!(source = %self.name, version = %new.version.label, "enrichment source loaded");
+                Outcome::Loaded { old, new }
+            }
+            Err(e) => self.failed(format!("{}: {e}", self.path.display())),
+        }
+    }
+
+    fn failed(&self, msg: String) -> Outcome<T> {
+        metrics::counter!("alertflow_enrich_reloads_total", "source" => self.name.clone(), "result" => "failed").increment(1);
+        let keeps = match self.current.load().as_ref() {
+            Some(l) => format!("keeping {}", l.version.label),
+            None => "the source stays empty".into(),
+        };
+        tracing::error!(source = %self.name, "enrichment source rejected: {msg}; {keeps}");
+        Outcome::Failed(msg)
+    }
+}
+
+/// Every enrichment source of a pipeline.
+pub struct Sources {
+    pub city: Option<Source<GeoDb>>,
+    pub asn: Option<Source<GeoDb>>,
+    pub intel: Vec<Source<IndicatorSet>>,
+    pub assets: Option<Source<AssetTable>>,
+}
+
+/// What one reload pass did, per source.
+#[derive(Debug, Default)]
+pub struct ReloadReport {
+    pub loaded: Vec<String>,
+    pub failed: Vec<(String, String)>,
+    /// Per feed that gained indicators: its name and the new ones alone.
+    pub added: Vec<(String, Arc<str>, IndicatorSet)>,
+}
+
+impl Sources {
+    /// Builds the sources of a configuration and loads them once; the report says what
+    /// failed (those sources stay empty until their file loads).
+    pub fn open(cfg: &EnrichConfig) -> (Arc<Sources>, ReloadReport) {
+        let geo = |name: &str, path: &Option<PathBuf>, kind: DbKind| path.clone().map(|p| Source::new(name, p, move |b| GeoDb::load(b, kind)));
+        let intel = cfg
+            .intel
+            .iter()
+            .map(|f| {
+                let f2 = f.clone();
+                Source::new(format!("intel:{}", f.name), f.path.clone(), move |b: Vec<u8>| {
+                    let format = f2.format.unwrap_or_else(|| intel::Format::guess(&f2.path, &b));
+                    IndicatorSet::load(&b, &LoadOptions { format, kind: f2.kind, confidence: f2.confidence, to_ids_only: f2.to_ids_only, now_us: now_us() })
+                })
+            })
+            .collect();
+        let s = Arc::new(Sources {
+            city: geo("geoip-city", &cfg.geoip_city, DbKind::City),
+            asn: geo("geoip-asn", &cfg.geoip_asn, DbKind::Asn),
+            intel,
+            assets: cfg.assets.clone().map(|p| Source::new("assets", p, |b: Vec<u8>| AssetTable::load(&b))),
+        });
+        let report = s.reload(true);
+        (s, report)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.city.is_none() && self.asn.is_none() && self.intel.is_empty() && self.assets.is_none()
+    }
+
+    /// Reloads changed files (every file with `force`).
+    pub fn reload(&self, force: bool) -> ReloadReport {
+        let mut r = ReloadReport::default();
+        fn note<T>(r: &mut ReloadReport, name: &str, o: &Outcome<T>) {
+            match o {
+                Outcome::Loaded { .. } => r.loaded.push(name.to_string()),
+                Outcome::Failed(e) => r.failed.push((name.to_string(), e.clone())),
+                Outcome::Unchanged => {}
+            }
+        }
+        for s in [&self.city, &self.asn].into_iter().flatten() {
+            note(&mut r, &s.name, &s.reload(force));
+        }
+        if let Some(a) = &self.assets {
+            note(&mut r, &a.name, &a.reload(force));
+        }
+        for f in &self.intel {
+            let o = f.reload(force);
+            note(&mut r, &f.name, &o);
+            if let Outcome::Loaded { old: Some(old), new } = o {
+                let added = new.data.added_since(&old.data);
+                if !added.is_empty() {
+                    r.added.push((f.name.clone(), new.version.label.clone(), added));
+                }
+            }
+            if let Some(l) = f.get() {
+                metrics::gauge!("alertflow_enrich_indicators", "source" => f.name.clone()).set(l.data.len() as f64);
+            }
+        }
+        r
+    }
+
+    /// The snapshots in use, taken once per batch: every alert of a batch sees the same.
+    pub fn snapshot(&self) -> Snapshot {
+        let city = self.city.as_ref().and_then(Source::get);
+        let asn = self.asn.as_ref().and_then(Source::get);
+        let intel: Vec<_> = self.intel.iter().filter_map(Source::get).collect();
+        let assets = self.assets.as_ref().and_then(Source::get);
+        let mut versions: Vec<Arc<str>> = Vec::new();
+        versions.extend(city.iter().map(|l| l.version.label.clone()));
+        versions.extend(asn.iter().map(|l| l.version.label.clone()));
+        versions.extend(intel.iter().map(|l| l.version.label.clone()));
+        versions.extend(assets.iter().map(|l| l.version.label.clone()));
+        Snapshot { city, asn, intel, assets, versions: versions.into() }
+    }
+}
+
+/// Starts the thread that reloads changed files every `poll` and at once when `hup` is
+/// raised (SIGHUP); it ends with the last owner of the sources. `added` gets the new
+/// indicators of every feed that gained some (the retro-hunt).
+pub fn spawn_reloader(sources: &Arc<Sources>, poll: Duration, hup: Arc<std::sync::atomic::AtomicBool>, added: impl Fn(ReloadReport) + Send + 'static) -> std::thread::JoinHandle<()> {
+    let weak: Weak<Sources> = Arc::downgrade(sources);
+    std::thread::Builder::new()
+        .name("enrich-reload".into())
+        .spawn(move || {
+            let step = Duration::from_millis(100);
+            let mut waited = Duration::ZERO;
+            loop {
+                std::thread::sleep(step);
+                waited += step;
+                let forced = hup.swap(false, std::sync::atomic::Ordering::AcqRel);
+                if !forced && (poll.is_zero() || waited < poll) {
+                    if weak.strong_count() == 0 {
+                        return;
+                    }
+                    continue;
+                }
+                waited = Duration::ZERO;
+                let Some(s) = weak.upgrade() else { return };
+                let report = s.reload(forced);
+                drop(s);
+                if !report.added.is_empty() {
+                    added(report);
+                }
+            }
+        })
+        .expect("spawn the reload thread")
+}
+
+/// The sources as one batch sees them.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub city: Option<Arc<Loaded<GeoDb>>>,
+    pub asn: Option<Arc<Loaded<GeoDb>>>,
+    pub intel: Vec<Arc<Loaded<IndicatorSet>>>,
+    pub assets: Option<Arc<Loaded<AssetTable>>>,
+    pub versions: Arc<[Arc<str>]>,
+}
+
+/// GeoIP of one address.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GeoHit {
+    pub place: Option<Place>,
+    pub asn: Option<AsInfo>,
+}
+
+/// One side of an alert (source or destination).
+#[derive(Debug, Clone, Default)]
+pub struct Side {
+    pub geo: Option<Arc<GeoHit>>,
+    pub asset: Option<Arc<Asset>>,
+}
+
+/// One indicator an alert matched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntelHit {
+    pub feed: Arc<str>,
+    pub indicator: Box<str>,
+    pub kind: Kind,
+    /// Where the value was: `src_ip`, `dest_ip`, `dns.rrname`, `dns.answer`,
+    /// `http.hostname`, `http.url`, `tls.sni`, `tls.ja3`, `tls.ja4`, `fileinfo.md5`,
+    /// `fileinfo.sha1`, `fileinfo.sha256`.
+    pub field: &'static str,
+    pub value: Box<str>,
+    pub confidence: u8,
+    pub description: Option<Box<str>>,
+}
+
+/// Everything enrichment found for one alert.
+#[derive(Debug, Clone, Default)]
+pub struct Enrichment {
+    pub src: Side,
+    pub dest: Side,
+    pub intel: Vec<IntelHit>,
+    pub history: Option<HistoryInfo>,
+    pub versions: Arc<[Arc<str>]>,
+}
+
+/// Failed lookups since start, by reason.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EnrichCounts {
+    pub alerts: u64,
+    pub geo_lookups: u64,
+    pub geo_memo_hits: u64,
+    /// Address text that is not an IP address.
+    pub bad_ip: u64,
+    /// The database could not decode its record.
+    pub geo_errors: u64,
+    pub intel_hits: u64,
+}
+
+/// The per-thread part: memo and history.
+pub struct Enricher {
+    sources: Arc<Sources>,
+    memo: LruCache<IpAddr, Arc<GeoHit>>,
+    /// Which City and ASN loads the memo holds answers of.
+    memo_of: (usize, usize),
+    history: Option<History>,
+    verdicts: Arc<dyn VerdictStore>,
+    pub counts: EnrichCounts,
+}
+
+fn ptr<T>(l: &Option<Arc<Loaded<T>>>) -> usize {
+    l.as_ref().map_or(0, |a| Arc::as_ptr(a) as usize)
+}
+
+impl Enricher {
+    pub fn new(sources: Arc<Sources>, cfg: &EnrichConfig) -> Self {
+        Self {
+            sources,
+            memo: LruCache::new(NonZeroUsize::new(cfg.memo_entries.max(1)).expect("non-zero")),
+            memo_of: (0, 0),
+            history: cfg.history.then(|| History::new(cfg.history_max_keys)),
+            verdicts: Arc::new(NoVerdicts),
+            counts: EnrichCounts::default(),
+        }
+    }
+
+    pub fn with_verdicts(mut self, v: Arc<dyn VerdictStore>) -> Self {
+        self.verdicts = v;
+        self
+    }
+
+    pub fn sources(&self) -> &Arc<Sources> {
+        &self.sources
+    }
+
+    pub fn history_keys(&self) -> usize {
+        self.history.as_ref().map_or(0, History::keys)
+    }
+
+    /// The snapshot for one batch (drops memo entries of replaced databases).
+    pub fn snapshot(&mut self) -> Snapshot {
+        let s = self.sources.snapshot();
+        let of = (ptr(&s.city), ptr(&s.asn));
+        if of != self.memo_of {
+            self.memo.clear();
+            self.memo_of = of;
+        }
+        s
+    }
+
+    fn geo(&mut self, snap: &Snapshot, ip: Option<IpAddr>) -> Option<Arc<GeoHit>> {
+        let ip = ip?;
+        if snap.city.is_none() && snap.asn.is_none() {
+            return None;
+        }
+        self.counts.geo_lookups += 1;
+        if let Some(h) = self.memo.get(&ip) {
+            self.counts.geo_memo_hits += 1;
+            return Some(h.clone());
+        }
+        let mut hit = GeoHit::default();
+        if let Some(c) = &snap.city {
+            match c.data.place(ip) {
+                Ok(p) => hit.place = p,
+                Err(_) => self.counts.geo_errors += 1,
+            }
+        }
+        if let Some(a) = &snap.asn {
+            match a.data.asn(ip) {
+                Ok(p) => hit.asn = p,
+                Err(_) => self.counts.geo_errors += 1,
+            }
+        }
+        let hit = Arc::new(hit);
+        self.memo.put(ip, hit.clone());
+        Some(hit)
+    }
+
+    /// Enriches one alert; `around` is what its flow carried (dns, http, tls, fileinfo).
+    pub fn enrich(&mut self, snap: &Snapshot, a: &AlertRecord, around: &[ContextView<'_>]) -> Enrichment {
+        self.counts.alerts += 1;
+        let parse = |s: &str, bad: &mut u64| {
+            if s.is_empty() {
+                return None;
+            }
+            let ip = s.parse::<IpAddr>().ok();
+            *bad += ip.is_none() as u64;
+            ip
+        };
+        let src_ip = parse(&a.src_ip, &mut self.counts.bad_ip);
+        let dest_ip = parse(&a.dest_ip, &mut self.counts.bad_ip);
+        let mut e = Enrichment { versions: snap.versions.clone(), ..Default::default() };
+        e.src.geo = self.geo(snap, src_ip);
+        e.dest.geo = self.geo(snap, dest_ip);
+        if let Some(t) = &snap.assets {
+            e.src.asset = src_ip.and_then(|ip| t.data.lookup(ip).cloned());
+            e.dest.asset = dest_ip.and_then(|ip| t.data.lookup(ip).cloned());
+        }
+        if !snap.intel.is_empty() {
+            let mut probes: Vec<(&'static str, Probe<'_>, &str)> = Vec::with_capacity(8);
+            if let Some(ip) = src_ip {
+                probes.push(("src_ip", Probe::Ip(ip), &a.src_ip));
+            }
+            if let Some(ip) = dest_ip {
+                probes.push(("dest_ip", Probe::Ip(ip), &a.dest_ip));
+            }
+            let mut answer_ips = Vec::new();
+            for c in around {
+                context_probes(c, &mut probes, &mut answer_ips);
+            }
+            for (ip, text) in &answer_ips {
+                probes.push(("dns.answer", Probe::Ip(*ip), text));
+            }
+            for feed in &snap.intel {
+                for (field, p, value) in &probes {
+                    if let Some(i) = feed.data.lookup(*p) {
+                        let ind = feed.data.indicator(i);
+                        if e.intel.iter().any(|h| h.indicator == ind.value && h.feed.as_ref() == feed.version.name && h.field == *field) {
+                            continue;
+                        }
+                        e.intel.push(IntelHit { feed: feed.version.name.as_str().into(), indicator: ind.value.clone(), kind: ind.kind, field, value: (*value).into(), confidence: ind.confidence, description: ind.description.clone() });
+                    }
+                }
+            }
+            self.counts.intel_hits += e.intel.len() as u64;
+        }
+        if let Some(h) = &mut self.history {
+            let mut info = h.observe(a.ts_us, a.signature_id, &a.src_ip, &a.dest_ip);
+            info.verdicts = self.verdicts.verdicts(a.signature_id, &a.src_ip);
+            info.verdicts.extend(self.verdicts.verdicts(a.signature_id, &a.dest_ip));
+            e.history = Some(info);
+        }
+        e
+    }
+}
+
+/// The values of a context event that indicators are matched against.
+pub fn context_probes<'a>(c: &ContextView<'a>, probes: &mut Vec<(&'static str, Probe<'a>, &'a str)>, answers: &mut Vec<(IpAddr, &'a str)>) {
+    let t = |i: usize| c.text[i].filter(|s| !s.is_empty());
+    match c.kind {
+        ContextKind::Dns => {
+            if let Some(n) = t(0) {
+                probes.push(("dns.rrname", Probe::Domain(n), n));
+            }
+            if let Some(ans) = t(4) {
+                match ans.parse::<IpAddr>() {
+                    Ok(ip) => answers.push((ip, ans)),
+                    Err(_) => probes.push(("dns.answer", Probe::Domain(ans), ans)),
+                }
+            }
+        }
+        ContextKind::Http => {
+            if let Some(h) = t(0) {
+                probes.push(("http.hostname", Probe::Domain(h), h));
+            }
+            if let Some(u) = t(1) {
+                probes.push(("http.url", Probe::Url(t(0), u), u));
+            }
+        }
+        ContextKind::Tls => {
+            if let Some(s) = t(0) {
+                probes.push(("tls.sni", Probe::Sni(s), s));
+            }
+            if let Some(h) = t(2) {
+                probes.push(("tls.ja3", Probe::Ja3(h), h));
+            }
+            if let Some(h) = t(3) {
+                probes.push(("tls.ja4", Probe::Ja4(h), h));
+            }
+        }
+        ContextKind::FileInfo => {
+            if let Some(h) = t(1) {
+                probes.push(("fileinfo.sha256", Probe::Hash(h), h));
+            }
+            if let Some(h) = t(2) {
+                probes.push(("fileinfo.md5", Probe::Hash(h), h));
+            }
+            if let Some(h) = t(4) {
+                probes.push(("fileinfo.sha1", Probe::Hash(h), h));
+            }
+        }
+        ContextKind::Flow | ContextKind::Anomaly => {}
+    }
+}
+
+impl Enrichment {
+    /// The `enrichment` column: geo, AS, asset of both sides, and history.
+    pub fn details_json(&self) -> Option<String> {
+        if self.src.geo.is_none() && self.dest.geo.is_none() && self.src.asset.is_none() && self.dest.asset.is_none() && self.history.is_none() {
+            return None;
+        }
+        let mut out = String::with_capacity(256);
+        let mut o = JsonObject::open(&mut out);
+        for (name, side) in [("src", &self.src), ("dest", &self.dest)] {
+            if side.geo.is_none() && side.asset.is_none() {
+                continue;
+            }
+            let mut s = JsonObject::open(o.key(name));
+            if let Some(p) = side.geo.as_ref().and_then(|g| g.place.as_ref()) {
+                let mut g = JsonObject::open(s.key("geo"));
+                for (k, v) in [("country", &p.country), ("country_name", &p.country_name), ("continent", &p.continent), ("subdivision", &p.subdivision), ("city", &p.city), ("time_zone", &p.time_zone), ("registered_country", &p.registered_country)] {
+                    if let Some(v) = v {
+                        g.str(k, v);
+                    }
+                }
+                if let (Some(lat), Some(lon)) = (p.latitude, p.longitude) {
+                    g.raw("latitude", &lat.to_string());
+                    g.raw("longitude", &lon.to_string());
+                }
+                g.opt_int("accuracy_radius", p.accuracy_radius.map(i64::from));
+                g.close();
+            }
+            if let Some(a) = side.geo.as_ref().and_then(|g| g.asn.as_ref()) {
+                let mut g = JsonObject::open(s.key("as"));
+                g.opt_int("number", a.number.map(i64::from));
+                if let Some(org) = &a.organization {
+                    g.str("organization", org);
+                }
+                g.close();
+            }
+            if let Some(a) = &side.asset {
+                let mut g = JsonObject::open(s.key("asset"));
+                g.str("network", &a.network);
+                g.str("name", &a.name);
+                if let Some(x) = &a.owner {
+                    g.str("owner", x);
+                }
+                if let Some(x) = &a.criticality {
+                    g.str("criticality", x);
+                }
+                g.strs("tags", &a.tags);
+                g.close();
+            }
+            s.close();
+        }
+        if let Some(h) = &self.history {
+            let mut g = JsonObject::open(o.key("history"));
+            for (k, seen) in [("signature", &h.signature), ("src", &h.src), ("dest", &h.dest), ("pair", &h.pair)] {
+                let mut x = JsonObject::open(g.key(k));
+                x.int("last_24h", seen.last_24h as i64);
+                x.int("last_7d", seen.last_7d as i64);
+                x.raw("first_time", if seen.first_time { "true" } else { "false" });
+                x.close();
+            }
+            if !h.verdicts.is_empty() {
+                let v: Vec<String> = h.verdicts.iter().map(|v| v.verdict.clone()).collect();
+                g.strs("verdicts", &v);
+            }
+            g.close();
+        }
+        o.close();
+        Some(out)
+    }
+
+    /// The `intel` column: the matches as a JSON list.
+    pub fn intel_json(&self) -> Option<String> {
+        if self.intel.is_empty() {
+            return None;
+        }
+        let mut out = String::from("[");
+        for (i, h) in self.intel.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let mut o = JsonObject::open(&mut out);
+            o.str("feed", &h.feed);
+            o.str("indicator", &h.indicator);
+            o.str("type", h.kind.as_str());
+            o.str("field", h.field);
+            o.str("value", &h.value);
+            o.int("confidence", h.confidence as i64);
+            if let Some(d) = &h.description {
+                o.str("description", d);
+            }
+            o.close();
+        }
+        out.push(']');
+        Some(out)
+    }
+}
