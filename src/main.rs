@@ -65,6 +65,28 @@ enum Cmd {
     },
     /// Validate a configuration file, reporting every problem with its path and line
     CheckConfig { file: PathBuf },
+    /// Scan the archived events of the last days for the indicators of a feed file; print
+    /// one `intel_alert` JSON line per matching event (with its original time)
+    Hunt {
+        /// Archive root
+        #[arg(long)]
+        archive: PathBuf,
+        /// Indicator feed: a list, CSV, MISP JSON export or STIX 2.1 bundle
+        #[arg(long)]
+        feed: PathBuf,
+        /// Feed format (default: from the file name and content)
+        #[arg(long, value_parser = ["list", "csv", "misp", "stix"])]
+        feed_format: Option<String>,
+        /// Type of every entry of a list (default: from each entry's shape)
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// How many days back (by the archive's date partitions)
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Write the lines here instead of stdout
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// Archive a bundled sample of real Suricata output into ./alertflow-demo/
     Demo {
         #[arg(long, default_value = "alertflow-demo")]
@@ -129,6 +151,10 @@ fn main() -> ExitCode {
             cmd_replay(config, archive, inputs, json, no_progress, format.into())
         }
         Cmd::CheckConfig { file } => return cmd_check(&file),
+        Cmd::Hunt { archive, feed, feed_format, kind, days, output } => {
+            init_logging("warn");
+            cmd_hunt(&archive, &feed, feed_format.as_deref(), kind.as_deref(), days, output.as_deref())
+        }
         Cmd::Demo { dir } => {
             init_logging("warn");
             cmd_demo(&dir)
@@ -154,9 +180,43 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     })
 }
 
+fn cmd_hunt(archive: &std::path::Path, feed: &std::path::Path, format: Option<&str>, kind: Option<&str>, days: u32, output: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use alertflow::enrich::hunt::{event_files, hunt, Wanted};
+    use alertflow::enrich::intel::{Format as FeedFormat, IndicatorSet, Kind, LoadOptions};
+    let bytes = std::fs::read(feed).with_context(|| format!("reading {}", feed.display()))?;
+    let format = format.and_then(FeedFormat::from_name).unwrap_or_else(|| FeedFormat::guess(feed, &bytes));
+    let kind = match kind {
+        Some(k) => Some(Kind::from_name(k).ok_or_else(|| anyhow::anyhow!("--type {k}: not one of {}", Kind::NAMES))?),
+        None => None,
+    };
+    let now = alertflow::event::time::wall_clock_us();
+    let set = IndicatorSet::load(&bytes, &LoadOptions { format, kind, now_us: now, ..Default::default() }).map_err(|e| anyhow::anyhow!("{}: {e}", feed.display()))?;
+    let name = feed.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    let version = format!("{name}@{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+    let files = event_files(archive, days, now);
+    let wanted = [Wanted { feed: &name, version: &version, set: &set }];
+    let stats = match output {
+        Some(p) => hunt(&files, &wanted, &mut std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?))?,
+        None => hunt(&files, &wanted, &mut std::io::BufWriter::new(std::io::stdout().lock()))?,
+    };
+    eprintln!("hunted {} indicators over {} events in {} files: {} matching events ({} unreadable lines)", set.len(), stats.events, stats.files, stats.matches, stats.unreadable);
+    Ok(())
+}
+
 fn cmd_check(file: &std::path::Path) -> ExitCode {
     match Config::load(file) {
         Ok(c) => {
+            // The enrichment files must load too.
+            if c.enrich.enabled {
+                let (_, report) = alertflow::enrich::Sources::open(&c.enrich);
+                if !report.failed.is_empty() {
+                    for (name, e) in &report.failed {
+                        eprintln!("{}: enrich: {name}: {e}", file.display());
+                    }
+                    eprintln!("{}: {} problem{}", file.display(), report.failed.len(), if report.failed.len() == 1 { "" } else { "s" });
+                    return ExitCode::from(2);
+                }
+            }
             println!("{}: ok ({} source{})", file.display(), c.sources.len(), if c.sources.len() == 1 { "" } else { "s" });
             ExitCode::SUCCESS
         }
@@ -189,6 +249,14 @@ fn cmd_run(config: Option<PathBuf>, archive: Option<PathBuf>, inputs: Vec<String
         let local = alertflow::api::serve(&rt, addr, handle, health.clone()).with_context(|| format!("metrics listener on {addr}"))?;
         tracing::info!(%local, "serving /metrics and /health");
     }
+    rt.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading enrichment sources");
+            alertflow::enrich::RELOAD_REQUESTED.store(true, Ordering::Relaxed);
+        }
+    });
     let flag = shutdown.clone();
     rt.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};

@@ -52,6 +52,17 @@ pub const STATE_CONTEXT_EVICTIONS: &str = "alertflow_state_context_evictions_tot
 pub const STATE_CONTEXT_ALERTS: &str = "alertflow_state_alerts_with_context_total";
 /// Bytes the flow context holds.
 pub const STATE_CONTEXT_BYTES: &str = "alertflow_state_context_bytes";
+/// Alerts enriched.
+pub const ENRICH_ALERTS: &str = "alertflow_enrich_alerts_total";
+/// GeoIP lookups (src and dest of each alert), and those answered by the memo.
+pub const ENRICH_GEO_LOOKUPS: &str = "alertflow_enrich_geo_lookups_total";
+pub const ENRICH_GEO_MEMO_HITS: &str = "alertflow_enrich_geo_memo_hits_total";
+/// Lookups that failed, by reason (`bad_ip`, `geo_decode`).
+pub const ENRICH_LOOKUP_FAILURES: &str = "alertflow_enrich_lookup_failures_total";
+/// Alerts scored, by priority.
+pub const SCORE_ALERTS: &str = "alertflow_score_alerts_total";
+/// Rule evaluations that failed (type errors…): the rule does not match.
+pub const SCORE_RULE_ERRORS: &str = "alertflow_score_rule_errors_total";
 /// Redis: entries acknowledged (list: removed from the processing list; stream: XACK).
 pub const REDIS_ACKED: &str = "alertflow_redis_acked_total";
 /// Redis: entries already archived before a restart, acknowledged without re-archiving.
@@ -129,6 +140,15 @@ pub fn describe() {
     describe_counter!(STATE_CONTEXT_EVICTIONS, "flow-context entries evicted (reason label: cap, ttl, items)");
     describe_counter!(STATE_CONTEXT_ALERTS, "alerts that found flow context");
     describe_gauge!(STATE_CONTEXT_BYTES, "bytes held by the flow context");
+    describe_counter!(ENRICH_ALERTS, "alerts enriched");
+    describe_counter!(ENRICH_GEO_LOOKUPS, "GeoIP lookups of alert addresses");
+    describe_counter!(ENRICH_GEO_MEMO_HITS, "GeoIP lookups answered by the per-thread memo");
+    describe_counter!(ENRICH_LOOKUP_FAILURES, "enrichment lookups that failed, by reason");
+    describe_counter!(SCORE_ALERTS, "alerts scored, by priority");
+    describe_counter!(SCORE_RULE_ERRORS, "scoring rule evaluations that failed");
+    describe_counter!("alertflow_enrich_reloads_total", "enrichment source loads by source and result (ok, failed)");
+    describe_gauge!("alertflow_enrich_indicators", "indicators per threat-intel feed");
+    describe_gauge!("alertflow_enrich_source_loaded_timestamp_seconds", "when each enrichment source was last loaded");
     describe_counter!(REDIS_ACKED, "Redis entries acknowledged after their segment was sealed");
     describe_counter!(REDIS_ALREADY_ARCHIVED, "Redis entries found archived at restart, acknowledged without re-archiving");
     describe_counter!(REDIS_STREAM_GAP, "Redis stream entries trimmed before the group read them");

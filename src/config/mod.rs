@@ -112,6 +112,9 @@ pub struct Config {
     pub dead_letter: DeadLetterConfig,
     pub metrics: MetricsConfig,
     pub state: StateSection,
+    pub enrich: crate::enrich::EnrichConfig,
+    /// The compiled `[score]` rules; `None`: alerts are not scored.
+    pub scorer: Option<std::sync::Arc<crate::score::Scorer>>,
     pub sources: Vec<SourceConfig>,
 }
 
@@ -161,7 +164,7 @@ impl Config {
 const MIB: u64 = 1 << 20;
 
 fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
-    cx.unknown_keys(root, &["pipeline", "archive", "dead_letter", "metrics", "state", "sources"]);
+    cx.unknown_keys(root, &["pipeline", "archive", "dead_letter", "metrics", "state", "enrich", "score", "sources"]);
 
     let p = cx.section(root, "pipeline");
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
@@ -217,6 +220,8 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
     cx.unknown_keys(&mt, &["listen"]);
 
     let state = read_state(cx, root);
+    let enrich = read_enrich(cx, root);
+    let scorer = read_score(cx, root);
 
     let mut sources = Vec::new();
     for (i, s) in cx.array_of_tables(root, "sources").iter().enumerate() {
@@ -228,7 +233,7 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
         }
         let _ = i;
     }
-    Some(Config { pipeline, archive, dead_letter, metrics: MetricsConfig { listen }, state: state?, sources })
+    Some(Config { pipeline, archive, dead_letter, metrics: MetricsConfig { listen }, state: state?, enrich, scorer, sources })
 }
 
 /// `<root>/_deadletter/rejected.jsonl`: beside the tables, ignored by table readers.
@@ -397,10 +402,145 @@ fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
         context,
         late_policy: default_late,
         shards: cx.uint(&st, "shards", 1, 1, 64) as usize,
+        // Set by the pipeline, which opens the enrichment sources.
+        enrich: None,
     };
     let output = cx.string(&st, "output").filter(|o| !o.is_empty()).map(PathBuf::from);
     let late_output = cx.string(&st, "late_output").filter(|o| !o.is_empty()).map(PathBuf::from);
     Some(StateSection { engine, output, late_output })
+}
+
+fn read_enrich(cx: &mut Cx, root: &Tbl) -> crate::enrich::EnrichConfig {
+    use crate::enrich::intel::{Format, Kind};
+    use crate::enrich::{EnrichConfig, FeedConfig};
+    let e = cx.section(root, "enrich");
+    cx.unknown_keys(&e, &["enabled", "geoip_city", "geoip_asn", "assets", "intel", "history", "history_max_keys", "memo_entries", "reload_poll_secs", "retro_hunt_days", "retro_hunt_output"]);
+    let path = |cx: &mut Cx, key: &str| cx.string(&e, key).filter(|p| !p.is_empty()).map(PathBuf::from);
+    let d = EnrichConfig::default();
+    let mut intel: Vec<FeedConfig> = Vec::new();
+    for t in cx.array_of_tables(&e, "intel") {
+        cx.unknown_keys(&t, &["name", "path", "format", "type", "confidence", "to_ids_only"]);
+        let name = cx.required_string(&t, "name");
+        let p = cx.required_string(&t, "path");
+        let format = cx.string(&t, "format").and_then(|f| {
+            let v = Format::from_name(&f);
+            if v.is_none() {
+                cx.error_at(&t, "format", format!("`{f}` is not one of: list, csv, misp, stix"));
+            }
+            v
+        });
+        let kind = cx.string(&t, "type").and_then(|k| {
+            let v = Kind::from_name(&k);
+            if v.is_none() {
+                cx.error_at(&t, "type", format!("`{k}` is not one of: {}", Kind::NAMES));
+            }
+            v
+        });
+        let confidence = cx.uint(&t, "confidence", 50, 0, 100) as u8;
+        let to_ids_only = cx.boolean(&t, "to_ids_only", true);
+        if let (Some(name), Some(p)) = (name, p) {
+            if intel.iter().any(|f| f.name == name) {
+                cx.error_at(&t, "name", format!("duplicate feed name `{name}`"));
+            }
+            intel.push(FeedConfig { name, path: PathBuf::from(p), format, kind, confidence, to_ids_only });
+        }
+    }
+    EnrichConfig {
+        enabled: cx.boolean(&e, "enabled", true),
+        geoip_city: path(cx, "geoip_city"),
+        geoip_asn: path(cx, "geoip_asn"),
+        assets: path(cx, "assets"),
+        intel,
+        history: cx.boolean(&e, "history", d.history),
+        history_max_keys: cx.uint(&e, "history_max_keys", d.history_max_keys as u64, 1, 1 << 32) as usize,
+        memo_entries: cx.uint(&e, "memo_entries", d.memo_entries as u64, 1, 1 << 28) as usize,
+        reload_poll: Duration::from_secs(cx.uint(&e, "reload_poll_secs", d.reload_poll.as_secs(), 0, 86_400)),
+        retro_hunt_days: cx.uint(&e, "retro_hunt_days", d.retro_hunt_days as u64, 0, 3650) as u32,
+        retro_hunt_output: path(cx, "retro_hunt_output"),
+    }
+}
+
+fn read_score(cx: &mut Cx, root: &Tbl) -> Option<std::sync::Arc<crate::score::Scorer>> {
+    use crate::score::{Aggregator, RecommendSpec, RuleSpec, Scorer, Thresholds};
+    let sc = cx.section(root, "score");
+    cx.unknown_keys(&sc, &["enabled", "aggregator", "thresholds", "rules", "recommend"]);
+    let enabled = cx.boolean(&sc, "enabled", true);
+    let aggregator = match cx.string(&sc, "aggregator") {
+        None => Aggregator::default(),
+        Some(a) => Aggregator::from_name(&a).unwrap_or_else(|| {
+            cx.error_at(&sc, "aggregator", format!("`{a}` is not one of: {}", Aggregator::NAMES.join(", ")));
+            Aggregator::default()
+        }),
+    };
+    let th = cx.section(&sc, "thresholds");
+    cx.unknown_keys(&th, &["critical", "high", "medium", "low"]);
+    let dt = Thresholds::default();
+    let thresholds = Thresholds {
+        critical: cx.number(&th, "critical", dt.critical, 0.0, 100.0),
+        high: cx.number(&th, "high", dt.high, 0.0, 100.0),
+        medium: cx.number(&th, "medium", dt.medium, 0.0, 100.0),
+        low: cx.number(&th, "low", dt.low, 0.0, 100.0),
+    };
+    if !(thresholds.critical >= thresholds.high && thresholds.high >= thresholds.medium && thresholds.medium >= thresholds.low) {
+        cx.error_here(&th, "critical", "thresholds must not decrease: critical ≥ high ≥ medium ≥ low");
+    }
+    let mut rules = Vec::new();
+    let mut rule_tables = Vec::new();
+    for t in cx.array_of_tables(&sc, "rules") {
+        cx.unknown_keys(&t, &["name", "when", "score", "reason"]);
+        let (name, when) = (cx.required_string(&t, "name"), cx.required_string(&t, "when"));
+        let score = cx.number(&t, "score", 0.0, -100.0, 100.0);
+        let reason = cx.string(&t, "reason").unwrap_or_default();
+        if let (Some(name), Some(when)) = (name, when) {
+            if rules.iter().any(|r: &RuleSpec| r.name == name) {
+                cx.error_at(&t, "name", format!("duplicate rule name `{name}`"));
+            }
+            rules.push(RuleSpec { reason: if reason.is_empty() { name.clone() } else { reason }, name, when, score });
+            rule_tables.push(t);
+        }
+    }
+    let mut recs = Vec::new();
+    let mut rec_tables = Vec::new();
+    for t in cx.array_of_tables(&sc, "recommend") {
+        cx.unknown_keys(&t, &["name", "when", "actions", "evidence"]);
+        let (name, when) = (cx.required_string(&t, "name"), cx.required_string(&t, "when"));
+        let actions = cx.string_list(&t, "actions").unwrap_or_default();
+        if actions.is_empty() {
+            cx.error_here(&t, "actions", "a recommendation needs at least one action");
+        }
+        let evidence = cx.string(&t, "evidence").unwrap_or_default();
+        if let (Some(name), Some(when)) = (name, when) {
+            recs.push(RecommendSpec { name, when, actions, evidence });
+            rec_tables.push(t);
+        }
+    }
+    if !enabled {
+        return None;
+    }
+    // Each rule compiles alone so a problem is reported at its own path.
+    let mut ok = true;
+    for (r, t) in rules.iter().zip(&rule_tables) {
+        if let Err(errs) = Scorer::new(std::slice::from_ref(r), &[], aggregator, thresholds) {
+            ok = false;
+            for e in errs {
+                let key = if e.contains(": reason:") { "reason" } else { "when" };
+                cx.error_at(t, key, e);
+            }
+        }
+    }
+    for (r, t) in recs.iter().zip(&rec_tables) {
+        if let Err(errs) = Scorer::new(&[], std::slice::from_ref(r), aggregator, thresholds) {
+            ok = false;
+            for e in errs {
+                let key = if e.contains(": evidence:") { "evidence" } else { "when" };
+                cx.error_at(t, key, e);
+            }
+        }
+    }
+    if !ok || (rules.is_empty() && recs.is_empty()) {
+        return None;
+    }
+    Scorer::new(&rules, &recs, aggregator, thresholds).ok().map(std::sync::Arc::new)
 }
 
 const FILE_KEYS: &[&str] = &["path", "paths", "start_at", "poll_interval_ms", "rotate_wait_secs", "max_open_files"];

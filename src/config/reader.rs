@@ -231,4 +231,24 @@ impl<'s> Cx<'s> {
             }
         }
     }
+
+    /// A number (integer or float) in `[min, max]`, or `default` when absent (or invalid).
+    pub fn number(&mut self, t: &Tbl, key: &str, default: f64, min: f64, max: f64) -> f64 {
+        let (text, span) = match t.get(key) {
+            None => return default,
+            Some((DeValue::Integer(i), span)) => (i.as_str().replace('_', ""), span),
+            Some((DeValue::Float(f), span)) => (f.as_str().replace('_', ""), span),
+            Some((other, span)) => {
+                self.push(t.key_path(key), Some(span), format!("expected a number, found {}", type_name(other)));
+                return default;
+            }
+        };
+        match text.parse::<f64>() {
+            Ok(v) if v >= min && v <= max => v,
+            _ => {
+                self.push(t.key_path(key), Some(span), format!("`{text}` is out of range; expected a number from {min} to {max}"));
+                default
+            }
+        }
+    }
 }

@@ -11,6 +11,7 @@
 pub mod asset;
 pub mod geo;
 pub mod history;
+pub mod hunt;
 pub mod intel;
 pub mod prefix;
 pub mod stix;
@@ -67,6 +68,21 @@ pub struct EnrichConfig {
 impl Default for EnrichConfig {
     fn default() -> Self {
         Self { enabled: true, geoip_city: None, geoip_asn: None, intel: Vec::new(), assets: None, history: true, history_max_keys: 200_000, memo_entries: 65_536, reload_poll: Duration::from_secs(5), retro_hunt_days: 7, retro_hunt_output: None }
+    }
+}
+
+/// What the state stage needs to enrich and score: the shared sources, their settings
+/// and the compiled rules.
+#[derive(Clone)]
+pub struct EnrichRuntime {
+    pub sources: Arc<Sources>,
+    pub config: EnrichConfig,
+    pub scorer: Option<Arc<crate::score::Scorer>>,
+}
+
+impl std::fmt::Debug for EnrichRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EnrichRuntime {{ enabled: {}, scorer: {} rules }}", self.config.enabled, self.scorer.as_ref().map_or(0, |s| s.rules()))
     }
 }
 
@@ -271,10 +287,13 @@ impl Sources {
     }
 }
 
+/// Raised by SIGHUP: every source is reloaded at once.
+pub static RELOAD_REQUESTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Starts the thread that reloads changed files every `poll` and at once when `hup` is
 /// raised (SIGHUP); it ends with the last owner of the sources. `added` gets the new
 /// indicators of every feed that gained some (the retro-hunt).
-pub fn spawn_reloader(sources: &Arc<Sources>, poll: Duration, hup: Arc<std::sync::atomic::AtomicBool>, added: impl Fn(ReloadReport) + Send + 'static) -> std::thread::JoinHandle<()> {
+pub fn spawn_reloader(sources: &Arc<Sources>, poll: Duration, hup: &'static std::sync::atomic::AtomicBool, added: impl Fn(ReloadReport) + Send + 'static) -> std::thread::JoinHandle<()> {
     let weak: Weak<Sources> = Arc::downgrade(sources);
     std::thread::Builder::new()
         .name("enrich-reload".into())

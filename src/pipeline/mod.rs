@@ -148,7 +148,11 @@ pub fn run(cfg: &Config, mode: Mode, shutdown: Arc<AtomicBool>, progress: Option
     let (mut archive, recovered) = ArchiveWriter::open(cfg.archive.clone())?;
     let sealed = archive.sealed();
     if cfg.state.engine.enabled {
-        archive.enable_state(&cfg.state.engine, cfg.state.output.clone(), cfg.state.late_output.clone())?;
+        let mut engine = cfg.state.engine.clone();
+        if cfg.enrich.enabled || cfg.scorer.is_some() {
+            engine.enrich = Some(start_enrichment(cfg));
+        }
+        archive.enable_state(&engine, cfg.state.output.clone(), cfg.state.late_output.clone())?;
     }
     if recovered.segments > 0 {
         tracing::info!(segments = recovered.segments, rolled_forward = recovered.rolled_forward, discarded = recovered.discarded, "archive recovered");
@@ -318,6 +322,24 @@ pub fn run(cfg: &Config, mode: Mode, shutdown: Arc<AtomicBool>, progress: Option
         archive: cfg.archive.root.join(crate::archive::EVENTS_TABLE).display().to_string(),
         dead_letter: (dead_letter.records() > 0).then(|| dead_letter.path().map(|p| p.display().to_string())).flatten(),
     })
+}
+
+/// Opens the enrichment sources and starts their reload thread (file changes every
+/// `enrich.reload_poll_secs`, SIGHUP at once); feeds that gain indicators start a
+/// retro-hunt over the archive.
+fn start_enrichment(cfg: &Config) -> crate::enrich::EnrichRuntime {
+    use crate::enrich::{spawn_reloader, EnrichRuntime, Sources, RELOAD_REQUESTED};
+    let (sources, report) = Sources::open(&cfg.enrich);
+    if !report.loaded.is_empty() {
+        tracing::info!(sources = ?report.loaded, "enrichment sources loaded");
+    }
+    let hunt = crate::enrich::hunt::RetroHunt::from_config(cfg);
+    spawn_reloader(&sources, cfg.enrich.reload_poll, &RELOAD_REQUESTED, move |report| {
+        if let Some(h) = &hunt {
+            h.start(report);
+        }
+    });
+    EnrichRuntime { sources, config: cfg.enrich.clone(), scorer: cfg.scorer.clone() }
 }
 
 fn spawn_source(name: &str, f: impl FnOnce() -> std::io::Result<()> + Send + 'static) -> std::thread::JoinHandle<std::io::Result<()>> {

@@ -28,6 +28,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+pub mod vars;
+
 use cel::objects::{Key, Map};
 use cel::{Context, Program, Value};
 

@@ -384,6 +384,11 @@ impl FlowContext {
         Some(out)
     }
 
+    /// The context events kept for a flow (indicator matching and scoring rules read them).
+    pub fn flow_views(&self, flow_id: Option<i64>) -> Vec<ContextView<'_>> {
+        flow_id.and_then(|id| self.flows.peek(&id)).map(|f| f.items.iter().map(Item::view).collect()).unwrap_or_default()
+    }
+
     /// Adds what the flow of an alert showed to an incident's context.
     pub fn add_to(&self, inc: &mut IncidentContext, flow_id: Option<i64>) {
         let Some(f) = flow_id.and_then(|id| self.flows.peek(&id)) else { return };

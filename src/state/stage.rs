@@ -15,7 +15,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::{Array, ArrayRef, BooleanArray, BooleanBuilder, Int32Array, Int64Array, Int64Builder, ListBuilder, StringArray, StringBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder};
+use arrow::array::{Array, ArrayRef, BooleanArray, BooleanBuilder, Int32Array, Int32Builder, Int64Array, Int64Builder, ListBuilder, StringArray, StringBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -30,6 +30,9 @@ use super::shard::Shards;
 use super::dedup::{Decision, DedupConfig, Rollup};
 use super::watermark::Watermark;
 use super::{AlertRecord, LatePolicy};
+use crate::enrich::{Enricher, Enrichment};
+use crate::score::vars::Decided;
+use crate::score::{Scored, Scorer};
 use crate::event::time::hour_bucket;
 use crate::event::{events_schema, EventBatch};
 
@@ -48,11 +51,13 @@ pub struct StateConfig {
     /// Threads the dedup keys and correlation groups are partitioned over (1: the state
     /// thread alone).
     pub shards: usize,
+    /// Enrichment and scoring of every alert; `None`: off.
+    pub enrich: Option<crate::enrich::EnrichRuntime>,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
-        Self { enabled: true, allowed_lateness_us: 60_000_000, max_future_us: 300_000_000, idle_us: 30_000_000, dedup: DedupConfig::default(), rules: Vec::new(), max_groups: 100_000, context: ContextConfig::default(), late_policy: LatePolicy::default(), shards: 1 }
+        Self { enabled: true, allowed_lateness_us: 60_000_000, max_future_us: 300_000_000, idle_us: 30_000_000, dedup: DedupConfig::default(), rules: Vec::new(), max_groups: 100_000, context: ContextConfig::default(), late_policy: LatePolicy::default(), shards: 1, enrich: None }
     }
 }
 
@@ -61,7 +66,15 @@ impl Default for StateConfig {
 pub const ADVANCE_STEP_US: i64 = 10_000_000;
 
 /// Columns the `alerts` table adds to the event columns.
-pub const ALERT_COLUMNS: [&str; 7] = ["alert_id", "dedup_key", "dedup_count", "suppressed", "late", "incident_id", "flow_context"];
+pub const ALERT_COLUMNS: [&str; 22] = [
+    "alert_id", "dedup_key", "dedup_count", "suppressed", "late", "incident_id", "flow_context",
+    "src_country", "src_asn", "src_as_org", "src_asset", "dest_country", "dest_asn", "dest_as_org", "dest_asset",
+    "intel", "enrichment", "score", "priority", "reasons", "recommendations", "source_versions",
+];
+
+fn str_list() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+}
 
 /// The `alerts` table: every event column, then [`ALERT_COLUMNS`].
 pub fn alerts_schema() -> SchemaRef {
@@ -75,6 +88,19 @@ pub fn alerts_schema() -> SchemaRef {
         fields.push(Field::new("late", DataType::Boolean, false));
         fields.push(Field::new("incident_id", DataType::Utf8, true));
         fields.push(Field::new("flow_context", DataType::Utf8, true));
+        for side in ["src", "dest"] {
+            fields.push(Field::new(format!("{side}_country"), DataType::Utf8, true));
+            fields.push(Field::new(format!("{side}_asn"), DataType::Int64, true));
+            fields.push(Field::new(format!("{side}_as_org"), DataType::Utf8, true));
+            fields.push(Field::new(format!("{side}_asset"), DataType::Utf8, true));
+        }
+        fields.push(Field::new("intel", DataType::Utf8, true));
+        fields.push(Field::new("enrichment", DataType::Utf8, true));
+        fields.push(Field::new("score", DataType::Int32, true));
+        fields.push(Field::new("priority", DataType::Utf8, true));
+        fields.push(Field::new("reasons", DataType::Utf8, true));
+        fields.push(Field::new("recommendations", DataType::Utf8, true));
+        fields.push(Field::new("source_versions", str_list(), true));
         Arc::new(Schema::new(fields))
     })
     .clone()
@@ -95,6 +121,10 @@ pub fn incidents_schema() -> SchemaRef {
             Field::new("alert_count", DataType::Int64, false),
             Field::new("alert_ids", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), false),
             Field::new("context", DataType::Utf8, true),
+            Field::new("score", DataType::Int32, true),
+            Field::new("priority", DataType::Utf8, true),
+            Field::new("reasons", DataType::Utf8, true),
+            Field::new("recommendations", DataType::Utf8, true),
         ]))
     })
     .clone()
@@ -181,7 +211,21 @@ pub struct StateStage {
     late_policy: LatePolicy,
     /// What the alerts of each open incident had around them.
     incident_ctx: HashMap<String, IncidentContext>,
+    enricher: Option<Enricher>,
+    scorer: Option<Arc<Scorer>>,
+    /// Score, reasons and recommendations of each open incident (from its alerts).
+    incident_scores: HashMap<String, IncidentScore>,
     pub counts: StateCounts,
+    pub score_counts: ScoreCounts,
+}
+
+/// Scoring since start.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ScoreCounts {
+    /// Alerts by priority: info, low, medium, high, critical.
+    pub by_priority: [u64; 5],
+    /// Rule evaluations that failed (counted, the rule does not match).
+    pub rule_errors: u64,
 }
 
 /// A stable id for an alert: 16 hex digits of xxh3 over its source and raw line.
@@ -241,6 +285,10 @@ impl StateStage {
             shards: Shards::new(cfg.shards, &cfg.dedup, &cfg.rules, cfg.max_groups, cfg.late_policy),
             ctx: FlowContext::new(cfg.context.clone()),
             incident_ctx: HashMap::new(),
+            enricher: cfg.enrich.as_ref().filter(|r| r.config.enabled).map(|r| Enricher::new(r.sources.clone(), &r.config)),
+            scorer: cfg.enrich.as_ref().and_then(|r| r.scorer.clone()),
+            incident_scores: HashMap::new(),
+            score_counts: ScoreCounts::default(),
             late_policy: cfg.late_policy,
             counts: StateCounts::default(),
         }
@@ -328,6 +376,8 @@ impl StateStage {
         let mut suppressed = BooleanBuilder::with_capacity(n);
         let mut late = BooleanBuilder::with_capacity(n);
         let mut incident = StringBuilder::new();
+        let mut scored_cols = ScoredColumns::new(n);
+        let snap = self.enricher.as_mut().map(Enricher::snapshot);
         for (j, ((a, offered), decision)) in alerts.iter().zip(merged.offered).zip(merged.decisions).enumerate() {
             let (is_late, summary) = (lates[j], &summaries[j]);
             let joined: Vec<String> = offered.joined.into_iter().map(|(_, id)| id).collect();
@@ -339,12 +389,38 @@ impl StateStage {
             }
             late.append_value(is_late);
             incident.append_option(joined.first());
+            // Enrichment and score, from what dedup decided.
+            let (dkey, dcount_v, dkind) = match &decision {
+                None => (None, 0, "late"),
+                Some(Decision::First { key }) => (Some(key.as_str()), 1, "first"),
+                Some(Decision::Escalated { key, count }) => (Some(key.as_str()), *count as i64, "escalated"),
+                Some(Decision::Suppressed { key, count }) => (Some(key.as_str()), *count as i64, "suppressed"),
+            };
+            let _ = dkey;
+            let views = if self.enricher.is_some() || self.scorer.is_some() { self.ctx.flow_views(a.flow_id) } else { Vec::new() };
+            let enrichment = match (&mut self.enricher, &snap) {
+                (Some(en), Some(sn)) => en.enrich(sn, a, &views),
+                _ => Enrichment::default(),
+            };
+            let scored = self.scorer.as_ref().map(|sc| sc.score(&crate::score::vars::build(sc, a, &enrichment, Decided { dedup_count: dcount_v, decision: dkind, late: is_late, incidents: &joined }, &views)));
+            drop(views);
+            if let Some(sc) = &scored {
+                self.score_counts.by_priority[sc.priority.unwrap_or(crate::score::Priority::Info) as usize] += 1;
+                self.score_counts.rule_errors += sc.errors as u64;
+                for id in &joined {
+                    self.incident_scores.entry(id.clone()).or_default().add(sc);
+                }
+            }
+            let rendered = scored_cols.push(self.enricher.is_some(), &enrichment, scored.as_ref());
             let Some(decision) = decision else {
                 // Late and kept out of dedup by the policy (and out of the rules with the
                 // same policy).
                 if self.late_policy == LatePolicy::LateOutput || offered.late_output {
                     self.counts.late_output += 1;
-                    out.late_lines.push(alert_line("late_alert", a, summary.as_deref(), |o| o.strs("incident_ids", &joined)));
+                    out.late_lines.push(alert_line("late_alert", a, summary.as_deref(), |o| {
+                        o.strs("incident_ids", &joined);
+                        rendered.write(o);
+                    }));
                 }
                 keys.append_null();
                 dcount.append_null();
@@ -365,6 +441,7 @@ impl StateStage {
                     o.int("dedup_count", count as i64);
                     o.str("decision", kind);
                     o.strs("incident_ids", &joined);
+                    rendered.write(o);
                 }));
             }
         }
@@ -376,6 +453,7 @@ impl StateStage {
         columns.push(Arc::new(late.finish()));
         columns.push(Arc::new(incident.finish()));
         columns.push(Arc::new(context.finish()));
+        columns.extend(scored_cols.finish());
         let hours = input.alerts.map(|a| a.hours).unwrap_or_default();
         out.alerts = Some(EventBatch { columns: RecordBatch::try_new(alerts_schema(), columns).expect("alerts schema"), hours, context: None });
         self.render(merged.rollups, merged.changes, &mut out);
@@ -432,8 +510,25 @@ impl StateStage {
         let mut count = Int64Builder::with_capacity(n);
         let mut members = ListBuilder::new(StringBuilder::new());
         let mut context = StringBuilder::new();
+        let mut score = Int32Builder::with_capacity(n);
+        let mut priority = StringBuilder::new();
+        let mut reasons = StringBuilder::new();
+        let mut recs = StringBuilder::new();
         let mut hours = Vec::with_capacity(n);
         for c in &changes {
+            let sc = match c.status {
+                Status::Closed | Status::Corrected => self.incident_scores.remove(&c.id),
+                _ => self.incident_scores.get(&c.id).cloned(),
+            };
+            let th = self.scorer.as_ref().map(|s| s.thresholds);
+            let (sc_score, sc_prio, sc_reasons, sc_recs) = match (&sc, th) {
+                (Some(x), Some(th)) => (Some(x.score as i32), Some(th.priority(x.score as f64).as_str()), Some(reasons_json(&x.reasons)), Some(recommendations_json(&x.recommendations))),
+                _ => (None, None, None, None),
+            };
+            score.append_option(sc_score);
+            priority.append_option(sc_prio);
+            reasons.append_option(sc_reasons.as_deref());
+            recs.append_option(sc_recs.as_deref());
             // An incident's context starts when it opens and is complete when it closes.
             let ctx = match c.status {
                 Status::Open => self.incident_ctx.entry(c.id.clone()).or_default().to_json(),
@@ -462,6 +557,9 @@ impl StateStage {
                 json!({
                     "type": "incident", "incident_id": c.id, "rule": c.rule, "group_key": c.group_key, "status": c.status.as_str(),
                     "first_seen": iso(c.first_us), "last_seen": iso(c.last_us), "alert_count": c.alert_count, "alert_ids": c.alert_ids, "context": ctx,
+                    "score": sc_score, "priority": sc_prio,
+                    "reasons": sc_reasons.as_deref().map(|r| serde_json::from_str::<serde_json::Value>(r).unwrap_or_default()),
+                    "recommendations": sc_recs.as_deref().map(|r| serde_json::from_str::<serde_json::Value>(r).unwrap_or_default()),
                 })
                 .to_string(),
             );
@@ -476,6 +574,10 @@ impl StateStage {
             Arc::new(count.finish()),
             Arc::new(members.finish()),
             Arc::new(context.finish()),
+            Arc::new(score.finish()),
+            Arc::new(priority.finish()),
+            Arc::new(reasons.finish()),
+            Arc::new(recs.finish()),
         ];
         let batch = EventBatch { columns: RecordBatch::try_new(incidents_schema(), columns).expect("incidents schema"), hours, context: None };
         out.incidents = Some(match out.incidents.take() {
@@ -557,6 +659,10 @@ impl StateStage {
         }
     }
 
+    pub fn enrich_counts(&self) -> Option<crate::enrich::EnrichCounts> {
+        self.enricher.as_ref().map(|e| e.counts)
+    }
+
     pub fn context_counts(&self) -> super::context::ContextCounts {
         self.ctx.counts
     }
@@ -576,5 +682,189 @@ impl StateStage {
     /// Threads the keys and groups are partitioned over.
     pub fn shards(&self) -> usize {
         self.shards.len()
+    }
+}
+
+/// What an incident's alerts scored: the highest score, every rule that matched (its
+/// highest score and first reason) and every recommendation (first evidence).
+#[derive(Debug, Clone, Default)]
+struct IncidentScore {
+    score: u8,
+    reasons: Vec<crate::score::Reason>,
+    recommendations: Vec<crate::score::Recommendation>,
+}
+
+const MAX_INCIDENT_REASONS: usize = 32;
+
+impl IncidentScore {
+    fn add(&mut self, s: &Scored) {
+        self.score = self.score.max(s.score);
+        for r in &s.reasons {
+            let full = self.reasons.len() >= MAX_INCIDENT_REASONS;
+            match self.reasons.iter_mut().find(|x| x.rule == r.rule) {
+                Some(x) => x.score = x.score.max(r.score),
+                None if !full => self.reasons.push(r.clone()),
+                None => {}
+            }
+        }
+        for r in &s.recommendations {
+            if self.recommendations.len() < MAX_INCIDENT_REASONS && !self.recommendations.iter().any(|x| x.rule == r.rule) {
+                self.recommendations.push(r.clone());
+            }
+        }
+    }
+}
+
+fn num(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 { format!("{}", x as i64) } else { format!("{x}") }
+}
+
+/// `[{"rule":…,"score":…,"reason":…}]`
+pub fn reasons_json(rs: &[crate::score::Reason]) -> String {
+    let mut out = String::from("[");
+    for (i, r) in rs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let mut o = JsonObject::open(&mut out);
+        o.str("rule", &r.rule);
+        o.raw("score", &num(r.score));
+        o.str("reason", &r.reason);
+        o.close();
+    }
+    out.push(']');
+    out
+}
+
+/// `[{"rule":…,"actions":[…],"evidence":…}]`
+pub fn recommendations_json(rs: &[crate::score::Recommendation]) -> String {
+    let mut out = String::from("[");
+    for (i, r) in rs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let mut o = JsonObject::open(&mut out);
+        o.str("rule", &r.rule);
+        o.strs("actions", &r.actions);
+        o.str("evidence", &r.evidence);
+        o.close();
+    }
+    out.push(']');
+    out
+}
+
+/// An alert's enrichment and score as JSON texts (for its line and its row).
+#[derive(Debug, Default)]
+struct Rendered {
+    intel: Option<String>,
+    enrichment: Option<String>,
+    score: Option<(i32, &'static str)>,
+    reasons: Option<String>,
+    recommendations: Option<String>,
+    versions: Option<Arc<[Arc<str>]>>,
+}
+
+impl Rendered {
+    fn write(&self, o: &mut JsonObject<'_>) {
+        if let Some((s, p)) = self.score {
+            o.int("score", s as i64);
+            o.str("priority", p);
+        }
+        for (k, v) in [("reasons", &self.reasons), ("recommendations", &self.recommendations), ("intel", &self.intel), ("enrichment", &self.enrichment)] {
+            if let Some(v) = v {
+                o.raw(k, v);
+            }
+        }
+        if let Some(v) = &self.versions {
+            if !v.is_empty() {
+                o.strs("source_versions", v);
+            }
+        }
+    }
+}
+
+/// Builders of the enrichment and score columns of `alerts`.
+struct ScoredColumns {
+    country: [StringBuilder; 2],
+    asn: [Int64Builder; 2],
+    as_org: [StringBuilder; 2],
+    asset: [StringBuilder; 2],
+    intel: StringBuilder,
+    enrichment: StringBuilder,
+    score: Int32Builder,
+    priority: StringBuilder,
+    reasons: StringBuilder,
+    recs: StringBuilder,
+    versions: ListBuilder<StringBuilder>,
+}
+
+impl ScoredColumns {
+    fn new(n: usize) -> Self {
+        Self {
+            country: [StringBuilder::new(), StringBuilder::new()],
+            asn: [Int64Builder::with_capacity(n), Int64Builder::with_capacity(n)],
+            as_org: [StringBuilder::new(), StringBuilder::new()],
+            asset: [StringBuilder::new(), StringBuilder::new()],
+            intel: StringBuilder::new(),
+            enrichment: StringBuilder::new(),
+            score: Int32Builder::with_capacity(n),
+            priority: StringBuilder::new(),
+            reasons: StringBuilder::new(),
+            recs: StringBuilder::new(),
+            versions: ListBuilder::new(StringBuilder::new()),
+        }
+    }
+
+    fn push(&mut self, enriched: bool, e: &Enrichment, s: Option<&Scored>) -> Rendered {
+        for (i, side) in [&e.src, &e.dest].into_iter().enumerate() {
+            let place = side.geo.as_ref().and_then(|g| g.place.as_ref());
+            let asn = side.geo.as_ref().and_then(|g| g.asn.as_ref());
+            self.country[i].append_option(place.and_then(|p| p.country.as_deref()));
+            self.asn[i].append_option(asn.and_then(|a| a.number).map(i64::from));
+            self.as_org[i].append_option(asn.and_then(|a| a.organization.as_deref()));
+            self.asset[i].append_option(side.asset.as_ref().map(|a| &*a.name));
+        }
+        let r = Rendered {
+            intel: e.intel_json(),
+            enrichment: e.details_json(),
+            score: s.map(|s| (s.score as i32, s.priority_str())),
+            reasons: s.map(|s| reasons_json(&s.reasons)),
+            recommendations: s.map(|s| recommendations_json(&s.recommendations)),
+            versions: enriched.then(|| e.versions.clone()),
+        };
+        self.intel.append_option(r.intel.as_deref());
+        self.enrichment.append_option(r.enrichment.as_deref());
+        self.score.append_option(r.score.map(|x| x.0));
+        self.priority.append_option(r.score.map(|x| x.1));
+        self.reasons.append_option(r.reasons.as_deref());
+        self.recs.append_option(r.recommendations.as_deref());
+        match &r.versions {
+            Some(v) => {
+                for x in v.iter() {
+                    self.versions.values().append_value(x);
+                }
+                self.versions.append(true);
+            }
+            None => self.versions.append(false),
+        }
+        r
+    }
+
+    fn finish(mut self) -> Vec<ArrayRef> {
+        let mut out: Vec<ArrayRef> = Vec::new();
+        for i in 0..2 {
+            out.push(Arc::new(self.country[i].finish()));
+            out.push(Arc::new(self.asn[i].finish()));
+            out.push(Arc::new(self.as_org[i].finish()));
+            out.push(Arc::new(self.asset[i].finish()));
+        }
+        out.push(Arc::new(self.intel.finish()));
+        out.push(Arc::new(self.enrichment.finish()));
+        out.push(Arc::new(self.score.finish()));
+        out.push(Arc::new(self.priority.finish()));
+        out.push(Arc::new(self.reasons.finish()));
+        out.push(Arc::new(self.recs.finish()));
+        out.push(Arc::new(self.versions.finish()));
+        out
     }
 }

@@ -152,6 +152,9 @@ struct Published {
     evicted: u64,
     late_handled: [u64; 4],
     context: [u64; 5],
+    enrich: [u64; 5],
+    priority: [u64; 5],
+    rule_errors: u64,
 }
 
 impl Published {
@@ -192,5 +195,28 @@ impl Published {
             }
         }
         metrics::gauge!(m::STATE_CONTEXT_BYTES).set(stage.context_bytes() as f64);
+        if let Some(e) = stage.enrich_counts() {
+            let now = [e.alerts, e.geo_lookups, e.geo_memo_hits, e.bad_ip, e.geo_errors];
+            let names: [(&'static str, &'static str); 5] = [(m::ENRICH_ALERTS, ""), (m::ENRICH_GEO_LOOKUPS, ""), (m::ENRICH_GEO_MEMO_HITS, ""), (m::ENRICH_LOOKUP_FAILURES, "bad_ip"), (m::ENRICH_LOOKUP_FAILURES, "geo_decode")];
+            for (i, (name, reason)) in names.into_iter().enumerate() {
+                if now[i] > self.enrich[i] {
+                    let n = now[i] - self.enrich[i];
+                    if reason.is_empty() {
+                        metrics::counter!(name).increment(n);
+                    } else {
+                        metrics::counter!(name, "reason" => reason).increment(n);
+                    }
+                    self.enrich[i] = now[i];
+                }
+            }
+        }
+        let sc = stage.score_counts;
+        for (i, p) in ["info", "low", "medium", "high", "critical"].into_iter().enumerate() {
+            if sc.by_priority[i] > self.priority[i] {
+                metrics::counter!(m::SCORE_ALERTS, "priority" => p).increment(sc.by_priority[i] - self.priority[i]);
+                self.priority[i] = sc.by_priority[i];
+            }
+        }
+        bump(m::SCORE_RULE_ERRORS, sc.rule_errors, &mut self.rule_errors);
     }
 }

@@ -1,0 +1,224 @@
+//! Retro-hunt: when a feed gains indicators, the archived events of the last N days are
+//! scanned for the new ones alone, and each event that matches becomes an `intel_alert`
+//! line (with its original event time) — the traffic that was not suspicious yet when it
+//! passed. Also run by hand: `alertflow hunt`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, StringArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+
+use super::intel::{IndicatorSet, Kind, Probe};
+use super::{context_probes, ReloadReport};
+use crate::parse::eve::EveParser;
+use crate::parse::ParseLimits;
+use crate::state::json::JsonObject;
+
+/// What a hunt went through and found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HuntStats {
+    pub files: u64,
+    pub events: u64,
+    /// Archived lines that no longer parse (counted, skipped).
+    pub unreadable: u64,
+    pub matches: u64,
+}
+
+/// One feed's indicators to hunt for.
+pub struct Wanted<'a> {
+    pub feed: &'a str,
+    /// The version of the feed that brought them.
+    pub version: &'a str,
+    pub set: &'a IndicatorSet,
+}
+
+/// Parquet files of `events/` whose `date=` partition is within `days` of `now_us`.
+pub fn event_files(root: &Path, days: u32, now_us: i64) -> Vec<PathBuf> {
+    let first_day = (now_us.div_euclid(86_400_000_000) - days as i64 + 1).max(0);
+    let first = jiff::Timestamp::from_microsecond(first_day * 86_400_000_000).map(|t| t.strftime("%Y-%m-%d").to_string()).unwrap_or_default();
+    let mut out = Vec::new();
+    let Ok(dates) = std::fs::read_dir(root.join("events")) else { return out };
+    for d in dates.flatten() {
+        let name = d.file_name().to_string_lossy().to_string();
+        let Some(date) = name.strip_prefix("date=") else { continue };
+        if date < first.as_str() {
+            continue;
+        }
+        let Ok(hours) = std::fs::read_dir(d.path()) else { continue };
+        for h in hours.flatten() {
+            let Ok(files) = std::fs::read_dir(h.path()) else { continue };
+            for f in files.flatten() {
+                let p = f.path();
+                if p.extension().is_some_and(|e| e == "parquet") {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Scans archived events for the wanted indicators, writing one line per matching event.
+pub fn hunt(files: &[PathBuf], wanted: &[Wanted<'_>], out: &mut dyn Write) -> std::io::Result<HuntStats> {
+    let mut stats = HuntStats::default();
+    let ips = wanted.iter().any(|w| w.set.iter().any(|i| i.kind == Kind::Ip));
+    let mut parser = EveParser::new(ParseLimits { context: true, ..Default::default() });
+    for path in files {
+        let file = std::fs::File::open(path)?;
+        let builder = match ParquetRecordBatchReaderBuilder::try_new(file) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), "retro-hunt skips an unreadable segment: {e}");
+                continue;
+            }
+        };
+        let schema = builder.schema().clone();
+        let cols: Vec<usize> = ["event_type", "raw"].iter().filter_map(|c| schema.index_of(c).ok()).collect();
+        if cols.len() != 2 {
+            continue;
+        }
+        let mask = ProjectionMask::roots(builder.parquet_schema(), cols);
+        let reader = builder.with_projection(mask).with_batch_size(8192).build().map_err(std::io::Error::other)?;
+        stats.files += 1;
+        for batch in reader {
+            let batch = batch.map_err(std::io::Error::other)?;
+            let et = batch.column_by_name("event_type").and_then(|c| c.as_any().downcast_ref::<StringArray>()).cloned();
+            let raw = batch.column_by_name("raw").and_then(|c| c.as_any().downcast_ref::<StringArray>()).cloned();
+            let (Some(et), Some(raw)) = (et, raw) else { continue };
+            for i in 0..batch.num_rows() {
+                stats.events += 1;
+                let t = if et.is_valid(i) { et.value(i) } else { "" };
+                // Without IP indicators only the events that carry names and hashes count.
+                if !ips && !matches!(t, "dns" | "http" | "tls" | "fileinfo") {
+                    continue;
+                }
+                if !raw.is_valid(i) {
+                    continue;
+                }
+                let line = raw.value(i);
+                let hit = parser.parse(line.as_bytes(), |v| {
+                    let mut probes: Vec<(&'static str, Probe<'_>, &str)> = Vec::new();
+                    let mut answers = Vec::new();
+                    for (field, ip) in [("src_ip", v.src_ip), ("dest_ip", v.dest_ip)] {
+                        if let Some(text) = ip {
+                            if let Ok(a) = text.parse() {
+                                probes.push((field, Probe::Ip(a), text));
+                            }
+                        }
+                    }
+                    if let Some(c) = &v.context {
+                        context_probes(c, &mut probes, &mut answers);
+                    }
+                    for (ip, text) in &answers {
+                        probes.push(("dns.answer", Probe::Ip(*ip), text));
+                    }
+                    let mut found = String::new();
+                    let mut n = 0;
+                    for w in wanted {
+                        for (field, p, value) in &probes {
+                            if let Some(k) = w.set.lookup(*p) {
+                                let ind = w.set.indicator(k);
+                                found.push(if n == 0 { '[' } else { ',' });
+                                let mut o = JsonObject::open(&mut found);
+                                o.str("feed", w.feed.strip_prefix("intel:").unwrap_or(w.feed));
+                                o.str("feed_version", w.version);
+                                o.str("indicator", &ind.value);
+                                o.str("type", ind.kind.as_str());
+                                o.str("field", field);
+                                o.str("value", value);
+                                o.int("confidence", ind.confidence as i64);
+                                o.close();
+                                n += 1;
+                            }
+                        }
+                    }
+                    if n == 0 {
+                        return None;
+                    }
+                    found.push(']');
+                    let mut line_out = String::with_capacity(256 + line.len());
+                    let mut o = JsonObject::open(&mut line_out);
+                    o.str("type", "intel_alert");
+                    o.str("origin", "retro-hunt");
+                    if let Some(ts) = v.timestamp_us.and_then(|t| jiff::Timestamp::from_microsecond(t).ok()) {
+                        o.str("timestamp", &ts.to_string());
+                    }
+                    o.str("event_type", v.event_type.unwrap_or(""));
+                    if let Some(h) = v.host {
+                        o.str("sensor", h);
+                    }
+                    o.str("src_ip", v.src_ip.unwrap_or(""));
+                    o.str("dest_ip", v.dest_ip.unwrap_or(""));
+                    o.opt_int("flow_id", v.flow_id);
+                    o.raw("matches", &found);
+                    o.str("archive_file", &path.display().to_string());
+                    o.raw("event", line);
+                    o.close();
+                    Some(line_out)
+                });
+                match hit {
+                    Ok(Some(l)) => {
+                        stats.matches += 1;
+                        out.write_all(l.as_bytes())?;
+                        out.write_all(b"\n")?;
+                    }
+                    Ok(None) => {}
+                    Err(_) => stats.unreadable += 1,
+                }
+            }
+        }
+    }
+    out.flush()?;
+    Ok(stats)
+}
+
+/// The automatic retro-hunt of a running pipeline.
+pub struct RetroHunt {
+    root: PathBuf,
+    days: u32,
+    output: PathBuf,
+    running: Arc<std::sync::Mutex<()>>,
+}
+
+impl RetroHunt {
+    /// `None` when `enrich.retro_hunt_days` is 0.
+    pub fn from_config(cfg: &crate::config::Config) -> Option<RetroHunt> {
+        let days = cfg.enrich.retro_hunt_days;
+        (days > 0).then(|| RetroHunt {
+            root: cfg.archive.root.clone(),
+            days,
+            output: cfg.enrich.retro_hunt_output.clone().unwrap_or_else(|| cfg.archive.root.join("_state").join("retro-hunt.jsonl")),
+            running: Arc::new(std::sync::Mutex::new(())),
+        })
+    }
+
+    /// Hunts for what the reload added, on a thread of its own (one hunt at a time).
+    pub fn start(&self, report: ReloadReport) {
+        let (root, days, output, running) = (self.root.clone(), self.days, self.output.clone(), self.running.clone());
+        let _ = std::thread::Builder::new().name("retro-hunt".into()).spawn(move || {
+            let _one = running.lock().unwrap_or_else(|e| e.into_inner());
+            let now = crate::event::time::wall_clock_us();
+            let files = event_files(&root, days, now);
+            let wanted: Vec<Wanted<'_>> = report.added.iter().map(|(feed, version, set)| Wanted { feed, version, set }).collect();
+            let added: usize = report.added.iter().map(|(_, _, s)| s.len()).sum();
+            let res = (|| {
+                if let Some(d) = output.parent() {
+                    std::fs::create_dir_all(d)?;
+                }
+                let f = std::fs::File::options().create(true).append(true).open(&output)?;
+                hunt(&files, &wanted, &mut std::io::BufWriter::new(f))
+            })();
+            match res {
+                Ok(s) => {
+                    metrics::counter!("alertflow_retro_hunt_matches_total").increment(s.matches);
+                    tracing::info!(indicators = added, files = s.files, events = s.events, matches = s.matches, output = %output.display(), "retro-hunt done");
+                }
+                Err(e) => tracing::error!(output = %output.display(), "retro-hunt failed: {e}"),
+            }
+        });
+    }
+}
