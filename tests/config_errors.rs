@@ -43,7 +43,13 @@ fn table_of_invalid_configs() {
         ("[[sources]]\nname = \"a\"\ntype = \"stdin\"\npath = \"/x\"\n", &["line 4: sources[0].path: unknown key; expected one of: name, type, overflow, format, timezone"]),
         ("[[sources]]\nname = \"a\"\ntype = \"file\"\npaths = [\"/x\", 3]\n", &["line 4: sources[0].paths[1]: expected a string, found an integer"]),
         ("sources = 1\n", &["line 1: sources: expected an array of tables ([[sources]]), found an integer"]),
-        ("bogus = 1\n", &["line 1: bogus: unknown key; expected one of: pipeline, archive, dead_letter, metrics, state, sources"]),
+        ("bogus = 1\n", &["line 1: bogus: unknown key; expected one of: pipeline, archive, dead_letter, metrics, state, enrich, score, sources"]),
+        ("[score]\naggregator = \"median\"\n", &["line 2: score.aggregator: `median` is not one of: max, sum, mean, noisy_or"]),
+        ("[score.thresholds]\nhigh = 95\n", &["line 1: score.thresholds.critical: thresholds must not decrease: critical ≥ high ≥ medium ≥ low"]),
+        ("[[score.rules]]\nname = \"r\"\nwhen = \"true\"\nscore = 150\n", &["line 4: score.rules[0].score: `150` is out of range; expected a number from -100 to 100"]),
+        ("[[score.recommend]]\nname = \"r\"\nwhen = \"true\"\n", &["line 1: score.recommend[0].actions: a recommendation needs at least one action"]),
+        ("[[enrich.intel]]\nname = \"f\"\npath = \"x\"\ntype = \"email\"\n", &["line 4: enrich.intel[0].type: `email` is not one of: ip, domain, url, md5, sha1, sha256, ja3, ja4, sni"]),
+        ("[[enrich.intel]]\nname = \"f\"\npath = \"x\"\nformat = \"xml\"\n", &["line 4: enrich.intel[0].format: `xml` is not one of: list, csv, misp, stix"]),
     ];
     for (toml, want) in cases {
         assert_eq!(errors(toml), *want, "config:\n{toml}");
@@ -147,4 +153,13 @@ fn check_config_command_exit_codes() {
     // `run` with a broken config refuses to start with exit code 2.
     let out = Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn scoring_rules_that_do_not_compile_are_reported_at_their_key() {
+    let e = errors("[[score.rules]]\nname = \"a\"\nwhen = \"alert.severity <=\"\nscore = 10\n\n[[score.rules]]\nname = \"b\"\nwhen = \"colour == 'red'\"\nscore = 10\n\n[[score.rules]]\nname = \"c\"\nwhen = \"true\"\nreason = \"{{ alert. }}\"\n");
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(e[0].starts_with("line 3: score.rules[0].when: rule `a`: when:"), "{e:?}");
+    assert!(e[1].starts_with("line 8: score.rules[1].when:") && e[1].contains("unknown variable `colour`"), "{e:?}");
+    assert!(e[2].starts_with("line 14: score.rules[2].reason: rule `c`: reason:"), "{e:?}");
 }

@@ -532,7 +532,7 @@ fn read_score(cx: &mut Cx, root: &Tbl) -> Option<std::sync::Arc<crate::score::Sc
         if let Err(errs) = Scorer::new(&[], std::slice::from_ref(r), aggregator, thresholds) {
             ok = false;
             for e in errs {
-                let key = if e.contains(": evidence:") { "evidence" } else { "when" };
+                let key = if e.contains(": evidence:") { "evidence" } else if e.contains(": actions:") { "actions" } else { "when" };
                 cx.error_at(t, key, e);
             }
         }

@@ -93,9 +93,10 @@ impl GeoDb {
         Ok(Some(AsInfo { number: a.autonomous_system_number, organization: b(a.autonomous_system_organization) }))
     }
 
-    /// The whole record as JSON (for tests and `alertflow` tooling).
-    pub fn record_json(&self, ip: IpAddr) -> Result<Option<serde_json::Value>, String> {
+    /// The network holding `ip` and its whole record as JSON (for tests and tooling).
+    pub fn record_json(&self, ip: IpAddr) -> Result<Option<(String, serde_json::Value)>, String> {
         let r = self.reader.lookup(ip).map_err(|e| e.to_string())?;
-        r.decode::<serde_json::Value>().map_err(|e| e.to_string())
+        let net = r.network().map_err(|e| e.to_string())?.to_string();
+        Ok(r.decode::<serde_json::Value>().map_err(|e| e.to_string())?.map(|v| (net, v)))
     }
 }

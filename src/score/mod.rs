@@ -225,7 +225,8 @@ pub struct ScoreRule {
 pub struct RecommendRule {
     pub name: String,
     when: Program,
-    pub actions: Vec<String>,
+    /// Steps, rendered per alert (`block {{src.ip}}`).
+    actions: Vec<Template>,
     evidence: Template,
 }
 
@@ -258,7 +259,7 @@ pub struct Reason {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recommendation {
     pub rule: Arc<str>,
-    pub actions: Arc<[String]>,
+    pub actions: Vec<String>,
     pub evidence: String,
 }
 
@@ -284,7 +285,7 @@ pub const VARIABLES: [&str; 7] = ["alert", "src", "dest", "intel", "history", "i
 #[derive(Debug)]
 pub struct Scorer {
     rules: Vec<(Arc<str>, ScoreRule)>,
-    recommend: Vec<(Arc<str>, Arc<[String]>, RecommendRule)>,
+    recommend: Vec<(Arc<str>, RecommendRule)>,
     pub aggregator: Aggregator,
     pub thresholds: Thresholds,
     /// Which of [`VARIABLES`] any rule refers to (the others are not built).
@@ -331,17 +332,22 @@ impl Scorer {
         let mut out_rec = Vec::new();
         for r in recommend {
             let when = Program::compile(&r.when).map_err(|e| format!("recommendation `{}`: when: {e}", r.name)).and_then(|p| check_refs(&p, &format!("recommendation `{}`: when", r.name)).map(|_| p));
-            let ev = Template::compile(&r.evidence).map_err(|e| format!("recommendation `{}`: evidence: {e}", r.name)).and_then(|t| {
-                t.programs().try_for_each(|p| check_refs(p, &format!("recommendation `{}`: evidence", r.name)))?;
-                Ok(t)
-            });
-            match (when, ev) {
-                (Ok(w), Ok(t)) => {
+            let tmpl = |what: &str, text: &str| {
+                Template::compile(text).map_err(|e| format!("recommendation `{}`: {what}: {e}", r.name)).and_then(|t| {
+                    t.programs().try_for_each(|p| check_refs(p, &format!("recommendation `{}`: {what}", r.name)))?;
+                    Ok(t)
+                })
+            };
+            let ev = tmpl("evidence", &r.evidence);
+            let actions: Result<Vec<Template>, String> = r.actions.iter().map(|a| tmpl("actions", a)).collect();
+            match (when, ev, actions) {
+                (Ok(w), Ok(t), Ok(actions)) => {
                     note(&w);
                     t.programs().for_each(&mut note);
-                    out_rec.push((Arc::from(r.name.as_str()), Arc::from(r.actions.clone()), RecommendRule { name: r.name.clone(), when: w, actions: r.actions.clone(), evidence: t }));
+                    actions.iter().flat_map(|a| a.programs()).for_each(&mut note);
+                    out_rec.push((Arc::from(r.name.as_str()), RecommendRule { name: r.name.clone(), when: w, actions, evidence: t }));
                 }
-                (w, t) => errs.extend(w.err().into_iter().chain(t.err())),
+                (w, t, a) => errs.extend(w.err().into_iter().chain(t.err()).chain(a.err())),
             }
         }
         if !errs.is_empty() {
@@ -385,9 +391,9 @@ impl Scorer {
                 _ => out.errors += 1,
             }
         }
-        for (name, actions, r) in &self.recommend {
+        for (name, r) in &self.recommend {
             match r.when.execute(ctx) {
-                Ok(Value::Bool(true)) => out.recommendations.push(Recommendation { rule: name.clone(), actions: actions.clone(), evidence: r.evidence.render(ctx) }),
+                Ok(Value::Bool(true)) => out.recommendations.push(Recommendation { rule: name.clone(), actions: r.actions.iter().map(|a| a.render(ctx)).collect(), evidence: r.evidence.render(ctx) }),
                 Ok(Value::Bool(false)) => {}
                 _ => out.errors += 1,
             }
