@@ -44,13 +44,12 @@ fn check_db(db: &GeoDb, source: &Path) -> (usize, usize) {
         for (net, want) in e.as_object().unwrap() {
             let ip = first_address(net);
             let (found_net, got) = db.record_json(ip).unwrap().unwrap_or_else(|| panic!("{net}: no record"));
-            // A more specific network listed later takes this address: it is checked
-            // under its own entry.
-            let canon = |n: &str| {
-                let (a, l) = alertflow::enrich::prefix::parse_cidr(n).unwrap();
-                format!("{a}/{l}")
-            };
-            if canon(&found_net) != canon(net) {
+            // The database merges neighbours with equal records into a wider network
+            // (the record must still be this one); a more specific network listed later
+            // takes this address and is checked under its own entry.
+            let (_, found_len) = alertflow::enrich::prefix::parse_cidr(&found_net).unwrap();
+            let (_, len) = alertflow::enrich::prefix::parse_cidr(net).unwrap();
+            if found_len > len {
                 shadowed += 1;
                 continue;
             }
@@ -89,7 +88,8 @@ fn geoip_city_and_asn_equal_the_maxmind_source_json() {
     let asn = GeoDb::load(std::fs::read(data("geoip/GeoLite2-ASN-Test.mmdb")).unwrap(), DbKind::Asn).unwrap();
     let (a, as_) = check_db(&asn, &data("geoip/GeoLite2-ASN-Test.source.json"));
     println!("city: {c} networks checked ({cs} shadowed by more specific ones); asn: {a} ({as_})");
-    assert!(c >= 200 && a >= 100, "city {c}, asn {a}");
+    assert!(cs + as_ < 20, "most entries are checked");
+    assert!(c >= 240 && a >= 700, "city {c}, asn {a}");
     // The wrong kind of database is refused with a clear message.
     let e = GeoDb::load(std::fs::read(data("geoip/GeoLite2-ASN-Test.mmdb")).unwrap(), DbKind::City).unwrap_err();
     assert!(e.contains("GeoLite2-ASN"), "{e}");
