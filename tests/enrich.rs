@@ -422,3 +422,62 @@ evidence = "{{{{intel.fields}}}}"
     assert_eq!((c["intel"].clone(), c["score"].as_i64(), c["priority"].as_str()), (Value::Null, Some(0), Some("info")));
     assert_eq!(c["enrichment"]["history"]["pair"]["first_time"], true);
 }
+
+#[test]
+fn retro_hunt_scans_the_archive_for_indicators_a_feed_gained() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("archive");
+    let mut cfg = common::test_config(&root);
+    let input = common::data_dir().join("eve/eve-suricata-verify-8.0.6.ndjson");
+    common::replay(&mut cfg, std::slice::from_ref(&input));
+
+    // The feed had one indicator; its new version adds an HTTP host and a file hash.
+    let feed = dir.path().join("feed.txt");
+    write(&feed, b"google.com\n");
+    let sha = "4d1c83f5254186d58ce235d0cecd1cc82ff9a3df9f3ed8361c6c173bc426ddd0";
+    cfg.enrich.intel = vec![FeedConfig { name: "hunt".into(), path: feed.clone(), format: None, kind: None, confidence: 80, to_ids_only: true }];
+    cfg.enrich.retro_hunt_days = 36_500;
+    let (sources, _) = Sources::open(&cfg.enrich);
+    write(&feed, format!("google.com\nwww.testmyids.com\n{sha}\n").as_bytes());
+    let report = sources.reload(false);
+    assert_eq!(report.added.len(), 1);
+    let added: Vec<String> = report.added[0].2.iter().map(|i| i.value.to_string()).collect();
+    assert_eq!(added, ["www.testmyids.com", sha], "only the new indicators are hunted");
+
+    let hunt = alertflow::enrich::hunt::RetroHunt::from_config(&cfg).unwrap();
+    hunt.start(report).unwrap().join().unwrap();
+    let text = std::fs::read_to_string(root.join("_state/retro-hunt.jsonl")).unwrap();
+    // What the input holds, read independently.
+    let mut want_http = 0;
+    let mut want_files = 0;
+    for l in std::fs::read_to_string(&input).unwrap().lines() {
+        let Ok(e) = serde_json::from_str::<Value>(l) else { continue };
+        if e["event_type"] == "http" && e["http"]["hostname"] == "www.testmyids.com" {
+            want_http += 1;
+        }
+        if e["event_type"] == "fileinfo" && e["fileinfo"]["sha256"] == sha {
+            want_files += 1;
+        }
+    }
+    let (mut http, mut files) = (0, 0);
+    for l in text.lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["type"], "intel_alert");
+        assert_eq!(v["origin"], "retro-hunt");
+        for m in v["matches"].as_array().unwrap() {
+            assert_ne!(m["indicator"], "google.com", "an old indicator is not hunted again");
+            assert!(m["feed_version"].as_str().unwrap().starts_with("intel:hunt@"));
+        }
+        // The original event time, from the archived event.
+        let ts: jiff::Timestamp = v["timestamp"].as_str().unwrap().parse().unwrap();
+        let orig: jiff::Timestamp = v["event"]["timestamp"].as_str().unwrap().replace("+0000", "Z").parse().unwrap();
+        assert_eq!(ts, orig);
+        match v["matches"][0]["field"].as_str().unwrap() {
+            "http.hostname" if v["event_type"] == "http" => http += 1,
+            "fileinfo.sha256" => files += 1,
+            _ => {}
+        }
+    }
+    assert_eq!((http, files), (want_http, want_files), "every archived event with a new indicator, once");
+    assert!(want_http >= 30 && want_files >= 5);
+}

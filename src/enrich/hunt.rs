@@ -197,9 +197,9 @@ impl RetroHunt {
     }
 
     /// Hunts for what the reload added, on a thread of its own (one hunt at a time).
-    pub fn start(&self, report: ReloadReport) {
+    pub fn start(&self, report: ReloadReport) -> Option<std::thread::JoinHandle<()>> {
         let (root, days, output, running) = (self.root.clone(), self.days, self.output.clone(), self.running.clone());
-        let _ = std::thread::Builder::new().name("retro-hunt".into()).spawn(move || {
+        std::thread::Builder::new().name("retro-hunt".into()).spawn(move || {
             let _one = running.lock().unwrap_or_else(|e| e.into_inner());
             let now = crate::event::time::wall_clock_us();
             let files = event_files(&root, days, now);
@@ -219,6 +219,7 @@ impl RetroHunt {
                 }
                 Err(e) => tracing::error!(output = %output.display(), "retro-hunt failed: {e}"),
             }
-        });
+        })
+        .ok()
     }
 }
