@@ -5,8 +5,9 @@
 //! (`{name, when, actions, evidence}`) attach response steps with the evidence that
 //! triggered them.
 //!
-//! Variables (missing values are `""`, `0`, `false` or `[]`, never null, so comparisons
-//! need no guards):
+//! Variables are resolved by name when a rule reads them (missing values are `""`, `0`,
+//! `false` or `[]`, never null, so comparisons need no guards; a name that is not one of
+//! these is rejected when the rules load):
 //! - `alert`: `signature_id`, `signature`, `category`, `severity`, `sensor`, `proto`,
 //!   `src_port`, `dest_port`, `flow_id`, `late`, `dedup_count`, `decision`
 //!   (`first`, `escalated`, `suppressed`, `late`)
@@ -24,13 +25,12 @@
 //! Functions beyond the CEL standard library: `in_cidr(ip, "10.0.0.0/8")` or
 //! `in_cidr(ip, ["10.0.0.0/8", "fd00::/8"])`.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 pub mod vars;
 
-use cel::objects::{Key, Map};
+use cel::context::VariableResolver;
 use cel::{Context, Program, Value};
 
 /// How matched rules combine into the score.
@@ -135,7 +135,7 @@ pub struct Template {
 #[derive(Debug)]
 enum Part {
     Text(String),
-    Expr(Program),
+    Expr(Program, String),
 }
 
 impl Template {
@@ -149,7 +149,7 @@ impl Template {
             let after = &rest[i + 2..];
             let end = after.find("}}").ok_or_else(|| format!("`{{{{` without `}}}}` in `{s}`"))?;
             let expr = after[..end].trim();
-            parts.push(Part::Expr(Program::compile(expr).map_err(|e| format!("`{{{{ {expr} }}}}`: {e}"))?));
+            parts.push(Part::Expr(Program::compile(expr).map_err(|e| format!("`{{{{ {expr} }}}}`: {e}"))?, expr.to_string()));
             rest = &after[end + 2..];
         }
         if !rest.is_empty() {
@@ -160,7 +160,14 @@ impl Template {
 
     fn programs(&self) -> impl Iterator<Item = &Program> {
         self.parts.iter().filter_map(|p| match p {
-            Part::Expr(e) => Some(e),
+            Part::Expr(e, _) => Some(e),
+            Part::Text(_) => None,
+        })
+    }
+
+    fn exprs(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Expr(_, t) => Some(t.as_str()),
             Part::Text(_) => None,
         })
     }
@@ -170,7 +177,7 @@ impl Template {
         for p in &self.parts {
             match p {
                 Part::Text(t) => out.push_str(t),
-                Part::Expr(e) => match e.execute(ctx) {
+                Part::Expr(e, _) => match e.execute(ctx) {
                     Ok(v) => display(&v, &mut out),
                     Err(_) => out.push('?'),
                 },
@@ -288,8 +295,6 @@ pub struct Scorer {
     recommend: Vec<(Arc<str>, RecommendRule)>,
     pub aggregator: Aggregator,
     pub thresholds: Thresholds,
-    /// Which of [`VARIABLES`] any rule refers to (the others are not built).
-    used: [bool; 7],
 }
 
 fn check_refs(p: &Program, what: &str) -> Result<(), String> {
@@ -302,28 +307,75 @@ fn check_refs(p: &Program, what: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Every `group.field` a rule's text names must be a variable (a typo would otherwise
+/// never match, silently).
+fn check_fields(text: &str, what: &str) -> Result<(), String> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let mut in_str: Option<u8> = None;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if let Some(q) = in_str {
+            if c == b'\\' {
+                i += 2;
+                continue;
+            }
+            if c == q {
+                in_str = None;
+            }
+            i += 1;
+            continue;
+        }
+        if c == b'\'' || c == b'"' {
+            in_str = Some(c);
+            i += 1;
+            continue;
+        }
+        let boundary = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_' || bytes[i - 1] == b'.');
+        if boundary && c.is_ascii_alphabetic() {
+            let start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b'.') {
+                i += 1;
+            }
+            let word = text[start..i].trim_end_matches('.');
+            if let Some((group, _)) = word.split_once('.') {
+                if VARIABLES.contains(&group) {
+                    // A method call (`alert.category.contains(…)`): the receiver is the variable.
+                    let mut name = word;
+                    while !vars::NAMES.contains(&name) {
+                        match name.rsplit_once('.') {
+                            Some((head, _)) if head.contains('.') => name = head,
+                            _ => break,
+                        }
+                    }
+                    let is_call = bytes.get(i) == Some(&b'(');
+                    if !vars::NAMES.contains(&name) || (name != word && !is_call) {
+                        let close: Vec<&str> = vars::NAMES.iter().copied().filter(|n| n.starts_with(&format!("{group}."))).collect();
+                        return Err(format!("{what}: `{word}` is not a variable; {group} has: {}", close.join(", ")));
+                    }
+                }
+            }
+            continue;
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
 impl Scorer {
     /// Compiles every rule; the error lists every rule that does not compile.
     pub fn new(rules: &[RuleSpec], recommend: &[RecommendSpec], aggregator: Aggregator, thresholds: Thresholds) -> Result<Scorer, Vec<String>> {
         let mut errs = Vec::new();
-        let mut used = [false; 7];
-        let mut note = |p: &Program| {
-            let refs = p.references();
-            for (i, v) in VARIABLES.iter().enumerate() {
-                used[i] |= refs.has_variable(v);
-            }
-        };
         let mut out_rules = Vec::new();
         for r in rules {
-            let when = Program::compile(&r.when).map_err(|e| format!("rule `{}`: when: {e}", r.name)).and_then(|p| check_refs(&p, &format!("rule `{}`: when", r.name)).map(|_| p));
+            let when = Program::compile(&r.when).map_err(|e| format!("rule `{}`: when: {e}", r.name)).and_then(|p| check_refs(&p, &format!("rule `{}`: when", r.name)).and_then(|_| check_fields(&r.when, &format!("rule `{}`: when", r.name))).map(|_| p));
             let reason = Template::compile(&r.reason).map_err(|e| format!("rule `{}`: reason: {e}", r.name)).and_then(|t| {
                 t.programs().try_for_each(|p| check_refs(p, &format!("rule `{}`: reason", r.name)))?;
+                t.exprs().try_for_each(|x| check_fields(x, &format!("rule `{}`: reason", r.name)))?;
                 Ok(t)
             });
             match (when, reason) {
                 (Ok(w), Ok(t)) => {
-                    note(&w);
-                    t.programs().for_each(&mut note);
                     out_rules.push((Arc::from(r.name.as_str()), ScoreRule { name: r.name.clone(), when: w, score: r.score, reason: t }));
                 }
                 (w, t) => errs.extend(w.err().into_iter().chain(t.err())),
@@ -331,10 +383,11 @@ impl Scorer {
         }
         let mut out_rec = Vec::new();
         for r in recommend {
-            let when = Program::compile(&r.when).map_err(|e| format!("recommendation `{}`: when: {e}", r.name)).and_then(|p| check_refs(&p, &format!("recommendation `{}`: when", r.name)).map(|_| p));
+            let when = Program::compile(&r.when).map_err(|e| format!("recommendation `{}`: when: {e}", r.name)).and_then(|p| check_refs(&p, &format!("recommendation `{}`: when", r.name)).and_then(|_| check_fields(&r.when, &format!("recommendation `{}`: when", r.name))).map(|_| p));
             let tmpl = |what: &str, text: &str| {
                 Template::compile(text).map_err(|e| format!("recommendation `{}`: {what}: {e}", r.name)).and_then(|t| {
                     t.programs().try_for_each(|p| check_refs(p, &format!("recommendation `{}`: {what}", r.name)))?;
+                    t.exprs().try_for_each(|x| check_fields(x, &format!("recommendation `{}`: {what}", r.name)))?;
                     Ok(t)
                 })
             };
@@ -342,9 +395,6 @@ impl Scorer {
             let actions: Result<Vec<Template>, String> = r.actions.iter().map(|a| tmpl("actions", a)).collect();
             match (when, ev, actions) {
                 (Ok(w), Ok(t), Ok(actions)) => {
-                    note(&w);
-                    t.programs().for_each(&mut note);
-                    actions.iter().flat_map(|a| a.programs()).for_each(&mut note);
                     out_rec.push((Arc::from(r.name.as_str()), RecommendRule { name: r.name.clone(), when: w, actions, evidence: t }));
                 }
                 (w, t, a) => errs.extend(w.err().into_iter().chain(t.err()).chain(a.err())),
@@ -353,29 +403,21 @@ impl Scorer {
         if !errs.is_empty() {
             return Err(errs);
         }
-        Ok(Scorer { rules: out_rules, recommend: out_rec, aggregator, thresholds, used })
+        Ok(Scorer { rules: out_rules, recommend: out_rec, aggregator, thresholds })
     }
 
     pub fn rules(&self) -> usize {
         self.rules.len()
     }
 
-    /// Whether rules refer to the variable (index into [`VARIABLES`]).
-    pub fn uses(&self, var: usize) -> bool {
-        self.used[var]
-    }
 
     /// Evaluates every rule against the variables of one alert.
-    pub fn score(&self, vars: &Vars) -> Scored {
-        ROOT.with(|root| {
-            let mut ctx = root.new_inner_scope();
-            for (i, v) in vars.0.iter().enumerate() {
-                if let Some(v) = v {
-                    ctx.add_variable_from_value(VARIABLES[i], v.clone());
-                }
-            }
-            self.score_in(&ctx)
-        })
+    pub fn score(&self, vars: &dyn VariableResolver) -> Scored {
+        let env = ENV.with(Arc::clone);
+        let mut ctx = Context::with_env(env);
+        add_functions(&mut ctx);
+        ctx.set_variable_resolver(vars);
+        self.score_in(&ctx)
     }
 
     fn score_in(&self, ctx: &Context) -> Scored {
@@ -406,12 +448,11 @@ impl Scorer {
 }
 
 thread_local! {
-    /// The standard library plus alertflow's functions, built once per thread.
-    static ROOT: Context<'static, 'static> = root_context();
+    /// The standard library, built once per thread.
+    static ENV: Arc<cel::Env> = Arc::new(cel::Env::stdlib());
 }
 
-fn root_context() -> Context<'static, 'static> {
-    let mut c = Context::default();
+fn add_functions(c: &mut Context<'_, '_>) {
     c.add_function("in_cidr", |ip: Arc<String>, nets: Value| -> bool {
         let Ok(ip) = ip.parse::<IpAddr>() else { return false };
         let ip = crate::enrich::prefix::canonical(ip);
@@ -429,48 +470,25 @@ fn root_context() -> Context<'static, 'static> {
         }
     })
     .expect("in_cidr is not a standard function");
-    c
-}
-
-/// The variables of one alert, by [`VARIABLES`] index (`None`: not used by any rule).
-#[derive(Debug, Default, Clone)]
-pub struct Vars(pub [Option<Value>; 7]);
-
-/// Map keys are made once per thread name, then shared.
-fn key(k: &'static str) -> Key {
-    thread_local! {
-        static LOCAL: std::cell::RefCell<HashMap<&'static str, Arc<String>>> = std::cell::RefCell::new(HashMap::new());
-    }
-    LOCAL.with(|l| Key::String(l.borrow_mut().entry(k).or_insert_with(|| Arc::new(k.to_string())).clone()))
-}
-
-/// Builds a CEL map from `(key, value)` pairs.
-pub fn map(entries: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
-    let m: HashMap<Key, Value> = entries.into_iter().map(|(k, v)| (key(k), v)).collect();
-    Value::Map(Map { map: Arc::new(m) })
-}
-
-pub fn s(v: &str) -> Value {
-    Value::String(Arc::new(v.to_string()))
-}
-
-pub fn list<I: IntoIterator<Item = Value>>(items: I) -> Value {
-    Value::List(Arc::new(items.into_iter().collect()))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::vars::{AlertVars, Decided};
     use super::*;
+    use crate::enrich::geo::Place;
+    use crate::enrich::{Enrichment, GeoHit};
+    use crate::state::AlertRecord;
 
     fn rule(name: &str, when: &str, score: f64, reason: &str) -> RuleSpec {
         RuleSpec { name: name.into(), when: when.into(), score, reason: reason.into() }
     }
 
-    fn vars(sev: i64, country: &str, ip: &str) -> Vars {
-        let mut v = Vars::default();
-        v.0[0] = Some(map([("severity", Value::Int(sev)), ("signature", s("ET SCAN x")), ("category", s("Attempted Recon"))]));
-        v.0[1] = Some(map([("ip", s(ip)), ("country", s(country))]));
-        v
+    fn run(sc: &Scorer, sev: i32, country: &str, ip: &str) -> Scored {
+        let a = AlertRecord { severity: sev, signature: "ET SCAN x".into(), category: "Attempted Recon".into(), src_ip: ip.into(), ..Default::default() };
+        let mut e = Enrichment::default();
+        e.src.geo = Some(Arc::new(GeoHit { place: Some(Place { country: Some(country.into()), ..Default::default() }), asn: None }));
+        sc.score(&AlertVars { alert: &a, enrichment: &e, decided: Decided { dedup_count: 1, decision: "first", late: false, incidents: &[] }, around: &[] })
     }
 
     #[test]
@@ -482,17 +500,18 @@ mod tests {
                 rule("internal", "in_cidr(src.ip, ['10.0.0.0/8', '192.168.0.0/16'])", -20.0, "internal source {{src.ip}}"),
                 rule("scan", "alert.signature.matches('^ET SCAN')", 5.0, "scan signature"),
             ],
-            &[RecommendSpec { name: "block".into(), when: "src.country == 'RU' && alert.severity <= 2".into(), actions: vec!["block source at the edge".into()], evidence: "{{src.ip}} ({{src.country}})".into() }],
+            &[RecommendSpec { name: "block".into(), when: "src.country == 'RU' && alert.severity <= 2".into(), actions: vec!["block {{src.ip}}".into()], evidence: "{{src.ip}} ({{src.country}})".into() }],
             Aggregator::Sum,
             Thresholds::default(),
         )
         .unwrap();
-        let out = sc.score(&vars(1, "RU", "203.0.113.7"));
+        let out = run(&sc, 1, "RU", "203.0.113.7");
         assert_eq!(out.score, 95);
         assert_eq!(out.priority, Some(Priority::Critical));
         assert_eq!(out.reasons.iter().map(|r| r.reason.as_str()).collect::<Vec<_>>(), ["severity 1", "source in RU", "scan signature"]);
         assert_eq!(out.recommendations[0].evidence, "203.0.113.7 (RU)");
-        let out = sc.score(&vars(3, "DE", "10.1.2.3"));
+        assert_eq!(out.recommendations[0].actions, ["block 203.0.113.7"]);
+        let out = run(&sc, 3, "DE", "10.1.2.3");
         assert_eq!((out.score, out.priority_str()), (0, "info"), "-20 + 5 is capped at 0");
         assert_eq!(out.reasons.len(), 2);
     }
@@ -508,15 +527,19 @@ mod tests {
 
     #[test]
     fn compile_errors_name_the_rule() {
-        let e = Scorer::new(&[rule("bad", "alert.severity <=", 1.0, ""), rule("unknown", "foo.bar == 1", 1.0, ""), rule("tmpl", "true", 1.0, "{{ alert.")], &[], Aggregator::Max, Thresholds::default()).unwrap_err();
-        assert_eq!(e.len(), 3, "{e:?}");
+        let e = Scorer::new(&[rule("bad", "alert.severity <=", 1.0, ""), rule("unknown", "foo.bar == 1", 1.0, ""), rule("tmpl", "true", 1.0, "{{ alert."), rule("typo", "alert.sevrity == 1", 1.0, ""), rule("typo2", "true", 1.0, "{{src.asset.nam}}")], &[], Aggregator::Max, Thresholds::default()).unwrap_err();
+        assert_eq!(e.len(), 5, "{e:?}");
         assert!(e[0].contains("rule `bad`") && e[1].contains("unknown variable `foo`") && e[2].contains("rule `tmpl`: reason"), "{e:?}");
+        assert!(e[3].contains("`alert.sevrity` is not a variable") && e[3].contains("alert.severity"), "{e:?}");
+        assert!(e[4].contains("`src.asset.nam` is not a variable"), "{e:?}");
+        // Methods on variables and names inside strings are fine.
+        Scorer::new(&[rule("ok", "alert.category.contains('x.y') && alert.signature.startsWith('src.nope')", 1.0, "{{ alert.signature.size() }}")], &[], Aggregator::Max, Thresholds::default()).unwrap();
     }
 
     #[test]
     fn a_rule_that_fails_at_runtime_is_counted_not_matched() {
         let sc = Scorer::new(&[rule("type error", "alert.severity == 'x' || alert.severity > 'y'", 50.0, "")], &[], Aggregator::Max, Thresholds::default()).unwrap();
-        let out = sc.score(&vars(1, "RU", "1.2.3.4"));
+        let out = run(&sc, 1, "RU", "1.2.3.4");
         assert_eq!((out.score, out.errors), (0, 1));
     }
 }

@@ -1,10 +1,11 @@
-//! The CEL variables of one alert (see the module documentation of `score`).
+//! The variables of one alert, resolved by name when a rule reads them (nothing is built
+//! for fields no rule uses): `alert.severity`, `src.asset.criticality_level`, … (see the
+//! module documentation of `score` for the list).
 
-use std::sync::Arc;
+use cel::common::types::{CelBool, CelInt, CelList, CelString};
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
 
-use cel::Value;
-
-use super::{list, map, s, Scorer, Vars};
 use crate::enrich::{Enrichment, Side};
 use crate::event::{ContextKind, ContextView};
 use crate::state::AlertRecord;
@@ -19,120 +20,166 @@ pub struct Decided<'a> {
     pub incidents: &'a [String],
 }
 
-fn side(ip: &str, port: Option<i32>, x: &Side) -> Value {
-    let place = x.geo.as_ref().and_then(|g| g.place.as_ref());
-    let asn = x.geo.as_ref().and_then(|g| g.asn.as_ref());
-    let t = |v: Option<&Box<str>>| s(v.map_or("", |b| b));
-    let asset = match &x.asset {
-        Some(a) => map([
-            ("name", s(&a.name)),
-            ("owner", t(a.owner.as_ref())),
-            ("criticality", t(a.criticality.as_ref())),
-            ("criticality_level", Value::Int(a.criticality_level())),
-            ("tags", list(a.tags.iter().map(|x| s(x)))),
-        ]),
-        None => map([("name", s("")), ("owner", s("")), ("criticality", s("")), ("criticality_level", Value::Int(0)), ("tags", list([]))]),
-    };
-    map([
-        ("ip", s(ip)),
-        ("port", Value::Int(port.unwrap_or(0) as i64)),
-        ("country", t(place.and_then(|p| p.country.as_ref()))),
-        ("country_name", t(place.and_then(|p| p.country_name.as_ref()))),
-        ("continent", t(place.and_then(|p| p.continent.as_ref()))),
-        ("city", t(place.and_then(|p| p.city.as_ref()))),
-        ("subdivision", t(place.and_then(|p| p.subdivision.as_ref()))),
-        ("asn", Value::Int(asn.and_then(|a| a.number).unwrap_or(0) as i64)),
-        ("as_org", t(asn.and_then(|a| a.organization.as_ref()))),
-        ("internal", Value::Bool(x.asset.is_some())),
-        ("asset", asset),
-    ])
+/// Every variable name rules can use.
+pub const NAMES: &[&str] = &[
+    "alert.signature_id", "alert.signature", "alert.category", "alert.severity", "alert.sensor", "alert.proto", "alert.src_port", "alert.dest_port", "alert.flow_id", "alert.late", "alert.dedup_count", "alert.decision",
+    "src.ip", "src.port", "src.country", "src.country_name", "src.continent", "src.city", "src.subdivision", "src.asn", "src.as_org", "src.internal", "src.asset.name", "src.asset.owner", "src.asset.criticality", "src.asset.criticality_level", "src.asset.tags",
+    "dest.ip", "dest.port", "dest.country", "dest.country_name", "dest.continent", "dest.city", "dest.subdivision", "dest.asn", "dest.as_org", "dest.internal", "dest.asset.name", "dest.asset.owner", "dest.asset.criticality", "dest.asset.criticality_level", "dest.asset.tags",
+    "intel.matched", "intel.count", "intel.max_confidence", "intel.feeds", "intel.types", "intel.indicators", "intel.fields",
+    "history.signature_24h", "history.signature_7d", "history.src_24h", "history.src_7d", "history.dest_24h", "history.dest_7d", "history.pair_24h", "history.pair_7d", "history.first_signature", "history.first_src", "history.first_dest", "history.first_pair", "history.verdicts", "history.false_positives", "history.true_positives",
+    "incident.count", "incident.ids",
+    "context.dns", "context.http_hosts", "context.urls", "context.tls_sni", "context.ja3", "context.ja4", "context.files", "context.file_hashes", "context.anomalies",
+];
+
+/// One alert as CEL variables.
+pub struct AlertVars<'a> {
+    pub alert: &'a AlertRecord,
+    pub enrichment: &'a Enrichment,
+    pub decided: Decided<'a>,
+    /// The context events of the alert's flow.
+    pub around: &'a [ContextView<'a>],
 }
 
-fn uniq(values: impl Iterator<Item = String>) -> Value {
-    let mut v: Vec<String> = Vec::new();
-    for x in values {
-        if !v.contains(&x) {
-            v.push(x);
+type V<'b> = Option<CowVal<'b, 'b>>;
+
+fn own<'b>(v: impl Val + 'b) -> V<'b> {
+    Some(CowVal::Owned(Box::new(v)))
+}
+
+fn s<'b>(v: &'b str) -> V<'b> {
+    own(CelString::from(v))
+}
+
+fn i(v: i64) -> V<'static> {
+    own(CelInt::from(v))
+}
+
+fn b(v: bool) -> V<'static> {
+    own(CelBool::from(v))
+}
+
+/// A list of distinct strings.
+fn strs<'b>(items: impl Iterator<Item = &'b str>) -> V<'b> {
+    let mut seen: Vec<&'b str> = Vec::new();
+    for x in items {
+        if !seen.contains(&x) {
+            seen.push(x);
         }
     }
-    list(v.into_iter().map(|x| Value::String(Arc::new(x))))
+    let vals: Vec<Box<dyn Val + 'b>> = seen.into_iter().map(|x| Box::new(CelString::from(x)) as Box<dyn Val + 'b>).collect();
+    own(CelList::from(vals))
 }
 
-/// Builds the variables the scorer's rules refer to (the others stay `None`).
-pub fn build(sc: &Scorer, a: &AlertRecord, e: &Enrichment, d: Decided<'_>, around: &[ContextView<'_>]) -> Vars {
-    let mut v = Vars::default();
-    if sc.uses(0) {
-        v.0[0] = Some(map([
-            ("signature_id", Value::Int(a.signature_id)),
-            ("signature", s(&a.signature)),
-            ("category", s(&a.category)),
-            ("severity", Value::Int(a.severity as i64)),
-            ("sensor", s(&a.sensor)),
-            ("proto", s(&a.proto)),
-            ("src_port", Value::Int(a.src_port.unwrap_or(0) as i64)),
-            ("dest_port", Value::Int(a.dest_port.unwrap_or(0) as i64)),
-            ("flow_id", Value::Int(a.flow_id.unwrap_or(0))),
-            ("late", Value::Bool(d.late)),
-            ("dedup_count", Value::Int(d.dedup_count)),
-            ("decision", s(d.decision)),
-        ]));
+fn side<'b>(field: &str, ip: &'b str, port: Option<i32>, x: &'b Side) -> V<'b> {
+    let place = x.geo.as_ref().and_then(|g| g.place.as_ref());
+    let asn = x.geo.as_ref().and_then(|g| g.asn.as_ref());
+    let t = |v: Option<&'b Box<str>>| s(v.map_or("", |b| b));
+    let asset = x.asset.as_deref();
+    match field {
+        "ip" => s(ip),
+        "port" => i(port.unwrap_or(0) as i64),
+        "country" => t(place.and_then(|p| p.country.as_ref())),
+        "country_name" => t(place.and_then(|p| p.country_name.as_ref())),
+        "continent" => t(place.and_then(|p| p.continent.as_ref())),
+        "city" => t(place.and_then(|p| p.city.as_ref())),
+        "subdivision" => t(place.and_then(|p| p.subdivision.as_ref())),
+        "asn" => i(asn.and_then(|a| a.number).unwrap_or(0) as i64),
+        "as_org" => t(asn.and_then(|a| a.organization.as_ref())),
+        "internal" => b(asset.is_some()),
+        "asset.name" => s(asset.map_or("", |a| &a.name)),
+        "asset.owner" => t(asset.and_then(|a| a.owner.as_ref())),
+        "asset.criticality" => t(asset.and_then(|a| a.criticality.as_ref())),
+        "asset.criticality_level" => i(asset.map_or(0, |a| a.criticality_level())),
+        "asset.tags" => strs(asset.into_iter().flat_map(|a| a.tags.iter().map(|t| &**t))),
+        _ => None,
     }
-    if sc.uses(1) {
-        v.0[1] = Some(side(&a.src_ip, a.src_port, &e.src));
+}
+
+impl AlertVars<'_> {
+    fn of_kind<'b>(&'b self, kind: ContextKind, slots: &'b [usize]) -> V<'b> {
+        strs(self.around.iter().filter(move |c| c.kind == kind).flat_map(move |c| slots.iter().filter_map(move |&k| c.text[k])))
     }
-    if sc.uses(2) {
-        v.0[2] = Some(side(&a.dest_ip, a.dest_port, &e.dest));
+}
+
+impl VariableResolver for AlertVars<'_> {
+    fn resolve<'b>(&'b self, name: &str) -> Option<CowVal<'b, 'b>> {
+        let (a, e, d) = (self.alert, self.enrichment, &self.decided);
+        let (group, field) = name.split_once('.')?;
+        match group {
+            "alert" => match field {
+                "signature_id" => i(a.signature_id),
+                "signature" => s(&a.signature),
+                "category" => s(&a.category),
+                "severity" => i(a.severity as i64),
+                "sensor" => s(&a.sensor),
+                "proto" => s(&a.proto),
+                "src_port" => i(a.src_port.unwrap_or(0) as i64),
+                "dest_port" => i(a.dest_port.unwrap_or(0) as i64),
+                "flow_id" => i(a.flow_id.unwrap_or(0)),
+                "late" => b(d.late),
+                "dedup_count" => i(d.dedup_count),
+                "decision" => s(d.decision),
+                _ => None,
+            },
+            "src" => side(field, &a.src_ip, a.src_port, &e.src),
+            "dest" => side(field, &a.dest_ip, a.dest_port, &e.dest),
+            "intel" => {
+                let h = &e.intel;
+                match field {
+                    "matched" => b(!h.is_empty()),
+                    "count" => i(h.len() as i64),
+                    "max_confidence" => i(h.iter().map(|x| x.confidence as i64).max().unwrap_or(0)),
+                    "feeds" => strs(h.iter().map(|x| x.feed.strip_prefix("intel:").unwrap_or(&x.feed))),
+                    "types" => strs(h.iter().map(|x| x.kind.as_str())),
+                    "indicators" => strs(h.iter().map(|x| &*x.indicator)),
+                    "fields" => strs(h.iter().map(|x| x.field)),
+                    _ => None,
+                }
+            }
+            "history" => {
+                let none = crate::enrich::history::HistoryInfo::default();
+                let h = e.history.as_ref().unwrap_or(&none);
+                let verdicts = |v: &str| i(h.verdicts.iter().filter(|x| x.verdict == v).count() as i64);
+                match field {
+                    "signature_24h" => i(h.signature.last_24h as i64),
+                    "signature_7d" => i(h.signature.last_7d as i64),
+                    "src_24h" => i(h.src.last_24h as i64),
+                    "src_7d" => i(h.src.last_7d as i64),
+                    "dest_24h" => i(h.dest.last_24h as i64),
+                    "dest_7d" => i(h.dest.last_7d as i64),
+                    "pair_24h" => i(h.pair.last_24h as i64),
+                    "pair_7d" => i(h.pair.last_7d as i64),
+                    "first_signature" => b(h.signature.first_time),
+                    "first_src" => b(h.src.first_time),
+                    "first_dest" => b(h.dest.first_time),
+                    "first_pair" => b(h.pair.first_time),
+                    "verdicts" => match &e.history {
+                        Some(h) => strs(h.verdicts.iter().map(|x| x.verdict.as_str())),
+                        None => strs(std::iter::empty()),
+                    },
+                    "false_positives" => verdicts("false_positive"),
+                    "true_positives" => verdicts("true_positive"),
+                    _ => None,
+                }
+            }
+            "incident" => match field {
+                "count" => i(d.incidents.len() as i64),
+                "ids" => strs(d.incidents.iter().map(String::as_str)),
+                _ => None,
+            },
+            "context" => match field {
+                "dns" => self.of_kind(ContextKind::Dns, &[0]),
+                "http_hosts" => self.of_kind(ContextKind::Http, &[0]),
+                "urls" => self.of_kind(ContextKind::Http, &[1]),
+                "tls_sni" => self.of_kind(ContextKind::Tls, &[0]),
+                "ja3" => self.of_kind(ContextKind::Tls, &[2]),
+                "ja4" => self.of_kind(ContextKind::Tls, &[3]),
+                "files" => self.of_kind(ContextKind::FileInfo, &[0]),
+                "file_hashes" => self.of_kind(ContextKind::FileInfo, &[1, 2, 4]),
+                "anomalies" => i(self.around.iter().filter(|c| c.kind == ContextKind::Anomaly).count() as i64),
+                _ => None,
+            },
+            _ => None,
+        }
     }
-    if sc.uses(3) {
-        let hits = &e.intel;
-        v.0[3] = Some(map([
-            ("matched", Value::Bool(!hits.is_empty())),
-            ("count", Value::Int(hits.len() as i64)),
-            ("max_confidence", Value::Int(hits.iter().map(|h| h.confidence as i64).max().unwrap_or(0))),
-            ("feeds", uniq(hits.iter().map(|h| h.feed.strip_prefix("intel:").unwrap_or(&h.feed).to_string()))),
-            ("types", uniq(hits.iter().map(|h| h.kind.as_str().to_string()))),
-            ("indicators", uniq(hits.iter().map(|h| h.indicator.to_string()))),
-            ("fields", uniq(hits.iter().map(|h| h.field.to_string()))),
-        ]));
-    }
-    if sc.uses(4) {
-        let h = e.history.clone().unwrap_or_default();
-        let count = |name: &str| h.verdicts.iter().filter(|v| v.verdict == name).count() as i64;
-        v.0[4] = Some(map([
-            ("signature_24h", Value::Int(h.signature.last_24h as i64)),
-            ("signature_7d", Value::Int(h.signature.last_7d as i64)),
-            ("src_24h", Value::Int(h.src.last_24h as i64)),
-            ("src_7d", Value::Int(h.src.last_7d as i64)),
-            ("dest_24h", Value::Int(h.dest.last_24h as i64)),
-            ("dest_7d", Value::Int(h.dest.last_7d as i64)),
-            ("pair_24h", Value::Int(h.pair.last_24h as i64)),
-            ("pair_7d", Value::Int(h.pair.last_7d as i64)),
-            ("first_signature", Value::Bool(h.signature.first_time)),
-            ("first_src", Value::Bool(h.src.first_time)),
-            ("first_dest", Value::Bool(h.dest.first_time)),
-            ("first_pair", Value::Bool(h.pair.first_time)),
-            ("verdicts", list(h.verdicts.iter().map(|x| s(&x.verdict)))),
-            ("false_positives", Value::Int(count("false_positive"))),
-            ("true_positives", Value::Int(count("true_positive"))),
-        ]));
-    }
-    if sc.uses(5) {
-        v.0[5] = Some(map([("count", Value::Int(d.incidents.len() as i64)), ("ids", list(d.incidents.iter().map(|x| s(x))))]));
-    }
-    if sc.uses(6) {
-        let of = |kind: ContextKind, slot: usize| uniq(around.iter().filter(|c| c.kind == kind).filter_map(|c| c.text[slot]).map(str::to_string));
-        let hashes = uniq(around.iter().filter(|c| c.kind == ContextKind::FileInfo).flat_map(|c| [c.text[1], c.text[2], c.text[4]]).flatten().map(str::to_string));
-        v.0[6] = Some(map([
-            ("dns", of(ContextKind::Dns, 0)),
-            ("http_hosts", of(ContextKind::Http, 0)),
-            ("urls", of(ContextKind::Http, 1)),
-            ("tls_sni", of(ContextKind::Tls, 0)),
-            ("ja3", of(ContextKind::Tls, 2)),
-            ("ja4", of(ContextKind::Tls, 3)),
-            ("files", of(ContextKind::FileInfo, 0)),
-            ("file_hashes", hashes),
-            ("anomalies", Value::Int(around.iter().filter(|c| c.kind == ContextKind::Anomaly).count() as i64)),
-        ]));
-    }
-    v
 }

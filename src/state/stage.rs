@@ -31,7 +31,7 @@ use super::dedup::{Decision, DedupConfig, Rollup};
 use super::watermark::Watermark;
 use super::{AlertRecord, LatePolicy};
 use crate::enrich::{Enricher, Enrichment};
-use crate::score::vars::Decided;
+use crate::score::vars::{AlertVars, Decided};
 use crate::score::{Scored, Scorer};
 use crate::event::time::hour_bucket;
 use crate::event::{events_schema, EventBatch};
@@ -402,7 +402,7 @@ impl StateStage {
                 (Some(en), Some(sn)) => en.enrich(sn, a, &views),
                 _ => Enrichment::default(),
             };
-            let scored = self.scorer.as_ref().map(|sc| sc.score(&crate::score::vars::build(sc, a, &enrichment, Decided { dedup_count: dcount_v, decision: dkind, late: is_late, incidents: &joined }, &views)));
+            let scored = self.scorer.as_ref().map(|sc| sc.score(&AlertVars { alert: a, enrichment: &enrichment, decided: Decided { dedup_count: dcount_v, decision: dkind, late: is_late, incidents: &joined }, around: &views }));
             drop(views);
             if let Some(sc) = &scored {
                 self.score_counts.by_priority[sc.priority.unwrap_or(crate::score::Priority::Info) as usize] += 1;
