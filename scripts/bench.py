@@ -49,11 +49,61 @@ def parquet_rows(path):
     return ds.dataset(str(path), format="parquet").count_rows()
 
 
-def bench_alertflow(binary, data, out, state=True):
-    """The default configuration (state stage on: alerts, incidents, flow context), or
+def enrich_config(data, out, venv_site):
+    """A configuration with every enrichment source loaded: the real GeoLite2-City
+    database (PyPI maxminddb-geolite2), MaxMind's ASN test database, a 1 M-indicator feed
+    (IPs, CIDRs, domains, hashes; a few hundred taken from the input so alerts match) and
+    an asset inventory, plus the default scoring rules."""
+    import random
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = out / "enrich.toml"
+    if cfg.exists():
+        return cfg
+    city = next(c for p in venv_site for c in [Path(p) / "_maxminddb_geolite2" / "GeoLite2-City.mmdb"] if c.exists())
+    asn = Path(__file__).resolve().parent.parent / "tests/data/geoip/GeoLite2-ASN-Test.mmdb"
+    rnd = random.Random(1)
+    seen = set()
+    with open(data, "rb") as f:
+        for i, line in enumerate(f):
+            if i > 200_000 or len(seen) > 500:
+                break
+            if b'"alert"' in line:
+                e = json.loads(line)
+                seen.add(e.get("src_ip"))
+    seen.discard(None)
+    feed = out / "feed-1m.txt"
+    with open(feed, "w") as w:
+        for ip in sorted(seen):
+            w.write(ip + "\n")
+        for _ in range(600_000):
+            w.write(".".join(str(rnd.randrange(1, 224)) for _ in range(4)) + "\n")
+        for _ in range(20_000):
+            w.write(f"{rnd.randrange(1, 224)}.{rnd.randrange(256)}.{rnd.randrange(256)}.0/24\n")
+        for i in range(280_000):
+            w.write(f"h{rnd.getrandbits(32):x}.bad{i}.example\n")
+        for _ in range(100_000):
+            w.write(f"{rnd.getrandbits(256):064x}\n")
+    assets = out / "assets.csv"
+    with open(assets, "w") as w:
+        w.write("cidr,name,owner,criticality,tags\n10.0.0.0/8,corp,it,low,internal\n192.168.0.0/16,office,it,medium,internal\n")
+        for i in range(500):
+            w.write(f"10.{i // 250}.{i % 250}.0/24,segment-{i},team-{i % 7},{['low', 'medium', 'high', 'critical'][i % 4]},dc\n")
+    base = (Path(__file__).resolve().parent.parent / "configs/default.toml").read_text()
+    extra = f'\n[[enrich.intel]]\nname = "bench-1m"\npath = "{feed}"\nformat = "list"\nconfidence = 80\n'
+    base = base.replace('geoip_city = ""', f'geoip_city = "{city}"').replace('geoip_asn = ""', f'geoip_asn = "{asn}"').replace('assets = ""', f'assets = "{assets}"')
+    base = base.replace("# Priority scoring:", extra + "\n# Priority scoring:", 1)
+    cfg.write_text(base)
+    return cfg
+
+
+def bench_alertflow(binary, data, out, state=True, config=None):
+    """The default configuration (state stage on: alerts, incidents, flow context,
+    history and scoring), the same with every enrichment source loaded (`config`), or
     the archive alone with `[state] enabled = false`."""
     shutil.rmtree(out, ignore_errors=True)
     argv = [binary, "replay", "--json", "--archive", str(out)]
+    if config:
+        argv += ["--config", str(config)]
     if not state:
         out.mkdir(parents=True, exist_ok=True)
         cfg = out.parent / "state-off.toml"
@@ -184,6 +234,7 @@ def main():
     ap.add_argument("--fever")
     ap.add_argument("--out", required=True)
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--enrich", action="store_true", help="also run alertflow with GeoIP, a 1 M-indicator feed and assets loaded")
     ap.add_argument("datasets", nargs="+", help="name=path")
     args = ap.parse_args()
     out = Path(args.out)
@@ -195,6 +246,10 @@ def main():
         with open(data, "rb") as f:
             lines = sum(1 for l in f if l.strip())
         tools = [("alertflow", lambda d: bench_alertflow(args.alertflow, data, d))]
+        if args.enrich:
+            import site
+            cfg = enrich_config(data, out / f"enrich-{name}", site.getsitepackages())
+            tools.append(("alertflow-enriched", lambda d: bench_alertflow(args.alertflow, data, d, config=cfg)))
         tools.append(("alertflow-state-off", lambda d: bench_alertflow(args.alertflow, data, d, state=False)))
         tools.append(("duckdb", lambda d: bench_duckdb(data, d)))
         if args.tenzir:
@@ -240,6 +295,9 @@ def main():
         off = next((r for r in results if r["dataset"] == name and r["tool"] == "alertflow-state-off" and "wall" in r), None)
         if on and off:
             print(f"{name}: state stage on keeps {100 * off['wall'] / on['wall']:.0f} % of the archive-only throughput")
+        en = next((r for r in results if r["dataset"] == name and r["tool"] == "alertflow-enriched" and "wall" in r), None)
+        if en and off:
+            print(f"{name}: enrichment and scoring on (GeoIP, 1 M indicators, assets) keeps {100 * off['wall'] / en['wall']:.0f} % of the archive-only throughput")
 
 
 if __name__ == "__main__":

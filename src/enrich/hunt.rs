@@ -126,7 +126,7 @@ pub fn hunt(files: &[PathBuf], wanted: &[Wanted<'_>], out: &mut dyn Write) -> st
                                 let mut o = JsonObject::open(&mut found);
                                 o.str("feed", w.feed.strip_prefix("intel:").unwrap_or(w.feed));
                                 o.str("feed_version", w.version);
-                                o.str("indicator", &ind.value);
+                                o.str("indicator", ind.value);
                                 o.str("type", ind.kind.as_str());
                                 o.str("field", field);
                                 o.str("value", value);

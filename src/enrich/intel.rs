@@ -4,7 +4,6 @@
 //! either yields a whole set or a clear error (the previous set stays in use).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use foldhash::fast::FixedState;
@@ -94,15 +93,26 @@ impl Format {
     }
 }
 
-/// One indicator of a set.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Indicator {
+/// One indicator of a set (borrowed from the set).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Indicator<'a> {
     /// As normalized for matching (lowercase host, no scheme, masked network).
-    pub value: Box<str>,
+    pub value: &'a str,
     pub kind: Kind,
     /// 0–100.
     pub confidence: u8,
-    pub description: Option<Box<str>>,
+    pub description: Option<&'a str>,
+}
+
+/// How an indicator is stored: its text is a span of the set's one string.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    start: u32,
+    len: u32,
+    /// Index into `descriptions`, `u32::MAX` for none.
+    desc: u32,
+    kind: Kind,
+    confidence: u8,
 }
 
 /// How a feed is read.
@@ -143,21 +153,46 @@ impl Skipped {
     }
 }
 
-type Exact = HashMap<Box<str>, u32, FixedState>;
+/// Indices of entries, found by the hash of their text (4 bytes a slot: a million
+/// indicators cost their text plus a few bytes each, not an allocation each).
+type Exact = hashbrown::HashTable<u32>;
+
+/// The exact-match tables, by [`Kind`] (networks are in the prefix table).
+const DOMAINS: usize = 0;
+const SNI: usize = 1;
+const URLS: usize = 2;
+/// md5, sha1 and sha256 (their lengths differ).
+const HASHES: usize = 3;
+const JA3: usize = 4;
+const JA4: usize = 5;
+
+fn table_of(kind: Kind) -> usize {
+    match kind {
+        Kind::Domain => DOMAINS,
+        Kind::Sni => SNI,
+        Kind::Url => URLS,
+        Kind::Md5 | Kind::Sha1 | Kind::Sha256 => HASHES,
+        Kind::Ja3 => JA3,
+        Kind::Ja4 => JA4,
+        Kind::Ip => unreachable!("networks go to the prefix table"),
+    }
+}
 
 /// An immutable indicator set (one feed, one load).
 #[derive(Debug, Clone, Default)]
 pub struct IndicatorSet {
-    indicators: Vec<Indicator>,
+    /// Every indicator's normalized text, one after another.
+    text: String,
+    entries: Vec<Entry>,
+    descriptions: Vec<Box<str>>,
     ips: PrefixTable<u32>,
-    domains: Exact,
-    urls: Exact,
-    /// md5, sha1 and sha256 (their lengths differ).
-    hashes: Exact,
-    ja3: Exact,
-    ja4: Exact,
-    sni: Exact,
+    exact: [Exact; 6],
     pub skipped: Skipped,
+}
+
+fn hash_str(s: &str) -> u64 {
+    use std::hash::BuildHasher;
+    FixedState::default().hash_one(s)
 }
 
 /// A value an event offered for matching, and where it came from.
@@ -246,43 +281,50 @@ pub fn detect(s: &str) -> Option<Kind> {
 
 impl IndicatorSet {
     pub fn len(&self) -> usize {
-        self.indicators.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.indicators.is_empty()
+        self.entries.is_empty()
     }
 
-    pub fn indicator(&self, i: u32) -> &Indicator {
-        &self.indicators[i as usize]
+    #[inline]
+    fn text_of<'t>(text: &'t str, e: &Entry) -> &'t str {
+        &text[e.start as usize..(e.start + e.len) as usize]
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Indicator> {
-        self.indicators.iter()
+    pub fn indicator(&self, i: u32) -> Indicator<'_> {
+        let e = &self.entries[i as usize];
+        Indicator { value: Self::text_of(&self.text, e), kind: e.kind, confidence: e.confidence, description: self.descriptions.get(e.desc as usize).map(|d| &**d) }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Indicator<'_>> {
+        (0..self.entries.len() as u32).map(|i| self.indicator(i))
+    }
+
+    /// The exact table `t` entry for `key`.
+    #[inline]
+    fn find(&self, t: usize, key: &str) -> Option<u32> {
+        let table = &self.exact[t];
+        if table.is_empty() {
+            return None;
+        }
+        let (text, entries) = (&self.text, &self.entries);
+        table.find(hash_str(key), |&i| Self::text_of(text, &entries[i as usize]) == key).copied()
     }
 
     /// Adds one indicator of a known type; `Err` says why the value is not one.
     pub fn add(&mut self, kind: Kind, value: &str, confidence: u8, description: Option<&str>) -> Result<(), String> {
         let v = value.trim();
         let bad = || format!("`{}` is not a valid {}", cut(v), kind.as_str());
-        let (norm, map): (String, Option<&mut Exact>) = match kind {
+        let norm: String = match kind {
             Kind::Ip => {
                 let (net, len) = parse_cidr(v).ok_or_else(bad)?;
-                let norm = if (net.is_ipv4() && len == 32) || (net.is_ipv6() && len == 128) { net.to_string() } else { format!("{net}/{len}") };
-                let idx = self.indicators.len() as u32;
-                if let Some((l, &prev)) = self.ips.lookup(net) {
-                    if l == len {
-                        self.raise(prev, confidence);
-                        return Ok(());
-                    }
-                }
-                self.ips.insert(net, len, idx);
-                self.push(norm, kind, confidence, description);
+                self.add_net(net, len, v, confidence, description);
                 return Ok(());
             }
-            Kind::Domain => (normalize_domain(v).ok_or_else(bad)?, Some(&mut self.domains)),
-            Kind::Sni => (normalize_domain(v).ok_or_else(bad)?, Some(&mut self.sni)),
-            Kind::Url => (normalize_url(v).ok_or_else(bad)?, Some(&mut self.urls)),
+            Kind::Domain | Kind::Sni => normalize_domain(v).ok_or_else(bad)?,
+            Kind::Url => normalize_url(v).ok_or_else(bad)?,
             Kind::Md5 | Kind::Sha1 | Kind::Sha256 => {
                 let want = match kind {
                     Kind::Md5 => 32,
@@ -292,40 +334,93 @@ impl IndicatorSet {
                 if v.len() != want || !is_hex(v) {
                     return Err(bad());
                 }
-                (v.to_ascii_lowercase(), Some(&mut self.hashes))
+                v.to_ascii_lowercase()
             }
             Kind::Ja3 => {
                 if v.len() != 32 || !is_hex(v) {
                     return Err(bad());
                 }
-                (v.to_ascii_lowercase(), Some(&mut self.ja3))
+                v.to_ascii_lowercase()
             }
             Kind::Ja4 => {
-                if !looks_like_ja4(&v.to_ascii_lowercase()) {
+                let l = v.to_ascii_lowercase();
+                if !looks_like_ja4(&l) {
                     return Err(bad());
                 }
-                (v.to_ascii_lowercase(), Some(&mut self.ja4))
+                l
             }
         };
-        let map = map.expect("exact kinds have a map");
-        let idx = self.indicators.len() as u32;
-        if let Some(&prev) = map.get(norm.as_str()) {
-            self.raise(prev, confidence);
-            return Ok(());
-        }
-        map.insert(norm.clone().into_boxed_str(), idx);
-        self.push(norm, kind, confidence, description);
+        self.add_exact(kind, norm, confidence, description);
         Ok(())
+    }
+
+    /// Adds an entry whose type is recognized from its shape (`None`: not an indicator).
+    fn add_detected(&mut self, v: &str, confidence: u8, description: Option<&str>) -> Option<()> {
+        if let Some((net, len)) = parse_cidr(v) {
+            self.add_net(net, len, v, confidence, description);
+            return Some(());
+        }
+        let kind = match detect(v)? {
+            Kind::Domain => {
+                self.add_exact(Kind::Domain, normalize_domain(v)?, confidence, description);
+                return Some(());
+            }
+            k => k,
+        };
+        self.add(kind, v, confidence, description).ok()
+    }
+
+    fn add_net(&mut self, net: IpAddr, len: u8, text: &str, confidence: u8, description: Option<&str>) {
+        let host = (net.is_ipv4() && len == 32) || (net.is_ipv6() && len == 128);
+        if let Some((l, &prev)) = self.ips.lookup(net) {
+            if l == len {
+                self.raise(prev, confidence);
+                return;
+            }
+        }
+        let idx = self.entries.len() as u32;
+        self.ips.insert(net, len, idx);
+        // A plain IPv4 address is kept as written (it is canonical); others are formatted.
+        if host && net.is_ipv4() && !text.contains('/') {
+            self.push(text, Kind::Ip, confidence, description);
+        } else if host {
+            self.push(&net.to_string(), Kind::Ip, confidence, description);
+        } else {
+            self.push(&format!("{net}/{len}"), Kind::Ip, confidence, description);
+        }
+    }
+
+    fn add_exact(&mut self, kind: Kind, norm: String, confidence: u8, description: Option<&str>) {
+        let t = table_of(kind);
+        if let Some(prev) = self.find(t, &norm) {
+            self.raise(prev, confidence);
+            return;
+        }
+        let idx = self.entries.len() as u32;
+        self.push(&norm, kind, confidence, description);
+        let (text, entries) = (&self.text, &self.entries);
+        self.exact[t].insert_unique(hash_str(&norm), idx, |&i| hash_str(Self::text_of(text, &entries[i as usize])));
     }
 
     /// The same indicator listed twice keeps its highest confidence.
     fn raise(&mut self, i: u32, confidence: u8) {
-        let ind = &mut self.indicators[i as usize];
-        ind.confidence = ind.confidence.max(confidence);
+        let e = &mut self.entries[i as usize];
+        e.confidence = e.confidence.max(confidence.min(100));
     }
 
-    fn push(&mut self, norm: String, kind: Kind, confidence: u8, description: Option<&str>) {
-        self.indicators.push(Indicator { value: norm.into_boxed_str(), kind, confidence: confidence.min(100), description: description.filter(|d| !d.is_empty()).map(|d| cut(d).into()) });
+    fn push(&mut self, value: &str, kind: Kind, confidence: u8, description: Option<&str>) {
+        let start = self.text.len() as u32;
+        self.text.push_str(value);
+        let desc = match description.filter(|d| !d.is_empty()) {
+            // Feeds repeat one description over many entries.
+            Some(d) if self.descriptions.last().is_some_and(|l| **l == *cut(d)) => self.descriptions.len() as u32 - 1,
+            Some(d) => {
+                self.descriptions.push(cut(d).into());
+                self.descriptions.len() as u32 - 1
+            }
+            None => u32::MAX,
+        };
+        self.entries.push(Entry { start, len: value.len() as u32, desc, kind, confidence: confidence.min(100) });
     }
 
     /// The indicator an event value matches, if any.
@@ -338,40 +433,40 @@ impl IndicatorSet {
                 }
                 self.ips.lookup(ip).map(|(_, &i)| i)
             }
-            Probe::Domain(d) => self.lookup_domain(&self.domains, d),
+            Probe::Domain(d) => self.lookup_domain(DOMAINS, d),
             Probe::Sni(d) => {
                 let d = lower(d.trim_end_matches('.'));
-                self.sni.get(d.as_ref()).copied().or_else(|| self.lookup_domain(&self.domains, &d))
+                self.find(SNI, &d).or_else(|| self.lookup_domain(DOMAINS, &d))
             }
             Probe::Url(host, url) => {
-                if self.urls.is_empty() {
+                if self.exact[URLS].is_empty() {
                     return None;
                 }
                 let full = match (host, url.starts_with('/')) {
                     (Some(h), true) => format!("{}{}", h.to_ascii_lowercase(), url),
                     _ => normalize_url(url)?,
                 };
-                self.urls.get(full.as_str()).copied().or_else(|| {
+                self.find(URLS, &full).or_else(|| {
                     // An indicator without a query matches the URL with any query.
                     let (base, _) = full.split_once('?')?;
-                    self.urls.get(base).copied()
+                    self.find(URLS, base)
                 })
             }
-            Probe::Hash(h) => (!self.hashes.is_empty()).then(|| self.hashes.get(lower(h).as_ref()).copied()).flatten(),
-            Probe::Ja3(h) => (!self.ja3.is_empty()).then(|| self.ja3.get(lower(h).as_ref()).copied()).flatten(),
-            Probe::Ja4(h) => (!self.ja4.is_empty()).then(|| self.ja4.get(lower(h).as_ref()).copied()).flatten(),
+            Probe::Hash(h) => self.find(HASHES, &lower(h)),
+            Probe::Ja3(h) => self.find(JA3, &lower(h)),
+            Probe::Ja4(h) => self.find(JA4, &lower(h)),
         }
     }
 
     /// `a.b.evil.example` matches an entry for itself, `b.evil.example` or `evil.example`.
-    fn lookup_domain(&self, map: &Exact, name: &str) -> Option<u32> {
-        if map.is_empty() {
+    fn lookup_domain(&self, t: usize, name: &str) -> Option<u32> {
+        if self.exact[t].is_empty() {
             return None;
         }
         let name = lower(name.trim_end_matches('.'));
         let mut s: &str = &name;
         loop {
-            if let Some(&i) = map.get(s) {
+            if let Some(i) = self.find(t, s) {
                 return Some(i);
             }
             match s.find('.') {
@@ -384,18 +479,13 @@ impl IndicatorSet {
     /// Indicators of `self` that `old` did not have (what a retro-hunt looks for).
     pub fn added_since(&self, old: &IndicatorSet) -> IndicatorSet {
         let mut out = IndicatorSet::default();
-        for ind in &self.indicators {
+        for ind in self.iter() {
             let known = match ind.kind {
-                Kind::Ip => parse_cidr(&ind.value).is_some_and(|(n, l)| old.ips.contains_net(n, l)),
-                Kind::Domain => old.domains.contains_key(&*ind.value),
-                Kind::Sni => old.sni.contains_key(&*ind.value),
-                Kind::Url => old.urls.contains_key(&*ind.value),
-                Kind::Md5 | Kind::Sha1 | Kind::Sha256 => old.hashes.contains_key(&*ind.value),
-                Kind::Ja3 => old.ja3.contains_key(&*ind.value),
-                Kind::Ja4 => old.ja4.contains_key(&*ind.value),
+                Kind::Ip => parse_cidr(ind.value).is_some_and(|(n, l)| old.ips.contains_net(n, l)),
+                k => old.find(table_of(k), ind.value).is_some(),
             };
             if !known {
-                let _ = out.add(ind.kind, &ind.value, ind.confidence, ind.description.as_deref());
+                let _ = out.add(ind.kind, ind.value, ind.confidence, ind.description);
             }
         }
         out
@@ -429,6 +519,8 @@ fn cut(s: &str) -> &str {
 }
 
 fn load_list(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), String> {
+    set.entries.reserve(memchr::memchr_iter(b'\n', text.as_bytes()).count());
+    set.text.reserve(text.len());
     for (n, line) in text.lines().enumerate() {
         let (value, comment) = match line.split_once('#') {
             Some((v, c)) => (v.trim(), Some(c.trim())),
@@ -439,11 +531,14 @@ fn load_list(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), 
         }
         // Some lists put a value per line followed by other columns.
         let value = value.split([' ', '\t', ',', ';']).next().unwrap_or(value);
-        let kind = match o.kind.or_else(|| detect(value)) {
-            Some(k) => k,
-            None => return Err(format!("line {}: `{}` is not an IP, CIDR, domain, URL, hash or JA4 (set `type` for the feed if it is)", n + 1, cut(value))),
-        };
-        set.add(kind, value, o.confidence, comment).map_err(|e| format!("line {}: {e}", n + 1))?;
+        match o.kind {
+            Some(kind) => set.add(kind, value, o.confidence, comment).map_err(|e| format!("line {}: {e}", n + 1))?,
+            None => {
+                if set.add_detected(value, o.confidence, comment).is_none() {
+                    return Err(format!("line {}: `{}` is not an IP, CIDR, domain, URL, hash or JA4 (set `type` for the feed if it is)", n + 1, cut(value)));
+                }
+            }
+        }
     }
     Ok(())
 }

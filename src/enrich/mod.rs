@@ -350,7 +350,7 @@ pub struct Side {
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntelHit {
     pub feed: Arc<str>,
-    pub indicator: Box<str>,
+    pub indicator: Arc<str>,
     pub kind: Kind,
     /// Where the value was: `src_ip`, `dest_ip`, `dns.rrname`, `dns.answer`,
     /// `http.hostname`, `http.url`, `tls.sni`, `tls.ja3`, `tls.ja4`, `fileinfo.md5`,
@@ -502,10 +502,10 @@ impl Enricher {
                 for (field, p, value) in &probes {
                     if let Some(i) = feed.data.lookup(*p) {
                         let ind = feed.data.indicator(i);
-                        if e.intel.iter().any(|h| h.indicator == ind.value && h.feed.as_ref() == feed.version.name && h.field == *field) {
+                        if e.intel.iter().any(|h| &*h.indicator == ind.value && h.feed.as_ref() == feed.version.name && h.field == *field) {
                             continue;
                         }
-                        e.intel.push(IntelHit { feed: feed.version.name.as_str().into(), indicator: ind.value.clone(), kind: ind.kind, field, value: (*value).into(), confidence: ind.confidence, description: ind.description.clone() });
+                        e.intel.push(IntelHit { feed: feed.version.name.as_str().into(), indicator: ind.value.into(), kind: ind.kind, field, value: (*value).into(), confidence: ind.confidence, description: ind.description.map(Into::into) });
                     }
                 }
             }

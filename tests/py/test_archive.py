@@ -269,3 +269,69 @@ def test_flow_context_is_json_duckdb_can_query(tmp_path):
     ).fetchall()
     # Every alert from 20 on joins the incident and adds its flow's TLS name (at most 16 listed).
     assert ctx == [(6, 6)], ctx
+
+
+def test_enrichment_and_score_columns_duckdb_reads(tmp_path):
+    """GeoIP, ASN, asset, intel, score and priority are columns analysts filter on;
+    reasons, recommendations and intel matches are JSON DuckDB reads; source versions a
+    list. The MaxMind test databases give 81.2.69.142 → GB and 1.128.0.1 → AS1221."""
+    data = Path(__file__).resolve().parent.parent / "data"
+    feed = tmp_path / "feed.txt"
+    feed.write_text("81.2.69.142\nbad.example\n")
+    assets = tmp_path / "assets.csv"
+    assets.write_text("cidr,name,owner,criticality,tags\n10.20.30.40,db-primary,dba,critical,db\n")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'''
+[enrich]
+geoip_city = "{data / 'geoip/GeoIP2-City-Test.mmdb'}"
+geoip_asn = "{data / 'geoip/GeoLite2-ASN-Test.mmdb'}"
+assets = "{assets}"
+[[enrich.intel]]
+name = "local"
+path = "{feed}"
+confidence = 90
+[score]
+aggregator = "sum"
+[[score.rules]]
+name = "intel"
+when = "intel.matched"
+score = 60
+reason = "{{{{intel.indicators}}}}"
+[[score.rules]]
+name = "crown jewel"
+when = "dest.asset.criticality_level == 4"
+score = 35
+reason = "targets {{{{dest.asset.name}}}}"
+[[score.recommend]]
+name = "block"
+when = "intel.matched"
+actions = ["block {{{{src.ip}}}}"]
+evidence = "{{{{intel.fields}}}}"
+''')
+    lines = []
+    for i, (src, dst) in enumerate([("81.2.69.142", "10.20.30.40"), ("1.128.0.1", "10.0.0.9"), ("192.0.2.1", "192.0.2.2")]):
+        lines.append(json.dumps({"timestamp": f"2026-11-28T10:00:0{i}.000000+0000", "flow_id": 100 + i, "event_type": "alert", "src_ip": src, "src_port": 1000,
+                                 "dest_ip": dst, "dest_port": 443, "proto": "TCP",
+                                 "alert": {"action": "allowed", "gid": 1, "signature_id": 2000 + i, "rev": 1, "signature": f"sig {i}", "category": "Misc", "severity": 2}}))
+    eve = tmp_path / "eve.json"
+    eve.write_text("\n".join(lines) + "\n")
+    root = tmp_path / "archive"
+    subprocess.run([BIN, "replay", "--config", str(cfg), "--archive", str(root), str(eve)], check=True, capture_output=True)
+    con = duckdb.connect()
+    rows = con.execute(
+        f"""SELECT alert_signature_id, src_country, src_asn, src_as_org, dest_asset, score, priority,
+                   json_extract_string(intel, '$[0].indicator'), json_extract_string(reasons, '$[1].reason'),
+                   json_extract_string(recommendations, '$[0].actions[0]'), len(source_versions),
+                   json_extract_string(enrichment, '$.src.geo.city')
+            FROM read_parquet('{root}/alerts/**/*.parquet') ORDER BY alert_signature_id"""
+    ).fetchall()
+    assert rows[0] == (2000, "GB", None, None, "db-primary", 95, "critical", "81.2.69.142", "targets db-primary", "block 81.2.69.142", 4, "London")
+    assert rows[1][:7] == (2001, "AU", 1221, "Telstra Pty Ltd", None, 0, "info")
+    assert rows[2][5:7] == (0, "info") and rows[2][7] is None
+    # pyarrow sees the same types.
+    t = ds.dataset(str(root / "alerts"), format="parquet", partitioning="hive").to_table()
+    assert t.schema.field("score").type == pa.int32()
+    assert t.schema.field("src_asn").type == pa.int64()
+    assert pa.types.is_list(t.schema.field("source_versions").type)
+    versions = t.column("source_versions").to_pylist()[0]
+    assert sorted(v.split("@")[0] for v in versions) == ["assets", "geoip-asn", "geoip-city", "intel:local"]
