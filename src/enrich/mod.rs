@@ -199,6 +199,8 @@ pub struct Sources {
     pub asn: Option<Source<GeoDb>>,
     pub intel: Vec<Source<IndicatorSet>>,
     pub assets: Option<Source<AssetTable>>,
+    /// The first load, when it runs beside the pipeline's start ([`Sources::open_background`]).
+    initial: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// What one reload pass did, per source.
@@ -214,6 +216,13 @@ impl Sources {
     /// Builds the sources of a configuration and loads them once; the report says what
     /// failed (those sources stay empty until their file loads).
     pub fn open(cfg: &EnrichConfig) -> (Arc<Sources>, ReloadReport) {
+        let s = Arc::new(Sources::unloaded(cfg));
+        let report = s.reload(true);
+        (s, report)
+    }
+
+    /// The sources of a configuration, nothing loaded yet.
+    fn unloaded(cfg: &EnrichConfig) -> Sources {
         let geo = |name: &str, path: &Option<PathBuf>, kind: DbKind| path.clone().map(|p| Source::new(name, p, move |b| GeoDb::load(b, kind)));
         let intel = cfg
             .intel
@@ -226,14 +235,41 @@ impl Sources {
                 })
             })
             .collect();
-        let s = Arc::new(Sources {
+        Sources {
             city: geo("geoip-city", &cfg.geoip_city, DbKind::City),
             asn: geo("geoip-asn", &cfg.geoip_asn, DbKind::Asn),
             intel,
             assets: cfg.assets.clone().map(|p| Source::new("assets", p, |b: Vec<u8>| AssetTable::load(&b))),
-        });
-        let report = s.reload(true);
-        (s, report)
+            initial: Mutex::new(None),
+        }
+    }
+
+    /// [`Sources::open`] with the first load on a thread of its own, so the pipeline
+    /// starts reading meanwhile; the first enriched batch waits for it
+    /// ([`Sources::wait_loaded`]): every alert sees the loaded sources.
+    pub fn open_background(cfg: &EnrichConfig) -> Arc<Sources> {
+        let s = Arc::new(Sources::unloaded(cfg));
+        let bg = s.clone();
+        let handle = std::thread::Builder::new()
+            .name("enrich-load".into())
+            .spawn(move || {
+                let r = bg.reload(true);
+                if !r.loaded.is_empty() {
+                    tracing::info!(sources = ?r.loaded, "enrichment sources loaded");
+                }
+            })
+            .expect("spawn the enrichment loader");
+        *s.initial.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        s
+    }
+
+    /// Waits for the first load started by [`Sources::open_background`] (at once when
+    /// there is none or it is done).
+    pub fn wait_loaded(&self) {
+        let h = self.initial.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = h {
+            let _ = h.join();
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -250,14 +286,23 @@ impl Sources {
                 Outcome::Unchanged => {}
             }
         }
-        for s in [&self.city, &self.asn].into_iter().flatten() {
-            note(&mut r, &s.name, &s.reload(force));
+        // Each source loads on a thread of its own (they are independent files).
+        let (geo, assets, feeds) = std::thread::scope(|sc| {
+            let geo: Vec<_> = [&self.city, &self.asn].into_iter().flatten().map(|s| (s, sc.spawn(move || s.reload(force)))).collect();
+            let assets = self.assets.as_ref().map(|a| (a, sc.spawn(move || a.reload(force))));
+            let feeds: Vec<_> = self.intel.iter().map(|f| (f, sc.spawn(move || f.reload(force)))).collect();
+            let geo: Vec<_> = geo.into_iter().map(|(s, h)| (s, h.join().unwrap_or_else(|_| Outcome::Failed("loader panicked".into())))).collect();
+            let assets = assets.map(|(a, h)| (a, h.join().unwrap_or_else(|_| Outcome::Failed("loader panicked".into()))));
+            let feeds: Vec<_> = feeds.into_iter().map(|(f, h)| (f, h.join().unwrap_or_else(|_| Outcome::Failed("loader panicked".into())))).collect();
+            (geo, assets, feeds)
+        });
+        for (s, o) in &geo {
+            note(&mut r, &s.name, o);
         }
-        if let Some(a) = &self.assets {
-            note(&mut r, &a.name, &a.reload(force));
+        if let Some((a, o)) = &assets {
+            note(&mut r, &a.name, o);
         }
-        for f in &self.intel {
-            let o = f.reload(force);
+        for (f, o) in feeds {
             note(&mut r, &f.name, &o);
             if let Outcome::Loaded { old: Some(old), new } = o {
                 let added = new.data.added_since(&old.data);
@@ -392,6 +437,8 @@ pub struct Enricher {
     memo_of: (usize, usize),
     history: Option<History>,
     verdicts: Arc<dyn VerdictStore>,
+    /// The first load has been waited for.
+    loaded: bool,
     pub counts: EnrichCounts,
 }
 
@@ -407,6 +454,7 @@ impl Enricher {
             memo_of: (0, 0),
             history: cfg.history.then(|| History::new(cfg.history_max_keys)),
             verdicts: Arc::new(NoVerdicts),
+            loaded: false,
             counts: EnrichCounts::default(),
         }
     }
@@ -426,6 +474,10 @@ impl Enricher {
 
     /// The snapshot for one batch (drops memo entries of replaced databases).
     pub fn snapshot(&mut self) -> Snapshot {
+        if !self.loaded {
+            self.sources.wait_loaded();
+            self.loaded = true;
+        }
         let s = self.sources.snapshot();
         let of = (ptr(&s.city), ptr(&s.asn));
         if of != self.memo_of {

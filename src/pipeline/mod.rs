@@ -329,10 +329,7 @@ pub fn run(cfg: &Config, mode: Mode, shutdown: Arc<AtomicBool>, progress: Option
 /// retro-hunt over the archive.
 fn start_enrichment(cfg: &Config) -> crate::enrich::EnrichRuntime {
     use crate::enrich::{spawn_reloader, EnrichRuntime, Sources, RELOAD_REQUESTED};
-    let (sources, report) = Sources::open(&cfg.enrich);
-    if !report.loaded.is_empty() {
-        tracing::info!(sources = ?report.loaded, "enrichment sources loaded");
-    }
+    let sources = Sources::open_background(&cfg.enrich);
     let hunt = crate::enrich::hunt::RetroHunt::from_config(cfg);
     spawn_reloader(&sources, cfg.enrich.reload_poll, &RELOAD_REQUESTED, move |report| {
         if let Some(h) = &hunt {
