@@ -59,6 +59,9 @@ pub const ENRICH_GEO_LOOKUPS: &str = "alertflow_enrich_geo_lookups_total";
 pub const ENRICH_GEO_MEMO_HITS: &str = "alertflow_enrich_geo_memo_hits_total";
 /// Lookups that failed, by reason (`bad_ip`, `geo_decode`).
 pub const ENRICH_LOOKUP_FAILURES: &str = "alertflow_enrich_lookup_failures_total";
+/// `intel_alert` lines for indicators in traffic without an alert, and repeats held back.
+pub const ENRICH_SIGHTINGS: &str = "alertflow_enrich_sightings_total";
+pub const ENRICH_SIGHTINGS_REPEATED: &str = "alertflow_enrich_sightings_repeated_total";
 /// Alerts scored, by priority.
 pub const SCORE_ALERTS: &str = "alertflow_score_alerts_total";
 /// Rule evaluations that failed (type errors…): the rule does not match.
@@ -145,6 +148,8 @@ pub fn describe() {
     describe_counter!(ENRICH_GEO_MEMO_HITS, "GeoIP lookups answered by the per-thread memo");
     describe_counter!(ENRICH_LOOKUP_FAILURES, "enrichment lookups that failed, by reason");
     describe_counter!(SCORE_ALERTS, "alerts scored, by priority");
+    describe_counter!(ENRICH_SIGHTINGS, "intel_alert lines for indicators seen in traffic without an alert");
+    describe_counter!(ENRICH_SIGHTINGS_REPEATED, "indicator sightings held back as repeats within the hour");
     describe_counter!(SCORE_RULE_ERRORS, "scoring rule evaluations that failed");
     describe_counter!("alertflow_enrich_reloads_total", "enrichment source loads by source and result (ok, failed)");
     describe_gauge!("alertflow_enrich_indicators", "indicators per threat-intel feed");

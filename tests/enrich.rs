@@ -481,3 +481,38 @@ fn retro_hunt_scans_the_archive_for_indicators_a_feed_gained() {
     assert_eq!((http, files), (want_http, want_files), "every archived event with a new indicator, once");
     assert!(want_http >= 30 && want_files >= 5);
 }
+
+#[test]
+fn indicators_in_traffic_without_alerts_become_intel_alert_lines_once_an_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("feed.txt");
+    write(&feed, b"c2.evil.example\n198.51.100.66\n");
+    let cfg = EnrichConfig { intel: vec![FeedConfig { name: "f".into(), path: feed, format: None, kind: None, confidence: 90, to_ids_only: true }], ..Default::default() };
+    let (sources, _) = Sources::open(&cfg);
+    let mut stage = StateStage::new(&StateConfig { enrich: Some(EnrichRuntime { sources, config: cfg, scorer: None }), ..Default::default() });
+    let t = |s: i64| jiff::Timestamp::from_second(1_795_000_000 + s).unwrap().strftime("%Y-%m-%dT%H:%M:%S%.6f+0000").to_string();
+    let dns = |s: i64, host: &str| format!(r#"{{"timestamp":"{}","flow_id":{},"event_type":"dns","src_ip":"{host}","src_port":5353,"dest_ip":"10.0.0.53","dest_port":53,"proto":"UDP","dns":{{"type":"query","rrname":"www.c2.evil.example","rrtype":"A"}}}}"#, t(s), 100 + s);
+    let flow = format!(r#"{{"timestamp":"{}","flow_id":7,"event_type":"flow","src_ip":"10.0.0.5","src_port":40000,"dest_ip":"198.51.100.66","dest_port":443,"proto":"TCP","flow":{{"pkts_toserver":3,"pkts_toclient":2,"bytes_toserver":300,"bytes_toclient":200,"state":"closed","reason":"timeout"}}}}"#, t(5));
+    let lines = [dns(0, "10.0.0.5"), dns(60, "10.0.0.5"), dns(120, "10.0.0.6"), flow, dns(4000, "10.0.0.5")];
+    let mut parser = EveParser::new(ParseLimits::default());
+    let mut b = EventBatchBuilder::with_capacity(lines.len(), 4096);
+    for l in &lines {
+        parser.parse(l.as_bytes(), |v| b.append(v, v.timestamp_us.unwrap_or(0), "test", l)).unwrap();
+    }
+    let out = stage.process(&b.finish(), 1_795_000_000_000_000);
+    let sightings: Vec<Value> = out.lines.iter().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|v| v["type"] == "intel_alert").collect();
+    let got: Vec<(String, String, String)> = sightings.iter().map(|v| (v["src_ip"].as_str().unwrap().to_string(), v["matches"][0]["field"].as_str().unwrap().to_string(), v["timestamp"].as_str().unwrap()[11..19].to_string())).collect();
+    // The second query of 10.0.0.5 within the hour is a repeat; the one after the hour is new.
+    let base = |s: i64| jiff::Timestamp::from_second(1_795_000_000 + s).unwrap().to_string()[11..19].to_string();
+    assert_eq!(
+        got,
+        [
+            ("10.0.0.5".to_string(), "dns.rrname".to_string(), base(0)),
+            ("10.0.0.6".into(), "dns.rrname".into(), base(120)),
+            ("10.0.0.5".into(), "dest_ip".into(), base(5)),
+            ("10.0.0.5".into(), "dns.rrname".into(), base(4000)),
+        ]
+    );
+    assert!(sightings.iter().all(|v| v["origin"] == "live" && v["matches"][0]["confidence"] == 90));
+    assert_eq!(sightings[0]["matches"][0]["indicator"], "c2.evil.example");
+}

@@ -414,7 +414,7 @@ fn read_enrich(cx: &mut Cx, root: &Tbl) -> crate::enrich::EnrichConfig {
     use crate::enrich::intel::{Format, Kind};
     use crate::enrich::{EnrichConfig, FeedConfig};
     let e = cx.section(root, "enrich");
-    cx.unknown_keys(&e, &["enabled", "geoip_city", "geoip_asn", "assets", "intel", "history", "history_max_keys", "memo_entries", "reload_poll_secs", "retro_hunt_days", "retro_hunt_output"]);
+    cx.unknown_keys(&e, &["enabled", "geoip_city", "geoip_asn", "assets", "intel", "history", "history_max_keys", "memo_entries", "reload_poll_secs", "retro_hunt_days", "retro_hunt_output", "sightings"]);
     let path = |cx: &mut Cx, key: &str| cx.string(&e, key).filter(|p| !p.is_empty()).map(PathBuf::from);
     let d = EnrichConfig::default();
     let mut intel: Vec<FeedConfig> = Vec::new();
@@ -457,6 +457,7 @@ fn read_enrich(cx: &mut Cx, root: &Tbl) -> crate::enrich::EnrichConfig {
         reload_poll: Duration::from_secs(cx.uint(&e, "reload_poll_secs", d.reload_poll.as_secs(), 0, 86_400)),
         retro_hunt_days: cx.uint(&e, "retro_hunt_days", d.retro_hunt_days as u64, 0, 3650) as u32,
         retro_hunt_output: path(cx, "retro_hunt_output"),
+        sightings: cx.boolean(&e, "sightings", d.sightings),
     }
 }
 

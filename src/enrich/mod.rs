@@ -63,11 +63,14 @@ pub struct EnrichConfig {
     pub retro_hunt_days: u32,
     /// Where retro-hunt matches go (JSON lines); `None`: the state output.
     pub retro_hunt_output: Option<PathBuf>,
+    /// Indicators seen in events that raised no alert (dns, http, tls, fileinfo, flow)
+    /// become `intel_alert` lines.
+    pub sightings: bool,
 }
 
 impl Default for EnrichConfig {
     fn default() -> Self {
-        Self { enabled: true, geoip_city: None, geoip_asn: None, intel: Vec::new(), assets: None, history: true, history_max_keys: 200_000, memo_entries: 65_536, reload_poll: Duration::from_secs(5), retro_hunt_days: 7, retro_hunt_output: None }
+        Self { enabled: true, geoip_city: None, geoip_asn: None, intel: Vec::new(), assets: None, history: true, history_max_keys: 200_000, memo_entries: 65_536, reload_poll: Duration::from_secs(5), retro_hunt_days: 7, retro_hunt_output: None, sightings: true }
     }
 }
 
@@ -427,6 +430,9 @@ pub struct EnrichCounts {
     /// The database could not decode its record.
     pub geo_errors: u64,
     pub intel_hits: u64,
+    /// `intel_alert` lines for events without an alert, and repeats held back.
+    pub sightings: u64,
+    pub sightings_repeated: u64,
 }
 
 /// The per-thread part: memo and history.
@@ -439,6 +445,9 @@ pub struct Enricher {
     verdicts: Arc<dyn VerdictStore>,
     /// The first load has been waited for.
     loaded: bool,
+    /// Sightings already reported: (feed, indicator, source) → event time, so a host
+    /// that keeps resolving a listed name is reported once an hour, not per query.
+    sighted: Option<LruCache<u64, i64>>,
     pub counts: EnrichCounts,
 }
 
@@ -455,6 +464,7 @@ impl Enricher {
             history: cfg.history.then(|| History::new(cfg.history_max_keys)),
             verdicts: Arc::new(NoVerdicts),
             loaded: false,
+            sighted: cfg.sightings.then(|| LruCache::new(NonZeroUsize::new(65_536).expect("non-zero"))),
             counts: EnrichCounts::default(),
         }
     }
@@ -570,6 +580,95 @@ impl Enricher {
             e.history = Some(info);
         }
         e
+    }
+}
+
+/// How long a sighting (feed, indicator, source) is not reported again, in event time.
+const SIGHTING_REPEAT_US: i64 = 3_600_000_000;
+
+impl Enricher {
+    /// Matches an event that is not an alert (its addresses and, for dns, http, tls and
+    /// fileinfo, its names and hashes); a match becomes an `intel_alert` line, once per
+    /// feed, indicator and source an hour.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sighting(&mut self, snap: &Snapshot, ts_us: i64, flow_id: Option<i64>, src: Option<&str>, dest: Option<&str>, c: Option<&ContextView<'_>>) -> Option<String> {
+        let sighted = self.sighted.as_mut()?;
+        if snap.intel.is_empty() {
+            return None;
+        }
+        let mut probes: Vec<(&'static str, Probe<'_>, &str)> = Vec::with_capacity(6);
+        for (field, ip) in [("src_ip", src), ("dest_ip", dest)] {
+            if let Some(text) = ip.filter(|t| !t.is_empty()) {
+                if let Ok(a) = text.parse() {
+                    probes.push((field, Probe::Ip(a), text));
+                }
+            }
+        }
+        let mut answers = Vec::new();
+        if let Some(c) = c {
+            context_probes(c, &mut probes, &mut answers);
+        }
+        for (ip, text) in &answers {
+            probes.push(("dns.answer", Probe::Ip(*ip), text));
+        }
+        let mut found = String::new();
+        let mut n = 0;
+        for feed in &snap.intel {
+            for (field, p, value) in &probes {
+                let Some(k) = feed.data.lookup(*p) else { continue };
+                let ind = feed.data.indicator(k);
+                let key = {
+                    let mut h = xxhash_rust::xxh3::Xxh3::new();
+                    for part in [feed.version.name.as_bytes(), ind.value.as_bytes(), src.unwrap_or("").as_bytes()] {
+                        h.update(part);
+                        h.update(&[0]);
+                    }
+                    h.digest()
+                };
+                match sighted.get(&key) {
+                    Some(&at) if (ts_us - at).abs() < SIGHTING_REPEAT_US => {
+                        self.counts.sightings_repeated += 1;
+                        continue;
+                    }
+                    _ => {
+                        sighted.put(key, ts_us);
+                    }
+                }
+                found.push(if n == 0 { '[' } else { ',' });
+                let mut o = JsonObject::open(&mut found);
+                o.str("feed", &feed.version.name);
+                o.str("feed_version", &feed.version.label);
+                o.str("indicator", ind.value);
+                o.str("type", ind.kind.as_str());
+                o.str("field", field);
+                o.str("value", value);
+                o.int("confidence", ind.confidence as i64);
+                if let Some(d) = ind.description {
+                    o.str("description", d);
+                }
+                o.close();
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return None;
+        }
+        found.push(']');
+        self.counts.sightings += 1;
+        let mut line = String::with_capacity(256 + found.len());
+        let mut o = JsonObject::open(&mut line);
+        o.str("type", "intel_alert");
+        o.str("origin", "live");
+        if let Ok(t) = jiff::Timestamp::from_microsecond(ts_us) {
+            o.str("timestamp", &t.to_string());
+        }
+        o.str("event_type", c.map_or("flow", |c| c.kind.event_type()));
+        o.str("src_ip", src.unwrap_or(""));
+        o.str("dest_ip", dest.unwrap_or(""));
+        o.opt_int("flow_id", flow_id);
+        o.raw("matches", &found);
+        o.close();
+        Some(line)
     }
 }
 

@@ -303,7 +303,8 @@ impl StateStage {
     pub fn process_input(&mut self, input: StateInput, now_us: i64) -> StateOutput {
         let mut out = StateOutput::default();
         let Some((b, hours)) = input.alerts.as_ref().map(|a| (&a.columns, &a.hours)) else {
-            self.observe_context(input.context.as_ref(), &mut out);
+            let snap = self.enricher.as_mut().map(Enricher::snapshot);
+            self.observe_context(input.context.as_ref(), snap.as_ref(), &mut out);
             self.advance(now_us, &mut out);
             return out;
         };
@@ -354,7 +355,8 @@ impl StateStage {
             lates.push(o.late);
         }
         // The batch's context events, before and after the alerts, count for them.
-        self.observe_context(input.context.as_ref(), &mut out);
+        let snap = self.enricher.as_mut().map(Enricher::snapshot);
+        self.observe_context(input.context.as_ref(), snap.as_ref(), &mut out);
         for a in &alerts {
             let summary = self.ctx.summary(a.flow_id, Some(&a.src_ip), Some(&a.dest_ip));
             match &summary {
@@ -377,7 +379,6 @@ impl StateStage {
         let mut late = BooleanBuilder::with_capacity(n);
         let mut incident = StringBuilder::new();
         let mut scored_cols = ScoredColumns::new(n);
-        let snap = self.enricher.as_mut().map(Enricher::snapshot);
         for (j, ((a, offered), decision)) in alerts.iter().zip(merged.offered).zip(merged.decisions).enumerate() {
             let (is_late, summary) = (lates[j], &summaries[j]);
             let joined: Vec<String> = offered.joined.into_iter().map(|(_, id)| id).collect();
@@ -637,8 +638,21 @@ impl StateStage {
 
     /// Remembers the context events of a batch (before its alerts look for context). A
     /// flow that raised alerts and ends here yields a `flow_context` line.
-    fn observe_context(&mut self, rows: Option<&ContextRows>, out: &mut StateOutput) {
+    fn observe_context(&mut self, rows: Option<&ContextRows>, snap: Option<&crate::enrich::Snapshot>, out: &mut StateOutput) {
         let Some(c) = rows.filter(|_| self.ctx.enabled()) else { return };
+        if let (Some(en), Some(snap)) = (self.enricher.as_mut(), snap) {
+            // Indicators in traffic that raised no alert.
+            let (ts, flow, src, dst, ctx) = (&c.timestamp, &c.flow_id, &c.src_ip, &c.dest_ip, &c.context);
+            for i in (0..ctx.len()).filter(|&i| ctx.is_valid(i)) {
+                let t = if ts.is_valid(i) { ts.value(i) } else { c.hours[i] * 3_600_000_000 };
+                let view = crate::event::batch::decode_context(ctx.value(i));
+                let view = view.filter(|v| v.kind != crate::event::ContextKind::Flow && v.kind != crate::event::ContextKind::Anomaly);
+                let (s_ip, d_ip) = (src.is_valid(i).then(|| src.value(i)), dst.is_valid(i).then(|| dst.value(i)));
+                if let Some(line) = en.sighting(snap, t, flow.is_valid(i).then(|| flow.value(i)), s_ip, d_ip, view.as_ref()) {
+                    out.lines.push(line);
+                }
+            }
+        }
         fn opt(a: &StringArray, i: usize) -> Option<&str> {
             a.is_valid(i).then(|| a.value(i))
         }

@@ -152,7 +152,7 @@ struct Published {
     evicted: u64,
     late_handled: [u64; 4],
     context: [u64; 5],
-    enrich: [u64; 5],
+    enrich: [u64; 7],
     priority: [u64; 5],
     rule_errors: u64,
 }
@@ -196,8 +196,8 @@ impl Published {
         }
         metrics::gauge!(m::STATE_CONTEXT_BYTES).set(stage.context_bytes() as f64);
         if let Some(e) = stage.enrich_counts() {
-            let now = [e.alerts, e.geo_lookups, e.geo_memo_hits, e.bad_ip, e.geo_errors];
-            let names: [(&'static str, &'static str); 5] = [(m::ENRICH_ALERTS, ""), (m::ENRICH_GEO_LOOKUPS, ""), (m::ENRICH_GEO_MEMO_HITS, ""), (m::ENRICH_LOOKUP_FAILURES, "bad_ip"), (m::ENRICH_LOOKUP_FAILURES, "geo_decode")];
+            let now = [e.alerts, e.geo_lookups, e.geo_memo_hits, e.bad_ip, e.geo_errors, e.sightings, e.sightings_repeated];
+            let names: [(&'static str, &'static str); 7] = [(m::ENRICH_ALERTS, ""), (m::ENRICH_GEO_LOOKUPS, ""), (m::ENRICH_GEO_MEMO_HITS, ""), (m::ENRICH_LOOKUP_FAILURES, "bad_ip"), (m::ENRICH_LOOKUP_FAILURES, "geo_decode"), (m::ENRICH_SIGHTINGS, ""), (m::ENRICH_SIGHTINGS_REPEATED, "")];
             for (i, (name, reason)) in names.into_iter().enumerate() {
                 if now[i] > self.enrich[i] {
                     let n = now[i] - self.enrich[i];
