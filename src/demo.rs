@@ -23,6 +23,10 @@ pub struct DemoResult {
     pub summary: Summary,
     pub rows_read_back: usize,
     pub top_signatures: Vec<(String, u64)>,
+    /// Alerts by priority, most severe first.
+    pub priorities: Vec<(String, u64)>,
+    /// The highest-scored alert: score, signature, its reasons.
+    pub top_alert: Option<(i32, String, Vec<String>)>,
     pub dir: PathBuf,
 }
 
@@ -50,7 +54,8 @@ pub fn run(dir: &Path) -> anyhow::Result<DemoResult> {
     let mut top: Vec<(String, u64)> = signatures.into_iter().collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     top.truncate(5);
-    Ok(DemoResult { summary, rows_read_back, top_signatures: top, dir: dir.to_path_buf() })
+    let (priorities, top_alert) = read_scores(&dir.join("alerts"))?;
+    Ok(DemoResult { summary, rows_read_back, top_signatures: top, priorities, top_alert, dir: dir.to_path_buf() })
 }
 
 /// File source settings for reading files once (replay, demo).
@@ -63,6 +68,39 @@ pub fn replay_file_config(paths: Vec<String>) -> FileSourceConfig {
         rotate_wait: std::time::Duration::from_secs(0),
         max_open_files: 1024,
     }
+}
+
+type Scores = (Vec<(String, u64)>, Option<(i32, String, Vec<String>)>);
+
+/// The `alerts` table: counts by priority and the highest-scored alert with its reasons.
+fn read_scores(table: &Path) -> anyhow::Result<Scores> {
+    let mut by: BTreeMap<String, u64> = BTreeMap::new();
+    let mut top: Option<(i32, String, Vec<String>)> = None;
+    for p in glob::glob(&format!("{}/**/*.parquet", table.display()))?.flatten() {
+        if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+            continue;
+        }
+        for batch in ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&p)?)?.build()? {
+            let batch = batch?;
+            let (Some(pr), Some(sc), Some(sig), Some(rs)) = (batch.column_by_name("priority"), batch.column_by_name("score"), batch.column_by_name("alert_signature"), batch.column_by_name("reasons")) else { continue };
+            let (pr, sig, rs) = (pr.as_string::<i32>(), sig.as_string::<i32>(), rs.as_string::<i32>());
+            let sc = sc.as_primitive::<arrow::datatypes::Int32Type>();
+            for i in 0..batch.num_rows() {
+                if !pr.is_valid(i) {
+                    continue;
+                }
+                *by.entry(pr.value(i).to_string()).or_insert(0) += 1;
+                if top.as_ref().is_none_or(|t| sc.value(i) > t.0) {
+                    let reasons: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(rs.value(i)).unwrap_or_default().iter().filter_map(|r| r["reason"].as_str().map(str::to_string)).collect();
+                    top = Some((sc.value(i), sig.value(i).to_string(), reasons));
+                }
+            }
+        }
+    }
+    let order = ["critical", "high", "medium", "low", "info"];
+    let mut v: Vec<(String, u64)> = by.into_iter().collect();
+    v.sort_by_key(|(p, _)| order.iter().position(|o| o == p).unwrap_or(9));
+    Ok((v, top))
 }
 
 /// Reads every sealed segment back: row count and alert counts per signature.

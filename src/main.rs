@@ -329,6 +329,16 @@ fn cmd_demo(dir: &std::path::Path) -> anyhow::Result<()> {
     for (sig, n) in &r.top_signatures {
         println!("  {n:>4}  {sig}");
     }
+    if !r.priorities.is_empty() {
+        let by: Vec<String> = r.priorities.iter().map(|(p, n)| format!("{n} {p}")).collect();
+        println!("alerts by priority (default scoring rules): {}", by.join(", "));
+    }
+    if let Some((score, sig, reasons)) = &r.top_alert {
+        println!("highest score {score}: {sig}");
+        for reason in reasons {
+            println!("  because {reason}");
+        }
+    }
     let table = r.dir.join("events");
     println!("\nquery it with DuckDB:\n  duckdb -c \"SELECT event_type, count(*) FROM read_parquet('{}/**/*.parquet', hive_partitioning=true) GROUP BY 1 ORDER BY 2 DESC\"", table.display());
     Ok(())

@@ -160,6 +160,7 @@ fn demo_runs_with_no_arguments_and_reads_back() {
     assert!(text.contains("400 events in"), "{text}");
     assert!(text.contains("read back from the archive: 400 rows"), "{text}");
     assert!(text.contains("rejected: none"), "{text}");
+    assert!(text.contains("alerts by priority (default scoring rules):") && text.contains("highest score"), "{text}");
     assert_eq!(read_archive(&dir.path().join("alertflow-demo")).len(), 400);
     // Running it again starts over instead of appending.
     let again = Command::new(env!("CARGO_BIN_EXE_alertflow")).arg("demo").current_dir(dir.path()).output().unwrap();
