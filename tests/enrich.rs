@@ -516,3 +516,40 @@ fn indicators_in_traffic_without_alerts_become_intel_alert_lines_once_an_hour() 
     assert!(sightings.iter().all(|v| v["origin"] == "live" && v["matches"][0]["confidence"] == 90));
     assert_eq!(sightings[0]["matches"][0]["indicator"], "c2.evil.example");
 }
+
+#[test]
+fn history_survives_a_restart_through_the_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("archive");
+    // Recent event times: history keeps the last week.
+    let now = jiff::Timestamp::now().as_second() - 3600;
+    let line = |s: i64, port: i64| {
+        let t = jiff::Timestamp::from_second(now + s).unwrap().strftime("%Y-%m-%dT%H:%M:%S%.6f+0000");
+        format!(r#"{{"timestamp":"{t}","flow_id":{port},"event_type":"alert","src_ip":"192.0.2.1","src_port":{port},"dest_ip":"192.0.2.2","dest_port":80,"proto":"TCP","alert":{{"action":"allowed","gid":1,"signature_id":4242,"rev":1,"signature":"x","category":"Misc","severity":2}}}}"#)
+    };
+    let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    std::fs::write(&a, format!("{}\n{}\n", line(0, 1000), line(10, 1001))).unwrap();
+    std::fs::write(&b, format!("{}\n", line(60, 1002))).unwrap();
+    let mut cfg = common::test_config(&root);
+    common::replay(&mut cfg, std::slice::from_ref(&a));
+    // A new process: the state snapshot carries dedup, the archive carries history.
+    let mut cfg = common::test_config(&root);
+    common::replay(&mut cfg, std::slice::from_ref(&b));
+    let mut found = None;
+    for f in glob::glob(&format!("{}/alerts/**/*.parquet", root.display())).unwrap().flatten() {
+        for batch in parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).unwrap()).unwrap().build().unwrap() {
+            let batch = batch.unwrap();
+            let port = col::<arrow::array::Int32Array>(&batch, "src_port");
+            let e = col::<StringArray>(&batch, "enrichment");
+            for i in 0..batch.num_rows() {
+                if port.value(i) == 1002 {
+                    found = Some(serde_json::from_str::<Value>(e.value(i)).unwrap());
+                }
+            }
+        }
+    }
+    let h = &found.expect("the second run's alert")["history"];
+    assert_eq!(h["pair"]["first_time"], false, "{h}");
+    assert_eq!(h["pair"]["last_24h"], 2, "{h}");
+    assert_eq!(h["signature"]["last_7d"], 2, "{h}");
+}

@@ -458,6 +458,7 @@ fn read_enrich(cx: &mut Cx, root: &Tbl) -> crate::enrich::EnrichConfig {
         retro_hunt_days: cx.uint(&e, "retro_hunt_days", d.retro_hunt_days as u64, 0, 3650) as u32,
         retro_hunt_output: path(cx, "retro_hunt_output"),
         sightings: cx.boolean(&e, "sightings", d.sightings),
+        history_seed: None,
     }
 }
 

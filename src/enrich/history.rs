@@ -134,6 +134,46 @@ impl History {
     }
 }
 
+/// Counts the archived alerts of the last week (`<root>/alerts/`, oldest first), so
+/// history survives a restart; returns how many.
+pub fn seed(h: &mut History, root: &std::path::Path, now_us: i64) -> Result<usize, String> {
+    use arrow::array::{Array, Int64Array, StringArray, TimestampMicrosecondArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::ProjectionMask;
+    let files = super::hunt::table_files(root, "alerts", 8, now_us);
+    let mut rows: Vec<(i64, i64, String, String)> = Vec::new();
+    for f in files {
+        let file = std::fs::File::open(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| format!("{}: {e}", f.display()))?;
+        let schema = b.schema().clone();
+        let cols: Vec<usize> = ["timestamp", "alert_signature_id", "src_ip", "dest_ip"].iter().filter_map(|c| schema.index_of(c).ok()).collect();
+        if cols.len() != 4 {
+            continue;
+        }
+        let mask = ProjectionMask::roots(b.parquet_schema(), cols);
+        for batch in b.with_projection(mask).build().map_err(|e| e.to_string())? {
+            let batch = batch.map_err(|e| e.to_string())?;
+            let ts = batch.column_by_name("timestamp").and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>()).cloned();
+            let sid = batch.column_by_name("alert_signature_id").and_then(|c| c.as_any().downcast_ref::<Int64Array>()).cloned();
+            let src = batch.column_by_name("src_ip").and_then(|c| c.as_any().downcast_ref::<StringArray>()).cloned();
+            let dst = batch.column_by_name("dest_ip").and_then(|c| c.as_any().downcast_ref::<StringArray>()).cloned();
+            let (Some(ts), Some(sid), Some(src), Some(dst)) = (ts, sid, src, dst) else { continue };
+            for i in 0..batch.num_rows() {
+                if !ts.is_valid(i) || ts.value(i) < now_us - 7 * 86_400_000_000 {
+                    continue;
+                }
+                let s = |a: &StringArray| if a.is_valid(i) { a.value(i).to_string() } else { String::new() };
+                rows.push((ts.value(i), if sid.is_valid(i) { sid.value(i) } else { 0 }, s(&src), s(&dst)));
+            }
+        }
+    }
+    rows.sort_unstable_by_key(|r| r.0);
+    for (t, sid, src, dst) in &rows {
+        h.observe(*t, *sid, src, dst);
+    }
+    Ok(rows.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,10 +37,16 @@ pub struct Wanted<'a> {
 
 /// Parquet files of `events/` whose `date=` partition is within `days` of `now_us`.
 pub fn event_files(root: &Path, days: u32, now_us: i64) -> Vec<PathBuf> {
+    table_files(root, "events", days, now_us)
+}
+
+/// Sealed Parquet files of `<root>/<table>/` whose `date=` partition is within `days` of
+/// `now_us` (files being written start with `.` and are left out).
+pub fn table_files(root: &Path, table: &str, days: u32, now_us: i64) -> Vec<PathBuf> {
     let first_day = (now_us.div_euclid(86_400_000_000) - days as i64 + 1).max(0);
     let first = jiff::Timestamp::from_microsecond(first_day * 86_400_000_000).map(|t| t.strftime("%Y-%m-%d").to_string()).unwrap_or_default();
     let mut out = Vec::new();
-    let Ok(dates) = std::fs::read_dir(root.join("events")) else { return out };
+    let Ok(dates) = std::fs::read_dir(root.join(table)) else { return out };
     for d in dates.flatten() {
         let name = d.file_name().to_string_lossy().to_string();
         let Some(date) = name.strip_prefix("date=") else { continue };
@@ -52,7 +58,7 @@ pub fn event_files(root: &Path, days: u32, now_us: i64) -> Vec<PathBuf> {
             let Ok(files) = std::fs::read_dir(h.path()) else { continue };
             for f in files.flatten() {
                 let p = f.path();
-                if p.extension().is_some_and(|e| e == "parquet") {
+                if p.extension().is_some_and(|e| e == "parquet") && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
                     out.push(p);
                 }
             }

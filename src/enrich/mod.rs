@@ -66,11 +66,14 @@ pub struct EnrichConfig {
     /// Indicators seen in events that raised no alert (dns, http, tls, fileinfo, flow)
     /// become `intel_alert` lines.
     pub sightings: bool,
+    /// Archive root whose `alerts/` of the last week seed the history at start (set by
+    /// the pipeline; `None`: history starts empty).
+    pub history_seed: Option<PathBuf>,
 }
 
 impl Default for EnrichConfig {
     fn default() -> Self {
-        Self { enabled: true, geoip_city: None, geoip_asn: None, intel: Vec::new(), assets: None, history: true, history_max_keys: 200_000, memo_entries: 65_536, reload_poll: Duration::from_secs(5), retro_hunt_days: 7, retro_hunt_output: None, sightings: true }
+        Self { enabled: true, geoip_city: None, geoip_asn: None, intel: Vec::new(), assets: None, history: true, history_max_keys: 200_000, memo_entries: 65_536, reload_poll: Duration::from_secs(5), retro_hunt_days: 7, retro_hunt_output: None, sightings: true, history_seed: None }
     }
 }
 
@@ -155,7 +158,8 @@ impl<T> Source<T> {
     pub fn reload(&self, force: bool) -> Outcome<T> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let stamp = std::fs::metadata(&self.path).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
-        if !force && stamp.is_some() && stamp == seen.0 {
+        // Unchanged since the last look (a missing file is reported once, not every poll).
+        if !force && stamp == seen.0 {
             return Outcome::Unchanged;
         }
         let bytes = match std::fs::read(&self.path) {
@@ -461,7 +465,17 @@ impl Enricher {
             sources,
             memo: LruCache::new(NonZeroUsize::new(cfg.memo_entries.max(1)).expect("non-zero")),
             memo_of: (0, 0),
-            history: cfg.history.then(|| History::new(cfg.history_max_keys)),
+            history: cfg.history.then(|| {
+                let mut h = History::new(cfg.history_max_keys);
+                if let Some(root) = &cfg.history_seed {
+                    match history::seed(&mut h, root, now_us()) {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(alerts = n, "history seeded from the archive"),
+                        Err(e) => tracing::warn!("history not seeded from the archive: {e}"),
+                    }
+                }
+                h
+            }),
             verdicts: Arc::new(NoVerdicts),
             loaded: false,
             sighted: cfg.sightings.then(|| LruCache::new(NonZeroUsize::new(65_536).expect("non-zero"))),

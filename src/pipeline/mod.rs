@@ -336,7 +336,9 @@ fn start_enrichment(cfg: &Config) -> crate::enrich::EnrichRuntime {
             h.start(report);
         }
     });
-    EnrichRuntime { sources, config: cfg.enrich.clone(), scorer: cfg.scorer.clone() }
+    let mut config = cfg.enrich.clone();
+    config.history_seed = Some(cfg.archive.root.clone());
+    EnrichRuntime { sources, config, scorer: cfg.scorer.clone() }
 }
 
 fn spawn_source(name: &str, f: impl FnOnce() -> std::io::Result<()> + Send + 'static) -> std::thread::JoinHandle<std::io::Result<()>> {
