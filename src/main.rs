@@ -192,9 +192,8 @@ fn cmd_hunt(archive: &std::path::Path, feed: &std::path::Path, format: Option<&s
     let now = alertflow::event::time::wall_clock_us();
     let set = IndicatorSet::load(&bytes, &LoadOptions { format, kind, now_us: now, ..Default::default() }).map_err(|e| anyhow::anyhow!("{}: {e}", feed.display()))?;
     let name = feed.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-    let version = format!("{name}@{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
     let files = event_files(archive, days, now);
-    let wanted = [Wanted { feed: &name, version: &version, set: &set }];
+    let wanted = [Wanted { version: alertflow::enrich::Version::new(&name, &bytes, now), set: &set }];
     let stats = match output {
         Some(p) => hunt(&files, &wanted, &mut std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?))?,
         None => hunt(&files, &wanted, &mut std::io::BufWriter::new(std::io::stdout().lock()))?,

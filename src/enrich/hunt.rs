@@ -11,11 +11,10 @@ use arrow::array::{Array, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
-use super::intel::{IndicatorSet, Kind, Probe};
-use super::{context_probes, ReloadReport};
+use super::intel::{IndicatorSet, Kind};
+use super::{event_probes, hits_json, intel_alert_line, match_feeds, ReloadReport, Version};
 use crate::parse::eve::EveParser;
 use crate::parse::ParseLimits;
-use crate::state::json::JsonObject;
 
 /// What a hunt went through and found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -27,11 +26,9 @@ pub struct HuntStats {
     pub matches: u64,
 }
 
-/// One feed's indicators to hunt for.
+/// One feed's indicators to hunt for, with the version of the feed that brought them.
 pub struct Wanted<'a> {
-    pub feed: &'a str,
-    /// The version of the feed that brought them.
-    pub version: &'a str,
+    pub version: Version,
     pub set: &'a IndicatorSet,
 }
 
@@ -107,64 +104,14 @@ pub fn hunt(files: &[PathBuf], wanted: &[Wanted<'_>], out: &mut dyn Write) -> st
                 }
                 let line = raw.value(i);
                 let hit = parser.parse(line.as_bytes(), |v| {
-                    let mut probes: Vec<(&'static str, Probe<'_>, &str)> = Vec::new();
-                    let mut answers = Vec::new();
-                    for (field, ip) in [("src_ip", v.src_ip), ("dest_ip", v.dest_ip)] {
-                        if let Some(text) = ip {
-                            if let Ok(a) = text.parse() {
-                                probes.push((field, Probe::Ip(a), text));
-                            }
-                        }
-                    }
-                    if let Some(c) = &v.context {
-                        context_probes(c, &mut probes, &mut answers);
-                    }
-                    for (ip, text) in &answers {
-                        probes.push(("dns.answer", Probe::Ip(*ip), text));
-                    }
-                    let mut found = String::new();
-                    let mut n = 0;
-                    for w in wanted {
-                        for (field, p, value) in &probes {
-                            if let Some(k) = w.set.lookup(*p) {
-                                let ind = w.set.indicator(k);
-                                found.push(if n == 0 { '[' } else { ',' });
-                                let mut o = JsonObject::open(&mut found);
-                                o.str("feed", w.feed.strip_prefix("intel:").unwrap_or(w.feed));
-                                o.str("feed_version", w.version);
-                                o.str("indicator", ind.value);
-                                o.str("type", ind.kind.as_str());
-                                o.str("field", field);
-                                o.str("value", value);
-                                o.int("confidence", ind.confidence as i64);
-                                o.close();
-                                n += 1;
-                            }
-                        }
-                    }
-                    if n == 0 {
-                        return None;
-                    }
-                    found.push(']');
-                    let mut line_out = String::with_capacity(256 + line.len());
-                    let mut o = JsonObject::open(&mut line_out);
-                    o.str("type", "intel_alert");
-                    o.str("origin", "retro-hunt");
-                    if let Some(ts) = v.timestamp_us.and_then(|t| jiff::Timestamp::from_microsecond(t).ok()) {
-                        o.str("timestamp", &ts.to_string());
-                    }
-                    o.str("event_type", v.event_type.unwrap_or(""));
-                    if let Some(h) = v.host {
-                        o.str("sensor", h);
-                    }
-                    o.str("src_ip", v.src_ip.unwrap_or(""));
-                    o.str("dest_ip", v.dest_ip.unwrap_or(""));
-                    o.opt_int("flow_id", v.flow_id);
-                    o.raw("matches", &found);
-                    o.str("archive_file", &path.display().to_string());
-                    o.raw("event", line);
-                    o.close();
-                    Some(line_out)
+                    let probes = event_probes(v.src_ip, v.dest_ip, v.context.as_ref());
+                    let hits = match_feeds(wanted.iter().map(|w| (&w.version, w.set)), &probes);
+                    (!hits.is_empty()).then(|| {
+                        intel_alert_line("retro-hunt", v.timestamp_us, v.event_type.unwrap_or(""), v.host, v.src_ip, v.dest_ip, v.flow_id, &hits_json(&hits), |o| {
+                            o.str("archive_file", &path.display().to_string());
+                            o.raw("event", line);
+                        })
+                    })
                 });
                 match hit {
                     Ok(Some(l)) => {
@@ -209,7 +156,7 @@ impl RetroHunt {
             let _one = running.lock().unwrap_or_else(|e| e.into_inner());
             let now = crate::event::time::wall_clock_us();
             let files = event_files(&root, days, now);
-            let wanted: Vec<Wanted<'_>> = report.added.iter().map(|(feed, version, set)| Wanted { feed, version, set }).collect();
+            let wanted: Vec<Wanted<'_>> = report.added.iter().map(|(feed, label, set)| Wanted { version: Version::labelled(feed, label.clone()), set }).collect();
             let added: usize = report.added.iter().map(|(_, _, s)| s.len()).sum();
             let res = (|| {
                 if let Some(d) = output.parent() {

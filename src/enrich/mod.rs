@@ -104,7 +104,14 @@ pub struct Version {
 }
 
 impl Version {
-    fn new(name: &str, bytes: &[u8], now_us: i64) -> Self {
+    /// A version known by its label alone (`name@hash@time`).
+    pub fn labelled(name: &str, label: Arc<str>) -> Self {
+        let hash = label.split('@').nth(1).unwrap_or_default().to_string();
+        Self { name: name.into(), hash, loaded_at_us: 0, label }
+    }
+
+    /// The version of `bytes` loaded at `now_us`.
+    pub fn new(name: &str, bytes: &[u8], now_us: i64) -> Self {
         let hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes));
         let at = jiff::Timestamp::from_microsecond(now_us).map(|t| t.round(jiff::Unit::Second).unwrap_or(t).to_string()).unwrap_or_default();
         let label = format!("{name}@{hash}@{at}").into();
@@ -402,6 +409,8 @@ pub struct Side {
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntelHit {
     pub feed: Arc<str>,
+    /// The feed's version that held the indicator.
+    pub feed_version: Arc<str>,
     pub indicator: Arc<str>,
     pub kind: Kind,
     /// Where the value was: `src_ip`, `dest_ip`, `dns.rrname`, `dns.answer`,
@@ -567,24 +576,10 @@ impl Enricher {
             if let Some(ip) = dest_ip {
                 probes.push(("dest_ip", Probe::Ip(ip), &a.dest_ip));
             }
-            let mut answer_ips = Vec::new();
             for c in around {
-                context_probes(c, &mut probes, &mut answer_ips);
+                context_probes(c, &mut probes);
             }
-            for (ip, text) in &answer_ips {
-                probes.push(("dns.answer", Probe::Ip(*ip), text));
-            }
-            for feed in &snap.intel {
-                for (field, p, value) in &probes {
-                    if let Some(i) = feed.data.lookup(*p) {
-                        let ind = feed.data.indicator(i);
-                        if e.intel.iter().any(|h| &*h.indicator == ind.value && h.feed.as_ref() == feed.version.name && h.field == *field) {
-                            continue;
-                        }
-                        e.intel.push(IntelHit { feed: feed.version.name.as_str().into(), indicator: ind.value.into(), kind: ind.kind, field, value: (*value).into(), confidence: ind.confidence, description: ind.description.map(Into::into) });
-                    }
-                }
-            }
+            e.intel = match_feeds(snap.intel.iter().map(|f| (&f.version, &f.data)), &probes);
             self.counts.intel_hits += e.intel.len() as u64;
         }
         if let Some(h) = &mut self.history {
@@ -610,84 +605,121 @@ impl Enricher {
         if snap.intel.is_empty() {
             return None;
         }
-        let mut probes: Vec<(&'static str, Probe<'_>, &str)> = Vec::with_capacity(6);
-        for (field, ip) in [("src_ip", src), ("dest_ip", dest)] {
-            if let Some(text) = ip.filter(|t| !t.is_empty()) {
-                if let Ok(a) = text.parse() {
-                    probes.push((field, Probe::Ip(a), text));
+        let probes = event_probes(src, dest, c);
+        let mut hits = match_feeds(snap.intel.iter().map(|f| (&f.version, &f.data)), &probes);
+        hits.retain(|h| {
+            let key = {
+                let mut x = xxhash_rust::xxh3::Xxh3::new();
+                for part in [h.feed.as_bytes(), h.indicator.as_bytes(), src.unwrap_or("").as_bytes()] {
+                    x.update(part);
+                    x.update(&[0]);
+                }
+                x.digest()
+            };
+            match sighted.get(&key) {
+                Some(&at) if (ts_us - at).abs() < SIGHTING_REPEAT_US => {
+                    self.counts.sightings_repeated += 1;
+                    false
+                }
+                _ => {
+                    sighted.put(key, ts_us);
+                    true
                 }
             }
-        }
-        let mut answers = Vec::new();
-        if let Some(c) = c {
-            context_probes(c, &mut probes, &mut answers);
-        }
-        for (ip, text) in &answers {
-            probes.push(("dns.answer", Probe::Ip(*ip), text));
-        }
-        let mut found = String::new();
-        let mut n = 0;
-        for feed in &snap.intel {
-            for (field, p, value) in &probes {
-                let Some(k) = feed.data.lookup(*p) else { continue };
-                let ind = feed.data.indicator(k);
-                let key = {
-                    let mut h = xxhash_rust::xxh3::Xxh3::new();
-                    for part in [feed.version.name.as_bytes(), ind.value.as_bytes(), src.unwrap_or("").as_bytes()] {
-                        h.update(part);
-                        h.update(&[0]);
-                    }
-                    h.digest()
-                };
-                match sighted.get(&key) {
-                    Some(&at) if (ts_us - at).abs() < SIGHTING_REPEAT_US => {
-                        self.counts.sightings_repeated += 1;
-                        continue;
-                    }
-                    _ => {
-                        sighted.put(key, ts_us);
-                    }
-                }
-                found.push(if n == 0 { '[' } else { ',' });
-                let mut o = JsonObject::open(&mut found);
-                o.str("feed", &feed.version.name);
-                o.str("feed_version", &feed.version.label);
-                o.str("indicator", ind.value);
-                o.str("type", ind.kind.as_str());
-                o.str("field", field);
-                o.str("value", value);
-                o.int("confidence", ind.confidence as i64);
-                if let Some(d) = ind.description {
-                    o.str("description", d);
-                }
-                o.close();
-                n += 1;
-            }
-        }
-        if n == 0 {
+        });
+        if hits.is_empty() {
             return None;
         }
-        found.push(']');
         self.counts.sightings += 1;
-        let mut line = String::with_capacity(256 + found.len());
-        let mut o = JsonObject::open(&mut line);
-        o.str("type", "intel_alert");
-        o.str("origin", "live");
-        if let Ok(t) = jiff::Timestamp::from_microsecond(ts_us) {
-            o.str("timestamp", &t.to_string());
-        }
-        o.str("event_type", c.map_or("flow", |c| c.kind.event_type()));
-        o.str("src_ip", src.unwrap_or(""));
-        o.str("dest_ip", dest.unwrap_or(""));
-        o.opt_int("flow_id", flow_id);
-        o.raw("matches", &found);
-        o.close();
-        Some(line)
+        let event_type = c.map_or("flow", |c| c.kind.event_type());
+        Some(intel_alert_line("live", Some(ts_us), event_type, None, src, dest, flow_id, &hits_json(&hits), |_| {}))
     }
 }
 
+/// What an event that is not an alert offers for matching: its addresses and, for dns,
+/// http, tls and fileinfo, its names and hashes.
+pub fn event_probes<'a>(src: Option<&'a str>, dest: Option<&'a str>, c: Option<&ContextView<'a>>) -> Vec<(&'static str, Probe<'a>, &'a str)> {
+    let mut probes = Vec::with_capacity(6);
+    for (field, ip) in [("src_ip", src), ("dest_ip", dest)] {
+        if let Some(text) = ip.filter(|t| !t.is_empty()) {
+            if let Ok(a) = text.parse() {
+                probes.push((field, Probe::Ip(a), text));
+            }
+        }
+    }
+    if let Some(c) = c {
+        context_probes(c, &mut probes);
+    }
+    probes
+}
+
+/// Every feed's indicator each probe matches, once per feed, indicator and field.
+pub fn match_feeds<'s>(feeds: impl Iterator<Item = (&'s Version, &'s IndicatorSet)>, probes: &[(&'static str, Probe<'_>, &str)]) -> Vec<IntelHit> {
+    let mut hits: Vec<IntelHit> = Vec::new();
+    for (version, set) in feeds {
+        for (field, p, value) in probes {
+            let Some(i) = set.lookup(*p) else { continue };
+            let ind = set.indicator(i);
+            if hits.iter().any(|h| &*h.indicator == ind.value && *h.feed == *version.name && h.field == *field) {
+                continue;
+            }
+            hits.push(IntelHit {
+                feed: version.name.as_str().into(),
+                feed_version: version.label.clone(),
+                indicator: ind.value.into(),
+                kind: ind.kind,
+                field,
+                value: (*value).into(),
+                confidence: ind.confidence,
+                description: ind.description.map(Into::into),
+            });
+        }
+    }
+    hits
+}
+
+/// Matches as a JSON list (the `intel` column, `matches` of `intel_alert` lines).
+pub fn hits_json(hits: &[IntelHit]) -> String {
+    crate::state::stage::json_list(hits, |o, h| {
+        o.str("feed", &h.feed);
+        o.str("feed_version", &h.feed_version);
+        o.str("indicator", &h.indicator);
+        o.str("type", h.kind.as_str());
+        o.str("field", h.field);
+        o.str("value", &h.value);
+        o.int("confidence", h.confidence as i64);
+        if let Some(d) = &h.description {
+            o.str("description", d);
+        }
+    })
+}
+
+/// An `intel_alert` line: indicators in an event that raised no alert (`origin`: `live`
+/// or `retro-hunt`), with the event's own time; `more` adds fields.
+#[allow(clippy::too_many_arguments)]
+pub fn intel_alert_line(origin: &str, ts_us: Option<i64>, event_type: &str, sensor: Option<&str>, src: Option<&str>, dest: Option<&str>, flow_id: Option<i64>, matches: &str, more: impl FnOnce(&mut JsonObject<'_>)) -> String {
+    let mut line = String::with_capacity(256 + matches.len());
+    let mut o = JsonObject::open(&mut line);
+    o.str("type", "intel_alert");
+    o.str("origin", origin);
+    if let Some(t) = ts_us.and_then(|t| jiff::Timestamp::from_microsecond(t).ok()) {
+        o.str("timestamp", &t.to_string());
+    }
+    o.str("event_type", event_type);
+    if let Some(s) = sensor {
+        o.str("sensor", s);
+    }
+    o.str("src_ip", src.unwrap_or(""));
+    o.str("dest_ip", dest.unwrap_or(""));
+    o.opt_int("flow_id", flow_id);
+    o.raw("matches", matches);
+    more(&mut o);
+    o.close();
+    line
+}
+
 /// The values of a context event that indicators are matched against.
-pub fn context_probes<'a>(c: &ContextView<'a>, probes: &mut Vec<(&'static str, Probe<'a>, &'a str)>, answers: &mut Vec<(IpAddr, &'a str)>) {
+pub fn context_probes<'a>(c: &ContextView<'a>, probes: &mut Vec<(&'static str, Probe<'a>, &'a str)>) {
     let t = |i: usize| c.text[i].filter(|s| !s.is_empty());
     match c.kind {
         ContextKind::Dns => {
@@ -696,7 +728,7 @@ pub fn context_probes<'a>(c: &ContextView<'a>, probes: &mut Vec<(&'static str, P
             }
             if let Some(ans) = t(4) {
                 match ans.parse::<IpAddr>() {
-                    Ok(ip) => answers.push((ip, ans)),
+                    Ok(ip) => probes.push(("dns.answer", Probe::Ip(ip), ans)),
                     Err(_) => probes.push(("dns.answer", Probe::Domain(ans), ans)),
                 }
             }
@@ -806,27 +838,6 @@ impl Enrichment {
 
     /// The `intel` column: the matches as a JSON list.
     pub fn intel_json(&self) -> Option<String> {
-        if self.intel.is_empty() {
-            return None;
-        }
-        let mut out = String::from("[");
-        for (i, h) in self.intel.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let mut o = JsonObject::open(&mut out);
-            o.str("feed", &h.feed);
-            o.str("indicator", &h.indicator);
-            o.str("type", h.kind.as_str());
-            o.str("field", h.field);
-            o.str("value", &h.value);
-            o.int("confidence", h.confidence as i64);
-            if let Some(d) = &h.description {
-                o.str("description", d);
-            }
-            o.close();
-        }
-        out.push(']');
-        Some(out)
+        (!self.intel.is_empty()).then(|| hits_json(&self.intel))
     }
 }

@@ -733,38 +733,37 @@ fn num(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 { format!("{}", x as i64) } else { format!("{x}") }
 }
 
-/// `[{"rule":…,"score":…,"reason":…}]`
-pub fn reasons_json(rs: &[crate::score::Reason]) -> String {
+/// A JSON list of objects, one per item, written by `each`.
+pub fn json_list<T>(items: &[T], each: impl Fn(&mut JsonObject<'_>, &T)) -> String {
     let mut out = String::from("[");
-    for (i, r) in rs.iter().enumerate() {
+    for (i, x) in items.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         let mut o = JsonObject::open(&mut out);
-        o.str("rule", &r.rule);
-        o.raw("score", &num(r.score));
-        o.str("reason", &r.reason);
+        each(&mut o, x);
         o.close();
     }
     out.push(']');
     out
 }
 
+/// `[{"rule":…,"score":…,"reason":…}]`
+pub fn reasons_json(rs: &[crate::score::Reason]) -> String {
+    json_list(rs, |o, r| {
+        o.str("rule", &r.rule);
+        o.raw("score", &num(r.score));
+        o.str("reason", &r.reason);
+    })
+}
+
 /// `[{"rule":…,"actions":[…],"evidence":…}]`
 pub fn recommendations_json(rs: &[crate::score::Recommendation]) -> String {
-    let mut out = String::from("[");
-    for (i, r) in rs.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let mut o = JsonObject::open(&mut out);
+    json_list(rs, |o, r| {
         o.str("rule", &r.rule);
         o.strs("actions", &r.actions);
         o.str("evidence", &r.evidence);
-        o.close();
-    }
-    out.push(']');
-    out
+    })
 }
 
 /// An alert's enrichment and score as JSON texts (for its line and its row).
