@@ -680,7 +680,7 @@ pub fn match_feeds<'s>(feeds: impl Iterator<Item = (&'s Version, &'s IndicatorSe
 
 /// Matches as a JSON list (the `intel` column, `matches` of `intel_alert` lines).
 pub fn hits_json(hits: &[IntelHit]) -> String {
-    crate::state::stage::json_list(hits, |o, h| {
+    crate::state::json::json_list(hits, |o, h| {
         o.str("feed", &h.feed);
         o.str("feed_version", &h.feed_version);
         o.str("indicator", &h.indicator);

@@ -90,6 +90,21 @@ impl<'a> JsonObject<'a> {
     }
 }
 
+/// A JSON list of objects, one per item, written by `each`.
+pub fn json_list<T>(items: &[T], each: impl Fn(&mut JsonObject<'_>, &T)) -> String {
+    let mut out = String::from("[");
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let mut o = JsonObject::open(&mut out);
+        each(&mut o, x);
+        o.close();
+    }
+    out.push(']');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

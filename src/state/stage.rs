@@ -24,7 +24,7 @@ use serde_json::json;
 use std::collections::HashMap;
 
 use super::context::{ContextConfig, FlowContext, IncidentContext};
-use super::json::JsonObject;
+use super::json::{json_list, JsonObject};
 use super::correlate::{IncidentEvent, Rule, Status};
 use super::shard::Shards;
 use super::dedup::{Decision, DedupConfig, Rollup};
@@ -731,21 +731,6 @@ impl IncidentScore {
 
 fn num(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 { format!("{}", x as i64) } else { format!("{x}") }
-}
-
-/// A JSON list of objects, one per item, written by `each`.
-pub fn json_list<T>(items: &[T], each: impl Fn(&mut JsonObject<'_>, &T)) -> String {
-    let mut out = String::from("[");
-    for (i, x) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let mut o = JsonObject::open(&mut out);
-        each(&mut o, x);
-        o.close();
-    }
-    out.push(']');
-    out
 }
 
 /// `[{"rule":…,"score":…,"reason":…}]`
