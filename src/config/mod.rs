@@ -414,7 +414,7 @@ fn read_enrich(cx: &mut Cx, root: &Tbl) -> crate::enrich::EnrichConfig {
     use crate::enrich::intel::{Format, Kind};
     use crate::enrich::{EnrichConfig, FeedConfig};
     let e = cx.section(root, "enrich");
-    cx.unknown_keys(&e, &["enabled", "geoip_city", "geoip_asn", "assets", "intel", "history", "history_max_keys", "memo_entries", "reload_poll_secs", "retro_hunt_days", "retro_hunt_output", "sightings"]);
+    cx.unknown_keys(&e, &["enabled", "geoip_city", "geoip_asn", "assets", "intel", "history", "history_max_keys", "memo_entries", "reload_poll_secs", "retro_hunt_days", "retro_hunt_output", "sightings", "max_indicators_per_feed"]);
     let path = |cx: &mut Cx, key: &str| cx.string(&e, key).filter(|p| !p.is_empty()).map(PathBuf::from);
     let d = EnrichConfig::default();
     let mut intel: Vec<FeedConfig> = Vec::new();
@@ -459,6 +459,7 @@ fn read_enrich(cx: &mut Cx, root: &Tbl) -> crate::enrich::EnrichConfig {
         retro_hunt_output: path(cx, "retro_hunt_output"),
         sightings: cx.boolean(&e, "sightings", d.sightings),
         history_seed: None,
+        max_indicators_per_feed: cx.uint(&e, "max_indicators_per_feed", d.max_indicators_per_feed as u64, 1, 1 << 31) as usize,
     }
 }
 

@@ -127,11 +127,13 @@ pub struct LoadOptions {
     pub to_ids_only: bool,
     /// STIX: indicators whose `valid_until` is before this are left out.
     pub now_us: i64,
+    /// A feed with more indicators is rejected (memory is bounded by configuration).
+    pub max_indicators: usize,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { format: Format::List, kind: None, confidence: 50, to_ids_only: true, now_us: 0 }
+        Self { format: Format::List, kind: None, confidence: 50, to_ids_only: true, now_us: 0, max_indicators: 10_000_000 }
     }
 }
 
@@ -188,6 +190,8 @@ pub struct IndicatorSet {
     ips: PrefixTable<u32>,
     exact: [Exact; 6],
     pub skipped: Skipped,
+    /// At most this many indicators (0: no limit).
+    cap: usize,
 }
 
 fn hash_str(s: &str) -> u64 {
@@ -315,6 +319,7 @@ impl IndicatorSet {
 
     /// Adds one indicator of a known type; `Err` says why the value is not one.
     pub fn add(&mut self, kind: Kind, value: &str, confidence: u8, description: Option<&str>) -> Result<(), String> {
+        self.room()?;
         let v = value.trim();
         let bad = || format!("`{}` is not a valid {}", cut(v), kind.as_str());
         let norm: String = match kind {
@@ -351,6 +356,13 @@ impl IndicatorSet {
             }
         };
         self.add_exact(kind, norm, confidence, description);
+        Ok(())
+    }
+
+    fn room(&self) -> Result<(), String> {
+        if self.cap > 0 && self.entries.len() >= self.cap {
+            return Err(format!("more than {} indicators (enrich.max_indicators_per_feed)", self.cap));
+        }
         Ok(())
     }
 
@@ -496,7 +508,7 @@ impl IndicatorSet {
     /// alertflow does not match are skipped and counted.
     pub fn load(bytes: &[u8], o: &LoadOptions) -> Result<IndicatorSet, String> {
         let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
-        let mut set = IndicatorSet::default();
+        let mut set = IndicatorSet { cap: o.max_indicators, ..Default::default() };
         match o.format {
             Format::List => load_list(&mut set, text, o)?,
             Format::Csv => load_csv(&mut set, text, o)?,
@@ -534,6 +546,7 @@ fn load_list(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), 
         match o.kind {
             Some(kind) => set.add(kind, value, o.confidence, comment).map_err(|e| format!("line {}: {e}", n + 1))?,
             None => {
+                set.room().map_err(|e| format!("line {}: {e}", n + 1))?;
                 if set.add_detected(value, o.confidence, comment).is_none() {
                     return Err(format!("line {}: `{}` is not an IP, CIDR, domain, URL, hash or JA4 (set `type` for the feed if it is)", n + 1, cut(value)));
                 }
@@ -718,6 +731,8 @@ mod tests {
         let e = list("1.2.3.4\nnot a thing at all!\n", None).unwrap_err();
         assert!(e.contains("line 2"), "{e}");
         assert_eq!(list("# nothing\n\n", None).unwrap_err(), "the feed has no indicators");
+        let e = IndicatorSet::load(b"10.0.0.1\n10.0.0.2\n10.0.0.3\n", &LoadOptions { max_indicators: 2, ..Default::default() }).unwrap_err();
+        assert_eq!(e, "line 3: more than 2 indicators (enrich.max_indicators_per_feed)");
     }
 
     #[test]

@@ -69,11 +69,13 @@ pub struct EnrichConfig {
     /// Archive root whose `alerts/` of the last week seed the history at start (set by
     /// the pipeline; `None`: history starts empty).
     pub history_seed: Option<PathBuf>,
+    /// A feed with more indicators than this is rejected.
+    pub max_indicators_per_feed: usize,
 }
 
 impl Default for EnrichConfig {
     fn default() -> Self {
-        Self { enabled: true, geoip_city: None, geoip_asn: None, intel: Vec::new(), assets: None, history: true, history_max_keys: 200_000, memo_entries: 65_536, reload_poll: Duration::from_secs(5), retro_hunt_days: 7, retro_hunt_output: None, sightings: true, history_seed: None }
+        Self { enabled: true, geoip_city: None, geoip_asn: None, intel: Vec::new(), assets: None, history: true, history_max_keys: 200_000, memo_entries: 65_536, reload_poll: Duration::from_secs(5), retro_hunt_days: 7, retro_hunt_output: None, sightings: true, history_seed: None, max_indicators_per_feed: 10_000_000 }
     }
 }
 
@@ -243,9 +245,10 @@ impl Sources {
             .iter()
             .map(|f| {
                 let f2 = f.clone();
+                let max = cfg.max_indicators_per_feed;
                 Source::new(format!("intel:{}", f.name), f.path.clone(), move |b: Vec<u8>| {
                     let format = f2.format.unwrap_or_else(|| intel::Format::guess(&f2.path, &b));
-                    IndicatorSet::load(&b, &LoadOptions { format, kind: f2.kind, confidence: f2.confidence, to_ids_only: f2.to_ids_only, now_us: now_us() })
+                    IndicatorSet::load(&b, &LoadOptions { format, kind: f2.kind, confidence: f2.confidence, to_ids_only: f2.to_ids_only, now_us: now_us(), max_indicators: max })
                 })
             })
             .collect();
