@@ -65,6 +65,31 @@ pub fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
     })
 }
 
+/// The map of prefix length `len`, made in its place (longest first) when missing.
+fn slot<K, V>(maps: &mut Vec<(u8, Map<K, V>)>, len: u8) -> &mut Map<K, V> {
+    let i = match maps.iter().position(|(l, _)| *l <= len) {
+        Some(i) if maps[i].0 == len => i,
+        Some(i) => {
+            maps.insert(i, (len, Map::default()));
+            i
+        }
+        None => {
+            maps.push((len, Map::default()));
+            maps.len() - 1
+        }
+    };
+    &mut maps[i].1
+}
+
+/// Whether `ip` is in the network `net`/`len` (IPv4-mapped IPv6 counts as IPv4).
+pub fn net_contains(net: IpAddr, len: u8, ip: IpAddr) -> bool {
+    match (canonical(net), canonical(ip)) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => len <= 32 && mask4(u32::from(a), len) == mask4(u32::from(n), len),
+        (IpAddr::V6(n), IpAddr::V6(a)) => len <= 128 && mask6(u128::from(a), len) == mask6(u128::from(n), len),
+        _ => false,
+    }
+}
+
 impl<V> PrefixTable<V> {
     pub fn new() -> Self {
         Self::default()
@@ -83,33 +108,11 @@ impl<V> PrefixTable<V> {
         let old = match canonical(net) {
             IpAddr::V4(a) => {
                 let len = len.min(32);
-                let i = match self.v4.iter().position(|(l, _)| *l <= len) {
-                    Some(i) if self.v4[i].0 == len => i,
-                    Some(i) => {
-                        self.v4.insert(i, (len, Map::default()));
-                        i
-                    }
-                    None => {
-                        self.v4.push((len, Map::default()));
-                        self.v4.len() - 1
-                    }
-                };
-                self.v4[i].1.insert(mask4(u32::from(a), len), value)
+                slot(&mut self.v4, len).insert(mask4(u32::from(a), len), value)
             }
             IpAddr::V6(a) => {
                 let len = len.min(128);
-                let i = match self.v6.iter().position(|(l, _)| *l <= len) {
-                    Some(i) if self.v6[i].0 == len => i,
-                    Some(i) => {
-                        self.v6.insert(i, (len, Map::default()));
-                        i
-                    }
-                    None => {
-                        self.v6.push((len, Map::default()));
-                        self.v6.len() - 1
-                    }
-                };
-                self.v6[i].1.insert(mask6(u128::from(a), len), value)
+                slot(&mut self.v6, len).insert(mask6(u128::from(a), len), value)
             }
         };
         if old.is_none() {

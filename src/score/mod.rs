@@ -455,14 +455,7 @@ thread_local! {
 fn add_functions(c: &mut Context<'_, '_>) {
     c.add_function("in_cidr", |ip: Arc<String>, nets: Value| -> bool {
         let Ok(ip) = ip.parse::<IpAddr>() else { return false };
-        let ip = crate::enrich::prefix::canonical(ip);
-        let one = |n: &str| {
-            crate::enrich::prefix::parse_cidr(n).is_some_and(|(net, len)| {
-                let mut t = crate::enrich::prefix::PrefixTable::new();
-                t.insert(net, len, ());
-                t.lookup(ip).is_some()
-            })
-        };
+        let one = |n: &str| crate::enrich::prefix::parse_cidr(n).is_some_and(|(net, len)| crate::enrich::prefix::net_contains(net, len, ip));
         match &nets {
             Value::String(s) => one(s),
             Value::List(l) => l.iter().any(|x| matches!(x, Value::String(s) if one(s))),
