@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::metrics as m;
-use crate::parse::RejectReason;
+use crate::event::reject::RejectReason;
 
 /// Where a rejected line came from.
 #[derive(Debug, Clone, Copy)]

@@ -1,7 +1,7 @@
 //! Every metric name, in one place. Stages emit per batch, never per event.
 //!
 //! Labels: `source` (config name of the input), `reason` (a
-//! [`RejectReason`](crate::parse::RejectReason) name), `field` (a typed field name),
+//! [`RejectReason`](crate::event::reject::RejectReason) name), `field` (a typed field name),
 //! `stage` (`ingest`, `parse`, `archive`).
 
 /// Bytes read by a source.

@@ -33,9 +33,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Sender};
 use parquet::file::metadata::KeyValue;
 
-use crate::ingest::Position;
+use crate::event::position::Position;
 use crate::metrics as m;
-use crate::parse::ParsedBatch;
+use crate::event::handoff::ParsedBatch;
 pub use checkpoint::Checkpoint;
 use lane::{Lane, LaneMsg};
 pub use props::ParquetSettings;

@@ -26,7 +26,7 @@ use arc_swap::ArcSwapOption;
 use lru::LruCache;
 
 use crate::event::{ContextKind, ContextView};
-use crate::state::json::JsonObject;
+use crate::event::json::JsonObject;
 use crate::state::AlertRecord;
 use asset::{Asset, AssetTable};
 use geo::{AsInfo, DbKind, GeoDb, Place};
@@ -683,7 +683,7 @@ pub fn match_feeds<'s>(feeds: impl Iterator<Item = (&'s Version, &'s IndicatorSe
 
 /// Matches as a JSON list (the `intel` column, `matches` of `intel_alert` lines).
 pub fn hits_json(hits: &[IntelHit]) -> String {
-    crate::state::json::json_list(hits, |o, h| {
+    crate::event::json::json_list(hits, |o, h| {
         o.str("feed", &h.feed);
         o.str("feed_version", &h.feed_version);
         o.str("indicator", &h.indicator);

@@ -9,6 +9,11 @@
 //!   archive keeps what the parser did not type.
 
 pub mod batch;
+pub mod handoff;
+pub mod json;
+pub mod position;
+pub mod reject;
+pub mod stats;
 pub mod time;
 
 pub use batch::{events_schema, EventBatch, EventBatchBuilder};

@@ -156,27 +156,7 @@ impl Framer {
     }
 }
 
-/// Iterates over the lines of a chunk (each without its `\n`; a final piece without a
-/// newline counts as a line), with the offset of each line within the chunk.
-pub fn lines(data: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
-    let mut pos = 0;
-    std::iter::from_fn(move || {
-        if pos >= data.len() {
-            return None;
-        }
-        let start = pos;
-        match memchr::memchr(b'\n', &data[pos..]) {
-            Some(i) => {
-                pos += i + 1;
-                Some((start, &data[start..start + i]))
-            }
-            None => {
-                pos = data.len();
-                Some((start, &data[start..]))
-            }
-        }
-    })
-}
+pub use crate::event::handoff::lines;
 
 /// What a whole stream frames into, independent of how it arrived: every line within the
 /// limit with its stream offset, the offsets of the lines over the limit (whether the

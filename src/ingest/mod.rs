@@ -21,132 +21,19 @@ pub mod unix;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use crossbeam_channel::{Sender, TrySendError};
 
 use crate::deadletter::{DeadLetter, LineOrigin};
 use crate::metrics as m;
-use crate::parse::RejectReason;
+pub use crate::event::handoff::{Format, RawBatch, SourceInfo};
+pub use crate::event::position::{Position, RedisPosition};
+use crate::event::reject::RejectReason;
 
 /// What happens when the pipeline is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overflow {
     Block,
     Drop,
-}
-
-/// How the bytes of a source are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Format {
-    /// Suricata EVE JSON, one event a line.
-    #[default]
-    Eve,
-    /// Fast-alert lines (Suricata `fast.log`, Snort `alert_fast`).
-    Fast,
-    /// Syslog messages (RFC 5424 or RFC 3164); the message decides the event.
-    Syslog,
-    /// Decided per line: syslog when the line starts with `<PRI>` or a date, a fast
-    /// alert when it starts with a fast.log date and holds `[**]`, else EVE JSON.
-    Auto,
-}
-
-impl Format {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Eve => "eve",
-            Format::Fast => "fast",
-            Format::Syslog => "syslog",
-            Format::Auto => "auto",
-        }
-    }
-
-    pub fn from_name(s: &str) -> Option<Format> {
-        Some(match s {
-            "eve" => Format::Eve,
-            "fast" => Format::Fast,
-            "syslog" => Format::Syslog,
-            "auto" => Format::Auto,
-            _ => return None,
-        })
-    }
-}
-
-/// Identity of a configured source.
-#[derive(Debug)]
-pub struct SourceInfo {
-    /// Index in the pipeline's source list.
-    pub id: usize,
-    /// The config name; it is the `source` column and the metrics label.
-    pub name: Arc<str>,
-    /// The sender's time zone for dates written without an offset (RFC 3164, fast.log);
-    /// `None` is UTC. Zones live for the process (a few per configuration).
-    pub zone: Option<&'static jiff::tz::TimeZone>,
-}
-
-/// Where a source stands after a batch. Recorded in sealed segments.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Position {
-    /// Push sources (sockets, stdin): nothing to resume.
-    None,
-    /// A file identified by the fingerprint of its first line, read up to `offset`.
-    File { fingerprint: u64, offset: u64, path: Arc<str> },
-    /// A Redis list or stream (see [`redis`]).
-    Redis(RedisPos),
-}
-
-/// How far a Redis batch reaches.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RedisPos {
-    pub list_seq: Option<u64>,
-    pub stream_id: Option<(u64, u64)>,
-    pub claimed: Vec<String>,
-}
-
-/// A chunk of whole lines from one source.
-#[derive(Debug, Clone)]
-pub struct RawBatch {
-    pub source: Arc<SourceInfo>,
-    /// Order of this batch within its stream (one file, one connection).
-    pub seq: u64,
-    /// The stream the sequence belongs to: batches of one stream are archived in order.
-    pub stream: u64,
-    pub data: Bytes,
-    /// Offset of `data[0]` in the file, for dead-letter records.
-    pub base_offset: Option<u64>,
-    /// File or socket path, for dead-letter records.
-    pub path: Option<Arc<str>>,
-    /// Position after the last line of `data`.
-    pub position: Position,
-    pub format: Format,
-    /// End offsets of the messages in `data` when the transport frames them (datagrams,
-    /// octet counting); empty when `data` is newline-separated lines.
-    pub frames: Vec<u32>,
-}
-
-impl RawBatch {
-    /// The messages of the batch with their offsets in `data`.
-    pub fn messages(&self) -> Box<dyn Iterator<Item = (usize, &[u8])> + '_> {
-        if self.frames.is_empty() {
-            Box::new(framing::lines(&self.data))
-        } else {
-            let data = &self.data[..];
-            let mut start = 0usize;
-            Box::new(self.frames.iter().map(move |&end| {
-                let s = start;
-                start = end as usize;
-                (s, &data[s..end as usize])
-            }))
-        }
-    }
-
-    /// Number of messages (lines or frames) in the batch.
-    pub fn count_messages(&self) -> u64 {
-        if self.frames.is_empty() {
-            memchr::memchr_iter(b'\n', &self.data).count().max(1) as u64
-        } else {
-            self.frames.len() as u64
-        }
-    }
 }
 
 /// What every source gets from the pipeline.
@@ -162,7 +49,7 @@ pub struct SourceCtx {
     pub read_bytes: usize,
     pub overflow: Overflow,
     pub format: Format,
-    pub stats: Arc<crate::pipeline::stats::PipelineStats>,
+    pub stats: Arc<crate::event::stats::PipelineStats>,
 }
 
 impl SourceCtx {

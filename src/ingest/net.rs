@@ -27,7 +27,7 @@ use super::octet::{Frames, OctetFramer, Oversize};
 use super::{Position, RawBatch, SourceCtx};
 use crate::deadletter::LineOrigin;
 use crate::metrics as m;
-use crate::parse::RejectReason;
+use crate::event::reject::RejectReason;
 
 #[derive(Debug, Clone)]
 pub struct UdpConfig {

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use redis::{Connection, Value};
 
 use super::octet::Frames;
-use super::{Position, RawBatch, RedisPos, SourceCtx};
-use crate::archive::checkpoint::{RedisPosition, Sealed};
+use super::{Position, RawBatch, SourceCtx};
+use crate::event::position::{RedisPosition, Sealed};
 use crate::metrics as m;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,11 +51,7 @@ pub struct RedisConfig {
     pub processing_list: String,
 }
 
-/// `1700000000000-3` → `(1700000000000, 3)`.
-pub fn parse_id(s: &str) -> Option<(u64, u64)> {
-    let (a, b) = s.split_once('-')?;
-    Some((a.parse().ok()?, b.parse().ok()?))
-}
+pub use crate::event::position::parse_id;
 
 const BLOCK: Duration = Duration::from_millis(200);
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -178,7 +174,7 @@ impl RedisSource {
                 push_frame(&mut frames, e);
             }
             moved += chunk.len() as u64;
-            self.send(frames, Position::Redis(RedisPos { list_seq: Some(moved), ..Default::default() }))?;
+            self.send(frames, Position::Redis(RedisPosition { list_seq: Some(moved), ..Default::default() }))?;
         }
         let mut gen = self.sealed.generation();
         let mut frames = Frames::default();
@@ -209,7 +205,7 @@ impl RedisSource {
             }
             if !frames.is_empty() && (n == 0 || frames.data.len() >= self.ctx.read_bytes || first.is_some_and(|t| t.elapsed() >= FLUSH_EVERY)) {
                 first = None;
-                self.send(frames.take(), Position::Redis(RedisPos { list_seq: Some(moved), ..Default::default() }))?;
+                self.send(frames.take(), Position::Redis(RedisPosition { list_seq: Some(moved), ..Default::default() }))?;
             }
             // Acknowledge what the archive has sealed.
             let g = self.sealed.generation();
@@ -226,7 +222,7 @@ impl RedisSource {
             }
         }
         if !frames.is_empty() {
-            self.send(frames.take(), Position::Redis(RedisPos { list_seq: Some(moved), ..Default::default() }))?;
+            self.send(frames.take(), Position::Redis(RedisPosition { list_seq: Some(moved), ..Default::default() }))?;
         }
         Ok(())
     }
@@ -241,7 +237,7 @@ impl RedisSource {
             Err(e) => return Err(e.into()),
         }
         let archived = self.sealed.redis(&self.ctx.info.name).or_else(|| self.resume.clone()).unwrap_or_default();
-        let sealed_id = archived.stream_id.as_deref().and_then(parse_id);
+        let sealed_id = archived.stream_id;
         // Our pending entries: archived ones are acknowledged, the rest read again.
         // Ids sent to the pipeline and not yet acknowledged, in the order they were sent
         // (which is the order the archive seals them in).
@@ -277,7 +273,7 @@ impl RedisSource {
             }
             if !ids.is_empty() {
                 unacked.extend(ids);
-                self.send(frames, Position::Redis(RedisPos { stream_id: last_id, ..Default::default() }))?;
+                self.send(frames, Position::Redis(RedisPosition { stream_id: last_id, ..Default::default() }))?;
             }
         }
         let mut gen = self.sealed.generation();
@@ -324,7 +320,7 @@ impl RedisSource {
                     push_frame(&mut frames, payload.as_deref().unwrap_or_default());
                     unacked.push_back(id);
                 }
-                self.send(frames, Position::Redis(RedisPos { stream_id: last_id, ..Default::default() }))?;
+                self.send(frames, Position::Redis(RedisPosition { stream_id: last_id, ..Default::default() }))?;
             }
             if last_claim.elapsed() >= self.cfg.claim_idle.min(Duration::from_secs(5)) {
                 last_claim = Instant::now();
@@ -350,7 +346,7 @@ impl RedisSource {
                         unacked.push_back(id.clone());
                         ids.push(id);
                     }
-                    self.send(frames, Position::Redis(RedisPos { stream_id: last_id, claimed: ids, ..Default::default() }))?;
+                    self.send(frames, Position::Redis(RedisPosition { stream_id: last_id, claimed: ids, ..Default::default() }))?;
                 }
             }
             // Acknowledge what the archive has sealed.
@@ -358,7 +354,7 @@ impl RedisSource {
             if g != gen {
                 gen = g;
                 if let Some(pos) = self.sealed.redis(&name) {
-                    let sealed_id = pos.stream_id.as_deref().and_then(parse_id);
+                    let sealed_id = pos.stream_id;
                     let mut done = Vec::new();
                     while let Some(id) = unacked.front() {
                         let covered = parse_id(id).is_some_and(|p| sealed_id.is_some_and(|s| p <= s)) || pos.claimed.contains(id);

@@ -32,7 +32,7 @@ impl Default for ParseLimits {
 }
 
 /// Counts of typed fields that were present but unusable (kept as null).
-pub type FieldErrors = [u64; Field::COUNT];
+pub use crate::event::handoff::FieldErrors;
 
 /// A reusable EVE parser; one per worker thread.
 pub struct EveParser {

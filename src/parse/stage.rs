@@ -7,40 +7,17 @@
 
 use std::sync::Arc;
 
-use super::eve::{prepare_line, EveParser, FieldErrors};
+use super::eve::{prepare_line, EveParser};
 use super::fast::{parse_fast, FastAlert};
 use super::syslog::{self, Rfc5424Error, TimeHint};
-use super::RejectReason;
+use crate::event::reject::RejectReason;
 use crate::deadletter::{DeadLetter, LineOrigin};
 use crate::event::time::wall_clock_us;
-use crate::event::{AlertView, EventBatch, EventBatchBuilder, EventView, Field, StrOrInt, SyslogView};
-use crate::ingest::{Format, Position, RawBatch, SourceInfo};
-
-/// Distinct event types counted per batch before the rest are counted as `other`.
-const MAX_TYPES_PER_BATCH: usize = 64;
-
-/// Counts for one batch.
-#[derive(Debug, Clone, Default)]
-pub struct BatchStats {
-    pub lines: u64,
-    pub blank: u64,
-    pub events: u64,
-    pub bytes: u64,
-    pub ts_errors: u64,
-    pub rejected: [u64; RejectReason::COUNT],
-    pub field_errors: FieldErrors,
-    /// Events per `event_type` (at most [`MAX_TYPES_PER_BATCH`] names, then `other`).
-    pub types: Vec<(Box<str>, u64)>,
-    /// Messages claiming RFC 5424 that broke a rule (read leniently), per rule.
-    pub nonconforming: [u64; SYSLOG_RULES.len()],
-    /// Syslog messages whose JSON payload was not an EVE event (kept as `syslog` events).
-    pub payload_invalid: u64,
-    /// Syslog lines stored decoded as Latin-1.
-    pub latin1: u64,
-}
+use crate::event::{AlertView, EventBatchBuilder, EventView, Field, StrOrInt, SyslogView};
+use crate::event::handoff::{BatchStats, Format, ParsedBatch, RawBatch, SYSLOG_RULE_COUNT};
 
 /// The RFC 5424 rules, in the order of [`Rfc5424Error`].
-pub const SYSLOG_RULES: [Rfc5424Error; 9] = [
+pub const SYSLOG_RULES: [Rfc5424Error; SYSLOG_RULE_COUNT] = [
     Rfc5424Error::Pri,
     Rfc5424Error::Version,
     Rfc5424Error::Timestamp,
@@ -51,31 +28,6 @@ pub const SYSLOG_RULES: [Rfc5424Error; 9] = [
     Rfc5424Error::StructuredData,
     Rfc5424Error::Message,
 ];
-
-impl BatchStats {
-    fn count_type(&mut self, t: &str) {
-        if let Some(e) = self.types.iter_mut().find(|(n, _)| &**n == t) {
-            e.1 += 1;
-        } else if self.types.len() < MAX_TYPES_PER_BATCH {
-            self.types.push((t.into(), 1));
-        } else if let Some(e) = self.types.iter_mut().find(|(n, _)| &**n == "other") {
-            e.1 += 1;
-        } else {
-            self.types.push(("other".into(), 1));
-        }
-    }
-}
-
-/// A parsed batch on its way to the archive.
-#[derive(Debug)]
-pub struct ParsedBatch {
-    pub source: Arc<SourceInfo>,
-    pub stream: u64,
-    pub seq: u64,
-    pub position: Position,
-    pub events: EventBatch,
-    pub stats: BatchStats,
-}
 
 pub struct ParseStage {
     parser: EveParser,

@@ -412,7 +412,7 @@ pub fn structured_data_json(sd: &str, out: &mut String) {
             out.push(',');
         }
         first_el = false;
-        json_str(&sd[i..i + n], out);
+        crate::event::json::json_str(out, &sd[i..i + n]);
         out.push_str(":{");
         i += n;
         let mut first_p = true;
@@ -423,7 +423,7 @@ pub fn structured_data_json(sd: &str, out: &mut String) {
                 out.push(',');
             }
             first_p = false;
-            json_str(&sd[i..i + n], out);
+            crate::event::json::json_str(out, &sd[i..i + n]);
             out.push(':');
             i += n + 2; // `="`
             let vstart = i;
@@ -446,26 +446,13 @@ pub fn structured_data_json(sd: &str, out: &mut String) {
                     value.push(c);
                 }
             }
-            json_str(&value, out);
+            crate::event::json::json_str(out, &value);
             i += 1; // closing quote
         }
         out.push('}');
         i += 1; // `]`
     }
     out.push('}');
-}
-
-fn json_str(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 const MONTHS: [&[u8; 3]; 12] = [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];

@@ -6,7 +6,6 @@
 //! (flag or end of input) and drop their senders → parse workers drain and exit → the
 //! archive writer drains, seals open segments and returns its totals.
 
-pub mod stats;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,7 +23,7 @@ use crate::ingest::{net, unix, SourceCtx, SourceInfo};
 use crate::metrics as m;
 use crate::parse::stage::publish;
 use crate::parse::{EveParser, ParseLimits, ParseStage, ParsedBatch};
-use stats::PipelineStats;
+use crate::event::stats::PipelineStats;
 
 /// Health facts shared with the HTTP listener.
 #[derive(Default)]

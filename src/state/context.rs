@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use lru::LruCache;
 use serde_json::{Map, Value};
 
-use super::json::JsonObject;
+use crate::event::json::JsonObject;
 use crate::event::batch::{context_kind, decode_context, encode_context};
 use crate::event::{ContextKind, ContextView};
 

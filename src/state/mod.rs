@@ -8,7 +8,6 @@
 pub mod context;
 pub mod correlate;
 pub mod dedup;
-pub mod json;
 pub mod shard;
 pub mod sigma;
 pub mod stage;

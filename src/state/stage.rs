@@ -24,7 +24,7 @@ use serde_json::json;
 use std::collections::HashMap;
 
 use super::context::{ContextConfig, FlowContext, IncidentContext};
-use super::json::{json_list, JsonObject};
+use crate::event::json::{json_list, JsonObject};
 use super::correlate::{IncidentEvent, Rule, Status};
 use super::shard::Shards;
 use super::dedup::{Decision, DedupConfig, Rollup};

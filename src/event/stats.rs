@@ -1,10 +1,12 @@
-//! Run-wide counters for the summary (metrics are published separately, per batch).
+//! Run-wide counters: what sources and parse workers counted since start, for the run's
+//! summary (metrics are published separately, per batch).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::parse::{BatchStats, RejectReason};
+use super::handoff::BatchStats;
+use super::reject::RejectReason;
 
 #[derive(Default)]
 pub struct PipelineStats {
