@@ -18,3 +18,4 @@ pub mod api;
 pub mod demo;
 pub mod enrich;
 pub mod score;
+pub mod output;

@@ -181,7 +181,7 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
 }
 
 fn cmd_hunt(archive: &std::path::Path, feed: &std::path::Path, format: Option<&str>, kind: Option<&str>, days: u32, output: Option<&std::path::Path>) -> anyhow::Result<()> {
-    use alertflow::enrich::hunt::{event_files, hunt, Wanted};
+    use alertflow::pipeline::hunt::{event_files, hunt, Wanted};
     use alertflow::enrich::intel::{Format as FeedFormat, IndicatorSet, Kind, LoadOptions};
     let bytes = std::fs::read(feed).with_context(|| format!("reading {}", feed.display()))?;
     let format = format.and_then(FeedFormat::from_name).unwrap_or_else(|| FeedFormat::guess(feed, &bytes));

@@ -62,6 +62,14 @@ pub const ENRICH_LOOKUP_FAILURES: &str = "alertflow_enrich_lookup_failures_total
 /// `intel_alert` lines for indicators in traffic without an alert, and repeats held back.
 pub const ENRICH_SIGHTINGS: &str = "alertflow_enrich_sightings_total";
 pub const ENRICH_SIGHTINGS_REPEATED: &str = "alertflow_enrich_sightings_repeated_total";
+/// Source loads, by `source` and `result` (`ok`, `failed`).
+pub const ENRICH_RELOADS: &str = "alertflow_enrich_reloads_total";
+/// When each source's current version was loaded (Unix seconds).
+pub const ENRICH_SOURCE_LOADED: &str = "alertflow_enrich_source_loaded_timestamp_seconds";
+/// Indicators a feed holds now.
+pub const ENRICH_INDICATORS: &str = "alertflow_enrich_indicators";
+/// Archived events a retro-hunt found with new indicators.
+pub const RETRO_HUNT_MATCHES: &str = "alertflow_retro_hunt_matches_total";
 /// Alerts scored, by priority.
 pub const SCORE_ALERTS: &str = "alertflow_score_alerts_total";
 /// Rule evaluations that failed (type errors…): the rule does not match.

@@ -11,18 +11,20 @@
 //! temporaries of commits that never started renaming, and returns the newest positions,
 //! from which sources resume.
 //!
-//! The coordinator ([`ArchiveWriter`], one thread) keeps batches of each stream in their
-//! original order, advances positions, decides when to commit and renames; the Parquet
-//! encoding runs on [`lane`] threads. Triggers for a commit: open bytes ≥
-//! `segment_max_bytes`, more partitions than `max_open_partitions`, no new rows for
-//! `idle_seal`, oldest open row older than `max_segment_age`, and shutdown.
+//! [`Segments`] (on the commit coordinator's thread) hands batches to the [`lane`] threads
+//! that encode Parquet, keeps what is open (rows, bytes, partitions, age), seals the open
+//! temporaries of a commit ([`Segments::seal`]) and renames them into place
+//! ([`Segments::publish`]). When to commit, and what else a commit holds (the alert
+//! path's snapshot, the positions, the notifications), is the pipeline's commit protocol
+//! (`pipeline::commit`).
 
 pub mod checkpoint;
 pub mod lane;
+pub mod layout;
 pub mod props;
 pub mod recovery;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,9 +35,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Sender};
 use parquet::file::metadata::KeyValue;
 
-use crate::event::position::Position;
+use crate::event::EventBatch;
 use crate::metrics as m;
-use crate::event::handoff::ParsedBatch;
 pub use checkpoint::Checkpoint;
 use lane::{Lane, LaneMsg};
 pub use props::ParquetSettings;
@@ -116,7 +117,9 @@ struct LaneHandle {
     thread: JoinHandle<()>,
 }
 
-pub struct ArchiveWriter {
+/// The archive's open segments: Parquet writers on lane threads, sealed and renamed into
+/// place by a commit.
+pub struct Segments {
     cfg: ArchiveConfig,
     epoch: u64,
     lanes: Vec<LaneHandle>,
@@ -126,56 +129,19 @@ pub struct ArchiveWriter {
     open_rows: u64,
     oldest_open: Option<Instant>,
     last_write: Instant,
-    checkpoint: Checkpoint,
-    reorder: HashMap<(usize, u64), Reorder>,
     totals: ArchiveTotals,
-    sealed: Arc<checkpoint::Sealed>,
-    /// Dedup and correlation of alerts, run on batches in archive order.
-    state: Option<StateRuntime>,
-    /// Too many notifications wait: commit at the next opportunity.
-    commit_due: bool,
     /// Held for the writer's lifetime: one process writes an archive at a time.
     _lock: File,
 }
 
-/// The state stage and what belongs to it: its snapshot directory and the JSON lines
-/// waiting for the commit that holds their rows.
-struct StateRuntime {
-    worker: crate::state::worker::StateWorker,
-    dir: PathBuf,
-    output: Option<(PathBuf, std::io::BufWriter<File>)>,
-    pending: Vec<String>,
-    /// Late alerts of the `late_output` policy, when they have a file of their own.
-    late_output: Option<(PathBuf, std::io::BufWriter<File>)>,
-    pending_late: Vec<String>,
+/// The temporaries of one commit, complete and durable, waiting to be renamed.
+pub struct Sealed {
+    files: Vec<lane::SealedTemp>,
 }
 
-fn open_output(p: Option<PathBuf>) -> Result<Option<(PathBuf, std::io::BufWriter<File>)>, ArchiveError> {
-    let Some(p) = p else { return Ok(None) };
-    if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-    }
-    let f = File::options().create(true).append(true).open(&p).map_err(io_err(&p))?;
-    Ok(Some((p, std::io::BufWriter::new(f))))
-}
-
-/// Notification lines held for the next commit before it is forced.
-const MAX_PENDING_LINES: usize = 100_000;
-
-/// Snapshot file of the state after commit `epoch`.
-fn state_file(dir: &Path, epoch: u64) -> PathBuf {
-    dir.join(format!("state-{epoch:012}.json"))
-}
-
-#[derive(Default)]
-struct Reorder {
-    next: u64,
-    waiting: BTreeMap<u64, ParsedBatch>,
-}
-
-impl ArchiveWriter {
-    /// Opens the archive: runs recovery, starts the writer lanes, and returns the writer
-    /// with what recovery found (the positions to resume from).
+impl Segments {
+    /// Opens the archive: takes its lock, runs recovery, starts the writer lanes, and
+    /// returns the segments with what recovery found (the positions to resume from).
     pub fn open(cfg: ArchiveConfig) -> Result<(Self, recovery::Recovered), ArchiveError> {
         let table = cfg.root.join(EVENTS_TABLE);
         std::fs::create_dir_all(&table).map_err(io_err(&table))?;
@@ -206,224 +172,94 @@ impl ArchiveWriter {
             open_rows: 0,
             oldest_open: None,
             last_write: Instant::now(),
-            checkpoint: rec.checkpoint.clone(),
-            reorder: HashMap::new(),
             totals: ArchiveTotals::default(),
-            sealed: Arc::new(checkpoint::Sealed::new(rec.checkpoint.clone())),
-            state: None,
-            commit_due: false,
             _lock: lock,
             cfg,
         };
         Ok((w, rec))
     }
 
-    /// Turns on dedup and correlation: the `alerts` and `incidents` tables fill from the
-    /// events, and the state saved with the newest commit is restored.
-    pub fn enable_state(&mut self, cfg: &crate::state::stage::StateConfig, output: Option<PathBuf>, late_output: Option<PathBuf>) -> Result<(), ArchiveError> {
-        let dir = self.cfg.root.join("_state");
-        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let mut stage = crate::state::stage::StateStage::new(cfg);
-        if self.epoch > 0 {
-            let f = state_file(&dir, self.epoch - 1);
-            match std::fs::read_to_string(&f) {
-                Ok(text) => {
-                    stage.restore(&text).map_err(|e| ArchiveError::BadSegment { path: f.clone(), reason: format!("state snapshot: {e}") })?;
-                    tracing::info!(snapshot = %f.display(), "state restored");
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(ArchiveError::Io { path: f, source: e }),
-            }
-        }
-        let output = open_output(output)?;
-        let late_output = open_output(late_output)?;
-        let worker = crate::state::worker::StateWorker::spawn(stage);
-        self.state = Some(StateRuntime { worker, dir, output, pending: Vec::new(), late_output, pending_late: Vec::new() });
-        Ok(())
+    /// The number of the next commit.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
-    /// Sends the state stage's table rows to the lanes and keeps its lines for the commit.
-    fn write_state(&mut self, out: crate::state::stage::StateOutput) -> Result<(), ArchiveError> {
-        for (table, batch) in [(Table::Alerts, out.alerts), (Table::Incidents, out.incidents)] {
-            let Some(batch) = batch else { continue };
-            if batch.num_rows() == 0 {
-                continue;
-            }
-            self.open_hours.extend(batch.hours.iter().copied());
-            self.open_rows += batch.num_rows() as u64;
-            self.oldest_open.get_or_insert_with(Instant::now);
-            // Their own rotation: sharing the events' would pin events to one lane.
-            let lane = self.next_state_lane;
-            self.next_state_lane = (self.next_state_lane + 1) % self.lanes.len();
-            self.lanes[lane].tx.send(LaneMsg::Write(table, batch)).map_err(|_| ArchiveError::LaneGone(lane))?;
-        }
-        let mut full = false;
-        if let Some(st) = self.state.as_mut() {
-            st.pending.extend(out.lines);
-            if st.late_output.is_some() {
-                st.pending_late.extend(out.late_lines);
-            } else {
-                st.pending.extend(out.late_lines);
-            }
-            full = st.pending.len() + st.pending_late.len() >= MAX_PENDING_LINES;
-        }
-        // Notifications wait for their commit: bound what waits (the caller commits).
-        self.commit_due |= full;
-        Ok(())
-    }
-
-    /// Writes the state outputs that are ready (or, with `wait`, all outstanding ones).
-    fn collect_state(&mut self, wait: bool) -> Result<(), ArchiveError> {
-        let outs = match self.state.as_mut() {
-            Some(st) if wait => st.worker.drain(),
-            Some(st) => st.worker.ready(),
-            None => return Ok(()),
-        };
-        for o in outs {
-            self.write_state(o)?;
-        }
-        Ok(())
-    }
-
-    /// The state after everything submitted, saved durably as the snapshot of `epoch`.
-    fn save_state(&mut self, epoch: u64) -> Result<(), ArchiveError> {
-        self.collect_state(true)?;
-        let Some(st) = self.state.as_mut() else { return Ok(()) };
-        let path = state_file(&st.dir, epoch);
-        if let Some(res) = st.worker.save_snapshot(&path) {
-            res.map_err(|e| ArchiveError::Io { path, source: e })?;
-        }
-        Ok(())
-    }
-
-    /// Positions of the newest commit, for sources that acknowledge upstream.
-    pub fn sealed(&self) -> Arc<checkpoint::Sealed> {
-        self.sealed.clone()
+    pub fn root(&self) -> &Path {
+        &self.cfg.root
     }
 
     pub fn totals(&self) -> ArchiveTotals {
         self.totals
     }
 
-    /// Takes a parsed batch. Batches of a positioned stream are applied in sequence order.
-    pub fn accept(&mut self, batch: ParsedBatch) -> Result<(), ArchiveError> {
-        if matches!(batch.position, Position::None) {
-            return self.apply(batch);
-        }
-        let key = (batch.source.id, batch.stream);
-        let r = self.reorder.entry(key).or_default();
-        if batch.seq != r.next {
-            r.waiting.insert(batch.seq, batch);
-            return Ok(());
-        }
-        r.next += 1;
-        self.apply(batch)?;
-        loop {
-            let r = self.reorder.get_mut(&key).expect("entry exists");
-            let next = r.next;
-            match r.waiting.remove(&next) {
-                Some(b) => {
-                    r.next += 1;
-                    self.apply(b)?;
-                }
-                None => break,
-            }
-        }
-        Ok(())
+    /// Rows written since the last commit.
+    pub fn open_rows(&self) -> u64 {
+        self.open_rows
     }
 
-    fn apply(&mut self, batch: ParsedBatch) -> Result<(), ArchiveError> {
-        let rows = batch.events.num_rows() as u64;
-        if let (Some(st), true) = (&mut self.state, rows > 0) {
-            // Cheap: the columns are shared, not copied.
-            st.worker.process(&batch.events, crate::event::time::wall_clock_us());
+    /// Hands rows of `table` to a lane. The events table and the alert path's tables
+    /// rotate over the lanes separately (sharing one rotation would pin events to one lane).
+    pub fn write(&mut self, table: Table, batch: EventBatch) -> Result<(), ArchiveError> {
+        let rows = batch.num_rows() as u64;
+        if rows == 0 {
+            return Ok(());
         }
-        if rows > 0 {
-            let hours = &batch.events.hours;
-            let first = hours[0];
-            self.open_hours.insert(first);
-            if hours.iter().any(|&h| h != first) {
-                self.open_hours.extend(hours.iter().copied());
-            }
-            let lane = self.next_lane;
-            self.next_lane = (self.next_lane + 1) % self.lanes.len();
-            self.lanes[lane].tx.send(LaneMsg::Write(Table::Events, batch.events)).map_err(|_| ArchiveError::LaneGone(lane))?;
-            self.open_rows += rows;
+        let hours = &batch.hours;
+        let first = hours[0];
+        self.open_hours.insert(first);
+        if hours.iter().any(|&h| h != first) {
+            self.open_hours.extend(hours.iter().copied());
+        }
+        let next = if table == Table::Events { &mut self.next_lane } else { &mut self.next_state_lane };
+        let lane = *next;
+        *next = (lane + 1) % self.lanes.len();
+        self.lanes[lane].tx.send(LaneMsg::Write(table, batch)).map_err(|_| ArchiveError::LaneGone(lane))?;
+        self.open_rows += rows;
+        self.oldest_open.get_or_insert_with(Instant::now);
+        if table == Table::Events {
             self.last_write = Instant::now();
-            self.oldest_open.get_or_insert(self.last_write);
             metrics::counter!(m::ARCHIVE_ROWS).increment(rows);
             metrics::gauge!(m::ARCHIVE_OPEN_ROWS).set(self.open_rows as f64);
             metrics::gauge!(m::ARCHIVE_OPEN_PARTITIONS).set(self.open_hours.len() as f64);
         }
-        self.collect_state(false)?;
-        if std::mem::take(&mut self.commit_due) {
-            self.commit()?;
-        }
-        match &batch.position {
-            Position::File { fingerprint, offset, path } => self.checkpoint.advance(&batch.source.name, *fingerprint, *offset, path),
-            Position::Redis(r) => self.checkpoint.advance_redis(&batch.source.name, r),
-            Position::None => {}
-        }
-        if self.open_bytes() >= self.cfg.segment_max_bytes || self.open_hours.len() > self.cfg.max_open_partitions {
-            self.commit()?;
-        }
         Ok(())
+    }
+
+    /// Counts as new rows for the idle timer (rows the alert path produced on its own).
+    pub fn touch(&mut self) {
+        self.last_write = Instant::now();
     }
 
     fn open_bytes(&self) -> u64 {
         self.lanes.iter().map(|l| l.open_bytes.load(Ordering::Relaxed)).sum()
     }
 
-    /// Called periodically: seals on idle time or segment age.
-    pub fn tick(&mut self) -> Result<(), ArchiveError> {
-        if let Some(st) = self.state.as_mut() {
-            st.worker.advance(crate::event::time::wall_clock_us());
-            let rows_before = self.open_rows;
-            self.collect_state(false)?;
-            if self.open_rows > rows_before {
-                self.last_write = Instant::now();
-            }
-        }
-        if self.open_rows == 0 {
-            if self.state.as_ref().is_some_and(|s| !s.pending.is_empty() || !s.pending_late.is_empty()) {
-                self.emit_without_rows()?;
-            }
-            return Ok(());
-        }
-        let idle = self.last_write.elapsed() >= self.cfg.idle_seal;
-        let old = self.oldest_open.is_some_and(|t| t.elapsed() >= self.cfg.max_segment_age);
-        if idle || old || std::mem::take(&mut self.commit_due) {
-            self.commit()?;
-        }
-        Ok(())
+    /// Open segments are as large, or span as many partitions, as a commit allows.
+    pub fn full(&self) -> bool {
+        self.open_bytes() >= self.cfg.segment_max_bytes || self.open_hours.len() > self.cfg.max_open_partitions
     }
 
-    /// Seals every open segment with the current positions. A commit with no rows writes
-    /// nothing (its positions are carried by the next commit).
-    pub fn commit(&mut self) -> Result<(), ArchiveError> {
-        // Every state output of the batches so far belongs to this commit.
-        self.collect_state(true)?;
-        self.commit_due = false;
-        if self.open_rows == 0 {
-            if self.state.as_ref().is_some_and(|s| !s.pending.is_empty() || !s.pending_late.is_empty()) {
-                self.emit_without_rows()?;
-            }
-            return Ok(());
-        }
-        let ckpt = serde_json::to_string(&self.checkpoint).expect("checkpoint serializes");
+    /// No new rows for `idle_seal`, or the oldest open row is older than `max_segment_age`.
+    pub fn due(&self) -> bool {
+        self.last_write.elapsed() >= self.cfg.idle_seal || self.oldest_open.is_some_and(|t| t.elapsed() >= self.cfg.max_segment_age)
+    }
+
+    /// Closes every open writer with `checkpoint` (JSON) and the epoch in its footer and
+    /// fsyncs each file. Nothing is visible to readers yet.
+    pub fn seal(&mut self, checkpoint: &str) -> Result<Sealed, ArchiveError> {
         // Every lane closes its segments; they answer once all earlier batches are written.
         let mut replies = Vec::with_capacity(self.lanes.len());
         for (i, lane) in self.lanes.iter().enumerate() {
             let (tx, rx) = bounded(1);
-            let metadata = vec![KeyValue::new(checkpoint::KEY_EPOCH.into(), self.epoch.to_string()), KeyValue::new(checkpoint::KEY_CHECKPOINT.into(), ckpt.clone())];
+            let metadata = vec![KeyValue::new(checkpoint::KEY_EPOCH.into(), self.epoch.to_string()), KeyValue::new(checkpoint::KEY_CHECKPOINT.into(), checkpoint.to_string())];
             lane.tx.send(LaneMsg::Seal { epoch: self.epoch, metadata, reply: tx }).map_err(|_| ArchiveError::LaneGone(i))?;
             replies.push(rx);
         }
-        let mut sealed = Vec::new();
+        let mut files = Vec::new();
         let mut first_err = None;
         for (i, rx) in replies.into_iter().enumerate() {
             match rx.recv() {
-                Ok(Ok(mut v)) => sealed.append(&mut v),
+                Ok(Ok(mut v)) => files.append(&mut v),
                 Ok(Err(e)) => {
                     first_err.get_or_insert(e);
                 }
@@ -432,13 +268,16 @@ impl ArchiveWriter {
                 }
             }
         }
-        if let Some(e) = first_err {
-            return Err(e);
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(Sealed { files }),
         }
-        // The state after this commit is saved before the commit point: a restart from
-        // this commit continues with exactly this state.
-        self.save_state(self.epoch)?;
-        // Every temporary is complete and durable: the first rename commits.
+    }
+
+    /// Renames the sealed temporaries into place (the first rename is the commit point)
+    /// and makes the new names durable; the next commit gets the next epoch.
+    pub fn publish(&mut self, sealed: Sealed) -> Result<(), ArchiveError> {
+        let sealed = sealed.files;
         let n = sealed.len();
         let mut dirs: Vec<&Path> = Vec::new();
         for (i, s) in sealed.iter().enumerate() {
@@ -475,14 +314,6 @@ impl ArchiveWriter {
         for t in tables {
             sync_dir(&self.cfg.root.join(t.dir()))?;
         }
-        self.sealed.publish(&self.checkpoint);
-        if let Some(st) = self.state.as_mut() {
-            emit_lines(st)?;
-            // Older snapshots are no longer needed (the newest commit is this one).
-            if self.epoch > 0 {
-                let _ = std::fs::remove_file(state_file(&st.dir, self.epoch - 1));
-            }
-        }
         self.totals.segments_sealed += n as u64;
         metrics::counter!(m::ARCHIVE_SEGMENTS).increment(n as u64);
         metrics::counter!(m::ARCHIVE_COMMITS).increment(1);
@@ -497,63 +328,13 @@ impl ArchiveWriter {
         Ok(())
     }
 
-    /// Notifications produced without new rows (roll-ups, a watermark moving on): the
-    /// state is saved over the newest commit's snapshot (the archive position is the
-    /// same), then the lines go out.
-    fn emit_without_rows(&mut self) -> Result<(), ArchiveError> {
-        self.collect_state(true)?;
-        if self.open_rows > 0 {
-            // The outputs brought rows: they and the lines go with the next commit.
-            return Ok(());
-        }
-        if self.epoch > 0 {
-            self.save_state(self.epoch - 1)?;
-        }
-        match self.state.as_mut() {
-            Some(st) => emit_lines(st),
-            None => Ok(()),
-        }
-    }
-
-    /// End of a replay: every open dedup key rolls up and every open incident closes.
-    pub fn flush_state(&mut self) -> Result<(), ArchiveError> {
-        let Some(st) = self.state.as_mut() else { return Ok(()) };
-        st.worker.flush();
-        self.collect_state(true)
-    }
-
-    /// Seals everything and stops the lanes (shutdown, end of replay).
-    pub fn finish(mut self) -> Result<ArchiveTotals, ArchiveError> {
-        // Batches still waiting for an earlier sequence number cannot be archived without
-        // a gap; they are read again after restart.
-        let waiting: usize = self.reorder.values().map(|r| r.waiting.len()).sum();
-        if waiting > 0 {
-            tracing::warn!(batches = waiting, "batches left out of order at shutdown; they will be read again");
-        }
-        self.commit()?;
+    /// Stops the lanes (after the last commit).
+    pub fn close(mut self) {
         for lane in std::mem::take(&mut self.lanes) {
             drop(lane.tx);
             let _ = lane.thread.join();
         }
-        Ok(self.totals)
     }
-}
-
-/// Appends the pending JSON lines to the output (when one is configured).
-fn emit_lines(st: &mut StateRuntime) -> Result<(), ArchiveError> {
-    use std::io::Write;
-    let lines = std::mem::take(&mut st.pending);
-    let late = std::mem::take(&mut st.pending_late);
-    metrics::counter!(m::STATE_NOTIFICATIONS).increment(lines.len() as u64);
-    for (out, lines) in [(st.output.as_mut(), lines), (st.late_output.as_mut(), late)] {
-        if let Some((path, w)) = out {
-            for l in &lines {
-                w.write_all(l.as_bytes()).and_then(|_| w.write_all(b"\n")).map_err(io_err(path))?;
-            }
-            w.flush().map_err(io_err(path))?;
-        }
-    }
-    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {

@@ -58,40 +58,10 @@ struct Found {
     name: String,
 }
 
-/// Partition directories of every table under `root` (a commit spans all tables).
-fn partition_dirs(root: &Path) -> Result<Vec<PathBuf>, ArchiveError> {
-    let mut out = Vec::new();
-    for t in super::Table::ALL {
-        let table = root.join(t.dir());
-        if table.is_dir() {
-            out.extend(table_partition_dirs(&table)?);
-        }
-    }
-    Ok(out)
-}
-
-fn table_partition_dirs(table: &Path) -> Result<Vec<PathBuf>, ArchiveError> {
-    let mut out = Vec::new();
-    for date in std::fs::read_dir(table).map_err(io_err(table))? {
-        let date = date.map_err(io_err(table))?;
-        if !date.file_name().to_string_lossy().starts_with("date=") || !date.path().is_dir() {
-            continue;
-        }
-        let dp = date.path();
-        for hour in std::fs::read_dir(&dp).map_err(io_err(&dp))? {
-            let hour = hour.map_err(io_err(&dp))?;
-            if hour.file_name().to_string_lossy().starts_with("hour=") && hour.path().is_dir() {
-                out.push(hour.path());
-            }
-        }
-    }
-    Ok(out)
-}
-
 pub fn recover(root: &Path) -> Result<Recovered, ArchiveError> {
     let mut finals: Vec<(u64, usize, usize, Found)> = Vec::new();
     let mut temps: Vec<(u64, Found)> = Vec::new();
-    for dir in partition_dirs(root)? {
+    for dir in super::layout::all_partitions(root)?.into_iter().map(|p| p.dir) {
         for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
             let entry = entry.map_err(io_err(&dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();

@@ -403,7 +403,6 @@ fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
         late_policy: default_late,
         shards: cx.uint(&st, "shards", 1, 1, 64) as usize,
         // Set by the pipeline, which opens the enrichment sources.
-        enrich: None,
     };
     let output = cx.string(&st, "output").filter(|o| !o.is_empty()).map(PathBuf::from);
     let late_output = cx.string(&st, "late_output").filter(|o| !o.is_empty()).map(PathBuf::from);
@@ -458,7 +457,7 @@ fn read_enrich(cx: &mut Cx, root: &Tbl) -> crate::enrich::EnrichConfig {
         retro_hunt_days: cx.uint(&e, "retro_hunt_days", d.retro_hunt_days as u64, 0, 3650) as u32,
         retro_hunt_output: path(cx, "retro_hunt_output"),
         sightings: cx.boolean(&e, "sightings", d.sightings),
-        history_seed: None,
+        history_seed: Vec::new(),
         max_indicators_per_feed: cx.uint(&e, "max_indicators_per_feed", d.max_indicators_per_feed as u64, 1, 1 << 31) as usize,
     }
 }

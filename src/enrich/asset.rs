@@ -6,30 +6,7 @@ use std::sync::Arc;
 
 use super::prefix::{parse_cidr, PrefixTable};
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Asset {
-    /// The network as written (masked): `10.1.0.0/16`, `192.0.2.10`.
-    pub network: Box<str>,
-    pub name: Box<str>,
-    pub owner: Option<Box<str>>,
-    /// `low`, `medium`, `high`, `critical` (or the inventory's own word).
-    pub criticality: Option<Box<str>>,
-    pub tags: Vec<Box<str>>,
-}
-
-impl Asset {
-    /// 1 (low) … 4 (critical), 0 when unknown; numbers 0–4 are taken as they are.
-    pub fn criticality_level(&self) -> i64 {
-        match self.criticality.as_deref().map(str::to_ascii_lowercase).as_deref() {
-            Some("low") => 1,
-            Some("medium") | Some("moderate") => 2,
-            Some("high") => 3,
-            Some("critical") | Some("crown-jewel") => 4,
-            Some(n) => n.parse::<i64>().ok().filter(|n| (0..=4).contains(n)).unwrap_or(0),
-            None => 0,
-        }
-    }
-}
+pub use crate::event::enriched::Asset;
 
 #[derive(Debug, Clone, Default)]
 pub struct AssetTable {

@@ -5,27 +5,7 @@ use std::net::IpAddr;
 
 use maxminddb::{geoip2, Reader};
 
-/// What a City/Country database says about an address.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Place {
-    pub country: Option<Box<str>>,
-    pub country_name: Option<Box<str>>,
-    pub continent: Option<Box<str>>,
-    pub subdivision: Option<Box<str>>,
-    pub city: Option<Box<str>>,
-    pub latitude: Option<f64>,
-    pub longitude: Option<f64>,
-    pub accuracy_radius: Option<u16>,
-    pub time_zone: Option<Box<str>>,
-    pub registered_country: Option<Box<str>>,
-}
-
-/// What an ASN database says about an address.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct AsInfo {
-    pub number: Option<u32>,
-    pub organization: Option<Box<str>>,
-}
+pub use crate::event::enriched::{AsInfo, Place};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DbKind {

@@ -7,14 +7,7 @@ use std::num::NonZeroUsize;
 
 use lru::LruCache;
 
-/// One analyst judgement of an earlier alert.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Verdict {
-    /// `true_positive`, `false_positive`, `benign`, … as the analyst said.
-    pub verdict: String,
-    pub at_us: i64,
-    pub analyst: String,
-}
+pub use crate::event::enriched::{HistoryInfo, Seen, Verdict};
 
 /// Where past verdicts come from (the analyst API provides one; the default has none).
 pub trait VerdictStore: Send + Sync {
@@ -30,23 +23,6 @@ impl VerdictStore for NoVerdicts {
     fn verdicts(&self, _: i64, _: &str) -> Vec<Verdict> {
         Vec::new()
     }
-}
-
-/// Counts before the current alert.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Seen {
-    pub last_24h: u64,
-    pub last_7d: u64,
-    pub first_time: bool,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct HistoryInfo {
-    pub signature: Seen,
-    pub src: Seen,
-    pub dest: Seen,
-    pub pair: Seen,
-    pub verdicts: Vec<Verdict>,
 }
 
 const HOURS_7D: i64 = 168;
@@ -134,13 +110,12 @@ impl History {
     }
 }
 
-/// Counts the archived alerts of the last week (`<root>/alerts/`, oldest first), so
+/// Counts the alerts of the last week in archived `alerts` segments (oldest first), so
 /// history survives a restart; returns how many.
-pub fn seed(h: &mut History, root: &std::path::Path, now_us: i64) -> Result<usize, String> {
+pub fn seed(h: &mut History, files: &[std::path::PathBuf], now_us: i64) -> Result<usize, String> {
     use arrow::array::{Array, Int64Array, StringArray, TimestampMicrosecondArray};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use parquet::arrow::ProjectionMask;
-    let files = super::hunt::table_files(root, "alerts", 8, now_us);
     let mut rows: Vec<(i64, i64, String, String)> = Vec::new();
     for f in files {
         let file = std::fs::File::open(&f).map_err(|e| format!("{}: {e}", f.display()))?;

@@ -11,53 +11,7 @@ use serde_json::Value;
 
 use super::prefix::{parse_cidr, PrefixTable};
 
-/// What an indicator is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Ip,
-    Domain,
-    Url,
-    Md5,
-    Sha1,
-    Sha256,
-    Ja3,
-    Ja4,
-    Sni,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Ip => "ip",
-            Kind::Domain => "domain",
-            Kind::Url => "url",
-            Kind::Md5 => "md5",
-            Kind::Sha1 => "sha1",
-            Kind::Sha256 => "sha256",
-            Kind::Ja3 => "ja3",
-            Kind::Ja4 => "ja4",
-            Kind::Sni => "sni",
-        }
-    }
-
-    /// Type names used by feeds (CSV `type` columns, config `type`).
-    pub fn from_name(s: &str) -> Option<Kind> {
-        Some(match s.trim().to_ascii_lowercase().as_str() {
-            "ip" | "ipv4" | "ipv6" | "cidr" | "ip-src" | "ip-dst" | "ipv4-addr" | "ipv6-addr" | "network" => Kind::Ip,
-            "domain" | "hostname" | "fqdn" | "domain-name" | "host" => Kind::Domain,
-            "url" | "uri" => Kind::Url,
-            "md5" => Kind::Md5,
-            "sha1" | "sha-1" => Kind::Sha1,
-            "sha256" | "sha-256" => Kind::Sha256,
-            "ja3" | "ja3-fingerprint-md5" => Kind::Ja3,
-            "ja4" | "ja4-fingerprint" => Kind::Ja4,
-            "sni" | "tls-sni" => Kind::Sni,
-            _ => return None,
-        })
-    }
-
-    pub const NAMES: &'static str = "ip, domain, url, md5, sha1, sha256, ja3, ja4, sni";
-}
+pub use crate::event::enriched::Kind;
 
 /// The file formats a feed can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,9 +11,8 @@
 pub mod asset;
 pub mod geo;
 pub mod history;
-pub mod hunt;
 pub mod intel;
-pub mod prefix;
+pub use crate::event::prefix;
 pub mod stix;
 
 use std::net::IpAddr;
@@ -27,10 +26,10 @@ use lru::LruCache;
 
 use crate::event::{ContextKind, ContextView};
 use crate::event::json::JsonObject;
-use crate::state::AlertRecord;
-use asset::{Asset, AssetTable};
-use geo::{AsInfo, DbKind, GeoDb, Place};
-use history::{History, HistoryInfo, NoVerdicts, VerdictStore};
+use crate::event::alert::AlertRecord;
+use asset::AssetTable;
+use geo::{DbKind, GeoDb};
+use history::{History, NoVerdicts, VerdictStore};
 use intel::{IndicatorSet, Kind, LoadOptions, Probe};
 
 /// One indicator feed in the configuration.
@@ -66,31 +65,29 @@ pub struct EnrichConfig {
     /// Indicators seen in events that raised no alert (dns, http, tls, fileinfo, flow)
     /// become `intel_alert` lines.
     pub sightings: bool,
-    /// Archive root whose `alerts/` of the last week seed the history at start (set by
-    /// the pipeline; `None`: history starts empty).
-    pub history_seed: Option<PathBuf>,
+    /// Archived `alerts` segments (of the last week) that seed the history at start (set
+    /// by the pipeline; empty: history starts empty).
+    pub history_seed: Vec<PathBuf>,
     /// A feed with more indicators than this is rejected.
     pub max_indicators_per_feed: usize,
 }
 
 impl Default for EnrichConfig {
     fn default() -> Self {
-        Self { enabled: true, geoip_city: None, geoip_asn: None, intel: Vec::new(), assets: None, history: true, history_max_keys: 200_000, memo_entries: 65_536, reload_poll: Duration::from_secs(5), retro_hunt_days: 7, retro_hunt_output: None, sightings: true, history_seed: None, max_indicators_per_feed: 10_000_000 }
+        Self { enabled: true, geoip_city: None, geoip_asn: None, intel: Vec::new(), assets: None, history: true, history_max_keys: 200_000, memo_entries: 65_536, reload_poll: Duration::from_secs(5), retro_hunt_days: 7, retro_hunt_output: None, sightings: true, history_seed: Vec::new(), max_indicators_per_feed: 10_000_000 }
     }
 }
 
-/// What the state stage needs to enrich and score: the shared sources, their settings
-/// and the compiled rules.
+/// What the alert path needs to enrich: the shared sources and their settings.
 #[derive(Clone)]
 pub struct EnrichRuntime {
     pub sources: Arc<Sources>,
     pub config: EnrichConfig,
-    pub scorer: Option<Arc<crate::score::Scorer>>,
 }
 
 impl std::fmt::Debug for EnrichRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "EnrichRuntime {{ enabled: {}, scorer: {} rules }}", self.config.enabled, self.scorer.as_ref().map_or(0, |s| s.rules()))
+        write!(f, "EnrichRuntime {{ enabled: {} }}", self.config.enabled)
     }
 }
 
@@ -189,8 +186,8 @@ impl<T> Source<T> {
                 let new = Arc::new(Loaded { version, data });
                 let old = self.current.swap(Some(new.clone()));
                 seen.1 = Some(hash);
-                metrics::counter!("alertflow_enrich_reloads_total", "source" => self.name.clone(), "result" => "ok").increment(1);
-                metrics::gauge!("alertflow_enrich_source_loaded_timestamp_seconds", "source" => self.name.clone()).set(new.version.loaded_at_us as f64 / 1e6);
+                metrics::counter!(crate::metrics::ENRICH_RELOADS, "source" => self.name.clone(), "result" => "ok").increment(1);
+                metrics::gauge!(crate::metrics::ENRICH_SOURCE_LOADED, "source" => self.name.clone()).set(new.version.loaded_at_us as f64 / 1e6);
                 tracing::info!(source = %self.name, version = %new.version.label, "enrichment source loaded");
                 Outcome::Loaded { old, new }
             }
@@ -199,7 +196,7 @@ impl<T> Source<T> {
     }
 
     fn failed(&self, msg: String) -> Outcome<T> {
-        metrics::counter!("alertflow_enrich_reloads_total", "source" => self.name.clone(), "result" => "failed").increment(1);
+        metrics::counter!(crate::metrics::ENRICH_RELOADS, "source" => self.name.clone(), "result" => "failed").increment(1);
         let keeps = match self.current.load().as_ref() {
             Some(l) => format!("keeping {}", l.version.label),
             None => "the source stays empty".into(),
@@ -328,7 +325,7 @@ impl Sources {
                 }
             }
             if let Some(l) = f.get() {
-                metrics::gauge!("alertflow_enrich_indicators", "source" => f.name.clone()).set(l.data.len() as f64);
+                metrics::gauge!(crate::metrics::ENRICH_INDICATORS, "source" => f.name.clone()).set(l.data.len() as f64);
             }
         }
         r
@@ -394,46 +391,7 @@ pub struct Snapshot {
     pub versions: Arc<[Arc<str>]>,
 }
 
-/// GeoIP of one address.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct GeoHit {
-    pub place: Option<Place>,
-    pub asn: Option<AsInfo>,
-}
-
-/// One side of an alert (source or destination).
-#[derive(Debug, Clone, Default)]
-pub struct Side {
-    pub geo: Option<Arc<GeoHit>>,
-    pub asset: Option<Arc<Asset>>,
-}
-
-/// One indicator an alert matched.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IntelHit {
-    pub feed: Arc<str>,
-    /// The feed's version that held the indicator.
-    pub feed_version: Arc<str>,
-    pub indicator: Arc<str>,
-    pub kind: Kind,
-    /// Where the value was: `src_ip`, `dest_ip`, `dns.rrname`, `dns.answer`,
-    /// `http.hostname`, `http.url`, `tls.sni`, `tls.ja3`, `tls.ja4`, `fileinfo.md5`,
-    /// `fileinfo.sha1`, `fileinfo.sha256`.
-    pub field: &'static str,
-    pub value: Box<str>,
-    pub confidence: u8,
-    pub description: Option<Box<str>>,
-}
-
-/// Everything enrichment found for one alert.
-#[derive(Debug, Clone, Default)]
-pub struct Enrichment {
-    pub src: Side,
-    pub dest: Side,
-    pub intel: Vec<IntelHit>,
-    pub history: Option<HistoryInfo>,
-    pub versions: Arc<[Arc<str>]>,
-}
+pub use crate::event::enriched::{hits_json, Enrichment, GeoHit, IntelHit, Side};
 
 /// Failed lookups since start, by reason.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -479,12 +437,10 @@ impl Enricher {
             memo_of: (0, 0),
             history: cfg.history.then(|| {
                 let mut h = History::new(cfg.history_max_keys);
-                if let Some(root) = &cfg.history_seed {
-                    match history::seed(&mut h, root, now_us()) {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(alerts = n, "history seeded from the archive"),
-                        Err(e) => tracing::warn!("history not seeded from the archive: {e}"),
-                    }
+                match history::seed(&mut h, &cfg.history_seed, now_us()) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(alerts = n, "history seeded from the archive"),
+                    Err(e) => tracing::warn!("history not seeded from the archive: {e}"),
                 }
                 h
             }),
@@ -681,22 +637,6 @@ pub fn match_feeds<'s>(feeds: impl Iterator<Item = (&'s Version, &'s IndicatorSe
     hits
 }
 
-/// Matches as a JSON list (the `intel` column, `matches` of `intel_alert` lines).
-pub fn hits_json(hits: &[IntelHit]) -> String {
-    crate::event::json::json_list(hits, |o, h| {
-        o.str("feed", &h.feed);
-        o.str("feed_version", &h.feed_version);
-        o.str("indicator", &h.indicator);
-        o.str("type", h.kind.as_str());
-        o.str("field", h.field);
-        o.str("value", &h.value);
-        o.int("confidence", h.confidence as i64);
-        if let Some(d) = &h.description {
-            o.str("description", d);
-        }
-    })
-}
-
 /// An `intel_alert` line: indicators in an event that raised no alert (`origin`: `live`
 /// or `retro-hunt`), with the event's own time; `more` adds fields.
 #[allow(clippy::too_many_arguments)]
@@ -770,77 +710,3 @@ pub fn context_probes<'a>(c: &ContextView<'a>, probes: &mut Vec<(&'static str, P
     }
 }
 
-impl Enrichment {
-    /// The `enrichment` column: geo, AS, asset of both sides, and history.
-    pub fn details_json(&self) -> Option<String> {
-        if self.src.geo.is_none() && self.dest.geo.is_none() && self.src.asset.is_none() && self.dest.asset.is_none() && self.history.is_none() {
-            return None;
-        }
-        let mut out = String::with_capacity(256);
-        let mut o = JsonObject::open(&mut out);
-        for (name, side) in [("src", &self.src), ("dest", &self.dest)] {
-            if side.geo.is_none() && side.asset.is_none() {
-                continue;
-            }
-            let mut s = JsonObject::open(o.key(name));
-            if let Some(p) = side.geo.as_ref().and_then(|g| g.place.as_ref()) {
-                let mut g = JsonObject::open(s.key("geo"));
-                for (k, v) in [("country", &p.country), ("country_name", &p.country_name), ("continent", &p.continent), ("subdivision", &p.subdivision), ("city", &p.city), ("time_zone", &p.time_zone), ("registered_country", &p.registered_country)] {
-                    if let Some(v) = v {
-                        g.str(k, v);
-                    }
-                }
-                if let (Some(lat), Some(lon)) = (p.latitude, p.longitude) {
-                    g.raw("latitude", &lat.to_string());
-                    g.raw("longitude", &lon.to_string());
-                }
-                g.opt_int("accuracy_radius", p.accuracy_radius.map(i64::from));
-                g.close();
-            }
-            if let Some(a) = side.geo.as_ref().and_then(|g| g.asn.as_ref()) {
-                let mut g = JsonObject::open(s.key("as"));
-                g.opt_int("number", a.number.map(i64::from));
-                if let Some(org) = &a.organization {
-                    g.str("organization", org);
-                }
-                g.close();
-            }
-            if let Some(a) = &side.asset {
-                let mut g = JsonObject::open(s.key("asset"));
-                g.str("network", &a.network);
-                g.str("name", &a.name);
-                if let Some(x) = &a.owner {
-                    g.str("owner", x);
-                }
-                if let Some(x) = &a.criticality {
-                    g.str("criticality", x);
-                }
-                g.strs("tags", &a.tags);
-                g.close();
-            }
-            s.close();
-        }
-        if let Some(h) = &self.history {
-            let mut g = JsonObject::open(o.key("history"));
-            for (k, seen) in [("signature", &h.signature), ("src", &h.src), ("dest", &h.dest), ("pair", &h.pair)] {
-                let mut x = JsonObject::open(g.key(k));
-                x.int("last_24h", seen.last_24h as i64);
-                x.int("last_7d", seen.last_7d as i64);
-                x.raw("first_time", if seen.first_time { "true" } else { "false" });
-                x.close();
-            }
-            if !h.verdicts.is_empty() {
-                let v: Vec<String> = h.verdicts.iter().map(|v| v.verdict.clone()).collect();
-                g.strs("verdicts", &v);
-            }
-            g.close();
-        }
-        o.close();
-        Some(out)
-    }
-
-    /// The `intel` column: the matches as a JSON list.
-    pub fn intel_json(&self) -> Option<String> {
-        (!self.intel.is_empty()).then(|| hits_json(&self.intel))
-    }
-}

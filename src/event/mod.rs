@@ -8,11 +8,15 @@
 //!   Later stages add annotation columns; the raw line travels with every row so the
 //!   archive keeps what the parser did not type.
 
+pub mod alert;
 pub mod batch;
+pub mod enriched;
 pub mod handoff;
 pub mod json;
 pub mod position;
+pub mod prefix;
 pub mod reject;
+pub mod scored;
 pub mod stats;
 pub mod time;
 

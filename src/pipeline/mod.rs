@@ -7,6 +7,11 @@
 //! archive writer drains, seals open segments and returns its totals.
 
 
+pub mod alert_worker;
+pub mod alerts;
+pub mod commit;
+pub mod hunt;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,7 +20,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, RecvTimeoutError};
 use serde::Serialize;
 
-use crate::archive::{ArchiveError, ArchiveTotals, ArchiveWriter};
+use crate::archive::{ArchiveError, ArchiveTotals};
+use commit::Committer;
 use crate::config::{Config, SourceKind};
 use crate::deadletter::DeadLetter;
 use crate::ingest::file::FileSource;
@@ -144,14 +150,12 @@ pub fn run(cfg: &Config, mode: Mode, shutdown: Arc<AtomicBool>, progress: Option
     let health = health.unwrap_or_default();
 
     // Sink first: recovery decides where sources resume.
-    let (mut archive, recovered) = ArchiveWriter::open(cfg.archive.clone())?;
+    let (mut archive, recovered) = Committer::open(cfg.archive.clone())?;
     let sealed = archive.sealed();
     if cfg.state.engine.enabled {
-        let mut engine = cfg.state.engine.clone();
-        if cfg.enrich.enabled || cfg.scorer.is_some() {
-            engine.enrich = Some(start_enrichment(cfg));
-        }
-        archive.enable_state(&engine, cfg.state.output.clone(), cfg.state.late_output.clone())?;
+        let enrich = (cfg.enrich.enabled || cfg.scorer.is_some()).then(|| start_enrichment(cfg));
+        let path = alerts::AlertPath::new(&cfg.state.engine, enrich.as_ref(), cfg.scorer.clone());
+        archive.enable_alerts(path, cfg.state.output.clone(), cfg.state.late_output.clone())?;
     }
     if recovered.segments > 0 {
         tracing::info!(segments = recovered.segments, rolled_forward = recovered.rolled_forward, discarded = recovered.discarded, "archive recovered");
@@ -194,7 +198,7 @@ pub fn run(cfg: &Config, mode: Mode, shutdown: Arc<AtomicBool>, progress: Option
         }
         if mode == Mode::ReadToEnd {
             // A replay is complete: open keys roll up, open incidents close.
-            archive.flush_state()?;
+            archive.flush_alerts()?;
         }
         let t = archive.finish()?;
         archive_dl.flush();
@@ -329,15 +333,15 @@ pub fn run(cfg: &Config, mode: Mode, shutdown: Arc<AtomicBool>, progress: Option
 fn start_enrichment(cfg: &Config) -> crate::enrich::EnrichRuntime {
     use crate::enrich::{spawn_reloader, EnrichRuntime, Sources, RELOAD_REQUESTED};
     let sources = Sources::open_background(&cfg.enrich);
-    let hunt = crate::enrich::hunt::RetroHunt::from_config(cfg);
+    let hunt = hunt::RetroHunt::from_config(cfg);
     spawn_reloader(&sources, cfg.enrich.reload_poll, &RELOAD_REQUESTED, move |report| {
         if let Some(h) = &hunt {
             h.start(report);
         }
     });
     let mut config = cfg.enrich.clone();
-    config.history_seed = Some(cfg.archive.root.clone());
-    EnrichRuntime { sources, config, scorer: cfg.scorer.clone() }
+    config.history_seed = crate::archive::layout::recent_files(&cfg.archive.root, crate::archive::Table::Alerts.dir(), 8, crate::event::time::wall_clock_us());
+    EnrichRuntime { sources, config }
 }
 
 fn spawn_source(name: &str, f: impl FnOnce() -> std::io::Result<()> + Send + 'static) -> std::thread::JoinHandle<std::io::Result<()>> {

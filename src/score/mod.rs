@@ -28,6 +28,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+pub mod incident;
 pub mod vars;
 
 use cel::context::VariableResolver;
@@ -74,57 +75,7 @@ impl Aggregator {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Priority {
-    Info,
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Priority {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Info => "info",
-            Priority::Low => "low",
-            Priority::Medium => "medium",
-            Priority::High => "high",
-            Priority::Critical => "critical",
-        }
-    }
-}
-
-/// Lowest score of each priority.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Thresholds {
-    pub critical: f64,
-    pub high: f64,
-    pub medium: f64,
-    pub low: f64,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Self { critical: 90.0, high: 70.0, medium: 40.0, low: 20.0 }
-    }
-}
-
-impl Thresholds {
-    pub fn priority(&self, score: f64) -> Priority {
-        if score >= self.critical {
-            Priority::Critical
-        } else if score >= self.high {
-            Priority::High
-        } else if score >= self.medium {
-            Priority::Medium
-        } else if score >= self.low {
-            Priority::Low
-        } else {
-            Priority::Info
-        }
-    }
-}
+pub use crate::event::scored::{Priority, Reason, Recommendation, Scored, Thresholds};
 
 /// Text with `{{ expression }}` parts.
 #[derive(Debug)]
@@ -252,38 +203,6 @@ pub struct RecommendSpec {
     pub when: String,
     pub actions: Vec<String>,
     pub evidence: String,
-}
-
-/// One matched rule of an alert.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reason {
-    pub rule: Arc<str>,
-    pub score: f64,
-    pub reason: String,
-}
-
-/// One recommendation with its evidence.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Recommendation {
-    pub rule: Arc<str>,
-    pub actions: Vec<String>,
-    pub evidence: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Scored {
-    pub score: u8,
-    pub priority: Option<Priority>,
-    pub reasons: Vec<Reason>,
-    pub recommendations: Vec<Recommendation>,
-    /// Rules whose `when` failed for this alert (wrong type, missing function…).
-    pub errors: u32,
-}
-
-impl Scored {
-    pub fn priority_str(&self) -> &'static str {
-        self.priority.unwrap_or(Priority::Info).as_str()
-    }
 }
 
 /// The top-level variable names rules can use.
@@ -455,7 +374,7 @@ thread_local! {
 fn add_functions(c: &mut Context<'_, '_>) {
     c.add_function("in_cidr", |ip: Arc<String>, nets: Value| -> bool {
         let Ok(ip) = ip.parse::<IpAddr>() else { return false };
-        let one = |n: &str| crate::enrich::prefix::parse_cidr(n).is_some_and(|(net, len)| crate::enrich::prefix::net_contains(net, len, ip));
+        let one = |n: &str| crate::event::prefix::parse_cidr(n).is_some_and(|(net, len)| crate::event::prefix::net_contains(net, len, ip));
         match &nets {
             Value::String(s) => one(s),
             Value::List(l) => l.iter().any(|x| matches!(x, Value::String(s) if one(s))),
@@ -469,9 +388,9 @@ fn add_functions(c: &mut Context<'_, '_>) {
 mod tests {
     use super::vars::{AlertVars, Decided};
     use super::*;
-    use crate::enrich::geo::Place;
-    use crate::enrich::{Enrichment, GeoHit};
-    use crate::state::AlertRecord;
+    use crate::event::enriched::Place;
+    use crate::event::enriched::{Enrichment, GeoHit};
+    use crate::event::alert::AlertRecord;
 
     fn rule(name: &str, when: &str, score: f64, reason: &str) -> RuleSpec {
         RuleSpec { name: name.into(), when: when.into(), score, reason: reason.into() }

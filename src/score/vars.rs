@@ -6,9 +6,9 @@ use cel::common::types::{CelBool, CelInt, CelList, CelString};
 use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
 
-use crate::enrich::{Enrichment, Side};
+use crate::event::enriched::{Enrichment, Side};
 use crate::event::{ContextKind, ContextView};
-use crate::state::AlertRecord;
+use crate::event::alert::AlertRecord;
 
 /// What the state stage decided about the alert.
 #[derive(Debug, Clone, Copy)]
@@ -137,7 +137,7 @@ impl VariableResolver for AlertVars<'_> {
                 }
             }
             "history" => {
-                let none = crate::enrich::history::HistoryInfo::default();
+                let none = crate::event::enriched::HistoryInfo::default();
                 let h = e.history.as_ref().unwrap_or(&none);
                 let verdicts = |v: &str| i(h.verdicts.iter().filter(|x| x.verdict == v).count() as i64);
                 match field {

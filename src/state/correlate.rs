@@ -59,43 +59,9 @@ pub struct Rule {
     pub late: LatePolicy,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Open,
-    Updated,
-    Closed,
-    /// A late alert joined an incident after it closed (re-evaluation).
-    Corrected,
-}
+pub use crate::event::alert::{IncidentEvent, Status, MAX_MEMBERS};
 
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Open => "open",
-            Status::Updated => "updated",
-            Status::Closed => "closed",
-            Status::Corrected => "corrected",
-        }
-    }
-}
 
-/// One incident state change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IncidentEvent {
-    pub id: String,
-    pub rule: String,
-    pub group_key: String,
-    pub status: Status,
-    pub first_us: i64,
-    pub last_us: i64,
-    pub alert_count: u64,
-    /// Alerts that joined with this change (at most [`MAX_MEMBERS`]): the window's alerts
-    /// when it opens, those that joined since the previous change on an update or close.
-    pub alert_ids: Vec<String>,
-}
-
-/// Member ids listed per incident change.
-pub const MAX_MEMBERS: usize = 1000;
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Incident {

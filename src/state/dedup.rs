@@ -35,32 +35,7 @@ impl Default for DedupConfig {
     }
 }
 
-/// What happened to one alert.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// The first alert of its key in the window: goes on.
-    First { key: String },
-    /// More severe than what its key had: goes on, suppression broken.
-    Escalated { key: String, count: u64 },
-    /// A repeat: held back and counted (`count` alerts of this key so far).
-    Suppressed { key: String, count: u64 },
-}
-
-/// "Still happening": the repeats of a key since the last roll-up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rollup {
-    pub key: String,
-    pub first_us: i64,
-    pub last_us: i64,
-    /// All alerts of the key in this window.
-    pub count: u64,
-    /// Repeats suppressed since the previous roll-up.
-    pub suppressed: u64,
-    pub dest_ports: Vec<i32>,
-    pub sensors: Vec<String>,
-    /// Why this roll-up was emitted: `interval`, `expired`, `evicted`.
-    pub reason: &'static str,
-}
+pub use crate::event::alert::{Decision, Rollup};
 
 /// Distinct values kept per key for roll-ups.
 const MAX_DISTINCT: usize = 32;

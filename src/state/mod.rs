@@ -12,7 +12,6 @@ pub mod shard;
 pub mod sigma;
 pub mod stage;
 pub mod watermark;
-pub mod worker;
 
 use std::fmt::Write as _;
 
@@ -47,25 +46,7 @@ impl LatePolicy {
     }
 }
 
-/// The fields of an alert that dedup and correlation look at.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct AlertRecord {
-    /// Stable id of the alert (see `state::stage`).
-    pub alert_id: String,
-    pub ts_us: i64,
-    pub sensor: String,
-    pub signature_id: i64,
-    pub signature: String,
-    pub category: String,
-    /// Suricata severity: 1 is the most severe.
-    pub severity: i32,
-    pub src_ip: String,
-    pub src_port: Option<i32>,
-    pub dest_ip: String,
-    pub dest_port: Option<i32>,
-    pub proto: String,
-    pub flow_id: Option<i64>,
-}
+pub use crate::event::alert::AlertRecord;
 
 /// A field a key or a `value_count` rule can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
-//! The state stage on a thread of its own, fed by the archive in archive order.
+//! The alert path on a thread of its own, fed by the commit coordinator in archive order.
 //!
-//! The archive submits jobs (a batch to process, a wall-clock advance, a final flush) and
+//! The coordinator submits jobs (a batch to process, a wall-clock advance, a final flush) and
 //! collects the outputs in the same order without waiting; before a commit it drains
 //! every outstanding output and asks for a snapshot, so the snapshot saved with a commit
 //! covers exactly the batches of that commit. The state itself is owned by the thread.
@@ -9,7 +9,8 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use super::stage::{StateInput, StateOutput, StateStage};
+use super::alerts::{AlertOutput, AlertPath};
+use crate::state::stage::StateInput;
 use crate::event::EventBatch;
 use crate::metrics as m;
 
@@ -20,9 +21,9 @@ enum Job {
     Snapshot(std::path::PathBuf, Sender<std::io::Result<()>>),
 }
 
-pub struct StateWorker {
+pub struct AlertWorker {
     tx: Option<Sender<Job>>,
-    rx: Receiver<StateOutput>,
+    rx: Receiver<AlertOutput>,
     outstanding: usize,
     thread: Option<JoinHandle<()>>,
 }
@@ -30,10 +31,10 @@ pub struct StateWorker {
 /// Jobs queued before the archive waits (backpressure).
 const QUEUE: usize = 16;
 
-impl StateWorker {
-    pub fn spawn(mut stage: StateStage) -> Self {
+impl AlertWorker {
+    pub fn spawn(mut stage: AlertPath) -> Self {
         let (tx, jobs) = bounded::<Job>(QUEUE);
-        let (out_tx, rx) = bounded::<StateOutput>(QUEUE * 4);
+        let (out_tx, rx) = bounded::<AlertOutput>(QUEUE * 4);
         let thread = std::thread::Builder::new()
             .name("state".into())
             .spawn(move || {
@@ -42,12 +43,12 @@ impl StateWorker {
                     let out = match job {
                         Job::Process(b, now) => stage.process_input(*b, now),
                         Job::Advance(now) => {
-                            let mut o = StateOutput::default();
+                            let mut o = AlertOutput::default();
                             stage.advance(now, &mut o);
                             o
                         }
                         Job::Flush => {
-                            let mut o = StateOutput::default();
+                            let mut o = AlertOutput::default();
                             stage.flush(&mut o);
                             o
                         }
@@ -91,16 +92,16 @@ impl StateWorker {
     }
 
     /// Outputs ready now, in order.
-    pub fn ready(&mut self) -> Vec<StateOutput> {
+    pub fn ready(&mut self) -> Vec<AlertOutput> {
         self.take(false)
     }
 
     /// Every outstanding output, waiting for them.
-    pub fn drain(&mut self) -> Vec<StateOutput> {
+    pub fn drain(&mut self) -> Vec<AlertOutput> {
         self.take(true)
     }
 
-    fn take(&mut self, wait: bool) -> Vec<StateOutput> {
+    fn take(&mut self, wait: bool) -> Vec<AlertOutput> {
         let mut out = Vec::new();
         while self.outstanding > 0 {
             let next = if wait { self.rx.recv().ok() } else { self.rx.try_recv().ok() };
@@ -122,7 +123,7 @@ impl StateWorker {
     }
 
     /// Saves the state after everything submitted so far to `path`, durably (call after
-    /// [`StateWorker::drain`]). `None` when the state thread is gone.
+    /// [`AlertWorker::drain`]). `None` when the state thread is gone.
     pub fn save_snapshot(&mut self, path: &std::path::Path) -> Option<std::io::Result<()>> {
         let (reply, answer) = bounded(1);
         self.tx.as_ref()?.send(Job::Snapshot(path.to_path_buf(), reply)).ok()?;
@@ -130,7 +131,7 @@ impl StateWorker {
     }
 }
 
-impl Drop for StateWorker {
+impl Drop for AlertWorker {
     fn drop(&mut self) {
         self.tx = None;
         // Unblock the thread if it waits to hand over an output.
@@ -158,7 +159,8 @@ struct Published {
 }
 
 impl Published {
-    fn publish(&mut self, stage: &StateStage) {
+    fn publish(&mut self, path: &AlertPath) {
+        let stage = path.state();
         let c = stage.counts;
         let d = stage.dedup_counts();
         let k = stage.correlation_counts();
@@ -195,7 +197,7 @@ impl Published {
             }
         }
         metrics::gauge!(m::STATE_CONTEXT_BYTES).set(stage.context_bytes() as f64);
-        if let Some(e) = stage.enrich_counts() {
+        if let Some(e) = path.enrich_counts() {
             let now = [e.alerts, e.geo_lookups, e.geo_memo_hits, e.bad_ip, e.geo_errors, e.sightings, e.sightings_repeated];
             let names: [(&'static str, &'static str); 7] = [(m::ENRICH_ALERTS, ""), (m::ENRICH_GEO_LOOKUPS, ""), (m::ENRICH_GEO_MEMO_HITS, ""), (m::ENRICH_LOOKUP_FAILURES, "bad_ip"), (m::ENRICH_LOOKUP_FAILURES, "geo_decode"), (m::ENRICH_SIGHTINGS, ""), (m::ENRICH_SIGHTINGS_REPEATED, "")];
             for (i, (name, reason)) in names.into_iter().enumerate() {
@@ -210,7 +212,7 @@ impl Published {
                 }
             }
         }
-        let sc = stage.score_counts;
+        let sc = path.score_counts;
         for (i, p) in ["info", "low", "medium", "high", "critical"].into_iter().enumerate() {
             if sc.by_priority[i] > self.priority[i] {
                 metrics::counter!(m::SCORE_ALERTS, "priority" => p).increment(sc.by_priority[i] - self.priority[i]);

@@ -11,8 +11,9 @@ use arrow::array::{Array, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
-use super::intel::{IndicatorSet, Kind};
-use super::{event_probes, hits_json, intel_alert_line, match_feeds, ReloadReport, Version};
+use crate::archive::layout;
+use crate::enrich::intel::{IndicatorSet, Kind};
+use crate::enrich::{event_probes, hits_json, intel_alert_line, match_feeds, ReloadReport, Version};
 use crate::parse::eve::EveParser;
 use crate::parse::ParseLimits;
 
@@ -32,37 +33,9 @@ pub struct Wanted<'a> {
     pub set: &'a IndicatorSet,
 }
 
-/// Parquet files of `events/` whose `date=` partition is within `days` of `now_us`.
+/// Sealed files of `events/` whose `date=` partition is within `days` of `now_us`.
 pub fn event_files(root: &Path, days: u32, now_us: i64) -> Vec<PathBuf> {
-    table_files(root, "events", days, now_us)
-}
-
-/// Sealed Parquet files of `<root>/<table>/` whose `date=` partition is within `days` of
-/// `now_us` (files being written start with `.` and are left out).
-pub fn table_files(root: &Path, table: &str, days: u32, now_us: i64) -> Vec<PathBuf> {
-    let first_day = (now_us.div_euclid(86_400_000_000) - days as i64 + 1).max(0);
-    let first = jiff::Timestamp::from_microsecond(first_day * 86_400_000_000).map(|t| t.strftime("%Y-%m-%d").to_string()).unwrap_or_default();
-    let mut out = Vec::new();
-    let Ok(dates) = std::fs::read_dir(root.join(table)) else { return out };
-    for d in dates.flatten() {
-        let name = d.file_name().to_string_lossy().to_string();
-        let Some(date) = name.strip_prefix("date=") else { continue };
-        if date < first.as_str() {
-            continue;
-        }
-        let Ok(hours) = std::fs::read_dir(d.path()) else { continue };
-        for h in hours.flatten() {
-            let Ok(files) = std::fs::read_dir(h.path()) else { continue };
-            for f in files.flatten() {
-                let p = f.path();
-                if p.extension().is_some_and(|e| e == "parquet") && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
-                    out.push(p);
-                }
-            }
-        }
-    }
-    out.sort();
-    out
+    layout::recent_files(root, "events", days, now_us)
 }
 
 /// Scans archived events for the wanted indicators, writing one line per matching event.
@@ -167,7 +140,7 @@ impl RetroHunt {
             })();
             match res {
                 Ok(s) => {
-                    metrics::counter!("alertflow_retro_hunt_matches_total").increment(s.matches);
+                    metrics::counter!(crate::metrics::RETRO_HUNT_MATCHES).increment(s.matches);
                     tracing::info!(indicators = added, files = s.files, events = s.events, matches = s.matches, output = %output.display(), "retro-hunt done");
                 }
                 Err(e) => tracing::error!(output = %output.display(), "retro-hunt failed: {e}"),

@@ -1,0 +1,97 @@
+//! The alert model: the fields of an alert that the alert path looks at, what dedup
+//! decided about it, roll-ups of its repeats, and incident changes. Produced by the state
+//! stage, read by enrichment, scoring, the outputs and the archive's tables.
+
+/// The fields of an alert that dedup and correlation look at.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertRecord {
+    /// Stable id of the alert (see [`alert_id`]).
+    pub alert_id: String,
+    pub ts_us: i64,
+    pub sensor: String,
+    pub signature_id: i64,
+    pub signature: String,
+    pub category: String,
+    /// Suricata severity: 1 is the most severe.
+    pub severity: i32,
+    pub src_ip: String,
+    pub src_port: Option<i32>,
+    pub dest_ip: String,
+    pub dest_port: Option<i32>,
+    pub proto: String,
+    pub flow_id: Option<i64>,
+}
+
+/// A stable id for an alert: 16 hex digits of xxh3 over its source and raw line.
+pub fn alert_id(source: &str, raw: &str) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(source.as_bytes());
+    h.update(&[0]);
+    h.update(raw.as_bytes());
+    format!("{:016x}", h.digest())
+}
+
+/// What happened to one alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The first alert of its key in the window: goes on.
+    First { key: String },
+    /// More severe than what its key had: goes on, suppression broken.
+    Escalated { key: String, count: u64 },
+    /// A repeat: held back and counted (`count` alerts of this key so far).
+    Suppressed { key: String, count: u64 },
+}
+
+/// "Still happening": the repeats of a key since the last roll-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollup {
+    pub key: String,
+    pub first_us: i64,
+    pub last_us: i64,
+    /// All alerts of the key in this window.
+    pub count: u64,
+    /// Repeats suppressed since the previous roll-up.
+    pub suppressed: u64,
+    pub dest_ports: Vec<i32>,
+    pub sensors: Vec<String>,
+    /// Why this roll-up was emitted: `interval`, `expired`, `evicted`.
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Open,
+    Updated,
+    Closed,
+    /// A late alert joined an incident after it closed (re-evaluation).
+    Corrected,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Updated => "updated",
+            Status::Closed => "closed",
+            Status::Corrected => "corrected",
+        }
+    }
+}
+
+/// One incident state change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentEvent {
+    pub id: String,
+    pub rule: String,
+    pub group_key: String,
+    pub status: Status,
+    pub first_us: i64,
+    pub last_us: i64,
+    pub alert_count: u64,
+    /// Alerts that joined with this change (at most [`MAX_MEMBERS`]): the window's alerts
+    /// when it opens, those that joined since the previous change on an update or close.
+    pub alert_ids: Vec<String>,
+}
+
+/// Member ids listed per incident change.
+pub const MAX_MEMBERS: usize = 1000;

@@ -1,0 +1,234 @@
+//! The alert path: state → enrichment → scoring → rows and lines.
+//!
+//! In: what the state stage needs of each event batch ([`StateInput`]), in archive order,
+//! and the wall clock. Out: the batch's `alerts` and `incidents` rows and its JSON lines
+//! ([`AlertOutput`]). The state stage decides (watermark, dedup, correlation, flow
+//! context); enrichment and scoring annotate each decided alert; `output` renders rows
+//! and lines. An incident's score is kept here from its alerts' and saved with the state
+//! in one snapshot, so a restart continues exactly where the newest commit stands.
+
+use std::sync::Arc;
+
+use crate::enrich::{EnrichCounts, EnrichRuntime, Enricher, Enrichment, Snapshot};
+use crate::event::alert::Decision;
+use crate::event::batch::decode_context;
+use crate::event::scored::{reasons_json, recommendations_json, Priority};
+use crate::event::{ContextKind, EventBatch};
+use crate::output::lines::{self, IncidentScoreText};
+use crate::output::rows::{self, AlertRows, IncidentRows};
+use crate::score::incident::IncidentScores;
+use crate::score::vars::{AlertVars, Decided as Facts};
+use crate::score::Scorer;
+use crate::state::stage::{Change, ContextRows, StateConfig, StateInput, StateOutput, StateStage};
+use crate::event::alert::Rollup;
+
+/// What one batch produced.
+#[derive(Debug, Default)]
+pub struct AlertOutput {
+    pub alerts: Option<EventBatch>,
+    pub incidents: Option<EventBatch>,
+    /// JSON lines for downstream tools (alerts that go on, roll-ups, incident changes,
+    /// flow contexts, indicator sightings).
+    pub lines: Vec<String>,
+    /// Late alerts kept out by the `late_output` policy.
+    pub late_lines: Vec<String>,
+}
+
+/// Scoring since start.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ScoreCounts {
+    /// Alerts by priority: info, low, medium, high, critical.
+    pub by_priority: [u64; 5],
+    /// Rule evaluations that failed (counted, the rule does not match).
+    pub rule_errors: u64,
+}
+
+pub struct AlertPath {
+    state: StateStage,
+    enricher: Option<Enricher>,
+    scorer: Option<Arc<Scorer>>,
+    /// Score, reasons and recommendations of each open incident (from its alerts).
+    incidents: IncidentScores,
+    pub score_counts: ScoreCounts,
+}
+
+impl AlertPath {
+    /// The path of `state`; enrichment when `enrich` is given and enabled, scoring when a
+    /// scorer is.
+    pub fn new(state: &StateConfig, enrich: Option<&EnrichRuntime>, scorer: Option<Arc<Scorer>>) -> Self {
+        Self {
+            state: StateStage::new(state),
+            enricher: enrich.filter(|r| r.config.enabled).map(|r| Enricher::new(r.sources.clone(), &r.config)),
+            scorer,
+            incidents: IncidentScores::default(),
+            score_counts: ScoreCounts::default(),
+        }
+    }
+
+    /// Runs the alerts of one event batch; `now_us` is the wall clock (injected).
+    pub fn process(&mut self, events: &EventBatch, now_us: i64) -> AlertOutput {
+        self.process_input(StateInput::from_batch(events), now_us)
+    }
+
+    /// Runs what [`StateInput::from_batch`] took from a batch.
+    pub fn process_input(&mut self, input: StateInput, now_us: i64) -> AlertOutput {
+        let snap = self.enricher.as_mut().map(Enricher::snapshot);
+        let mut out = AlertOutput::default();
+        self.sightings(input.context.as_ref(), snap.as_ref(), &mut out);
+        let st = self.state.process_input(input, now_us);
+        self.finish(st, snap.as_ref(), &mut out);
+        out
+    }
+
+    /// Advances event time by the wall clock alone (idle sources): due roll-ups and
+    /// incident closes.
+    pub fn advance(&mut self, now_us: i64, out: &mut AlertOutput) {
+        let mut st = StateOutput::default();
+        self.state.advance(now_us, &mut st);
+        self.finish(st, None, out);
+    }
+
+    /// Everything still open is flushed (end of a replay): pending roll-ups and closes.
+    pub fn flush(&mut self, out: &mut AlertOutput) {
+        let mut st = StateOutput::default();
+        self.state.flush(&mut st);
+        self.finish(st, None, out);
+    }
+
+    /// Indicators in traffic that raised no alert: `intel_alert` lines.
+    fn sightings(&mut self, rows: Option<&ContextRows>, snap: Option<&Snapshot>, out: &mut AlertOutput) {
+        let (Some(en), Some(snap), Some(c)) = (self.enricher.as_mut(), snap, rows) else { return };
+        if !self.state.context_enabled() {
+            return;
+        }
+        for r in c.rows() {
+            let view = decode_context(r.context).filter(|v| v.kind != ContextKind::Flow && v.kind != ContextKind::Anomaly);
+            if let Some(line) = en.sighting(snap, r.ts_us, r.flow_id, r.src_ip, r.dest_ip, view.as_ref()) {
+                out.lines.push(line);
+            }
+        }
+    }
+
+    /// Enriches, scores and renders what the state decided.
+    fn finish(&mut self, st: StateOutput, snap: Option<&Snapshot>, out: &mut AlertOutput) {
+        for end in &st.flow_ends {
+            out.lines.push(lines::flow_context(end.flow_id, &end.alert_ids, &end.summary));
+        }
+        if let Some(events) = st.rows {
+            let mut rows = AlertRows::new(st.alerts.len());
+            for d in &st.alerts {
+                let (count, kind) = match &d.decision {
+                    None => (0, "late"),
+                    Some(Decision::First { .. }) => (1, "first"),
+                    Some(Decision::Escalated { count, .. }) => (*count as i64, "escalated"),
+                    Some(Decision::Suppressed { count, .. }) => (*count as i64, "suppressed"),
+                };
+                let views = if self.enricher.is_some() || self.scorer.is_some() { self.state.flow_views(d.record.flow_id) } else { Vec::new() };
+                let enrichment = match (&mut self.enricher, snap) {
+                    (Some(en), Some(sn)) => en.enrich(sn, &d.record, &views),
+                    _ => Enrichment::default(),
+                };
+                let facts = Facts { dedup_count: count, decision: kind, late: d.late, incidents: &d.joined };
+                let scored = self.scorer.as_ref().map(|sc| sc.score(&AlertVars { alert: &d.record, enrichment: &enrichment, decided: facts, around: &views }));
+                drop(views);
+                if let Some(sc) = &scored {
+                    self.score_counts.by_priority[sc.priority.unwrap_or(Priority::Info) as usize] += 1;
+                    self.score_counts.rule_errors += sc.errors as u64;
+                    self.incidents.add(&d.joined, sc);
+                }
+                let r = rows.push(&d.record.alert_id, d.decision.as_ref(), d.late, d.joined.first().map(String::as_str), d.context.as_deref(), self.enricher.is_some(), &enrichment, scored.as_ref());
+                match &d.decision {
+                    None if d.late_output => out.late_lines.push(lines::late_alert(&d.record, d.context.as_deref(), &d.joined, &r)),
+                    None | Some(Decision::Suppressed { .. }) => {}
+                    Some(Decision::First { key }) => out.lines.push(lines::alert(&d.record, d.context.as_deref(), key, 1, kind, &d.joined, &r)),
+                    Some(Decision::Escalated { key, count }) => out.lines.push(lines::alert(&d.record, d.context.as_deref(), key, *count, kind, &d.joined, &r)),
+                }
+            }
+            out.alerts = Some(rows.finish(events));
+        }
+        self.render(&st.rollups, &st.changes, out);
+    }
+
+    fn render(&mut self, rollups: &[Rollup], changes: &[Change], out: &mut AlertOutput) {
+        for r in rollups {
+            out.lines.push(lines::rollup(r));
+        }
+        if changes.is_empty() {
+            return;
+        }
+        let th = self.scorer.as_ref().map(|s| s.thresholds);
+        let mut rows = IncidentRows::new(changes.len());
+        for c in changes {
+            let text = match (self.incidents.at_change(&c.event.id, c.event.status), th) {
+                (Some(x), Some(th)) => IncidentScoreText {
+                    score: Some(x.score as i32),
+                    priority: Some(th.priority(x.score as f64).as_str()),
+                    reasons: Some(reasons_json(&x.reasons)),
+                    recommendations: Some(recommendations_json(&x.recommendations)),
+                },
+                _ => IncidentScoreText::default(),
+            };
+            rows.push(&c.event, &c.context, &text);
+            out.lines.push(lines::incident(&c.event, &c.context, &text));
+        }
+        out.incidents = Some(rows::concat(out.incidents.take(), rows.finish()));
+    }
+
+    /// The whole alert path's state as JSON (saved with every commit).
+    pub fn snapshot(&mut self) -> String {
+        let mut out = Vec::new();
+        let _ = self.snapshot_to(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// The state stage's snapshot with the open incidents' scores in it.
+    pub fn snapshot_to(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let scores = &self.incidents;
+        self.state.snapshot_to(w, |w| {
+            w.write_all(b",\"incident_scores\":")?;
+            serde_json::to_writer(w, scores).map_err(std::io::Error::other)
+        })
+    }
+
+    /// Saves the snapshot to `path` durably (temporary file, fsync, rename, fsync of the
+    /// directory).
+    pub fn save_snapshot(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let tmp = path.with_extension("json.tmp");
+        let f = std::fs::File::create(&tmp)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        self.snapshot_to(&mut w)?;
+        w.flush()?;
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Restores a snapshot (one written before incident scores were saved restores the
+    /// state alone).
+    pub fn restore(&mut self, text: &str) -> Result<(), serde_json::Error> {
+        let v: serde_json::Value = serde_json::from_str(text)?;
+        self.state.restore_value(&v)?;
+        if !v["incident_scores"].is_null() {
+            self.incidents = serde_json::from_value(v["incident_scores"].clone())?;
+        }
+        Ok(())
+    }
+
+    /// The state stage (its counts and sizes).
+    pub fn state(&self) -> &StateStage {
+        &self.state
+    }
+
+    pub fn enrich_counts(&self) -> Option<EnrichCounts> {
+        self.enricher.as_ref().map(|e| e.counts)
+    }
+
+    /// Open incidents with a score kept.
+    pub fn scored_incidents(&self) -> usize {
+        self.incidents.len()
+    }
+}

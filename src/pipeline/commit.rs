@@ -1,0 +1,292 @@
+//! The commit protocol: parsed batches in (from the parse workers), sealed archive
+//! commits, the alert path's snapshot and notifications out.
+//!
+//! One thread owns it. It keeps the batches of each positioned stream in their original
+//! order (a reorder buffer per stream), hands their rows to the archive's segments and
+//! their alerts to the alert path, advances the source positions, and decides when to
+//! commit: open bytes ≥ `segment_max_bytes`, more partitions than `max_open_partitions`,
+//! no new rows for `idle_seal`, the oldest open row older than `max_segment_age`, too many
+//! notifications waiting, and shutdown.
+//!
+//! A commit: (1) drain the alert path, so every output of the commit's batches is in it;
+//! (2) seal the open segments with the positions in their footers (fsynced temporaries);
+//! (3) save the alert path's snapshot for this epoch; (4) rename the temporaries into
+//! place — the first rename is the commit point; (5) publish "sealed up to here" to the
+//! sources that acknowledge upstream (Redis); (6) append the commit's notification lines
+//! to the output files. A restart from a commit continues with exactly its snapshot, and
+//! a line is only written once its rows are durable.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::alert_worker::AlertWorker;
+use super::alerts::{AlertOutput, AlertPath};
+use crate::archive::recovery::Recovered;
+use crate::archive::{ArchiveConfig, ArchiveError, ArchiveTotals, Segments, Table};
+use crate::event::handoff::ParsedBatch;
+use crate::event::position::{Checkpoint, Position, Sealed};
+use crate::event::time::wall_clock_us;
+use crate::output::file::{OutputError, Outputs, MAX_PENDING_LINES};
+
+impl From<OutputError> for ArchiveError {
+    fn from(e: OutputError) -> Self {
+        ArchiveError::Io { path: e.path, source: e.source }
+    }
+}
+
+/// Snapshot file of the alert path after commit `epoch`.
+fn state_file(dir: &Path, epoch: u64) -> PathBuf {
+    dir.join(format!("state-{epoch:012}.json"))
+}
+
+#[derive(Default)]
+struct Reorder {
+    next: u64,
+    waiting: BTreeMap<u64, ParsedBatch>,
+}
+
+/// The alert path and what belongs to it: its snapshot directory and the output files.
+struct Alerts {
+    worker: AlertWorker,
+    dir: PathBuf,
+    outputs: Outputs,
+}
+
+pub struct Committer {
+    segments: Segments,
+    checkpoint: Checkpoint,
+    reorder: HashMap<(usize, u64), Reorder>,
+    sealed: Arc<Sealed>,
+    /// Dedup, correlation, enrichment and scoring of alerts, run on batches in archive order.
+    alerts: Option<Alerts>,
+    /// Too many notifications wait: commit at the next opportunity.
+    commit_due: bool,
+}
+
+impl Committer {
+    /// Opens the archive (recovery included) and returns the coordinator with what
+    /// recovery found (the positions to resume from).
+    pub fn open(cfg: ArchiveConfig) -> Result<(Self, Recovered), ArchiveError> {
+        let (segments, rec) = Segments::open(cfg)?;
+        let c = Self { segments, checkpoint: rec.checkpoint.clone(), reorder: HashMap::new(), sealed: Arc::new(Sealed::new(rec.checkpoint.clone())), alerts: None, commit_due: false };
+        Ok((c, rec))
+    }
+
+    /// Turns on the alert path: the `alerts` and `incidents` tables fill from the events,
+    /// and the snapshot saved with the newest commit is restored.
+    pub fn enable_alerts(&mut self, mut path: AlertPath, output: Option<PathBuf>, late_output: Option<PathBuf>) -> Result<(), ArchiveError> {
+        let dir = self.segments.root().join("_state");
+        std::fs::create_dir_all(&dir).map_err(|source| ArchiveError::Io { path: dir.clone(), source })?;
+        let epoch = self.segments.epoch();
+        if epoch > 0 {
+            let f = state_file(&dir, epoch - 1);
+            match std::fs::read_to_string(&f) {
+                Ok(text) => {
+                    path.restore(&text).map_err(|e| ArchiveError::BadSegment { path: f.clone(), reason: format!("state snapshot: {e}") })?;
+                    tracing::info!(snapshot = %f.display(), "state restored");
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ArchiveError::Io { path: f, source: e }),
+            }
+        }
+        let outputs = Outputs::open(output, late_output)?;
+        self.alerts = Some(Alerts { worker: AlertWorker::spawn(path), dir, outputs });
+        Ok(())
+    }
+
+    /// Positions of the newest commit, for sources that acknowledge upstream.
+    pub fn sealed(&self) -> Arc<Sealed> {
+        self.sealed.clone()
+    }
+
+    pub fn totals(&self) -> ArchiveTotals {
+        self.segments.totals()
+    }
+
+    /// Takes a parsed batch. Batches of a positioned stream are applied in sequence order.
+    pub fn accept(&mut self, batch: ParsedBatch) -> Result<(), ArchiveError> {
+        if matches!(batch.position, Position::None) {
+            return self.apply(batch);
+        }
+        let key = (batch.source.id, batch.stream);
+        let r = self.reorder.entry(key).or_default();
+        if batch.seq != r.next {
+            r.waiting.insert(batch.seq, batch);
+            return Ok(());
+        }
+        r.next += 1;
+        self.apply(batch)?;
+        loop {
+            let r = self.reorder.get_mut(&key).expect("entry exists");
+            let next = r.next;
+            match r.waiting.remove(&next) {
+                Some(b) => {
+                    r.next += 1;
+                    self.apply(b)?;
+                }
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, batch: ParsedBatch) -> Result<(), ArchiveError> {
+        if let (Some(a), true) = (&mut self.alerts, batch.events.num_rows() > 0) {
+            // Cheap: the columns are shared, not copied.
+            a.worker.process(&batch.events, wall_clock_us());
+        }
+        self.segments.write(Table::Events, batch.events)?;
+        self.collect(false)?;
+        if std::mem::take(&mut self.commit_due) {
+            self.commit()?;
+        }
+        match &batch.position {
+            Position::File { fingerprint, offset, path } => self.checkpoint.advance(&batch.source.name, *fingerprint, *offset, path),
+            Position::Redis(r) => self.checkpoint.advance_redis(&batch.source.name, r),
+            Position::None => {}
+        }
+        if self.segments.full() {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Sends the alert path's table rows to the segments and holds its lines for the commit.
+    fn write_alert_output(&mut self, out: AlertOutput) -> Result<(), ArchiveError> {
+        for (table, batch) in [(Table::Alerts, out.alerts), (Table::Incidents, out.incidents)] {
+            if let Some(batch) = batch {
+                self.segments.write(table, batch)?;
+            }
+        }
+        if let Some(a) = self.alerts.as_mut() {
+            a.outputs.hold(out.lines, out.late_lines);
+            // Notifications wait for their commit: bound what waits (the caller commits).
+            self.commit_due |= a.outputs.held() >= MAX_PENDING_LINES;
+        }
+        Ok(())
+    }
+
+    /// Writes the alert path's outputs that are ready (or, with `wait`, all outstanding ones).
+    fn collect(&mut self, wait: bool) -> Result<(), ArchiveError> {
+        let outs = match self.alerts.as_mut() {
+            Some(a) if wait => a.worker.drain(),
+            Some(a) => a.worker.ready(),
+            None => return Ok(()),
+        };
+        for o in outs {
+            self.write_alert_output(o)?;
+        }
+        Ok(())
+    }
+
+    /// The alert path after everything submitted, saved durably as the snapshot of `epoch`.
+    fn save_snapshot(&mut self, epoch: u64) -> Result<(), ArchiveError> {
+        self.collect(true)?;
+        let Some(a) = self.alerts.as_mut() else { return Ok(()) };
+        let path = state_file(&a.dir, epoch);
+        if let Some(res) = a.worker.save_snapshot(&path) {
+            res.map_err(|e| ArchiveError::Io { path, source: e })?;
+        }
+        Ok(())
+    }
+
+    fn lines_waiting(&self) -> bool {
+        self.alerts.as_ref().is_some_and(|a| a.outputs.held() > 0)
+    }
+
+    /// Called periodically: moves event time on for idle sources, seals on idle time or
+    /// segment age.
+    pub fn tick(&mut self) -> Result<(), ArchiveError> {
+        if let Some(a) = self.alerts.as_mut() {
+            a.worker.advance(wall_clock_us());
+            let rows_before = self.segments.open_rows();
+            self.collect(false)?;
+            if self.segments.open_rows() > rows_before {
+                self.segments.touch();
+            }
+        }
+        if self.segments.open_rows() == 0 {
+            if self.lines_waiting() {
+                self.emit_without_rows()?;
+            }
+            return Ok(());
+        }
+        if self.segments.due() || std::mem::take(&mut self.commit_due) {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Seals every open segment with the current positions. A commit with no rows writes
+    /// nothing (its positions are carried by the next commit).
+    pub fn commit(&mut self) -> Result<(), ArchiveError> {
+        // Every output of the batches so far belongs to this commit.
+        self.collect(true)?;
+        self.commit_due = false;
+        if self.segments.open_rows() == 0 {
+            if self.lines_waiting() {
+                self.emit_without_rows()?;
+            }
+            return Ok(());
+        }
+        let epoch = self.segments.epoch();
+        let ckpt = serde_json::to_string(&self.checkpoint).expect("checkpoint serializes");
+        let sealed = self.segments.seal(&ckpt)?;
+        // The state after this commit is saved before the commit point: a restart from
+        // this commit continues with exactly this state.
+        self.save_snapshot(epoch)?;
+        self.segments.publish(sealed)?;
+        self.sealed.publish(&self.checkpoint);
+        if let Some(a) = self.alerts.as_mut() {
+            a.outputs.emit()?;
+            // Older snapshots are no longer needed (the newest commit is this one).
+            if epoch > 0 {
+                let _ = std::fs::remove_file(state_file(&a.dir, epoch - 1));
+            }
+        }
+        Ok(())
+    }
+
+    /// Notifications produced without new rows (roll-ups, a watermark moving on): the
+    /// state is saved over the newest commit's snapshot (the archive position is the
+    /// same), then the lines go out.
+    fn emit_without_rows(&mut self) -> Result<(), ArchiveError> {
+        self.collect(true)?;
+        if self.segments.open_rows() > 0 {
+            // The outputs brought rows: they and the lines go with the next commit.
+            return Ok(());
+        }
+        let epoch = self.segments.epoch();
+        if epoch > 0 {
+            self.save_snapshot(epoch - 1)?;
+        }
+        match self.alerts.as_mut() {
+            Some(a) => Ok(a.outputs.emit()?),
+            None => Ok(()),
+        }
+    }
+
+    /// End of a replay: every open dedup key rolls up and every open incident closes.
+    pub fn flush_alerts(&mut self) -> Result<(), ArchiveError> {
+        let Some(a) = self.alerts.as_mut() else { return Ok(()) };
+        a.worker.flush();
+        self.collect(true)
+    }
+
+    /// Seals everything and stops the lanes (shutdown, end of replay).
+    pub fn finish(mut self) -> Result<ArchiveTotals, ArchiveError> {
+        // Batches still waiting for an earlier sequence number cannot be archived without
+        // a gap; they are read again after restart.
+        let waiting: usize = self.reorder.values().map(|r| r.waiting.len()).sum();
+        if waiting > 0 {
+            tracing::warn!(batches = waiting, "batches left out of order at shutdown; they will be read again");
+        }
+        self.commit()?;
+        let totals = self.segments.totals();
+        // The alert path's thread ends before the lanes.
+        self.alerts = None;
+        self.segments.close();
+        Ok(totals)
+    }
+}

@@ -1,0 +1,70 @@
+//! An incident's score from its alerts': the highest score, every rule that matched (its
+//! highest score and first reason) and every recommendation (first evidence). Kept per
+//! open incident and saved with the state snapshot, so an incident still open across a
+//! restart keeps what its earlier alerts scored.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::alert::Status;
+use crate::event::scored::{Reason, Recommendation, Scored};
+
+/// Reasons and recommendations kept per incident.
+const MAX_INCIDENT_REASONS: usize = 32;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IncidentScore {
+    pub score: u8,
+    pub reasons: Vec<Reason>,
+    pub recommendations: Vec<Recommendation>,
+}
+
+impl IncidentScore {
+    pub fn add(&mut self, s: &Scored) {
+        self.score = self.score.max(s.score);
+        for r in &s.reasons {
+            let full = self.reasons.len() >= MAX_INCIDENT_REASONS;
+            match self.reasons.iter_mut().find(|x| x.rule == r.rule) {
+                Some(x) => x.score = x.score.max(r.score),
+                None if !full => self.reasons.push(r.clone()),
+                None => {}
+            }
+        }
+        for r in &s.recommendations {
+            if self.recommendations.len() < MAX_INCIDENT_REASONS && !self.recommendations.iter().any(|x| x.rule == r.rule) {
+                self.recommendations.push(r.clone());
+            }
+        }
+    }
+}
+
+/// The scores of the open incidents, by incident id.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IncidentScores(HashMap<String, IncidentScore>);
+
+impl IncidentScores {
+    /// An alert that joined `incidents` scored `s`.
+    pub fn add(&mut self, incidents: &[String], s: &Scored) {
+        for id in incidents {
+            self.0.entry(id.clone()).or_default().add(s);
+        }
+    }
+
+    /// The incident's score at a change; a closed (or corrected) incident is forgotten.
+    pub fn at_change(&mut self, id: &str, status: Status) -> Option<IncidentScore> {
+        match status {
+            Status::Closed | Status::Corrected => self.0.remove(id),
+            Status::Open | Status::Updated => self.0.get(id).cloned(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
