@@ -9,7 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
-use alertflow::archive::{ArchiveConfig, ArchiveWriter, ParquetSettings};
+use alertflow::archive::{ArchiveConfig, ParquetSettings};
+use alertflow::pipeline::commit::Committer;
 use alertflow::deadletter::DeadLetter;
 use alertflow::ingest::{Format, Position, RawBatch, SourceInfo};
 use alertflow::parse::{EveParser, ParseLimits, ParseStage, ParsedBatch};
@@ -56,7 +57,7 @@ fn archive(c: &mut Criterion) {
                         idle_seal: Duration::from_secs(3600),
                         max_segment_age: Duration::from_secs(3600),
                     };
-                    let (mut w, _) = ArchiveWriter::open(cfg).unwrap();
+                    let (mut w, _) = Committer::open(cfg).unwrap();
                     for b in batches {
                         w.accept(b).unwrap();
                     }

@@ -13,7 +13,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use alertflow::event::{ContextKind, ContextView};
 use alertflow::state::context::{ContextConfig, FlowContext};
 use alertflow::state::correlate::{Condition, Correlator, Rule};
-use alertflow::state::stage::{StateConfig, StateStage};
+use alertflow::pipeline::alerts::AlertPath;
+use alertflow::state::stage::StateConfig;
 use alertflow::state::dedup::{Dedup, DedupConfig};
 use alertflow::state::{AlertRecord, KeyField};
 
@@ -171,7 +172,7 @@ fn stage(c: &mut Criterion) {
         g.bench_function(format!("mixed_shards_{shards}"), |b| {
             // The stage is returned so that dropping it is not timed.
             b.iter_batched(
-                || StateStage::new(&cfg),
+                || AlertPath::new(&cfg, None, None),
                 |mut s| {
                     let out = s.process(&batch, 1_793_491_200_000_000 + 3_600_000_000);
                     (s, out)

@@ -14,7 +14,8 @@ use alertflow::enrich::intel::{Format, IndicatorSet, Kind, LoadOptions, Probe};
 use alertflow::enrich::{EnrichConfig, EnrichRuntime, FeedConfig, Outcome, Source, Sources};
 use alertflow::event::{EventBatch, EventBatchBuilder};
 use alertflow::parse::eve::{EveParser, ParseLimits};
-use alertflow::state::stage::{StateConfig, StateStage};
+use alertflow::pipeline::alerts::AlertPath;
+use alertflow::state::stage::StateConfig;
 use arrow::array::{Array, ListArray, StringArray};
 use serde_json::Value;
 
@@ -255,7 +256,7 @@ fn feeds_swapped_100_times_under_load_lose_nothing_and_alerts_record_loaded_vers
             }
         })
     };
-    let mut stage = StateStage::new(&StateConfig { enrich: Some(EnrichRuntime { sources: sources.clone(), config: cfg.clone(), scorer: None }), ..Default::default() });
+    let mut stage = AlertPath::new(&StateConfig::default(), Some(&EnrichRuntime { sources: sources.clone(), config: cfg.clone() }), None);
     let mut sent = 0usize;
     let mut rows = 0usize;
     let mut versions_seen = HashSet::new();
@@ -444,7 +445,7 @@ fn retro_hunt_scans_the_archive_for_indicators_a_feed_gained() {
     let added: Vec<String> = report.added[0].2.iter().map(|i| i.value.to_string()).collect();
     assert_eq!(added, ["www.testmyids.com", sha], "only the new indicators are hunted");
 
-    let hunt = alertflow::enrich::hunt::RetroHunt::from_config(&cfg).unwrap();
+    let hunt = alertflow::pipeline::hunt::RetroHunt::from_config(&cfg).unwrap();
     hunt.start(report).unwrap().join().unwrap();
     let text = std::fs::read_to_string(root.join("_state/retro-hunt.jsonl")).unwrap();
     // What the input holds, read independently.
@@ -489,7 +490,7 @@ fn indicators_in_traffic_without_alerts_become_intel_alert_lines_once_an_hour() 
     write(&feed, b"c2.evil.example\n198.51.100.66\n");
     let cfg = EnrichConfig { intel: vec![FeedConfig { name: "f".into(), path: feed, format: None, kind: None, confidence: 90, to_ids_only: true }], ..Default::default() };
     let (sources, _) = Sources::open(&cfg);
-    let mut stage = StateStage::new(&StateConfig { enrich: Some(EnrichRuntime { sources, config: cfg, scorer: None }), ..Default::default() });
+    let mut stage = AlertPath::new(&StateConfig::default(), Some(&EnrichRuntime { sources, config: cfg }), None);
     let t = |s: i64| jiff::Timestamp::from_second(1_795_000_000 + s).unwrap().strftime("%Y-%m-%dT%H:%M:%S%.6f+0000").to_string();
     let dns = |s: i64, host: &str| format!(r#"{{"timestamp":"{}","flow_id":{},"event_type":"dns","src_ip":"{host}","src_port":5353,"dest_ip":"10.0.0.53","dest_port":53,"proto":"UDP","dns":{{"type":"query","rrname":"www.c2.evil.example","rrtype":"A"}}}}"#, t(s), 100 + s);
     let flow = format!(r#"{{"timestamp":"{}","flow_id":7,"event_type":"flow","src_ip":"10.0.0.5","src_port":40000,"dest_ip":"198.51.100.66","dest_port":443,"proto":"TCP","flow":{{"pkts_toserver":3,"pkts_toclient":2,"bytes_toserver":300,"bytes_toclient":200,"state":"closed","reason":"timeout"}}}}"#, t(5));

@@ -9,7 +9,8 @@ mod common;
 use alertflow::enrich::{EnrichRuntime, Sources};
 use alertflow::event::EventBatchBuilder;
 use alertflow::parse::eve::{EveParser, ParseLimits};
-use alertflow::state::stage::{StateConfig, StateStage};
+use alertflow::pipeline::alerts::AlertPath;
+use alertflow::state::stage::StateConfig;
 use arrow::array::{Array, Int32Array, StringArray};
 use serde_json::Value;
 
@@ -52,7 +53,7 @@ fn scoring_golden_cases() {
         let cfg = alertflow::config::Config::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         let (sources, report) = Sources::open(&cfg.enrich);
         assert!(report.failed.is_empty(), "{name}: {report:?}");
-        let mut stage = StateStage::new(&StateConfig { enrich: Some(EnrichRuntime { sources, config: cfg.enrich.clone(), scorer: cfg.scorer.clone() }), ..Default::default() });
+        let mut stage = AlertPath::new(&StateConfig::default(), Some(&EnrichRuntime { sources, config: cfg.enrich.clone() }), cfg.scorer.clone());
         let alerts = case["alert"].as_array().unwrap();
         let expect = case["expect"].as_array().unwrap();
         assert_eq!(alerts.len(), expect.len(), "{name}: one [[expect]] per [[alert]]");

@@ -478,9 +478,9 @@ fn sharded_config(shards: usize) -> alertflow::state::stage::StateConfig {
 /// What a run produced: per alert row (id, key, count, suppressed, late, incident), and
 /// all JSON lines.
 fn run_stage(shards: usize, stream: &[(String, i64)], restart_at: Option<(usize, usize)>) -> (Vec<String>, Vec<String>) {
-    use alertflow::state::stage::{StateOutput, StateStage};
+    use alertflow::pipeline::alerts::{AlertOutput as StateOutput, AlertPath};
     use arrow::array::{Array, BooleanArray, Int64Array, StringArray};
-    let mut stage = StateStage::new(&sharded_config(shards));
+    let mut stage = AlertPath::new(&sharded_config(shards), None, None);
     let (mut rows, mut lines) = (Vec::new(), Vec::new());
     let mut take = |o: StateOutput| {
         if let Some(a) = o.alerts {
@@ -502,7 +502,7 @@ fn run_stage(shards: usize, stream: &[(String, i64)], restart_at: Option<(usize,
         if let Some((at, new_shards)) = restart_at {
             if k == at {
                 let snap = stage.snapshot();
-                stage = StateStage::new(&sharded_config(new_shards));
+                stage = AlertPath::new(&sharded_config(new_shards), None, None);
                 stage.restore(&snap).unwrap();
             }
         }

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use alertflow::event::EventBatchBuilder;
 use alertflow::parse::eve::{EveParser, ParseLimits};
-use alertflow::state::stage::{StateOutput, StateStage};
+use alertflow::pipeline::alerts::{AlertOutput as StateOutput, AlertPath};
 use serde_json::Value;
 
 const BASE: i64 = 1_793_491_200; // 2026-11-01T00:00:00Z
@@ -93,7 +93,7 @@ fn run_case(path: &Path, shards: usize) -> (Ran, Vec<String>) {
     let state = case["config"].as_str().expect("config").replacen("[state]\n", &format!("[state]\nshards = {shards}\n"), 1);
     let config = format!("[metrics]\nlisten = \"\"\n\n{state}");
     let cfg = alertflow::config::Config::parse(&config).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut stage = StateStage::new(&cfg.state.engine);
+    let mut stage = AlertPath::new(&cfg.state.engine, None, None);
     let mut parser = EveParser::new(ParseLimits::default());
     let mut ran = Ran { lines: Vec::new(), late_rows: 0, alert_rows: 0 };
     let mut alert_time = std::collections::HashMap::new();
