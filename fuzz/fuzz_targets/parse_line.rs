@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let Some(line) = prepare_line(data) else { return };
     let start = line.as_ptr() as usize - data.as_ptr() as usize;
     assert!(start + line.len() <= data.len());
-    let limits = ParseLimits { max_line_bytes: 1 << 20, max_depth: 64 };
+    let limits = ParseLimits { max_line_bytes: 1 << 20, max_depth: 64, ..Default::default() };
     let mut p = EveParser::new(limits);
     let first = p.parse(line, |ev| (ev.timestamp_us, ev.event_type.map(str::to_owned), ev.flow_id, ev.src_port));
     let again = p.parse(line, |ev| (ev.timestamp_us, ev.event_type.map(str::to_owned), ev.flow_id, ev.src_port));
