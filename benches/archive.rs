@@ -10,10 +10,10 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 use alertflow::archive::{ArchiveConfig, ParquetSettings};
-use alertflow::pipeline::commit::Committer;
 use alertflow::deadletter::DeadLetter;
 use alertflow::ingest::{Format, Position, RawBatch, SourceInfo};
 use alertflow::parse::{EveParser, ParseLimits, ParseStage, ParsedBatch};
+use alertflow::pipeline::commit::Committer;
 
 #[path = "common.rs"]
 mod common;
@@ -26,7 +26,17 @@ fn parsed_batches(input: &[u8]) -> Vec<ParsedBatch> {
     while start < input.len() {
         let end = (start + (1 << 20)).min(input.len());
         let end = memchr::memrchr(b'\n', &input[start..end]).map(|i| start + i + 1).unwrap_or(input.len());
-        let raw = RawBatch { source: source.clone(), seq: out.len() as u64, stream: 0, data: Bytes::copy_from_slice(&input[start..end]), base_offset: None, path: None, position: Position::None, format: Format::Eve, frames: Vec::new() };
+        let raw = RawBatch {
+            source: source.clone(),
+            seq: out.len() as u64,
+            stream: 0,
+            data: Bytes::copy_from_slice(&input[start..end]),
+            base_offset: None,
+            path: None,
+            position: Position::None,
+            format: Format::Eve,
+            frames: Vec::new(),
+        };
         let mut parsed = stage.process(raw);
         let one_hour = parsed.events.hours[0];
         parsed.events.hours.fill(one_hour);
@@ -46,7 +56,22 @@ fn archive(c: &mut Criterion) {
     for lanes in [1usize, 2] {
         g.bench_function(format!("write_and_seal_{lanes}_lane"), |b| {
             b.iter_batched(
-                || (tempfile::tempdir().unwrap(), batches.iter().map(|p| ParsedBatch { source: p.source.clone(), stream: p.stream, seq: p.seq, position: Position::None, events: p.events.clone(), stats: Default::default() }).collect::<Vec<_>>()),
+                || {
+                    (
+                        tempfile::tempdir().unwrap(),
+                        batches
+                            .iter()
+                            .map(|p| ParsedBatch {
+                                source: p.source.clone(),
+                                stream: p.stream,
+                                seq: p.seq,
+                                position: Position::None,
+                                events: p.events.clone(),
+                                stats: Default::default(),
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                },
                 |(dir, batches)| {
                     let cfg = ArchiveConfig {
                         root: dir.path().to_path_buf(),

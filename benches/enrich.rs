@@ -84,7 +84,9 @@ fn intel(c: &mut Criterion) {
     g.bench_function("domain_lookups_with_parents", |b| {
         b.iter(|| (0..n).filter(|&i| set.lookup(Probe::Domain(if i % 2 == 0 { &domains[i % domains.len()] } else { &misses[i] })).is_some()).count())
     });
-    g.bench_function("sha256_lookups", |b| b.iter(|| (0..n).filter(|&i| set.lookup(Probe::Hash(if i % 2 == 0 { &hashes[i % hashes.len()] } else { &misses[i] })).is_some()).count()));
+    g.bench_function("sha256_lookups", |b| {
+        b.iter(|| (0..n).filter(|&i| set.lookup(Probe::Hash(if i % 2 == 0 { &hashes[i % hashes.len()] } else { &misses[i] })).is_some()).count())
+    });
     g.finish();
 }
 
@@ -103,7 +105,8 @@ fn geo(c: &mut Criterion) {
     let cfg = EnrichConfig { geoip_city: Some(path.clone()), geoip_asn: Some(data("geoip/GeoLite2-ASN-Test.mmdb")), history: false, ..Default::default() };
     let (sources, _) = Sources::open(&cfg);
     let mut en = Enricher::new(sources, &cfg);
-    let alerts: Vec<AlertRecord> = stream.chunks(2).map(|p| AlertRecord { src_ip: p[0].to_string(), dest_ip: p[1].to_string(), ..Default::default() }).collect();
+    let alerts: Vec<AlertRecord> =
+        stream.chunks(2).map(|p| AlertRecord { src_ip: p[0].to_string(), dest_ip: p[1].to_string(), ..Default::default() }).collect();
     let snap = en.snapshot();
     for a in &alerts {
         en.enrich(&snap, a, &[]);
@@ -122,14 +125,24 @@ fn score(c: &mut Criterion) {
     let cfg = alertflow::config::Config::embedded_default();
     let sc = cfg.scorer.clone().expect("the default config scores");
     let alerts: Vec<AlertRecord> = (0..10_000)
-        .map(|i| AlertRecord { signature_id: 2_000_000 + i % 50, signature: format!("ET TEST {i}"), category: if i % 3 == 0 { "A Network Trojan was detected".into() } else { "Misc activity".into() }, severity: 1 + (i % 3) as i32, src_ip: format!("10.0.{}.{}", i / 250 % 250, i % 250), dest_ip: "192.0.2.1".into(), ..Default::default() })
+        .map(|i| AlertRecord {
+            signature_id: 2_000_000 + i % 50,
+            signature: format!("ET TEST {i}"),
+            category: if i % 3 == 0 { "A Network Trojan was detected".into() } else { "Misc activity".into() },
+            severity: 1 + (i % 3) as i32,
+            src_ip: format!("10.0.{}.{}", i / 250 % 250, i % 250),
+            dest_ip: "192.0.2.1".into(),
+            ..Default::default()
+        })
         .collect();
     let e = Enrichment::default();
     let d = Decided { dedup_count: 1, decision: "first", late: false, incidents: &[] };
     let rules = sc.rules() as u64 + 3;
     let mut g = c.benchmark_group("score");
     g.throughput(Throughput::Elements(alerts.len() as u64 * rules));
-    g.bench_function("default_rules_alert_rules", |b| b.iter(|| alerts.iter().map(|a| sc.score(&AlertVars { alert: a, enrichment: &e, decided: d, around: &[] }).score as u64).sum::<u64>()));
+    g.bench_function("default_rules_alert_rules", |b| {
+        b.iter(|| alerts.iter().map(|a| sc.score(&AlertVars { alert: a, enrichment: &e, decided: d, around: &[] }).score as u64).sum::<u64>())
+    });
     g.finish();
 }
 

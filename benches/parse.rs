@@ -32,7 +32,17 @@ fn parse(c: &mut Criterion) {
         b.iter(|| {
             let mut rows = 0;
             for (i, data) in batches.iter().enumerate() {
-                let raw = RawBatch { source: source.clone(), seq: i as u64, stream: 0, data: data.clone(), base_offset: None, path: None, position: Position::None, format: Format::Eve, frames: Vec::new() };
+                let raw = RawBatch {
+                    source: source.clone(),
+                    seq: i as u64,
+                    stream: 0,
+                    data: data.clone(),
+                    base_offset: None,
+                    path: None,
+                    position: Position::None,
+                    format: Format::Eve,
+                    frames: Vec::new(),
+                };
                 rows += stage.process(raw).events.num_rows();
             }
             rows
@@ -43,7 +53,17 @@ fn parse(c: &mut Criterion) {
         let mut stage = ParseStage::new(EveParser::new(ParseLimits::default()), Arc::new(DeadLetter::disabled()));
         b.iter(|| {
             for (i, data) in batches.iter().enumerate() {
-                let raw = RawBatch { source: source.clone(), seq: i as u64, stream: 0, data: data.clone(), base_offset: None, path: None, position: Position::None, format: Format::Eve, frames: Vec::new() };
+                let raw = RawBatch {
+                    source: source.clone(),
+                    seq: i as u64,
+                    stream: 0,
+                    data: data.clone(),
+                    base_offset: None,
+                    path: None,
+                    position: Position::None,
+                    format: Format::Eve,
+                    frames: Vec::new(),
+                };
                 stage.process(raw);
             }
         })

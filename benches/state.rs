@@ -11,11 +11,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 use alertflow::event::{ContextKind, ContextView};
+use alertflow::pipeline::alerts::AlertPath;
 use alertflow::state::context::{ContextConfig, FlowContext};
 use alertflow::state::correlate::{Condition, Correlator, Rule};
-use alertflow::pipeline::alerts::AlertPath;
-use alertflow::state::stage::StateConfig;
 use alertflow::state::dedup::{Dedup, DedupConfig};
+use alertflow::state::stage::StateConfig;
 use alertflow::state::{AlertRecord, KeyField};
 
 fn storm(n: usize, distinct: bool) -> Vec<AlertRecord> {
@@ -37,8 +37,22 @@ fn storm(n: usize, distinct: bool) -> Vec<AlertRecord> {
 
 fn rules() -> Vec<Rule> {
     vec![
-        Rule { name: "scan".into(), selectors: vec![], group_by: vec![KeyField::SrcIp], timespan_us: 300_000_000, condition: Condition::ValueCount { field: KeyField::DestPort, gte: 20 }, late: Default::default() },
-        Rule { name: "burst".into(), selectors: vec![], group_by: vec![KeyField::SignatureId, KeyField::DestIp], timespan_us: 60_000_000, condition: Condition::EventCount { gte: 50 }, late: Default::default() },
+        Rule {
+            name: "scan".into(),
+            selectors: vec![],
+            group_by: vec![KeyField::SrcIp],
+            timespan_us: 300_000_000,
+            condition: Condition::ValueCount { field: KeyField::DestPort, gte: 20 },
+            late: Default::default(),
+        },
+        Rule {
+            name: "burst".into(),
+            selectors: vec![],
+            group_by: vec![KeyField::SignatureId, KeyField::DestIp],
+            timespan_us: 60_000_000,
+            condition: Condition::EventCount { gte: 50 },
+            late: Default::default(),
+        },
     ]
 }
 
@@ -85,10 +99,32 @@ fn context_events(n: usize) -> Vec<(i64, i64, String, ContextView<'static>)> {
             let flow = (i / 4) as i64;
             let src = format!("10.1.{}.{}", i >> 8 & 255, i & 255);
             let c = match i % 4 {
-                0 => ContextView { kind: ContextKind::Dns, text: [Some(leak(format!("host{}.example.com", i % 5000))), Some("A"), Some("query"), None, None], num: [None; 4] },
-                1 => ContextView { kind: ContextKind::Http, text: [Some(leak(format!("host{}.example.com", i % 5000))), Some(leak(format!("/path/{i}/index.html"))), Some("GET"), Some("Mozilla/5.0"), None], num: [Some(200), Some(5120), None, None] },
-                2 => ContextView { kind: ContextKind::Tls, text: [Some(leak(format!("sni{}.example.net", i % 3000))), Some("TLS 1.3"), Some("e7d705a3286e19ea42f587b344ee6865"), None, None], num: [None; 4] },
-                _ => ContextView { kind: ContextKind::Flow, text: [Some("closed"), Some("timeout"), None, None, None], num: [Some(10), Some(8), Some(1200), Some(64000)] },
+                0 => ContextView {
+                    kind: ContextKind::Dns,
+                    text: [Some(leak(format!("host{}.example.com", i % 5000))), Some("A"), Some("query"), None, None],
+                    num: [None; 4],
+                },
+                1 => ContextView {
+                    kind: ContextKind::Http,
+                    text: [
+                        Some(leak(format!("host{}.example.com", i % 5000))),
+                        Some(leak(format!("/path/{i}/index.html"))),
+                        Some("GET"),
+                        Some("Mozilla/5.0"),
+                        None,
+                    ],
+                    num: [Some(200), Some(5120), None, None],
+                },
+                2 => ContextView {
+                    kind: ContextKind::Tls,
+                    text: [Some(leak(format!("sni{}.example.net", i % 3000))), Some("TLS 1.3"), Some("e7d705a3286e19ea42f587b344ee6865"), None, None],
+                    num: [None; 4],
+                },
+                _ => ContextView {
+                    kind: ContextKind::Flow,
+                    text: [Some("closed"), Some("timeout"), None, None, None],
+                    num: [Some(10), Some(8), Some(1200), Some(64000)],
+                },
             };
             (1_700_000_000_000_000 + i as i64 * 100, flow, src, c)
         })
@@ -136,11 +172,26 @@ fn mixed_batch(n: usize) -> alertflow::event::EventBatch {
         let ts = format!("2026-11-01T00:{:02}:{:02}.{:06}+0000", i / 60_000 % 60, i / 1000 % 60, i % 1_000_000);
         let (flow, src, dst) = (i / 5, format!("10.1.{}.{}", i >> 8 & 15, i & 255), format!("10.2.0.{}", i % 50));
         let line = match i % 10 {
-            0 => format!(r#"{{"timestamp":"{ts}","flow_id":{flow},"event_type":"alert","src_ip":"{src}","src_port":40000,"dest_ip":"{dst}","dest_port":{},"proto":"TCP","alert":{{"action":"allowed","gid":1,"signature_id":{},"rev":1,"signature":"ET TEST","category":"Misc","severity":2}}}}"#, 80 + i % 30, 2_210_000 + i % 20),
-            1 | 2 => format!(r#"{{"timestamp":"{ts}","flow_id":{flow},"event_type":"dns","src_ip":"{src}","src_port":5353,"dest_ip":"10.0.0.53","dest_port":53,"proto":"UDP","dns":{{"type":"query","id":1,"rrname":"host{}.example.com","rrtype":"A"}}}}"#, i % 5000),
-            3 | 4 => format!(r#"{{"timestamp":"{ts}","flow_id":{flow},"event_type":"http","src_ip":"{src}","src_port":40000,"dest_ip":"{dst}","dest_port":80,"proto":"TCP","http":{{"hostname":"host{}.example.com","url":"/p/{i}","http_method":"GET","status":200,"length":512}}}}"#, i % 5000),
-            5 => format!(r#"{{"timestamp":"{ts}","flow_id":{flow},"event_type":"tls","src_ip":"{src}","src_port":40000,"dest_ip":"{dst}","dest_port":443,"proto":"TCP","tls":{{"sni":"sni{}.example.net","version":"TLS 1.3","ja3":{{"hash":"e7d705a3286e19ea42f587b344ee6865"}}}}}}"#, i % 3000),
-            _ => format!(r#"{{"timestamp":"{ts}","flow_id":{flow},"event_type":"flow","src_ip":"{src}","src_port":40000,"dest_ip":"{dst}","dest_port":80,"proto":"TCP","flow":{{"pkts_toserver":10,"pkts_toclient":8,"bytes_toserver":1200,"bytes_toclient":64000,"state":"closed","reason":"timeout"}}}}"#),
+            0 => format!(
+                r#"{{"timestamp":"{ts}","flow_id":{flow},"event_type":"alert","src_ip":"{src}","src_port":40000,"dest_ip":"{dst}","dest_port":{},"proto":"TCP","alert":{{"action":"allowed","gid":1,"signature_id":{},"rev":1,"signature":"ET TEST","category":"Misc","severity":2}}}}"#,
+                80 + i % 30,
+                2_210_000 + i % 20
+            ),
+            1 | 2 => format!(
+                r#"{{"timestamp":"{ts}","flow_id":{flow},"event_type":"dns","src_ip":"{src}","src_port":5353,"dest_ip":"10.0.0.53","dest_port":53,"proto":"UDP","dns":{{"type":"query","id":1,"rrname":"host{}.example.com","rrtype":"A"}}}}"#,
+                i % 5000
+            ),
+            3 | 4 => format!(
+                r#"{{"timestamp":"{ts}","flow_id":{flow},"event_type":"http","src_ip":"{src}","src_port":40000,"dest_ip":"{dst}","dest_port":80,"proto":"TCP","http":{{"hostname":"host{}.example.com","url":"/p/{i}","http_method":"GET","status":200,"length":512}}}}"#,
+                i % 5000
+            ),
+            5 => format!(
+                r#"{{"timestamp":"{ts}","flow_id":{flow},"event_type":"tls","src_ip":"{src}","src_port":40000,"dest_ip":"{dst}","dest_port":443,"proto":"TCP","tls":{{"sni":"sni{}.example.net","version":"TLS 1.3","ja3":{{"hash":"e7d705a3286e19ea42f587b344ee6865"}}}}}}"#,
+                i % 3000
+            ),
+            _ => format!(
+                r#"{{"timestamp":"{ts}","flow_id":{flow},"event_type":"flow","src_ip":"{src}","src_port":40000,"dest_ip":"{dst}","dest_port":80,"proto":"TCP","flow":{{"pkts_toserver":10,"pkts_toclient":8,"bytes_toserver":1200,"bytes_toclient":64000,"state":"closed","reason":"timeout"}}}}"#
+            ),
         };
         parser.parse(line.as_bytes(), |v| b.append(v, v.timestamp_us.unwrap_or(0), "bench", &line)).expect("valid line");
     }

@@ -44,7 +44,17 @@ fn stage(c: &mut Criterion) {
         g.bench_function(file.trim_end_matches(".log"), |b| {
             let mut st = ParseStage::new(EveParser::new(ParseLimits::default()), Arc::new(DeadLetter::disabled()));
             b.iter(|| {
-                let raw = RawBatch { source: source.clone(), seq: 0, stream: 0, data: data.clone(), base_offset: None, path: None, position: Position::None, format: Format::Syslog, frames: Vec::new() };
+                let raw = RawBatch {
+                    source: source.clone(),
+                    seq: 0,
+                    stream: 0,
+                    data: data.clone(),
+                    base_offset: None,
+                    path: None,
+                    position: Position::None,
+                    format: Format::Syslog,
+                    frames: Vec::new(),
+                };
                 st.process(raw).events.num_rows()
             })
         });

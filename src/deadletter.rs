@@ -12,8 +12,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::metrics as m;
 use crate::event::reject::RejectReason;
+use crate::metrics as m;
 
 /// Where a rejected line came from.
 #[derive(Debug, Clone, Copy)]

@@ -47,7 +47,13 @@ pub fn run(dir: &Path) -> anyhow::Result<DemoResult> {
     let mut cfg = Config::embedded_default();
     cfg.archive.root = dir.to_path_buf();
     cfg.dead_letter.path = Some(crate::config::default_dead_letter_path(dir));
-    cfg.sources = vec![SourceConfig { name: "demo".into(), kind: SourceKind::File(replay_file_config(vec![input.display().to_string()])), overflow: Overflow::Block, format: crate::ingest::Format::Eve, timezone: None }];
+    cfg.sources = vec![SourceConfig {
+        name: "demo".into(),
+        kind: SourceKind::File(replay_file_config(vec![input.display().to_string()])),
+        overflow: Overflow::Block,
+        format: crate::ingest::Format::Eve,
+        timezone: None,
+    }];
     let summary = pipeline::run(&cfg, Mode::ReadToEnd, Arc::new(AtomicBool::new(false)), None, None)?;
 
     let (rows_read_back, signatures) = read_back(&dir.join(crate::archive::EVENTS_TABLE))?;
@@ -82,7 +88,11 @@ fn read_scores(table: &Path) -> anyhow::Result<Scores> {
         }
         for batch in ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&p)?)?.build()? {
             let batch = batch?;
-            let (Some(pr), Some(sc), Some(sig), Some(rs)) = (batch.column_by_name("priority"), batch.column_by_name("score"), batch.column_by_name("alert_signature"), batch.column_by_name("reasons")) else { continue };
+            let (Some(pr), Some(sc), Some(sig), Some(rs)) =
+                (batch.column_by_name("priority"), batch.column_by_name("score"), batch.column_by_name("alert_signature"), batch.column_by_name("reasons"))
+            else {
+                continue;
+            };
             let (pr, sig, rs) = (pr.as_string::<i32>(), sig.as_string::<i32>(), rs.as_string::<i32>());
             let sc = sc.as_primitive::<arrow::datatypes::Int32Type>();
             for i in 0..batch.num_rows() {
@@ -91,7 +101,11 @@ fn read_scores(table: &Path) -> anyhow::Result<Scores> {
                 }
                 *by.entry(pr.value(i).to_string()).or_insert(0) += 1;
                 if top.as_ref().is_none_or(|t| sc.value(i) > t.0) {
-                    let reasons: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(rs.value(i)).unwrap_or_default().iter().filter_map(|r| r["reason"].as_str().map(str::to_string)).collect();
+                    let reasons: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(rs.value(i))
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|r| r["reason"].as_str().map(str::to_string))
+                        .collect();
                     top = Some((sc.value(i), sig.value(i).to_string(), reasons));
                 }
             }

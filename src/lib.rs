@@ -5,17 +5,17 @@
 //! (event-time dedup and correlation of alerts) → archive, wired together by `pipeline`; `api` serves metrics and health; `deadletter` keeps
 //! what was refused.
 
-pub mod config;
-pub mod ingest;
-pub mod parse;
-pub mod event;
-pub mod state;
-pub mod archive;
-pub mod pipeline;
-pub mod deadletter;
-pub mod metrics;
 pub mod api;
+pub mod archive;
+pub mod config;
+pub mod deadletter;
 pub mod demo;
 pub mod enrich;
-pub mod score;
+pub mod event;
+pub mod ingest;
+pub mod metrics;
 pub mod output;
+pub mod parse;
+pub mod pipeline;
+pub mod score;
+pub mod state;

@@ -180,9 +180,16 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     })
 }
 
-fn cmd_hunt(archive: &std::path::Path, feed: &std::path::Path, format: Option<&str>, kind: Option<&str>, days: u32, output: Option<&std::path::Path>) -> anyhow::Result<()> {
-    use alertflow::pipeline::hunt::{event_files, hunt, Wanted};
+fn cmd_hunt(
+    archive: &std::path::Path,
+    feed: &std::path::Path,
+    format: Option<&str>,
+    kind: Option<&str>,
+    days: u32,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     use alertflow::enrich::intel::{Format as FeedFormat, IndicatorSet, Kind, LoadOptions};
+    use alertflow::pipeline::hunt::{event_files, hunt, Wanted};
     let bytes = std::fs::read(feed).with_context(|| format!("reading {}", feed.display()))?;
     let format = format.and_then(FeedFormat::from_name).unwrap_or_else(|| FeedFormat::guess(feed, &bytes));
     let kind = match kind {
@@ -190,7 +197,8 @@ fn cmd_hunt(archive: &std::path::Path, feed: &std::path::Path, format: Option<&s
         None => None,
     };
     let now = alertflow::event::time::wall_clock_us();
-    let set = IndicatorSet::load(&bytes, &LoadOptions { format, kind, now_us: now, ..Default::default() }).map_err(|e| anyhow::anyhow!("{}: {e}", feed.display()))?;
+    let set =
+        IndicatorSet::load(&bytes, &LoadOptions { format, kind, now_us: now, ..Default::default() }).map_err(|e| anyhow::anyhow!("{}: {e}", feed.display()))?;
     let name = feed.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
     let files = event_files(archive, days, now);
     let wanted = [Wanted { version: alertflow::enrich::Version::new(&name, &bytes, now), set: &set }];
@@ -198,7 +206,14 @@ fn cmd_hunt(archive: &std::path::Path, feed: &std::path::Path, format: Option<&s
         Some(p) => hunt(&files, &wanted, &mut std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?))?,
         None => hunt(&files, &wanted, &mut std::io::BufWriter::new(std::io::stdout().lock()))?,
     };
-    eprintln!("hunted {} indicators over {} events in {} files: {} matching events ({} unreadable lines)", set.len(), stats.events, stats.files, stats.matches, stats.unreadable);
+    eprintln!(
+        "hunted {} indicators over {} events in {} files: {} matching events ({} unreadable lines)",
+        set.len(),
+        stats.events,
+        stats.files,
+        stats.matches,
+        stats.unreadable
+    );
     Ok(())
 }
 
@@ -285,7 +300,13 @@ fn cmd_replay(config: Option<PathBuf>, archive: Option<PathBuf>, inputs: Vec<Str
         anyhow::ensure!(found.iter().any(|p| p.is_file()), "{f}: no such file");
     }
     if !files.is_empty() {
-        cfg.sources.push(SourceConfig { name: "replay".into(), kind: SourceKind::File(alertflow::demo::replay_file_config(files.clone())), overflow: Overflow::Block, format, timezone: None });
+        cfg.sources.push(SourceConfig {
+            name: "replay".into(),
+            kind: SourceKind::File(alertflow::demo::replay_file_config(files.clone())),
+            overflow: Overflow::Block,
+            format,
+            timezone: None,
+        });
     }
     if inputs.iter().any(|i| i == "-") {
         cfg.sources.push(SourceConfig { name: "stdin".into(), kind: SourceKind::Stdin, overflow: Overflow::Block, format, timezone: None });
@@ -295,7 +316,10 @@ fn cmd_replay(config: Option<PathBuf>, archive: Option<PathBuf>, inputs: Vec<Str
     let bar = (!no_progress && !json && std::io::stderr().is_terminal()).then(|| {
         let total = FileSource::total_bytes(&files);
         let pb = indicatif::ProgressBar::new(total);
-        pb.set_style(indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
         let (p, d) = (progress.clone(), done.clone());
         std::thread::spawn(move || {
             while !d.load(Ordering::Relaxed) {

@@ -39,7 +39,9 @@ impl std::fmt::Display for Violation {
         let at = |i: &Import| format!("{}:{}: `{}` imports `crate::{}`", i.file.display(), i.line, i.from, i.to);
         match self {
             Violation::Cycle(c) => write!(f, "cycle between modules: {}", c.join(" -> ")),
-            Violation::StageToStage(i) => write!(f, "{} (a stage importing another stage: move the shared type to `event/`, or the wiring to `pipeline/`)", at(i)),
+            Violation::StageToStage(i) => {
+                write!(f, "{} (a stage importing another stage: move the shared type to `event/`, or the wiring to `pipeline/`)", at(i))
+            }
             Violation::FloorUp(i) => write!(f, "{} (the floor imports nothing above it)", at(i)),
             Violation::StageToTop(i) => write!(f, "{} (a stage importing the top: take what it needs as a parameter or its own config type)", at(i)),
         }

@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-const GOOD: &str = r#"{"timestamp":"2024-05-01T10:00:00.000001+0000","event_type":"flow","src_ip":"10.0.0.1","src_port":1,"dest_ip":"10.0.0.2","dest_port":2,"proto":"TCP"}"#;
+const GOOD: &str =
+    r#"{"timestamp":"2024-05-01T10:00:00.000001+0000","event_type":"flow","src_ip":"10.0.0.1","src_port":1,"dest_ip":"10.0.0.2","dest_port":2,"proto":"TCP"}"#;
 
 fn good(n: u32) -> String {
     GOOD.replace("\"src_port\":1", &format!("\"src_port\":{n}"))
@@ -97,7 +98,8 @@ fn catalogue() {
     assert_eq!(got.len(), want.len());
     assert!(got == want, "archived rows differ from the expected good lines");
 
-    let expected_reasons: [(&str, u64); 7] = [("invalid_json", 4), ("not_utf8", 1), ("too_deep", 2), ("bad_timestamp", 1), ("missing_timestamp", 1), ("not_object", 2), ("too_long", 1)];
+    let expected_reasons: [(&str, u64); 7] =
+        [("invalid_json", 4), ("not_utf8", 1), ("too_deep", 2), ("bad_timestamp", 1), ("missing_timestamp", 1), ("not_object", 2), ("too_long", 1)];
     for (reason, n) in expected_reasons {
         assert_eq!(summary.rejected.get(reason).copied().unwrap_or(0), n, "{reason}: {:?}", summary.rejected);
     }

@@ -44,7 +44,9 @@ fn run_with(dir: &Path, sources: &str, port: Option<u16>) -> Running {
     let listen = port.map(|p| format!("127.0.0.1:{p}")).unwrap_or_default();
     let text = format!("[archive]\nroot = \"{}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"{listen}\"\n\n{sources}", dir.join("archive").display());
     std::fs::write(&cfg, text).unwrap();
-    Running::new(Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "warn").stdout(Stdio::null()).spawn().unwrap())
+    Running::new(
+        Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "warn").stdout(Stdio::null()).spawn().unwrap(),
+    )
 }
 
 #[test]
@@ -57,7 +59,11 @@ fn unix_stream_source_with_metrics_and_health() {
     let port = free_port();
     // Sockets drop and count by default when the pipeline is behind; this test wants every
     // line, so the source pushes back on the writer instead.
-    let child = run_with(dir.path(), &format!("[[sources]]\nname = \"suricata\"\ntype = \"unix_stream\"\npath = \"{}\"\noverflow = \"block\"\n", sock.display()), Some(port));
+    let child = run_with(
+        dir.path(),
+        &format!("[[sources]]\nname = \"suricata\"\ntype = \"unix_stream\"\npath = \"{}\"\noverflow = \"block\"\n", sock.display()),
+        Some(port),
+    );
     wait_for("the health endpoint", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o660);
@@ -80,7 +86,12 @@ fn unix_stream_source_with_metrics_and_health() {
     let (status, metrics) = http_get(port, "/metrics");
     assert_eq!(status, 200);
     let value = |name: &str| -> f64 {
-        metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name} missing in\n{metrics}"))
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in\n{metrics}"))
     };
     assert_eq!(value("alertflow_parse_events_total"), 500.0);
     assert_eq!(value("alertflow_rejected_lines_total{reason=\"invalid_json\"}"), 1.0);
@@ -124,7 +135,9 @@ fn unix_stream_drop_policy_accounts_for_every_line() {
     drop(conn);
     let sent = (5 * lines.len()) as f64;
     let archive = dir.path().join("archive");
-    let metric = |metrics: &str, name: &str| -> f64 { metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0) };
+    let metric = |metrics: &str, name: &str| -> f64 {
+        metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    };
     wait_for("archived + dropped = sent", || {
         let (_, metrics) = http_get(port, "/metrics");
         let dropped = metric(&metrics, "alertflow_source_dropped_lines_total{source=\"s\"}");
@@ -138,7 +151,8 @@ fn unix_stream_drop_policy_accounts_for_every_line() {
 fn unix_dgram_source() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("eve.dgram");
-    let child = run_with(dir.path(), &format!("[[sources]]\nname = \"dg\"\ntype = \"unix_dgram\"\npath = \"{}\"\noverflow = \"block\"\n", sock.display()), None);
+    let child =
+        run_with(dir.path(), &format!("[[sources]]\nname = \"dg\"\ntype = \"unix_dgram\"\npath = \"{}\"\noverflow = \"block\"\n", sock.display()), None);
     wait_for("the socket", || sock.exists());
     let client = UnixDatagram::unbound().unwrap();
     let lines = corpus_lines(200);

@@ -54,15 +54,17 @@ fn write_config(dir: &Path) -> PathBuf {
 }
 
 fn start(cfg: &Path, input: &str) -> Running {
-    Running::new(Command::new(env!("CARGO_BIN_EXE_alertflow"))
-        .args(["run", "--config"])
-        .arg(cfg)
-        .args(["--input", input])
-        .env("ALERTFLOW_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap())
+    Running::new(
+        Command::new(env!("CARGO_BIN_EXE_alertflow"))
+            .args(["run", "--config"])
+            .arg(cfg)
+            .args(["--input", input])
+            .env("ALERTFLOW_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// Small deterministic generator for the kill moments (seed printed for reproduction).
@@ -75,7 +77,10 @@ impl Lcg {
 }
 
 fn seed() -> u64 {
-    std::env::var("ALERTFLOW_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64)
+    std::env::var("ALERTFLOW_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64)
 }
 
 /// Waits until the archive holds `n` rows, then stops the process with SIGTERM.

@@ -222,7 +222,10 @@ fn batch(lines: &[String]) -> EventBatch {
 
 fn alert(i: usize, src: &str, dest: &str, sid: i64, severity: i32, flow: i64) -> String {
     let t = jiff::Timestamp::from_second(1_795_000_000 + i as i64).unwrap().strftime("%Y-%m-%dT%H:%M:%S%.6f+0000");
-    format!(r#"{{"timestamp":"{t}","flow_id":{flow},"event_type":"alert","src_ip":"{src}","src_port":{},"dest_ip":"{dest}","dest_port":443,"proto":"TCP","alert":{{"action":"allowed","gid":1,"signature_id":{sid},"rev":1,"signature":"ET TEST {sid}","category":"A Network Trojan was detected","severity":{severity}}}}}"#, 1024 + i % 60000)
+    format!(
+        r#"{{"timestamp":"{t}","flow_id":{flow},"event_type":"alert","src_ip":"{src}","src_port":{},"dest_ip":"{dest}","dest_port":443,"proto":"TCP","alert":{{"action":"allowed","gid":1,"signature_id":{sid},"rev":1,"signature":"ET TEST {sid}","category":"A Network Trojan was detected","severity":{severity}}}}}"#,
+        1024 + i % 60000
+    )
 }
 
 fn col<'a, T: 'static>(b: &'a arrow::record_batch::RecordBatch, name: &str) -> &'a T {
@@ -234,9 +237,18 @@ fn feeds_swapped_100_times_under_load_lose_nothing_and_alerts_record_loaded_vers
     let dir = tempfile::tempdir().unwrap();
     let feed = dir.path().join("swap.txt");
     // Every version holds the common indicator and one of its own.
-    let version = |k: usize| format!("# version {k}\n198.51.100.7\n203.0.113.{}\n{}\n", k % 250, (0..2000).map(|j| format!("10.{}.{}.{}", k % 200, j / 250, j % 250)).collect::<Vec<_>>().join("\n"));
+    let version = |k: usize| {
+        format!(
+            "# version {k}\n198.51.100.7\n203.0.113.{}\n{}\n",
+            k % 250,
+            (0..2000).map(|j| format!("10.{}.{}.{}", k % 200, j / 250, j % 250)).collect::<Vec<_>>().join("\n")
+        )
+    };
     write(&feed, version(0).as_bytes());
-    let cfg = EnrichConfig { intel: vec![FeedConfig { name: "swap".into(), path: feed.clone(), format: Some(Format::List), kind: None, confidence: 70, to_ids_only: true }], ..Default::default() };
+    let cfg = EnrichConfig {
+        intel: vec![FeedConfig { name: "swap".into(), path: feed.clone(), format: Some(Format::List), kind: None, confidence: 70, to_ids_only: true }],
+        ..Default::default()
+    };
     let (sources, report) = Sources::open(&cfg);
     assert!(report.failed.is_empty(), "{report:?}");
     let loaded = Arc::new(std::sync::Mutex::new(HashSet::new()));
@@ -349,14 +361,32 @@ evidence = "{{{{intel.fields}}}}"
     let t = |s: i64| jiff::Timestamp::from_second(1_795_000_000 + s).unwrap().strftime("%Y-%m-%dT%H:%M:%S%.6f+0000").to_string();
     let lines = [
         // DNS and TLS on flow 7 before its alert; the TLS client fingerprint is in the MISP event.
-        format!(r#"{{"timestamp":"{}","flow_id":7,"event_type":"dns","src_ip":"10.20.30.40","src_port":5353,"dest_ip":"10.0.0.53","dest_port":53,"proto":"UDP","dns":{{"type":"query","id":1,"rrname":"www.update-check.loader.example","rrtype":"A"}}}}"#, t(0)),
-        format!(r#"{{"timestamp":"{}","flow_id":7,"event_type":"tls","src_ip":"10.20.30.40","src_port":50000,"dest_ip":"81.2.69.142","dest_port":443,"proto":"TCP","tls":{{"sni":"login.bank.example","version":"TLS 1.2","ja3":{{"hash":"72a589da586844d7f0818ce684948eea","string":"x"}}}}}}"#, t(1)),
-        format!(r#"{{"timestamp":"{}","flow_id":7,"event_type":"alert","src_ip":"81.2.69.142","src_port":443,"dest_ip":"10.20.30.40","dest_port":50000,"proto":"TCP","alert":{{"action":"allowed","gid":1,"signature_id":2000001,"rev":1,"signature":"ET MALWARE loader","category":"A Network Trojan was detected","severity":1}}}}"#, t(2)),
+        format!(
+            r#"{{"timestamp":"{}","flow_id":7,"event_type":"dns","src_ip":"10.20.30.40","src_port":5353,"dest_ip":"10.0.0.53","dest_port":53,"proto":"UDP","dns":{{"type":"query","id":1,"rrname":"www.update-check.loader.example","rrtype":"A"}}}}"#,
+            t(0)
+        ),
+        format!(
+            r#"{{"timestamp":"{}","flow_id":7,"event_type":"tls","src_ip":"10.20.30.40","src_port":50000,"dest_ip":"81.2.69.142","dest_port":443,"proto":"TCP","tls":{{"sni":"login.bank.example","version":"TLS 1.2","ja3":{{"hash":"72a589da586844d7f0818ce684948eea","string":"x"}}}}}}"#,
+            t(1)
+        ),
+        format!(
+            r#"{{"timestamp":"{}","flow_id":7,"event_type":"alert","src_ip":"81.2.69.142","src_port":443,"dest_ip":"10.20.30.40","dest_port":50000,"proto":"TCP","alert":{{"action":"allowed","gid":1,"signature_id":2000001,"rev":1,"signature":"ET MALWARE loader","category":"A Network Trojan was detected","severity":1}}}}"#,
+            t(2)
+        ),
         // Flow 8: a download whose sha256 is in the STIX bundle, then its alert.
-        format!(r#"{{"timestamp":"{}","flow_id":8,"event_type":"fileinfo","src_ip":"1.128.0.1","src_port":80,"dest_ip":"10.1.1.1","dest_port":40000,"proto":"TCP","fileinfo":{{"filename":"x.bin","sha256":"ef537f25c895bfa782526529a9b63d97aa631564d5d789c2b765448c8635fb6c","size":10}}}}"#, t(3)),
-        format!(r#"{{"timestamp":"{}","flow_id":8,"event_type":"alert","src_ip":"1.128.0.1","src_port":80,"dest_ip":"10.1.1.1","dest_port":40000,"proto":"TCP","alert":{{"action":"allowed","gid":1,"signature_id":2000002,"rev":1,"signature":"ET INFO exe download","category":"Misc activity","severity":3}}}}"#, t(4)),
+        format!(
+            r#"{{"timestamp":"{}","flow_id":8,"event_type":"fileinfo","src_ip":"1.128.0.1","src_port":80,"dest_ip":"10.1.1.1","dest_port":40000,"proto":"TCP","fileinfo":{{"filename":"x.bin","sha256":"ef537f25c895bfa782526529a9b63d97aa631564d5d789c2b765448c8635fb6c","size":10}}}}"#,
+            t(3)
+        ),
+        format!(
+            r#"{{"timestamp":"{}","flow_id":8,"event_type":"alert","src_ip":"1.128.0.1","src_port":80,"dest_ip":"10.1.1.1","dest_port":40000,"proto":"TCP","alert":{{"action":"allowed","gid":1,"signature_id":2000002,"rev":1,"signature":"ET INFO exe download","category":"Misc activity","severity":3}}}}"#,
+            t(4)
+        ),
         // Nothing known about this one.
-        format!(r#"{{"timestamp":"{}","flow_id":9,"event_type":"alert","src_ip":"192.0.2.9","src_port":1,"dest_ip":"192.0.2.10","dest_port":2,"proto":"TCP","alert":{{"action":"allowed","gid":1,"signature_id":2000003,"rev":1,"signature":"ET POLICY x","category":"Misc activity","severity":3}}}}"#, t(5)),
+        format!(
+            r#"{{"timestamp":"{}","flow_id":9,"event_type":"alert","src_ip":"192.0.2.9","src_port":1,"dest_ip":"192.0.2.10","dest_port":2,"proto":"TCP","alert":{{"action":"allowed","gid":1,"signature_id":2000003,"rev":1,"signature":"ET POLICY x","category":"Misc activity","severity":3}}}}"#,
+            t(5)
+        ),
     ];
     let input = dir.path().join("eve.json");
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
@@ -371,11 +401,19 @@ evidence = "{{{{intel.fields}}}}"
             for i in 0..b.num_rows() {
                 let s = |n: &str| {
                     let a = col::<StringArray>(&b, n);
-                    if a.is_valid(i) { Value::String(a.value(i).into()) } else { Value::Null }
+                    if a.is_valid(i) {
+                        Value::String(a.value(i).into())
+                    } else {
+                        Value::Null
+                    }
                 };
                 let j = |n: &str| {
                     let a = col::<StringArray>(&b, n);
-                    if a.is_valid(i) { serde_json::from_str(a.value(i)).unwrap() } else { Value::Null }
+                    if a.is_valid(i) {
+                        serde_json::from_str(a.value(i)).unwrap()
+                    } else {
+                        Value::Null
+                    }
                 };
                 let score = col::<arrow::array::Int32Array>(&b, "score");
                 let asn = col::<arrow::array::Int64Array>(&b, "src_asn");
@@ -488,12 +526,24 @@ fn indicators_in_traffic_without_alerts_become_intel_alert_lines_once_an_hour() 
     let dir = tempfile::tempdir().unwrap();
     let feed = dir.path().join("feed.txt");
     write(&feed, b"c2.evil.example\n198.51.100.66\n");
-    let cfg = EnrichConfig { intel: vec![FeedConfig { name: "f".into(), path: feed, format: None, kind: None, confidence: 90, to_ids_only: true }], ..Default::default() };
+    let cfg = EnrichConfig {
+        intel: vec![FeedConfig { name: "f".into(), path: feed, format: None, kind: None, confidence: 90, to_ids_only: true }],
+        ..Default::default()
+    };
     let (sources, _) = Sources::open(&cfg);
     let mut stage = AlertPath::new(&StateConfig::default(), Some(&EnrichRuntime { sources, config: cfg }), None);
     let t = |s: i64| jiff::Timestamp::from_second(1_795_000_000 + s).unwrap().strftime("%Y-%m-%dT%H:%M:%S%.6f+0000").to_string();
-    let dns = |s: i64, host: &str| format!(r#"{{"timestamp":"{}","flow_id":{},"event_type":"dns","src_ip":"{host}","src_port":5353,"dest_ip":"10.0.0.53","dest_port":53,"proto":"UDP","dns":{{"type":"query","rrname":"www.c2.evil.example","rrtype":"A"}}}}"#, t(s), 100 + s);
-    let flow = format!(r#"{{"timestamp":"{}","flow_id":7,"event_type":"flow","src_ip":"10.0.0.5","src_port":40000,"dest_ip":"198.51.100.66","dest_port":443,"proto":"TCP","flow":{{"pkts_toserver":3,"pkts_toclient":2,"bytes_toserver":300,"bytes_toclient":200,"state":"closed","reason":"timeout"}}}}"#, t(5));
+    let dns = |s: i64, host: &str| {
+        format!(
+            r#"{{"timestamp":"{}","flow_id":{},"event_type":"dns","src_ip":"{host}","src_port":5353,"dest_ip":"10.0.0.53","dest_port":53,"proto":"UDP","dns":{{"type":"query","rrname":"www.c2.evil.example","rrtype":"A"}}}}"#,
+            t(s),
+            100 + s
+        )
+    };
+    let flow = format!(
+        r#"{{"timestamp":"{}","flow_id":7,"event_type":"flow","src_ip":"10.0.0.5","src_port":40000,"dest_ip":"198.51.100.66","dest_port":443,"proto":"TCP","flow":{{"pkts_toserver":3,"pkts_toclient":2,"bytes_toserver":300,"bytes_toclient":200,"state":"closed","reason":"timeout"}}}}"#,
+        t(5)
+    );
     let lines = [dns(0, "10.0.0.5"), dns(60, "10.0.0.5"), dns(120, "10.0.0.6"), flow, dns(4000, "10.0.0.5")];
     let mut parser = EveParser::new(ParseLimits::default());
     let mut b = EventBatchBuilder::with_capacity(lines.len(), 4096);
@@ -502,7 +552,16 @@ fn indicators_in_traffic_without_alerts_become_intel_alert_lines_once_an_hour() 
     }
     let out = stage.process(&b.finish(), 1_795_000_000_000_000);
     let sightings: Vec<Value> = out.lines.iter().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|v| v["type"] == "intel_alert").collect();
-    let got: Vec<(String, String, String)> = sightings.iter().map(|v| (v["src_ip"].as_str().unwrap().to_string(), v["matches"][0]["field"].as_str().unwrap().to_string(), v["timestamp"].as_str().unwrap()[11..19].to_string())).collect();
+    let got: Vec<(String, String, String)> = sightings
+        .iter()
+        .map(|v| {
+            (
+                v["src_ip"].as_str().unwrap().to_string(),
+                v["matches"][0]["field"].as_str().unwrap().to_string(),
+                v["timestamp"].as_str().unwrap()[11..19].to_string(),
+            )
+        })
+        .collect();
     // The second query of 10.0.0.5 within the hour is a repeat; the one after the hour is new.
     let base = |s: i64| jiff::Timestamp::from_second(1_795_000_000 + s).unwrap().to_string()[11..19].to_string();
     assert_eq!(
@@ -526,7 +585,9 @@ fn history_survives_a_restart_through_the_archive() {
     let now = jiff::Timestamp::now().as_second() - 3600;
     let line = |s: i64, port: i64| {
         let t = jiff::Timestamp::from_second(now + s).unwrap().strftime("%Y-%m-%dT%H:%M:%S%.6f+0000");
-        format!(r#"{{"timestamp":"{t}","flow_id":{port},"event_type":"alert","src_ip":"192.0.2.1","src_port":{port},"dest_ip":"192.0.2.2","dest_port":80,"proto":"TCP","alert":{{"action":"allowed","gid":1,"signature_id":4242,"rev":1,"signature":"x","category":"Misc","severity":2}}}}"#)
+        format!(
+            r#"{{"timestamp":"{t}","flow_id":{port},"event_type":"alert","src_ip":"192.0.2.1","src_port":{port},"dest_ip":"192.0.2.2","dest_port":80,"proto":"TCP","alert":{{"action":"allowed","gid":1,"signature_id":4242,"rev":1,"signature":"x","category":"Misc","severity":2}}}}"#
+        )
     };
     let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
     std::fs::write(&a, format!("{}\n{}\n", line(0, 1000), line(10, 1001))).unwrap();

@@ -12,7 +12,6 @@ use alertflow::ingest::framing::frame_pieces;
 use alertflow::parse::eve::prepare_line;
 use alertflow::parse::{EveParser, ParseLimits};
 
-
 const MAX: usize = 300;
 
 #[test]
@@ -158,7 +157,9 @@ fn syslog_parsers_survive_mutations() {
     use alertflow::parse::syslog::{parse, parse_rfc5424, TimeHint};
     let mut corpus = Vec::new();
     for f in ["syslog-suricata-alert-rfc5424.log", "syslog-suricata-alert-rfc3164.log", "syslog-rfc5424-metron.log"] {
-        corpus.extend(std::fs::read(common::data_dir().join("syslog").join(f)).unwrap().split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).take(200));
+        corpus.extend(
+            std::fs::read(common::data_dir().join("syslog").join(f)).unwrap().split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).take(200),
+        );
     }
     let hint = TimeHint::utc(1_795_000_000_000_000);
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);

@@ -37,7 +37,12 @@ fn strings(v: Option<&toml::Value>) -> Vec<String> {
 
 #[test]
 fn scoring_golden_cases() {
-    let mut files: Vec<_> = std::fs::read_dir(common::data_dir().join("score")).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
+    let mut files: Vec<_> = std::fs::read_dir(common::data_dir().join("score"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
     files.sort();
     assert!(files.len() >= 4);
     for path in files {
@@ -68,13 +73,21 @@ fn scoring_golden_cases() {
             let score = rows.column_by_name("score").unwrap().as_any().downcast_ref::<Int32Array>().unwrap();
             let text = |c: &str| rows.column_by_name(c).unwrap().as_any().downcast_ref::<StringArray>().unwrap().value(0).to_string();
             let reasons: Value = serde_json::from_str(&text("reasons")).unwrap();
-            let reasons: Vec<String> = reasons.as_array().unwrap().iter().map(|r| format!("{}: {}", r["rule"].as_str().unwrap(), r["reason"].as_str().unwrap())).collect();
+            let reasons: Vec<String> =
+                reasons.as_array().unwrap().iter().map(|r| format!("{}: {}", r["rule"].as_str().unwrap(), r["reason"].as_str().unwrap())).collect();
             let recs: Value = serde_json::from_str(&text("recommendations")).unwrap();
             let recs: Vec<String> = recs
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|r| format!("{}: {} | {}", r["rule"].as_str().unwrap(), r["actions"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect::<Vec<_>>().join("; "), r["evidence"].as_str().unwrap()))
+                .map(|r| {
+                    format!(
+                        "{}: {} | {}",
+                        r["rule"].as_str().unwrap(),
+                        r["actions"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect::<Vec<_>>().join("; "),
+                        r["evidence"].as_str().unwrap()
+                    )
+                })
                 .collect();
             let want = want.as_table().unwrap();
             let ctx = format!("{name}, alert {}", k + 1);

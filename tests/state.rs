@@ -20,7 +20,12 @@ fn corpus_alerts() -> Vec<AlertRecord> {
     }
     let mut out = Vec::new();
     for d in dirs {
-        let mut files: Vec<_> = std::fs::read_dir(d).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "ndjson") && !p.to_string_lossy().contains("index")).collect();
+        let mut files: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "ndjson") && !p.to_string_lossy().contains("index"))
+            .collect();
         files.sort();
         for f in files {
             for line in std::fs::read_to_string(&f).unwrap_or_default().lines() {
@@ -88,11 +93,25 @@ fn run(alerts: &[AlertRecord], rules: Vec<Rule>) -> Output {
 }
 
 fn scan_rule() -> Rule {
-    Rule { name: "one source, many ports".into(), selectors: vec![], group_by: vec![KeyField::SrcIp], timespan_us: 300_000_000, condition: Condition::ValueCount { field: KeyField::DestPort, gte: 10 }, late: Default::default() }
+    Rule {
+        name: "one source, many ports".into(),
+        selectors: vec![],
+        group_by: vec![KeyField::SrcIp],
+        timespan_us: 300_000_000,
+        condition: Condition::ValueCount { field: KeyField::DestPort, gte: 10 },
+        late: Default::default(),
+    }
 }
 
 fn burst_rule() -> Rule {
-    Rule { name: "signature burst".into(), selectors: vec![], group_by: vec![KeyField::SignatureId, KeyField::DestIp], timespan_us: 60_000_000, condition: Condition::EventCount { gte: 20 }, late: Default::default() }
+    Rule {
+        name: "signature burst".into(),
+        selectors: vec![],
+        group_by: vec![KeyField::SignatureId, KeyField::DestIp],
+        timespan_us: 60_000_000,
+        condition: Condition::EventCount { gte: 20 },
+        late: Default::default(),
+    }
 }
 
 #[test]
@@ -107,7 +126,12 @@ fn real_alerts_reduce_and_replay_identically() {
     let suppressed = out.decisions.len() - emitted;
     let opened = out.incidents.iter().filter(|i| i.status == Status::Open).count();
     let closed = out.incidents.iter().filter(|i| i.status == Status::Closed).count();
-    println!("raw alerts {}, late {}, emitted {emitted}, suppressed {suppressed}, roll-ups {}, incidents {opened} (closed {closed})", alerts.len(), out.late, out.rollups.len());
+    println!(
+        "raw alerts {}, late {}, emitted {emitted}, suppressed {suppressed}, roll-ups {}, incidents {opened} (closed {closed})",
+        alerts.len(),
+        out.late,
+        out.rollups.len()
+    );
     // Conservation: every alert is late, emitted or suppressed; every suppressed alert is
     // in exactly one roll-up.
     assert_eq!(out.late as usize + out.decisions.len(), alerts.len());
@@ -118,7 +142,6 @@ fn real_alerts_reduce_and_replay_identically() {
     // A replay gives the identical output.
     assert_eq!(run(&alerts, vec![scan_rule(), burst_rule()]), out);
 }
-
 
 #[test]
 fn generated_streams_conserve_counts_and_never_repeat_a_key_in_its_window() {
@@ -274,7 +297,8 @@ fn replay_fills_alerts_and_incidents_and_notifies_once() {
     let firsts: Vec<_> = notes.iter().filter(|n| n["type"] == "alert" && n["decision"] == "first").collect();
     // Each key goes on once inside its window (the stream spans 10 minutes, the window
     // is 5: a key may go on once more after its window passed).
-    let distinct_first: std::collections::HashSet<_> = firsts.iter().map(|n| (n["dedup_key"].as_str().unwrap().to_string(), n["timestamp"].as_str().unwrap().to_string())).collect();
+    let distinct_first: std::collections::HashSet<_> =
+        firsts.iter().map(|n| (n["dedup_key"].as_str().unwrap().to_string(), n["timestamp"].as_str().unwrap().to_string())).collect();
     assert_eq!(distinct_first.len(), firsts.len());
     assert!(suppressed > 1500, "{suppressed} suppressed");
     let rolled: u64 = notes.iter().filter(|n| n["type"] == "rollup").map(|n| n["suppressed"].as_u64().unwrap()).sum();
@@ -306,7 +330,17 @@ fn sigkill_and_restart_neither_forget_nor_repeat() {
     let cfg = state_config(dir.path(), &input, &notify);
     let lines = alert_stream();
     let archive = dir.path().join("archive");
-    let start = |cfg: &Path| common::Running::new(Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(cfg).env("ALERTFLOW_LOG", "error").stdout(Stdio::null()).spawn().unwrap());
+    let start = |cfg: &Path| {
+        common::Running::new(
+            Command::new(env!("CARGO_BIN_EXE_alertflow"))
+                .args(["run", "--config"])
+                .arg(cfg)
+                .env("ALERTFLOW_LOG", "error")
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
     let mut written = 0;
     for round in 0..4 {
         let child = start(&cfg);
@@ -387,7 +421,18 @@ fn sigma_correlations_fire_and_near_misses_do_not() {
     let names: Vec<_> = rules.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["many_failed_logins", "port_scan", "chain_any_order", "kill_chain"]);
     let s = 1_000_000i64;
-    let al = |t: i64, sid: i64, sensor: &str, src: &str, dst: &str, port: i32| AlertRecord { alert_id: format!("{t}-{sid}"), ts_us: t * s, sensor: sensor.into(), signature_id: sid, severity: 2, src_ip: src.into(), dest_ip: dst.into(), dest_port: Some(port), proto: "TCP".into(), ..Default::default() };
+    let al = |t: i64, sid: i64, sensor: &str, src: &str, dst: &str, port: i32| AlertRecord {
+        alert_id: format!("{t}-{sid}"),
+        ts_us: t * s,
+        sensor: sensor.into(),
+        signature_id: sid,
+        severity: 2,
+        src_ip: src.into(),
+        dest_ip: dst.into(),
+        dest_port: Some(port),
+        proto: "TCP".into(),
+        ..Default::default()
+    };
     let fired = |alerts: &[AlertRecord]| -> Vec<String> {
         let mut c = Correlator::new(rules.clone(), 1000);
         let mut out = Vec::new();
@@ -409,15 +454,21 @@ fn sigma_correlations_fire_and_near_misses_do_not() {
     assert_eq!(fired(&probes(10)), ["port_scan"]);
     assert!(fired(&probes(9)).is_empty());
     // temporal (any order) and temporal_ordered, grouped by the destination.
-    let chain = |sids: [i64; 3], gap: i64| sids.iter().enumerate().map(|(i, &sid)| al(i as i64 * gap, sid, "s", "198.51.100.7", "10.0.0.5", 443)).collect::<Vec<_>>();
+    let chain =
+        |sids: [i64; 3], gap: i64| sids.iter().enumerate().map(|(i, &sid)| al(i as i64 * gap, sid, "s", "198.51.100.7", "10.0.0.5", 443)).collect::<Vec<_>>();
     assert_eq!(fired(&chain([10, 11, 12], 60)), ["chain_any_order", "kill_chain"]);
     assert_eq!(fired(&chain([12, 11, 10], 60)), ["chain_any_order"], "wrong order: only the unordered rule");
     assert!(fired(&chain([10, 11, 12], 1000)).is_empty(), "too far apart for 30 minutes");
     assert!(fired(&chain([10, 11, 11], 60)).is_empty(), "callback missing");
     // Errors name the rule and the problem.
-    let err = alertflow::state::sigma::load("name: x\ncorrelation:\n  type: event_count\n  rules: [nope]\n  timespan: 1h\n  condition: {gte: 1}\n", &selectors).unwrap_err();
+    let err = alertflow::state::sigma::load("name: x\ncorrelation:\n  type: event_count\n  rules: [nope]\n  timespan: 1h\n  condition: {gte: 1}\n", &selectors)
+        .unwrap_err();
     assert!(err.contains("no alert selector named `nope`"), "{err}");
-    let err = alertflow::state::sigma::load("name: x\ncorrelation:\n  type: event_count\n  rules: [probe]\n  timespan: 1 fortnight\n  condition: {gte: 1}\n", &selectors).unwrap_err();
+    let err = alertflow::state::sigma::load(
+        "name: x\ncorrelation:\n  type: event_count\n  rules: [probe]\n  timespan: 1 fortnight\n  condition: {gte: 1}\n",
+        &selectors,
+    )
+    .unwrap_err();
     assert!(err.contains("timespan"), "{err}");
 }
 
@@ -433,8 +484,8 @@ fn mixed_state_stream(seed: u64, n: usize) -> Vec<(String, i64)> {
         let mut t = clock;
         match rng.below(20) {
             0 => t -= 70 + rng.below(200) as i64, // late
-            1 => t += 100_000,                     // far future
-            2..=5 => t -= rng.below(30) as i64,    // out of order within lateness
+            1 => t += 100_000,                    // far future
+            2..=5 => t -= rng.below(30) as i64,   // out of order within lateness
             _ => {}
         }
         let ts = jiff::Timestamp::from_second(t).unwrap().strftime("%Y-%m-%dT%H:%M:%S").to_string();
@@ -492,7 +543,16 @@ fn run_stage(shards: usize, stream: &[(String, i64)], restart_at: Option<(usize,
             let (sup, late) = (b("suppressed"), b("late"));
             for i in 0..c.num_rows() {
                 let opt = |a: &StringArray| if a.is_valid(i) { a.value(i).to_string() } else { "-".into() };
-                rows.push(format!("{} {} {} {} {} {} {}", id.value(i), opt(&key), if count.is_valid(i) { count.value(i) } else { -1 }, sup.value(i), late.value(i), opt(&inc), opt(&ctx)));
+                rows.push(format!(
+                    "{} {} {} {} {} {} {}",
+                    id.value(i),
+                    opt(&key),
+                    if count.is_valid(i) { count.value(i) } else { -1 },
+                    sup.value(i),
+                    late.value(i),
+                    opt(&inc),
+                    opt(&ctx)
+                ));
             }
         }
         lines.extend(o.lines);
@@ -535,7 +595,19 @@ fn sharded_state_equals_one_shard_and_restores_across_shard_counts() {
     // Flow context is not checkpointed (only flows waiting for their end), so the
     // comparison leaves it out.
     let strip = |rows: Vec<String>| rows.into_iter().map(|r| r.splitn(7, ' ').take(6).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>();
-    let not_ctx = |lines: Vec<String>| lines.into_iter().filter(|l| !l.contains("\"type\":\"flow_context\"")).map(|l| { let mut v: Value = serde_json::from_str(&l).unwrap(); let o = v.as_object_mut().unwrap(); o.remove("flow_context"); o.remove("context"); v.to_string() }).collect::<Vec<_>>();
+    let not_ctx = |lines: Vec<String>| {
+        lines
+            .into_iter()
+            .filter(|l| !l.contains("\"type\":\"flow_context\""))
+            .map(|l| {
+                let mut v: Value = serde_json::from_str(&l).unwrap();
+                let o = v.as_object_mut().unwrap();
+                o.remove("flow_context");
+                o.remove("context");
+                v.to_string()
+            })
+            .collect::<Vec<_>>()
+    };
     let base_rows = strip(rows1);
     let mut base_lines = not_ctx(lines1);
     base_lines.sort();

@@ -42,7 +42,8 @@ fn alert_line(e: &toml::Table) -> String {
 /// One JSON output line in the compact form the golden files use.
 fn compact(v: &Value, alert_time: &std::collections::HashMap<String, String>) -> String {
     let t = |k: &str| {
-        let ts = jiff::Timestamp::strptime("%Y-%m-%dT%H:%M:%S%.fZ", v[k].as_str().unwrap_or_default()).or_else(|_| v[k].as_str().unwrap_or_default().parse::<jiff::Timestamp>());
+        let ts = jiff::Timestamp::strptime("%Y-%m-%dT%H:%M:%S%.fZ", v[k].as_str().unwrap_or_default())
+            .or_else(|_| v[k].as_str().unwrap_or_default().parse::<jiff::Timestamp>());
         ts.map(|x| (x.as_second() - BASE).to_string()).unwrap_or_else(|_| "?".into())
     };
     let ctx = |c: &Value| {
@@ -65,7 +66,13 @@ fn compact(v: &Value, alert_time: &std::collections::HashMap<String, String>) ->
             ctx(&v["flow_context"])
         ),
         "late_alert" => format!("late_alert sid={} t={}", v["signature_id"], t("timestamp")),
-        "rollup" => format!("rollup key={} count={} suppressed={} reason={}", v["dedup_key"].as_str().unwrap_or_default(), v["count"], v["suppressed"], v["reason"].as_str().unwrap_or_default()),
+        "rollup" => format!(
+            "rollup key={} count={} suppressed={} reason={}",
+            v["dedup_key"].as_str().unwrap_or_default(),
+            v["count"],
+            v["suppressed"],
+            v["reason"].as_str().unwrap_or_default()
+        ),
         "incident" => format!(
             "incident {} {} {} first={} last={} count={} members={}",
             v["rule"].as_str().unwrap_or_default(),
@@ -74,7 +81,14 @@ fn compact(v: &Value, alert_time: &std::collections::HashMap<String, String>) ->
             t("first_seen"),
             t("last_seen"),
             v["alert_count"],
-            v["alert_ids"].as_array().map(|a| a.iter().map(|id| alert_time.get(id.as_str().unwrap_or_default()).cloned().unwrap_or_else(|| "?".into())).collect::<Vec<_>>().join(",")).unwrap_or_default()
+            v["alert_ids"]
+                .as_array()
+                .map(|a| a
+                    .iter()
+                    .map(|id| alert_time.get(id.as_str().unwrap_or_default()).cloned().unwrap_or_else(|| "?".into()))
+                    .collect::<Vec<_>>()
+                    .join(","))
+                .unwrap_or_default()
         ),
         "flow_context" => format!("flow_context flow={} alerts={}{}", v["flow_id"], v["alert_ids"].as_array().map_or(0, Vec::len), ctx(&v["flow_context"])),
         other => format!("unknown {other}"),

@@ -90,7 +90,13 @@ fn diff_5424(m: &syslog::Syslog<'_>, e: &Value) -> Option<String> {
         ("procid", m.procid.map(str::to_string), s("procid").map(str::to_string)),
         ("msgid", m.msgid.map(str::to_string), s("msgid").map(str::to_string)),
         ("timestamp", m.timestamp_us.map(|t| t.to_string()), s("timestamp").map(|t| micros(t).to_string())),
-        ("message", (!m.message.is_empty()).then(|| String::from_utf8_lossy(m.message).into_owned()), s("message").map(str::to_string).or_else(|| e.get("message_b64").and_then(Value::as_str).map(|b| String::from_utf8_lossy(&base64_lite::decode(b)).into_owned()))),
+        (
+            "message",
+            (!m.message.is_empty()).then(|| String::from_utf8_lossy(m.message).into_owned()),
+            s("message")
+                .map(str::to_string)
+                .or_else(|| e.get("message_b64").and_then(Value::as_str).map(|b| String::from_utf8_lossy(&base64_lite::decode(b)).into_owned())),
+        ),
     ];
     for (name, got, want) in checks {
         if got != want {
@@ -173,7 +179,14 @@ fn go_syslog_rfc3164_vectors() {
             });
             let got_ts = m.timestamp_us.map(|t| chrono::DateTime::from_timestamp_micros(t).unwrap().format("%m-%dT%H:%M:%S").to_string());
             let got = (m.pri.map(i64::from), m.hostname, m.app_name, m.procid, String::from_utf8_lossy(m.message).into_owned(), got_ts);
-            let want = (e["priority"].as_i64(), e["hostname"].as_str(), e["appname"].as_str(), e["procid"].as_str(), e["message"].as_str().unwrap_or_default().to_string(), ts);
+            let want = (
+                e["priority"].as_i64(),
+                e["hostname"].as_str(),
+                e["appname"].as_str(),
+                e["procid"].as_str(),
+                e["message"].as_str().unwrap_or_default().to_string(),
+                ts,
+            );
             if got == want {
                 ok += 1;
             } else {
@@ -199,8 +212,22 @@ fn syslog_loose_vectors() {
                 Value::Object(o) => o.get("pid").map(|p| p.to_string()).or_else(|| o.get("name").and_then(Value::as_str).map(str::to_string)),
                 _ => None,
             };
-            let got = (m.hostname, m.app_name, m.procid.map(str::to_string), m.msgid, String::from_utf8_lossy(m.message).trim_end().to_string(), e["severity"].as_str().map(|_| sev[m.severity() as usize]));
-            let want = (e["hostname"].as_str(), e["appname"].as_str(), procid, e["msgid"].as_str(), e["msg"].as_str().unwrap_or_default().trim_end().to_string(), e["severity"].as_str());
+            let got = (
+                m.hostname,
+                m.app_name,
+                m.procid.map(str::to_string),
+                m.msgid,
+                String::from_utf8_lossy(m.message).trim_end().to_string(),
+                e["severity"].as_str().map(|_| sev[m.severity() as usize]),
+            );
+            let want = (
+                e["hostname"].as_str(),
+                e["appname"].as_str(),
+                procid,
+                e["msgid"].as_str(),
+                e["msg"].as_str().unwrap_or_default().trim_end().to_string(),
+                e["severity"].as_str(),
+            );
             if got == want {
                 ok += 1;
             } else {
@@ -228,8 +255,32 @@ fn fast_log_lines_match_their_eve_alerts() {
                 let Some(e) = c["expected_from_eve_alert"].as_object() else { continue };
                 total += 1;
                 let a = parsed.unwrap();
-                let got = (a.gid, a.signature_id, a.rev, a.signature, a.category.unwrap_or(""), a.priority.map(i64::from), a.action, a.proto, a.src_ip, a.dest_ip, a.timestamp_us);
-                let want = (e["gid"].as_i64().unwrap(), e["signature_id"].as_i64().unwrap(), e["rev"].as_i64().unwrap(), e["signature"].as_str().unwrap(), e["classification"].as_str().unwrap(), e["priority"].as_i64(), e["action"].as_str().unwrap(), e["proto"].as_str().unwrap(), e["src_ip"].as_str().unwrap(), e["dest_ip"].as_str().unwrap(), Some(micros(&e["timestamp_eve"].as_str().unwrap().replace("+0000", "+00:00"))));
+                let got = (
+                    a.gid,
+                    a.signature_id,
+                    a.rev,
+                    a.signature,
+                    a.category.unwrap_or(""),
+                    a.priority.map(i64::from),
+                    a.action,
+                    a.proto,
+                    a.src_ip,
+                    a.dest_ip,
+                    a.timestamp_us,
+                );
+                let want = (
+                    e["gid"].as_i64().unwrap(),
+                    e["signature_id"].as_i64().unwrap(),
+                    e["rev"].as_i64().unwrap(),
+                    e["signature"].as_str().unwrap(),
+                    e["classification"].as_str().unwrap(),
+                    e["priority"].as_i64(),
+                    e["action"].as_str().unwrap(),
+                    e["proto"].as_str().unwrap(),
+                    e["src_ip"].as_str().unwrap(),
+                    e["dest_ip"].as_str().unwrap(),
+                    Some(micros(&e["timestamp_eve"].as_str().unwrap().replace("+0000", "+00:00"))),
+                );
                 let ports = (a.src_port.map(i64::from), a.dest_port.map(i64::from)) == (e["src_port"].as_i64(), e["dest_port"].as_i64());
                 if got != want {
                     failures.push(format!("{line}\n  got  {got:?}\n  want {want:?}"));
@@ -248,7 +299,11 @@ fn fast_log_lines_match_their_eve_alerts() {
 #[test]
 fn suricata_alerts_through_rsyslog_match_eve() {
     let expected = ndjson("syslog/syslog-suricata-alert.expected.ndjson");
-    for (file, key) in [("syslog/syslog-suricata-alert-rfc3164.log", "rfc3164"), ("syslog/syslog-suricata-alert-rfc3164-rfc3339ts.log", "rfc3164_rfc3339ts"), ("syslog/syslog-suricata-alert-rfc5424.log", "rfc5424")] {
+    for (file, key) in [
+        ("syslog/syslog-suricata-alert-rfc3164.log", "rfc3164"),
+        ("syslog/syslog-suricata-alert-rfc3164-rfc3339ts.log", "rfc3164_rfc3339ts"),
+        ("syslog/syslog-suricata-alert-rfc5424.log", "rfc5424"),
+    ] {
         for path in data_files(file) {
             let exp_file = path.parent().unwrap().join("syslog-suricata-alert.expected.ndjson");
             let exp: Vec<Value> = std::fs::read_to_string(&exp_file).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -260,13 +315,41 @@ fn suricata_alerts_through_rsyslog_match_eve() {
                 let (m, broken) = syslog::parse(line.as_bytes(), HINT);
                 assert_eq!(broken, None, "{line}");
                 let h = &e["syslog_as_parsed_by_rsyslog"];
-                assert_eq!((m.pri.map(i64::from), m.hostname, m.app_name, m.procid), (h["pri"].as_i64(), h["hostname"].as_str(), h["app_name"].as_str(), h["procid"].as_str()), "{line}");
+                assert_eq!(
+                    (m.pri.map(i64::from), m.hostname, m.app_name, m.procid),
+                    (h["pri"].as_i64(), h["hostname"].as_str(), h["app_name"].as_str(), h["procid"].as_str()),
+                    "{line}"
+                );
                 let Some(a) = e["alert_from_same_run_eve"].as_object() else { continue };
                 total += 1;
                 let msg = std::str::from_utf8(m.message).unwrap();
                 let f = parse_fast(msg, HINT).unwrap_or_else(|| panic!("alert not parsed: {msg}"));
-                let got = (f.gid, f.signature_id, f.rev, f.signature, f.category.unwrap_or(""), f.priority.map(i64::from), f.proto, f.src_ip, f.src_port.map(i64::from), f.dest_ip, f.dest_port.map(i64::from));
-                let want = (a["gid"].as_i64().unwrap(), a["signature_id"].as_i64().unwrap(), a["rev"].as_i64().unwrap(), a["signature"].as_str().unwrap(), a["classification"].as_str().unwrap(), a["priority"].as_i64(), a["proto"].as_str().unwrap(), a["src_ip"].as_str().unwrap(), a["src_port"].as_i64(), a["dest_ip"].as_str().unwrap(), a["dest_port"].as_i64());
+                let got = (
+                    f.gid,
+                    f.signature_id,
+                    f.rev,
+                    f.signature,
+                    f.category.unwrap_or(""),
+                    f.priority.map(i64::from),
+                    f.proto,
+                    f.src_ip,
+                    f.src_port.map(i64::from),
+                    f.dest_ip,
+                    f.dest_port.map(i64::from),
+                );
+                let want = (
+                    a["gid"].as_i64().unwrap(),
+                    a["signature_id"].as_i64().unwrap(),
+                    a["rev"].as_i64().unwrap(),
+                    a["signature"].as_str().unwrap(),
+                    a["classification"].as_str().unwrap(),
+                    a["priority"].as_i64(),
+                    a["proto"].as_str().unwrap(),
+                    a["src_ip"].as_str().unwrap(),
+                    a["src_port"].as_i64(),
+                    a["dest_ip"].as_str().unwrap(),
+                    a["dest_port"].as_i64(),
+                );
                 if got == want {
                     ok += 1;
                 } else {
@@ -305,7 +388,8 @@ fn rsyslog_parser_vectors() {
                     good &= m.app_name.is_some_and(|a| want.contains(a));
                 }
                 if template.contains("%msg") {
-                    good &= want.trim_end_matches(['-', '?', '\n', '"']).trim_end().ends_with(msg.as_str()) || (!want_plain.is_empty() && msg.ends_with(&want_plain));
+                    good &= want.trim_end_matches(['-', '?', '\n', '"']).trim_end().ends_with(msg.as_str())
+                        || (!want_plain.is_empty() && msg.ends_with(&want_plain));
                 }
                 total += 1;
                 if good {
@@ -323,7 +407,11 @@ fn rsyslog_parser_vectors() {
 #[test]
 fn metron_rfc5424_lines() {
     for path in data_files("syslog/syslog-rfc5424-metron.log") {
-        let exp: Vec<Value> = std::fs::read_to_string(path.with_file_name("syslog-rfc5424-metron.expected.ndjson")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let exp: Vec<Value> = std::fs::read_to_string(path.with_file_name("syslog-rfc5424-metron.expected.ndjson"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         for (line, e) in std::fs::read_to_string(&path).unwrap().lines().zip(&exp) {
             let m = parse_rfc5424(line.as_bytes()).unwrap();
             assert_eq!(m.hostname, e["syslog.header.hostName"].as_str());
@@ -343,7 +431,11 @@ fn snort_alerts_when_the_corpus_is_present() {
     let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
     let syslog_file = corpus.join("syslog/syslog-snort-elastic-integrations.log");
     if syslog_file.exists() {
-        let exp: Vec<Value> = std::fs::read_to_string(corpus.join("syslog/syslog-snort-elastic-integrations.expected.ndjson")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let exp: Vec<Value> = std::fs::read_to_string(corpus.join("syslog/syslog-snort-elastic-integrations.expected.ndjson"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         let mut ok = 0;
         // The expected output was made with time zone America/Chicago in 2022.
         let chicago: &'static jiff::tz::TimeZone = Box::leak(Box::new(jiff::tz::TimeZone::get("America/Chicago").unwrap()));
@@ -354,10 +446,25 @@ fn snort_alerts_when_the_corpus_is_present() {
             assert_eq!(m.timestamp_us, Some(micros(e["@timestamp"].as_str().unwrap())), "{line}");
             let a = parse_fast(std::str::from_utf8(m.message).unwrap(), HINT).unwrap();
             let got = (m.hostname, m.app_name, a.gid, a.signature_id.to_string(), a.rev.to_string(), a.signature, a.category, a.priority.map(i64::from));
-            let want = (e["observer.name"].as_str(), e["process.name"].as_str(), e["snort.gid"].as_i64().unwrap(), e["rule.id"].as_str().unwrap().to_string(), e["rule.version"].as_str().unwrap().to_string(), e["rule.description"].as_str().unwrap(), e["rule.category"].as_str(), e["event.severity"].as_i64());
+            let want = (
+                e["observer.name"].as_str(),
+                e["process.name"].as_str(),
+                e["snort.gid"].as_i64().unwrap(),
+                e["rule.id"].as_str().unwrap().to_string(),
+                e["rule.version"].as_str().unwrap().to_string(),
+                e["rule.description"].as_str().unwrap(),
+                e["rule.category"].as_str(),
+                e["event.severity"].as_i64(),
+            );
             assert_eq!(got, want, "{line}");
             let got = (a.proto.to_ascii_lowercase(), a.src_ip, a.src_port.map(i64::from), a.dest_ip, a.dest_port.map(i64::from));
-            let want = (e["network.transport"].as_str().unwrap().to_string(), e["source.ip"].as_str().unwrap(), e["source.port"].as_i64(), e["destination.ip"].as_str().unwrap(), e["destination.port"].as_i64());
+            let want = (
+                e["network.transport"].as_str().unwrap().to_string(),
+                e["source.ip"].as_str().unwrap(),
+                e["source.port"].as_i64(),
+                e["destination.ip"].as_str().unwrap(),
+                e["destination.port"].as_i64(),
+            );
             assert_eq!(got, want, "{line}");
             ok += 1;
         }
@@ -372,4 +479,3 @@ fn snort_alerts_when_the_corpus_is_present() {
         assert_eq!(parsed, n);
     }
 }
-

@@ -35,7 +35,9 @@ fn run_config(dir: &Path, sources: &str) -> Running {
     let cfg = dir.join("c.toml");
     let text = format!("[archive]\nroot = \"{}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"\"\n\n{sources}", dir.join("archive").display());
     std::fs::write(&cfg, text).unwrap();
-    Running::new(Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "warn").stdout(Stdio::null()).spawn().unwrap())
+    Running::new(
+        Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "warn").stdout(Stdio::null()).spawn().unwrap(),
+    )
 }
 
 fn metric(port: u16, name: &str) -> f64 {
@@ -50,10 +52,15 @@ fn metric(port: u16, name: &str) -> f64 {
 fn eve_over_syslog_archives_the_same_event_as_the_eve_line() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = test_config(dir.path());
-    let files: Vec<PathBuf> = ["syslog-suricata-eve-rfc3164.log", "syslog-suricata-eve-rfc5424.log"].iter().map(|f| data_dir().join("syslog").join(f)).collect();
+    let files: Vec<PathBuf> =
+        ["syslog-suricata-eve-rfc3164.log", "syslog-suricata-eve-rfc5424.log"].iter().map(|f| data_dir().join("syslog").join(f)).collect();
     let summary = replay_as(&mut cfg, &files, Format::Auto);
     let rows = read_archive(dir.path());
-    let expected: Vec<Value> = std::fs::read_to_string(data_dir().join("syslog/syslog-suricata-eve.expected.ndjson")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let expected: Vec<Value> = std::fs::read_to_string(data_dir().join("syslog/syslog-suricata-eve.expected.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let lines: usize = files.iter().map(|f| std::fs::read_to_string(f).unwrap().lines().count()).sum();
     assert_eq!(rows.len(), lines, "every message archived: {summary:?}");
     let (mut eve, mut cut) = (0, 0);
@@ -66,7 +73,20 @@ fn eve_over_syslog_archives_the_same_event_as_the_eve_line() {
             Some(want) => {
                 eve += 1;
                 // The EVE fields are exactly those of the EVE line itself.
-                let got = Row { syslog_facility: None, syslog_severity: None, syslog_hostname: None, syslog_app_name: None, syslog_procid: None, syslog_msgid: None, syslog_structured_data: None, syslog_message: None, partition: String::new(), raw: want.raw.clone(), sensor: want.sensor.clone(), ..r.clone() };
+                let got = Row {
+                    syslog_facility: None,
+                    syslog_severity: None,
+                    syslog_hostname: None,
+                    syslog_app_name: None,
+                    syslog_procid: None,
+                    syslog_msgid: None,
+                    syslog_structured_data: None,
+                    syslog_message: None,
+                    partition: String::new(),
+                    raw: want.raw.clone(),
+                    sensor: want.sensor.clone(),
+                    ..r.clone()
+                };
                 assert_eq!(got, want);
                 assert_eq!(r.syslog_message, None);
             }
@@ -131,7 +151,25 @@ fn logger_over_udp_tcp_and_unix_socket() {
     let alert = "[1:2019401:3] ET POLICY test [Classification: Potential Corporate Privacy Violation] [Priority: 2] {TCP} 10.0.0.1:1234 -> 10.0.0.2:80";
     let udp_s = udp.to_string();
     let tcp_s = tcp.to_string();
-    logger(&["--udp", "-n", "127.0.0.1", "-P", &udp_s, "--rfc5424", "-t", "suricata", "--sd-id", "origin@32473", "--sd-param", "ip=\"10.0.0.9\"", "-p", "local5.info"], alert);
+    logger(
+        &[
+            "--udp",
+            "-n",
+            "127.0.0.1",
+            "-P",
+            &udp_s,
+            "--rfc5424",
+            "-t",
+            "suricata",
+            "--sd-id",
+            "origin@32473",
+            "--sd-param",
+            "ip=\"10.0.0.9\"",
+            "-p",
+            "local5.info",
+        ],
+        alert,
+    );
     logger(&["--udp", "-n", "127.0.0.1", "-P", &udp_s, "--rfc3164", "-t", "app", "-p", "user.warning"], "plain udp 3164");
     logger(&["--tcp", "-n", "127.0.0.1", "-P", &tcp_s, "--rfc5424", "--octet-count", "-t", "app", "--msgid", "ID7"], "tcp octet counted\nwith a newline");
     logger(&["--tcp", "-n", "127.0.0.1", "-P", &tcp_s, "--rfc3164", "-t", "app"], "tcp lf framed");
@@ -166,12 +204,57 @@ fn make_pki(dir: &Path) {
         let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl is installed");
         assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
-    run(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=alertflow test CA"]);
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=alertflow test CA",
+    ]);
     std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
     std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
     for who in ["server", "client"] {
-        run(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &format!("{who}.key"), "-out", &format!("{who}.csr"), "-subj", &format!("/CN={who}")]);
-        run(&["x509", "-req", "-in", &format!("{who}.csr"), "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", &format!("{who}.pem"), "-days", "2", "-extfile", &format!("{who}.ext")]);
+        run(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{who}.key"),
+            "-out",
+            &format!("{who}.csr"),
+            "-subj",
+            &format!("/CN={who}"),
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{who}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{who}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{who}.ext"),
+        ]);
     }
 }
 
@@ -187,10 +270,20 @@ fn tls_with_client_certificates() {
     std::fs::write(&cfg, format!(
         "[archive]\nroot = \"{}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n\n[[sources]]\nname = \"tls\"\ntype = \"syslog_tcp\"\nlisten = \"127.0.0.1:{port}\"\noverflow = \"block\"\n\n[sources.tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\nhandshake_timeout_secs = 2\n",
         dir.path().join("archive").display(), p("server.pem"), p("server.key"), p("ca.pem"))).unwrap();
-    let child = Running::new(Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "warn").stdout(Stdio::null()).spawn().unwrap());
+    let child = Running::new(
+        Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "warn").stdout(Stdio::null()).spawn().unwrap(),
+    );
     wait_for("listener", 30, || TcpStream::connect(("127.0.0.1", port)).is_ok());
     let send = |with_cert: bool, msg: &str| -> bool {
-        let mut args = vec!["s_client".to_string(), "-connect".into(), format!("127.0.0.1:{port}"), "-CAfile".into(), p("ca.pem"), "-verify_return_error".into(), "-quiet".into()];
+        let mut args = vec![
+            "s_client".to_string(),
+            "-connect".into(),
+            format!("127.0.0.1:{port}"),
+            "-CAfile".into(),
+            p("ca.pem"),
+            "-verify_return_error".into(),
+            "-quiet".into(),
+        ];
         if with_cert {
             args.extend(["-cert".into(), p("client.pem"), "-key".into(), p("client.key")]);
         }
@@ -229,7 +322,9 @@ fn abusive_senders_do_not_stop_a_good_one() {
     std::fs::write(&cfg, format!(
         "[archive]\nroot = \"{}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n\n[[sources]]\nname = \"tcp\"\ntype = \"syslog_tcp\"\nlisten = \"127.0.0.1:{port}\"\nmax_connections = 64\nidle_timeout_secs = 2\nframe_timeout_secs = 2\nmax_frame_bytes = 4096\noverflow = \"block\"\n",
         dir.path().join("archive").display())).unwrap();
-    let child = Running::new(Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "error").stdout(Stdio::null()).spawn().unwrap());
+    let child = Running::new(
+        Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "error").stdout(Stdio::null()).spawn().unwrap(),
+    );
     wait_for("listener", 30, || TcpStream::connect(("127.0.0.1", port)).is_ok());
     // A frame that claims 4 GiB, then trickles.
     let mut huge = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -340,7 +435,8 @@ fn redis_kill9_exactly_once(mode: &str, push: &str) {
         unique.push(l.replacen('{', &format!("{{\"seqno\":{i},"), 1));
     }
     let feed = |chunk: &[String]| {
-        let cmds: String = chunk.iter().map(|l| if push == "XADD" { resp(&["XADD", "suricata", "*", "eve", l]) } else { resp(&[push, "suricata", l]) }).collect();
+        let cmds: String =
+            chunk.iter().map(|l| if push == "XADD" { resp(&["XADD", "suricata", "*", "eve", l]) } else { resp(&[push, "suricata", l]) }).collect();
         redis.pipe(&cmds);
     };
     let archive = dir.path().join("archive");
@@ -398,7 +494,9 @@ fn redis_channel_best_effort_and_stream_gap_reported() {
     std::fs::write(&cfg, format!(
         "[archive]\nroot = \"{}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n\n[[sources]]\nname = \"ch\"\ntype = \"redis\"\nurl = \"{url}\"\nmode = \"channel\"\nkey = \"eve-*\"\n\n[[sources]]\nname = \"st\"\ntype = \"redis\"\nurl = \"{url}\"\nmode = \"stream\"\nkey = \"trimmed\"\n",
         dir.path().join("archive").display(), url = redis.url())).unwrap();
-    let child = Running::new(Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "error").stdout(Stdio::null()).spawn().unwrap());
+    let child = Running::new(
+        Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "error").stdout(Stdio::null()).spawn().unwrap(),
+    );
     wait_for("metrics", 30, || TcpStream::connect(("127.0.0.1", mport)).is_ok());
     wait_for("subscribed", 30, || redis.cli(&["PUBSUB", "NUMPAT"]).trim() == "1");
     let lines = eve_lines(100);
@@ -428,7 +526,9 @@ fn redis_stream_claims_entries_of_a_stopped_consumer_and_channel_reconnects() {
     std::fs::write(&cfg, format!(
         "[archive]\nroot = \"{}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n\n[[sources]]\nname = \"st\"\ntype = \"redis\"\nurl = \"{url}\"\nmode = \"stream\"\nkey = \"s\"\nclaim_idle_ms = 200\n\n[[sources]]\nname = \"ch\"\ntype = \"redis\"\nurl = \"{url}\"\nmode = \"channel\"\nkey = \"eve\"\n",
         dir.path().join("archive").display(), url = redis.url())).unwrap();
-    let child = Running::new(Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "error").stdout(Stdio::null()).spawn().unwrap());
+    let child = Running::new(
+        Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "error").stdout(Stdio::null()).spawn().unwrap(),
+    );
     let archive = dir.path().join("archive");
     wait_for("all 30 stream entries, the claimed ones included", 30, || read_archive(&archive).len() == 30);
     wait_for("everything acknowledged", 30, || redis.cli(&["XPENDING", "s", "alertflow"]).starts_with('0'));
@@ -454,7 +554,9 @@ fn udp_flood_accounts_for_every_datagram() {
     std::fs::write(&cfg, format!(
         "[archive]\nroot = \"{}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n\n[[sources]]\nname = \"udp\"\ntype = \"syslog_udp\"\nlisten = \"127.0.0.1:{port}\"\nrecv_buffer_bytes = 4096\n",
         dir.path().join("archive").display())).unwrap();
-    let child = Running::new(Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "error").stdout(Stdio::null()).spawn().unwrap());
+    let child = Running::new(
+        Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "error").stdout(Stdio::null()).spawn().unwrap(),
+    );
     wait_for("metrics", 30, || TcpStream::connect(("127.0.0.1", mport)).is_ok());
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let sent = 30_000;

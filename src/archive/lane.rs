@@ -28,7 +28,11 @@ use crate::event::EventBatch;
 pub enum LaneMsg {
     Write(Table, EventBatch),
     /// Close every open segment with this footer metadata and report them.
-    Seal { epoch: u64, metadata: Vec<KeyValue>, reply: Sender<Result<Vec<SealedTemp>, ArchiveError>> },
+    Seal {
+        epoch: u64,
+        metadata: Vec<KeyValue>,
+        reply: Sender<Result<Vec<SealedTemp>, ArchiveError>>,
+    },
 }
 
 /// A closed, fsynced temporary waiting to be renamed into place.

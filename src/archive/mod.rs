@@ -251,7 +251,10 @@ impl Segments {
         let mut replies = Vec::with_capacity(self.lanes.len());
         for (i, lane) in self.lanes.iter().enumerate() {
             let (tx, rx) = bounded(1);
-            let metadata = vec![KeyValue::new(checkpoint::KEY_EPOCH.into(), self.epoch.to_string()), KeyValue::new(checkpoint::KEY_CHECKPOINT.into(), checkpoint.to_string())];
+            let metadata = vec![
+                KeyValue::new(checkpoint::KEY_EPOCH.into(), self.epoch.to_string()),
+                KeyValue::new(checkpoint::KEY_CHECKPOINT.into(), checkpoint.to_string()),
+            ];
             lane.tx.send(LaneMsg::Seal { epoch: self.epoch, metadata, reply: tx }).map_err(|_| ArchiveError::LaneGone(i))?;
             replies.push(rx);
         }

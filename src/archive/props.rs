@@ -26,8 +26,7 @@ pub fn writer_properties(s: ParquetSettings) -> Result<WriterProperties, parquet
     for c in NO_DICTIONARY {
         b = b.set_column_dictionary_enabled(ColumnPath::from(c), false);
     }
-    Ok(b
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(s.zstd_level)?))
+    Ok(b.set_compression(Compression::ZSTD(ZstdLevel::try_new(s.zstd_level)?))
         .set_max_row_group_bytes(Some(s.row_group_max_bytes.max(1)))
         .set_max_row_group_row_count(Some(1 << 20))
         .set_created_by(format!("alertflow {}", env!("CARGO_PKG_VERSION")))

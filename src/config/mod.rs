@@ -137,7 +137,8 @@ impl Config {
 
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors(vec![ConfigError { path: String::new(), line: None, message: format!("cannot read {}: {e}", path.display()) }]))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![ConfigError { path: String::new(), line: None, message: format!("cannot read {}: {e}", path.display()) }]))?;
         Config::parse(&text)
     }
 
@@ -193,7 +194,10 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
         max_segment_age: Duration::from_secs(cx.uint(&a, "max_segment_age_secs", 10, 1, 86_400)),
         root: root_dir.clone(),
     };
-    cx.unknown_keys(&a, &["root", "writer_threads", "zstd_level", "row_group_max_bytes", "segment_max_bytes", "max_open_partitions", "idle_seal_ms", "max_segment_age_secs"]);
+    cx.unknown_keys(
+        &a,
+        &["root", "writer_threads", "zstd_level", "row_group_max_bytes", "segment_max_bytes", "max_open_partitions", "idle_seal_ms", "max_segment_age_secs"],
+    );
 
     let d = cx.section(root, "dead_letter");
     let enabled = cx.boolean(&d, "enabled", true);
@@ -270,13 +274,31 @@ fn late_policy(cx: &mut Cx, t: &Tbl, key: &str, default: crate::state::LatePolic
 }
 
 fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
-    use crate::state::LatePolicy;
     use crate::state::correlate::{Condition, Rule, Selector};
     use crate::state::dedup::DedupConfig;
     use crate::state::KeyField;
+    use crate::state::LatePolicy;
     const S: i64 = 1_000_000;
     let st = cx.section(root, "state");
-    cx.unknown_keys(&st, &["enabled", "allowed_lateness_secs", "max_future_secs", "idle_secs", "max_groups", "output", "late_policy", "late_output", "shards", "dedup", "context", "selectors", "rules", "sigma"]);
+    cx.unknown_keys(
+        &st,
+        &[
+            "enabled",
+            "allowed_lateness_secs",
+            "max_future_secs",
+            "idle_secs",
+            "max_groups",
+            "output",
+            "late_policy",
+            "late_output",
+            "shards",
+            "dedup",
+            "context",
+            "selectors",
+            "rules",
+            "sigma",
+        ],
+    );
     let default_late = late_policy(cx, &st, "late_policy", LatePolicy::Reevaluate);
     let c = cx.section(&st, "context");
     cx.unknown_keys(&c, &["enabled", "ttl_secs", "max_flows", "max_hosts", "max_items", "host_lookups", "max_value_bytes", "max_bytes"]);
@@ -413,7 +435,24 @@ fn read_enrich(cx: &mut Cx, root: &Tbl) -> crate::enrich::EnrichConfig {
     use crate::enrich::intel::{Format, Kind};
     use crate::enrich::{EnrichConfig, FeedConfig};
     let e = cx.section(root, "enrich");
-    cx.unknown_keys(&e, &["enabled", "geoip_city", "geoip_asn", "assets", "intel", "history", "history_max_keys", "memo_entries", "reload_poll_secs", "retro_hunt_days", "retro_hunt_output", "sightings", "max_indicators_per_feed"]);
+    cx.unknown_keys(
+        &e,
+        &[
+            "enabled",
+            "geoip_city",
+            "geoip_asn",
+            "assets",
+            "intel",
+            "history",
+            "history_max_keys",
+            "memo_entries",
+            "reload_poll_secs",
+            "retro_hunt_days",
+            "retro_hunt_output",
+            "sightings",
+            "max_indicators_per_feed",
+        ],
+    );
     let path = |cx: &mut Cx, key: &str| cx.string(&e, key).filter(|p| !p.is_empty()).map(PathBuf::from);
     let d = EnrichConfig::default();
     let mut intel: Vec<FeedConfig> = Vec::new();
@@ -534,7 +573,13 @@ fn read_score(cx: &mut Cx, root: &Tbl) -> Option<std::sync::Arc<crate::score::Sc
         if let Err(errs) = Scorer::new(&[], std::slice::from_ref(r), aggregator, thresholds) {
             ok = false;
             for e in errs {
-                let key = if e.contains(": evidence:") { "evidence" } else if e.contains(": actions:") { "actions" } else { "when" };
+                let key = if e.contains(": evidence:") {
+                    "evidence"
+                } else if e.contains(": actions:") {
+                    "actions"
+                } else {
+                    "when"
+                };
                 cx.error_at(t, key, e);
             }
         }
@@ -647,7 +692,9 @@ fn read_source(cx: &mut Cx, s: &Tbl) -> Option<SourceConfig> {
                 let handshake_timeout = Duration::from_secs(cx.uint(&t, "handshake_timeout_secs", 10, 1, 3600));
                 cx.unknown_keys(&t, TLS_KEYS);
                 match (cert, key) {
-                    (Some(cert), Some(key)) => Some(TlsConfig { cert: cert.into(), key: key.into(), client_ca: client_ca.map(PathBuf::from), handshake_timeout }),
+                    (Some(cert), Some(key)) => {
+                        Some(TlsConfig { cert: cert.into(), key: key.into(), client_ca: client_ca.map(PathBuf::from), handshake_timeout })
+                    }
                     _ => None,
                 }
             } else {
@@ -688,7 +735,11 @@ fn read_source(cx: &mut Cx, s: &Tbl) -> Option<SourceConfig> {
             }
         }
         Some(other) => {
-            cx.error_at(s, "type", format!("unknown source type `{other}`; expected one of: file, stdin, unix_stream, unix_dgram, syslog_udp, syslog_tcp, redis"));
+            cx.error_at(
+                s,
+                "type",
+                format!("unknown source type `{other}`; expected one of: file, stdin, unix_stream, unix_dgram, syslog_udp, syslog_tcp, redis"),
+            );
             None
         }
         None => None,

@@ -49,7 +49,10 @@ impl AssetTable {
                 name: rec.get(name_col).unwrap_or("").into(),
                 owner: get(owner),
                 criticality: get(crit),
-                tags: tags.and_then(|c| rec.get(c)).map(|s| s.split([';', '|', ' ', ',']).filter(|x| !x.is_empty()).map(Into::into).collect()).unwrap_or_default(),
+                tags: tags
+                    .and_then(|c| rec.get(c))
+                    .map(|s| s.split([';', '|', ' ', ',']).filter(|x| !x.is_empty()).map(Into::into).collect())
+                    .unwrap_or_default(),
             };
             if t.table.insert(addr, len, Arc::new(asset)).is_some() {
                 return Err(format!("line {line}: `{net}` is listed twice"));

@@ -183,7 +183,9 @@ pub fn normalize_domain(s: &str) -> Option<String> {
     let s = s.trim().trim_end_matches('.');
     let s = s.strip_prefix("*.").unwrap_or(s);
     let s = s.to_ascii_lowercase();
-    let ok = !s.is_empty() && s.len() <= 253 && s.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     ok.then_some(s)
 }
 
@@ -211,7 +213,13 @@ pub fn normalize_url(s: &str) -> Option<String> {
 /// JA4: `t13d1516h2_8daaf6152771_02713d6af862` (three parts, protocol letter first).
 fn looks_like_ja4(s: &str) -> bool {
     let parts: Vec<&str> = s.split('_').collect();
-    parts.len() == 3 && parts[0].len() == 10 && matches!(parts[0].as_bytes()[0], b't' | b'q' | b'd') && parts[1].len() == 12 && parts[2].len() == 12 && is_hex(parts[1]) && is_hex(parts[2])
+    parts.len() == 3
+        && parts[0].len() == 10
+        && matches!(parts[0].as_bytes()[0], b't' | b'q' | b'd')
+        && parts[1].len() == 12
+        && parts[2].len() == 12
+        && is_hex(parts[1])
+        && is_hex(parts[2])
 }
 
 /// The type of an untyped entry, from its shape. A 32-hex-digit value is an MD5 (a JA3
@@ -253,7 +261,12 @@ impl IndicatorSet {
 
     pub fn indicator(&self, i: u32) -> Indicator<'_> {
         let e = &self.entries[i as usize];
-        Indicator { value: Self::text_of(&self.text, e), kind: e.kind, confidence: e.confidence, description: self.descriptions.get(e.desc as usize).map(|d| &**d) }
+        Indicator {
+            value: Self::text_of(&self.text, e),
+            kind: e.kind,
+            confidence: e.confidence,
+            description: self.descriptions.get(e.desc as usize).map(|d| &**d),
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Indicator<'_>> {
@@ -470,7 +483,15 @@ impl IndicatorSet {
             Format::Stix => super::stix::load(&mut set, text, o)?,
         }
         if set.is_empty() {
-            return Err(if set.skipped.total() > 0 { format!("no usable indicator ({} entries skipped: {})", set.skipped.total(), set.skipped.0.iter().map(|(r, n)| format!("{n} {r}")).collect::<Vec<_>>().join(", ")) } else { "the feed has no indicators".into() });
+            return Err(if set.skipped.total() > 0 {
+                format!(
+                    "no usable indicator ({} entries skipped: {})",
+                    set.skipped.total(),
+                    set.skipped.0.iter().map(|(r, n)| format!("{n} {r}")).collect::<Vec<_>>().join(", ")
+                )
+            } else {
+                "the feed has no indicators".into()
+            });
         }
         Ok(set)
     }
@@ -514,7 +535,8 @@ fn load_csv(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), S
     let mut r = csv::ReaderBuilder::new().comment(Some(b'#')).trim(csv::Trim::All).from_reader(text.as_bytes());
     let headers = r.headers().map_err(|e| format!("CSV header: {e}"))?.clone();
     let find = |names: &[&str]| headers.iter().position(|h| names.iter().any(|n| h.eq_ignore_ascii_case(n)));
-    let value_col = find(&["indicator", "value", "ioc", "observable"]).ok_or_else(|| format!("CSV header has no `indicator` (or `value`, `ioc`) column: {:?}", headers.iter().collect::<Vec<_>>()))?;
+    let value_col = find(&["indicator", "value", "ioc", "observable"])
+        .ok_or_else(|| format!("CSV header has no `indicator` (or `value`, `ioc`) column: {:?}", headers.iter().collect::<Vec<_>>()))?;
     let type_col = find(&["type", "kind", "indicator_type"]);
     let conf_col = find(&["confidence", "score"]);
     let desc_col = find(&["description", "comment", "threat", "tags"]);
@@ -692,7 +714,9 @@ mod tests {
     #[test]
     fn csv_with_types_confidence_and_truncation() {
         let o = LoadOptions { format: Format::Csv, ..Default::default() };
-        let s = IndicatorSet::load(b"indicator,type,confidence,description\n203.0.113.9,ip,80,c2\nbad.example,domain,,phishing\nuser@example.com,email,10,x\n", &o).unwrap();
+        let s =
+            IndicatorSet::load(b"indicator,type,confidence,description\n203.0.113.9,ip,80,c2\nbad.example,domain,,phishing\nuser@example.com,email,10,x\n", &o)
+                .unwrap();
         assert_eq!(s.len(), 2);
         assert_eq!(s.skipped, Skipped(vec![("type email".into(), 1)]));
         let i = s.lookup(Probe::Ip("203.0.113.9".parse().unwrap())).unwrap();

@@ -24,9 +24,9 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwapOption;
 use lru::LruCache;
 
-use crate::event::{ContextKind, ContextView};
-use crate::event::json::JsonObject;
 use crate::event::alert::AlertRecord;
+use crate::event::json::JsonObject;
+use crate::event::{ContextKind, ContextView};
 use asset::AssetTable;
 use geo::{DbKind, GeoDb};
 use history::{History, NoVerdicts, VerdictStore};
@@ -74,7 +74,22 @@ pub struct EnrichConfig {
 
 impl Default for EnrichConfig {
     fn default() -> Self {
-        Self { enabled: true, geoip_city: None, geoip_asn: None, intel: Vec::new(), assets: None, history: true, history_max_keys: 200_000, memo_entries: 65_536, reload_poll: Duration::from_secs(5), retro_hunt_days: 7, retro_hunt_output: None, sightings: true, history_seed: Vec::new(), max_indicators_per_feed: 10_000_000 }
+        Self {
+            enabled: true,
+            geoip_city: None,
+            geoip_asn: None,
+            intel: Vec::new(),
+            assets: None,
+            history: true,
+            history_max_keys: 200_000,
+            memo_entries: 65_536,
+            reload_poll: Duration::from_secs(5),
+            retro_hunt_days: 7,
+            retro_hunt_output: None,
+            sightings: true,
+            history_seed: Vec::new(),
+            max_indicators_per_feed: 10_000_000,
+        }
     }
 }
 
@@ -245,7 +260,10 @@ impl Sources {
                 let max = cfg.max_indicators_per_feed;
                 Source::new(format!("intel:{}", f.name), f.path.clone(), move |b: Vec<u8>| {
                     let format = f2.format.unwrap_or_else(|| intel::Format::guess(&f2.path, &b));
-                    IndicatorSet::load(&b, &LoadOptions { format, kind: f2.kind, confidence: f2.confidence, to_ids_only: f2.to_ids_only, now_us: now_us(), max_indicators: max })
+                    IndicatorSet::load(
+                        &b,
+                        &LoadOptions { format, kind: f2.kind, confidence: f2.confidence, to_ids_only: f2.to_ids_only, now_us: now_us(), max_indicators: max },
+                    )
                 })
             })
             .collect();
@@ -352,7 +370,12 @@ pub static RELOAD_REQUESTED: std::sync::atomic::AtomicBool = std::sync::atomic::
 /// Starts the thread that reloads changed files every `poll` and at once when `hup` is
 /// raised (SIGHUP); it ends with the last owner of the sources. `added` gets the new
 /// indicators of every feed that gained some (the retro-hunt).
-pub fn spawn_reloader(sources: &Arc<Sources>, poll: Duration, hup: &'static std::sync::atomic::AtomicBool, added: impl Fn(ReloadReport) + Send + 'static) -> std::thread::JoinHandle<()> {
+pub fn spawn_reloader(
+    sources: &Arc<Sources>,
+    poll: Duration,
+    hup: &'static std::sync::atomic::AtomicBool,
+    added: impl Fn(ReloadReport) + Send + 'static,
+) -> std::thread::JoinHandle<()> {
     let weak: Weak<Sources> = Arc::downgrade(sources);
     std::thread::Builder::new()
         .name("enrich-reload".into())
@@ -559,7 +582,15 @@ impl Enricher {
     /// fileinfo, its names and hashes); a match becomes an `intel_alert` line, once per
     /// feed, indicator and source an hour.
     #[allow(clippy::too_many_arguments)]
-    pub fn sighting(&mut self, snap: &Snapshot, ts_us: i64, flow_id: Option<i64>, src: Option<&str>, dest: Option<&str>, c: Option<&ContextView<'_>>) -> Option<String> {
+    pub fn sighting(
+        &mut self,
+        snap: &Snapshot,
+        ts_us: i64,
+        flow_id: Option<i64>,
+        src: Option<&str>,
+        dest: Option<&str>,
+        c: Option<&ContextView<'_>>,
+    ) -> Option<String> {
         let sighted = self.sighted.as_mut()?;
         if snap.intel.is_empty() {
             return None;
@@ -640,7 +671,17 @@ pub fn match_feeds<'s>(feeds: impl Iterator<Item = (&'s Version, &'s IndicatorSe
 /// An `intel_alert` line: indicators in an event that raised no alert (`origin`: `live`
 /// or `retro-hunt`), with the event's own time; `more` adds fields.
 #[allow(clippy::too_many_arguments)]
-pub fn intel_alert_line(origin: &str, ts_us: Option<i64>, event_type: &str, sensor: Option<&str>, src: Option<&str>, dest: Option<&str>, flow_id: Option<i64>, matches: &str, more: impl FnOnce(&mut JsonObject<'_>)) -> String {
+pub fn intel_alert_line(
+    origin: &str,
+    ts_us: Option<i64>,
+    event_type: &str,
+    sensor: Option<&str>,
+    src: Option<&str>,
+    dest: Option<&str>,
+    flow_id: Option<i64>,
+    matches: &str,
+    more: impl FnOnce(&mut JsonObject<'_>),
+) -> String {
     let mut line = String::with_capacity(256 + matches.len());
     let mut o = JsonObject::open(&mut line);
     o.str("type", "intel_alert");
@@ -709,4 +750,3 @@ pub fn context_probes<'a>(c: &ContextView<'a>, probes: &mut Vec<(&'static str, P
         ContextKind::Flow | ContextKind::Anomaly => {}
     }
 }
-

@@ -274,7 +274,15 @@ mod tests {
         assert_eq!(comparisons("[ipv4-addr:value = '1.1.1.1'] FOLLOWEDBY [ipv4-addr:value = '2.2.2.2'] WITHIN 10 SECONDS").unwrap(), None);
         assert_eq!(comparisons("[ipv4-addr:value ISSUBSET '198.51.100.0/24']").unwrap(), None);
         assert_eq!(comparisons("[network-traffic:dst_port IN (80, 443)]").unwrap(), None);
-        for bad in ["[ipv4-addr:value = '1.1.1.1'", "ipv4-addr:value = '1.1.1.1'", "[ipv4-addr:value = '1.1.1.1]", "[ipv4-addr:value '1.1.1.1']", "[value = 'x']", "[]", "[a:b = 'x'] [c:d = 'y']"] {
+        for bad in [
+            "[ipv4-addr:value = '1.1.1.1'",
+            "ipv4-addr:value = '1.1.1.1'",
+            "[ipv4-addr:value = '1.1.1.1]",
+            "[ipv4-addr:value '1.1.1.1']",
+            "[value = 'x']",
+            "[]",
+            "[a:b = 'x'] [c:d = 'y']",
+        ] {
             assert!(comparisons(bad).is_err(), "{bad} should be invalid");
         }
     }

@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::{Array, ArrayRef, StringArray, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::array::{Array, ArrayRef, Int32Builder, Int64Builder, StringArray, StringBuilder, TimestampMicrosecondBuilder};
 use arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 

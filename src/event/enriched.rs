@@ -183,7 +183,15 @@ impl Enrichment {
             let mut s = JsonObject::open(o.key(name));
             if let Some(p) = side.geo.as_ref().and_then(|g| g.place.as_ref()) {
                 let mut g = JsonObject::open(s.key("geo"));
-                for (k, v) in [("country", &p.country), ("country_name", &p.country_name), ("continent", &p.continent), ("subdivision", &p.subdivision), ("city", &p.city), ("time_zone", &p.time_zone), ("registered_country", &p.registered_country)] {
+                for (k, v) in [
+                    ("country", &p.country),
+                    ("country_name", &p.country_name),
+                    ("continent", &p.continent),
+                    ("subdivision", &p.subdivision),
+                    ("city", &p.city),
+                    ("time_zone", &p.time_zone),
+                    ("registered_country", &p.registered_country),
+                ] {
                     if let Some(v) = v {
                         g.str(k, v);
                     }
@@ -257,4 +265,3 @@ pub fn hits_json(hits: &[IntelHit]) -> String {
         }
     })
 }
-

@@ -180,4 +180,3 @@ pub struct ParsedBatch {
     pub events: EventBatch,
     pub stats: BatchStats,
 }
-

@@ -7,9 +7,7 @@ use std::sync::Arc;
 
 use std::collections::BTreeMap;
 
-
 use serde::{Deserialize, Serialize};
-
 
 /// Files remembered per source; the least recently advanced are forgotten first.
 pub const MAX_FILES_PER_SOURCE: usize = 4096;
@@ -141,7 +139,6 @@ pub enum Position {
     /// A Redis list or stream (see `ingest::redis`).
     Redis(RedisPosition),
 }
-
 
 /// `1700000000000-3` → `(1700000000000, 3)`.
 pub fn parse_id(s: &str) -> Option<(u64, u64)> {

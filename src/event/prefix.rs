@@ -23,11 +23,19 @@ impl<V> Default for PrefixTable<V> {
 }
 
 fn mask4(a: u32, len: u8) -> u32 {
-    if len == 0 { 0 } else { a & (u32::MAX << (32 - len as u32)) }
+    if len == 0 {
+        0
+    } else {
+        a & (u32::MAX << (32 - len as u32))
+    }
 }
 
 fn mask6(a: u128, len: u8) -> u128 {
-    if len == 0 { 0 } else { a & (u128::MAX << (128 - len as u32)) }
+    if len == 0 {
+        0
+    } else {
+        a & (u128::MAX << (128 - len as u32))
+    }
 }
 
 /// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is its IPv4 address.

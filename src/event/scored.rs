@@ -93,7 +93,11 @@ impl Scored {
 }
 
 fn num(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e15 { format!("{}", x as i64) } else { format!("{x}") }
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x}")
+    }
 }
 
 /// `[{"rule":…,"score":…,"reason":…}]`
@@ -113,4 +117,3 @@ pub fn recommendations_json(rs: &[Recommendation]) -> String {
         o.str("evidence", &r.evidence);
     })
 }
-

@@ -57,7 +57,11 @@ pub fn parse_timestamp_us(s: &[u8]) -> Option<i64> {
                 return None;
             }
             let off = (oh as i64 * 3600) + om as i64 * 60;
-            if sign == b'+' { off } else { -off }
+            if sign == b'+' {
+                off
+            } else {
+                -off
+            }
         }
         _ => return None,
     };
@@ -128,10 +132,7 @@ pub fn partition_path(hour_bucket: i64) -> String {
 
 /// Wall-clock time in microseconds; used only where no event time exists.
 pub fn wall_clock_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -154,7 +155,15 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["ts-error", "2017-13-06T06:54:10+0000", "2017-02-30T00:00:00Z", "2017-03-06T06:54:10.+0000", "2017-03-06T06:54:10+01", "2017-03-06T06:54:10.1+0100x", ""] {
+        for bad in [
+            "ts-error",
+            "2017-13-06T06:54:10+0000",
+            "2017-02-30T00:00:00Z",
+            "2017-03-06T06:54:10.+0000",
+            "2017-03-06T06:54:10+01",
+            "2017-03-06T06:54:10.1+0100x",
+            "",
+        ] {
             if bad == "2017-03-06T06:54:10+01" {
                 assert!(parse_timestamp_us(bad.as_bytes()).is_some());
                 continue;

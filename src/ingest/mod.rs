@@ -24,10 +24,10 @@ use std::sync::Arc;
 use crossbeam_channel::{Sender, TrySendError};
 
 use crate::deadletter::{DeadLetter, LineOrigin};
-use crate::metrics as m;
 pub use crate::event::handoff::{Format, RawBatch, SourceInfo};
 pub use crate::event::position::{Position, RedisPosition};
 use crate::event::reject::RejectReason;
+use crate::metrics as m;
 
 /// What happens when the pipeline is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,8 +26,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use super::octet::{Frames, OctetFramer, Oversize};
 use super::{Position, RawBatch, SourceCtx};
 use crate::deadletter::LineOrigin;
-use crate::metrics as m;
 use crate::event::reject::RejectReason;
+use crate::metrics as m;
 
 #[derive(Debug, Clone)]
 pub struct UdpConfig {
@@ -58,7 +58,17 @@ pub struct TcpConfig {
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 fn frames_batch(ctx: &SourceCtx, frames: Frames, seq: u64, stream: u64, path: &Arc<str>) -> RawBatch {
-    RawBatch { source: ctx.info.clone(), seq, stream, data: bytes::Bytes::from(frames.data), base_offset: None, path: Some(path.clone()), position: Position::None, format: ctx.format, frames: frames.ends }
+    RawBatch {
+        source: ctx.info.clone(),
+        seq,
+        stream,
+        data: bytes::Bytes::from(frames.data),
+        base_offset: None,
+        path: Some(path.clone()),
+        position: Position::None,
+        format: ctx.format,
+        frames: frames.ends,
+    }
 }
 
 fn report_oversize(ctx: &SourceCtx, path: &str, o: &Oversize, max: usize) {
@@ -167,21 +177,27 @@ pub fn bind_tcp(cfg: &TcpConfig) -> std::io::Result<(std::net::TcpListener, Opti
 fn tls_acceptor(t: &TlsConfig) -> std::io::Result<tokio_rustls::TlsAcceptor> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let invalid = |what: &str, p: &PathBuf, e: &dyn std::fmt::Display| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what} {}: {e}", p.display()));
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&t.cert).map_err(|e| invalid("certificate", &t.cert, &e))?.collect::<Result<_, _>>().map_err(|e| invalid("certificate", &t.cert, &e))?;
+    let invalid =
+        |what: &str, p: &PathBuf, e: &dyn std::fmt::Display| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what} {}: {e}", p.display()));
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&t.cert)
+        .map_err(|e| invalid("certificate", &t.cert, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| invalid("certificate", &t.cert, &e))?;
     if certs.is_empty() {
         return Err(invalid("certificate", &t.cert, &"no certificate in file"));
     }
     let key = PrivateKeyDer::from_pem_file(&t.key).map_err(|e| invalid("key", &t.key, &e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().map_err(|e| invalid("tls", &t.cert, &e))?;
+    let builder =
+        rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().map_err(|e| invalid("tls", &t.cert, &e))?;
     let builder = match &t.client_ca {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
             for c in CertificateDer::pem_file_iter(ca).map_err(|e| invalid("client CA", ca, &e))? {
                 roots.add(c.map_err(|e| invalid("client CA", ca, &e))?).map_err(|e| invalid("client CA", ca, &e))?;
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().map_err(|e| invalid("client CA", ca, &e))?;
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().map_err(|e| invalid("client CA", ca, &e))?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -248,17 +264,21 @@ async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener, tls: 
             let path: Arc<str> = format!("{}://{peer}", if tls.is_some() { "tls" } else { "tcp" }).into();
             let res = match tls {
                 None => read_conn(&shared2, conn, stream, &path).await,
-                Some(acceptor) => match tokio::time::timeout(shared2.cfg.tls.as_ref().map(|t| t.handshake_timeout).unwrap_or(Duration::from_secs(10)), acceptor.accept(conn)).await {
-                    Ok(Ok(s)) => read_conn(&shared2, s, stream, &path).await,
-                    Ok(Err(e)) => {
-                        metrics::counter!(m::SOURCE_TLS_FAILURES, "source" => shared2.name.clone()).increment(1);
-                        Err(e)
+                Some(acceptor) => {
+                    match tokio::time::timeout(shared2.cfg.tls.as_ref().map(|t| t.handshake_timeout).unwrap_or(Duration::from_secs(10)), acceptor.accept(conn))
+                        .await
+                    {
+                        Ok(Ok(s)) => read_conn(&shared2, s, stream, &path).await,
+                        Ok(Err(e)) => {
+                            metrics::counter!(m::SOURCE_TLS_FAILURES, "source" => shared2.name.clone()).increment(1);
+                            Err(e)
+                        }
+                        Err(_) => {
+                            metrics::counter!(m::SOURCE_TIMEOUTS, "source" => shared2.name.clone(), "kind" => "handshake").increment(1);
+                            Ok(())
+                        }
                     }
-                    Err(_) => {
-                        metrics::counter!(m::SOURCE_TIMEOUTS, "source" => shared2.name.clone(), "kind" => "handshake").increment(1);
-                        Ok(())
-                    }
-                },
+                }
             };
             if let Err(e) = res {
                 tracing::debug!(source = %shared2.name, peer = %peer, error = %e, "connection closed with error");

@@ -192,7 +192,11 @@ impl OctetFramer {
             if !b.is_empty() {
                 let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
                 if digits > 0 && digits < b.len() && b[digits] == b' ' && b[0] != b'0' {
-                    dropped(Oversize { declared: std::str::from_utf8(&b[..digits]).ok().and_then(|s| s.parse().ok()), sample: b[..b.len().min(self.sample_bytes)].to_vec(), truncated: true });
+                    dropped(Oversize {
+                        declared: std::str::from_utf8(&b[..digits]).ok().and_then(|s| s.parse().ok()),
+                        sample: b[..b.len().min(self.sample_bytes)].to_vec(),
+                        truncated: true,
+                    });
                 } else {
                     out.push(b);
                 }

@@ -72,11 +72,15 @@ fn io_err(e: redis::RedisError) -> std::io::Error {
 
 impl RedisSource {
     pub fn new(ctx: SourceCtx, cfg: RedisConfig, sealed: Arc<Sealed>, resume: Option<RedisPosition>) -> Self {
-        let path = format!("redis:{}:{}", cfg.key, match cfg.mode {
-            RedisMode::List => "list",
-            RedisMode::Channel => "channel",
-            RedisMode::Stream => "stream",
-        })
+        let path = format!(
+            "redis:{}:{}",
+            cfg.key,
+            match cfg.mode {
+                RedisMode::List => "list",
+                RedisMode::Channel => "channel",
+                RedisMode::Stream => "stream",
+            }
+        )
         .into();
         Self { ctx, cfg, sealed, resume, seq: 0, path }
     }
@@ -132,7 +136,17 @@ impl RedisSource {
         if frames.is_empty() && !matches!(pos, Position::Redis(_)) {
             return Ok(());
         }
-        let b = RawBatch { source: self.ctx.info.clone(), seq: self.seq, stream: 0, data: bytes::Bytes::from(frames.data), base_offset: None, path: Some(self.path.clone()), position: pos, format: self.ctx.format, frames: frames.ends };
+        let b = RawBatch {
+            source: self.ctx.info.clone(),
+            seq: self.seq,
+            stream: 0,
+            data: bytes::Bytes::from(frames.data),
+            base_offset: None,
+            path: Some(self.path.clone()),
+            position: pos,
+            format: self.ctx.format,
+            frames: frames.ends,
+        };
         self.seq += 1;
         if self.ctx.send(b) {
             Ok(())
@@ -193,7 +207,8 @@ impl RedisSource {
                 n += 1;
             }
             if n == 0 {
-                let e: Option<Vec<u8>> = redis::cmd("BLMOVE").arg(&self.cfg.key).arg(&proc_list).arg("RIGHT").arg("LEFT").arg(BLOCK.as_secs_f64()).query(&mut con)?;
+                let e: Option<Vec<u8>> =
+                    redis::cmd("BLMOVE").arg(&self.cfg.key).arg(&proc_list).arg("RIGHT").arg("LEFT").arg(BLOCK.as_secs_f64()).query(&mut con)?;
                 if let Some(e) = e {
                     push_frame(&mut frames, &e);
                     n = 1;
@@ -245,7 +260,16 @@ impl RedisSource {
         let mut last_id: Option<(u64, u64)> = sealed_id;
         let mut start = "0-0".to_string();
         loop {
-            let reply: Value = redis::cmd("XREADGROUP").arg("GROUP").arg(&group).arg(&consumer).arg("COUNT").arg(self.cfg.batch).arg("STREAMS").arg(&key).arg(&start).query(&mut con)?;
+            let reply: Value = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(&group)
+                .arg(&consumer)
+                .arg("COUNT")
+                .arg(self.cfg.batch)
+                .arg("STREAMS")
+                .arg(&key)
+                .arg(&start)
+                .query(&mut con)?;
             let entries = stream_entries(&reply);
             if entries.is_empty() {
                 break;
@@ -324,7 +348,15 @@ impl RedisSource {
             }
             if last_claim.elapsed() >= self.cfg.claim_idle.min(Duration::from_secs(5)) {
                 last_claim = Instant::now();
-                let reply: Value = redis::cmd("XAUTOCLAIM").arg(&key).arg(&group).arg(&consumer).arg(self.cfg.claim_idle.as_millis() as u64).arg("0-0").arg("COUNT").arg(self.cfg.batch).query(&mut con)?;
+                let reply: Value = redis::cmd("XAUTOCLAIM")
+                    .arg(&key)
+                    .arg(&group)
+                    .arg(&consumer)
+                    .arg(self.cfg.claim_idle.as_millis() as u64)
+                    .arg("0-0")
+                    .arg("COUNT")
+                    .arg(self.cfg.batch)
+                    .query(&mut con)?;
                 let claimed = match &reply {
                     Value::Array(parts) if parts.len() >= 2 => entries_of(&parts[1]),
                     _ => Vec::new(),

@@ -20,13 +20,19 @@ pub fn run(ctx: SourceCtx, mut input: impl Read) -> std::io::Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        let chunk = if n == 0 {
-            framer.take_rest(|o| ctx.overlong(Some("-"), &o, true))
-        } else {
-            framer.take_lines(|o| ctx.overlong(Some("-"), &o, true))
-        };
+        let chunk = if n == 0 { framer.take_rest(|o| ctx.overlong(Some("-"), &o, true)) } else { framer.take_lines(|o| ctx.overlong(Some("-"), &o, true)) };
         if let Some(c) = chunk {
-            let batch = RawBatch { source: ctx.info.clone(), seq, stream: 0, data: c.data, base_offset: Some(c.start), path: Some(path.clone()), position: Position::None, format: ctx.format, frames: Vec::new() };
+            let batch = RawBatch {
+                source: ctx.info.clone(),
+                seq,
+                stream: 0,
+                data: c.data,
+                base_offset: Some(c.start),
+                path: Some(path.clone()),
+                position: Position::None,
+                format: ctx.format,
+                frames: Vec::new(),
+            };
             seq += 1;
             if !ctx.send(batch) {
                 return Ok(());

@@ -119,13 +119,20 @@ fn read_connection(ctx: &SourceCtx, mut conn: UnixStream, stream: u64, path: Arc
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => continue,
             Err(e) => return Err(e),
         };
-        let chunk = if n == 0 {
-            framer.take_rest(|o| ctx.overlong(Some(&path), &o, false))
-        } else {
-            framer.take_lines(|o| ctx.overlong(Some(&path), &o, false))
-        };
+        let chunk =
+            if n == 0 { framer.take_rest(|o| ctx.overlong(Some(&path), &o, false)) } else { framer.take_lines(|o| ctx.overlong(Some(&path), &o, false)) };
         if let Some(c) = chunk {
-            let b = RawBatch { source: ctx.info.clone(), seq, stream, data: c.data, base_offset: None, path: Some(path.clone()), position: Position::None, format: ctx.format, frames: Vec::new() };
+            let b = RawBatch {
+                source: ctx.info.clone(),
+                seq,
+                stream,
+                data: c.data,
+                base_offset: None,
+                path: Some(path.clone()),
+                position: Position::None,
+                format: ctx.format,
+                frames: Vec::new(),
+            };
             seq += 1;
             if !ctx.send(b) {
                 return Ok(());
@@ -148,7 +155,17 @@ pub fn run_dgram(ctx: SourceCtx, cfg: UnixConfig, sock: UnixDatagram) -> std::io
             return true;
         }
         let data = bytes::Bytes::from(std::mem::take(pending));
-        let b = RawBatch { source: ctx.info.clone(), seq: *seq, stream: 0, data, base_offset: None, path: Some(path.clone()), position: Position::None, format: ctx.format, frames: Vec::new() };
+        let b = RawBatch {
+            source: ctx.info.clone(),
+            seq: *seq,
+            stream: 0,
+            data,
+            base_offset: None,
+            path: Some(path.clone()),
+            position: Position::None,
+            format: ctx.format,
+            frames: Vec::new(),
+        };
         *seq += 1;
         ctx.send(b)
     };
@@ -176,4 +193,3 @@ pub fn run_dgram(ctx: SourceCtx, cfg: UnixConfig, sock: UnixDatagram) -> std::io
     let _ = std::fs::remove_file(&cfg.path);
     Ok(())
 }
-

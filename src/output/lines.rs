@@ -72,7 +72,6 @@ impl Rendered {
     }
 }
 
-
 /// An alert that goes on (first of its key, or escalated): `type` `alert`.
 pub fn alert(a: &AlertRecord, context: Option<&str>, key: &str, count: u64, decision: &str, incidents: &[String], r: &Rendered) -> String {
     alert_line("alert", a, context, |o| {

@@ -17,9 +17,28 @@ use super::lines::{IncidentScoreText, Rendered};
 
 /// Columns the `alerts` table adds to the event columns.
 pub const ALERT_COLUMNS: [&str; 22] = [
-    "alert_id", "dedup_key", "dedup_count", "suppressed", "late", "incident_id", "flow_context",
-    "src_country", "src_asn", "src_as_org", "src_asset", "dest_country", "dest_asn", "dest_as_org", "dest_asset",
-    "intel", "enrichment", "score", "priority", "reasons", "recommendations", "source_versions",
+    "alert_id",
+    "dedup_key",
+    "dedup_count",
+    "suppressed",
+    "late",
+    "incident_id",
+    "flow_context",
+    "src_country",
+    "src_asn",
+    "src_as_org",
+    "src_asset",
+    "dest_country",
+    "dest_asn",
+    "dest_as_org",
+    "dest_asset",
+    "intel",
+    "enrichment",
+    "score",
+    "priority",
+    "reasons",
+    "recommendations",
+    "source_versions",
 ];
 
 fn str_list() -> DataType {
@@ -195,7 +214,17 @@ impl AlertRows {
 
     /// Appends one alert's row; returns its enrichment and score as JSON texts for its line.
     #[allow(clippy::too_many_arguments)]
-    pub fn push(&mut self, alert_id: &str, decision: Option<&Decision>, late: bool, incident: Option<&str>, context: Option<&str>, enriched: bool, e: &Enrichment, s: Option<&Scored>) -> Rendered {
+    pub fn push(
+        &mut self,
+        alert_id: &str,
+        decision: Option<&Decision>,
+        late: bool,
+        incident: Option<&str>,
+        context: Option<&str>,
+        enriched: bool,
+        e: &Enrichment,
+        s: Option<&Scored>,
+    ) -> Rendered {
         self.ids.append_value(alert_id);
         self.late.append_value(late);
         self.incident.append_option(incident);

@@ -328,7 +328,8 @@ fn context_view<'i>(kind: ContextKind, o: &Object<'_, 'i>) -> ContextView<'i> {
             // Version 2 answers grouped by type: the first A, AAAA or CNAME.
             (ContextKind::Dns, "grouped") if c.text[4].is_none() => {
                 if let Some(g) = v.as_object() {
-                    c.text[4] = ["A", "AAAA", "CNAME"].iter().find_map(|t| g.get(*t).and_then(|l| l.as_array()).and_then(|l| l.get(0)).and_then(|x| x.into_string()));
+                    c.text[4] =
+                        ["A", "AAAA", "CNAME"].iter().find_map(|t| g.get(*t).and_then(|l| l.as_array()).and_then(|l| l.get(0)).and_then(|x| x.into_string()));
                 }
             }
             (ContextKind::Http, "hostname") => c.text[0] = v.into_string(),
@@ -421,7 +422,12 @@ mod tests {
                     StrOrInt::Int(n) => StrOrInt::Int(n),
                     StrOrInt::Absent => StrOrInt::Absent,
                 },
-                alert: v.alert.as_ref().map(|a| AlertView { signature: leak(a.signature), signature_id: a.signature_id, severity: a.severity, ..Default::default() }),
+                alert: v.alert.as_ref().map(|a| AlertView {
+                    signature: leak(a.signature),
+                    signature_id: a.signature_id,
+                    severity: a.severity,
+                    ..Default::default()
+                }),
                 ..Default::default()
             }
         })

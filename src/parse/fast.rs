@@ -130,10 +130,13 @@ fn endpoint(s: &str, ported: bool) -> Option<(&str, Option<i32>)> {
     };
     if let Some(rest) = s.strip_prefix('[') {
         let (addr, after) = rest.split_once(']')?;
-        return Some((addr, match after.strip_prefix(':') {
-            Some(p) => port(p)?,
-            None => None,
-        }));
+        return Some((
+            addr,
+            match after.strip_prefix(':') {
+                Some(p) => port(p)?,
+                None => None,
+            },
+        ));
     }
     let colons = s.bytes().filter(|&b| b == b':').count();
     match colons {
@@ -207,7 +210,11 @@ mod tests {
 
     #[test]
     fn suricata_line() {
-        let a = parse_fast("02/05/2021-07:34:50.000003  [**] [1:1:0] http raw uri test [**] [Classification: (null)] [Priority: 3] {TCP} 127.0.0.1:80 -> 127.0.0.1:4660", HINT).unwrap();
+        let a = parse_fast(
+            "02/05/2021-07:34:50.000003  [**] [1:1:0] http raw uri test [**] [Classification: (null)] [Priority: 3] {TCP} 127.0.0.1:80 -> 127.0.0.1:4660",
+            HINT,
+        )
+        .unwrap();
         assert_eq!((a.gid, a.signature_id, a.rev, a.signature, a.category, a.priority), (1, 1, 0, "http raw uri test", Some(""), Some(3)));
         assert_eq!((a.src_ip, a.src_port, a.dest_ip, a.dest_port, a.proto), ("127.0.0.1", Some(80), "127.0.0.1", Some(4660), "TCP"));
         assert_eq!(a.timestamp_us, Some(1_612_510_490_000_003));
@@ -216,7 +223,10 @@ mod tests {
     #[test]
     fn ipv6_icmp_snort_and_syslog_forms() {
         let a = parse_fast("08/02/2014-10:50:25.823699  [Drop] [**] [1:6:1] (null) [**] [Classification: (null)] [Priority: 3] {TCP} 0000:0000:0000:0000:0000:0000:0000:0001:3000 -> 2001:0db8:0000:0000:0000:0000:0000:0001:56508", HINT).unwrap();
-        assert_eq!((a.src_ip, a.src_port, a.dest_port, a.signature, a.action), ("0000:0000:0000:0000:0000:0000:0000:0001", Some(3000), Some(56508), "", "blocked"));
+        assert_eq!(
+            (a.src_ip, a.src_port, a.dest_port, a.signature, a.action),
+            ("0000:0000:0000:0000:0000:0000:0000:0001", Some(3000), Some(56508), "", "blocked")
+        );
         let a = parse_fast("05/30-19:09:10.917356  [**] [1:477:3] ICMP Packet [**] [Priority: 0] {ICMP} 172.25.212.245 -> 172.25.212.153", HINT).unwrap();
         assert_eq!((a.category, a.priority, a.src_port, a.dest_ip), (None, Some(0), None, "172.25.212.153"));
         let a = parse_fast("[1:1:0] HTTP with [xor] [Classification: Misc activity] [Priority: 3] {UDP} [2001:db8::1]:53 -> 10.0.0.1:5353", HINT).unwrap();

@@ -10,8 +10,8 @@ pub mod fast;
 pub mod stage;
 pub mod syslog;
 
-pub use eve::{EveParser, ParseLimits};
 pub use crate::event::handoff::{BatchStats, ParsedBatch};
+pub use eve::{EveParser, ParseLimits};
 pub use stage::ParseStage;
 
 pub use crate::event::reject::RejectReason;

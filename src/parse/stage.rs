@@ -10,11 +10,11 @@ use std::sync::Arc;
 use super::eve::{prepare_line, EveParser};
 use super::fast::{parse_fast, FastAlert};
 use super::syslog::{self, Rfc5424Error, TimeHint};
-use crate::event::reject::RejectReason;
 use crate::deadletter::{DeadLetter, LineOrigin};
+use crate::event::handoff::{BatchStats, Format, ParsedBatch, RawBatch, SYSLOG_RULE_COUNT};
+use crate::event::reject::RejectReason;
 use crate::event::time::wall_clock_us;
 use crate::event::{AlertView, EventBatchBuilder, EventView, Field, StrOrInt, SyslogView};
-use crate::event::handoff::{BatchStats, Format, ParsedBatch, RawBatch, SYSLOG_RULE_COUNT};
 
 /// The RFC 5424 rules, in the order of [`Rfc5424Error`].
 pub const SYSLOG_RULES: [Rfc5424Error; SYSLOG_RULE_COUNT] = [

@@ -99,7 +99,16 @@ impl TimeHint {
         match self.zone {
             None => Some((days_from_civil(y, month, day) * 86_400 + secs_of_day) * 1_000_000 + micros),
             Some(tz) => {
-                let dt = jiff::civil::DateTime::new(i16::try_from(y).ok()?, month as i8, day as i8, (secs_of_day / 3600) as i8, (secs_of_day / 60 % 60) as i8, (secs_of_day % 60) as i8, 0).ok()?;
+                let dt = jiff::civil::DateTime::new(
+                    i16::try_from(y).ok()?,
+                    month as i8,
+                    day as i8,
+                    (secs_of_day / 3600) as i8,
+                    (secs_of_day / 60 % 60) as i8,
+                    (secs_of_day % 60) as i8,
+                    0,
+                )
+                .ok()?;
                 // In a DST gap or fold, the earlier reading wins (jiff's "compatible").
                 Some(tz.to_timestamp(dt).ok()?.as_microsecond() + micros)
             }
@@ -590,7 +599,12 @@ fn bsd_time(s: &[u8], hint: TimeHint) -> Option<(i64, usize)> {
         }
     }
     // "Mmm dd hh:mm:ss yyyy".
-    if year.is_none() && s.len() >= i + 5 && s[i] == b' ' && s[i + 1..i + 5].iter().all(u8::is_ascii_digit) && s.get(i + 5).is_none_or(|&b| b == b' ' || b == b':') {
+    if year.is_none()
+        && s.len() >= i + 5
+        && s[i] == b' '
+        && s[i + 1..i + 5].iter().all(u8::is_ascii_digit)
+        && s.get(i + 5).is_none_or(|&b| b == b' ' || b == b':')
+    {
         year = Some(digits(&s[i + 1..i + 5])? as i64);
         i += 5;
     }
@@ -671,7 +685,7 @@ mod tests {
         assert_eq!(m.timestamp_us, Some(1_757_106_326_000_000)); // 2025-09-05T21:05:26Z
         let m = parse_rfc3164(b"Jan  5 16:05:26 dev snort: x", hint);
         assert_eq!(m.timestamp_us, Some(1_736_114_726_000_000)); // 2025-01-05T22:05:26Z
-        // An explicit offset wins over the zone.
+                                                                 // An explicit offset wins over the zone.
         let m = parse_rfc3164(b"<13>2025-01-05T16:05:26+00:00 dev app: x", hint);
         assert_eq!(m.timestamp_us, Some(1_736_093_126_000_000));
     }

@@ -10,9 +10,9 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use super::alerts::{AlertOutput, AlertPath};
-use crate::state::stage::StateInput;
 use crate::event::EventBatch;
 use crate::metrics as m;
+use crate::state::stage::StateInput;
 
 enum Job {
     Process(Box<StateInput>, i64),
@@ -185,7 +185,16 @@ impl Published {
         }
         let x = stage.context_counts();
         let ctx = [x.events, x.evicted, x.expired, x.items_dropped, x.alerts_with_context];
-        for (i, (name, reason)) in [(m::STATE_CONTEXT_EVENTS, ""), (m::STATE_CONTEXT_EVICTIONS, "cap"), (m::STATE_CONTEXT_EVICTIONS, "ttl"), (m::STATE_CONTEXT_EVICTIONS, "items"), (m::STATE_CONTEXT_ALERTS, "")].into_iter().enumerate() {
+        for (i, (name, reason)) in [
+            (m::STATE_CONTEXT_EVENTS, ""),
+            (m::STATE_CONTEXT_EVICTIONS, "cap"),
+            (m::STATE_CONTEXT_EVICTIONS, "ttl"),
+            (m::STATE_CONTEXT_EVICTIONS, "items"),
+            (m::STATE_CONTEXT_ALERTS, ""),
+        ]
+        .into_iter()
+        .enumerate()
+        {
             if ctx[i] > self.context[i] {
                 let n = ctx[i] - self.context[i];
                 if reason.is_empty() {
@@ -199,7 +208,15 @@ impl Published {
         metrics::gauge!(m::STATE_CONTEXT_BYTES).set(stage.context_bytes() as f64);
         if let Some(e) = path.enrich_counts() {
             let now = [e.alerts, e.geo_lookups, e.geo_memo_hits, e.bad_ip, e.geo_errors, e.sightings, e.sightings_repeated];
-            let names: [(&'static str, &'static str); 7] = [(m::ENRICH_ALERTS, ""), (m::ENRICH_GEO_LOOKUPS, ""), (m::ENRICH_GEO_MEMO_HITS, ""), (m::ENRICH_LOOKUP_FAILURES, "bad_ip"), (m::ENRICH_LOOKUP_FAILURES, "geo_decode"), (m::ENRICH_SIGHTINGS, ""), (m::ENRICH_SIGHTINGS_REPEATED, "")];
+            let names: [(&'static str, &'static str); 7] = [
+                (m::ENRICH_ALERTS, ""),
+                (m::ENRICH_GEO_LOOKUPS, ""),
+                (m::ENRICH_GEO_MEMO_HITS, ""),
+                (m::ENRICH_LOOKUP_FAILURES, "bad_ip"),
+                (m::ENRICH_LOOKUP_FAILURES, "geo_decode"),
+                (m::ENRICH_SIGHTINGS, ""),
+                (m::ENRICH_SIGHTINGS_REPEATED, ""),
+            ];
             for (i, (name, reason)) in names.into_iter().enumerate() {
                 if now[i] > self.enrich[i] {
                     let n = now[i] - self.enrich[i];

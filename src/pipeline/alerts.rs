@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::enrich::{EnrichCounts, EnrichRuntime, Enricher, Enrichment, Snapshot};
 use crate::event::alert::Decision;
+use crate::event::alert::Rollup;
 use crate::event::batch::decode_context;
 use crate::event::scored::{reasons_json, recommendations_json, Priority};
 use crate::event::{ContextKind, EventBatch};
@@ -20,7 +21,6 @@ use crate::score::incident::IncidentScores;
 use crate::score::vars::{AlertVars, Decided as Facts};
 use crate::score::Scorer;
 use crate::state::stage::{Change, ContextRows, StateConfig, StateInput, StateOutput, StateStage};
-use crate::event::alert::Rollup;
 
 /// What one batch produced.
 #[derive(Debug, Default)]
@@ -136,7 +136,16 @@ impl AlertPath {
                     self.score_counts.rule_errors += sc.errors as u64;
                     self.incidents.add(&d.joined, sc);
                 }
-                let r = rows.push(&d.record.alert_id, d.decision.as_ref(), d.late, d.joined.first().map(String::as_str), d.context.as_deref(), self.enricher.is_some(), &enrichment, scored.as_ref());
+                let r = rows.push(
+                    &d.record.alert_id,
+                    d.decision.as_ref(),
+                    d.late,
+                    d.joined.first().map(String::as_str),
+                    d.context.as_deref(),
+                    self.enricher.is_some(),
+                    &enrichment,
+                    scored.as_ref(),
+                );
                 match &d.decision {
                     None if d.late_output => out.late_lines.push(lines::late_alert(&d.record, d.context.as_deref(), &d.joined, &r)),
                     None | Some(Decision::Suppressed { .. }) => {}

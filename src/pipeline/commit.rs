@@ -69,7 +69,14 @@ impl Committer {
     /// recovery found (the positions to resume from).
     pub fn open(cfg: ArchiveConfig) -> Result<(Self, Recovered), ArchiveError> {
         let (segments, rec) = Segments::open(cfg)?;
-        let c = Self { segments, checkpoint: rec.checkpoint.clone(), reorder: HashMap::new(), sealed: Arc::new(Sealed::new(rec.checkpoint.clone())), alerts: None, commit_due: false };
+        let c = Self {
+            segments,
+            checkpoint: rec.checkpoint.clone(),
+            reorder: HashMap::new(),
+            sealed: Arc::new(Sealed::new(rec.checkpoint.clone())),
+            alerts: None,
+            commit_due: false,
+        };
         Ok((c, rec))
     }
 

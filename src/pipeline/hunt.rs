@@ -80,10 +80,20 @@ pub fn hunt(files: &[PathBuf], wanted: &[Wanted<'_>], out: &mut dyn Write) -> st
                     let probes = event_probes(v.src_ip, v.dest_ip, v.context.as_ref());
                     let hits = match_feeds(wanted.iter().map(|w| (&w.version, w.set)), &probes);
                     (!hits.is_empty()).then(|| {
-                        intel_alert_line("retro-hunt", v.timestamp_us, v.event_type.unwrap_or(""), v.host, v.src_ip, v.dest_ip, v.flow_id, &hits_json(&hits), |o| {
-                            o.str("archive_file", &path.display().to_string());
-                            o.raw("event", line);
-                        })
+                        intel_alert_line(
+                            "retro-hunt",
+                            v.timestamp_us,
+                            v.event_type.unwrap_or(""),
+                            v.host,
+                            v.src_ip,
+                            v.dest_ip,
+                            v.flow_id,
+                            &hits_json(&hits),
+                            |o| {
+                                o.str("archive_file", &path.display().to_string());
+                                o.raw("event", line);
+                            },
+                        )
                     })
                 });
                 match hit {

@@ -6,7 +6,6 @@
 //! (flag or end of input) and drop their senders → parse workers drain and exit → the
 //! archive writer drains, seals open segments and returns its totals.
 
-
 pub mod alert_worker;
 pub mod alerts;
 pub mod commit;
@@ -21,15 +20,15 @@ use crossbeam_channel::{bounded, RecvTimeoutError};
 use serde::Serialize;
 
 use crate::archive::{ArchiveError, ArchiveTotals};
-use commit::Committer;
 use crate::config::{Config, SourceKind};
 use crate::deadletter::DeadLetter;
+use crate::event::stats::PipelineStats;
 use crate::ingest::file::FileSource;
 use crate::ingest::{net, unix, SourceCtx, SourceInfo};
 use crate::metrics as m;
 use crate::parse::stage::publish;
 use crate::parse::{EveParser, ParseLimits, ParseStage, ParsedBatch};
-use crate::event::stats::PipelineStats;
+use commit::Committer;
 
 /// Health facts shared with the HTTP listener.
 #[derive(Default)]
@@ -107,7 +106,10 @@ impl Summary {
             s.push('\n');
         }
         if self.timestamp_errors > 0 || self.invalid_fields > 0 {
-            s.push_str(&format!("  kept with nulls: {} without event time (EVE \"ts-error\", syslog without a date), {} unusable field values\n", self.timestamp_errors, self.invalid_fields));
+            s.push_str(&format!(
+                "  kept with nulls: {} without event time (EVE \"ts-error\", syslog without a date), {} unusable field values\n",
+                self.timestamp_errors, self.invalid_fields
+            ));
         }
         s.push_str(&format!(
             "  archived: {} rows in {} segments, {:.1} MB parquet under {}\n",
@@ -117,7 +119,10 @@ impl Summary {
             self.archive
         ));
         if self.alert_rows > 0 || self.incident_rows > 0 {
-            s.push_str(&format!("  state: {} alert rows, {} incident changes (tables alerts/ and incidents/ beside events/)\n", self.alert_rows, self.incident_rows));
+            s.push_str(&format!(
+                "  state: {} alert rows, {} incident changes (tables alerts/ and incidents/ beside events/)\n",
+                self.alert_rows, self.incident_rows
+            ));
         }
         s
     }
@@ -135,15 +140,21 @@ pub enum PipelineError {
     NoSources,
 }
 
-
 /// Runs the pipeline until every source has ended (replay) or `shutdown` is set (run).
-pub fn run(cfg: &Config, mode: Mode, shutdown: Arc<AtomicBool>, progress: Option<Arc<AtomicU64>>, health: Option<Arc<Health>>) -> Result<Summary, PipelineError> {
+pub fn run(
+    cfg: &Config,
+    mode: Mode,
+    shutdown: Arc<AtomicBool>,
+    progress: Option<Arc<AtomicU64>>,
+    health: Option<Arc<Health>>,
+) -> Result<Summary, PipelineError> {
     if cfg.sources.is_empty() {
         return Err(PipelineError::NoSources);
     }
     let started = Instant::now();
     let dead_letter = Arc::new(match &cfg.dead_letter.path {
-        Some(p) => DeadLetter::open(Some(p), cfg.dead_letter.sample_bytes, cfg.dead_letter.max_bytes).map_err(|source| PipelineError::DeadLetter { path: p.display().to_string(), source })?,
+        Some(p) => DeadLetter::open(Some(p), cfg.dead_letter.sample_bytes, cfg.dead_letter.max_bytes)
+            .map_err(|source| PipelineError::DeadLetter { path: p.display().to_string(), source })?,
         None => DeadLetter::disabled(),
     });
     let stats = Arc::new(PipelineStats::default());
@@ -207,7 +218,11 @@ pub fn run(cfg: &Config, mode: Mode, shutdown: Arc<AtomicBool>, progress: Option
     });
     let archive_thread = archive_thread.expect("spawn archive thread");
 
-    let limits = ParseLimits { max_line_bytes: cfg.pipeline.max_line_bytes, max_depth: cfg.pipeline.max_json_depth, context: cfg.state.engine.enabled && cfg.state.engine.context.enabled };
+    let limits = ParseLimits {
+        max_line_bytes: cfg.pipeline.max_line_bytes,
+        max_depth: cfg.pipeline.max_json_depth,
+        context: cfg.state.engine.enabled && cfg.state.engine.context.enabled,
+    };
     let mut workers = Vec::new();
     for i in 0..cfg.pipeline.parse_workers {
         let (rx, tx, dl, st) = (raw_rx.clone(), parsed_tx.clone(), dead_letter.clone(), stats.clone());

@@ -287,7 +287,9 @@ impl Scorer {
         let mut errs = Vec::new();
         let mut out_rules = Vec::new();
         for r in rules {
-            let when = Program::compile(&r.when).map_err(|e| format!("rule `{}`: when: {e}", r.name)).and_then(|p| check_refs(&p, &format!("rule `{}`: when", r.name)).and_then(|_| check_fields(&r.when, &format!("rule `{}`: when", r.name))).map(|_| p));
+            let when = Program::compile(&r.when).map_err(|e| format!("rule `{}`: when: {e}", r.name)).and_then(|p| {
+                check_refs(&p, &format!("rule `{}`: when", r.name)).and_then(|_| check_fields(&r.when, &format!("rule `{}`: when", r.name))).map(|_| p)
+            });
             let reason = Template::compile(&r.reason).map_err(|e| format!("rule `{}`: reason: {e}", r.name)).and_then(|t| {
                 t.programs().try_for_each(|p| check_refs(p, &format!("rule `{}`: reason", r.name)))?;
                 t.exprs().try_for_each(|x| check_fields(x, &format!("rule `{}`: reason", r.name)))?;
@@ -302,7 +304,11 @@ impl Scorer {
         }
         let mut out_rec = Vec::new();
         for r in recommend {
-            let when = Program::compile(&r.when).map_err(|e| format!("recommendation `{}`: when: {e}", r.name)).and_then(|p| check_refs(&p, &format!("recommendation `{}`: when", r.name)).and_then(|_| check_fields(&r.when, &format!("recommendation `{}`: when", r.name))).map(|_| p));
+            let when = Program::compile(&r.when).map_err(|e| format!("recommendation `{}`: when: {e}", r.name)).and_then(|p| {
+                check_refs(&p, &format!("recommendation `{}`: when", r.name))
+                    .and_then(|_| check_fields(&r.when, &format!("recommendation `{}`: when", r.name)))
+                    .map(|_| p)
+            });
             let tmpl = |what: &str, text: &str| {
                 Template::compile(text).map_err(|e| format!("recommendation `{}`: {what}: {e}", r.name)).and_then(|t| {
                     t.programs().try_for_each(|p| check_refs(p, &format!("recommendation `{}`: {what}", r.name)))?;
@@ -329,7 +335,6 @@ impl Scorer {
         self.rules.len()
     }
 
-
     /// Evaluates every rule against the variables of one alert.
     pub fn score(&self, vars: &dyn VariableResolver) -> Scored {
         let env = ENV.with(Arc::clone);
@@ -354,7 +359,11 @@ impl Scorer {
         }
         for (name, r) in &self.recommend {
             match r.when.execute(ctx) {
-                Ok(Value::Bool(true)) => out.recommendations.push(Recommendation { rule: name.clone(), actions: r.actions.iter().map(|a| a.render(ctx)).collect(), evidence: r.evidence.render(ctx) }),
+                Ok(Value::Bool(true)) => out.recommendations.push(Recommendation {
+                    rule: name.clone(),
+                    actions: r.actions.iter().map(|a| a.render(ctx)).collect(),
+                    evidence: r.evidence.render(ctx),
+                }),
                 Ok(Value::Bool(false)) => {}
                 _ => out.errors += 1,
             }
@@ -388,9 +397,9 @@ fn add_functions(c: &mut Context<'_, '_>) {
 mod tests {
     use super::vars::{AlertVars, Decided};
     use super::*;
+    use crate::event::alert::AlertRecord;
     use crate::event::enriched::Place;
     use crate::event::enriched::{Enrichment, GeoHit};
-    use crate::event::alert::AlertRecord;
 
     fn rule(name: &str, when: &str, score: f64, reason: &str) -> RuleSpec {
         RuleSpec { name: name.into(), when: when.into(), score, reason: reason.into() }
@@ -412,7 +421,12 @@ mod tests {
                 rule("internal", "in_cidr(src.ip, ['10.0.0.0/8', '192.168.0.0/16'])", -20.0, "internal source {{src.ip}}"),
                 rule("scan", "alert.signature.matches('^ET SCAN')", 5.0, "scan signature"),
             ],
-            &[RecommendSpec { name: "block".into(), when: "src.country == 'RU' && alert.severity <= 2".into(), actions: vec!["block {{src.ip}}".into()], evidence: "{{src.ip}} ({{src.country}})".into() }],
+            &[RecommendSpec {
+                name: "block".into(),
+                when: "src.country == 'RU' && alert.severity <= 2".into(),
+                actions: vec!["block {{src.ip}}".into()],
+                evidence: "{{src.ip}} ({{src.country}})".into(),
+            }],
             Aggregator::Sum,
             Thresholds::default(),
         )
@@ -439,18 +453,37 @@ mod tests {
 
     #[test]
     fn compile_errors_name_the_rule() {
-        let e = Scorer::new(&[rule("bad", "alert.severity <=", 1.0, ""), rule("unknown", "foo.bar == 1", 1.0, ""), rule("tmpl", "true", 1.0, "{{ alert."), rule("typo", "alert.sevrity == 1", 1.0, ""), rule("typo2", "true", 1.0, "{{src.asset.nam}}")], &[], Aggregator::Max, Thresholds::default()).unwrap_err();
+        let e = Scorer::new(
+            &[
+                rule("bad", "alert.severity <=", 1.0, ""),
+                rule("unknown", "foo.bar == 1", 1.0, ""),
+                rule("tmpl", "true", 1.0, "{{ alert."),
+                rule("typo", "alert.sevrity == 1", 1.0, ""),
+                rule("typo2", "true", 1.0, "{{src.asset.nam}}"),
+            ],
+            &[],
+            Aggregator::Max,
+            Thresholds::default(),
+        )
+        .unwrap_err();
         assert_eq!(e.len(), 5, "{e:?}");
         assert!(e[0].contains("rule `bad`") && e[1].contains("unknown variable `foo`") && e[2].contains("rule `tmpl`: reason"), "{e:?}");
         assert!(e[3].contains("`alert.sevrity` is not a variable") && e[3].contains("alert.severity"), "{e:?}");
         assert!(e[4].contains("`src.asset.nam` is not a variable"), "{e:?}");
         // Methods on variables and names inside strings are fine.
-        Scorer::new(&[rule("ok", "alert.category.contains('x.y') && alert.signature.startsWith('src.nope')", 1.0, "{{ alert.signature.size() }}")], &[], Aggregator::Max, Thresholds::default()).unwrap();
+        Scorer::new(
+            &[rule("ok", "alert.category.contains('x.y') && alert.signature.startsWith('src.nope')", 1.0, "{{ alert.signature.size() }}")],
+            &[],
+            Aggregator::Max,
+            Thresholds::default(),
+        )
+        .unwrap();
     }
 
     #[test]
     fn a_rule_that_fails_at_runtime_is_counted_not_matched() {
-        let sc = Scorer::new(&[rule("type error", "alert.severity == 'x' || alert.severity > 'y'", 50.0, "")], &[], Aggregator::Max, Thresholds::default()).unwrap();
+        let sc =
+            Scorer::new(&[rule("type error", "alert.severity == 'x' || alert.severity > 'y'", 50.0, "")], &[], Aggregator::Max, Thresholds::default()).unwrap();
         let out = run(&sc, 1, "RU", "1.2.3.4");
         assert_eq!((out.score, out.errors), (0, 1));
     }

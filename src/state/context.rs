@@ -17,8 +17,8 @@ use std::collections::VecDeque;
 use lru::LruCache;
 use serde_json::{Map, Value};
 
-use crate::event::json::JsonObject;
 use crate::event::batch::{context_kind, decode_context, encode_context};
+use crate::event::json::JsonObject;
 use crate::event::{ContextKind, ContextView};
 
 #[derive(Debug, Clone)]
@@ -35,7 +35,16 @@ pub struct ContextConfig {
 
 impl Default for ContextConfig {
     fn default() -> Self {
-        Self { enabled: true, ttl_us: 600_000_000, max_flows: 200_000, max_hosts: 100_000, max_items: 16, host_lookups: 16, max_value_bytes: 256, max_bytes: 256 << 20 }
+        Self {
+            enabled: true,
+            ttl_us: 600_000_000,
+            max_flows: 200_000,
+            max_hosts: 100_000,
+            max_items: 16,
+            host_lookups: 16,
+            max_value_bytes: 256,
+            max_bytes: 256 << 20,
+        }
     }
 }
 
@@ -440,7 +449,6 @@ impl FlowContext {
             }
         }
     }
-
 }
 
 /// Context of an incident: what its alerts' flows had in common, bounded.
@@ -488,7 +496,8 @@ mod tests {
     #[test]
     fn alert_gets_its_flow_and_host_lookups_and_the_end_is_reported() {
         let mut c = FlowContext::new(ContextConfig::default());
-        let http = ContextView { kind: ContextKind::Http, text: [Some("evil.example"), Some("/x"), Some("GET"), None, None], num: [Some(200), None, None, None] };
+        let http =
+            ContextView { kind: ContextKind::Http, text: [Some("evil.example"), Some("/x"), Some("GET"), None, None], num: [Some(200), None, None, None] };
         assert!(c.observe(10, Some(7), Some("10.0.0.5"), Some("10.0.0.53"), &dns("evil.example", "query")).is_none());
         assert!(c.observe(11, Some(9), Some("10.0.0.5"), Some("1.2.3.4"), &http).is_none());
         c.note_alert(11, Some(9), "a1");

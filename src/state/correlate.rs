@@ -61,8 +61,6 @@ pub struct Rule {
 
 pub use crate::event::alert::{IncidentEvent, Status, MAX_MEMBERS};
 
-
-
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Incident {
     id: String,
@@ -199,7 +197,14 @@ pub struct Correlator {
 
 impl Correlator {
     pub fn new(rules: Vec<Rule>, max_groups: usize) -> Self {
-        Self { rules, groups: LruCache::unbounded(), closed: LruCache::unbounded(), max_groups, timers: BinaryHeap::new(), counts: CorrelationCounts::default() }
+        Self {
+            rules,
+            groups: LruCache::unbounded(),
+            closed: LruCache::unbounded(),
+            max_groups,
+            timers: BinaryHeap::new(),
+            counts: CorrelationCounts::default(),
+        }
     }
 
     pub fn groups(&self) -> usize {
@@ -226,7 +231,8 @@ impl Correlator {
         let joined = &mut res.joined;
         for ri in rules.iter().map(|&r| r as usize) {
             let rule = &self.rules[ri];
-            let mask: u64 = if rule.selectors.is_empty() { 1 } else { rule.selectors.iter().enumerate().filter(|(_, s)| s.matches(a)).fold(0, |m, (i, _)| m | 1 << i) };
+            let mask: u64 =
+                if rule.selectors.is_empty() { 1 } else { rule.selectors.iter().enumerate().filter(|(_, s)| s.matches(a)).fold(0, |m, (i, _)| m | 1 << i) };
             if mask == 0 {
                 continue;
             }
@@ -248,7 +254,16 @@ impl Correlator {
                     c.alert_count += 1;
                     c.first_us = c.first_us.min(a.ts_us);
                     c.last_us = c.last_us.max(a.ts_us);
-                    out.push(IncidentEvent { id: c.id.clone(), rule: rule.name.clone(), group_key: key, status: Status::Corrected, first_us: c.first_us, last_us: c.last_us, alert_count: c.alert_count, alert_ids: vec![a.alert_id.clone()] });
+                    out.push(IncidentEvent {
+                        id: c.id.clone(),
+                        rule: rule.name.clone(),
+                        group_key: key,
+                        status: Status::Corrected,
+                        first_us: c.first_us,
+                        last_us: c.last_us,
+                        alert_count: c.alert_count,
+                        alert_ids: vec![a.alert_id.clone()],
+                    });
                     joined.push((ri, c.id.clone()));
                     self.counts.corrected += 1;
                     continue;
@@ -262,7 +277,11 @@ impl Correlator {
                 self.evict_oldest(out);
             }
             let rule = &self.rules[ri];
-            let g = self.groups.get_or_insert_mut((ri, key.clone()), || Group { per_selector: vec![0; rule.selectors.len()], queued_us: i64::MAX, ..Default::default() });
+            let g = self.groups.get_or_insert_mut((ri, key.clone()), || Group {
+                per_selector: vec![0; rule.selectors.len()],
+                queued_us: i64::MAX,
+                ..Default::default()
+            });
             g.newest_us = g.newest_us.max(a.ts_us);
             if g.queued_us == i64::MAX {
                 // A new group: it can close once the watermark is past newest + timespan
@@ -289,7 +308,16 @@ impl Correlator {
                     }
                     if a.ts_us - inc.emitted_us >= UPDATE_INTERVAL_US {
                         inc.emitted_us = a.ts_us;
-                        out.push(IncidentEvent { id: inc.id.clone(), rule: rule.name.clone(), group_key: key.clone(), status: Status::Updated, first_us: inc.first_us, last_us: inc.last_us, alert_count: inc.alert_count, alert_ids: std::mem::take(&mut inc.joined) });
+                        out.push(IncidentEvent {
+                            id: inc.id.clone(),
+                            rule: rule.name.clone(),
+                            group_key: key.clone(),
+                            status: Status::Updated,
+                            first_us: inc.first_us,
+                            last_us: inc.last_us,
+                            alert_count: inc.alert_count,
+                            alert_ids: std::mem::take(&mut inc.joined),
+                        });
                     }
                     joined.push((ri, inc.id.clone()));
                 }
@@ -297,11 +325,27 @@ impl Correlator {
                     if fires(rule, g) {
                         let start = g.window.front().map_or(a.ts_us, |e| e.0);
                         let id = incident_id(&rule.name, &key, start);
-                        let inc = Incident { id: id.clone(), first_us: start, last_us: g.newest_us, alert_count: g.window.len() as u64, joined: Vec::new(), emitted_us: a.ts_us };
+                        let inc = Incident {
+                            id: id.clone(),
+                            first_us: start,
+                            last_us: g.newest_us,
+                            alert_count: g.window.len() as u64,
+                            joined: Vec::new(),
+                            emitted_us: a.ts_us,
+                        };
                         let members = g.window.iter().take(MAX_MEMBERS).map(|e| e.3.clone()).collect();
                         // The incident counts from here on; the window is no longer needed.
                         g.clear_window();
-                        out.push(IncidentEvent { id: id.clone(), rule: rule.name.clone(), group_key: key.clone(), status: Status::Open, first_us: inc.first_us, last_us: inc.last_us, alert_count: inc.alert_count, alert_ids: members });
+                        out.push(IncidentEvent {
+                            id: id.clone(),
+                            rule: rule.name.clone(),
+                            group_key: key.clone(),
+                            status: Status::Open,
+                            first_us: inc.first_us,
+                            last_us: inc.last_us,
+                            alert_count: inc.alert_count,
+                            alert_ids: members,
+                        });
                         g.incident = Some(inc);
                         self.counts.opened += 1;
                         joined.push((ri, id));
@@ -326,7 +370,16 @@ impl Correlator {
                 self.closed.pop_lru();
             }
             self.closed.put(k.clone(), Closed { id: inc.id.clone(), first_us: inc.first_us, last_us: inc.last_us, alert_count: inc.alert_count });
-            out.push(IncidentEvent { id: inc.id, rule: self.rules[k.0].name.clone(), group_key: k.1.clone(), status: Status::Closed, first_us: inc.first_us, last_us: inc.last_us, alert_count: inc.alert_count, alert_ids: inc.joined });
+            out.push(IncidentEvent {
+                id: inc.id,
+                rule: self.rules[k.0].name.clone(),
+                group_key: k.1.clone(),
+                status: Status::Closed,
+                first_us: inc.first_us,
+                last_us: inc.last_us,
+                alert_count: inc.alert_count,
+                alert_ids: inc.joined,
+            });
             self.counts.closed += 1;
         }
     }
@@ -348,7 +401,8 @@ impl Correlator {
         let groups = self.groups.iter().rev().map(|((r, k), g)| (self.rules[*r].name.as_str(), k.as_str(), g)).collect();
         let closed = self.closed.iter().rev().map(|((r, k), c)| (self.rules[*r].name.as_str(), k.as_str(), c)).collect();
         let c = &self.counts;
-        serde_json::to_writer(w, &Snap { groups, closed, counts: [c.opened, c.closed, c.groups_evicted, c.late_skipped, c.late_reevaluated, c.corrected] }).map_err(std::io::Error::other)
+        serde_json::to_writer(w, &Snap { groups, closed, counts: [c.opened, c.closed, c.groups_evicted, c.late_skipped, c.late_reevaluated, c.corrected] })
+            .map_err(std::io::Error::other)
     }
 
     /// Restores groups from [`Correlator::snapshot`]; groups of rules no longer configured
@@ -436,7 +490,16 @@ mod tests {
     const S: i64 = 1_000_000;
 
     fn a(ts: i64, sid: i64, src: &str, dst: &str, port: i32) -> AlertRecord {
-        AlertRecord { ts_us: ts * S, signature_id: sid, severity: 2, src_ip: src.into(), dest_ip: dst.into(), dest_port: Some(port), proto: "TCP".into(), ..Default::default() }
+        AlertRecord {
+            ts_us: ts * S,
+            signature_id: sid,
+            severity: 2,
+            src_ip: src.into(),
+            dest_ip: dst.into(),
+            dest_port: Some(port),
+            proto: "TCP".into(),
+            ..Default::default()
+        }
     }
 
     fn sel(name: &str, sids: &[i64]) -> Selector {
@@ -445,7 +508,14 @@ mod tests {
 
     #[test]
     fn value_count_fires_on_a_scan_and_not_on_a_near_miss() {
-        let rule = Rule { name: "scan".into(), selectors: vec![], group_by: vec![KeyField::SrcIp], timespan_us: 60 * S, condition: Condition::ValueCount { field: KeyField::DestPort, gte: 5 }, late: Default::default() };
+        let rule = Rule {
+            name: "scan".into(),
+            selectors: vec![],
+            group_by: vec![KeyField::SrcIp],
+            timespan_us: 60 * S,
+            condition: Condition::ValueCount { field: KeyField::DestPort, gte: 5 },
+            late: Default::default(),
+        };
         let mut c = Correlator::new(vec![rule], 1000);
         let mut out = Vec::new();
         // Near miss: 5 ports, but spread over more than 60 s.
@@ -475,8 +545,22 @@ mod tests {
     #[test]
     fn temporal_ordered_needs_the_order_temporal_does_not() {
         let sels = vec![sel("scan", &[1]), sel("exploit", &[2]), sel("c2", &[3])];
-        let ordered = Rule { name: "kill-chain".into(), selectors: sels.clone(), group_by: vec![KeyField::DestIp], timespan_us: 600 * S, condition: Condition::TemporalOrdered, late: Default::default() };
-        let any = Rule { name: "all-three".into(), selectors: sels, group_by: vec![KeyField::DestIp], timespan_us: 600 * S, condition: Condition::Temporal, late: Default::default() };
+        let ordered = Rule {
+            name: "kill-chain".into(),
+            selectors: sels.clone(),
+            group_by: vec![KeyField::DestIp],
+            timespan_us: 600 * S,
+            condition: Condition::TemporalOrdered,
+            late: Default::default(),
+        };
+        let any = Rule {
+            name: "all-three".into(),
+            selectors: sels,
+            group_by: vec![KeyField::DestIp],
+            timespan_us: 600 * S,
+            condition: Condition::Temporal,
+            late: Default::default(),
+        };
         let mut c = Correlator::new(vec![ordered, any], 1000);
         let mut out = Vec::new();
         // Wrong order on host A: c2, exploit, scan.
@@ -496,7 +580,14 @@ mod tests {
 
     #[test]
     fn event_count_with_out_of_order_alerts_and_group_cap() {
-        let rule = Rule { name: "burst".into(), selectors: vec![sel("s", &[7])], group_by: vec![KeyField::SrcIp], timespan_us: 10 * S, condition: Condition::EventCount { gte: 3 }, late: Default::default() };
+        let rule = Rule {
+            name: "burst".into(),
+            selectors: vec![sel("s", &[7])],
+            group_by: vec![KeyField::SrcIp],
+            timespan_us: 10 * S,
+            condition: Condition::EventCount { gte: 3 },
+            late: Default::default(),
+        };
         let mut c = Correlator::new(vec![rule], 2);
         let mut out = Vec::new();
         c.offer(&a(5, 7, "x", "y", 1), &mut out);

@@ -284,7 +284,17 @@ mod tests {
     const S: i64 = 1_000_000;
 
     fn alert(ts: i64, sid: i64, sev: i32, port: i32) -> AlertRecord {
-        AlertRecord { ts_us: ts * S, sensor: "s1".into(), signature_id: sid, severity: sev, src_ip: "10.0.0.1".into(), dest_ip: "10.0.0.2".into(), dest_port: Some(port), proto: "TCP".into(), ..Default::default() }
+        AlertRecord {
+            ts_us: ts * S,
+            sensor: "s1".into(),
+            signature_id: sid,
+            severity: sev,
+            src_ip: "10.0.0.1".into(),
+            dest_ip: "10.0.0.2".into(),
+            dest_port: Some(port),
+            proto: "TCP".into(),
+            ..Default::default()
+        }
     }
 
     #[test]

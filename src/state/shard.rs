@@ -316,7 +316,8 @@ impl Shards {
             .iter()
             .map(|(d, c)| json!({ "dedup": serde_json::from_str::<Value>(d).unwrap_or(Value::Null), "correlation": serde_json::from_str::<Value>(c).unwrap_or(Value::Null) }))
             .collect();
-        let concat = |part: &str, list: &str| -> Value { Value::Array(parts.iter().flat_map(|p| p[part][list].as_array().cloned().unwrap_or_default()).collect()) };
+        let concat =
+            |part: &str, list: &str| -> Value { Value::Array(parts.iter().flat_map(|p| p[part][list].as_array().cloned().unwrap_or_default()).collect()) };
         let sum = |part: &str, i: usize| -> u64 { parts.iter().map(|p| p[part]["counts"][i].as_u64().unwrap_or(0)).sum() };
         let mut dcounts = serde_json::Map::new();
         for name in ["first", "escalated", "suppressed", "evicted", "expired"] {

@@ -25,8 +25,8 @@ use super::dedup::{Decision, DedupConfig, Rollup};
 use super::shard::Shards;
 use super::watermark::Watermark;
 use super::{AlertRecord, LatePolicy};
-use crate::event::{ContextView, EventBatch};
 pub use crate::event::alert::alert_id;
+use crate::event::{ContextView, EventBatch};
 
 #[derive(Debug, Clone)]
 pub struct StateConfig {
@@ -47,10 +47,20 @@ pub struct StateConfig {
 
 impl Default for StateConfig {
     fn default() -> Self {
-        Self { enabled: true, allowed_lateness_us: 60_000_000, max_future_us: 300_000_000, idle_us: 30_000_000, dedup: DedupConfig::default(), rules: Vec::new(), max_groups: 100_000, context: ContextConfig::default(), late_policy: LatePolicy::default(), shards: 1 }
+        Self {
+            enabled: true,
+            allowed_lateness_us: 60_000_000,
+            max_future_us: 300_000_000,
+            idle_us: 30_000_000,
+            dedup: DedupConfig::default(),
+            rules: Vec::new(),
+            max_groups: 100_000,
+            context: ContextConfig::default(),
+            late_policy: LatePolicy::default(),
+            shards: 1,
+        }
     }
 }
-
 
 /// Event time between two walks over the dedup keys and correlation groups: roll-ups
 /// and closes are at most this late.
@@ -223,7 +233,8 @@ impl StateStage {
         let n = b.num_rows();
         let ts = col::<TimestampMicrosecondArray>(b, "timestamp");
         let s = |name: &str| col::<StringArray>(b, name);
-        let (sensor, sig, cat, src, dst, proto, raw, source) = (s("sensor"), s("alert_signature"), s("alert_category"), s("src_ip"), s("dest_ip"), s("proto"), s("raw"), s("source"));
+        let (sensor, sig, cat, src, dst, proto, raw, source) =
+            (s("sensor"), s("alert_signature"), s("alert_category"), s("src_ip"), s("dest_ip"), s("proto"), s("raw"), s("source"));
         let sid = col::<Int64Array>(b, "alert_signature_id");
         let sev = col::<Int32Array>(b, "alert_severity");
         let (sp, dp) = (col::<Int32Array>(b, "src_port"), col::<Int32Array>(b, "dest_port"));

@@ -39,7 +39,13 @@ pub fn replay(cfg: &mut Config, files: &[PathBuf]) -> Summary {
 /// [`replay`] with the files read as `format`.
 pub fn replay_as(cfg: &mut Config, files: &[PathBuf], format: alertflow::ingest::Format) -> Summary {
     let paths = files.iter().map(|p| p.display().to_string()).collect();
-    cfg.sources = vec![SourceConfig { name: "replay".into(), kind: SourceKind::File(alertflow::demo::replay_file_config(paths)), overflow: Overflow::Block, format, timezone: None }];
+    cfg.sources = vec![SourceConfig {
+        name: "replay".into(),
+        kind: SourceKind::File(alertflow::demo::replay_file_config(paths)),
+        overflow: Overflow::Block,
+        format,
+        timezone: None,
+    }];
     pipeline::run(cfg, Mode::ReadToEnd, Arc::new(AtomicBool::new(false)), None, None).expect("pipeline runs")
 }
 
@@ -112,14 +118,26 @@ pub fn read_archive(root: &Path) -> Vec<Row> {
             let i64c = |name: &str| b.column_by_name(name).unwrap().as_primitive::<Int64Type>().clone();
             let ts = b.column_by_name("timestamp").unwrap().as_primitive::<TimestampMicrosecondType>().clone();
             let (et, se, ii, si, di, pr, ap, ci, asg, ac, aa, so, raw) = (
-                s("event_type"), s("sensor"), s("in_iface"), s("src_ip"), s("dest_ip"), s("proto"), s("app_proto"), s("community_id"),
-                s("alert_signature"), s("alert_category"), s("alert_action"), s("source"), s("raw"),
+                s("event_type"),
+                s("sensor"),
+                s("in_iface"),
+                s("src_ip"),
+                s("dest_ip"),
+                s("proto"),
+                s("app_proto"),
+                s("community_id"),
+                s("alert_signature"),
+                s("alert_category"),
+                s("alert_action"),
+                s("source"),
+                s("raw"),
             );
             let (sp, dp, sev) = (i32c("src_port"), i32c("dest_port"), i32c("alert_severity"));
             let (fid, gid, sid, rev) = (i64c("flow_id"), i64c("alert_gid"), i64c("alert_signature_id"), i64c("alert_rev"));
             let os = |a: &arrow::array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
             let (sf, sv) = (i32c("syslog_facility"), i32c("syslog_severity"));
-            let (sh, sa, sp2, sm, sd, smsg) = (s("syslog_hostname"), s("syslog_app_name"), s("syslog_procid"), s("syslog_msgid"), s("syslog_structured_data"), s("syslog_message"));
+            let (sh, sa, sp2, sm, sd, smsg) =
+                (s("syslog_hostname"), s("syslog_app_name"), s("syslog_procid"), s("syslog_msgid"), s("syslog_structured_data"), s("syslog_message"));
             for i in 0..b.num_rows() {
                 rows.push(Row {
                     timestamp: ts.is_valid(i).then(|| ts.value(i)),
@@ -313,7 +331,10 @@ impl Rng {
 /// A seed for a randomized test: `ALERTFLOW_TEST_SEED` or the clock; printed so a failure
 /// can be repeated.
 pub fn seed(what: &str) -> u64 {
-    let seed = std::env::var("ALERTFLOW_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    let seed = std::env::var("ALERTFLOW_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
     eprintln!("{what} seed: {seed} (set ALERTFLOW_TEST_SEED to repeat)");
     seed
 }
