@@ -118,7 +118,7 @@ pub fn seed(h: &mut History, files: &[std::path::PathBuf], now_us: i64) -> Resul
     use parquet::arrow::ProjectionMask;
     let mut rows: Vec<(i64, i64, String, String)> = Vec::new();
     for f in files {
-        let file = std::fs::File::open(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let file = std::fs::File::open(f).map_err(|e| format!("{}: {e}", f.display()))?;
         let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| format!("{}: {e}", f.display()))?;
         let schema = b.schema().clone();
         let cols: Vec<usize> = ["timestamp", "alert_signature_id", "src_ip", "dest_ip"].iter().filter_map(|c| schema.index_of(c).ok()).collect();

@@ -682,11 +682,11 @@ mod tests {
         assert_eq!(hit(Probe::Url(Some("dl.example"), "/x.exe?id=7")).as_deref(), Some("dl.example/x.exe"), "query ignored when the indicator has none");
         assert_eq!(hit(Probe::Url(None, "http://dl.example/x.exe")).as_deref(), Some("dl.example/x.exe"), "absolute URL");
         assert_eq!(hit(Probe::Url(Some("dl.example"), "/y.exe")), None);
-        assert_eq!(hit(Probe::Hash("44D88612FEA8A8F36DE82E1278ABB02F")).is_some(), true);
-        assert_eq!(hit(Probe::Hash("3395856ce81f2b7382dee72602f798b642f14140")).is_some(), true);
-        assert_eq!(hit(Probe::Hash("275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f")).is_some(), true);
-        assert_eq!(hit(Probe::Ja4("t13d1516h2_8daaf6152771_02713d6af862")).is_some(), true);
-        assert_eq!(s.indicator(s.lookup(Probe::Ip("198.51.100.1".parse().unwrap())).unwrap()).description.as_deref(), Some("scanners"));
+        assert!(hit(Probe::Hash("44D88612FEA8A8F36DE82E1278ABB02F")).is_some());
+        assert!(hit(Probe::Hash("3395856ce81f2b7382dee72602f798b642f14140")).is_some());
+        assert!(hit(Probe::Hash("275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f")).is_some());
+        assert!(hit(Probe::Ja4("t13d1516h2_8daaf6152771_02713d6af862")).is_some());
+        assert_eq!(s.indicator(s.lookup(Probe::Ip("198.51.100.1".parse().unwrap())).unwrap()).description, Some("scanners"));
     }
 
     #[test]
@@ -720,7 +720,7 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert_eq!(s.skipped, Skipped(vec![("type email".into(), 1)]));
         let i = s.lookup(Probe::Ip("203.0.113.9".parse().unwrap())).unwrap();
-        assert_eq!((s.indicator(i).confidence, s.indicator(i).description.as_deref()), (80, Some("c2")));
+        assert_eq!((s.indicator(i).confidence, s.indicator(i).description), (80, Some("c2")));
         assert_eq!(s.indicator(s.lookup(Probe::Domain("bad.example")).unwrap()).confidence, 50);
         let e = IndicatorSet::load(b"indicator,type,confidence\n203.0.113.9,ip,80\nbad.exa", &o).unwrap_err();
         assert!(e.contains("CSV") && e.contains("3"), "a truncated last row: {e}");

@@ -149,8 +149,11 @@ pub struct Source<T> {
     load: LoadFn<T>,
     current: ArcSwapOption<Loaded<T>>,
     /// Modification time and length last looked at, and the hash of the content in use.
-    seen: Mutex<(Option<(SystemTime, u64)>, Option<String>)>,
+    seen: Mutex<SeenFile>,
 }
+
+/// A file's modification time and length, and the hash of the content in use.
+type SeenFile = (Option<(SystemTime, u64)>, Option<String>);
 
 /// What a reload attempt did.
 #[derive(Debug)]
