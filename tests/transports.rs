@@ -132,6 +132,26 @@ fn fast_log_and_syslog_alerts_archive_as_alerts() {
     assert_eq!(dead_letters(&dir2.path().join("a"))[0]["reason"], "invalid_fast_alert");
 }
 
+#[test]
+fn fast_log_alert_on_a_raw_packet_archives_without_addresses() {
+    // Suricata's fast.log for a packet without a decoded IP header: the packet in hex.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("fast.log");
+    let raw = "10/12/2023-14:02:11.123456  [**] [1:2200003:2] SURICATA IPv4 truncated packet [**] [Classification: Generic Protocol Command Decode] [Priority: 3] [**] [Raw pkt: 00 1B 21 3A 4C 5D 00 1C 7E 0A 44 20 08 00 45 00 ] [pcap file packet: 7]";
+    let ip = "10/12/2023-14:02:12.000001  [**] [1:2100498:7] GPL ATTACK_RESPONSE id check returned root [**] [Classification: Potentially Bad Traffic] [Priority: 2] {TCP} 192.0.2.10:80 -> 198.51.100.7:51234";
+    std::fs::write(&log, format!("{raw}\n{ip}\n")).unwrap();
+    let mut cfg = test_config(&dir.path().join("a"));
+    let s = replay_as(&mut cfg, &[log], Format::Fast);
+    assert_eq!((s.rows_archived, s.rejected.values().sum::<u64>()), (2, 0), "{s:?}");
+    let rows = read_archive(&dir.path().join("a"));
+    let r = rows.iter().find(|r| r.raw == raw).expect("the raw-packet alert is archived");
+    assert_eq!((r.event_type.as_deref(), r.alert_signature_id), (Some("alert"), Some(2_200_003)));
+    assert_eq!((r.src_ip.as_deref(), r.dest_ip.as_deref()), (None, None));
+    assert!(r.timestamp.is_some());
+    let r = rows.iter().find(|r| r.raw == ip).unwrap();
+    assert_eq!(r.src_ip.as_deref(), Some("192.0.2.10"));
+}
+
 fn logger(args: &[&str], msg: &str) {
     let st = Command::new("logger").args(args).arg(msg).status().expect("util-linux logger is installed");
     assert!(st.success(), "logger {args:?} failed");

@@ -14,6 +14,8 @@
 //! group is the port when the protocol has ports) or bracketed (`[2001:db8::1]:80`).
 //! `(null)` message or classification reads as `""`, as in EVE. Only TCP, UDP and SCTP
 //! carry ports: for other protocols (ICMP type/code, the `:0` of GRE) the ports are null.
+//! An alert on a packet without a decoded IP header carries `[Raw pkt: <hex> ]` instead
+//! of protocol and addresses: it is an alert without them.
 
 use crate::event::time::digits;
 use crate::parse::syslog::TimeHint;
@@ -35,6 +37,9 @@ pub struct FastAlert<'a> {
     pub src_port: Option<i32>,
     pub dest_ip: &'a str,
     pub dest_port: Option<i32>,
+    /// The packet's first bytes in hex when it had no IP header (then protocol and
+    /// addresses are empty).
+    pub raw_packet: Option<&'a str>,
 }
 
 /// Parses one fast alert. `None` when the text is not one.
@@ -67,15 +72,23 @@ pub fn parse_fast<'a>(line: &'a str, hint: TimeHint) -> Option<FastAlert<'a>> {
     }
     let body = rest[close + 1..].strip_prefix(' ').unwrap_or(&rest[close + 1..]);
 
-    // From the right: "{PROTO} src -> dst".
-    let brace = body.rfind(" {").map(|i| i + 1).or_else(|| body.starts_with('{').then_some(0))?;
-    let tail = &body[brace + 1..];
-    let pclose = tail.find('}')?;
-    out.proto = &tail[..pclose];
-    let (src, dst) = tail[pclose + 1..].trim().split_once(" -> ")?;
+    // From the right: "{PROTO} src -> dst", or the raw packet of one without an IP header.
+    let mut head;
+    let mut ends = None;
+    if let Some((h, hex)) = raw_packet(body) {
+        head = h;
+        out.raw_packet = Some(hex);
+    } else {
+        let brace = body.rfind(" {").map(|i| i + 1).or_else(|| body.starts_with('{').then_some(0))?;
+        let tail = &body[brace + 1..];
+        let pclose = tail.find('}')?;
+        out.proto = &tail[..pclose];
+        ends = Some(tail[pclose + 1..].trim().split_once(" -> ")?);
+        head = &body[..brace];
+    }
     // Each part is followed by exactly one space; the message keeps its own spaces.
     let one = |s: &'a str| s.strip_suffix(' ').unwrap_or(s);
-    let mut head = one(&body[..brace]);
+    head = one(head);
     if let Some(h) = head.strip_suffix(']') {
         if let Some(p) = h.rfind("[Priority: ") {
             out.priority = Some(h[p + 11..].trim().parse().ok()?);
@@ -92,11 +105,31 @@ pub fn parse_fast<'a>(line: &'a str, hint: TimeHint) -> Option<FastAlert<'a>> {
         head = one(h);
     }
     out.signature = null_empty(head);
-    out.proto = proto_name(out.proto);
-    let ported = matches!(out.proto.to_ascii_uppercase().as_str(), "TCP" | "UDP" | "SCTP");
-    (out.src_ip, out.src_port) = endpoint(src.trim(), ported)?;
-    (out.dest_ip, out.dest_port) = endpoint(dst.trim(), ported)?;
+    if let Some((src, dst)) = ends {
+        out.proto = proto_name(out.proto);
+        let ported = matches!(out.proto.to_ascii_uppercase().as_str(), "TCP" | "UDP" | "SCTP");
+        (out.src_ip, out.src_port) = endpoint(src.trim(), ported)?;
+        (out.dest_ip, out.dest_port) = endpoint(dst.trim(), ported)?;
+    }
     Some(out)
+}
+
+/// Suricata writes an alert on a packet without a decoded IP header with (up to 32 bytes
+/// of) the packet in hex instead of protocol and addresses:
+/// `… [Priority: 3] [**] [Raw pkt: 00 1B 21 … ] [pcap file packet: 7]` (the last part only
+/// when reading a pcap). Returns the text before the marker and the hex bytes.
+fn raw_packet(body: &str) -> Option<(&str, &str)> {
+    const MARK: &str = "[**] [Raw pkt:";
+    let i = body.rfind(MARK)?;
+    let after = &body[i + MARK.len()..];
+    let close = after.find(']')?;
+    let hex = after[..close].trim();
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit() || b == b' ') {
+        return None;
+    }
+    let rest = after[close + 1..].trim();
+    let pcap_ok = rest.strip_prefix("[pcap file packet: ").and_then(|r| r.strip_suffix(']')).is_some_and(|n| n.trim().parse::<u64>().is_ok());
+    (rest.is_empty() || pcap_ok).then_some((&body[..i], hex))
 }
 
 /// Protocol numbers fast.log prints for protocols it has no name for, named as EVE names
@@ -233,5 +266,23 @@ mod tests {
         assert_eq!((a.signature, a.category, a.src_ip, a.src_port), ("HTTP with [xor]", Some("Misc activity"), "2001:db8::1", Some(53)));
         assert!(parse_fast("hello [1:2:3] world", HINT).is_none());
         assert!(parse_fast("[1:2] x {TCP} a -> b", HINT).is_none());
+    }
+
+    #[test]
+    fn raw_packet_without_ip_header_is_an_alert_without_addresses() {
+        // As Suricata's alert-fastlog writes it: up to 32 bytes in hex, then the pcap packet.
+        let line = "10/12/2023-14:02:11.123456  [**] [1:2200003:2] SURICATA IPv4 truncated packet [**] [Classification: Generic Protocol Command Decode] [Priority: 3] [**] [Raw pkt: 00 1B 21 3A 4C 5D 00 1C 7E 0A 44 20 08 00 45 00 00 3C ] [pcap file packet: 7]";
+        let a = parse_fast(line, HINT).unwrap();
+        assert_eq!((a.gid, a.signature_id, a.rev), (1, 2_200_003, 2));
+        assert_eq!((a.signature, a.category, a.priority), ("SURICATA IPv4 truncated packet", Some("Generic Protocol Command Decode"), Some(3)));
+        assert_eq!((a.src_ip, a.dest_ip, a.proto, a.src_port, a.dest_port), ("", "", "", None, None));
+        assert_eq!(a.raw_packet, Some("00 1B 21 3A 4C 5D 00 1C 7E 0A 44 20 08 00 45 00 00 3C"));
+        // Live capture: no pcap part; an action in front.
+        let a = parse_fast("10/12/2023-14:02:11.123456  [Drop] [**] [1:9:1] m [**] [Classification: c] [Priority: 1] [**] [Raw pkt: FF ]", HINT).unwrap();
+        assert_eq!((a.signature, a.action, a.raw_packet), ("m", "blocked", Some("FF")));
+        // Near misses: not hex, something after the packet, no marker at all.
+        assert!(parse_fast("[1:9:1] m [Priority: 1] [**] [Raw pkt: ZZ ]", HINT).is_none());
+        assert!(parse_fast("[1:9:1] m [Priority: 1] [**] [Raw pkt: FF ] trailing", HINT).is_none());
+        assert!(parse_fast("[1:9:1] m [Priority: 1] [**]", HINT).is_none());
     }
 }

@@ -81,11 +81,11 @@ fn alert_event<'a>(a: &FastAlert<'a>) -> EventView<'a> {
     EventView {
         timestamp_us: a.timestamp_us,
         event_type: Some("alert"),
-        src_ip: Some(a.src_ip),
+        src_ip: (!a.src_ip.is_empty()).then_some(a.src_ip),
         src_port: a.src_port,
-        dest_ip: Some(a.dest_ip),
+        dest_ip: (!a.dest_ip.is_empty()).then_some(a.dest_ip),
         dest_port: a.dest_port,
-        proto: StrOrInt::Str(a.proto),
+        proto: if a.proto.is_empty() { StrOrInt::Absent } else { StrOrInt::Str(a.proto) },
         alert: Some(AlertView {
             gid: Some(a.gid),
             signature_id: Some(a.signature_id),
