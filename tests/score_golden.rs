@@ -100,3 +100,83 @@ fn scoring_golden_cases() {
         }
     }
 }
+
+/// An incident still open across a restart keeps what its earlier alerts scored (the
+/// alert that opened it is a severity 1, the one after the restart a severity 3): the
+/// score, reasons and recommendations of its changes after the restart equal those of a
+/// run that never stopped.
+#[test]
+fn an_open_incident_keeps_its_score_and_reasons_across_a_restart() {
+    use alertflow::pipeline::alerts::AlertOutput;
+    let cfg = alertflow::config::Config::parse(
+        r#"
+[[state.rules]]
+name = "two alerts on one host"
+type = "event_count"
+group_by = ["dest_ip"]
+gte = 2
+timespan_secs = 600
+
+[[score.rules]]
+name = "severity 1"
+when = "alert.severity == 1"
+score = 80
+reason = "severity 1: {{alert.signature}}"
+
+[[score.rules]]
+name = "severity 3"
+when = "alert.severity >= 3"
+score = 10
+reason = "low severity"
+
+[[score.recommend]]
+name = "look"
+when = "alert.severity == 1"
+actions = ["look at {{dest.ip}}"]
+evidence = "{{alert.signature}}"
+"#,
+    )
+    .unwrap();
+    let alert = |t: i64, sid: i64, severity: i64| {
+        let mut e = toml::Table::new();
+        for (k, v) in [("t", t), ("sid", sid), ("severity", severity)] {
+            e.insert(k.into(), toml::Value::Integer(v));
+        }
+        alert_line(&e)
+    };
+    let batch = |lines: &[String]| {
+        let mut parser = EveParser::new(ParseLimits::default());
+        let mut b = EventBatchBuilder::with_capacity(lines.len(), 4096);
+        for l in lines {
+            parser.parse(l.as_bytes(), |v| b.append(v, v.timestamp_us.unwrap_or(0), "golden", l)).unwrap();
+        }
+        b.finish()
+    };
+    let now = |t: i64| (1_795_000_000 + t) * 1_000_000;
+    let run = |restart: bool| -> Vec<Value> {
+        let mut path = AlertPath::new(&cfg.state.engine, None, cfg.scorer.clone());
+        let mut lines = path.process(&batch(&[alert(0, 2, 3), alert(5, 1, 1)]), now(5)).lines;
+        if restart {
+            let snap = path.snapshot();
+            path = AlertPath::new(&cfg.state.engine, None, cfg.scorer.clone());
+            path.restore(&snap).unwrap();
+        }
+        lines.extend(path.process(&batch(&[alert(60, 3, 3)]), now(60)).lines);
+        let mut out = AlertOutput::default();
+        path.flush(&mut out);
+        lines.extend(out.lines);
+        lines.iter().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|v| v["type"] == "incident").collect()
+    };
+    let live = run(false);
+    let restarted = run(true);
+    let statuses: Vec<&str> = restarted.iter().map(|v| v["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["open", "closed"]);
+    assert_eq!(restarted, live, "the incident's changes after a restart equal a run that never stopped");
+    let closed = &restarted[1];
+    // The alert after the restart joined the incident before it closed.
+    assert_eq!(closed["alert_count"], 3);
+    assert_eq!((closed["score"].as_i64(), closed["priority"].as_str()), (Some(80), Some("high")));
+    let rules: Vec<&str> = closed["reasons"].as_array().unwrap().iter().map(|r| r["rule"].as_str().unwrap()).collect();
+    assert_eq!(rules, ["severity 1", "severity 3"]);
+    assert_eq!(closed["recommendations"][0]["rule"], "look");
+}
