@@ -463,13 +463,16 @@ fn sigma_correlations_fire_and_near_misses_do_not() {
     // Errors name the rule and the problem.
     let err = alertflow::state::sigma::load("name: x\ncorrelation:\n  type: event_count\n  rules: [nope]\n  timespan: 1h\n  condition: {gte: 1}\n", &selectors)
         .unwrap_err();
-    assert!(err.contains("no alert selector named `nope`"), "{err}");
+    assert_eq!(err.problem, alertflow::state::sigma::Problem::UnknownSelector("nope".into()));
+    assert_eq!((err.document, err.rule.as_deref()), (1, Some("x")));
+    assert!(err.to_string().contains("no alert selector named `nope`"), "{err}");
     let err = alertflow::state::sigma::load(
         "name: x\ncorrelation:\n  type: event_count\n  rules: [probe]\n  timespan: 1 fortnight\n  condition: {gte: 1}\n",
         &selectors,
     )
     .unwrap_err();
-    assert!(err.contains("timespan"), "{err}");
+    assert_eq!(err.problem, alertflow::state::sigma::Problem::BadTimespan("1 fortnight".into()));
+    assert!(err.to_string().contains("timespan"), "{err}");
 }
 
 /// A stream of alerts (repeats, scans, bursts, out of order, some late, some from the

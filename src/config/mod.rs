@@ -399,7 +399,9 @@ fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
             cx.error_at(&st, "sigma", format!("`{pattern}` matches no file"));
         }
         for f in files {
-            match std::fs::read_to_string(&f).map_err(|e| e.to_string()).and_then(|t| crate::state::sigma::load(&t, &selectors)) {
+            let loaded =
+                std::fs::read_to_string(&f).map_err(|e| e.to_string()).and_then(|t| crate::state::sigma::load(&t, &selectors).map_err(|e| e.to_string()));
+            match loaded {
                 Ok(loaded) => {
                     for mut r in loaded {
                         r.late = default_late;
@@ -564,8 +566,7 @@ fn read_score(cx: &mut Cx, root: &Tbl) -> Option<std::sync::Arc<crate::score::Sc
         if let Err(errs) = Scorer::new(std::slice::from_ref(r), &[], aggregator, thresholds) {
             ok = false;
             for e in errs {
-                let key = if e.contains(": reason:") { "reason" } else { "when" };
-                cx.error_at(t, key, e);
+                cx.error_at(t, e.part.key(), e.to_string());
             }
         }
     }
@@ -573,14 +574,7 @@ fn read_score(cx: &mut Cx, root: &Tbl) -> Option<std::sync::Arc<crate::score::Sc
         if let Err(errs) = Scorer::new(&[], std::slice::from_ref(r), aggregator, thresholds) {
             ok = false;
             for e in errs {
-                let key = if e.contains(": evidence:") {
-                    "evidence"
-                } else if e.contains(": actions:") {
-                    "actions"
-                } else {
-                    "when"
-                };
-                cx.error_at(t, key, e);
+                cx.error_at(t, e.part.key(), e.to_string());
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The asset inventory: a CSV of networks or addresses with a name, owner, criticality and
 //! tags, matched by longest prefix.
 
+use super::LoadError;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -29,19 +30,20 @@ impl AssetTable {
 
     /// Columns (header names, any order, any case): `cidr` (or `ip`, `network`), `name`,
     /// and optionally `owner`, `criticality`, `tags` (separated by `;`, `|` or spaces).
-    pub fn load(bytes: &[u8]) -> Result<AssetTable, String> {
+    pub fn load(bytes: &[u8]) -> Result<AssetTable, LoadError> {
         let mut r = csv::ReaderBuilder::new().comment(Some(b'#')).trim(csv::Trim::All).from_reader(bytes);
-        let headers = r.headers().map_err(|e| format!("CSV header: {e}"))?.clone();
+        let headers = r.headers().map_err(|e| LoadError::Format(format!("CSV header: {e}")))?.clone();
         let find = |names: &[&str]| headers.iter().position(|h| names.iter().any(|n| h.eq_ignore_ascii_case(n)));
-        let net_col = find(&["cidr", "ip", "network", "subnet", "address"]).ok_or("asset CSV needs a `cidr` (or `ip`, `network`) column")?;
-        let name_col = find(&["name", "hostname", "asset"]).ok_or("asset CSV needs a `name` column")?;
+        let net_col = find(&["cidr", "ip", "network", "subnet", "address"])
+            .ok_or_else(|| LoadError::Format("asset CSV needs a `cidr` (or `ip`, `network`) column".into()))?;
+        let name_col = find(&["name", "hostname", "asset"]).ok_or_else(|| LoadError::Format("asset CSV needs a `name` column".into()))?;
         let (owner, crit, tags) = (find(&["owner", "team"]), find(&["criticality", "priority", "tier"]), find(&["tags", "tag", "labels"]));
         let mut t = AssetTable::default();
         for rec in r.records() {
-            let rec = rec.map_err(|e| format!("CSV: {e}"))?;
+            let rec = rec.map_err(|e| LoadError::Format(format!("CSV: {e}")))?;
             let line = rec.position().map_or(0, |p| p.line());
             let net = rec.get(net_col).unwrap_or("");
-            let (addr, len) = parse_cidr(net).ok_or_else(|| format!("line {line}: `{net}` is not an IP address or CIDR"))?;
+            let (addr, len) = parse_cidr(net).ok_or_else(|| LoadError::Format(format!("line {line}: `{net}` is not an IP address or CIDR")))?;
             let get = |c: Option<usize>| c.and_then(|c| rec.get(c)).filter(|s| !s.is_empty()).map(Into::into);
             let network = if (addr.is_ipv4() && len == 32) || (addr.is_ipv6() && len == 128) { addr.to_string() } else { format!("{addr}/{len}") };
             let asset = Asset {
@@ -55,11 +57,11 @@ impl AssetTable {
                     .unwrap_or_default(),
             };
             if t.table.insert(addr, len, Arc::new(asset)).is_some() {
-                return Err(format!("line {line}: `{net}` is listed twice"));
+                return Err(LoadError::Format(format!("line {line}: `{net}` is listed twice")));
             }
         }
         if t.is_empty() {
-            return Err("the asset inventory has no rows".into());
+            return Err(LoadError::Format("the asset inventory has no rows".into()));
         }
         Ok(t)
     }
@@ -81,7 +83,7 @@ mod tests {
         assert_eq!(name("2001:db8:ab::9").as_deref(), Some("v6-corp"));
         let db = t.lookup("10.20.30.40".parse().unwrap()).unwrap();
         assert_eq!((db.criticality_level(), db.tags.len(), db.owner.as_deref()), (4, 2, Some("dba")));
-        assert!(AssetTable::load(b"cidr,name\n10.0.0.0/8,a\n10.0.0.0/33,b\n").unwrap_err().contains("line 3"));
-        assert!(AssetTable::load(b"cidr,name,owner\n10.0.0.0/8,a,x\n10.1.0.0/16,b").unwrap_err().contains("CSV"));
+        assert!(AssetTable::load(b"cidr,name\n10.0.0.0/8,a\n10.0.0.0/33,b\n").unwrap_err().to_string().contains("line 3"));
+        assert!(AssetTable::load(b"cidr,name,owner\n10.0.0.0/8,a,x\n10.1.0.0/16,b").unwrap_err().to_string().contains("CSV"));
     }
 }

@@ -3,7 +3,9 @@
 
 use std::net::IpAddr;
 
-use maxminddb::{geoip2, Reader};
+use maxminddb::{geoip2, MaxMindDbError, Reader};
+
+use super::LoadError;
 
 pub use crate::event::enriched::{AsInfo, Place};
 
@@ -30,18 +32,21 @@ fn b(s: Option<&str>) -> Option<Box<str>> {
 
 impl GeoDb {
     /// Reads a database; `want` says which kind the configuration expects.
-    pub fn load(bytes: Vec<u8>, want: DbKind) -> Result<GeoDb, String> {
-        let reader = Reader::from_source(bytes).map_err(|e| format!("not a MaxMind DB: {e}"))?;
+    pub fn load(bytes: Vec<u8>, want: DbKind) -> Result<GeoDb, LoadError> {
+        let reader = Reader::from_source(bytes).map_err(|e| LoadError::Database(format!("not a MaxMind DB: {e}")))?;
         let t = reader.metadata().database_type.clone();
         let kind = if t.contains("ASN") {
             DbKind::Asn
         } else if t.contains("City") || t.contains("Country") {
             DbKind::City
         } else {
-            return Err(format!("database type `{t}` is neither a City/Country nor an ASN database"));
+            return Err(LoadError::Database(format!("database type `{t}` is neither a City/Country nor an ASN database")));
         };
         if kind != want {
-            return Err(format!("database type `{t}` is not the {} database this source expects", if want == DbKind::Asn { "ASN" } else { "City/Country" }));
+            return Err(LoadError::Database(format!(
+                "database type `{t}` is not the {} database this source expects",
+                if want == DbKind::Asn { "ASN" } else { "City/Country" }
+            )));
         }
         Ok(GeoDb { reader, kind })
     }
@@ -50,9 +55,9 @@ impl GeoDb {
         &self.reader.metadata().database_type
     }
 
-    pub fn place(&self, ip: IpAddr) -> Result<Option<Place>, String> {
-        let r = self.reader.lookup(ip).map_err(|e| e.to_string())?;
-        let Some(c) = r.decode::<geoip2::City>().map_err(|e| e.to_string())? else { return Ok(None) };
+    pub fn place(&self, ip: IpAddr) -> Result<Option<Place>, MaxMindDbError> {
+        let r = self.reader.lookup(ip)?;
+        let Some(c) = r.decode::<geoip2::City>()? else { return Ok(None) };
         Ok(Some(Place {
             country: b(c.country.iso_code),
             country_name: b(c.country.names.english),
@@ -67,16 +72,16 @@ impl GeoDb {
         }))
     }
 
-    pub fn asn(&self, ip: IpAddr) -> Result<Option<AsInfo>, String> {
-        let r = self.reader.lookup(ip).map_err(|e| e.to_string())?;
-        let Some(a) = r.decode::<geoip2::Asn>().map_err(|e| e.to_string())? else { return Ok(None) };
+    pub fn asn(&self, ip: IpAddr) -> Result<Option<AsInfo>, MaxMindDbError> {
+        let r = self.reader.lookup(ip)?;
+        let Some(a) = r.decode::<geoip2::Asn>()? else { return Ok(None) };
         Ok(Some(AsInfo { number: a.autonomous_system_number, organization: b(a.autonomous_system_organization) }))
     }
 
     /// The network holding `ip` and its whole record as JSON (for tests and tooling).
-    pub fn record_json(&self, ip: IpAddr) -> Result<Option<(String, serde_json::Value)>, String> {
-        let r = self.reader.lookup(ip).map_err(|e| e.to_string())?;
-        let net = r.network().map_err(|e| e.to_string())?.to_string();
-        Ok(r.decode::<serde_json::Value>().map_err(|e| e.to_string())?.map(|v| (net, v)))
+    pub fn record_json(&self, ip: IpAddr) -> Result<Option<(String, serde_json::Value)>, MaxMindDbError> {
+        let r = self.reader.lookup(ip)?;
+        let net = r.network()?.to_string();
+        Ok(r.decode::<serde_json::Value>()?.map(|v| (net, v)))
     }
 }

@@ -110,24 +110,33 @@ impl History {
     }
 }
 
+/// An archived segment that could not be read while seeding.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct SeedError {
+    pub path: std::path::PathBuf,
+    pub message: String,
+}
+
 /// Counts the alerts of the last week in archived `alerts` segments (oldest first), so
 /// history survives a restart; returns how many.
-pub fn seed(h: &mut History, files: &[std::path::PathBuf], now_us: i64) -> Result<usize, String> {
+pub fn seed(h: &mut History, files: &[std::path::PathBuf], now_us: i64) -> Result<usize, SeedError> {
     use arrow::array::{Array, Int64Array, StringArray, TimestampMicrosecondArray};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use parquet::arrow::ProjectionMask;
     let mut rows: Vec<(i64, i64, String, String)> = Vec::new();
     for f in files {
-        let file = std::fs::File::open(f).map_err(|e| format!("{}: {e}", f.display()))?;
-        let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| format!("{}: {e}", f.display()))?;
+        let err = |e: &dyn std::fmt::Display| SeedError { path: f.clone(), message: e.to_string() };
+        let file = std::fs::File::open(f).map_err(|e| err(&e))?;
+        let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(&e))?;
         let schema = b.schema().clone();
         let cols: Vec<usize> = ["timestamp", "alert_signature_id", "src_ip", "dest_ip"].iter().filter_map(|c| schema.index_of(c).ok()).collect();
         if cols.len() != 4 {
             continue;
         }
         let mask = ProjectionMask::roots(b.parquet_schema(), cols);
-        for batch in b.with_projection(mask).build().map_err(|e| e.to_string())? {
-            let batch = batch.map_err(|e| e.to_string())?;
+        for batch in b.with_projection(mask).build().map_err(|e| err(&e))? {
+            let batch = batch.map_err(|e| err(&e))?;
             let ts = batch.column_by_name("timestamp").and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>()).cloned();
             let sid = batch.column_by_name("alert_signature_id").and_then(|c| c.as_any().downcast_ref::<Int64Array>()).cloned();
             let src = batch.column_by_name("src_ip").and_then(|c| c.as_any().downcast_ref::<StringArray>()).cloned();

@@ -3,6 +3,7 @@
 //! Loaded from plain lists, CSV, MISP JSON event exports and STIX 2.1 bundles; a load
 //! either yields a whole set or a clear error (the previous set stays in use).
 
+use super::LoadError;
 use std::borrow::Cow;
 use std::net::IpAddr;
 
@@ -285,10 +286,10 @@ impl IndicatorSet {
     }
 
     /// Adds one indicator of a known type; `Err` says why the value is not one.
-    pub fn add(&mut self, kind: Kind, value: &str, confidence: u8, description: Option<&str>) -> Result<(), String> {
+    pub fn add(&mut self, kind: Kind, value: &str, confidence: u8, description: Option<&str>) -> Result<(), LoadError> {
         self.room()?;
         let v = value.trim();
-        let bad = || format!("`{}` is not a valid {}", cut(v), kind.as_str());
+        let bad = || LoadError::BadValue { value: cut(v).to_string(), what: format!("a valid {}", kind.as_str()) };
         let norm: String = match kind {
             Kind::Ip => {
                 let (net, len) = parse_cidr(v).ok_or_else(bad)?;
@@ -326,9 +327,9 @@ impl IndicatorSet {
         Ok(())
     }
 
-    fn room(&self) -> Result<(), String> {
+    fn room(&self) -> Result<(), LoadError> {
         if self.cap > 0 && self.entries.len() >= self.cap {
-            return Err(format!("more than {} indicators (enrich.max_indicators_per_feed)", self.cap));
+            return Err(LoadError::TooMany(self.cap));
         }
         Ok(())
     }
@@ -473,8 +474,8 @@ impl IndicatorSet {
     /// Reads a feed. Structural problems (not JSON, a truncated CSV row, an invalid
     /// indicator or STIX pattern) reject the whole feed; well-formed entries of types
     /// alertflow does not match are skipped and counted.
-    pub fn load(bytes: &[u8], o: &LoadOptions) -> Result<IndicatorSet, String> {
-        let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+    pub fn load(bytes: &[u8], o: &LoadOptions) -> Result<IndicatorSet, LoadError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| LoadError::NotUtf8(e.to_string()))?;
         let mut set = IndicatorSet { cap: o.max_indicators, ..Default::default() };
         match o.format {
             Format::List => load_list(&mut set, text, o)?,
@@ -483,7 +484,7 @@ impl IndicatorSet {
             Format::Stix => super::stix::load(&mut set, text, o)?,
         }
         if set.is_empty() {
-            return Err(if set.skipped.total() > 0 {
+            return Err(LoadError::Format(if set.skipped.total() > 0 {
                 format!(
                     "no usable indicator ({} entries skipped: {})",
                     set.skipped.total(),
@@ -491,7 +492,7 @@ impl IndicatorSet {
                 )
             } else {
                 "the feed has no indicators".into()
-            });
+            }));
         }
         Ok(set)
     }
@@ -505,7 +506,7 @@ fn cut(s: &str) -> &str {
     &s[..end]
 }
 
-fn load_list(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), String> {
+fn load_list(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), LoadError> {
     set.entries.reserve(memchr::memchr_iter(b'\n', text.as_bytes()).count());
     set.text.reserve(text.len());
     for (n, line) in text.lines().enumerate() {
@@ -519,11 +520,15 @@ fn load_list(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), 
         // Some lists put a value per line followed by other columns.
         let value = value.split([' ', '\t', ',', ';']).next().unwrap_or(value);
         match o.kind {
-            Some(kind) => set.add(kind, value, o.confidence, comment).map_err(|e| format!("line {}: {e}", n + 1))?,
+            Some(kind) => set.add(kind, value, o.confidence, comment).map_err(|e| e.at(format!("line {}", n + 1)))?,
             None => {
-                set.room().map_err(|e| format!("line {}: {e}", n + 1))?;
+                set.room().map_err(|e| e.at(format!("line {}", n + 1)))?;
                 if set.add_detected(value, o.confidence, comment).is_none() {
-                    return Err(format!("line {}: `{}` is not an IP, CIDR, domain, URL, hash or JA4 (set `type` for the feed if it is)", n + 1, cut(value)));
+                    return Err(LoadError::Format(format!(
+                        "line {}: `{}` is not an IP, CIDR, domain, URL, hash or JA4 (set `type` for the feed if it is)",
+                        n + 1,
+                        cut(value)
+                    )));
                 }
             }
         }
@@ -531,17 +536,17 @@ fn load_list(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), 
     Ok(())
 }
 
-fn load_csv(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), String> {
+fn load_csv(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), LoadError> {
     let mut r = csv::ReaderBuilder::new().comment(Some(b'#')).trim(csv::Trim::All).from_reader(text.as_bytes());
-    let headers = r.headers().map_err(|e| format!("CSV header: {e}"))?.clone();
+    let headers = r.headers().map_err(|e| LoadError::Format(format!("CSV header: {e}")))?.clone();
     let find = |names: &[&str]| headers.iter().position(|h| names.iter().any(|n| h.eq_ignore_ascii_case(n)));
     let value_col = find(&["indicator", "value", "ioc", "observable"])
-        .ok_or_else(|| format!("CSV header has no `indicator` (or `value`, `ioc`) column: {:?}", headers.iter().collect::<Vec<_>>()))?;
+        .ok_or_else(|| LoadError::Format(format!("CSV header has no `indicator` (or `value`, `ioc`) column: {:?}", headers.iter().collect::<Vec<_>>())))?;
     let type_col = find(&["type", "kind", "indicator_type"]);
     let conf_col = find(&["confidence", "score"]);
     let desc_col = find(&["description", "comment", "threat", "tags"]);
     for rec in r.records() {
-        let rec = rec.map_err(|e| format!("CSV: {e}"))?;
+        let rec = rec.map_err(|e| LoadError::Format(format!("CSV: {e}")))?;
         let line = rec.position().map_or(0, |p| p.line());
         let value = rec.get(value_col).unwrap_or("");
         if value.is_empty() {
@@ -558,16 +563,16 @@ fn load_csv(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), S
             None => o.kind.or_else(|| detect(value)),
         };
         let Some(kind) = kind else {
-            return Err(format!("line {line}: `{}` is not an IP, CIDR, domain, URL, hash or JA4", cut(value)));
+            return Err(LoadError::Format(format!("line {line}: `{}` is not an IP, CIDR, domain, URL, hash or JA4", cut(value))));
         };
         let confidence = match conf_col.and_then(|c| rec.get(c)).filter(|c| !c.is_empty()) {
             Some(c) => match c.parse::<f64>() {
                 Ok(x) if (0.0..=100.0).contains(&x) => x.round() as u8,
-                _ => return Err(format!("line {line}: confidence `{}` is not a number from 0 to 100", cut(c))),
+                _ => return Err(LoadError::Format(format!("line {line}: confidence `{}` is not a number from 0 to 100", cut(c)))),
             },
             None => o.confidence,
         };
-        set.add(kind, value, confidence, desc_col.and_then(|c| rec.get(c))).map_err(|e| format!("line {line}: {e}"))?;
+        set.add(kind, value, confidence, desc_col.and_then(|c| rec.get(c))).map_err(|e| e.at(format!("line {line}")))?;
     }
     Ok(())
 }
@@ -594,8 +599,8 @@ fn misp_kinds(t: &str) -> Option<(Option<Kind>, Option<Kind>)> {
     }
 }
 
-fn load_misp(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), String> {
-    let doc: Value = serde_json::from_str(text).map_err(|e| format!("MISP export is not JSON: {e}"))?;
+fn load_misp(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), LoadError> {
+    let doc: Value = serde_json::from_str(text).map_err(|e| LoadError::Format(format!("MISP export is not JSON: {e}")))?;
     // `{"Event": …}`, `{"response": [{"Event": …}]}`, or a list of either.
     let mut events = Vec::new();
     fn collect<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
@@ -608,10 +613,10 @@ fn load_misp(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), 
     }
     collect(&doc, &mut events);
     if events.is_empty() {
-        return Err("MISP export has no `Event` object".into());
+        return Err(LoadError::Format("MISP export has no `Event` object".into()));
     }
     for ev in events {
-        let ev = ev.as_object().ok_or("MISP `Event` is not an object")?;
+        let ev = ev.as_object().ok_or_else(|| LoadError::Format("MISP `Event` is not an object".into()))?;
         // threat_level_id: 1 high, 2 medium, 3 low, 4 undefined.
         let conf = match ev.get("threat_level_id").and_then(|t| t.as_str().and_then(|s| s.parse::<u8>().ok()).or(t.as_u64().map(|n| n as u8))) {
             Some(1) => 90,
@@ -626,7 +631,7 @@ fn load_misp(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), 
         }
         for a in attrs {
             let (Some(t), Some(v)) = (a.get("type").and_then(Value::as_str), a.get("value").and_then(Value::as_str)) else {
-                return Err(format!("MISP attribute without `type` and `value`: {}", cut(&a.to_string())));
+                return Err(LoadError::Format(format!("MISP attribute without `type` and `value`: {}", cut(&a.to_string()))));
             };
             let to_ids = match a.get("to_ids") {
                 Some(Value::Bool(b)) => *b,
@@ -648,10 +653,10 @@ fn load_misp(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), 
             };
             let desc = a.get("comment").and_then(Value::as_str).filter(|c| !c.is_empty()).or(info);
             if let Some(k) = k1 {
-                set.add(k, v1, conf, desc).map_err(|e| format!("MISP attribute {t}: {e}"))?;
+                set.add(k, v1, conf, desc).map_err(|e| e.at(format!("MISP attribute {t}")))?;
             }
             if let (Some(k), Some(v2)) = (k2, v2) {
-                set.add(k, v2, conf, desc).map_err(|e| format!("MISP attribute {t}: {e}"))?;
+                set.add(k, v2, conf, desc).map_err(|e| e.at(format!("MISP attribute {t}")))?;
             }
         }
     }
@@ -662,7 +667,7 @@ fn load_misp(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), 
 mod tests {
     use super::*;
 
-    fn list(text: &str, kind: Option<Kind>) -> Result<IndicatorSet, String> {
+    fn list(text: &str, kind: Option<Kind>) -> Result<IndicatorSet, LoadError> {
         IndicatorSet::load(text.as_bytes(), &LoadOptions { format: Format::List, kind, ..Default::default() })
     }
 
@@ -703,12 +708,14 @@ mod tests {
     #[test]
     fn broken_lines_reject_the_feed_with_their_line() {
         let e = list("1.2.3.4\n1.2.3.\n", Some(Kind::Ip)).unwrap_err();
-        assert!(e.contains("line 2") && e.contains("1.2.3."), "{e}");
-        let e = list("1.2.3.4\nnot a thing at all!\n", None).unwrap_err();
+        assert_eq!(e, LoadError::BadValue { value: "1.2.3.".into(), what: "a valid ip".into() }.at("line 2"));
+        assert_eq!(e.to_string(), "line 2: `1.2.3.` is not a valid ip");
+        let e = list("1.2.3.4\nnot a thing at all!\n", None).unwrap_err().to_string();
         assert!(e.contains("line 2"), "{e}");
-        assert_eq!(list("# nothing\n\n", None).unwrap_err(), "the feed has no indicators");
+        assert_eq!(list("# nothing\n\n", None).unwrap_err().to_string(), "the feed has no indicators");
         let e = IndicatorSet::load(b"10.0.0.1\n10.0.0.2\n10.0.0.3\n", &LoadOptions { max_indicators: 2, ..Default::default() }).unwrap_err();
-        assert_eq!(e, "line 3: more than 2 indicators (enrich.max_indicators_per_feed)");
+        assert_eq!(e.to_string(), "line 3: more than 2 indicators (enrich.max_indicators_per_feed)");
+        assert_eq!(e.innermost(), &LoadError::TooMany(2));
     }
 
     #[test]
@@ -723,8 +730,9 @@ mod tests {
         assert_eq!((s.indicator(i).confidence, s.indicator(i).description), (80, Some("c2")));
         assert_eq!(s.indicator(s.lookup(Probe::Domain("bad.example")).unwrap()).confidence, 50);
         let e = IndicatorSet::load(b"indicator,type,confidence\n203.0.113.9,ip,80\nbad.exa", &o).unwrap_err();
+        let e = e.to_string();
         assert!(e.contains("CSV") && e.contains("3"), "a truncated last row: {e}");
-        let e = IndicatorSet::load(b"indicator,type,confidence\n203.0.113.9,ip,800\n", &o).unwrap_err();
+        let e = IndicatorSet::load(b"indicator,type,confidence\n203.0.113.9,ip,800\n", &o).unwrap_err().to_string();
         assert!(e.contains("confidence"), "{e}");
     }
 }

@@ -140,7 +140,46 @@ pub struct Loaded<T> {
     pub data: T,
 }
 
-type LoadFn<T> = Box<dyn Fn(Vec<u8>) -> Result<T, String> + Send + Sync>;
+type LoadFn<T> = Box<dyn Fn(Vec<u8>) -> Result<T, LoadError> + Send + Sync>;
+
+/// Why a source file was refused (the previous version stays in use).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LoadError {
+    /// Feeds and inventories are UTF-8 text.
+    #[error("not UTF-8: {0}")]
+    NotUtf8(String),
+    /// Not a MaxMind DB, or not the kind of database the source expects.
+    #[error("{0}")]
+    Database(String),
+    /// The file's structure: JSON or CSV syntax, the shape of a MISP export or a STIX
+    /// bundle, a pattern, a header, a column, an empty file.
+    #[error("{0}")]
+    Format(String),
+    /// A value that is not what its type says.
+    #[error("`{value}` is not {what}")]
+    BadValue { value: String, what: String },
+    /// More indicators than `enrich.max_indicators_per_feed`.
+    #[error("more than {0} indicators (enrich.max_indicators_per_feed)")]
+    TooMany(usize),
+    /// Where in the file: `line 3`, `indicator indicator--…`, `MISP attribute ip-dst`.
+    #[error("{at}: {source}")]
+    At { at: String, source: Box<LoadError> },
+}
+
+impl LoadError {
+    /// This error, at a place in the file.
+    pub fn at(self, at: impl Into<String>) -> Self {
+        LoadError::At { at: at.into(), source: Box::new(self) }
+    }
+
+    /// The error itself, without the places it is at.
+    pub fn innermost(&self) -> &LoadError {
+        match self {
+            LoadError::At { source, .. } => source.innermost(),
+            e => e,
+        }
+    }
+}
 
 /// A file-backed table, swapped whole on reload.
 pub struct Source<T> {
@@ -168,7 +207,7 @@ fn now_us() -> i64 {
 }
 
 impl<T> Source<T> {
-    pub fn new(name: impl Into<String>, path: PathBuf, load: impl Fn(Vec<u8>) -> Result<T, String> + Send + Sync + 'static) -> Self {
+    pub fn new(name: impl Into<String>, path: PathBuf, load: impl Fn(Vec<u8>) -> Result<T, LoadError> + Send + Sync + 'static) -> Self {
         Self { name: name.into(), path, load: Box::new(load), current: ArcSwapOption::empty(), seen: Mutex::new((None, None)) }
     }
 

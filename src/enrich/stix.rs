@@ -6,6 +6,7 @@
 //! indicators: they are skipped and counted. A pattern that is not valid STIX rejects the
 //! bundle.
 
+use super::LoadError;
 use serde_json::Value;
 
 use super::intel::{IndicatorSet, Kind, LoadOptions};
@@ -21,11 +22,11 @@ enum Tok {
     Op(String),
 }
 
-fn tokenize(p: &str) -> Result<Vec<Tok>, String> {
+fn tokenize(p: &str) -> Result<Vec<Tok>, LoadError> {
     let b = p.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
-    let quoted = |i: &mut usize| -> Result<String, String> {
+    let quoted = |i: &mut usize| -> Result<String, LoadError> {
         // b[*i] == '\''
         let mut s = String::new();
         *i += 1;
@@ -33,13 +34,13 @@ fn tokenize(p: &str) -> Result<Vec<Tok>, String> {
         let mut seg_start = start;
         loop {
             match b.get(*i) {
-                None => return Err(format!("unterminated string starting at offset {}", start - 1)),
+                None => return Err(LoadError::Format(format!("unterminated string starting at offset {}", start - 1))),
                 Some(b'\\') => {
                     s.push_str(&p[seg_start..*i]);
                     match b.get(*i + 1) {
                         Some(b'\'') => s.push('\''),
                         Some(b'\\') => s.push('\\'),
-                        _ => return Err(format!("invalid escape at offset {}", *i)),
+                        _ => return Err(LoadError::Format(format!("invalid escape at offset {}", *i))),
                     }
                     *i += 2;
                     seg_start = *i;
@@ -66,7 +67,7 @@ fn tokenize(p: &str) -> Result<Vec<Tok>, String> {
                 let two = p.get(i..i + 2).filter(|s| matches!(*s, "!=" | "<=" | ">="));
                 let op = two.unwrap_or(&p[i..i + 1]);
                 if op == "!" {
-                    return Err(format!("`!` without `=` at offset {i}"));
+                    return Err(LoadError::Format(format!("`!` without `=` at offset {i}")));
                 }
                 out.push(Tok::Op(op.to_string()));
                 i += op.len();
@@ -86,7 +87,7 @@ fn tokenize(p: &str) -> Result<Vec<Tok>, String> {
                 }
                 out.push(Tok::Word(w));
             }
-            c => return Err(format!("unexpected `{}` at offset {i}", c as char)),
+            c => return Err(LoadError::Format(format!("unexpected `{}` at offset {i}", c as char))),
         }
     }
     Ok(out)
@@ -94,7 +95,7 @@ fn tokenize(p: &str) -> Result<Vec<Tok>, String> {
 
 /// The comparisons of a pattern when it is an OR of `=`s, else `Ok(None)` (valid, not
 /// supported); `Err` when it is not a valid pattern.
-fn comparisons(pattern: &str) -> Result<Option<Vec<(String, String)>>, String> {
+fn comparisons(pattern: &str) -> Result<Option<Vec<(String, String)>>, LoadError> {
     let toks = tokenize(pattern)?;
     let mut depth = 0i32;
     let mut brackets = 0usize;
@@ -106,7 +107,7 @@ fn comparisons(pattern: &str) -> Result<Option<Vec<(String, String)>>, String> {
         match &toks[i] {
             Tok::Open | Tok::LParen => {
                 if !expect_operand {
-                    return Err("missing OR/AND between expressions".into());
+                    return Err(LoadError::Format("missing OR/AND between expressions".into()));
                 }
                 if toks[i] == Tok::Open {
                     brackets += 1;
@@ -116,7 +117,7 @@ fn comparisons(pattern: &str) -> Result<Option<Vec<(String, String)>>, String> {
             Tok::Close | Tok::RParen => {
                 depth -= 1;
                 if depth < 0 || expect_operand {
-                    return Err("unbalanced brackets or an empty expression".into());
+                    return Err(LoadError::Format("unbalanced brackets or an empty expression".into()));
                 }
             }
             Tok::Word(w) if !expect_operand => match w.as_str() {
@@ -128,15 +129,15 @@ fn comparisons(pattern: &str) -> Result<Option<Vec<(String, String)>>, String> {
                 // Qualifiers: `WITHIN 5 SECONDS`, `REPEATS 3 TIMES`, `START t'…' STOP t'…'`.
                 "WITHIN" | "REPEATS" | "START" | "STOP" | "SECONDS" | "TIMES" => supported = false,
                 w if w.bytes().all(|c| c.is_ascii_digit()) || w == "t" => supported = false,
-                other => return Err(format!("unexpected `{other}`")),
+                other => return Err(LoadError::Format(format!("unexpected `{other}`"))),
             },
             Tok::Str(_) if !expect_operand => supported = false, // a qualifier's timestamp
             Tok::Word(path) => {
                 if depth == 0 {
-                    return Err(format!("comparison `{path}` outside brackets"));
+                    return Err(LoadError::Format(format!("comparison `{path}` outside brackets")));
                 }
                 if !path.contains(':') {
-                    return Err(format!("`{path}` is not an object path (type:property)"));
+                    return Err(LoadError::Format(format!("`{path}` is not an object path (type:property)")));
                 }
                 let mut j = i + 1;
                 let mut negated = false;
@@ -147,7 +148,7 @@ fn comparisons(pattern: &str) -> Result<Option<Vec<(String, String)>>, String> {
                 let op = match toks.get(j) {
                     Some(Tok::Op(o)) => o.clone(),
                     Some(Tok::Word(w)) if matches!(w.as_str(), "LIKE" | "MATCHES" | "IN" | "ISSUBSET" | "ISSUPERSET") => w.clone(),
-                    _ => return Err(format!("`{path}` is not followed by an operator")),
+                    _ => return Err(LoadError::Format(format!("`{path}` is not followed by an operator"))),
                 };
                 j += 1;
                 match toks.get(j) {
@@ -170,23 +171,23 @@ fn comparisons(pattern: &str) -> Result<Option<Vec<(String, String)>>, String> {
                             j += 1;
                         }
                         if toks.get(j).is_none() {
-                            return Err("unterminated set".into());
+                            return Err(LoadError::Format("unterminated set".into()));
                         }
                         i = j;
                     }
-                    _ => return Err(format!("`{path} {op}` has no value")),
+                    _ => return Err(LoadError::Format(format!("`{path} {op}` has no value"))),
                 }
                 expect_operand = false;
             }
-            Tok::Str(_) | Tok::Op(_) => return Err("a value or operator where a comparison was expected".into()),
+            Tok::Str(_) | Tok::Op(_) => return Err(LoadError::Format("a value or operator where a comparison was expected".into())),
         }
         i += 1;
     }
     if depth != 0 {
-        return Err("unbalanced brackets".into());
+        return Err(LoadError::Format("unbalanced brackets".into()));
     }
     if brackets == 0 || expect_operand {
-        return Err("no observation expression ([…])".into());
+        return Err(LoadError::Format("no observation expression ([…])".into()));
     }
     Ok(supported.then_some(out))
 }
@@ -205,20 +206,20 @@ fn path_kind(path: &str) -> Option<Kind> {
     })
 }
 
-pub fn load(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), String> {
-    let doc: Value = serde_json::from_str(text).map_err(|e| format!("STIX bundle is not JSON: {e}"))?;
+pub fn load(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), LoadError> {
+    let doc: Value = serde_json::from_str(text).map_err(|e| LoadError::Format(format!("STIX bundle is not JSON: {e}")))?;
     if doc.get("type").and_then(Value::as_str) != Some("bundle") {
-        return Err("not a STIX bundle (`\"type\": \"bundle\"` expected)".into());
+        return Err(LoadError::Format("not a STIX bundle (`\"type\": \"bundle\"` expected)".into()));
     }
-    let objects = doc.get("objects").and_then(Value::as_array).ok_or("STIX bundle has no `objects` list")?;
+    let objects = doc.get("objects").and_then(Value::as_array).ok_or_else(|| LoadError::Format("STIX bundle has no `objects` list".into()))?;
     for obj in objects {
         let id = obj.get("id").and_then(Value::as_str).unwrap_or("?");
         match obj.get("type").and_then(Value::as_str) {
             Some("indicator") => {}
             Some(_) => continue,
-            None => return Err(format!("STIX object {id} has no `type`")),
+            None => return Err(LoadError::Format(format!("STIX object {id} has no `type`"))),
         }
-        let pattern = obj.get("pattern").and_then(Value::as_str).ok_or_else(|| format!("indicator {id} has no `pattern`"))?;
+        let pattern = obj.get("pattern").and_then(Value::as_str).ok_or_else(|| LoadError::Format(format!("indicator {id} has no `pattern`")))?;
         let pattern_type = obj.get("pattern_type").and_then(Value::as_str).unwrap_or("stix");
         if pattern_type != "stix" {
             set.skipped.add(format!("pattern_type {pattern_type}"));
@@ -229,7 +230,7 @@ pub fn load(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), S
             continue;
         }
         if let Some(until) = obj.get("valid_until").and_then(Value::as_str) {
-            let t: jiff::Timestamp = until.parse().map_err(|e| format!("indicator {id}: valid_until `{until}`: {e}"))?;
+            let t: jiff::Timestamp = until.parse().map_err(|e| LoadError::Format(format!("indicator {id}: valid_until `{until}`: {e}")))?;
             if o.now_us > 0 && t.as_microsecond() < o.now_us {
                 set.skipped.add("expired");
                 continue;
@@ -239,11 +240,11 @@ pub fn load(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), S
             None => o.confidence,
             Some(c) => match c.as_u64() {
                 Some(c) if c <= 100 => c as u8,
-                _ => return Err(format!("indicator {id}: confidence {c} is not 0–100")),
+                _ => return Err(LoadError::Format(format!("indicator {id}: confidence {c} is not 0–100"))),
             },
         };
         let desc = obj.get("name").or(obj.get("description")).and_then(Value::as_str);
-        let cmps = comparisons(pattern).map_err(|e| format!("indicator {id}: invalid pattern `{pattern}`: {e}"))?;
+        let cmps = comparisons(pattern).map_err(|e| e.at(format!("indicator {id}: invalid pattern `{pattern}`")))?;
         let Some(cmps) = cmps else {
             set.skipped.add("pattern needs more than one event (AND, FOLLOWEDBY, qualifiers, operators other than =)");
             continue;
@@ -254,7 +255,7 @@ pub fn load(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), S
         }
         for (path, value) in cmps {
             let kind = path_kind(&path).expect("checked");
-            set.add(kind, &value, confidence, desc).map_err(|e| format!("indicator {id}: {e}"))?;
+            set.add(kind, &value, confidence, desc).map_err(|e| e.at(format!("indicator {id}")))?;
         }
     }
     Ok(())

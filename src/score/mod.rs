@@ -89,8 +89,55 @@ enum Part {
     Expr(Program, String),
 }
 
+/// Which text of a rule a problem is in (its key in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RulePart {
+    When,
+    Reason,
+    Evidence,
+    Actions,
+}
+
+impl RulePart {
+    pub fn key(self) -> &'static str {
+        match self {
+            RulePart::When => "when",
+            RulePart::Reason => "reason",
+            RulePart::Evidence => "evidence",
+            RulePart::Actions => "actions",
+        }
+    }
+}
+
+/// What is wrong with one expression or template.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Problem {
+    /// The CEL expression does not parse.
+    #[error("{0}")]
+    Syntax(String),
+    #[error("`{{{{` without `}}}}` in `{0}`")]
+    Unclosed(String),
+    #[error("`{{{{ {expr} }}}}`: {message}")]
+    TemplateSyntax { expr: String, message: String },
+    #[error("unknown variable `{0}` (variables: {vars})", vars = VARIABLES.join(", "))]
+    UnknownVariable(String),
+    #[error("`{word}` is not a variable; {group} has: {known}", known = known.join(", "))]
+    UnknownField { word: String, group: String, known: Vec<&'static str> },
+}
+
+/// A scoring rule or recommendation that does not compile.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{kind} `{rule}`: {part}: {problem}", part = part.key())]
+pub struct ScoreError {
+    /// `rule` or `recommendation`.
+    pub kind: &'static str,
+    pub rule: String,
+    pub part: RulePart,
+    pub problem: Problem,
+}
+
 impl Template {
-    pub fn compile(s: &str) -> Result<Template, String> {
+    pub fn compile(s: &str) -> Result<Template, Problem> {
         let mut parts = Vec::new();
         let mut rest = s;
         while let Some(i) = rest.find("{{") {
@@ -98,9 +145,10 @@ impl Template {
                 parts.push(Part::Text(rest[..i].to_string()));
             }
             let after = &rest[i + 2..];
-            let end = after.find("}}").ok_or_else(|| format!("`{{{{` without `}}}}` in `{s}`"))?;
+            let end = after.find("}}").ok_or_else(|| Problem::Unclosed(s.to_string()))?;
             let expr = after[..end].trim();
-            parts.push(Part::Expr(Program::compile(expr).map_err(|e| format!("`{{{{ {expr} }}}}`: {e}"))?, expr.to_string()));
+            let program = Program::compile(expr).map_err(|e| Problem::TemplateSyntax { expr: expr.to_string(), message: e.to_string() })?;
+            parts.push(Part::Expr(program, expr.to_string()));
             rest = &after[end + 2..];
         }
         if !rest.is_empty() {
@@ -216,19 +264,35 @@ pub struct Scorer {
     pub thresholds: Thresholds,
 }
 
-fn check_refs(p: &Program, what: &str) -> Result<(), String> {
+fn check_refs(p: &Program) -> Result<(), Problem> {
     let refs = p.references();
     for v in refs.variables() {
         if !VARIABLES.contains(&v) {
-            return Err(format!("{what}: unknown variable `{v}` (variables: {})", VARIABLES.join(", ")));
+            return Err(Problem::UnknownVariable(v.to_string()));
         }
     }
     Ok(())
 }
 
+/// A rule's `when`: compiles, names known variables and fields only.
+fn compile_when(text: &str) -> Result<Program, Problem> {
+    let p = Program::compile(text).map_err(|e| Problem::Syntax(e.to_string()))?;
+    check_refs(&p)?;
+    check_fields(text)?;
+    Ok(p)
+}
+
+/// A rule's template text: compiles, its expressions name known variables and fields only.
+fn compile_template(text: &str) -> Result<Template, Problem> {
+    let t = Template::compile(text)?;
+    t.programs().try_for_each(check_refs)?;
+    t.exprs().try_for_each(check_fields)?;
+    Ok(t)
+}
+
 /// Every `group.field` a rule's text names must be a variable (a typo would otherwise
 /// never match, silently).
-fn check_fields(text: &str, what: &str) -> Result<(), String> {
+fn check_fields(text: &str) -> Result<(), Problem> {
     let bytes = text.as_bytes();
     let mut i = 0;
     let mut in_str: Option<u8> = None;
@@ -269,8 +333,8 @@ fn check_fields(text: &str, what: &str) -> Result<(), String> {
                     }
                     let is_call = bytes.get(i) == Some(&b'(');
                     if !vars::NAMES.contains(&name) || (name != word && !is_call) {
-                        let close: Vec<&str> = vars::NAMES.iter().copied().filter(|n| n.starts_with(&format!("{group}."))).collect();
-                        return Err(format!("{what}: `{word}` is not a variable; {group} has: {}", close.join(", ")));
+                        let known: Vec<&'static str> = vars::NAMES.iter().copied().filter(|n| n.starts_with(&format!("{group}."))).collect();
+                        return Err(Problem::UnknownField { word: word.to_string(), group: group.to_string(), known });
                     }
                 }
             }
@@ -282,19 +346,14 @@ fn check_fields(text: &str, what: &str) -> Result<(), String> {
 }
 
 impl Scorer {
-    /// Compiles every rule; the error lists every rule that does not compile.
-    pub fn new(rules: &[RuleSpec], recommend: &[RecommendSpec], aggregator: Aggregator, thresholds: Thresholds) -> Result<Scorer, Vec<String>> {
+    /// Compiles every rule; the error lists every problem of every rule.
+    pub fn new(rules: &[RuleSpec], recommend: &[RecommendSpec], aggregator: Aggregator, thresholds: Thresholds) -> Result<Scorer, Vec<ScoreError>> {
         let mut errs = Vec::new();
         let mut out_rules = Vec::new();
         for r in rules {
-            let when = Program::compile(&r.when).map_err(|e| format!("rule `{}`: when: {e}", r.name)).and_then(|p| {
-                check_refs(&p, &format!("rule `{}`: when", r.name)).and_then(|_| check_fields(&r.when, &format!("rule `{}`: when", r.name))).map(|_| p)
-            });
-            let reason = Template::compile(&r.reason).map_err(|e| format!("rule `{}`: reason: {e}", r.name)).and_then(|t| {
-                t.programs().try_for_each(|p| check_refs(p, &format!("rule `{}`: reason", r.name)))?;
-                t.exprs().try_for_each(|x| check_fields(x, &format!("rule `{}`: reason", r.name)))?;
-                Ok(t)
-            });
+            let err = |part| move |problem| ScoreError { kind: "rule", rule: r.name.clone(), part, problem };
+            let when = compile_when(&r.when).map_err(err(RulePart::When));
+            let reason = compile_template(&r.reason).map_err(err(RulePart::Reason));
             match (when, reason) {
                 (Ok(w), Ok(t)) => {
                     out_rules.push((Arc::from(r.name.as_str()), ScoreRule { name: r.name.clone(), when: w, score: r.score, reason: t }));
@@ -304,20 +363,10 @@ impl Scorer {
         }
         let mut out_rec = Vec::new();
         for r in recommend {
-            let when = Program::compile(&r.when).map_err(|e| format!("recommendation `{}`: when: {e}", r.name)).and_then(|p| {
-                check_refs(&p, &format!("recommendation `{}`: when", r.name))
-                    .and_then(|_| check_fields(&r.when, &format!("recommendation `{}`: when", r.name)))
-                    .map(|_| p)
-            });
-            let tmpl = |what: &str, text: &str| {
-                Template::compile(text).map_err(|e| format!("recommendation `{}`: {what}: {e}", r.name)).and_then(|t| {
-                    t.programs().try_for_each(|p| check_refs(p, &format!("recommendation `{}`: {what}", r.name)))?;
-                    t.exprs().try_for_each(|x| check_fields(x, &format!("recommendation `{}`: {what}", r.name)))?;
-                    Ok(t)
-                })
-            };
-            let ev = tmpl("evidence", &r.evidence);
-            let actions: Result<Vec<Template>, String> = r.actions.iter().map(|a| tmpl("actions", a)).collect();
+            let err = |part| move |problem| ScoreError { kind: "recommendation", rule: r.name.clone(), part, problem };
+            let when = compile_when(&r.when).map_err(err(RulePart::When));
+            let ev = compile_template(&r.evidence).map_err(err(RulePart::Evidence));
+            let actions: Result<Vec<Template>, ScoreError> = r.actions.iter().map(|a| compile_template(a).map_err(err(RulePart::Actions))).collect();
             match (when, ev, actions) {
                 (Ok(w), Ok(t), Ok(actions)) => {
                     out_rec.push((Arc::from(r.name.as_str()), RecommendRule { name: r.name.clone(), when: w, actions, evidence: t }));
@@ -467,9 +516,13 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.len(), 5, "{e:?}");
-        assert!(e[0].contains("rule `bad`") && e[1].contains("unknown variable `foo`") && e[2].contains("rule `tmpl`: reason"), "{e:?}");
-        assert!(e[3].contains("`alert.sevrity` is not a variable") && e[3].contains("alert.severity"), "{e:?}");
-        assert!(e[4].contains("`src.asset.nam` is not a variable"), "{e:?}");
+        assert!(matches!(&e[0], ScoreError { rule, part: RulePart::When, problem: Problem::Syntax(_), .. } if rule == "bad"), "{e:?}");
+        assert_eq!(e[1].problem, Problem::UnknownVariable("foo".into()));
+        assert!(matches!(&e[2], ScoreError { rule, part: RulePart::Reason, problem: Problem::Unclosed(_), .. } if rule == "tmpl"), "{e:?}");
+        let text: Vec<String> = e.iter().map(|x| x.to_string()).collect();
+        assert!(text[0].contains("rule `bad`") && text[1].contains("unknown variable `foo`") && text[2].contains("rule `tmpl`: reason"), "{text:?}");
+        assert!(text[3].contains("`alert.sevrity` is not a variable") && text[3].contains("alert.severity"), "{text:?}");
+        assert!(matches!(&e[4].problem, Problem::UnknownField { word, group, .. } if word == "src.asset.nam" && group == "src"), "{e:?}");
         // Methods on variables and names inside strings are fine.
         Scorer::new(
             &[rule("ok", "alert.category.contains('x.y') && alert.signature.startsWith('src.nope')", 1.0, "{{ alert.signature.size() }}")],
