@@ -14,9 +14,10 @@ pub mod hunt;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, RecvTimeoutError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use serde::Serialize;
 
 use crate::archive::{ArchiveError, ArchiveTotals};
@@ -24,7 +25,7 @@ use crate::config::{Config, SourceKind};
 use crate::deadletter::DeadLetter;
 use crate::event::stats::PipelineStats;
 use crate::ingest::file::FileSource;
-use crate::ingest::{net, unix, SourceCtx, SourceInfo};
+use crate::ingest::{net, unix, RawBatch, SourceCtx, SourceInfo};
 use crate::metrics as m;
 use crate::parse::stage::publish;
 use crate::parse::{EveParser, ParseLimits, ParseStage, ParsedBatch};
@@ -175,74 +176,9 @@ pub fn run(
     let (raw_tx, raw_rx) = bounded(cap);
     let (parsed_tx, parsed_rx) = bounded::<ParsedBatch>(cap);
 
-    let archive_health = health.clone();
-    let archive_dl = dead_letter.clone();
-    let archive_stop = shutdown.clone();
-    let raw_depth = raw_rx.clone();
-    let archive_thread = std::thread::Builder::new().name("archive".into()).spawn(move || -> Result<ArchiveTotals, ArchiveError> {
-        let tick = Duration::from_millis(100);
-        let mut last_commits = 0;
-        loop {
-            let res = match parsed_rx.recv_timeout(tick) {
-                Ok(batch) => archive.accept(batch),
-                Err(RecvTimeoutError::Timeout) => archive.tick(),
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            if let Err(e) = res {
-                metrics::counter!(m::ARCHIVE_ERRORS).increment(1);
-                archive_health.archive_failed.store(true, Ordering::Relaxed);
-                // Nothing more can be archived: stop the sources (an idle file source
-                // would otherwise wait forever).
-                archive_stop.store(true, Ordering::Relaxed);
-                return Err(e);
-            }
-            let t = archive.totals();
-            if t.commits != last_commits {
-                last_commits = t.commits;
-                archive_dl.flush();
-                archive_health.rows_sealed.store(t.rows_sealed, Ordering::Relaxed);
-                archive_health.commits.store(t.commits, Ordering::Relaxed);
-                archive_health.last_commit_unix.store((crate::event::time::wall_clock_us() / 1_000_000) as u64, Ordering::Relaxed);
-            }
-            metrics::gauge!(m::QUEUE_DEPTH, "stage" => "parse").set(raw_depth.len() as f64);
-            metrics::gauge!(m::QUEUE_DEPTH, "stage" => "archive").set(parsed_rx.len() as f64);
-        }
-        if mode == Mode::ReadToEnd {
-            // A replay is complete: open keys roll up, open incidents close.
-            archive.flush_alerts()?;
-        }
-        let t = archive.finish()?;
-        archive_dl.flush();
-        archive_health.rows_sealed.store(t.rows_sealed, Ordering::Relaxed);
-        Ok(t)
-    });
-    let archive_thread = archive_thread.expect("spawn archive thread");
+    let archive_thread = spawn_commit_thread(archive, parsed_rx, raw_rx.clone(), mode, health.clone(), dead_letter.clone(), shutdown.clone());
 
-    let limits = ParseLimits {
-        max_line_bytes: cfg.pipeline.max_line_bytes,
-        max_depth: cfg.pipeline.max_json_depth,
-        context: cfg.state.engine.enabled && cfg.state.engine.context.enabled,
-    };
-    let mut workers = Vec::new();
-    for i in 0..cfg.pipeline.parse_workers {
-        let (rx, tx, dl, st) = (raw_rx.clone(), parsed_tx.clone(), dead_letter.clone(), stats.clone());
-        workers.push(
-            std::thread::Builder::new()
-                .name(format!("parse-{i}"))
-                .spawn(move || {
-                    let mut stage = ParseStage::new(EveParser::new(limits), dl);
-                    for raw in rx {
-                        let parsed = stage.process(raw);
-                        publish(&parsed.stats);
-                        st.add(&parsed.stats);
-                        if tx.send(parsed).is_err() {
-                            break;
-                        }
-                    }
-                })
-                .expect("spawn parse worker"),
-        );
-    }
+    let workers = spawn_parse_workers(cfg, &raw_rx, &parsed_tx, &dead_letter, &stats);
     drop(raw_rx);
     drop(parsed_tx);
 
@@ -262,43 +198,8 @@ pub fn run(
             format: sc.format,
             stats: stats.clone(),
         };
-        let name = sc.name.clone();
-        let source_err = |source| PipelineError::Source { name: name.clone(), source };
-        let handle: std::thread::JoinHandle<std::io::Result<()>> = match &sc.kind {
-            SourceKind::File(fc) => {
-                let mut fc = fc.clone();
-                fc.follow = mode == Mode::Follow;
-                let resume = recovered.checkpoint.file_offsets(&sc.name);
-                resumed_files += resume.len();
-                let src = FileSource::new(fc, ctx, resume);
-                spawn_source(&name, move || src.run())
-            }
-            SourceKind::Stdin => spawn_source(&name, move || crate::ingest::stdin::run(ctx, std::io::stdin().lock())),
-            SourceKind::UnixStream(uc) => {
-                let l = unix::bind_stream(uc).map_err(source_err)?;
-                let uc = uc.clone();
-                spawn_source(&name, move || unix::run_stream(ctx, uc, l))
-            }
-            SourceKind::UnixDgram(uc) => {
-                let s = unix::bind_dgram(uc).map_err(source_err)?;
-                let uc = uc.clone();
-                spawn_source(&name, move || unix::run_dgram(ctx, uc, s))
-            }
-            SourceKind::SyslogUdp(uc) => {
-                let s = net::bind_udp(uc).map_err(source_err)?;
-                spawn_source(&name, move || net::run_udp(ctx, s))
-            }
-            SourceKind::SyslogTcp(tc) => {
-                let (l, tls) = net::bind_tcp(tc).map_err(source_err)?;
-                let tc = tc.clone();
-                spawn_source(&name, move || net::run_tcp(ctx, tc, l, tls))
-            }
-            SourceKind::Redis(rc) => {
-                let resume = recovered.checkpoint.sources.get(&sc.name).and_then(|s| s.redis.clone());
-                let src = crate::ingest::redis::RedisSource::new(ctx, rc.clone(), sealed.clone(), resume);
-                spawn_source(&name, move || src.run())
-            }
-        };
+        let (handle, resumed) = start_source(sc, ctx, mode, &recovered.checkpoint, &sealed)?;
+        resumed_files += resumed;
         source_threads.push((sc.name.clone(), handle));
     }
     drop(raw_tx);
@@ -357,6 +258,145 @@ fn start_enrichment(cfg: &Config) -> crate::enrich::EnrichRuntime {
     let mut config = cfg.enrich.clone();
     config.history_seed = crate::archive::layout::recent_files(&cfg.archive.root, crate::archive::Table::Alerts.dir(), 8, crate::event::time::wall_clock_us());
     EnrichRuntime { sources, config }
+}
+
+/// The commit coordinator's thread: takes parsed batches in order, ticks every 100 ms
+/// (idle seals, event time moving on), and stops the sources when the archive fails.
+fn spawn_commit_thread(
+    mut archive: Committer,
+    parsed_rx: Receiver<ParsedBatch>,
+    raw_depth: Receiver<RawBatch>,
+    mode: Mode,
+    archive_health: Arc<Health>,
+    archive_dl: Arc<DeadLetter>,
+    archive_stop: Arc<AtomicBool>,
+) -> JoinHandle<Result<ArchiveTotals, ArchiveError>> {
+    std::thread::Builder::new()
+        .name("archive".into())
+        .spawn(move || -> Result<ArchiveTotals, ArchiveError> {
+            let tick = Duration::from_millis(100);
+            let mut last_commits = 0;
+            loop {
+                let res = match parsed_rx.recv_timeout(tick) {
+                    Ok(batch) => archive.accept(batch),
+                    Err(RecvTimeoutError::Timeout) => archive.tick(),
+                    Err(RecvTimeoutError::Disconnected) => break,
+                };
+                if let Err(e) = res {
+                    metrics::counter!(m::ARCHIVE_ERRORS).increment(1);
+                    archive_health.archive_failed.store(true, Ordering::Relaxed);
+                    // Nothing more can be archived: stop the sources (an idle file source
+                    // would otherwise wait forever).
+                    archive_stop.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+                let t = archive.totals();
+                if t.commits != last_commits {
+                    last_commits = t.commits;
+                    archive_dl.flush();
+                    archive_health.rows_sealed.store(t.rows_sealed, Ordering::Relaxed);
+                    archive_health.commits.store(t.commits, Ordering::Relaxed);
+                    archive_health.last_commit_unix.store((crate::event::time::wall_clock_us() / 1_000_000) as u64, Ordering::Relaxed);
+                }
+                metrics::gauge!(m::QUEUE_DEPTH, "stage" => "parse").set(raw_depth.len() as f64);
+                metrics::gauge!(m::QUEUE_DEPTH, "stage" => "archive").set(parsed_rx.len() as f64);
+            }
+            if mode == Mode::ReadToEnd {
+                // A replay is complete: open keys roll up, open incidents close.
+                archive.flush_alerts()?;
+            }
+            let t = archive.finish()?;
+            archive_dl.flush();
+            archive_health.rows_sealed.store(t.rows_sealed, Ordering::Relaxed);
+            Ok(t)
+        })
+        .expect("spawn archive thread")
+}
+
+/// The parse workers: raw batches in, parsed batches out, each with its own parser.
+fn spawn_parse_workers(
+    cfg: &Config,
+    raw_rx: &Receiver<RawBatch>,
+    parsed_tx: &crossbeam_channel::Sender<ParsedBatch>,
+    dead_letter: &Arc<DeadLetter>,
+    stats: &Arc<PipelineStats>,
+) -> Vec<JoinHandle<()>> {
+    let limits = ParseLimits {
+        max_line_bytes: cfg.pipeline.max_line_bytes,
+        max_depth: cfg.pipeline.max_json_depth,
+        context: cfg.state.engine.enabled && cfg.state.engine.context.enabled,
+    };
+    let mut workers = Vec::new();
+    for i in 0..cfg.pipeline.parse_workers {
+        let (rx, tx, dl, st) = (raw_rx.clone(), parsed_tx.clone(), dead_letter.clone(), stats.clone());
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("parse-{i}"))
+                .spawn(move || {
+                    let mut stage = ParseStage::new(EveParser::new(limits), dl);
+                    for raw in rx {
+                        let parsed = stage.process(raw);
+                        publish(&parsed.stats);
+                        st.add(&parsed.stats);
+                        if tx.send(parsed).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .expect("spawn parse worker"),
+        );
+    }
+    workers
+}
+
+/// Binds (sockets) and starts one source on its own thread; returns the thread and how
+/// many of its files resume from the archive's positions.
+fn start_source(
+    sc: &crate::config::SourceConfig,
+    ctx: SourceCtx,
+    mode: Mode,
+    checkpoint: &crate::event::position::Checkpoint,
+    sealed: &Arc<crate::event::position::Sealed>,
+) -> Result<(JoinHandle<std::io::Result<()>>, usize), PipelineError> {
+    let name = sc.name.clone();
+    let source_err = |source| PipelineError::Source { name: name.clone(), source };
+    let mut resumed_files = 0;
+    let handle: std::thread::JoinHandle<std::io::Result<()>> = match &sc.kind {
+        SourceKind::File(fc) => {
+            let mut fc = fc.clone();
+            fc.follow = mode == Mode::Follow;
+            let resume = checkpoint.file_offsets(&sc.name);
+            resumed_files += resume.len();
+            let src = FileSource::new(fc, ctx, resume);
+            spawn_source(&name, move || src.run())
+        }
+        SourceKind::Stdin => spawn_source(&name, move || crate::ingest::stdin::run(ctx, std::io::stdin().lock())),
+        SourceKind::UnixStream(uc) => {
+            let l = unix::bind_stream(uc).map_err(source_err)?;
+            let uc = uc.clone();
+            spawn_source(&name, move || unix::run_stream(ctx, uc, l))
+        }
+        SourceKind::UnixDgram(uc) => {
+            let s = unix::bind_dgram(uc).map_err(source_err)?;
+            let uc = uc.clone();
+            spawn_source(&name, move || unix::run_dgram(ctx, uc, s))
+        }
+        SourceKind::SyslogUdp(uc) => {
+            let s = net::bind_udp(uc).map_err(source_err)?;
+            spawn_source(&name, move || net::run_udp(ctx, s))
+        }
+        SourceKind::SyslogTcp(tc) => {
+            let (l, tls) = net::bind_tcp(tc).map_err(source_err)?;
+            let tc = tc.clone();
+            spawn_source(&name, move || net::run_tcp(ctx, tc, l, tls))
+        }
+        SourceKind::Redis(rc) => {
+            let resume = checkpoint.sources.get(&sc.name).and_then(|s| s.redis.clone());
+            let src = crate::ingest::redis::RedisSource::new(ctx, rc.clone(), sealed.clone(), resume);
+            spawn_source(&name, move || src.run())
+        }
+    };
+    Ok((handle, resumed_files))
 }
 
 fn spawn_source(name: &str, f: impl FnOnce() -> std::io::Result<()> + Send + 'static) -> std::thread::JoinHandle<std::io::Result<()>> {
