@@ -1,9 +1,19 @@
 //! alertflow: a streaming alert processor for IDS output.
 //!
-//! Modules are declared in the order data flows through them:
-//! config → ingest (sources, framing) → parse → event (model, batches, time) → state
-//! (event-time dedup and correlation of alerts) → archive, wired together by `pipeline`; `api` serves metrics and health; `deadletter` keeps
-//! what was refused.
+//! ```text
+//! ingest ──RawBatch──► parse ──ParsedBatch──► pipeline::commit ──► archive (events)
+//!                                                   │
+//!                                                   ▼ alert path (pipeline::alerts)
+//!                                  state → enrich → score → output ──► archive (alerts,
+//!                                                                      incidents), JSON lines
+//! ```
+//!
+//! Every stage (`ingest`, `parse`, `state`, `enrich`, `score`, `output`, `archive`)
+//! stands on the floor (`event`: the models and hand-off types; `metrics`; `deadletter`)
+//! and imports no other stage. `pipeline` alone wires them: it owns the threads and
+//! channels, runs the alert path and the commit protocol. `config` turns text into each
+//! stage's own config type; `api` serves metrics and health; `demo` replays a sample.
+//! See ARCHITECTURE.md; `tests/architecture.rs` keeps the graph one-way.
 
 pub mod api;
 pub mod archive;
