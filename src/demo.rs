@@ -10,6 +10,8 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use crate::archive::layout::sealed_files;
+use crate::archive::Table;
 use crate::config::{Config, SourceConfig, SourceKind};
 use crate::ingest::file::{FileSourceConfig, StartAt};
 use crate::ingest::Overflow;
@@ -56,11 +58,11 @@ pub fn run(dir: &Path) -> anyhow::Result<DemoResult> {
     }];
     let summary = pipeline::run(&cfg, Mode::ReadToEnd, Arc::new(AtomicBool::new(false)), None, None)?;
 
-    let (rows_read_back, signatures) = read_back(&dir.join(crate::archive::EVENTS_TABLE))?;
+    let (rows_read_back, signatures) = read_back(dir)?;
     let mut top: Vec<(String, u64)> = signatures.into_iter().collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     top.truncate(5);
-    let (priorities, top_alert) = read_scores(&dir.join("alerts"))?;
+    let (priorities, top_alert) = read_scores(dir)?;
     Ok(DemoResult { summary, rows_read_back, top_signatures: top, priorities, top_alert, dir: dir.to_path_buf() })
 }
 
@@ -79,13 +81,10 @@ pub fn replay_file_config(paths: Vec<String>) -> FileSourceConfig {
 type Scores = (Vec<(String, u64)>, Option<(i32, String, Vec<String>)>);
 
 /// The `alerts` table: counts by priority and the highest-scored alert with its reasons.
-fn read_scores(table: &Path) -> anyhow::Result<Scores> {
+fn read_scores(root: &Path) -> anyhow::Result<Scores> {
     let mut by: BTreeMap<String, u64> = BTreeMap::new();
     let mut top: Option<(i32, String, Vec<String>)> = None;
-    for p in glob::glob(&format!("{}/**/*.parquet", table.display()))?.flatten() {
-        if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
-            continue;
-        }
+    for p in sealed_files(root, Table::Alerts.dir(), None) {
         for batch in ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&p)?)?.build()? {
             let batch = batch?;
             let (Some(pr), Some(sc), Some(sig), Some(rs)) =
@@ -117,27 +116,19 @@ fn read_scores(table: &Path) -> anyhow::Result<Scores> {
     Ok((v, top))
 }
 
-/// Reads every sealed segment back: row count and alert counts per signature.
-fn read_back(table: &Path) -> anyhow::Result<(usize, BTreeMap<String, u64>)> {
+/// Reads every sealed segment of `events` back: row count and alert counts per signature.
+fn read_back(root: &Path) -> anyhow::Result<(usize, BTreeMap<String, u64>)> {
     let mut rows = 0;
     let mut sigs = BTreeMap::new();
-    let mut stack = vec![table.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d)? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
-                let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&p)?)?.build()?;
-                for batch in reader {
-                    let batch = batch?;
-                    rows += batch.num_rows();
-                    let sig = batch.column_by_name("alert_signature").expect("alert_signature column").as_string::<i32>();
-                    for i in 0..sig.len() {
-                        if sig.is_valid(i) && !sig.value(i).is_empty() {
-                            *sigs.entry(sig.value(i).to_string()).or_insert(0) += 1;
-                        }
-                    }
+    for p in sealed_files(root, Table::Events.dir(), None) {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&p)?)?.build()?;
+        for batch in reader {
+            let batch = batch?;
+            rows += batch.num_rows();
+            let sig = batch.column_by_name("alert_signature").expect("alert_signature column").as_string::<i32>();
+            for i in 0..sig.len() {
+                if sig.is_valid(i) && !sig.value(i).is_empty() {
+                    *sigs.entry(sig.value(i).to_string()).or_insert(0) += 1;
                 }
             }
         }
