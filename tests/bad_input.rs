@@ -172,3 +172,22 @@ fn one_gib_line_without_newline_keeps_memory_bounded() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].source.as_deref(), Some("stdin"));
 }
+
+/// An attacker who controls a string in an event (a URL, a user agent) cannot remove the
+/// event or its alert with an escape JSON does not allow: a lone UTF-16 surrogate becomes
+/// U+FFFD in the typed columns, `raw` keeps the line byte for byte, the alert is decided.
+#[test]
+fn a_lone_surrogate_in_an_alert_does_not_remove_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("eve.json");
+    let alert = r#"{"timestamp":"2024-05-01T10:00:00.000001+0000","flow_id":7,"event_type":"alert","src_ip":"203.0.113.9","src_port":4444,"dest_ip":"10.0.0.2","dest_port":80,"proto":"TCP","alert":{"action":"allowed","gid":1,"signature_id":2000001,"rev":1,"signature":"ET WEB_SERVER probe \ud800","category":"Web Application Attack","severity":1},"http":{"hostname":"victim","url":"/a?\udfff=\ud800x","http_user_agent":"\ud83d"}}"#;
+    std::fs::write(&input, format!("{alert}\n{}\n", good(1))).unwrap();
+    let mut cfg = test_config(&dir.path().join("a"));
+    let s = replay(&mut cfg, &[input]);
+    assert_eq!((s.events, s.rejected.values().sum::<u64>(), s.alert_rows), (2, 0, 1), "{s:?}");
+    let rows = read_archive(&dir.path().join("a"));
+    let r = rows.iter().find(|r| r.event_type.as_deref() == Some("alert")).expect("the alert is archived");
+    assert_eq!(r.raw, alert, "raw keeps the line as it came");
+    assert_eq!(r.alert_signature.as_deref(), Some("ET WEB_SERVER probe \u{FFFD}"));
+    assert_eq!(r.alert_signature_id, Some(2_000_001));
+}

@@ -615,3 +615,30 @@ fn history_survives_a_restart_through_the_archive() {
     assert_eq!(h["pair"]["last_24h"], 2, "{h}");
     assert_eq!(h["signature"]["last_7d"], 2, "{h}");
 }
+
+/// Archived lines with Suricata's `\xNN` escapes or lone surrogates are not JSON as they
+/// are: the retro-hunt's lines carry them repaired, so every line it writes parses.
+#[test]
+fn retro_hunt_lines_are_json_when_the_archived_event_has_bad_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("archive");
+    let mut cfg = common::test_config(&root);
+    let input = dir.path().join("eve.json");
+    let http = r#"{"timestamp":"2024-05-01T10:00:00.000001+0000","flow_id":9,"event_type":"http","src_ip":"10.0.0.5","src_port":40000,"dest_ip":"198.51.100.7","dest_port":80,"proto":"TCP","http":{"hostname":"evil.example","url":"/a\x01b","http_user_agent":"x\ud800"}}"#;
+    write(&input, format!("{http}\n").as_bytes());
+    let s = common::replay(&mut cfg, std::slice::from_ref(&input));
+    assert_eq!((s.events, s.rejected.values().sum::<u64>()), (1, 0));
+    let feed = dir.path().join("feed.txt");
+    write(&feed, b"other.example\n");
+    cfg.enrich.intel = vec![FeedConfig { name: "hunt".into(), path: feed.clone(), format: None, kind: None, confidence: 80, to_ids_only: true }];
+    cfg.enrich.retro_hunt_days = 36_500;
+    let (sources, _) = Sources::open(&cfg.enrich);
+    write(&feed, b"other.example\nevil.example\n");
+    let hunt = alertflow::pipeline::hunt::RetroHunt::from_config(&cfg).unwrap();
+    hunt.start(sources.reload(false)).unwrap().join().unwrap();
+    let text = std::fs::read_to_string(root.join("_state/retro-hunt.jsonl")).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert_eq!(lines[0]["event"]["http"]["url"], "/a\u{1}b");
+    assert_eq!(lines[0]["event"]["http"]["http_user_agent"], "x\u{FFFD}");
+}

@@ -154,6 +154,8 @@ pub struct BatchStats {
     pub payload_invalid: u64,
     /// Syslog lines stored decoded as Latin-1.
     pub latin1: u64,
+    /// EVE lines kept by repairing escapes JSON does not allow (`\xNN`, lone surrogates).
+    pub repaired_escapes: u64,
 }
 
 impl BatchStats {

@@ -42,6 +42,8 @@ pub struct EveParser {
     tape: Option<Tape<'static>>,
     /// Per-field counts of unusable values since the last [`EveParser::take_field_errors`].
     field_errors: FieldErrors,
+    /// Lines kept by repairing their escapes since the last [`EveParser::take_repaired`].
+    repaired: u64,
 }
 
 /// What to archive for a line: the bytes that form `raw` (no terminator, BOM or prefix).
@@ -75,11 +77,18 @@ impl EveParser {
             scratch: Vec::with_capacity(4096 + simd_json::INPUT_PADDING),
             tape: Some(Tape::null().reset()),
             field_errors: [0; Field::COUNT],
+            repaired: 0,
         }
     }
 
     pub fn limits(&self) -> ParseLimits {
         self.limits
+    }
+
+    /// Returns and resets the count of lines kept by repairing escapes (`\xNN`, lone
+    /// surrogates).
+    pub fn take_repaired(&mut self) -> u64 {
+        std::mem::take(&mut self.repaired)
     }
 
     /// Returns and resets the per-field error counts.
@@ -104,9 +113,12 @@ impl EveParser {
         match first {
             Ok(r) => r,
             Err((too_deep, f)) => {
-                if !too_deep && memchr::memmem::find(line, b"\\x").is_some() {
+                if !too_deep && needs_repair(line) {
                     match self.try_parse(line, true, f) {
-                        Ok(r) => return r,
+                        Ok(r) => {
+                            self.repaired += 1;
+                            return r;
+                        }
                         Err((too_deep, _)) => return Err(classify(line, too_deep)),
                     }
                 }
@@ -169,33 +181,69 @@ fn classify(line: &[u8], too_deep: bool) -> RejectReason {
     }
 }
 
-/// Copies `line` into `scratch` followed by simd-json's padding, optionally rewriting
-/// `\xNN` escapes to `\u00NN`.
+/// Whether a line that did not parse has escapes [`repair_escapes`] may fix: Suricata's
+/// `\xNN`, or a `\uD800`–`\uDFFF` surrogate escape (which may be lone).
+fn needs_repair(line: &[u8]) -> bool {
+    memchr::memmem::find(line, b"\\x").is_some() || memchr::memmem::find_iter(line, b"\\u").any(|i| matches!(line.get(i + 2), Some(b'd' | b'D')))
+}
+
+/// The four hex digits after `\u` at `i` (the backslash), as a number.
+fn u_escape(line: &[u8], i: usize) -> Option<u16> {
+    if line.get(i + 1) != Some(&b'u') {
+        return None;
+    }
+    let hex = std::str::from_utf8(line.get(i + 2..i + 6)?).ok()?;
+    u16::from_str_radix(hex, 16).ok()
+}
+
+/// Appends `line` with the escapes JSON does not allow made valid: Suricata's `\xNN`
+/// becomes `\u00NN`, and a surrogate escape without its pair becomes `\ufffd` (the
+/// replacement character), so the event is kept and its alert decided. Returns how many
+/// escapes were rewritten.
+pub fn repair_escapes(line: &[u8], out: &mut Vec<u8>) -> usize {
+    let mut fixed = 0;
+    let mut i = 0;
+    while i < line.len() {
+        let b = line[i];
+        if b != b'\\' || i + 1 >= line.len() {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let next = line[i + 1];
+        if next == b'x' && i + 3 < line.len() && line[i + 2].is_ascii_hexdigit() && line[i + 3].is_ascii_hexdigit() {
+            out.extend_from_slice(b"\\u00");
+            out.push(line[i + 2]);
+            out.push(line[i + 3]);
+            fixed += 1;
+            i += 4;
+        } else if let Some(u) = u_escape(line, i).filter(|u| (0xD800..=0xDFFF).contains(u)) {
+            let paired = u < 0xDC00 && u_escape(line, i + 6).is_some_and(|l| (0xDC00..=0xDFFF).contains(&l));
+            if paired {
+                out.extend_from_slice(&line[i..i + 12]);
+                i += 12;
+            } else {
+                out.extend_from_slice(b"\\ufffd");
+                fixed += 1;
+                i += 6;
+            }
+        } else {
+            out.push(b);
+            out.push(next);
+            i += 2;
+        }
+    }
+    fixed
+}
+
+/// Copies `line` into `scratch` followed by simd-json's padding, optionally repairing its
+/// escapes ([`repair_escapes`]).
 fn fill_scratch(scratch: &mut Vec<u8>, line: &[u8], fix_escapes: bool) {
     scratch.clear();
     if !fix_escapes {
         scratch.extend_from_slice(line);
     } else {
-        let mut i = 0;
-        while i < line.len() {
-            let b = line[i];
-            if b == b'\\' && i + 1 < line.len() {
-                let next = line[i + 1];
-                if next == b'x' && i + 3 < line.len() && line[i + 2].is_ascii_hexdigit() && line[i + 3].is_ascii_hexdigit() {
-                    scratch.extend_from_slice(b"\\u00");
-                    scratch.push(line[i + 2]);
-                    scratch.push(line[i + 3]);
-                    i += 4;
-                } else {
-                    scratch.push(b);
-                    scratch.push(next);
-                    i += 2;
-                }
-            } else {
-                scratch.push(b);
-                i += 1;
-            }
-        }
+        repair_escapes(line, scratch);
     }
     scratch.resize(scratch.len() + simd_json::INPUT_PADDING, 0);
 }
@@ -456,6 +504,25 @@ mod tests {
         let v = parse(r#"{"timestamp":"2017-03-06T06:54:10Z","event_type":"http\x41","src_ip":"a\\x41"}"#).unwrap();
         assert_eq!(v.event_type, Some("httpA"));
         assert_eq!(v.src_ip, Some("a\\x41"));
+    }
+
+    #[test]
+    fn lone_surrogates_become_the_replacement_character_and_pairs_stay() {
+        // An attacker-controlled URL with a lone high surrogate must not remove the alert.
+        let line = r#"{"timestamp":"2017-03-06T06:54:10Z","event_type":"alert","src_ip":"a\ud800b","dest_ip":"x\uDC00","alert":{"signature":"pair \ud83d\ude00 end \ud83d"}}"#;
+        let mut p = EveParser::new(ParseLimits::default());
+        let (sig, src, dst) = p
+            .parse(line.as_bytes(), |v| (v.alert.as_ref().unwrap().signature.map(str::to_owned), v.src_ip.map(str::to_owned), v.dest_ip.map(str::to_owned)))
+            .unwrap();
+        assert_eq!(sig.as_deref(), Some("pair \u{1F600} end \u{FFFD}"));
+        assert_eq!((src.as_deref(), dst.as_deref()), (Some("a\u{FFFD}b"), Some("x\u{FFFD}")));
+        assert_eq!(p.take_repaired(), 1);
+        // A valid line is not counted; an escaped backslash before `u` is not an escape.
+        p.parse(br#"{"timestamp":"2017-03-06T06:54:10Z","src_ip":"\\ud800"}"#, |v| assert_eq!(v.src_ip, Some("\\ud800"))).unwrap();
+        assert_eq!(p.take_repaired(), 0);
+        let mut out = Vec::new();
+        assert_eq!(repair_escapes(br#"\ud800\ud800\udc00\x41\\ud800"#, &mut out), 2);
+        assert_eq!(out, br#"\ufffd\ud800\udc00\u0041\\ud800"#);
     }
 
     #[test]

@@ -153,6 +153,7 @@ impl ParseStage {
         }
         let mut stats = sink.stats;
         stats.field_errors = self.parser.take_field_errors();
+        stats.repaired_escapes = self.parser.take_repaired();
         ParsedBatch { source: raw.source.clone(), stream: raw.stream, seq: raw.seq, position: raw.position.clone(), events: sink.builder.finish(), stats }
     }
 
@@ -263,6 +264,9 @@ pub fn publish(stats: &BatchStats) {
     }
     if stats.latin1 > 0 {
         metrics::counter!(m::SYSLOG_LATIN1).increment(stats.latin1);
+    }
+    if stats.repaired_escapes > 0 {
+        metrics::counter!(m::REPAIRED_ESCAPES).increment(stats.repaired_escapes);
     }
     for f in Field::ALL {
         let n = stats.field_errors[f as usize];

@@ -14,7 +14,7 @@ use parquet::arrow::ProjectionMask;
 use crate::archive::layout;
 use crate::enrich::intel::{IndicatorSet, Kind};
 use crate::enrich::{event_probes, hits_json, intel_alert_line, match_feeds, ReloadReport, Version};
-use crate::parse::eve::EveParser;
+use crate::parse::eve::{repair_escapes, EveParser};
 use crate::parse::ParseLimits;
 
 /// What a hunt went through and found.
@@ -91,7 +91,13 @@ pub fn hunt(files: &[PathBuf], wanted: &[Wanted<'_>], out: &mut dyn Write) -> st
                             &hits_json(&hits),
                             |o| {
                                 o.str("archive_file", &path.display().to_string());
-                                o.raw("event", line);
+                                // The archived line as JSON: Suricata's `\xNN` and lone surrogate
+                                // escapes are not, so they are repaired for the line out.
+                                let mut fixed = Vec::new();
+                                match repair_escapes(line.as_bytes(), &mut fixed) {
+                                    0 => o.raw("event", line),
+                                    _ => o.raw("event", &String::from_utf8_lossy(&fixed)),
+                                }
                             },
                         )
                     })
