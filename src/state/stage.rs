@@ -34,6 +34,8 @@ pub struct StateConfig {
     pub allowed_lateness_us: i64,
     pub max_future_us: i64,
     pub idle_us: i64,
+    /// Events that must reach an event time before the watermark follows it.
+    pub watermark_quorum: usize,
     pub dedup: DedupConfig,
     pub rules: Vec<Rule>,
     pub max_groups: usize,
@@ -52,6 +54,7 @@ impl Default for StateConfig {
             allowed_lateness_us: 60_000_000,
             max_future_us: 300_000_000,
             idle_us: 30_000_000,
+            watermark_quorum: 3,
             dedup: DedupConfig::default(),
             rules: Vec::new(),
             max_groups: 100_000,
@@ -208,7 +211,7 @@ impl StateStage {
     pub fn new(cfg: &StateConfig) -> Self {
         Self {
             advanced_to: i64::MIN,
-            wm: Watermark::new(cfg.allowed_lateness_us, cfg.max_future_us, cfg.idle_us),
+            wm: Watermark::with_quorum(cfg.allowed_lateness_us, cfg.max_future_us, cfg.idle_us, cfg.watermark_quorum),
             shards: Shards::new(cfg.shards, &cfg.dedup, &cfg.rules, cfg.max_groups, cfg.late_policy),
             ctx: FlowContext::new(cfg.context.clone()),
             incident_ctx: HashMap::new(),
@@ -385,7 +388,7 @@ impl StateStage {
 
     /// Restores from a parsed snapshot (members other than the state's are ignored).
     pub fn restore_value(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
-        self.wm = serde_json::from_value(v["watermark"].clone())?;
+        self.wm = self.wm.restored(serde_json::from_value(v["watermark"].clone())?);
         self.shards.restore(&v["dedup"], &v["correlation"])?;
         if !v["incident_context"].is_null() {
             self.incident_ctx = serde_json::from_value(v["incident_context"].clone())?;
