@@ -594,3 +594,67 @@ fn udp_flood_accounts_for_every_datagram() {
     println!("kernel drops: {}", metric(mport, "alertflow_source_kernel_drops_total"));
     child.stop();
 }
+
+/// Under the common 1,024 open-file limit, 1,100 idle connections to the syslog TCP port
+/// (configured cap 1,024) and 200 to the metrics port: the listener caps are fitted beside
+/// the archive's reserve, the metrics listener has its own cap, and the archive keeps
+/// sealing a followed file's events; `/health` still answers.
+#[test]
+fn idle_connection_floods_do_not_starve_the_archive_of_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tcp, metrics_port) = (free_port(), free_port());
+    let input = dir.path().join("eve.json");
+    std::fs::write(&input, "").unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[archive]\nroot = \"{}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n[[sources]]\nname = \"tcp\"\ntype = \"syslog_tcp\"\nlisten = \"127.0.0.1:{tcp}\"\nmax_connections = 1024\n\n[[sources]]\nname = \"eve\"\ntype = \"file\"\npath = \"{}\"\n",
+            dir.path().join("archive").display(),
+            input.display()
+        ),
+    )
+    .unwrap();
+    let exe = env!("CARGO_BIN_EXE_alertflow");
+    let mut child = Running::new(
+        Command::new("bash")
+            .arg("-c")
+            .arg(format!("ulimit -Sn 1024 && ulimit -Hn 1024 && exec '{exe}' run --config '{}'", cfg.display()))
+            .env("ALERTFLOW_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let health = |port: u16| -> Option<u16> {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(s, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).ok()?;
+        resp.split_whitespace().nth(1)?.parse().ok()
+    };
+    wait_for("listeners", 30, || health(metrics_port) == Some(200) && TcpStream::connect(("127.0.0.1", tcp)).is_ok());
+    let mut idle = Vec::new();
+    for _ in 0..1100 {
+        if let Ok(c) = TcpStream::connect(("127.0.0.1", tcp)) {
+            idle.push(c);
+        }
+    }
+    for _ in 0..200 {
+        if let Ok(c) = TcpStream::connect(("127.0.0.1", metrics_port)) {
+            idle.push(c);
+        }
+    }
+    assert!(idle.len() >= 1100, "the flood connected ({} sockets)", idle.len());
+    // The archive still takes and seals events (the next segment needs descriptors).
+    let lines: String = (0..5).map(|i| format!("{}\n", r#"{"timestamp":"2024-05-01T10:00:00.000001+0000","event_type":"flow","src_ip":"10.0.0.1","src_port":N,"dest_ip":"10.0.0.2","dest_port":2,"proto":"TCP"}"#.replace('N', &i.to_string()))).collect();
+    std::fs::OpenOptions::new().append(true).open(&input).unwrap().write_all(lines.as_bytes()).unwrap();
+    wait_for("five events sealed", 60, || read_archive(&dir.path().join("archive")).len() == 5);
+    assert!(child.alive(), "the process is still running");
+    // The metrics listener frees its slots within its deadline and answers again.
+    wait_for("/health answers during the flood", 30, || health(metrics_port) == Some(200));
+    let refused = metric(metrics_port, "alertflow_source_connections_refused_total");
+    assert!(refused >= 1100.0 - 1024.0 + 1.0, "the fitted cap refused the excess: {refused}");
+    drop(idle);
+    child.stop();
+}

@@ -9,6 +9,7 @@
 pub mod alert_worker;
 pub mod alerts;
 pub mod commit;
+pub mod descriptors;
 pub mod hunt;
 
 use std::collections::BTreeMap;
@@ -152,6 +153,13 @@ pub fn run(
     if cfg.sources.is_empty() {
         return Err(PipelineError::NoSources);
     }
+    // Descriptors: the soft limit raised to the hard one, listener caps fitted beside the
+    // archive's reserve (a flood of idle connections is refused at accept, not by the
+    // archive failing).
+    let limit = descriptors::raise_limit();
+    let mut fitted = cfg.clone();
+    descriptors::fit_listeners(&mut fitted, limit);
+    let cfg = &fitted;
     let started = Instant::now();
     let dead_letter = Arc::new(match &cfg.dead_letter.path {
         Some(p) => DeadLetter::open(Some(p), cfg.dead_letter.sample_bytes, cfg.dead_letter.max_bytes)

@@ -285,6 +285,11 @@ impl Running {
         Self(Some(child))
     }
 
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.0.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
     /// SIGKILL, as a crash.
     pub fn kill9(mut self) {
         let mut c = self.0.take().unwrap();
