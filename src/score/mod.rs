@@ -89,6 +89,9 @@ enum Part {
     Expr(Program, String),
 }
 
+/// The longest reason, evidence or action text a template renders (bytes, then `…`).
+pub const MAX_RENDERED_BYTES: usize = 1024;
+
 /// Which text of a rule a problem is in (its key in the configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RulePart {
@@ -171,6 +174,9 @@ impl Template {
         })
     }
 
+    /// The text with each expression's value, at most [`MAX_RENDERED_BYTES`] (cut on a
+    /// character boundary, with `…`): event fields are the sender's to choose, and one
+    /// long signature must not make every reason of every alert megabytes long.
     pub fn render(&self, ctx: &Context) -> String {
         let mut out = String::new();
         for p in &self.parts {
@@ -181,6 +187,17 @@ impl Template {
                     Err(_) => out.push('?'),
                 },
             }
+            if out.len() > MAX_RENDERED_BYTES {
+                break;
+            }
+        }
+        if out.len() > MAX_RENDERED_BYTES {
+            let mut cut = MAX_RENDERED_BYTES;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            out.push('…');
         }
         out
     }
@@ -531,6 +548,21 @@ mod tests {
             Thresholds::default(),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn rendered_reasons_are_bounded_whatever_the_event_says() {
+        let sc =
+            Scorer::new(&[rule("long", "true", 10.0, "sig: {{alert.signature}} / {{alert.signature}}")], &[], Aggregator::Max, Thresholds::default()).unwrap();
+        let alert = AlertRecord { signature: "é".repeat(500_000), ..Default::default() };
+        let out = sc.score(&AlertVars {
+            alert: &alert,
+            enrichment: &Enrichment::default(),
+            decided: Decided { dedup_count: 1, decision: "first", late: false, incidents: &[] },
+            around: &[],
+        });
+        let r = &out.reasons[0].reason;
+        assert!(r.len() <= MAX_RENDERED_BYTES + '…'.len_utf8() && r.ends_with('…') && r.starts_with("sig: éé"), "{} bytes", r.len());
     }
 
     #[test]
