@@ -163,3 +163,25 @@ fn scoring_rules_that_do_not_compile_are_reported_at_their_key() {
     assert!(e[1].starts_with("line 8: score.rules[1].when:") && e[1].contains("unknown variable `colour`"), "{e:?}");
     assert!(e[2].starts_with("line 14: score.rules[2].reason: rule `c`: reason:"), "{e:?}");
 }
+
+/// A TLS listener whose certificate, key or client CA is missing or not PEM is a
+/// configuration problem, reported at its key before anything starts.
+#[test]
+fn missing_or_broken_tls_files_are_reported_at_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = |cert: &str, key: &str| {
+        format!(
+            "[[sources]]\nname = \"tls\"\ntype = \"syslog_tcp\"\nlisten = \"127.0.0.1:6514\"\n[sources.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            dir.path().join(cert).display(),
+            dir.path().join(key).display()
+        )
+    };
+    let e = errors(&tls("nope.pem", "nokey.pem"));
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e[0].starts_with("line 6: sources[0].tls.cert: ") && e[0].contains("nope.pem"), "{e:?}");
+    assert!(e[1].starts_with("line 7: sources[0].tls.key: ") && e[1].contains("nokey.pem"), "{e:?}");
+    std::fs::write(dir.path().join("garbage.pem"), "not a certificate\n").unwrap();
+    let e = errors(&tls("garbage.pem", "garbage.pem"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].contains("sources[0].tls.cert") && e[0].contains("no certificate"), "{e:?}");
+}

@@ -689,7 +689,23 @@ fn read_source(cx: &mut Cx, s: &Tbl) -> Option<SourceConfig> {
                 cx.unknown_keys(&t, TLS_KEYS);
                 match (cert, key) {
                     (Some(cert), Some(key)) => {
-                        Some(TlsConfig { cert: cert.into(), key: key.into(), client_ca: client_ca.map(PathBuf::from), handshake_timeout })
+                        let tls = TlsConfig { cert: cert.into(), key: key.into(), client_ca: client_ca.map(PathBuf::from), handshake_timeout };
+                        // A missing or broken certificate, key or CA is a configuration
+                        // problem: found here, not when the listener starts.
+                        let files = [("cert", Some(&tls.cert)), ("key", Some(&tls.key)), ("client_ca", tls.client_ca.as_ref())];
+                        let mut readable = true;
+                        for (k, p) in files.into_iter().filter_map(|(k, p)| Some((k, p?))) {
+                            if let Err(e) = std::fs::File::open(p) {
+                                cx.error_at(&t, k, format!("{}: {e}", p.display()));
+                                readable = false;
+                            }
+                        }
+                        if readable {
+                            if let Err(e) = crate::ingest::net::tls_acceptor(&tls) {
+                                cx.error_at(&t, "cert", e.to_string());
+                            }
+                        }
+                        Some(tls)
                     }
                     _ => None,
                 }

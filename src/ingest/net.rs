@@ -174,7 +174,9 @@ pub fn bind_tcp(cfg: &TcpConfig) -> std::io::Result<(std::net::TcpListener, Opti
     Ok((l, tls))
 }
 
-fn tls_acceptor(t: &TlsConfig) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+/// Loads the certificate, key and client CA of `t` into an acceptor (also how the
+/// configuration check finds a missing or broken file before anything starts).
+pub fn tls_acceptor(t: &TlsConfig) -> std::io::Result<tokio_rustls::TlsAcceptor> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let invalid =
