@@ -55,11 +55,21 @@ fn type_name(v: &DeValue<'_>) -> &'static str {
 pub struct Cx<'s> {
     text: &'s str,
     errors: Vec<ConfigError>,
+    /// Offsets of the text's newlines, found once on the first error (a line per error by
+    /// counting from the start would make many errors quadratic).
+    newlines: Option<Vec<usize>>,
 }
 
 impl<'s> Cx<'s> {
     pub fn new(text: &'s str) -> Self {
-        Self { text, errors: Vec::new() }
+        Self { text, errors: Vec::new(), newlines: None }
+    }
+
+    /// The 1-based line of byte `offset`.
+    fn line(&mut self, offset: usize) -> usize {
+        let text = self.text;
+        let nl = self.newlines.get_or_insert_with(|| memchr::memchr_iter(b'\n', text.as_bytes()).collect());
+        nl.partition_point(|&n| n < offset.min(text.len())) + 1
     }
 
     pub fn into_errors(mut self) -> Vec<ConfigError> {
@@ -68,7 +78,7 @@ impl<'s> Cx<'s> {
     }
 
     fn push(&mut self, path: String, span: Option<Range<usize>>, message: String) {
-        let line = span.map(|s| line_of(self.text, s.start));
+        let line = span.map(|s| self.line(s.start));
         self.errors.push(ConfigError { path, line, message });
     }
 
@@ -249,6 +259,20 @@ impl<'s> Cx<'s> {
                 self.push(t.key_path(key), Some(span), format!("`{text}` is out of range; expected a number from {min} to {max}"));
                 default
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_of_many_errors_equal_counting_from_the_start() {
+        let text = "a = 1\n\nb = 2\nc = 3";
+        let mut cx = Cx::new(text);
+        for off in [0, 4, 5, 6, 7, 13, 14, text.len(), text.len() + 10] {
+            assert_eq!(cx.line(off), line_of(text, off), "offset {off}");
         }
     }
 }
