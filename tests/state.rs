@@ -418,6 +418,16 @@ fn sigkill_and_restart_neither_forget_nor_repeat() {
     for n in notes.iter().filter(|n| n["type"] == "incident" && n["status"] == "open") {
         assert!(inc.insert(n["incident_id"].as_str().unwrap().to_string()), "incident announced twice");
     }
+    // Dedup state survives the kills: every key of the stream stays inside its window
+    // (a repeat every ~1.5 s, window 300 s), so each goes on as "first" exactly once. A
+    // restart that lost the state would announce each key again, with another alert id.
+    let mut firsts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for n in notes.iter().filter(|n| n["type"] == "alert" && n["decision"] == "first") {
+        *firsts.entry(n["dedup_key"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    let keys: std::collections::HashSet<_> = alerts.iter().map(|r| r["dedup_key"].clone()).collect();
+    assert_eq!(firsts.len(), keys.len(), "every key went on once");
+    assert!(firsts.values().all(|&n| n == 1), "a key went on as first again after a kill: {firsts:?}");
 }
 
 /// A burst of 10 M distinct keys against a cap of 100,000: the cap holds, every eviction
