@@ -65,8 +65,15 @@ fn unix_stream_source_with_metrics_and_health() {
         Some(port),
     );
     wait_for("the health endpoint", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
-    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o660);
+    // The metrics port being up does not mean the socket is: it is bound, then chmod'ed.
+    // Ready is: the new socket (the stale file replaced) accepts, with its mode set.
+    let mode = || std::fs::metadata(&sock).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
+    let mut probes = 0;
+    wait_for("the socket, bound and chmod'ed to 0660", || {
+        let up = UnixStream::connect(&sock).is_ok();
+        probes += up as u32;
+        up && mode() == 0o660
+    });
 
     let lines = corpus_lines(500);
     let mut conn = UnixStream::connect(&sock).unwrap();
@@ -97,7 +104,7 @@ fn unix_stream_source_with_metrics_and_health() {
     assert_eq!(value("alertflow_rejected_lines_total{reason=\"invalid_json\"}"), 1.0);
     assert!(value("alertflow_archive_rows_total") >= 500.0);
     assert!(value("alertflow_archive_segments_sealed_total") >= 1.0);
-    assert_eq!(value("alertflow_source_connections_total{source=\"suricata\"}"), 1.0);
+    assert_eq!(value("alertflow_source_connections_total{source=\"suricata\"}"), 1.0 + probes as f64, "the writer and the readiness probes");
     let (status, health) = http_get(port, "/health");
     assert_eq!(status, 200);
     let h: serde_json::Value = serde_json::from_str(&health).unwrap();
@@ -124,6 +131,7 @@ fn unix_stream_drop_policy_accounts_for_every_line() {
     let port = free_port();
     let child = run_with(dir.path(), &format!("[[sources]]\nname = \"s\"\ntype = \"unix_stream\"\npath = \"{}\"\n", sock.display()), Some(port));
     wait_for("the health endpoint", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    wait_for("the socket", || UnixStream::connect(&sock).is_ok());
     let lines = corpus_lines(400);
     let mut conn = UnixStream::connect(&sock).unwrap();
     for _ in 0..5 {
