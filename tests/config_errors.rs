@@ -185,3 +185,30 @@ fn missing_or_broken_tls_files_are_reported_at_their_key() {
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(e[0].contains("sources[0].tls.cert") && e[0].contains("no certificate"), "{e:?}");
 }
+
+/// `check-config` loads every enrichment file: a broken feed or asset inventory is a
+/// problem (exit 2, the source and the reason named); the same files fixed check ok.
+#[test]
+fn check_config_loads_enrichment_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("feed.csv");
+    let assets = dir.path().join("assets.csv");
+    std::fs::write(&feed, "indicator,type,confidence\n203.0.113.9,ip,800\n").unwrap();
+    std::fs::write(&assets, "cidr,name\n10.0.0.0/33,bad\n").unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!("[enrich]\nassets = \"{}\"\n\n[[enrich.intel]]\nname = \"f\"\npath = \"{}\"\nformat = \"csv\"\n", assets.display(), feed.display()),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_alertflow")).arg("check-config").arg(&cfg).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("intel:f") && err.contains("confidence"), "{err}");
+    assert!(err.contains("assets") && err.contains("10.0.0.0/33"), "{err}");
+    assert!(err.contains("2 problems"), "{err}");
+    std::fs::write(&feed, "indicator,type,confidence\n203.0.113.9,ip,80\n").unwrap();
+    std::fs::write(&assets, "cidr,name\n10.0.0.0/8,corp\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_alertflow")).arg("check-config").arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
