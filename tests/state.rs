@@ -671,3 +671,32 @@ fn same(got: &[String], want: &[String], what: &str) {
         panic!("{what}: {} vs {} items, first difference at {i}:\n  got:  {:?}\n  want: {:?}", got.len(), want.len(), got.get(i), want.get(i));
     }
 }
+
+/// `late_policy = "late_output"` with `late_output` set: late alerts go to their own file,
+/// typed `late_alert`, and nowhere else; on-time alerts go to `output`.
+#[test]
+fn late_alerts_go_to_their_own_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("eve.json");
+    let base = 1_795_000_000;
+    // Four alerts move event time on; the fifth is 10 minutes older than the rest.
+    let lines: Vec<String> =
+        [(0, 1), (100, 2), (200, 3), (300, 4), (-300, 5)].iter().map(|&(dt, i)| eve_alert(base + dt, 100 + i as i64, "10.1.0.1", "10.0.0.2", 443, i)).collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let (out, late) = (dir.path().join("out.jsonl"), dir.path().join("late/late.jsonl"));
+    let mut cfg = common::test_config(&dir.path().join("archive"));
+    cfg.state.output = Some(out.clone());
+    cfg.state.late_output = Some(late.clone());
+    cfg.state.engine.late_policy = alertflow::state::LatePolicy::LateOutput;
+    cfg.state.engine.watermark_quorum = 1;
+    let s = common::replay(&mut cfg, &[input]);
+    assert_eq!(s.alert_rows, 5);
+    let read = |p: &Path| -> Vec<Value> { std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect() };
+    let late_lines = read(&late);
+    assert_eq!(late_lines.len(), 1, "{late_lines:?}");
+    assert_eq!((late_lines[0]["type"].as_str(), late_lines[0]["signature_id"].as_i64()), (Some("late_alert"), Some(105)));
+    let main = read(&out);
+    let sids: Vec<i64> = main.iter().filter(|v| v["type"] == "alert").map(|v| v["signature_id"].as_i64().unwrap()).collect();
+    assert_eq!(sids, [101, 102, 103, 104]);
+    assert!(main.iter().all(|v| v["type"] != "late_alert"), "late alerts only in their own file");
+}
