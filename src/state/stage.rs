@@ -292,7 +292,10 @@ impl StateStage {
         let merged = self.shards.run(alerts.clone(), lates.clone(), advance);
 
         out.alerts.reserve(n);
-        for (j, ((a, offered), decision)) in alerts.iter().zip(merged.offered).zip(merged.decisions).enumerate() {
+        // The shards are done with the alerts: take them back rather than copy each one
+        // (a copy only if a shard thread still holds its reference).
+        let alerts = Arc::try_unwrap(alerts).unwrap_or_else(|shared| (*shared).clone());
+        for (j, ((a, offered), decision)) in alerts.into_iter().zip(merged.offered).zip(merged.decisions).enumerate() {
             let joined: Vec<String> = offered.joined.into_iter().map(|(_, id)| id).collect();
             // The incident's context: its alerts' flows, from the one that opened it on
             // (the entry goes with its close).
@@ -302,7 +305,7 @@ impl StateStage {
             }
             let late_output = decision.is_none() && (self.late_policy == LatePolicy::LateOutput || offered.late_output);
             self.counts.late_output += late_output as u64;
-            out.alerts.push(Decided { record: a.clone(), late: lates[j], decision, joined, context: summaries[j].take(), late_output });
+            out.alerts.push(Decided { record: a, late: lates[j], decision, joined, context: summaries[j].take(), late_output });
         }
         out.rows = input.alerts;
         self.settle(merged.rollups, merged.changes, &mut out);
