@@ -228,3 +228,40 @@ fn a_second_process_on_the_same_archive_is_refused() {
     assert!(err.contains("is in use by another alertflow process"), "{err}");
     child.stop();
 }
+
+/// An archive that cannot write (the partition's path is taken by a file, which stops
+/// root as well as anyone) fails the pipeline, and `/health`, 200 before, answers 503.
+#[test]
+fn health_answers_503_after_an_archive_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("archive");
+    std::fs::create_dir_all(root.join("events")).unwrap();
+    std::fs::write(root.join("events/date=2024-05-01"), "in the way\n").unwrap();
+    let input = dir.path().join("eve.json");
+    std::fs::write(&input, r#"{"timestamp":"2024-05-01T10:00:00.000001+0000","event_type":"flow","src_ip":"10.0.0.1","src_port":1,"dest_ip":"10.0.0.2","dest_port":2,"proto":"TCP"}"#.to_string() + "\n").unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle();
+    let health = std::sync::Arc::new(alertflow::pipeline::Health::default());
+    let port = alertflow::api::serve(&rt, "127.0.0.1:0".parse().unwrap(), handle, health.clone()).unwrap().port();
+    let (status, body) = http_get(port, "/health");
+    assert_eq!((status, body.contains("\"ok\"")), (200, true), "{body}");
+    let mut cfg = test_config(&root);
+    cfg.sources = vec![alertflow::config::SourceConfig {
+        name: "replay".into(),
+        kind: alertflow::config::SourceKind::File(alertflow::demo::replay_file_config(vec![input.display().to_string()])),
+        overflow: alertflow::ingest::Overflow::Block,
+        format: alertflow::ingest::Format::Eve,
+        timezone: None,
+    }];
+    let res = alertflow::pipeline::run(
+        &cfg,
+        alertflow::pipeline::Mode::ReadToEnd,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        None,
+        Some(health),
+    );
+    assert!(res.is_err(), "the pipeline reports the archive failure");
+    let (status, body) = http_get(port, "/health");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"failing\""), "{body}");
+}

@@ -54,11 +54,16 @@ fn write_config(dir: &Path) -> PathBuf {
 }
 
 fn start(cfg: &Path, input: &str) -> Running {
+    start_with(cfg, input, &[])
+}
+
+fn start_with(cfg: &Path, input: &str, env: &[(&str, &str)]) -> Running {
     Running::new(
         Command::new(env!("CARGO_BIN_EXE_alertflow"))
             .args(["run", "--config"])
             .arg(cfg)
             .args(["--input", input])
+            .envs(env.iter().copied())
             .env("ALERTFLOW_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -167,6 +172,62 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     // Three hours of event time, three partitions.
     let parts: std::collections::BTreeSet<_> = rows.iter().map(|r| r.partition.clone()).collect();
     assert_eq!(parts.len(), 3, "{parts:?}");
+}
+
+/// Sealed segments (`epoch, index, count`) and temporaries (`epoch`) under `events/`.
+fn layout(archive: &Path) -> (Vec<(u64, usize, usize)>, Vec<u64>) {
+    let (mut finals, mut temps) = (Vec::new(), Vec::new());
+    let mut stack = vec![archive.join("events")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else if let Some(core) = name.strip_prefix("part-").and_then(|n| n.strip_suffix(".parquet")) {
+                let f: Vec<u64> = core.split('-').map(|x| x.parse().unwrap()).collect();
+                finals.push((f[0], f[1] as usize, f[2] as usize));
+            } else if let Some(core) = name.strip_prefix(".part-").and_then(|n| n.strip_suffix(".parquet.tmp")) {
+                temps.push(core.split('-').next().unwrap().parse().unwrap());
+            }
+        }
+    }
+    (finals, temps)
+}
+
+/// The deterministic crash inside a commit: the fault point kills the process (SIGKILL) after the
+/// first rename of a commit of several segments (three hours of events: one segment per
+/// hour at least). The archive on disk is then half renamed; the next start must roll the
+/// commit forward (its temporaries were complete and fsynced before the first rename), and
+/// every line must be archived exactly once.
+#[test]
+fn a_kill_between_two_renames_of_one_commit_is_rolled_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path());
+    let input = dir.path().join("eve.json");
+    let archive = dir.path().join("archive");
+    append(&input, 0..30_000);
+    let child = start_with(&cfg, input.to_str().unwrap(), &[(alertflow::archive::FAULT_KILL_AFTER_RENAMES, "1")]);
+    let status = child.wait_exit(120);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "the fault point killed the process: {status:?}");
+    // Half renamed: the newest epoch has one sealed segment of several, the rest are temporaries.
+    let (finals, temps) = layout(&archive);
+    let newest = finals.iter().map(|f| f.0).max().expect("one segment was renamed");
+    let sealed: Vec<_> = finals.iter().filter(|f| f.0 == newest).collect();
+    assert_eq!(sealed.len(), 1, "{finals:?}");
+    let count = sealed[0].2;
+    assert!(count >= 3, "a commit of one segment per hour at least: {finals:?}");
+    assert_eq!(temps.iter().filter(|&&e| e == newest).count(), count - 1, "the commit's other segments wait as temporaries: {temps:?}");
+    let rows_before = read_archive(&archive).len();
+    assert!(rows_before > 0 && rows_before < 30_000, "{rows_before}");
+    // Restart without the fault: the commit is finished, then the rest is read once.
+    append(&input, 30_000..40_000);
+    let child = start(&cfg, input.to_str().unwrap());
+    drain_and_stop(child, &archive, 40_000);
+    let (finals, _) = layout(&archive);
+    assert_eq!(finals.iter().filter(|f| f.0 == newest).count(), count, "every segment of the interrupted commit is in place: {finals:?}");
+    assert_exactly(&read_archive(&archive), 40_000);
+    no_temporaries(&archive);
 }
 
 #[test]

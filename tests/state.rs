@@ -226,55 +226,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, AsArray};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
-/// Every row of a table as (column → text value) maps, read with the parquet crate.
-fn read_table(root: &Path, table: &str) -> Vec<std::collections::BTreeMap<String, String>> {
-    let mut files = Vec::new();
-    let mut stack = vec![root.join(table)];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") && !e.file_name().to_string_lossy().starts_with('.') {
-                files.push(p);
-            }
-        }
-    }
-    let mut rows = Vec::new();
-    for f in files {
-        for batch in ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap()).unwrap().build().unwrap() {
-            let b = batch.unwrap();
-            for i in 0..b.num_rows() {
-                let mut row = std::collections::BTreeMap::new();
-                for (fi, field) in b.schema().fields().iter().enumerate() {
-                    let c = b.column(fi);
-                    if c.is_null(i) {
-                        continue;
-                    }
-                    let v = match field.data_type() {
-                        arrow::datatypes::DataType::Utf8 => c.as_string::<i32>().value(i).to_string(),
-                        arrow::datatypes::DataType::Boolean => c.as_boolean().value(i).to_string(),
-                        arrow::datatypes::DataType::Int64 => c.as_primitive::<arrow::datatypes::Int64Type>().value(i).to_string(),
-                        arrow::datatypes::DataType::Int32 => c.as_primitive::<arrow::datatypes::Int32Type>().value(i).to_string(),
-                        arrow::datatypes::DataType::List(_) => {
-                            let l = c.as_list::<i32>().value(i);
-                            let s = l.as_string::<i32>();
-                            (0..s.len()).map(|j| s.value(j)).collect::<Vec<_>>().join(",")
-                        }
-                        arrow::datatypes::DataType::Timestamp(..) => c.as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(i).to_string(),
-                        other => panic!("unexpected column type {other}"),
-                    };
-                    row.insert(field.name().clone(), v);
-                }
-                rows.push(row);
-            }
-        }
-    }
-    rows
-}
+use common::read_table;
 
 fn eve_alert(ts_s: i64, sid: i64, src: &str, dst: &str, dport: u16, seq: usize) -> String {
     let t = jiff::Timestamp::from_second(ts_s).unwrap().strftime("%Y-%m-%dT%H:%M:%S").to_string();
@@ -284,9 +236,24 @@ fn eve_alert(ts_s: i64, sid: i64, src: &str, dst: &str, dport: u16, seq: usize) 
     )
 }
 
+/// Event time of the first alert of [`alert_stream`] (2026-11-18T11:06:40Z).
+const STREAM_BASE: i64 = 1_795_000_000;
+
+/// `alertflow replay --json` with the process clock set to `clock` (epoch seconds), so
+/// what counts as "in the future" does not depend on the day the test runs.
+fn replay_at(cfg: &Path, input: &Path, clock: i64) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_alertflow"))
+        .args(["replay", "--json", "--config"])
+        .arg(cfg)
+        .arg(input)
+        .env(alertflow::event::time::CLOCK_ENV, clock.to_string())
+        .output()
+        .unwrap()
+}
+
 /// 20 repeating keys and one source scanning 25 ports, 2,000 alerts over ~10 minutes.
 fn alert_stream() -> Vec<String> {
-    let base = 1_795_000_000;
+    let base = STREAM_BASE;
     let mut out = Vec::new();
     for i in 0..2000usize {
         let t = base + (i as i64) * 300 / 1000;
@@ -316,7 +283,7 @@ fn replay_fills_alerts_and_incidents_and_notifies_once() {
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
     let notify = dir.path().join("notify.jsonl");
     let cfg = state_config(dir.path(), &input, &notify);
-    let out = Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["replay", "--json", "--config"]).arg(&cfg).arg(&input).output().unwrap();
+    let out = replay_at(&cfg, &input, STREAM_BASE + 700);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let archive = dir.path().join("archive");
     let alerts = read_table(&archive, "alerts");
@@ -352,6 +319,28 @@ fn replay_fills_alerts_and_incidents_and_notifies_once() {
     assert_eq!(summary["alert_rows"], 2000);
 }
 
+/// The same stream replayed with the process clock an hour before its first alert: every
+/// alert is "in the future" and is clamped to the clock plus `max_future` (5 minutes), so
+/// no notification carries a time from the stream. Shows the clock the tests set is the
+/// one the pipeline uses.
+#[test]
+fn the_process_clock_decides_what_is_in_the_future() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("eve.json");
+    std::fs::write(&input, alert_stream().join("\n") + "\n").unwrap();
+    let notify = dir.path().join("notify.jsonl");
+    let cfg = state_config(dir.path(), &input, &notify);
+    let out = replay_at(&cfg, &input, STREAM_BASE - 3600);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let notes: Vec<Value> = std::fs::read_to_string(&notify).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let alerts: Vec<&Value> = notes.iter().filter(|n| n["type"] == "alert").collect();
+    assert!(!alerts.is_empty());
+    for a in alerts {
+        let t = alertflow::event::time::parse_timestamp_us(a["timestamp"].as_str().unwrap().as_bytes()).unwrap() / 1_000_000;
+        assert!(t < STREAM_BASE - 3600 + 400, "clamped near the process clock: {a}");
+    }
+}
+
 #[test]
 fn sigkill_and_restart_neither_forget_nor_repeat() {
     let dir = tempfile::tempdir().unwrap();
@@ -367,6 +356,7 @@ fn sigkill_and_restart_neither_forget_nor_repeat() {
                 .args(["run", "--config"])
                 .arg(cfg)
                 .env("ALERTFLOW_LOG", "error")
+                .env(alertflow::event::time::CLOCK_ENV, (STREAM_BASE + 700).to_string())
                 .stdout(Stdio::null())
                 .spawn()
                 .unwrap(),

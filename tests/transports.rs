@@ -347,8 +347,26 @@ fn tls_with_client_certificates() {
     assert_eq!(rows[0].syslog_message.as_deref(), Some("over tls"));
 }
 
+/// Every sample of the metric `name` (exact name) whose labels contain `label`, summed.
+fn metric_where(port: u16, name: &str, label: &str) -> f64 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body.lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A frame that claims 4 GiB and a 1 byte-per-second sender are cut by the frame timeout
+/// (not the idle one), 300 idle connections against a cap of 64 never hold more than 64
+/// slots, every connection is either accepted or refused, and afterwards a good sender's
+/// messages all arrive.
 #[test]
 fn abusive_senders_do_not_stop_a_good_one() {
+    // The test holds 300+ sockets of its own.
+    alertflow::pipeline::descriptors::raise_limit();
     let dir = tempfile::tempdir().unwrap();
     let (port, mport) = (free_port(), free_port());
     let cfg = dir.path().join("c.toml");
@@ -358,29 +376,53 @@ fn abusive_senders_do_not_stop_a_good_one() {
     let child = Running::new(
         Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "error").stdout(Stdio::null()).spawn().unwrap(),
     );
-    wait_for("listener", 30, || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let tcp = |m: &str| metric_where(mport, m, "source=\"tcp\"");
+    // Connections this test made that reached the listener (each is accepted or refused).
+    let mut made = 0u32;
+    wait_for("listener", 30, || {
+        let up = TcpStream::connect(("127.0.0.1", port)).is_ok();
+        made += up as u32;
+        up && TcpStream::connect(("127.0.0.1", mport)).is_ok()
+    });
+    wait_for("the probes closed", 30, || tcp("alertflow_source_active_connections") == 0.0);
     // A frame that claims 4 GiB, then trickles.
     let mut huge = TcpStream::connect(("127.0.0.1", port)).unwrap();
     huge.write_all(b"4294967295 <13>1 - - - - - - x").unwrap();
     // A 1 byte-per-second sender.
     let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
     slow.write_all(b"<").unwrap();
-    // 10,000 connections that never send (the cap holds 64; the rest are refused).
-    let mut idle = Vec::new();
-    for _ in 0..10_000 {
-        if let Ok(c) = TcpStream::connect(("127.0.0.1", port)) {
-            idle.push(c);
-        }
-    }
-    for i in 0..3 {
+    made += 2;
+    wait_for("both abusers accepted", 30, || tcp("alertflow_source_active_connections") == 2.0);
+    // 300 connections that never send: 62 take the free slots, the rest are refused.
+    let idle: Vec<TcpStream> = (0..300).map(|i| TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("idle connection {i}: {e}"))).collect();
+    made += 300;
+    let mut most = 0.0f64;
+    wait_for("every connection accepted or refused", 30, || {
+        most = most.max(tcp("alertflow_source_active_connections"));
+        tcp("alertflow_source_connections_total") + tcp("alertflow_source_connections_refused_total") == made as f64
+    });
+    let accepted = tcp("alertflow_source_connections_total");
+    let refused = tcp("alertflow_source_connections_refused_total");
+    // The abusers keep the frame open but never idle: only the frame timeout can cut them.
+    let mut ticks = 0;
+    wait_for("two frame timeouts", 30, || {
         let _ = huge.write_all(b"xx");
         let _ = slow.write_all(b"1");
-        std::thread::sleep(Duration::from_millis(500 + i * 10));
-    }
-    // Idle and trickling connections time out; the slots come back.
-    wait_for("timeouts", 30, || metric(mport, "alertflow_source_timeouts_total") >= 2.0);
+        most = most.max(tcp("alertflow_source_active_connections"));
+        ticks += 1;
+        std::thread::sleep(Duration::from_millis(250));
+        tcp("alertflow_source_timeouts_total") >= accepted - (made - 302) as f64
+            && metric_where(mport, "alertflow_source_timeouts_total", "kind=\"frame\"") >= 2.0
+    });
+    assert!(ticks > 1, "the abusers trickled while they were open");
+    assert!(most <= 64.0, "never more connections open than the cap: {most}");
+    assert!(refused >= 300.0 - 64.0, "the excess is refused: {refused} refused, {accepted} accepted");
+    // Frame timeouts for the two abusers; idle timeouts for the accepted idle ones.
+    assert_eq!(metric_where(mport, "alertflow_source_timeouts_total", "kind=\"frame\""), 2.0);
+    let idle_accepted = accepted - (made - 302) as f64 - 2.0;
+    assert_eq!(metric_where(mport, "alertflow_source_timeouts_total", "kind=\"idle\""), idle_accepted, "{accepted} accepted");
     drop(idle);
-    wait_for("slots freed", 30, || metric(mport, "alertflow_source_active_connections") <= 2.0);
+    wait_for("slots freed", 30, || tcp("alertflow_source_active_connections") == 0.0);
     let mut good = TcpStream::connect(("127.0.0.1", port)).unwrap();
     for i in 0..100 {
         writeln!(good, "<13>1 2026-11-28T10:00:00Z h good - - - message {i}").unwrap();
@@ -388,8 +430,7 @@ fn abusive_senders_do_not_stop_a_good_one() {
     drop(good);
     let archive = dir.path().join("archive");
     wait_for("the good sender's 100 messages", 30, || read_archive(&archive).len() >= 100);
-    assert!(metric(mport, "alertflow_source_connections_refused_total") > 0.0);
-    assert!(metric(mport, "alertflow_source_oversize_frames_total") >= 1.0);
+    assert!(tcp("alertflow_source_oversize_frames_total") >= 1.0);
     child.stop();
     let rows = read_archive(&archive);
     assert_eq!(rows.len(), 100);
@@ -474,13 +515,16 @@ fn redis_kill9_exactly_once(mode: &str, push: &str) {
     };
     let archive = dir.path().join("archive");
     for round in 0..3 {
+        let before = read_archive(&archive).len();
         let child = run_config(dir.path(), &sources);
         feed(&unique[round * 2000..(round + 1) * 2000]);
         if round < 2 {
-            // Kill mid-stream, once something is archived.
-            wait_for("some rows", 30, || !read_archive(&archive).is_empty());
+            // Kill mid-stream, once this process has read and archived something itself
+            // (rows from an earlier round do not count).
+            wait_for("rows of this round", 30, || read_archive(&archive).len() > before);
             std::thread::sleep(Duration::from_millis(150 * round as u64));
             child.kill9();
+            assert!(read_archive(&archive).len() > before, "round {round}: the kill landed after a read");
         } else {
             wait_for("every line archived", 60, || read_archive(&archive).len() >= unique.len());
             std::thread::sleep(Duration::from_millis(1500));

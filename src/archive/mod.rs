@@ -119,6 +119,9 @@ struct LaneHandle {
 
 /// The archive's open segments: Parquet writers on lane threads, sealed and renamed into
 /// place by a commit.
+/// Environment variable of the crash tests' fault point (see [`Segments::publish`]).
+pub const FAULT_KILL_AFTER_RENAMES: &str = "ALERTFLOW_FAULT_KILL_AFTER_RENAMES";
+
 pub struct Segments {
     cfg: ArchiveConfig,
     epoch: u64,
@@ -130,6 +133,10 @@ pub struct Segments {
     oldest_open: Option<Instant>,
     last_write: Instant,
     totals: ArchiveTotals,
+    /// Fault point for crash tests: the process kills itself (SIGKILL) after this many renames (read from
+    /// `ALERTFLOW_FAULT_KILL_AFTER_RENAMES` at open; never set in operation).
+    kill_after_renames: Option<u64>,
+    renames: u64,
     /// Held for the writer's lifetime: one process writes an archive at a time.
     _lock: File,
 }
@@ -173,6 +180,8 @@ impl Segments {
             oldest_open: None,
             last_write: Instant::now(),
             totals: ArchiveTotals::default(),
+            kill_after_renames: std::env::var(FAULT_KILL_AFTER_RENAMES).ok().and_then(|v| v.parse().ok()),
+            renames: 0,
             _lock: lock,
             cfg,
         };
@@ -286,6 +295,13 @@ impl Segments {
         for (i, s) in sealed.iter().enumerate() {
             let dest = s.dir.join(recovery::final_name(self.epoch, i, n));
             std::fs::rename(&s.tmp, &dest).map_err(io_err(&dest))?;
+            self.renames += 1;
+            if self.kill_after_renames == Some(self.renames) {
+                // The crash tests' deterministic kill between two renames of one commit.
+                tracing::error!(renames = self.renames, segment = %dest.display(), "fault point: killing the process inside a commit");
+                // SAFETY: raising a signal on this process; SIGKILL is what a crash looks like.
+                unsafe { libc::raise(libc::SIGKILL) };
+            }
             match s.table {
                 Table::Events => self.totals.rows_sealed += s.rows,
                 Table::Alerts => self.totals.alert_rows_sealed += s.rows,

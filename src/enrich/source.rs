@@ -110,7 +110,7 @@ pub enum Outcome<T> {
 }
 
 pub(super) fn now_us() -> i64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+    crate::event::time::wall_clock_us()
 }
 
 impl<T> Source<T> {

@@ -130,14 +130,54 @@ pub fn partition_path(hour_bucket: i64) -> String {
     format!("date={y:04}-{m:02}-{d:02}/hour={:02}", hour_bucket.rem_euclid(24))
 }
 
+/// Environment variable that sets the process's wall clock: it starts at this instant
+/// (RFC 3339 or seconds since the epoch) and runs at the real pace. For tests that must not
+/// depend on today's date, and for replaying an old capture as if it were live.
+pub const CLOCK_ENV: &str = "ALERTFLOW_CLOCK";
+
+fn system_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+/// Offset of the process clock from the system clock (0 unless [`CLOCK_ENV`] is set).
+fn clock_offset_us() -> i64 {
+    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| match std::env::var(CLOCK_ENV) {
+        Ok(v) => match parse_clock(&v) {
+            Some(start) => start - system_us(),
+            None => {
+                tracing::warn!(value = %v, "{CLOCK_ENV} is neither RFC 3339 nor epoch seconds; using the system clock");
+                0
+            }
+        },
+        Err(_) => 0,
+    })
+}
+
+/// `2026-11-18T12:00:00Z` or `1795000000` → microseconds since the epoch.
+pub fn parse_clock(v: &str) -> Option<i64> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<i64>() {
+        return secs.checked_mul(1_000_000);
+    }
+    v.parse::<jiff::Timestamp>().ok().map(|t| t.as_microsecond())
+}
+
 /// Wall-clock time in microseconds; used only where no event time exists.
 pub fn wall_clock_us() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+    system_us() + clock_offset_us()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_values() {
+        assert_eq!(parse_clock("1795000000"), Some(1_795_000_000_000_000));
+        assert_eq!(parse_clock("2026-11-18T12:00:00Z"), Some(1_795_003_200_000_000));
+        assert_eq!(parse_clock("yesterday"), None);
+    }
 
     #[test]
     fn parses_suricata_offsets() {

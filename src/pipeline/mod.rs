@@ -309,11 +309,22 @@ fn spawn_commit_thread(
                 metrics::gauge!(m::QUEUE_DEPTH, "stage" => "parse").set(raw_depth.len() as f64);
                 metrics::gauge!(m::QUEUE_DEPTH, "stage" => "archive").set(parsed_rx.len() as f64);
             }
-            if mode == Mode::ReadToEnd {
-                // A replay is complete: open keys roll up, open incidents close.
-                archive.flush_alerts()?;
-            }
-            let t = archive.finish()?;
+            let last = (|| {
+                if mode == Mode::ReadToEnd {
+                    // A replay is complete: open keys roll up, open incidents close.
+                    archive.flush_alerts()?;
+                }
+                archive.finish()
+            })();
+            let t = match last {
+                Ok(t) => t,
+                Err(e) => {
+                    // The last commit failed: as unhealthy as a failure while running.
+                    metrics::counter!(m::ARCHIVE_ERRORS).increment(1);
+                    archive_health.archive_failed.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            };
             archive_dl.flush();
             archive_health.rows_sealed.store(t.rows_sealed, Ordering::Relaxed);
             Ok(t)

@@ -285,6 +285,11 @@ impl Running {
         Self(Some(child))
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().unwrap().id()
+    }
+
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         self.0.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
@@ -295,6 +300,22 @@ impl Running {
         let mut c = self.0.take().unwrap();
         c.kill().unwrap();
         c.wait().unwrap();
+    }
+
+    /// Waits for the process to end on its own (at most `secs`), and returns how.
+    pub fn wait_exit(mut self, secs: u64) -> std::process::ExitStatus {
+        let mut c = self.0.take().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = c.kill();
+                panic!("the process did not end within {secs} s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// SIGTERM; the process must drain, seal and exit 0.
@@ -342,4 +363,51 @@ pub fn seed(what: &str) -> u64 {
         .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
     eprintln!("{what} seed: {seed} (set ALERTFLOW_TEST_SEED to repeat)");
     seed
+}
+
+/// Every row of `<root>/<table>` (sealed segments only) as column name → text.
+pub fn read_table(root: &Path, table: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.join(table)];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") && !e.file_name().to_string_lossy().starts_with('.') {
+                files.push(p);
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for f in files {
+        for batch in ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap()).unwrap().build().unwrap() {
+            let b = batch.unwrap();
+            for i in 0..b.num_rows() {
+                let mut row = std::collections::BTreeMap::new();
+                for (fi, field) in b.schema().fields().iter().enumerate() {
+                    let c = b.column(fi);
+                    if c.is_null(i) {
+                        continue;
+                    }
+                    let v = match field.data_type() {
+                        arrow::datatypes::DataType::Utf8 => c.as_string::<i32>().value(i).to_string(),
+                        arrow::datatypes::DataType::Boolean => c.as_boolean().value(i).to_string(),
+                        arrow::datatypes::DataType::Int64 => c.as_primitive::<arrow::datatypes::Int64Type>().value(i).to_string(),
+                        arrow::datatypes::DataType::Int32 => c.as_primitive::<arrow::datatypes::Int32Type>().value(i).to_string(),
+                        arrow::datatypes::DataType::List(_) => {
+                            let l = c.as_list::<i32>().value(i);
+                            let s = l.as_string::<i32>();
+                            (0..s.len()).map(|j| s.value(j)).collect::<Vec<_>>().join(",")
+                        }
+                        arrow::datatypes::DataType::Timestamp(..) => c.as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(i).to_string(),
+                        other => panic!("unexpected column type {other}"),
+                    };
+                    row.insert(field.name().clone(), v);
+                }
+                rows.push(row);
+            }
+        }
+    }
+    rows
 }
