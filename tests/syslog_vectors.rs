@@ -15,14 +15,16 @@ use serde_json::Value;
 /// 2020-06-01: inside the year the syslog_loose vectors assume for yearless dates.
 const HINT: TimeHint = TimeHint::utc(1_590_969_600_000_000);
 
-/// Every copy of a data file: `tests/data/<rel>` and the corpus beside the checkout.
+/// Every copy of a data file: `tests/data/<rel>` (which must exist: a missing vector file
+/// fails the test) and the corpus beside the checkout when it is there.
 fn data_files(rel: &str) -> Vec<PathBuf> {
-    let mut out = vec![common::data_dir().join(rel)];
+    let own = common::data_dir().join(rel);
+    assert!(own.is_file(), "test vectors missing: {}", own.display());
+    let mut out = vec![own];
     let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus").join(rel);
     if shared.exists() {
         out.push(shared);
     }
-    out.retain(|p| p.exists());
     out
 }
 
@@ -149,6 +151,10 @@ fn go_syslog_rfc5424_vectors() {
         }
         println!("{src}: valid parsed as expected {valid_ok}/{valid}, invalid rejected {invalid_ok}/{invalid}, invalid-only-when-strictest parsed {lenient_ok}/{lenient}");
         assert!(failures.is_empty(), "{} vectors differ:\n{}", failures.len(), failures.join("\n"));
+        assert_eq!((valid_ok, valid, invalid_ok, invalid), (332, 332, 77, 77), "{src}");
+        // The cases go-syslog rejects only with WithCompliantMsg(): rejected here too (the
+        // pipeline still archives such messages leniently and counts the broken rule).
+        assert_eq!((lenient_ok, lenient), (0, 19), "{src}");
     }
 }
 
@@ -195,6 +201,7 @@ fn go_syslog_rfc3164_vectors() {
         }
         println!("{src}: {ok}/{} as expected", cases.len());
         assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert_eq!(ok, 8, "{src}");
     }
 }
 
@@ -238,7 +245,11 @@ fn syslog_loose_vectors() {
         for f in &failures {
             println!("  differs: {f}");
         }
-        assert!(ok * 100 >= cases.len() * 80, "agreement {ok}/{} below 80%", cases.len());
+        // 5 known differences: 3 where syslog_loose lifts `[origin …]` out of an RFC 3164
+        // message (rsyslog keeps it as text, as we do), a non-ASCII "hostname", and a
+        // gobbledegook line syslog_loose expects empty.
+        assert_eq!((ok, cases.len()), (30, 35), "{src}");
+        assert!(failures.iter().filter(|f| f.contains("origin")).count() >= 3, "the known differences: {failures:#?}");
     }
 }
 
@@ -248,6 +259,7 @@ fn fast_log_lines_match_their_eve_alerts() {
         for (src, cases) in group(ndjson(rel)) {
             let (mut ok, mut total, mut ports_only) = (0, 0, 0);
             let mut failures = Vec::new();
+            let mut port_mismatches = Vec::new();
             for c in &cases {
                 let line = c["line"].as_str().unwrap();
                 let parsed = parse_fast(line, HINT);
@@ -288,10 +300,14 @@ fn fast_log_lines_match_their_eve_alerts() {
                     ok += 1;
                 } else {
                     ports_only += 1;
+                    port_mismatches.push((a.proto.to_string(), (e["src_port"].as_i64(), e["dest_port"].as_i64())));
                 }
             }
             println!("{src}: {ok}/{total} lines equal their EVE alert; {ports_only} differ only in ports EVE left as 0 for a port-less protocol");
             assert!(failures.is_empty(), "{}", failures.join("\n"));
+            assert_eq!(port_mismatches.iter().filter(|(proto, ports)| !["TCP", "UDP", "SCTP"].contains(&proto.as_str()) && *ports == (Some(0), Some(0))).count(), ports_only, "every port difference is EVE's 0 for a port-less protocol: {port_mismatches:?}");
+            let want = if rel.contains("8.0.6") { (1682, 1682, 0) } else { (1137, 1201, 64) };
+            assert_eq!((ok, total, ports_only), want, "{src}");
         }
     }
 }
@@ -357,7 +373,7 @@ fn suricata_alerts_through_rsyslog_match_eve() {
                 }
             }
             println!("{}: {ok}/{total} alerts equal the EVE alert", path.display());
-            assert!(ok * 100 >= total * 97, "{}: {ok}/{total}", path.display());
+            assert_eq!((ok, total), (602, 602), "{}", path.display());
         }
     }
     drop(expected);
@@ -400,7 +416,9 @@ fn rsyslog_parser_vectors() {
             }
         }
         println!("{src}: {ok}/{total} as rsyslog reads them");
-        assert!(ok * 100 >= total * 75, "{ok}/{total}");
+        // 4 known differences: rsyslog takes a bare word for a tag and reads a host from
+        // lines without a date; RFC 3164 and go-syslog do not.
+        assert_eq!((ok, total), (18, 22), "{src}");
     }
 }
 
@@ -412,7 +430,10 @@ fn metron_rfc5424_lines() {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        for (line, e) in std::fs::read_to_string(&path).unwrap().lines().zip(&exp) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), exp.len(), "one expectation per line");
+        assert!(!exp.is_empty());
+        for (line, e) in text.lines().zip(&exp) {
             let m = parse_rfc5424(line.as_bytes()).unwrap();
             assert_eq!(m.hostname, e["syslog.header.hostName"].as_str());
             assert_eq!(m.app_name, e["syslog.header.appName"].as_str());
