@@ -339,29 +339,55 @@ fn the_process_clock_decides_what_is_in_the_future() {
     }
 }
 
+/// The decisions of an archive's `alerts` table, one sorted row per alert. Alert ids and
+/// dedup keys name the source (`replay` in a replay, `eve` live): the source's name is left
+/// out of the key, alerts are matched by flow id and time, incidents by membership.
+fn decisions(archive: &Path) -> Vec<Vec<String>> {
+    let value = |r: &std::collections::BTreeMap<String, String>, c: &str| {
+        let v = r.get(c).cloned().unwrap_or_default();
+        if c == "dedup_key" {
+            v.split_once('|').map(|x| x.1.to_string()).unwrap_or(v)
+        } else if c == "incident_id" {
+            (!v.is_empty()).to_string()
+        } else {
+            v
+        }
+    };
+    let mut rows: Vec<Vec<String>> = read_table(archive, "alerts").iter().map(|r| DECISION_COLUMNS.iter().map(|c| value(r, c)).collect()).collect();
+    rows.sort();
+    rows
+}
+
+const DECISION_COLUMNS: [&str; 9] = ["flow_id", "timestamp", "dedup_key", "dedup_count", "suppressed", "late", "incident_id", "score", "priority"];
+
+/// The state stage's shards (`[state] shards`) through the whole pipeline: four shards
+/// decide as one does.
+#[test]
+fn four_state_shards_through_the_pipeline_decide_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("eve.json");
+    std::fs::write(&input, alert_stream().join("\n") + "\n").unwrap();
+    let mut results = Vec::new();
+    for shards in [1, 4] {
+        let sub = dir.path().join(format!("shards-{shards}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        let cfg = state_config(&sub, &input, &sub.join("notify.jsonl"));
+        let text = std::fs::read_to_string(&cfg).unwrap().replace("[state]\n", &format!("[state]\nshards = {shards}\n"));
+        std::fs::write(&cfg, text).unwrap();
+        let out = replay_at(&cfg, &input, STREAM_BASE + 700);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        results.push(decisions(&sub.join("archive")));
+    }
+    assert_eq!(results[0].len(), 2000);
+    assert!(results[0].iter().any(|r| r[6] == "true"), "an incident is among the decisions");
+    assert_eq!(results[0], results[1]);
+}
+
 /// What a replay decides equals what the live pipeline decides on the same alerts arriving
 /// in chunks: the same alert ids, dedup decisions and counts, incident membership, scores.
 #[test]
 fn live_run_decides_as_the_replay_of_the_same_file() {
     let lines = alert_stream();
-    // Alert ids and dedup keys name the source (`replay` in a replay, `eve` live): the
-    // source's name is left out of the key, alerts are matched by flow id.
-    let columns = ["flow_id", "timestamp", "dedup_key", "dedup_count", "suppressed", "late", "incident_id", "score", "priority"];
-    let decisions = |archive: &Path| -> Vec<Vec<String>> {
-        let value = |r: &std::collections::BTreeMap<String, String>, c: &str| {
-            let v = r.get(c).cloned().unwrap_or_default();
-            if c == "dedup_key" {
-                v.split_once('|').map(|x| x.1.to_string()).unwrap_or(v)
-            } else if c == "incident_id" {
-                (!v.is_empty()).to_string()
-            } else {
-                v
-            }
-        };
-        let mut rows: Vec<Vec<String>> = read_table(archive, "alerts").iter().map(|r| columns.iter().map(|c| value(r, c)).collect()).collect();
-        rows.sort();
-        rows
-    };
     // Replay.
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("eve.json");
@@ -402,7 +428,7 @@ fn live_run_decides_as_the_replay_of_the_same_file() {
     assert_eq!(live.len(), lines.len());
     assert!(replayed.iter().any(|r| r[4] == "true") && replayed.iter().any(|r| r[6] == "true"), "suppressions and an incident are compared");
     for (l, r) in live.iter().zip(&replayed) {
-        assert_eq!(l, r, "live and replay differ ({columns:?})");
+        assert_eq!(l, r, "live and replay differ ({DECISION_COLUMNS:?})");
     }
     assert_eq!(live, replayed);
 }

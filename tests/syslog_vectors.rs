@@ -305,7 +305,11 @@ fn fast_log_lines_match_their_eve_alerts() {
             }
             println!("{src}: {ok}/{total} lines equal their EVE alert; {ports_only} differ only in ports EVE left as 0 for a port-less protocol");
             assert!(failures.is_empty(), "{}", failures.join("\n"));
-            assert_eq!(port_mismatches.iter().filter(|(proto, ports)| !["TCP", "UDP", "SCTP"].contains(&proto.as_str()) && *ports == (Some(0), Some(0))).count(), ports_only, "every port difference is EVE's 0 for a port-less protocol: {port_mismatches:?}");
+            assert_eq!(
+                port_mismatches.iter().filter(|(proto, ports)| !["TCP", "UDP", "SCTP"].contains(&proto.as_str()) && *ports == (Some(0), Some(0))).count(),
+                ports_only,
+                "every port difference is EVE's 0 for a port-less protocol: {port_mismatches:?}"
+            );
             let want = if rel.contains("8.0.6") { (1682, 1682, 0) } else { (1137, 1201, 64) };
             assert_eq!((ok, total, ports_only), want, "{src}");
         }

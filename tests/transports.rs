@@ -340,6 +340,20 @@ fn tls_with_client_certificates() {
     wait_for("the refused handshake counted", 30, || failures() >= before + 1.0);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(failures(), before + 1.0, "exactly the client without a certificate");
+    // A client that connects and never starts its handshake is closed after
+    // `handshake_timeout_secs` (2) and counted as a handshake timeout.
+    let handshakes = || metric_where(mport, "alertflow_source_timeouts_total", "kind=\"handshake\"");
+    assert_eq!(handshakes(), 0.0);
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut byte = [0u8; 1];
+    match silent.read(&mut byte) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the server should close a silent TLS client, got {other:?}"),
+    }
+    wait_for("the handshake timeout counted", 30, || handshakes() == 1.0);
+    assert_eq!(failures(), before + 1.0, "a timeout is not a handshake failure");
     std::thread::sleep(Duration::from_millis(500));
     child.stop();
     let rows = read_archive(&archive);

@@ -165,3 +165,29 @@ mod stream_id_text {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint remembers the newest [`MAX_CLAIMED_IDS`] claimed stream entries, in
+    /// the order they were claimed, across any number of commits; ids only move forward.
+    #[test]
+    fn claimed_ids_keep_the_newest_1024_and_ids_only_move_forward() {
+        let mut c = Checkpoint::default();
+        for batch in 0..15u64 {
+            let claimed = (0..100).map(|i| format!("{}-0", batch * 100 + i)).collect();
+            c.advance_redis("s", &RedisPosition { stream_id: Some((batch, 0)), claimed, ..Default::default() });
+        }
+        c.advance_redis("s", &RedisPosition { stream_id: Some((3, 0)), ..Default::default() });
+        let r = c.sources["s"].redis.clone().unwrap();
+        assert_eq!(r.claimed.len(), MAX_CLAIMED_IDS);
+        assert_eq!(r.claimed.first().map(String::as_str), Some("476-0"), "the oldest 476 were dropped");
+        assert_eq!(r.claimed.last().map(String::as_str), Some("1499-0"));
+        assert_eq!(r.stream_id, Some((14, 0)), "an older id does not move the position back");
+        // The checkpoint JSON carries them as Redis writes ids.
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"14-0\"") && json.contains("\"1499-0\""), "{json}");
+        assert_eq!(serde_json::from_str::<RedisPosition>(&json).unwrap(), r);
+    }
+}
