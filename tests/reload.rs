@@ -81,12 +81,13 @@ fn replace(path: &Path, bytes: &[u8]) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-fn start(dir: &Path, poll_secs: u64, mport: u16) -> Running {
+/// Writes the test's configuration: a followed file, the three kinds of enrichment source.
+fn write_config(dir: &Path, poll_secs: u64, mport: u16, hunt_days: u32) -> std::path::PathBuf {
     let cfg = dir.join("c.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[archive]\nroot = \"{root}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n\n[enrich]\ngeoip_city = \"{city}\"\nassets = \"{assets}\"\nreload_poll_secs = {poll_secs}\nretro_hunt_days = 0\n\n[[enrich.intel]]\nname = \"feed\"\npath = \"{feed}\"\n\n[[sources]]\nname = \"eve\"\ntype = \"file\"\npath = \"{input}\"\npoll_interval_ms = 50\n",
+            "[archive]\nroot = \"{root}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n\n[enrich]\ngeoip_city = \"{city}\"\nassets = \"{assets}\"\nreload_poll_secs = {poll_secs}\nretro_hunt_days = {hunt_days}\n\n[[enrich.intel]]\nname = \"feed\"\npath = \"{feed}\"\n\n[[sources]]\nname = \"eve\"\ntype = \"file\"\npath = \"{input}\"\npoll_interval_ms = 50\n",
             root = dir.join("archive").display(),
             city = dir.join("city.mmdb").display(),
             assets = dir.join("assets.csv").display(),
@@ -95,16 +96,25 @@ fn start(dir: &Path, poll_secs: u64, mport: u16) -> Running {
         ),
     )
     .unwrap();
+    cfg
+}
+
+/// `alertflow run` with the process clock at 2026-11-18T10:05:00Z.
+fn spawn(cfg: &Path) -> Running {
     Running::new(
         Command::new(env!("CARGO_BIN_EXE_alertflow"))
             .args(["run", "--config"])
-            .arg(&cfg)
+            .arg(cfg)
             .env("ALERTFLOW_LOG", "warn")
             .env(alertflow::event::time::CLOCK_ENV, "2026-11-18T10:05:00Z")
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
     )
+}
+
+fn start(dir: &Path, poll_secs: u64, mport: u16) -> Running {
+    spawn(&write_config(dir, poll_secs, mport, 0))
 }
 
 fn reloads(mport: u16, source: &str) -> f64 {
@@ -172,4 +182,79 @@ fn polling_picks_up_a_changed_feed_by_itself() {
     let r = send(&d.join("eve.json"), &archive, 2, "198.51.100.9");
     assert!(!v(&r, "intel").contains("198.51.100.9"), "the withdrawn indicator no longer matches: {}", v(&r, "intel"));
     child.stop();
+}
+
+fn flow_to(day: u32, i: usize, dest: &str) -> String {
+    format!(
+        "{{\"timestamp\":\"2026-11-{day:02}T09:00:{:02}.000000+0000\",\"flow_id\":{},\"event_type\":\"flow\",\"src_ip\":\"10.0.0.9\",\"src_port\":{},\"dest_ip\":\"{dest}\",\"dest_port\":443,\"proto\":\"TCP\"}}\n",
+        i % 60,
+        5000 + i,
+        30000 + i
+    )
+}
+
+/// A feed that gains an indicator on SIGHUP starts a retro-hunt inside the running
+/// pipeline over the last `retro_hunt_days` of archived events (by date partition, with
+/// the process clock), while the pipeline goes on archiving; `alertflow hunt` finds the
+/// same events from the command line, and more with a wider `--days`.
+#[test]
+fn a_feed_gaining_an_indicator_hunts_the_archive_inside_the_running_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let archive = d.join("archive");
+    let bad = "198.51.100.77";
+    // 2026-11-17 is inside two days of the clock (2026-11-18); 2026-11-10 is not.
+    let mut text = String::new();
+    for i in 0..6 {
+        text.push_str(&flow_to(17, i, bad));
+        text.push_str(&flow_to(10, 100 + i, bad));
+        text.push_str(&flow_to(17, 200 + i, "192.0.2.1"));
+    }
+    std::fs::write(d.join("eve.json"), &text).unwrap();
+    std::fs::copy(common::data_dir().join("geoip/GeoIP2-City-Test.mmdb"), d.join("city.mmdb")).unwrap();
+    std::fs::write(d.join("assets.csv"), "cidr,name,owner,criticality,tags\n10.0.0.0/24,web-1,ops,high,\n").unwrap();
+    std::fs::write(d.join("feed.txt"), "203.0.113.250\n").unwrap();
+    let mport = free_port();
+    let child = spawn(&write_config(d, 0, mport, 2));
+    wait_for("18 events archived", || common::read_archive(&archive).len() == 18);
+    replace(&d.join("feed.txt"), format!("203.0.113.250\n{bad}\n").as_bytes());
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(child.pid() as i32, libc::SIGHUP) }, 0);
+    // The pipeline keeps archiving while the hunt runs.
+    let more: String = (0..6).map(|i| flow_to(18, 300 + i, "192.0.2.2")).collect();
+    std::fs::OpenOptions::new().append(true).open(d.join("eve.json")).unwrap().write_all(more.as_bytes()).unwrap();
+    let out = archive.join("_state/retro-hunt.jsonl");
+    let lines = || -> Vec<serde_json::Value> { std::fs::read_to_string(&out).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect() };
+    wait_for("the retro-hunt's matches", || lines().len() >= 6);
+    wait_for("24 events archived", || common::read_archive(&archive).len() == 24);
+    std::thread::sleep(Duration::from_millis(300));
+    child.stop();
+    let found = lines();
+    assert_eq!(found.len(), 6, "the six matching events of 2026-11-17, none of 2026-11-10: {found:#?}");
+    for v in &found {
+        assert_eq!((v["type"].as_str(), v["origin"].as_str()), (Some("intel_alert"), Some("retro-hunt")));
+        assert!(v["timestamp"].as_str().unwrap().starts_with("2026-11-17T09:00:0"), "the original event time: {v}");
+        assert_eq!(v["event"]["dest_ip"], bad);
+    }
+    // The same hunt from the command line, over two days and over thirty.
+    let cli = |days: &str| -> Vec<serde_json::Value> {
+        let o = Command::new(env!("CARGO_BIN_EXE_alertflow"))
+            .args(["hunt", "--archive"])
+            .arg(&archive)
+            .arg("--feed")
+            .arg(d.join("feed.txt"))
+            .args(["--days", days])
+            .env(alertflow::event::time::CLOCK_ENV, "2026-11-18T10:05:00Z")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let two = cli("2");
+    assert_eq!(two.len(), 6);
+    let mut ids: Vec<i64> = two.iter().map(|v| v["event"]["flow_id"].as_i64().unwrap()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (5000..5006).collect::<Vec<i64>>());
+    let thirty = cli("30");
+    assert_eq!(thirty.len(), 12, "with 30 days the events of 2026-11-10 match too");
 }
