@@ -383,6 +383,44 @@ fn four_state_shards_through_the_pipeline_decide_as_one() {
     assert_eq!(results[0], results[1]);
 }
 
+/// Sigma correlation rules loaded from a file named in the configuration, through the
+/// binary: ten probes of ten ports open the `port_scan` incident (`gt: 9`); nine failed
+/// logins (`gte: 10`) open nothing.
+#[test]
+fn sigma_rules_from_the_configuration_open_incidents_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("eve.json");
+    let mut lines = Vec::new();
+    for i in 0..10usize {
+        lines.push(eve_alert(STREAM_BASE + i as i64, 2, "192.0.2.1", "10.0.0.1", 1000 + i as u16, i));
+    }
+    for i in 0..9usize {
+        lines.push(eve_alert(STREAM_BASE + 20 + i as i64, 1, "10.0.0.9", "10.0.0.5", 22, 100 + i));
+    }
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let cfg = dir.path().join("c.toml");
+    let sigma = common::data_dir().join("sigma/correlations.yml");
+    let selectors: String = [("failed_login", 1), ("probe", 2), ("recon", 10), ("exploit", 11), ("callback", 12)]
+        .iter()
+        .map(|(n, sid)| format!("[[state.selectors]]\nname = \"{n}\"\nsignature_ids = [{sid}]\n\n"))
+        .collect();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[archive]\nroot = \"{}\"\n\n[metrics]\nlisten = \"\"\n\n[state]\nsigma = [\"{}\"]\n\n{selectors}",
+            dir.path().join("archive").display(),
+            sigma.display()
+        ),
+    )
+    .unwrap();
+    let out = replay_at(&cfg, &input, STREAM_BASE + 700);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let incidents = read_table(&dir.path().join("archive"), "incidents");
+    let opened: Vec<_> = incidents.iter().filter(|r| r["status"] == "open").collect();
+    assert_eq!(opened.len(), 1, "{incidents:#?}");
+    assert_eq!((opened[0]["rule"].as_str(), opened[0]["group_key"].as_str()), ("port_scan", "192.0.2.1"));
+}
+
 /// What a replay decides equals what the live pipeline decides on the same alerts arriving
 /// in chunks: the same alert ids, dedup decisions and counts, incident membership, scores.
 #[test]
