@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use alertflow::enrich::geo::{DbKind, GeoDb};
@@ -253,11 +253,15 @@ fn feeds_swapped_100_times_under_load_lose_nothing_and_alerts_record_loaded_vers
     assert!(report.failed.is_empty(), "{report:?}");
     let loaded = Arc::new(std::sync::Mutex::new(HashSet::new()));
     loaded.lock().unwrap().insert(sources.intel[0].get().unwrap().version.label.to_string());
-    let stop = Arc::new(AtomicBool::new(false));
+    // Swap k waits for the k-th processed batch: swaps and lookups interleave for certain.
+    let processed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let swapper = {
-        let (sources, loaded, feed) = (sources.clone(), loaded.clone(), feed.clone());
+        let (sources, loaded, feed, processed) = (sources.clone(), loaded.clone(), feed.clone(), processed.clone());
         std::thread::spawn(move || {
             for k in 1..=100 {
+                while processed.load(Ordering::Acquire) < k {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
                 write(&feed, version(k).as_bytes());
                 match sources.intel[0].reload(true) {
                     Outcome::Loaded { new, .. } => {
@@ -291,9 +295,9 @@ fn feeds_swapped_100_times_under_load_lose_nothing_and_alerts_record_loaded_vers
             versions_seen.insert(v.value(0).to_string());
         }
         batches += 1;
+        processed.store(batches, Ordering::Release);
     }
     swapper.join().unwrap();
-    stop.store(true, Ordering::Relaxed);
     assert_eq!(rows, sent, "no alert lost");
     let loaded = loaded.lock().unwrap();
     assert_eq!(loaded.len(), 101, "101 distinct loads");
@@ -301,6 +305,7 @@ fn feeds_swapped_100_times_under_load_lose_nothing_and_alerts_record_loaded_vers
         assert!(loaded.contains(v), "{v} was never loaded");
     }
     println!("{sent} alerts in {batches} batches saw {} of the 101 versions", versions_seen.len());
+    assert!(versions_seen.len() >= 10, "lookups ran while the feed was swapped: {} versions seen", versions_seen.len());
 }
 
 #[test]
