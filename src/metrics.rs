@@ -89,6 +89,8 @@ pub const REDIS_DISCONNECTS: &str = "alertflow_redis_disconnects_total";
 /// surrogate escapes without their pair (replaced by U+FFFD in the typed columns; `raw`
 /// keeps the line as it came).
 pub const REPAIRED_ESCAPES: &str = "alertflow_parse_repaired_escapes_total";
+/// Events whose time is implausible, archived under the hour they arrived.
+pub const IMPLAUSIBLE_TIMES: &str = "alertflow_parse_implausible_times_total";
 /// Lines received by the parse stage (blank lines included).
 pub const PARSE_LINES: &str = "alertflow_parse_lines_total";
 /// Blank lines skipped.
@@ -181,6 +183,7 @@ pub fn describe() {
     describe_counter!(SYSLOG_PAYLOAD_INVALID, "syslog messages whose JSON payload was not a valid EVE event (kept as syslog events)");
     describe_counter!(SYSLOG_LATIN1, "syslog lines that were not UTF-8, stored decoded as Latin-1");
     describe_counter!(REPAIRED_ESCAPES, "EVE lines kept by repairing \\xNN and lone surrogate escapes");
+    describe_counter!(IMPLAUSIBLE_TIMES, "events with a time outside the plausible window, archived under the hour they arrived");
     describe_counter!(DEADLETTER_DROPPED, "dead-letter records not written (file cap reached)");
     describe_counter!(ARCHIVE_ROWS, "rows written to archive segments");
     describe_counter!(ARCHIVE_SEGMENTS, "archive segments sealed");

@@ -201,8 +201,25 @@ fn layout(archive: &Path) -> (Vec<(u64, usize, usize)>, Vec<u64>) {
 /// every line must be archived exactly once.
 #[test]
 fn a_kill_between_two_renames_of_one_commit_is_rolled_forward() {
+    kill_between_two_renames(false);
+}
+
+/// The same with one open segment per writer lane (`max_open_partitions = 1`): a commit's
+/// other hours were closed early, their footers without the checkpoint; recovery finds it.
+#[test]
+fn a_kill_between_two_renames_with_segments_closed_early_is_rolled_forward() {
+    kill_between_two_renames(true);
+}
+
+fn kill_between_two_renames(one_open_segment: bool) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path());
+    if one_open_segment {
+        let text = std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("max_segment_age_secs = 1\n", "max_segment_age_secs = 1\nmax_open_partitions = 1\nwriter_threads = 1\n");
+        std::fs::write(&cfg, text).unwrap();
+    }
     let input = dir.path().join("eve.json");
     let archive = dir.path().join("archive");
     append(&input, 0..30_000);

@@ -144,3 +144,99 @@ fn start_at_end_skips_what_the_file_held_at_start() {
     ids.sort_unstable();
     assert_eq!(ids, (100..150).collect::<Vec<i64>>());
 }
+
+/// Peak RSS of this test binary's finished children (KiB → MiB).
+fn children_peak_mib() -> i64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) }, 0);
+    usage.ru_maxrss / 1024
+}
+
+/// One read batch whose 2,000 events each fall in another hour: every row lands in its own
+/// hour's partition, while a writer lane holds at most `max_open_partitions` encoders
+/// open (the others are closed early and wait for the commit), so memory stays bounded.
+#[test]
+fn one_batch_spanning_2000_hours_keeps_memory_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("eve.json");
+    let base = 1_704_067_200i64; // 2024-01-01T00:00:00Z
+    let text: String = (0..2000i64)
+        .map(|h| {
+            let t = jiff::Timestamp::from_second(base + h * 3600).unwrap().strftime("%Y-%m-%dT%H:%M:%S.000000+0000");
+            format!("{{\"timestamp\":\"{t}\",\"flow_id\":{h},\"event_type\":\"flow\",\"src_ip\":\"10.0.0.1\",\"src_port\":1,\"dest_ip\":\"10.0.0.2\",\"dest_port\":2,\"proto\":\"TCP\"}}\n")
+        })
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    let archive = dir.path().join("archive");
+    let out = Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["replay", "--json", "--archive"]).arg(&archive).arg(&input).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["rows_archived"], 2000);
+    let rows = read_archive(&archive);
+    assert_eq!(rows.len(), 2000);
+    let parts: BTreeSet<&str> = rows.iter().map(|r| r.partition.as_str()).collect();
+    assert_eq!(parts.len(), 2000, "each event in its own hour");
+    let peak = children_peak_mib();
+    println!("peak RSS of the replay: {peak} MiB");
+    assert!(peak < 600, "peak RSS {peak} MiB for 2,000 hours in one batch");
+}
+
+/// Times no sensor writes — before 1970, after 2199, more than `plausible_future_hours`
+/// ahead of the clock, more than `plausible_past_days` behind it — are archived under the
+/// hour they arrived, `timestamp` kept, and counted; plausible ones keep their hour.
+#[test]
+fn implausible_event_times_are_filed_under_their_arrival_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("eve.json");
+    let at = |ts: &str, i: u64| {
+        format!("{{\"timestamp\":\"{ts}\",\"flow_id\":{i},\"event_type\":\"flow\",\"src_ip\":\"10.0.0.1\",\"src_port\":1,\"dest_ip\":\"10.0.0.2\",\"dest_port\":2,\"proto\":\"TCP\"}}\n")
+    };
+    let implausible = [
+        "1969-12-31T23:00:00.000000+0000",
+        "2300-01-01T00:00:00.000000+0000",
+        "9999-12-31T23:59:59.000000+0000",
+        "2026-11-20T12:00:00.000000+0000",
+        "2026-11-01T08:00:00.000000+0000",
+    ];
+    let plausible = ["2026-11-18T09:00:00.000000+0000", "2026-11-15T03:00:00.000000+0000", "2026-11-18T12:00:00.000000+0000"];
+    let mut text = String::new();
+    for (i, ts) in implausible.iter().chain(&plausible).enumerate() {
+        text.push_str(&at(ts, i as u64));
+    }
+    std::fs::write(&input, text).unwrap();
+    let cfg = dir.path().join("c.toml");
+    let archive = dir.path().join("archive");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[pipeline]\nplausible_past_days = 7\nplausible_future_hours = 24\n\n[archive]\nroot = \"{}\"\n\n[metrics]\nlisten = \"\"\n",
+            archive.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_alertflow"))
+        .args(["replay", "--json", "--config"])
+        .arg(&cfg)
+        .arg(&input)
+        .env(alertflow::event::time::CLOCK_ENV, "2026-11-18T10:05:00Z")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["implausible_times"], 5, "{summary}");
+    let rows = read_archive(&archive);
+    assert_eq!(rows.len(), 8);
+    for r in &rows {
+        let id = r.flow_id.unwrap() as usize;
+        let ts = alertflow::event::time::parse_timestamp_us(implausible.iter().chain(&plausible).nth(id).unwrap().as_bytes());
+        assert_eq!(r.timestamp, ts, "the timestamp column keeps the event's own time");
+        let want = match id {
+            0..=4 => "date=2026-11-18/hour=10",
+            5 => "date=2026-11-18/hour=09",
+            6 => "date=2026-11-15/hour=03",
+            _ => "date=2026-11-18/hour=12",
+        };
+        assert!(r.partition.ends_with(want), "event {id} in {}", r.partition);
+    }
+}

@@ -2,7 +2,10 @@
 //!
 //! Encoding (dictionary, zstd) is the most expensive step of the pipeline, so the archive
 //! spreads it over `writer_threads` lanes. Each lane owns one open segment per partition
-//! (hour) it has been given rows for. The coordinator ([`super::ArchiveWriter`]) sends
+//! (hour) it has been given rows for, at most `max_open` at once: opening one more closes
+//! the least recently written (footer with the epoch, fsynced) into a temporary that waits
+//! for the commit like the others, so one batch spanning thousands of hours holds neither
+//! thousands of encoders in memory nor thousands of descriptors. The coordinator ([`super::ArchiveWriter`]) sends
 //! batches round-robin and, to commit, a `Seal` message down every lane's channel: since a
 //! channel is FIFO, a lane has written every batch sent before the seal when it closes its
 //! segments and answers with their temporary paths.
@@ -25,6 +28,10 @@ use super::{io_err, recovery, ArchiveError, Table};
 use crate::event::time::partition_path;
 use crate::event::EventBatch;
 
+fn segment_err(path: &std::path::Path) -> impl FnOnce(parquet::errors::ParquetError) -> ArchiveError + '_ {
+    move |error| ArchiveError::Segment { path: path.to_path_buf(), error }
+}
+
 pub enum LaneMsg {
     Write(Table, EventBatch),
     /// Close every open segment with this footer metadata and report them.
@@ -43,6 +50,8 @@ pub struct SealedTemp {
     pub dir: PathBuf,
     pub rows: u64,
     pub bytes: u64,
+    /// Whether its footer carries the commit's checkpoint (segments closed early do not).
+    pub checkpoint: bool,
 }
 
 struct OpenSegment {
@@ -51,6 +60,8 @@ struct OpenSegment {
     tmp: PathBuf,
     dir: PathBuf,
     rows: u64,
+    /// When it was last written (the lane's write counter).
+    last_used: u64,
 }
 
 pub struct Lane {
@@ -61,15 +72,32 @@ pub struct Lane {
     epoch: u64,
     next_index: usize,
     open: BTreeMap<(Table, i64), OpenSegment>,
-    /// Bytes held by this lane's open segments (read by the coordinator).
+    /// At most this many open segments; more close the least recently written.
+    max_open: usize,
+    /// Segments of this epoch closed early (complete, fsynced, waiting for the commit).
+    closed: Vec<SealedTemp>,
+    writes: u64,
+    /// Bytes of this epoch's segments, open and closed early (read by the coordinator).
     open_bytes: Arc<AtomicU64>,
     /// First write error; reported at the next seal.
     failed: Option<ArchiveError>,
 }
 
 impl Lane {
-    pub fn new(id: usize, root: PathBuf, props: WriterProperties, epoch: u64, open_bytes: Arc<AtomicU64>) -> Self {
-        Self { id, root, props, epoch, next_index: 0, open: BTreeMap::new(), open_bytes, failed: None }
+    pub fn new(id: usize, root: PathBuf, props: WriterProperties, epoch: u64, max_open: usize, open_bytes: Arc<AtomicU64>) -> Self {
+        Self {
+            id,
+            root,
+            props,
+            epoch,
+            next_index: 0,
+            open: BTreeMap::new(),
+            max_open: max_open.max(1),
+            closed: Vec::new(),
+            writes: 0,
+            open_bytes,
+            failed: None,
+        }
     }
 
     pub fn run(mut self, rx: Receiver<LaneMsg>) {
@@ -84,7 +112,10 @@ impl Lane {
                 }
                 LaneMsg::Seal { epoch, metadata, reply } => {
                     let res = match self.failed.take() {
-                        Some(e) => Err(e),
+                        Some(e) => {
+                            self.closed.clear();
+                            Err(e)
+                        }
                         None => self.seal(&metadata),
                     };
                     self.epoch = epoch + 1;
@@ -112,38 +143,58 @@ impl Lane {
                 self.write_partition(table, h, &part)?;
             }
         }
-        let bytes: usize = self.open.values().map(|s| s.writer.bytes_written() + s.writer.in_progress_size()).sum();
-        self.open_bytes.store(bytes as u64, Ordering::Relaxed);
+        let open: usize = self.open.values().map(|s| s.writer.bytes_written() + s.writer.in_progress_size()).sum();
+        let closed: u64 = self.closed.iter().map(|s| s.bytes).sum();
+        self.open_bytes.store(open as u64 + closed, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Closes the least recently written open segment (its footer carries the epoch; the
+    /// commit's checkpoint goes into the segments still open at the seal).
+    fn close_oldest(&mut self) -> Result<(), ArchiveError> {
+        let Some((&key, _)) = self.open.iter().min_by_key(|(_, s)| s.last_used) else { return Ok(()) };
+        let mut seg = self.open.remove(&key).expect("present");
+        seg.writer.append_key_value_metadata(KeyValue::new(super::checkpoint::KEY_EPOCH.into(), self.epoch.to_string()));
+        let file = seg.writer.into_inner().map_err(segment_err(&seg.tmp))?;
+        file.sync_all().map_err(io_err(&seg.tmp))?;
+        let bytes = file.metadata().map_err(io_err(&seg.tmp))?.len();
+        self.closed.push(SealedTemp { table: seg.table, tmp: seg.tmp, dir: seg.dir, rows: seg.rows, bytes, checkpoint: false });
         Ok(())
     }
 
     fn write_partition(&mut self, table: Table, hour: i64, rows: &RecordBatch) -> Result<(), ArchiveError> {
+        self.writes += 1;
         if !self.open.contains_key(&(table, hour)) {
+            if self.open.len() >= self.max_open {
+                self.close_oldest()?;
+            }
             let dir = self.root.join(table.dir()).join(partition_path(hour));
             std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
             let tmp = dir.join(recovery::temp_name(self.epoch, self.id, self.next_index));
             self.next_index += 1;
             let file = File::create(&tmp).map_err(io_err(&tmp))?;
-            let writer = ArrowWriter::try_new(file, rows.schema(), Some(self.props.clone()))?;
-            self.open.insert((table, hour), OpenSegment { table, writer, tmp, dir, rows: 0 });
+            let writer = ArrowWriter::try_new(file, rows.schema(), Some(self.props.clone())).map_err(segment_err(&tmp))?;
+            self.open.insert((table, hour), OpenSegment { table, writer, tmp, dir, rows: 0, last_used: 0 });
         }
         let seg = self.open.get_mut(&(table, hour)).expect("just inserted");
-        seg.writer.write(rows)?;
+        seg.last_used = self.writes;
+        seg.writer.write(rows).map_err(segment_err(&seg.tmp))?;
         seg.rows += rows.num_rows() as u64;
         Ok(())
     }
 
     fn seal(&mut self, metadata: &[KeyValue]) -> Result<Vec<SealedTemp>, ArchiveError> {
-        let mut out = Vec::with_capacity(self.open.len());
+        let mut out = Vec::with_capacity(self.open.len() + self.closed.len());
         for (_, mut seg) in std::mem::take(&mut self.open) {
             for kv in metadata {
                 seg.writer.append_key_value_metadata(kv.clone());
             }
-            let file = seg.writer.into_inner()?;
+            let file = seg.writer.into_inner().map_err(segment_err(&seg.tmp))?;
             file.sync_all().map_err(io_err(&seg.tmp))?;
             let bytes = file.metadata().map_err(io_err(&seg.tmp))?.len();
-            out.push(SealedTemp { table: seg.table, tmp: seg.tmp, dir: seg.dir, rows: seg.rows, bytes });
+            out.push(SealedTemp { table: seg.table, tmp: seg.tmp, dir: seg.dir, rows: seg.rows, bytes, checkpoint: true });
         }
+        out.append(&mut self.closed);
         self.open_bytes.store(0, Ordering::Relaxed);
         Ok(out)
     }

@@ -69,8 +69,12 @@ impl Table {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
-    #[error("archive i/o on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    /// The cause is part of the message (not a `source`), so a cause chain does not
+    /// print it twice.
+    #[error("archive i/o on {path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error("writing segment {path}: {error}")]
+    Segment { path: PathBuf, error: parquet::errors::ParquetError },
     #[error("parquet writer: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("arrow: {0}")]
@@ -84,7 +88,7 @@ pub enum ArchiveError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
-    move |source| ArchiveError::Io { path: path.to_path_buf(), source }
+    move |error| ArchiveError::Io { path: path.to_path_buf(), error }
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +123,20 @@ struct LaneHandle {
 
 /// The archive's open segments: Parquet writers on lane threads, sealed and renamed into
 /// place by a commit.
+/// The first commit of a process comes at most this long after its first row: a process
+/// restarted faster than `max_segment_age` (a crash loop over a backlog) still makes
+/// progress with every start.
+pub const FIRST_COMMIT_AGE: Duration = Duration::from_secs(1);
+
+/// The age of the oldest open row that makes a commit due, after `commits` commits.
+fn age_limit(commits: u64, max_segment_age: Duration) -> Duration {
+    if commits == 0 {
+        max_segment_age.min(FIRST_COMMIT_AGE)
+    } else {
+        max_segment_age
+    }
+}
+
 /// Environment variable of the crash tests' fault point (see [`Segments::publish`]).
 pub const FAULT_KILL_AFTER_RENAMES: &str = "ALERTFLOW_FAULT_KILL_AFTER_RENAMES";
 
@@ -157,7 +175,7 @@ impl Segments {
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Err(ArchiveError::Locked(cfg.root.clone())),
-            Err(std::fs::TryLockError::Error(e)) => return Err(ArchiveError::Io { path: lock_path, source: e }),
+            Err(std::fs::TryLockError::Error(e)) => return Err(ArchiveError::Io { path: lock_path, error: e }),
         }
         let rec = recovery::recover(&cfg.root)?;
         let props = props::writer_properties(cfg.parquet)?;
@@ -165,7 +183,7 @@ impl Segments {
             .map(|id| {
                 let (tx, rx) = bounded(4);
                 let open_bytes = Arc::new(AtomicU64::new(0));
-                let lane = Lane::new(id, cfg.root.clone(), props.clone(), rec.next_epoch, open_bytes.clone());
+                let lane = Lane::new(id, cfg.root.clone(), props.clone(), rec.next_epoch, cfg.max_open_partitions, open_bytes.clone());
                 let thread = std::thread::Builder::new().name(format!("archive-lane-{id}")).spawn(move || lane.run(rx)).expect("spawn writer lane");
                 LaneHandle { tx, open_bytes, thread }
             })
@@ -248,9 +266,11 @@ impl Segments {
         self.open_bytes() >= self.cfg.segment_max_bytes || self.open_hours.len() > self.cfg.max_open_partitions
     }
 
-    /// No new rows for `idle_seal`, or the oldest open row is older than `max_segment_age`.
+    /// No new rows for `idle_seal`, or the oldest open row is older than `max_segment_age`
+    /// (than [`FIRST_COMMIT_AGE`] before this process's first commit).
     pub fn due(&self) -> bool {
-        self.last_write.elapsed() >= self.cfg.idle_seal || self.oldest_open.is_some_and(|t| t.elapsed() >= self.cfg.max_segment_age)
+        let age = age_limit(self.totals.commits, self.cfg.max_segment_age);
+        self.last_write.elapsed() >= self.cfg.idle_seal || self.oldest_open.is_some_and(|t| t.elapsed() >= age)
     }
 
     /// Closes every open writer with `checkpoint` (JSON) and the epoch in its footer and
@@ -280,6 +300,9 @@ impl Segments {
                 }
             }
         }
+        // Segments whose footer holds the checkpoint go first: the first rename is the
+        // commit point, and recovery reads the positions from segment 0 of the newest commit.
+        files.sort_by_key(|f| !f.checkpoint);
         match first_err {
             Some(e) => Err(e),
             None => Ok(Sealed { files }),
@@ -358,4 +381,17 @@ impl Segments {
 
 fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_commit_of_a_process_comes_early() {
+        let ten = Duration::from_secs(10);
+        assert_eq!(age_limit(0, ten), FIRST_COMMIT_AGE);
+        assert_eq!(age_limit(1, ten), ten);
+        assert_eq!(age_limit(0, Duration::from_millis(200)), Duration::from_millis(200), "a shorter configured age still wins");
+    }
 }

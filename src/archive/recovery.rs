@@ -95,8 +95,24 @@ pub fn recover(root: &Path) -> Result<Recovered, ArchiveError> {
         if sealed != count {
             tracing::warn!(epoch, expected = count, found = sealed, "newest commit is missing segments (deleted by hand?)");
         }
-        let seg = finals.iter().find(|f| f.0 == epoch).map(|f| f.3.dir.join(&f.3.name)).expect("newest epoch has a sealed segment");
-        rec.checkpoint = read_checkpoint(&seg)?;
+        // Segment 0 was renamed first and carries the checkpoint (segments a lane closed
+        // early carry only the epoch); any other segment with one does too.
+        let mut segs: Vec<(usize, PathBuf)> = finals.iter().filter(|f| f.0 == epoch).map(|f| (f.1, f.3.dir.join(&f.3.name))).collect();
+        segs.sort();
+        let mut found = None;
+        for (_, seg) in &segs {
+            match read_checkpoint(seg) {
+                Ok(c) => {
+                    found = Some(c);
+                    break;
+                }
+                Err(e) => tracing::debug!(segment = %seg.display(), error = %e, "no checkpoint in this segment"),
+            }
+        }
+        rec.checkpoint = match found {
+            Some(c) => c,
+            None => read_checkpoint(&segs[0].1)?,
+        };
         rec.next_epoch = epoch + 1;
     }
     for (e, f) in &temps {

@@ -69,6 +69,8 @@ pub struct PipelineConfig {
     pub read_bytes: usize,
     pub max_line_bytes: usize,
     pub max_json_depth: usize,
+    /// Event times that decide partitions (see [`crate::parse::stage::Plausible`]).
+    pub plausible: crate::parse::stage::Plausible,
 }
 
 #[derive(Debug, Clone)]
@@ -176,8 +178,16 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
         read_bytes: cx.uint(&p, "read_bytes", MIB, 4096, 256 * MIB) as usize,
         max_line_bytes: cx.uint(&p, "max_line_bytes", 16 * MIB, 64, 1024 * MIB) as usize,
         max_json_depth: cx.uint(&p, "max_json_depth", 128, 2, 4096) as usize,
+        plausible: {
+            let past_days = cx.uint(&p, "plausible_past_days", 0, 0, 36_500) as i64;
+            let future_hours = cx.uint(&p, "plausible_future_hours", 24, 1, 87_600) as i64;
+            crate::parse::stage::Plausible { past_us: (past_days > 0).then_some(past_days * 86_400_000_000), future_us: future_hours * 3_600_000_000 }
+        },
     };
-    cx.unknown_keys(&p, &["parse_workers", "channel_batches", "read_bytes", "max_line_bytes", "max_json_depth"]);
+    cx.unknown_keys(
+        &p,
+        &["parse_workers", "channel_batches", "read_bytes", "max_line_bytes", "max_json_depth", "plausible_past_days", "plausible_future_hours"],
+    );
 
     let a = cx.section(root, "archive");
     let root_dir = PathBuf::from(cx.string(&a, "root").unwrap_or_else(|| "./alertflow-archive".into()));

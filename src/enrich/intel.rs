@@ -8,7 +8,6 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use foldhash::fast::FixedState;
-use serde_json::Value;
 
 use super::prefix::{parse_cidr, PrefixTable};
 
@@ -599,46 +598,116 @@ fn misp_kinds(t: &str) -> Option<(Option<Kind>, Option<Kind>)> {
     }
 }
 
-fn load_misp(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), LoadError> {
-    let doc: Value = serde_json::from_str(text).map_err(|e| LoadError::Format(format!("MISP export is not JSON: {e}")))?;
-    // `{"Event": …}`, `{"response": [{"Event": …}]}`, or a list of either.
-    let mut events = Vec::new();
-    fn collect<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
-        match v {
-            Value::Array(a) => a.iter().for_each(|x| collect(x, out)),
-            Value::Object(m) if m.contains_key("Event") => out.push(&m["Event"]),
-            Value::Object(m) if m.contains_key("response") => collect(&m["response"], out),
-            _ => {}
+/// The parts of a MISP export that are read, borrowed from the file's text where no
+/// escape forces a copy (a `Value` tree of a million attributes weighed gigabytes).
+mod misp {
+    use serde::Deserialize;
+    use std::borrow::Cow;
+
+    /// `{"Event": …}` or `{"response": [{"Event": …}]}`.
+    #[derive(Deserialize, Default)]
+    pub struct Top<'a> {
+        #[serde(rename = "Event", borrow, default)]
+        pub event: Option<Event<'a>>,
+        #[serde(borrow, default)]
+        pub response: Option<Vec<Top<'a>>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Event<'a> {
+        #[serde(borrow, default)]
+        pub threat_level_id: Option<StrOrNum<'a>>,
+        #[serde(borrow, default)]
+        pub info: Option<Cow<'a, str>>,
+        #[serde(rename = "Attribute", borrow, default)]
+        pub attributes: Vec<Attribute<'a>>,
+        #[serde(rename = "Object", borrow, default)]
+        pub objects: Vec<Object<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Object<'a> {
+        #[serde(rename = "Attribute", borrow, default)]
+        pub attributes: Vec<Attribute<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Attribute<'a> {
+        #[serde(rename = "type", borrow, default)]
+        pub kind: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        pub value: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        pub to_ids: Option<StrOrNum<'a>>,
+        #[serde(borrow, default)]
+        pub comment: Option<Cow<'a, str>>,
+    }
+
+    /// MISP writes flags and levels as booleans, numbers or strings.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    pub enum StrOrNum<'a> {
+        Bool(bool),
+        Num(u64),
+        Str(#[serde(borrow)] Cow<'a, str>),
+    }
+
+    impl StrOrNum<'_> {
+        pub fn number(&self) -> Option<u64> {
+            match self {
+                StrOrNum::Num(n) => Some(*n),
+                StrOrNum::Str(s) => s.parse().ok(),
+                StrOrNum::Bool(_) => None,
+            }
+        }
+        pub fn truthy(&self) -> bool {
+            match self {
+                StrOrNum::Bool(b) => *b,
+                StrOrNum::Num(n) => *n == 1,
+                StrOrNum::Str(s) => s == "1" || s == "true",
+            }
         }
     }
-    collect(&doc, &mut events);
+}
+
+fn load_misp(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), LoadError> {
+    let bad = |e: serde_json::Error| LoadError::Format(format!("MISP export is not JSON of MISP events: {e}"));
+    // `{"Event": …}`, `{"response": [{"Event": …}]}`, or a list of either.
+    let tops: Vec<misp::Top<'_>> =
+        if text.trim_start().starts_with('[') { serde_json::from_str(text).map_err(bad)? } else { vec![serde_json::from_str(text).map_err(bad)?] };
+    let mut events = Vec::new();
+    fn collect<'t, 'a>(tops: &'t [misp::Top<'a>], out: &mut Vec<&'t misp::Event<'a>>) {
+        for t in tops {
+            if let Some(e) = &t.event {
+                out.push(e);
+            }
+            if let Some(r) = &t.response {
+                collect(r, out);
+            }
+        }
+    }
+    collect(&tops, &mut events);
     if events.is_empty() {
         return Err(LoadError::Format("MISP export has no `Event` object".into()));
     }
     for ev in events {
-        let ev = ev.as_object().ok_or_else(|| LoadError::Format("MISP `Event` is not an object".into()))?;
         // threat_level_id: 1 high, 2 medium, 3 low, 4 undefined.
-        let conf = match ev.get("threat_level_id").and_then(|t| t.as_str().and_then(|s| s.parse::<u8>().ok()).or(t.as_u64().map(|n| n as u8))) {
+        let conf = match ev.threat_level_id.as_ref().and_then(misp::StrOrNum::number) {
             Some(1) => 90,
             Some(2) => 70,
             Some(3) => 50,
             _ => o.confidence,
         };
-        let info = ev.get("info").and_then(Value::as_str);
-        let mut attrs: Vec<&Value> = ev.get("Attribute").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
-        for obj in ev.get("Object").and_then(Value::as_array).into_iter().flatten() {
-            attrs.extend(obj.get("Attribute").and_then(Value::as_array).into_iter().flatten());
-        }
-        for a in attrs {
-            let (Some(t), Some(v)) = (a.get("type").and_then(Value::as_str), a.get("value").and_then(Value::as_str)) else {
-                return Err(LoadError::Format(format!("MISP attribute without `type` and `value`: {}", cut(&a.to_string()))));
+        let info = ev.info.as_deref();
+        for a in ev.attributes.iter().chain(ev.objects.iter().flat_map(|obj| obj.attributes.iter())) {
+            let (Some(t), Some(v)) = (a.kind.as_deref(), a.value.as_deref()) else {
+                return Err(LoadError::Format(format!(
+                    "MISP attribute without `type` and `value` (type {:?}, value {:?})",
+                    a.kind.as_deref().map(cut),
+                    a.value.as_deref().map(cut)
+                )));
             };
-            let to_ids = match a.get("to_ids") {
-                Some(Value::Bool(b)) => *b,
-                Some(Value::String(s)) => s == "1" || s == "true",
-                Some(Value::Number(n)) => n.as_u64() == Some(1),
-                _ => true,
-            };
+            let to_ids = a.to_ids.as_ref().is_none_or(misp::StrOrNum::truthy);
             if o.to_ids_only && !to_ids {
                 set.skipped.add("not to_ids");
                 continue;
@@ -651,7 +720,7 @@ fn load_misp(set: &mut IndicatorSet, text: &str, o: &LoadOptions) -> Result<(), 
                 Some((a, b)) => (a, Some(b)),
                 None => (v, None),
             };
-            let desc = a.get("comment").and_then(Value::as_str).filter(|c| !c.is_empty()).or(info);
+            let desc = a.comment.as_deref().filter(|c| !c.is_empty()).or(info);
             if let Some(k) = k1 {
                 set.add(k, v1, conf, desc).map_err(|e| e.at(format!("MISP attribute {t}")))?;
             }
@@ -734,5 +803,31 @@ mod tests {
         assert!(e.contains("CSV") && e.contains("3"), "a truncated last row: {e}");
         let e = IndicatorSet::load(b"indicator,type,confidence\n203.0.113.9,ip,800\n", &o).unwrap_err().to_string();
         assert!(e.contains("confidence"), "{e}");
+    }
+
+    /// The three shapes of a MISP export, flags as booleans, numbers or strings, escaped
+    /// values (copied, not borrowed), and a broken attribute named in the error.
+    #[test]
+    fn misp_shapes_and_flag_spellings() {
+        let o = LoadOptions { format: Format::Misp, to_ids_only: true, ..Default::default() };
+        let attr = |t: &str, v: &str, ids: &str| format!(r#"{{"type":"{t}","value":"{v}","to_ids":{ids},"uuid":"x","deleted":false}}"#);
+        let event =
+            |level: &str, attrs: &[String]| format!(r#"{{"Event":{{"threat_level_id":{level},"info":"i","Attribute":[{}],"Object":[]}}}}"#, attrs.join(","));
+        let plain = event("\"1\"", &[attr("ip-dst", "203.0.113.1", "true"), attr("domain", "a.example", "\"0\"")]);
+        let s = IndicatorSet::load(plain.as_bytes(), &o).unwrap();
+        assert_eq!(s.len(), 1, "to_ids \"0\" skipped");
+        assert_eq!(s.indicator(s.lookup(Probe::Ip("203.0.113.1".parse().unwrap())).unwrap()).confidence, 90);
+        let wrapped = format!(r#"{{"response":[{}]}}"#, event("2", &[attr("hostname", "b.example", "1"), attr("url", r"http:\/\/c.example\/x", "1")]));
+        let s = IndicatorSet::load(wrapped.as_bytes(), &o).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.indicator(s.lookup(Probe::Domain("b.example")).unwrap()).confidence, 70, "numeric threat level");
+        assert!(s.lookup(Probe::Url(Some("c.example"), "/x")).is_some(), "an escaped value");
+        let list = format!("[{},{}]", event("3", &[attr("ip-src", "198.51.100.1", "1")]), event("4", &[attr("ip-src", "198.51.100.2", "1")]));
+        assert_eq!(IndicatorSet::load(list.as_bytes(), &o).unwrap().len(), 2);
+        let broken = event("1", &[r#"{"type":"ip-dst"}"#.to_string()]);
+        let e = IndicatorSet::load(broken.as_bytes(), &o).unwrap_err().to_string();
+        assert!(e.contains("without `type` and `value`") && e.contains("ip-dst"), "{e}");
+        let e = IndicatorSet::load(br#"{"Event":{"Attribute":"no"}}"#, &o).unwrap_err().to_string();
+        assert!(e.contains("MISP export"), "{e}");
     }
 }

@@ -156,6 +156,8 @@ pub struct BatchStats {
     pub latin1: u64,
     /// EVE lines kept by repairing escapes JSON does not allow (`\xNN`, lone surrogates).
     pub repaired_escapes: u64,
+    /// Events whose time was outside the plausible window, filed under their arrival hour.
+    pub implausible_times: u64,
 }
 
 impl BatchStats {

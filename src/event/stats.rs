@@ -17,6 +17,7 @@ pub struct PipelineStats {
     pub ts_errors: AtomicU64,
     pub rejected: [AtomicU64; RejectReason::COUNT],
     pub field_errors: AtomicU64,
+    pub implausible_times: AtomicU64,
     types: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -30,6 +31,7 @@ impl PipelineStats {
         self.events.fetch_add(b.events, Ordering::Relaxed);
         self.bytes.fetch_add(b.bytes, Ordering::Relaxed);
         self.ts_errors.fetch_add(b.ts_errors, Ordering::Relaxed);
+        self.implausible_times.fetch_add(b.implausible_times, Ordering::Relaxed);
         self.field_errors.fetch_add(b.field_errors.iter().sum(), Ordering::Relaxed);
         for (i, n) in b.rejected.iter().enumerate() {
             if *n > 0 {

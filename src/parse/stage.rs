@@ -36,6 +36,7 @@ pub struct ParseStage {
     text: String,
     /// Structured data rendered as JSON.
     sd_json: String,
+    plausible: Plausible,
 }
 
 /// What the dispatcher found a message to be.
@@ -99,23 +100,61 @@ fn alert_event<'a>(a: &FastAlert<'a>) -> EventView<'a> {
     }
 }
 
+/// Event times that decide partitions: inside `[1970, 2200)` always, and inside the
+/// window around the wall clock the configuration sets. Outside it, an event is archived
+/// under the hour it arrived (its `timestamp` column unchanged) and counted, so crafted or
+/// broken times cannot open a partition per hour, nor one that readers cannot parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plausible {
+    /// How far before the wall clock an event time may be (`None`: no limit).
+    pub past_us: Option<i64>,
+    /// How far after the wall clock an event time may be.
+    pub future_us: i64,
+}
+
+impl Default for Plausible {
+    fn default() -> Self {
+        Self { past_us: None, future_us: 24 * 3600 * 1_000_000 }
+    }
+}
+
+/// 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z in microseconds.
+const EARLIEST_US: i64 = 0;
+const LATEST_US: i64 = 7_258_118_400_000_000;
+
+impl Plausible {
+    /// The accepted range `[from, to)` at wall-clock time `now_us`.
+    pub fn range(&self, now_us: i64) -> (i64, i64) {
+        let from = self.past_us.map_or(EARLIEST_US, |p| now_us.saturating_sub(p).max(EARLIEST_US));
+        let to = now_us.saturating_add(self.future_us).min(LATEST_US);
+        (from, to)
+    }
+}
+
 /// Appends events and keeps the batch's counters.
 struct Sink<'s> {
     builder: EventBatchBuilder,
     stats: BatchStats,
     last_time: Option<i64>,
     source: &'s str,
+    /// Accepted partition times `[from, to)` and the arrival time for the rest.
+    range: (i64, i64),
+    arrival_us: i64,
 }
 
 impl Sink<'_> {
     fn emit(&mut self, ev: &EventView<'_>, raw: &str) {
         let partition_us = match ev.timestamp_us {
-            Some(t) => {
+            Some(t) if t >= self.range.0 && t < self.range.1 => {
                 self.last_time = Some(t);
                 t
             }
+            Some(_) => {
+                self.stats.implausible_times += 1;
+                self.arrival_us
+            }
             // No event time: file it with the event before it, else with now.
-            None => *self.last_time.get_or_insert_with(wall_clock_us),
+            None => *self.last_time.get_or_insert(self.arrival_us),
         };
         self.builder.append(ev, partition_us, self.source, raw);
         self.stats.events += 1;
@@ -126,14 +165,28 @@ impl Sink<'_> {
 
 impl ParseStage {
     pub fn new(parser: EveParser, dead_letter: Arc<DeadLetter>) -> Self {
-        Self { parser, dead_letter, text: String::new(), sd_json: String::new() }
+        Self { parser, dead_letter, text: String::new(), sd_json: String::new(), plausible: Plausible::default() }
+    }
+
+    /// Sets the window of plausible event times (default: up to 24 h ahead, any past).
+    pub fn with_plausible(mut self, plausible: Plausible) -> Self {
+        self.plausible = plausible;
+        self
     }
 
     pub fn process(&mut self, raw: RawBatch) -> ParsedBatch {
         let stats = BatchStats { bytes: raw.data.len() as u64, ..Default::default() };
         let approx_rows = raw.data.len() / 400 + 1;
-        let mut sink = Sink { builder: EventBatchBuilder::with_capacity(approx_rows, raw.data.len()), stats, last_time: None, source: &raw.source.name };
-        let hint = TimeHint { now_us: wall_clock_us(), zone: raw.source.zone };
+        let now = wall_clock_us();
+        let mut sink = Sink {
+            builder: EventBatchBuilder::with_capacity(approx_rows, raw.data.len()),
+            stats,
+            last_time: None,
+            source: &raw.source.name,
+            range: self.plausible.range(now),
+            arrival_us: now,
+        };
+        let hint = TimeHint { now_us: now, zone: raw.source.zone };
         for (off, line) in raw.messages() {
             sink.stats.lines += 1;
             let Some(prepared) = prepare_line(line) else {
@@ -267,6 +320,9 @@ pub fn publish(stats: &BatchStats) {
     }
     if stats.repaired_escapes > 0 {
         metrics::counter!(m::REPAIRED_ESCAPES).increment(stats.repaired_escapes);
+    }
+    if stats.implausible_times > 0 {
+        metrics::counter!(m::IMPLAUSIBLE_TIMES).increment(stats.implausible_times);
     }
     for f in Field::ALL {
         let n = stats.field_errors[f as usize];

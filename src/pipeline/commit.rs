@@ -31,7 +31,7 @@ use crate::output::file::{OutputError, Outputs, MAX_PENDING_LINES};
 
 impl From<OutputError> for ArchiveError {
     fn from(e: OutputError) -> Self {
-        ArchiveError::Io { path: e.path, source: e.source }
+        ArchiveError::Io { path: e.path, error: e.source }
     }
 }
 
@@ -84,7 +84,7 @@ impl Committer {
     /// and the snapshot saved with the newest commit is restored.
     pub fn enable_alerts(&mut self, mut path: AlertPath, output: Option<PathBuf>, late_output: Option<PathBuf>) -> Result<(), ArchiveError> {
         let dir = self.segments.root().join("_state");
-        std::fs::create_dir_all(&dir).map_err(|source| ArchiveError::Io { path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|error| ArchiveError::Io { path: dir.clone(), error })?;
         let epoch = self.segments.epoch();
         if epoch > 0 {
             let f = state_file(&dir, epoch - 1);
@@ -94,7 +94,7 @@ impl Committer {
                     tracing::info!(snapshot = %f.display(), "state restored");
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(ArchiveError::Io { path: f, source: e }),
+                Err(e) => return Err(ArchiveError::Io { path: f, error: e }),
             }
         }
         let outputs = Outputs::open(output, late_output)?;
@@ -193,7 +193,7 @@ impl Committer {
         let Some(a) = self.alerts.as_mut() else { return Ok(()) };
         let path = state_file(&a.dir, epoch);
         if let Some(res) = a.worker.save_snapshot(&path) {
-            res.map_err(|e| ArchiveError::Io { path, source: e })?;
+            res.map_err(|e| ArchiveError::Io { path, error: e })?;
         }
         Ok(())
     }

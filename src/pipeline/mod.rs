@@ -61,6 +61,8 @@ pub struct Summary {
     pub rejected: BTreeMap<&'static str, u64>,
     pub timestamp_errors: u64,
     pub invalid_fields: u64,
+    /// Events whose time was outside the plausible window (archived under their arrival hour).
+    pub implausible_times: u64,
     pub rows_archived: u64,
     /// Rows of the `alerts` and `incidents` tables.
     pub alert_rows: u64,
@@ -111,6 +113,12 @@ impl Summary {
             s.push_str(&format!(
                 "  kept with nulls: {} without event time (EVE \"ts-error\", syslog without a date), {} unusable field values\n",
                 self.timestamp_errors, self.invalid_fields
+            ));
+        }
+        if self.implausible_times > 0 {
+            s.push_str(&format!(
+                "  implausible event times: {} (outside the plausible window; archived under the hour they arrived, timestamp kept)\n",
+                self.implausible_times
             ));
         }
         s.push_str(&format!(
@@ -240,6 +248,7 @@ pub fn run(
         rejected: stats.rejected(),
         timestamp_errors: stats.ts_errors.load(Ordering::Relaxed),
         invalid_fields: stats.field_errors.load(Ordering::Relaxed),
+        implausible_times: stats.implausible_times.load(Ordering::Relaxed),
         rows_archived: totals.rows_sealed,
         alert_rows: totals.alert_rows_sealed,
         incident_rows: totals.incident_rows_sealed,
@@ -340,6 +349,7 @@ fn spawn_parse_workers(
     dead_letter: &Arc<DeadLetter>,
     stats: &Arc<PipelineStats>,
 ) -> Vec<JoinHandle<()>> {
+    let plausible = cfg.pipeline.plausible;
     let limits = ParseLimits {
         max_line_bytes: cfg.pipeline.max_line_bytes,
         max_depth: cfg.pipeline.max_json_depth,
@@ -352,7 +362,7 @@ fn spawn_parse_workers(
             std::thread::Builder::new()
                 .name(format!("parse-{i}"))
                 .spawn(move || {
-                    let mut stage = ParseStage::new(EveParser::new(limits), dl);
+                    let mut stage = ParseStage::new(EveParser::new(limits), dl).with_plausible(plausible);
                     for raw in rx {
                         let parsed = stage.process(raw);
                         publish(&parsed.stats);
