@@ -453,6 +453,62 @@ fn abusive_senders_do_not_stop_a_good_one() {
     assert!(dead_letters(&archive).iter().any(|d| d["reason"] == "truncated"));
 }
 
+/// A TCP connection to 127.0.0.1:`port` from the loopback address `local` (another client).
+fn connect_from(local: &str, port: u16) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let s = rt.block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(format!("{local}:0").parse().unwrap()).unwrap();
+        sock.connect(format!("127.0.0.1:{port}").parse().unwrap()).await.unwrap()
+    });
+    let s = s.into_std().unwrap();
+    s.set_nonblocking(false).unwrap();
+    s
+}
+
+/// One host holding 100 idle connections gets `max_connections_per_client` (8) of them;
+/// the rest are refused as `per_client`, and a sender from another address delivers all
+/// its messages while the flood is still held.
+#[test]
+fn one_client_cannot_take_every_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, mport) = (free_port(), free_port());
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, format!(
+        "[archive]\nroot = \"{}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n\n[[sources]]\nname = \"tcp\"\ntype = \"syslog_tcp\"\nlisten = \"127.0.0.1:{port}\"\nmax_connections = 64\nmax_connections_per_client = 8\nidle_timeout_secs = 120\noverflow = \"block\"\n",
+        dir.path().join("archive").display())).unwrap();
+    let child = Running::new(
+        Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "error").stdout(Stdio::null()).spawn().unwrap(),
+    );
+    let tcp = |m: &str, label: &str| metric_where(mport, m, label);
+    let mut made = 0u32;
+    wait_for("listener", 30, || {
+        let up = TcpStream::connect(("127.0.0.1", port)).is_ok();
+        made += up as u32;
+        up && TcpStream::connect(("127.0.0.1", mport)).is_ok()
+    });
+    wait_for("the probes closed", 30, || tcp("alertflow_source_active_connections", "") == 0.0);
+    let flood: Vec<TcpStream> = (0..100).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    made += 100;
+    wait_for("every connection accepted or refused", 30, || {
+        tcp("alertflow_source_connections_total", "") + tcp("alertflow_source_connections_refused_total", "") == made as f64
+    });
+    assert_eq!(tcp("alertflow_source_active_connections", ""), 8.0, "the flooding host holds its 8 slots");
+    assert_eq!(tcp("alertflow_source_connections_refused_total", "reason=\"per_client\""), 92.0);
+    assert_eq!(tcp("alertflow_source_connections_refused_total", "reason=\"max_connections\""), 0.0);
+    let mut good = connect_from("127.0.0.2", port);
+    for i in 0..100 {
+        writeln!(good, "<13>1 2026-11-28T10:00:00Z h good - - - message {i}").unwrap();
+    }
+    drop(good);
+    let archive = dir.path().join("archive");
+    wait_for("the other host's 100 messages", 30, || read_archive(&archive).len() == 100);
+    assert_eq!(tcp("alertflow_source_active_connections", ""), 8.0, "the flood was still held");
+    drop(flood);
+    child.stop();
+    assert!(read_archive(&archive).iter().all(|r| r.syslog_app_name.as_deref() == Some("good")));
+}
+
 /// A `redis-server` of the test's own on a free port, stopped on drop.
 struct Redis {
     child: std::process::Child,

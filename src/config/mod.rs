@@ -599,7 +599,7 @@ fn read_score(cx: &mut Cx, root: &Tbl) -> Option<std::sync::Arc<crate::score::Sc
 const FILE_KEYS: &[&str] = &["path", "paths", "start_at", "poll_interval_ms", "rotate_wait_secs", "max_open_files"];
 const UNIX_KEYS: &[&str] = &["path", "socket_mode", "max_connections"];
 const UDP_KEYS: &[&str] = &["listen", "recv_buffer_bytes"];
-const TCP_KEYS: &[&str] = &["listen", "max_connections", "idle_timeout_secs", "frame_timeout_secs", "max_frame_bytes", "tls"];
+const TCP_KEYS: &[&str] = &["listen", "max_connections", "max_connections_per_client", "idle_timeout_secs", "frame_timeout_secs", "max_frame_bytes", "tls"];
 const TLS_KEYS: &[&str] = &["cert", "key", "client_ca", "handshake_timeout_secs"];
 const REDIS_KEYS: &[&str] = &["url", "mode", "key", "consumer", "group", "batch", "claim_idle_ms", "processing_list"];
 
@@ -687,6 +687,7 @@ fn read_source(cx: &mut Cx, s: &Tbl) -> Option<SourceConfig> {
             known.extend_from_slice(TCP_KEYS);
             let listen = socket_addr(cx, s, "listen");
             let max_connections = cx.uint(s, "max_connections", 1024, 1, 1 << 20) as usize;
+            let max_connections_per_client = cx.uint(s, "max_connections_per_client", 32, 1, 1 << 20) as usize;
             let idle_timeout = Duration::from_secs(cx.uint(s, "idle_timeout_secs", 300, 1, 86_400 * 7));
             let frame_timeout = Duration::from_secs(cx.uint(s, "frame_timeout_secs", 60, 1, 86_400));
             let max_frame_bytes = cx.uint(s, "max_frame_bytes", 1 << 20, 64, 1 << 30) as usize;
@@ -722,7 +723,9 @@ fn read_source(cx: &mut Cx, s: &Tbl) -> Option<SourceConfig> {
             } else {
                 None
             };
-            listen.map(|listen| SourceKind::SyslogTcp(TcpConfig { listen, max_connections, idle_timeout, frame_timeout, max_frame_bytes, tls }))
+            listen.map(|listen| {
+                SourceKind::SyslogTcp(TcpConfig { listen, max_connections, max_connections_per_client, idle_timeout, frame_timeout, max_frame_bytes, tls })
+            })
         }
         Some("redis") => {
             known.extend_from_slice(REDIS_KEYS);

@@ -6,7 +6,9 @@
 //!   kernel's count of datagrams it dropped for lack of room (`/proc/net/udp*`) is
 //!   published as `alertflow_source_kernel_drops_total`.
 //! * TCP/TLS runs on a small tokio runtime of its own: one task per connection, at most
-//!   `max_connections` at once (the rest are closed at accept and counted), a TLS
+//!   `max_connections` at once and `max_connections_per_client` from one address (the
+//!   rest are closed at accept and counted by reason), so one host's flood of idle
+//!   connections cannot keep the other senders out; a TLS
 //!   handshake deadline, an idle timeout, and a frame timeout (a message must complete
 //!   within `frame_timeout` of its first byte, so a 1 B/s sender cannot hold a slot).
 //!   Frames longer than `max_frame_bytes` are skipped as they arrive and recorded as
@@ -49,6 +51,8 @@ pub struct TlsConfig {
 pub struct TcpConfig {
     pub listen: SocketAddr,
     pub max_connections: usize,
+    /// Connections one client address may hold at once.
+    pub max_connections_per_client: usize,
     pub idle_timeout: Duration,
     pub frame_timeout: Duration,
     pub max_frame_bytes: usize,
@@ -212,14 +216,39 @@ struct Shared {
     ctx: SourceCtx,
     cfg: TcpConfig,
     active: AtomicUsize,
+    /// Open connections per client address.
+    per_client: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
     streams: AtomicU64,
     name: String,
+}
+
+impl Shared {
+    /// Takes a slot for `ip` unless it holds `max_connections_per_client` already.
+    fn take_client_slot(&self, ip: std::net::IpAddr) -> bool {
+        let mut m = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= self.cfg.max_connections_per_client {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn free_client_slot(&self, ip: std::net::IpAddr) {
+        let mut m = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
+    }
 }
 
 pub fn run_tcp(ctx: SourceCtx, cfg: TcpConfig, listener: std::net::TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().thread_name(format!("syslog-{}", ctx.info.name)).build()?;
     let name = ctx.info.name.to_string();
-    let shared = Arc::new(Shared { ctx, cfg, active: AtomicUsize::new(0), streams: AtomicU64::new(0), name });
+    let shared = Arc::new(Shared { ctx, cfg, active: AtomicUsize::new(0), per_client: Default::default(), streams: AtomicU64::new(0), name });
     let res = rt.block_on(accept_loop(shared.clone(), listener, tls));
     // Let connection tasks flush what they framed, then stop them.
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -252,7 +281,12 @@ async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener, tls: 
             }
         };
         if shared.active.load(Ordering::Acquire) >= shared.cfg.max_connections {
-            metrics::counter!(m::SOURCE_CONNECTIONS_REFUSED, "source" => shared.name.clone()).increment(1);
+            metrics::counter!(m::SOURCE_CONNECTIONS_REFUSED, "source" => shared.name.clone(), "reason" => "max_connections").increment(1);
+            drop(conn);
+            continue;
+        }
+        if !shared.take_client_slot(peer.ip()) {
+            metrics::counter!(m::SOURCE_CONNECTIONS_REFUSED, "source" => shared.name.clone(), "reason" => "per_client").increment(1);
             drop(conn);
             continue;
         }
@@ -286,6 +320,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener, tls: 
                 tracing::debug!(source = %shared2.name, peer = %peer, error = %e, "connection closed with error");
             }
             metrics::gauge!(m::SOURCE_ACTIVE_CONNECTIONS, "source" => shared2.name.clone()).decrement(1.0);
+            shared2.free_client_slot(peer.ip());
             shared2.active.fetch_sub(1, Ordering::AcqRel);
         });
     }
