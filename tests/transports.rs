@@ -509,6 +509,37 @@ fn one_client_cannot_take_every_slot() {
     assert!(read_archive(&archive).iter().all(|r| r.syslog_app_name.as_deref() == Some("good")));
 }
 
+/// 500 connections with one short message each, under the default `drop` policy: each
+/// connection's message is a batch of its own; the queue is bounded in bytes, so 500 small
+/// batches fit and none is dropped.
+#[test]
+fn many_small_senders_are_not_dropped() {
+    alertflow::pipeline::descriptors::raise_limit();
+    let dir = tempfile::tempdir().unwrap();
+    let (port, mport) = (free_port(), free_port());
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, format!(
+        "[archive]\nroot = \"{}\"\nidle_seal_ms = 200\n\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n\n[[sources]]\nname = \"tcp\"\ntype = \"syslog_tcp\"\nlisten = \"127.0.0.1:{port}\"\nmax_connections_per_client = 1024\n",
+        dir.path().join("archive").display())).unwrap();
+    let child = Running::new(
+        Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "error").stdout(Stdio::null()).spawn().unwrap(),
+    );
+    wait_for("listener", 30, || TcpStream::connect(("127.0.0.1", port)).is_ok() && TcpStream::connect(("127.0.0.1", mport)).is_ok());
+    let conns: Vec<TcpStream> = (0..500)
+        .map(|i| {
+            let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            writeln!(c, "<13>1 2026-11-28T10:00:00Z h small - - - message {i}").unwrap();
+            c
+        })
+        .collect();
+    drop(conns);
+    let archive = dir.path().join("archive");
+    wait_for("500 messages", 60, || read_archive(&archive).len() == 500);
+    assert_eq!(metric(mport, "alertflow_source_dropped_lines_total"), 0.0);
+    child.stop();
+    assert_eq!(read_archive(&archive).len(), 500);
+}
+
 /// A `redis-server` of the test's own on a free port, stopped on drop.
 struct Redis {
     child: std::process::Child,

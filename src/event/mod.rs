@@ -10,6 +10,7 @@
 
 pub mod alert;
 pub mod batch;
+pub mod budget;
 pub mod enriched;
 pub mod handoff;
 pub mod json;

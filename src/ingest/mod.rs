@@ -41,6 +41,8 @@ pub enum Overflow {
 pub struct SourceCtx {
     pub info: Arc<SourceInfo>,
     pub tx: Sender<RawBatch>,
+    /// Bytes the queue to the parse workers may hold (they give them back on receipt).
+    pub budget: Arc<crate::event::budget::ByteBudget>,
     pub shutdown: Arc<AtomicBool>,
     pub dead_letter: Arc<DeadLetter>,
     /// Bytes read so far (drives the replay progress bar).
@@ -63,6 +65,13 @@ impl SourceCtx {
         self.note_read(&batch);
         match self.overflow {
             Overflow::Block => {
+                let n = batch.data.len() as u64;
+                while !self.budget.try_take(n) {
+                    if self.stopping() {
+                        return false;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
                 let ok = self.tx.send(batch).is_ok();
                 self.note_sent();
                 ok
@@ -84,16 +93,25 @@ impl SourceCtx {
 
     /// The `drop` policy: send if there is room, else count the batch's messages as lost.
     fn try_send(&self, batch: RawBatch) -> bool {
+        let n = batch.data.len() as u64;
+        if !self.budget.try_take(n) {
+            metrics::counter!(m::SOURCE_DROPPED_LINES, "source" => self.info.name.to_string()).increment(batch.count_messages());
+            return true;
+        }
         match self.tx.try_send(batch) {
             Ok(()) => {
                 self.note_sent();
                 true
             }
             Err(TrySendError::Full(b)) => {
+                self.budget.give(n);
                 metrics::counter!(m::SOURCE_DROPPED_LINES, "source" => self.info.name.to_string()).increment(b.count_messages());
                 true
             }
-            Err(TrySendError::Disconnected(_)) => false,
+            Err(TrySendError::Disconnected(_)) => {
+                self.budget.give(n);
+                false
+            }
         }
     }
 
@@ -104,6 +122,13 @@ impl SourceCtx {
         if self.overflow == Overflow::Drop {
             return self.try_send(batch);
         }
+        let n = batch.data.len() as u64;
+        while !self.budget.try_take(n) {
+            if self.stopping() {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
         let mut batch = batch;
         loop {
             match self.tx.try_send(batch) {
@@ -113,12 +138,16 @@ impl SourceCtx {
                 }
                 Err(TrySendError::Full(b)) => {
                     if self.stopping() {
+                        self.budget.give(n);
                         return false;
                     }
                     batch = b;
                     tokio::time::sleep(std::time::Duration::from_millis(2)).await;
                 }
-                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Disconnected(_)) => {
+                    self.budget.give(n);
+                    return false;
+                }
             }
         }
     }

@@ -189,12 +189,15 @@ pub fn run(
         tracing::info!(segments = recovered.segments, rolled_forward = recovered.rolled_forward, discarded = recovered.discarded, "archive recovered");
     }
     let cap = cfg.pipeline.channel_batches;
-    let (raw_tx, raw_rx) = bounded(cap);
+    // The sources' queue is bounded in bytes (channel_batches × read_bytes); its count of
+    // batches only needs to hold many small ones.
+    let budget = Arc::new(crate::event::budget::ByteBudget::new(cap as u64 * cfg.pipeline.read_bytes as u64));
+    let (raw_tx, raw_rx) = bounded(cap.saturating_mul(64));
     let (parsed_tx, parsed_rx) = bounded::<ParsedBatch>(cap);
 
     let archive_thread = spawn_commit_thread(archive, parsed_rx, raw_rx.clone(), mode, health.clone(), dead_letter.clone(), shutdown.clone());
 
-    let workers = spawn_parse_workers(cfg, &raw_rx, &parsed_tx, &dead_letter, &stats);
+    let workers = spawn_parse_workers(cfg, &raw_rx, &parsed_tx, &dead_letter, &stats, &budget);
     drop(raw_rx);
     drop(parsed_tx);
 
@@ -205,6 +208,7 @@ pub fn run(
         let ctx = SourceCtx {
             info: Arc::new(SourceInfo { id, name: sc.name.as_str().into(), zone: sc.timezone.clone().map(|z| &*Box::leak(Box::new(z))) }),
             tx: raw_tx.clone(),
+            budget: budget.clone(),
             shutdown: shutdown.clone(),
             dead_letter: dead_letter.clone(),
             progress: progress.clone(),
@@ -348,6 +352,7 @@ fn spawn_parse_workers(
     parsed_tx: &crossbeam_channel::Sender<ParsedBatch>,
     dead_letter: &Arc<DeadLetter>,
     stats: &Arc<PipelineStats>,
+    budget: &Arc<crate::event::budget::ByteBudget>,
 ) -> Vec<JoinHandle<()>> {
     let plausible = cfg.pipeline.plausible;
     let limits = ParseLimits {
@@ -357,14 +362,16 @@ fn spawn_parse_workers(
     };
     let mut workers = Vec::new();
     for i in 0..cfg.pipeline.parse_workers {
-        let (rx, tx, dl, st) = (raw_rx.clone(), parsed_tx.clone(), dead_letter.clone(), stats.clone());
+        let (rx, tx, dl, st, budget) = (raw_rx.clone(), parsed_tx.clone(), dead_letter.clone(), stats.clone(), budget.clone());
         workers.push(
             std::thread::Builder::new()
                 .name(format!("parse-{i}"))
                 .spawn(move || {
                     let mut stage = ParseStage::new(EveParser::new(limits), dl).with_plausible(plausible);
                     for raw in rx {
+                        let n = raw.data.len() as u64;
                         let parsed = stage.process(raw);
+                        budget.give(n);
                         publish(&parsed.stats);
                         st.add(&parsed.stats);
                         if tx.send(parsed).is_err() {
