@@ -394,4 +394,16 @@ mod tests {
         assert_eq!(age_limit(1, ten), ten);
         assert_eq!(age_limit(0, Duration::from_millis(200)), Duration::from_millis(200), "a shorter configured age still wins");
     }
+
+    /// "No space left on device" names the file and is said once in a cause chain.
+    #[test]
+    fn archive_errors_name_their_file_and_say_their_cause_once() {
+        use std::error::Error as _;
+        let e = ArchiveError::Io { path: "/a/events/x.tmp".into(), error: std::io::Error::from_raw_os_error(28) };
+        let text = e.to_string();
+        assert!(text.contains("/a/events/x.tmp") && text.contains("No space left on device"), "{text}");
+        assert!(e.source().is_none(), "the cause is in the message, not repeated as a source");
+        let e = ArchiveError::Segment { path: "/a/events/y.tmp".into(), error: parquet::errors::ParquetError::General("disk".into()) };
+        assert!(e.to_string().contains("/a/events/y.tmp"));
+    }
 }
