@@ -117,6 +117,15 @@ fn start(dir: &Path, poll_secs: u64, mport: u16) -> Running {
     spawn(&write_config(dir, poll_secs, mport, 0))
 }
 
+/// The sources of a test directory: an empty followed file, the City test database, an
+/// inventory with 10.0.0.0/24 as `web-1`, and the feed `feed`.
+fn fixture(d: &Path, feed: &str) {
+    std::fs::write(d.join("eve.json"), "").unwrap();
+    std::fs::copy(common::data_dir().join("geoip/GeoIP2-City-Test.mmdb"), d.join("city.mmdb")).unwrap();
+    std::fs::write(d.join("assets.csv"), "cidr,name,owner,criticality,tags\n10.0.0.0/24,web-1,ops,high,\n").unwrap();
+    std::fs::write(d.join("feed.txt"), feed).unwrap();
+}
+
 fn reloads(mport: u16, source: &str) -> f64 {
     metric(mport, "alertflow_enrich_reloads_total", &format!("source=\"{source}\",result=\"ok\"")).max(metric(
         mport,
@@ -130,10 +139,7 @@ fn sighup_reloads_feed_assets_and_geoip_and_clears_the_geoip_memo() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let archive = d.join("archive");
-    std::fs::write(d.join("eve.json"), "").unwrap();
-    std::fs::copy(common::data_dir().join("geoip/GeoIP2-City-Test.mmdb"), d.join("city.mmdb")).unwrap();
-    std::fs::write(d.join("assets.csv"), "cidr,name,owner,criticality,tags\n10.0.0.0/24,web-1,ops,high,\n").unwrap();
-    std::fs::write(d.join("feed.txt"), "203.0.113.250\n").unwrap();
+    fixture(d, "203.0.113.250\n");
     let mport = free_port();
     let child = start(d, 0, mport);
     // 67.43.156.0/24 is Bhutan in the test database.
@@ -167,10 +173,7 @@ fn polling_picks_up_a_changed_feed_by_itself() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let archive = d.join("archive");
-    std::fs::write(d.join("eve.json"), "").unwrap();
-    std::fs::copy(common::data_dir().join("geoip/GeoIP2-City-Test.mmdb"), d.join("city.mmdb")).unwrap();
-    std::fs::write(d.join("assets.csv"), "cidr,name,owner,criticality,tags\n10.0.0.0/24,web-1,ops,high,\n").unwrap();
-    std::fs::write(d.join("feed.txt"), "198.51.100.9\n").unwrap();
+    fixture(d, "198.51.100.9\n");
     let mport = free_port();
     let child = start(d, 1, mport);
     let r = send(&d.join("eve.json"), &archive, 1, "198.51.100.9");
@@ -210,10 +213,8 @@ fn a_feed_gaining_an_indicator_hunts_the_archive_inside_the_running_pipeline() {
         text.push_str(&flow_to(10, 100 + i, bad));
         text.push_str(&flow_to(17, 200 + i, "192.0.2.1"));
     }
+    fixture(d, "203.0.113.250\n");
     std::fs::write(d.join("eve.json"), &text).unwrap();
-    std::fs::copy(common::data_dir().join("geoip/GeoIP2-City-Test.mmdb"), d.join("city.mmdb")).unwrap();
-    std::fs::write(d.join("assets.csv"), "cidr,name,owner,criticality,tags\n10.0.0.0/24,web-1,ops,high,\n").unwrap();
-    std::fs::write(d.join("feed.txt"), "203.0.113.250\n").unwrap();
     let mport = free_port();
     let child = spawn(&write_config(d, 0, mport, 2));
     wait_for("18 events archived", || common::read_archive(&archive).len() == 18);

@@ -1,6 +1,7 @@
-//! Source positions recorded in every sealed segment's footer.
+//! Source positions recorded in sealed segments' footers.
 //!
-//! Key-value metadata written into each segment of a commit:
+//! Key-value metadata written into the segments of a commit (segment 0, renamed first,
+//! always has both keys; segments a lane closed early have only the epoch):
 //! * `alertflow.epoch` — the commit number (monotonic across restarts; the segment's
 //!   file name also carries it, with the number of segments the commit sealed);
 //! * `alertflow.checkpoint` — JSON of [`Checkpoint`]: for every source, the resume

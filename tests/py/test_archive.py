@@ -151,8 +151,11 @@ def test_footer_records_source_positions(archive):
     import pyarrow.parquet as pq
     segs = sorted((root / "events").rglob("part-*.parquet"))
     assert segs
-    newest = max(segs, key=lambda p: p.name.split("-")[1])
+    # Segment 0 of the newest commit (renamed first) carries the checkpoint.
+    epoch = max(p.name.split("-")[1] for p in segs)
+    newest = next(p for p in segs if p.name.split("-")[1] == epoch and p.name.split("-")[2] == "0000")
     meta = pq.ParquetFile(newest).metadata.metadata
+    assert b"alertflow.epoch" in meta
     ckpt = json.loads(meta[b"alertflow.checkpoint"])
     files = ckpt["sources"]["replay"]["files"]
     sizes = {str(f): f.stat().st_size for f in EVE}
