@@ -33,6 +33,7 @@ fn parsed_batches(input: &[u8]) -> Vec<ParsedBatch> {
             data: Bytes::copy_from_slice(&input[start..end]),
             base_offset: None,
             path: None,
+            origins: Vec::new(),
             position: Position::None,
             format: Format::Eve,
             frames: Vec::new(),

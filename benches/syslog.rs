@@ -51,6 +51,7 @@ fn stage(c: &mut Criterion) {
                     data: data.clone(),
                     base_offset: None,
                     path: None,
+                    origins: Vec::new(),
                     position: Position::None,
                     format: Format::Syslog,
                     frames: Vec::new(),

@@ -519,25 +519,37 @@ fn many_small_senders_are_not_dropped() {
     let (port, mport) = (free_port(), free_port());
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, format!(
-        "[archive]\nroot = \"{}\"\nidle_seal_ms = 200\n\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n\n[[sources]]\nname = \"tcp\"\ntype = \"syslog_tcp\"\nlisten = \"127.0.0.1:{port}\"\nmax_connections_per_client = 1024\n",
+        "[archive]\nroot = \"{}\"\nidle_seal_ms = 200\n\n[pipeline]\nmax_line_bytes = 100\n\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n\n[[sources]]\nname = \"tcp\"\ntype = \"syslog_tcp\"\nlisten = \"127.0.0.1:{port}\"\nmax_connections_per_client = 1024\n",
         dir.path().join("archive").display())).unwrap();
     let child = Running::new(
         Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "error").stdout(Stdio::null()).spawn().unwrap(),
     );
     wait_for("listener", 30, || TcpStream::connect(("127.0.0.1", port)).is_ok() && TcpStream::connect(("127.0.0.1", mport)).is_ok());
-    let conns: Vec<TcpStream> = (0..500)
-        .map(|i| {
-            let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let batches_before = metric(mport, "alertflow_source_batches_total{source=\"tcp\"}");
+    // Every connection open first, then one message on each: 500 senders at once.
+    let mut conns: Vec<TcpStream> = (0..500).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    for (i, c) in conns.iter_mut().enumerate() {
+        if i == 7 {
+            // Longer than `max_line_bytes`: a dead letter that must name this connection.
+            writeln!(c, "<13>1 2026-11-28T10:00:00Z h small - - - {}", "x".repeat(200)).unwrap();
+        } else {
             writeln!(c, "<13>1 2026-11-28T10:00:00Z h small - - - message {i}").unwrap();
-            c
-        })
-        .collect();
+        }
+    }
+    let seventh = format!("tcp://{}", conns[7].local_addr().unwrap());
     drop(conns);
     let archive = dir.path().join("archive");
-    wait_for("500 messages", 60, || read_archive(&archive).len() == 500);
+    wait_for("499 messages", 60, || read_archive(&archive).len() == 499);
     assert_eq!(metric(mport, "alertflow_source_dropped_lines_total"), 0.0);
+    // The listener coalesces the connections' messages into shared batches.
+    let batches = metric(mport, "alertflow_source_batches_total{source=\"tcp\"}") - batches_before;
+    assert!((1.0..=100.0).contains(&batches), "{batches} batches for 500 one-message connections");
     child.stop();
-    assert_eq!(read_archive(&archive).len(), 500);
+    assert_eq!(read_archive(&archive).len(), 499);
+    let dl = dead_letters(&archive);
+    assert_eq!(dl.len(), 1, "{dl:?}");
+    assert_eq!(dl[0]["reason"], "too_long");
+    assert_eq!(dl[0]["path"], seventh.as_str(), "the dead letter names its sender inside a shared batch");
 }
 
 /// A `redis-server` of the test's own on a free port, stopped on drop.

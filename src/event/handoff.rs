@@ -71,6 +71,10 @@ pub struct RawBatch {
     pub base_offset: Option<u64>,
     /// File or socket path, for dead-letter records.
     pub path: Option<Arc<str>>,
+    /// When the messages of several peers share the batch (a listener's connections
+    /// coalesced): the end offset in `data` of each peer's run and that peer's path.
+    /// Empty when `path` names the origin of every message.
+    pub origins: Vec<(u32, Arc<str>)>,
     /// Position after the last line of `data`.
     pub position: Position,
     pub format: Format,
@@ -93,6 +97,15 @@ impl RawBatch {
                 (s, &data[s..end as usize])
             }))
         }
+    }
+
+    /// The path of the message starting at `offset`, for dead-letter records.
+    pub fn path_at(&self, offset: usize) -> Option<&str> {
+        if self.origins.is_empty() {
+            return self.path.as_deref();
+        }
+        let i = self.origins.partition_point(|(end, _)| (*end as usize) <= offset);
+        self.origins.get(i).map(|(_, p)| &**p).or(self.path.as_deref())
     }
 
     /// Number of messages (lines or frames) in the batch.

@@ -296,6 +296,7 @@ impl FileSource {
             data: c.data,
             base_offset: Some(c.start),
             path: Some(path_str.clone()),
+            origins: Vec::new(),
             position: Position::File { fingerprint: t.fp, offset: c.end, path: path_str },
             format: ctx.format,
             frames: Vec::new(),

@@ -13,20 +13,24 @@
 //!   within `frame_timeout` of its first byte, so a 1 B/s sender cannot hold a slot).
 //!   Frames longer than `max_frame_bytes` are skipped as they arrive and recorded as
 //!   `too_long` rejections.
+//! * The connections of one listener hand their framed messages to one coalescer, which
+//!   gathers them (for up to 20 ms, or `read_bytes`) into shared batches: a thousand
+//!   senders of one message each cost a few batches, not a thousand. Each batch keeps the
+//!   path (`tcp://peer`) of every run of messages, so dead letters still name their sender.
 //!
 //! These are push sources: batches carry no position; `overflow = "drop"` (the default)
 //! counts what the pipeline had no room for.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::octet::{Frames, OctetFramer, Oversize};
-use super::{Position, RawBatch, SourceCtx};
+use super::{Format, Position, RawBatch, SourceCtx, SourceInfo};
 use crate::deadletter::LineOrigin;
 use crate::event::reject::RejectReason;
 use crate::metrics as m;
@@ -60,6 +64,11 @@ pub struct TcpConfig {
 }
 
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// How long the coalescer waits for more connections' messages before sending a batch.
+const LINGER: Duration = Duration::from_millis(20);
+/// Pieces waiting for the coalescer; a connection with more waits (each is at most
+/// `read_bytes` plus one frame).
+const COALESCE_PIECES: usize = 16;
 
 fn frames_batch(ctx: &SourceCtx, frames: Frames, seq: u64, stream: u64, path: &Arc<str>) -> RawBatch {
     RawBatch {
@@ -69,6 +78,7 @@ fn frames_batch(ctx: &SourceCtx, frames: Frames, seq: u64, stream: u64, path: &A
         data: bytes::Bytes::from(frames.data),
         base_offset: None,
         path: Some(path.clone()),
+        origins: Vec::new(),
         position: Position::None,
         format: ctx.format,
         frames: frames.ends,
@@ -212,8 +222,100 @@ pub fn tls_acceptor(t: &TlsConfig) -> std::io::Result<tokio_rustls::TlsAcceptor>
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
+/// One connection's framed messages on their way to the listener's coalescer.
+struct Piece {
+    frames: Frames,
+    path: Arc<str>,
+}
+
+/// Messages of several connections in one batch, with the path of each run.
+struct Coalesced {
+    data: Vec<u8>,
+    ends: Vec<u32>,
+    origins: Vec<(u32, Arc<str>)>,
+}
+
+impl Coalesced {
+    fn new(first: Piece) -> Self {
+        let end = first.frames.data.len() as u32;
+        Coalesced { data: first.frames.data, ends: first.frames.ends, origins: vec![(end, first.path)] }
+    }
+
+    fn push(&mut self, p: Piece) {
+        let base = self.data.len() as u32;
+        self.data.extend_from_slice(&p.frames.data);
+        self.ends.extend(p.frames.ends.iter().map(|e| e + base));
+        let end = self.data.len() as u32;
+        match self.origins.last_mut() {
+            Some((e, path)) if *path == p.path => *e = end,
+            _ => self.origins.push((end, p.path)),
+        }
+    }
+
+    fn into_batch(self, source: Arc<SourceInfo>, format: Format, seq: u64, stream: u64) -> RawBatch {
+        // One peer: the batch's path says it all.
+        let (path, origins) = match <[_; 1]>::try_from(self.origins) {
+            Ok([(_, p)]) => (p, Vec::new()),
+            Err(o) => (o[o.len() - 1].1.clone(), o),
+        };
+        RawBatch {
+            source,
+            seq,
+            stream,
+            data: bytes::Bytes::from(self.data),
+            base_offset: None,
+            path: Some(path),
+            origins,
+            position: Position::None,
+            format,
+            frames: self.ends,
+        }
+    }
+}
+
+/// Gathers the connections' pieces into shared batches, in the order they arrive (so each
+/// connection's messages stay in order), until `closed` and nothing is left.
+async fn coalesce(shared: Arc<Shared>, mut rx: tokio::sync::mpsc::Receiver<Piece>) {
+    let ctx = &shared.ctx;
+    let stream = shared.streams.fetch_add(1, Ordering::Relaxed);
+    let mut seq = 0u64;
+    loop {
+        let first = tokio::select! {
+            p = rx.recv() => p,
+            _ = tokio::time::sleep(FLUSH_EVERY) => {
+                if shared.closed.load(Ordering::Acquire) && rx.is_empty() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let Some(first) = first else { return };
+        let mut batch = Coalesced::new(first);
+        let linger = tokio::time::sleep(LINGER);
+        tokio::pin!(linger);
+        while batch.data.len() < ctx.read_bytes {
+            tokio::select! {
+                p = rx.recv() => match p {
+                    Some(p) => batch.push(p),
+                    None => break,
+                },
+                _ = &mut linger => break,
+            }
+        }
+        let raw = batch.into_batch(ctx.info.clone(), ctx.format, seq, stream);
+        seq += 1;
+        if !ctx.send_async(raw).await {
+            return;
+        }
+    }
+}
+
 struct Shared {
     ctx: SourceCtx,
+    /// To the coalescer.
+    pieces: tokio::sync::mpsc::Sender<Piece>,
+    /// Set once the connections are gone: the coalescer sends what is left and ends.
+    closed: AtomicBool,
     cfg: TcpConfig,
     active: AtomicUsize,
     /// Open connections per client address.
@@ -248,13 +350,26 @@ impl Shared {
 pub fn run_tcp(ctx: SourceCtx, cfg: TcpConfig, listener: std::net::TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().thread_name(format!("syslog-{}", ctx.info.name)).build()?;
     let name = ctx.info.name.to_string();
-    let shared = Arc::new(Shared { ctx, cfg, active: AtomicUsize::new(0), per_client: Default::default(), streams: AtomicU64::new(0), name });
+    let (pieces, rx) = tokio::sync::mpsc::channel(COALESCE_PIECES);
+    let shared = Arc::new(Shared {
+        ctx,
+        pieces,
+        closed: AtomicBool::new(false),
+        cfg,
+        active: AtomicUsize::new(0),
+        per_client: Default::default(),
+        streams: AtomicU64::new(0),
+        name,
+    });
+    let coalescer = rt.spawn(coalesce(shared.clone(), rx));
     let res = rt.block_on(accept_loop(shared.clone(), listener, tls));
-    // Let connection tasks flush what they framed, then stop them.
+    // Let connection tasks flush what they framed, then the coalescer, then stop them.
     let deadline = Instant::now() + Duration::from_secs(2);
     while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
+    shared.closed.store(true, Ordering::Release);
+    let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(2), coalescer).await });
     rt.shutdown_timeout(Duration::from_millis(100));
     res
 }
@@ -296,15 +411,14 @@ async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener, tls: 
         let _ = conn.set_nodelay(true);
         let (shared2, tls) = (shared.clone(), tls.clone());
         tokio::spawn(async move {
-            let stream = shared2.streams.fetch_add(1, Ordering::Relaxed);
             let path: Arc<str> = format!("{}://{peer}", if tls.is_some() { "tls" } else { "tcp" }).into();
             let res = match tls {
-                None => read_conn(&shared2, conn, stream, &path).await,
+                None => read_conn(&shared2, conn, &path).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(shared2.cfg.tls.as_ref().map(|t| t.handshake_timeout).unwrap_or(Duration::from_secs(10)), acceptor.accept(conn))
                         .await
                     {
-                        Ok(Ok(s)) => read_conn(&shared2, s, stream, &path).await,
+                        Ok(Ok(s)) => read_conn(&shared2, s, &path).await,
                         Ok(Err(e)) => {
                             metrics::counter!(m::SOURCE_TLS_FAILURES, "source" => shared2.name.clone()).increment(1);
                             Err(e)
@@ -326,13 +440,12 @@ async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener, tls: 
     }
 }
 
-async fn read_conn<S: AsyncRead + Unpin>(shared: &Shared, mut s: S, stream: u64, path: &Arc<str>) -> std::io::Result<()> {
+async fn read_conn<S: AsyncRead + Unpin>(shared: &Shared, mut s: S, path: &Arc<str>) -> std::io::Result<()> {
     let ctx = &shared.ctx;
     let cfg = &shared.cfg;
     let mut framer = OctetFramer::new(cfg.max_frame_bytes, ctx.dead_letter.sample_bytes());
     let mut frames = Frames::default();
     let mut buf = vec![0u8; 64 * 1024];
-    let mut seq = 0u64;
     let mut frame_started: Option<Instant> = None;
     let mut last_flush = Instant::now();
     let poll = Duration::from_millis(100);
@@ -342,7 +455,7 @@ async fn read_conn<S: AsyncRead + Unpin>(shared: &Shared, mut s: S, stream: u64,
         let n = match read {
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {
-                flush(ctx, &mut frames, &mut seq, stream, path).await;
+                flush(shared, &mut frames, path).await;
                 return Err(e);
             }
             Err(_) => {
@@ -360,10 +473,10 @@ async fn read_conn<S: AsyncRead + Unpin>(shared: &Shared, mut s: S, stream: u64,
                 if let Some(kind) = timeout {
                     metrics::counter!(m::SOURCE_TIMEOUTS, "source" => shared.name.clone(), "kind" => kind).increment(1);
                     framer.abandon(&mut |o| report_oversize(ctx, path, &o, cfg.max_frame_bytes));
-                    flush(ctx, &mut frames, &mut seq, stream, path).await;
+                    flush(shared, &mut frames, path).await;
                     return Ok(());
                 }
-                if !frames.is_empty() && !flush(ctx, &mut frames, &mut seq, stream, path).await {
+                if !frames.is_empty() && !flush(shared, &mut frames, path).await {
                     return Ok(());
                 }
                 continue;
@@ -382,12 +495,12 @@ async fn read_conn<S: AsyncRead + Unpin>(shared: &Shared, mut s: S, stream: u64,
         if frame_started.is_some_and(|t| t.elapsed() >= cfg.frame_timeout) {
             metrics::counter!(m::SOURCE_TIMEOUTS, "source" => shared.name.clone(), "kind" => "frame").increment(1);
             framer.abandon(&mut |o| report_oversize(ctx, path, &o, cfg.max_frame_bytes));
-            flush(ctx, &mut frames, &mut seq, stream, path).await;
+            flush(shared, &mut frames, path).await;
             return Ok(());
         }
         if (frames.data.len() >= ctx.read_bytes || last_flush.elapsed() >= poll) && !frames.is_empty() {
             last_flush = Instant::now();
-            if !flush(ctx, &mut frames, &mut seq, stream, path).await {
+            if !flush(shared, &mut frames, path).await {
                 return Ok(());
             }
         }
@@ -396,15 +509,56 @@ async fn read_conn<S: AsyncRead + Unpin>(shared: &Shared, mut s: S, stream: u64,
         }
     }
     framer.finish(&mut frames, &mut |o| report_oversize(ctx, path, &o, cfg.max_frame_bytes));
-    flush(ctx, &mut frames, &mut seq, stream, path).await;
+    flush(shared, &mut frames, path).await;
     Ok(())
 }
 
-async fn flush(ctx: &SourceCtx, frames: &mut Frames, seq: &mut u64, stream: u64, path: &Arc<str>) -> bool {
+/// Hands the connection's framed messages to the coalescer; false once it is gone.
+async fn flush(shared: &Shared, frames: &mut Frames, path: &Arc<str>) -> bool {
     if frames.is_empty() {
         return true;
     }
-    let b = frames_batch(ctx, frames.take(), *seq, stream, path);
-    *seq += 1;
-    ctx.send_async(b).await
+    shared.pieces.send(Piece { frames: frames.take(), path: path.clone() }).await.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn piece(msgs: &[&str], path: &Arc<str>) -> Piece {
+        let mut frames = Frames::default();
+        for m in msgs {
+            frames.data.extend_from_slice(m.as_bytes());
+            frames.ends.push(frames.data.len() as u32);
+        }
+        Piece { frames, path: path.clone() }
+    }
+
+    #[test]
+    fn coalesced_batches_keep_each_message_and_its_sender() {
+        let (a, b): (Arc<str>, Arc<str>) = ("tcp://a".into(), "tcp://b".into());
+        let mut c = Coalesced::new(piece(&["a1", "a22"], &a));
+        c.push(piece(&["a333"], &a));
+        c.push(piece(&["b1"], &b));
+        c.push(piece(&["a4", "a55"], &a));
+        assert_eq!(c.origins.iter().map(|(e, p)| (*e, &**p)).collect::<Vec<_>>(), [(9, "tcp://a"), (11, "tcp://b"), (16, "tcp://a")]);
+        let info = Arc::new(SourceInfo { id: 0, name: "tcp".into(), zone: None });
+        let raw = c.into_batch(info.clone(), Format::Syslog, 3, 9);
+        let got: Vec<(&str, Option<&str>)> = raw.messages().map(|(off, m)| (std::str::from_utf8(m).unwrap(), raw.path_at(off))).collect();
+        assert_eq!(
+            got,
+            [
+                ("a1", Some("tcp://a")),
+                ("a22", Some("tcp://a")),
+                ("a333", Some("tcp://a")),
+                ("b1", Some("tcp://b")),
+                ("a4", Some("tcp://a")),
+                ("a55", Some("tcp://a"))
+            ]
+        );
+        // One sender: no per-run paths, the batch's path names it.
+        let one = Coalesced::new(piece(&["x"], &b)).into_batch(info, Format::Syslog, 0, 0);
+        assert!(one.origins.is_empty());
+        assert_eq!(one.path_at(0), Some("tcp://b"));
+    }
 }

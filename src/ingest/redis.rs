@@ -143,6 +143,7 @@ impl RedisSource {
             data: bytes::Bytes::from(frames.data),
             base_offset: None,
             path: Some(self.path.clone()),
+            origins: Vec::new(),
             position: pos,
             format: self.ctx.format,
             frames: frames.ends,

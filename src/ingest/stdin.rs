@@ -29,6 +29,7 @@ pub fn run(ctx: SourceCtx, mut input: impl Read) -> std::io::Result<()> {
                 data: c.data,
                 base_offset: Some(c.start),
                 path: Some(path.clone()),
+                origins: Vec::new(),
                 position: Position::None,
                 format: ctx.format,
                 frames: Vec::new(),

@@ -200,7 +200,7 @@ impl ParseStage {
             };
             if let Err(reason) = res {
                 sink.stats.rejected[reason.index()] += 1;
-                let origin = LineOrigin { source: sink.source, path: raw.path.as_deref(), offset: raw.base_offset.map(|b| b + off as u64) };
+                let origin = LineOrigin { source: sink.source, path: raw.path_at(off), offset: raw.base_offset.map(|b| b + off as u64) };
                 self.dead_letter.record(origin, reason, line, line.len() as u64);
             }
         }
