@@ -232,6 +232,15 @@ fn cmd_check(file: &std::path::Path) -> ExitCode {
                 }
             }
             println!("{}: ok ({} source{})", file.display(), c.sources.len(), if c.sources.len() == 1 { "" } else { "s" });
+            let text = Config::read(file).map(|t| Config::rules_in_force(&t)).unwrap_or_default();
+            let mut last = "";
+            for (section, name, origin) in &text {
+                if *section != last {
+                    println!("{section} in force:");
+                    last = section;
+                }
+                println!("  {name}  ({})", origin.as_str());
+            }
             ExitCode::SUCCESS
         }
         Err(errs) => {

@@ -6,7 +6,10 @@
 //! Nothing stops at the first error. Names carry their unit (`idle_seal_ms`,
 //! `segment_max_bytes`). The embedded default (`configs/default.toml`) needs no file.
 
+mod layer;
 mod reader;
+
+pub use layer::Origin;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -137,11 +140,56 @@ impl Config {
         Config::parse(DEFAULT_TOML).expect("the embedded default configuration is valid")
     }
 
-    /// Reads and validates a file.
+    /// Reads and validates a site file, layered over the embedded default (see
+    /// [`Config::parse_site`]).
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigErrors(vec![ConfigError { path: String::new(), line: None, message: format!("cannot read {}: {e}", path.display()) }]))?;
-        Config::parse(&text)
+        Config::parse_site(&Config::read(path)?)
+    }
+
+    /// A file's text, or why it cannot be read.
+    pub fn read(path: &Path) -> Result<String, ConfigErrors> {
+        std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![ConfigError { path: String::new(), line: None, message: format!("cannot read {}: {e}", path.display()) }]))
+    }
+
+    /// A site file: validated alone first (so every problem carries the file's own line),
+    /// then layered over the embedded default unless it sets `use_defaults = false`. Tables
+    /// merge key by key; named entries (`[[state.rules]]`, `[[score.rules]]`, …) replace
+    /// the default of the same name, `disabled = true` removes one, others are appended.
+    pub fn parse_site(text: &str) -> Result<Config, ConfigErrors> {
+        let own = Config::parse(text)?;
+        let Some(merged) = layered(text) else { return Ok(own) };
+        let merged = toml::to_string(&merged).map_err(|e| ConfigErrors(vec![ConfigError { path: String::new(), line: None, message: e.to_string() }]))?;
+        Config::parse(&merged).map_err(|errs| {
+            ConfigErrors(
+                errs.0
+                    .into_iter()
+                    .map(|e| ConfigError { line: None, message: format!("{} (in the file layered over the embedded default)", e.message), ..e })
+                    .collect(),
+            )
+        })
+    }
+
+    /// The named rules in force for a site file (`state.rules`, `state.selectors`,
+    /// `score.rules`, `score.recommend`, `enrich.intel`), each with where it comes from.
+    pub fn rules_in_force(text: &str) -> Vec<(&'static str, String, Origin)> {
+        let site: toml::Table = text.parse().unwrap_or_default();
+        let default: toml::Table = DEFAULT_TOML.parse().unwrap_or_default();
+        let merged = layered(text).unwrap_or_else(|| site.clone());
+        let mut out = Vec::new();
+        for (label, path) in [
+            ("state.selectors", &["state", "selectors"][..]),
+            ("state.rules", &["state", "rules"]),
+            ("score.rules", &["score", "rules"]),
+            ("score.recommend", &["score", "recommend"]),
+            ("enrich.intel", &["enrich", "intel"]),
+        ] {
+            let base = if layer::stands_alone(&site) { toml::Table::new() } else { default.clone() };
+            for (name, origin) in layer::named_in_force(&merged, &base, &site, path) {
+                out.push((label, name, origin));
+            }
+        }
+        out
     }
 
     /// Validates a TOML document, returning every problem found.
@@ -164,10 +212,24 @@ impl Config {
     }
 }
 
+/// The embedded default with `text` merged in; `None` when the file stands alone or is
+/// not TOML (its own parse reports that).
+fn layered(text: &str) -> Option<toml::Table> {
+    let site: toml::Table = text.parse().ok()?;
+    if layer::stands_alone(&site) {
+        return None;
+    }
+    let default: toml::Table = DEFAULT_TOML.parse().expect("the embedded default is TOML");
+    Some(layer::merge(default, site))
+}
+
 const MIB: u64 = 1 << 20;
 
 fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
-    cx.unknown_keys(root, &["pipeline", "archive", "dead_letter", "metrics", "state", "enrich", "score", "sources"]);
+    cx.unknown_keys(root, &["use_defaults", "pipeline", "archive", "dead_letter", "metrics", "state", "enrich", "score", "sources"]);
+    if root.has("use_defaults") {
+        cx.boolean(root, "use_defaults", true);
+    }
 
     let p = cx.section(root, "pipeline");
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);

@@ -52,6 +52,10 @@ fn type_name(v: &DeValue<'_>) -> &'static str {
     }
 }
 
+fn disabled(t: &DeTable<'_>) -> bool {
+    t.iter().any(|(k, v)| k.get_ref().as_ref() == "disabled" && matches!(v.get_ref(), DeValue::Boolean(true)))
+}
+
 pub struct Cx<'s> {
     text: &'s str,
     errors: Vec<ConfigError>,
@@ -115,6 +119,9 @@ impl<'s> Cx<'s> {
                 .filter_map(|(i, item)| {
                     let p = format!("{path}[{i}]");
                     match item.get_ref() {
+                        // `disabled = true` takes an entry out (a site file's way to drop a
+                        // default rule by name); layering removes it, so it reads as absent.
+                        DeValue::Table(inner) if disabled(inner) => None,
                         DeValue::Table(inner) => Some(Tbl { table: Some(inner), path: p, span: item.span() }),
                         other => {
                             self.push(p, Some(item.span()), format!("expected a table, found {}", type_name(other)));
@@ -132,9 +139,10 @@ impl<'s> Cx<'s> {
 
     pub fn unknown_keys(&mut self, t: &Tbl, known: &[&str]) {
         let Some(table) = t.table else { return };
+        let item = t.path.ends_with(']');
         for (k, _) in table.iter() {
             let name: &str = k.get_ref().as_ref();
-            if !known.contains(&name) {
+            if !known.contains(&name) && !(item && name == "disabled") {
                 self.push(t.key_path(name), Some(k.span()), format!("unknown key; expected one of: {}", known.join(", ")));
             }
         }
