@@ -141,7 +141,7 @@ fn score(c: &mut Criterion) {
     let mut g = c.benchmark_group("score");
     g.throughput(Throughput::Elements(alerts.len() as u64 * rules));
     g.bench_function("default_rules_alert_rules", |b| {
-        b.iter(|| alerts.iter().map(|a| sc.score(&AlertVars { alert: a, enrichment: &e, decided: d, around: &[] }).score as u64).sum::<u64>())
+        b.iter(|| alerts.iter().map(|a| sc.score(&AlertVars { alert: a, enrichment: &e, decided: d, around: &[], triage: None }).score as u64).sum::<u64>())
     });
     g.finish();
 }

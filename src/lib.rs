@@ -29,3 +29,4 @@ pub mod parse;
 pub mod pipeline;
 pub mod score;
 pub mod state;
+pub mod triage;

@@ -8,6 +8,7 @@
 
 mod layer;
 mod reader;
+mod triage;
 
 pub use layer::Origin;
 
@@ -118,6 +119,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub state: StateSection,
     pub enrich: crate::enrich::EnrichConfig,
+    /// Direction, entity, attack stage, rarity, entity risk and behaviour (needs `[state]`).
+    pub triage: crate::triage::TriageConfig,
     /// The compiled `[score]` rules; `None`: alerts are not scored.
     pub scorer: Option<std::sync::Arc<crate::score::Scorer>>,
     pub sources: Vec<SourceConfig>,
@@ -226,7 +229,7 @@ fn layered(text: &str) -> Option<toml::Table> {
 const MIB: u64 = 1 << 20;
 
 fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
-    cx.unknown_keys(root, &["use_defaults", "pipeline", "archive", "dead_letter", "metrics", "state", "enrich", "score", "sources"]);
+    cx.unknown_keys(root, &["use_defaults", "pipeline", "archive", "dead_letter", "metrics", "state", "enrich", "triage", "score", "sources"]);
     if root.has("use_defaults") {
         cx.boolean(root, "use_defaults", true);
     }
@@ -298,6 +301,7 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
     let state = read_state(cx, root);
     let enrich = read_enrich(cx, root);
     let scorer = read_score(cx, root);
+    let triage = triage::read_triage(cx, root);
 
     let mut sources = Vec::new();
     for (i, s) in cx.array_of_tables(root, "sources").iter().enumerate() {
@@ -309,7 +313,7 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
         }
         let _ = i;
     }
-    Some(Config { pipeline, archive, dead_letter, metrics: MetricsConfig { listen }, state: state?, enrich, scorer, sources })
+    Some(Config { pipeline, archive, dead_letter, metrics: MetricsConfig { listen }, state: state?, enrich, triage, scorer, sources })
 }
 
 /// `<root>/_deadletter/rejected.jsonl`: beside the tables, ignored by table readers.
@@ -606,13 +610,15 @@ fn read_score(cx: &mut Cx, root: &Tbl) -> Option<std::sync::Arc<crate::score::Sc
     for t in cx.array_of_tables(&sc, "rules") {
         cx.unknown_keys(&t, &["name", "when", "score", "reason"]);
         let (name, when) = (cx.required_string(&t, "name"), cx.required_string(&t, "when"));
-        let score = cx.number(&t, "score", 0.0, -100.0, 100.0);
+        // A number, or an expression giving one per alert.
+        let score_expr = cx.string_or_none(&t, "score");
+        let score = if score_expr.is_some() { 0.0 } else { cx.number(&t, "score", 0.0, -100.0, 100.0) };
         let reason = cx.string(&t, "reason").unwrap_or_default();
         if let (Some(name), Some(when)) = (name, when) {
             if rules.iter().any(|r: &RuleSpec| r.name == name) {
                 cx.error_at(&t, "name", format!("duplicate rule name `{name}`"));
             }
-            rules.push(RuleSpec { reason: if reason.is_empty() { name.clone() } else { reason }, name, when, score });
+            rules.push(RuleSpec { reason: if reason.is_empty() { name.clone() } else { reason }, name, when, score, score_expr });
             rule_tables.push(t);
         }
     }

@@ -158,6 +158,14 @@ impl<'s> Cx<'s> {
         }
     }
 
+    /// The value of `key` when it is a string (no error otherwise).
+    pub fn string_or_none(&mut self, t: &Tbl, key: &str) -> Option<String> {
+        match t.get(key)? {
+            (DeValue::String(s), _) => Some(s.to_string()),
+            _ => None,
+        }
+    }
+
     pub fn required_string(&mut self, t: &Tbl, key: &str) -> Option<String> {
         if !t.has(key) {
             self.error_here(t, key, "missing required key");
@@ -183,6 +191,34 @@ impl<'s> Cx<'s> {
                 None
             }
         }
+    }
+
+    /// A table of string values (`"ET SCAN" = "recon"`), in the file's order; an absent
+    /// key is empty.
+    pub fn string_map(&mut self, t: &Tbl, key: &str) -> Vec<(String, String, Range<usize>)> {
+        match t.get(key) {
+            None => Vec::new(),
+            Some((DeValue::Table(inner), _)) => {
+                let mut out = Vec::new();
+                for (k, v) in inner.iter() {
+                    let name: &str = k.get_ref().as_ref();
+                    match v.get_ref() {
+                        DeValue::String(s) => out.push((name.to_string(), s.to_string(), v.span())),
+                        other => self.push(format!("{}.{name}", t.key_path(key)), Some(v.span()), format!("expected a string, found {}", type_name(other))),
+                    }
+                }
+                out
+            }
+            Some((other, span)) => {
+                self.push(t.key_path(key), Some(span), format!("expected a table, found {}", type_name(other)));
+                Vec::new()
+            }
+        }
+    }
+
+    /// An error at a value inside a table read with [`Cx::string_map`].
+    pub fn error_span(&mut self, path: String, span: Range<usize>, message: impl Into<String>) {
+        self.push(path, Some(span), message.into());
     }
 
     /// A list of integers in `[min, max]` (an absent key is empty).

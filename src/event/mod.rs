@@ -20,6 +20,7 @@ pub mod reject;
 pub mod scored;
 pub mod stats;
 pub mod time;
+pub mod triage;
 
 pub use batch::{events_schema, EventBatch, EventBatchBuilder};
 

@@ -224,3 +224,8 @@ mod tests {
         assert_eq!(partition_path(hour_bucket(early)), "date=1969-12-31/hour=23");
     }
 }
+
+/// RFC 3339 text of a time in µs since the epoch (UTC); empty when out of range.
+pub fn iso(us: i64) -> String {
+    jiff::Timestamp::from_microsecond(us).map(|t| t.to_string()).unwrap_or_default()
+}

@@ -38,9 +38,7 @@ fn alert_fields(o: &mut JsonObject<'_>, a: &AlertRecord) {
     o.opt_int("flow_id", a.flow_id);
 }
 
-pub fn iso(us: i64) -> String {
-    jiff::Timestamp::from_microsecond(us).map(|t| t.to_string()).unwrap_or_default()
-}
+pub use crate::event::time::iso;
 
 /// An alert's enrichment and score as JSON texts (for its line and its row).
 #[derive(Debug, Default)]

@@ -13,7 +13,7 @@ use crate::enrich::{EnrichCounts, EnrichRuntime, Enricher, Enrichment, Snapshot}
 use crate::event::alert::Decision;
 use crate::event::alert::Rollup;
 use crate::event::batch::decode_context;
-use crate::event::scored::{reasons_json, recommendations_json, Priority};
+use crate::event::scored::{reasons_json, recommendations_json, Priority, Reason};
 use crate::event::{ContextKind, EventBatch};
 use crate::output::lines::{self, IncidentScoreText};
 use crate::output::rows::{self, AlertRows, IncidentRows};
@@ -21,6 +21,7 @@ use crate::score::incident::IncidentScores;
 use crate::score::vars::{AlertVars, Decided as Facts};
 use crate::score::Scorer;
 use crate::state::stage::{Change, ContextRows, StateConfig, StateInput, StateOutput, StateStage};
+use crate::triage::{SideFacts, Triage, TriageConfig};
 
 /// What one batch produced.
 #[derive(Debug, Default)]
@@ -47,6 +48,8 @@ pub struct AlertPath {
     state: StateStage,
     enricher: Option<Enricher>,
     scorer: Option<Arc<Scorer>>,
+    /// Direction, stage, rarity, entity risk and behaviour; entity incidents.
+    triage: Option<Triage>,
     /// Score, reasons and recommendations of each open incident (from its alerts).
     incidents: IncidentScores,
     pub score_counts: ScoreCounts,
@@ -60,9 +63,21 @@ impl AlertPath {
             state: StateStage::new(state),
             enricher: enrich.filter(|r| r.config.enabled).map(|r| Enricher::new(r.sources.clone(), &r.config)),
             scorer,
+            triage: None,
             incidents: IncidentScores::default(),
             score_counts: ScoreCounts::default(),
         }
+    }
+
+    /// Adds triage (when enabled): entity, stage and risk of every alert, entity incidents.
+    pub fn with_triage(mut self, cfg: &TriageConfig) -> Self {
+        self.triage = cfg.enabled.then(|| Triage::new(cfg));
+        self
+    }
+
+    /// Triage's counts and entities held.
+    pub fn triage(&self) -> Option<&Triage> {
+        self.triage.as_ref()
     }
 
     /// Runs the alerts of one event batch; `now_us` is the wall clock (injected).
@@ -76,7 +91,7 @@ impl AlertPath {
         let mut out = AlertOutput::default();
         self.sightings(input.context.as_ref(), snap.as_ref(), &mut out);
         let st = self.state.process_input(input, now_us);
-        self.finish(st, snap.as_ref(), &mut out);
+        self.finish(st, snap.as_ref(), &mut out, false);
         out
     }
 
@@ -85,14 +100,14 @@ impl AlertPath {
     pub fn advance(&mut self, now_us: i64, out: &mut AlertOutput) {
         let mut st = StateOutput::default();
         self.state.advance(now_us, &mut st);
-        self.finish(st, None, out);
+        self.finish(st, None, out, false);
     }
 
     /// Everything still open is flushed (end of a replay): pending roll-ups and closes.
     pub fn flush(&mut self, out: &mut AlertOutput) {
         let mut st = StateOutput::default();
         self.state.flush(&mut st);
-        self.finish(st, None, out);
+        self.finish(st, None, out, true);
     }
 
     /// Indicators in traffic that raised no alert: `intel_alert` lines.
@@ -110,7 +125,7 @@ impl AlertPath {
     }
 
     /// Enriches, scores and renders what the state decided.
-    fn finish(&mut self, st: StateOutput, snap: Option<&Snapshot>, out: &mut AlertOutput) {
+    fn finish(&mut self, st: StateOutput, snap: Option<&Snapshot>, out: &mut AlertOutput, flush: bool) {
         for end in &st.flow_ends {
             out.lines.push(lines::flow_context(end.flow_id, &end.alert_ids, &end.summary));
         }
@@ -128,34 +143,54 @@ impl AlertPath {
                     (Some(en), Some(sn)) => en.enrich(sn, &d.record, &views),
                     _ => Enrichment::default(),
                 };
-                let facts = Facts { dedup_count: count, decision: kind, late: d.late, incidents: &d.joined };
-                let scored = self.scorer.as_ref().map(|sc| sc.score(&AlertVars { alert: &d.record, enrichment: &enrichment, decided: facts, around: &views }));
+                let assessed = self
+                    .triage
+                    .as_mut()
+                    .map(|t| t.assess(&d.record, SideFacts { asset: enrichment.src.asset.as_deref() }, SideFacts { asset: enrichment.dest.asset.as_deref() }));
+                // The entity incident first: it tells the alert's story.
+                let joined: std::borrow::Cow<[String]> = match assessed.as_ref().and_then(|a| a.incident.clone()) {
+                    Some(id) => std::iter::once(id).chain(d.joined.iter().cloned()).collect::<Vec<_>>().into(),
+                    None => d.joined.as_slice().into(),
+                };
+                let facts = Facts { dedup_count: count, decision: kind, late: d.late, incidents: &joined };
+                let scored = self
+                    .scorer
+                    .as_ref()
+                    .map(|sc| sc.score(&AlertVars { alert: &d.record, enrichment: &enrichment, decided: facts, around: &views, triage: assessed.as_ref() }));
                 drop(views);
                 if let Some(sc) = &scored {
                     self.score_counts.by_priority[sc.priority.unwrap_or(Priority::Info) as usize] += 1;
                     self.score_counts.rule_errors += sc.errors as u64;
-                    self.incidents.add(&d.joined, sc);
+                    self.incidents.add(&joined, sc);
                 }
                 let r = rows.push(
                     &d.record.alert_id,
                     d.decision.as_ref(),
                     d.late,
-                    d.joined.first().map(String::as_str),
+                    joined.first().map(String::as_str),
                     d.context.as_deref(),
                     self.enricher.is_some(),
                     &enrichment,
                     scored.as_ref(),
                 );
                 match &d.decision {
-                    None if d.late_output => out.late_lines.push(lines::late_alert(&d.record, d.context.as_deref(), &d.joined, &r)),
+                    None if d.late_output => out.late_lines.push(lines::late_alert(&d.record, d.context.as_deref(), &joined, &r)),
                     None | Some(Decision::Suppressed { .. }) => {}
-                    Some(Decision::First { key }) => out.lines.push(lines::alert(&d.record, d.context.as_deref(), key, 1, kind, &d.joined, &r)),
-                    Some(Decision::Escalated { key, count }) => out.lines.push(lines::alert(&d.record, d.context.as_deref(), key, *count, kind, &d.joined, &r)),
+                    Some(Decision::First { key }) => out.lines.push(lines::alert(&d.record, d.context.as_deref(), key, 1, kind, &joined, &r)),
+                    Some(Decision::Escalated { key, count }) => out.lines.push(lines::alert(&d.record, d.context.as_deref(), key, *count, kind, &joined, &r)),
                 }
             }
             out.alerts = Some(rows.finish(events));
         }
-        self.render(&st.rollups, &st.changes, out);
+        let mut changes = st.changes;
+        if let Some(t) = self.triage.as_mut() {
+            for c in t.changes(flush) {
+                let story = Reason { rule: Arc::from(crate::triage::RULE), score: 0.0, reason: c.story };
+                self.incidents.note(&c.event.id, story);
+                changes.push(Change { event: c.event, context: c.context });
+            }
+        }
+        self.render(&st.rollups, &changes, out);
     }
 
     fn render(&mut self, rollups: &[Rollup], changes: &[Change], out: &mut AlertOutput) {
@@ -192,10 +227,15 @@ impl AlertPath {
 
     /// The state stage's snapshot with the open incidents' scores in it.
     pub fn snapshot_to(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-        let scores = &self.incidents;
+        let (scores, triage) = (&self.incidents, &self.triage);
         self.state.snapshot_to(w, |w| {
             w.write_all(b",\"incident_scores\":")?;
-            serde_json::to_writer(w, scores).map_err(std::io::Error::other)
+            serde_json::to_writer(&mut *w, scores).map_err(std::io::Error::other)?;
+            if let Some(t) = triage {
+                w.write_all(b",\"triage\":")?;
+                serde_json::to_writer(&mut *w, t).map_err(std::io::Error::other)?;
+            }
+            Ok(())
         })
     }
 
@@ -223,6 +263,9 @@ impl AlertPath {
         self.state.restore_value(&v)?;
         if !v["incident_scores"].is_null() {
             self.incidents = serde_json::from_value(v["incident_scores"].clone())?;
+        }
+        if let (Some(t), false) = (self.triage.as_mut(), v["triage"].is_null()) {
+            t.restore(&v["triage"])?;
         }
         Ok(())
     }

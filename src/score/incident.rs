@@ -52,6 +52,15 @@ impl IncidentScores {
         }
     }
 
+    /// Puts `reason` first among the incident's reasons (replacing one of the same rule):
+    /// the story of an entity incident.
+    pub fn note(&mut self, id: &str, reason: Reason) {
+        let x = self.0.entry(id.to_string()).or_default();
+        x.reasons.retain(|r| r.rule != reason.rule);
+        x.reasons.insert(0, reason);
+        x.reasons.truncate(MAX_INCIDENT_REASONS);
+    }
+
     /// The incident's score at a change; a closed (or corrected) incident is forgotten.
     pub fn at_change(&mut self, id: &str, status: Status) -> Option<IncidentScore> {
         match status {

@@ -96,6 +96,7 @@ pub const MAX_RENDERED_BYTES: usize = 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RulePart {
     When,
+    Score,
     Reason,
     Evidence,
     Actions,
@@ -105,6 +106,7 @@ impl RulePart {
     pub fn key(self) -> &'static str {
         match self {
             RulePart::When => "when",
+            RulePart::Score => "score",
             RulePart::Reason => "reason",
             RulePart::Evidence => "evidence",
             RulePart::Actions => "actions",
@@ -240,6 +242,8 @@ pub struct ScoreRule {
     pub name: String,
     when: Program,
     pub score: f64,
+    /// A `score` written as an expression (a number per alert, capped to ±100).
+    score_expr: Option<Program>,
     reason: Template,
 }
 
@@ -259,6 +263,8 @@ pub struct RuleSpec {
     pub name: String,
     pub when: String,
     pub score: f64,
+    /// `score = "triage.alert_points"`: an expression instead of a number.
+    pub score_expr: Option<String>,
     pub reason: String,
 }
 
@@ -271,7 +277,7 @@ pub struct RecommendSpec {
 }
 
 /// The top-level variable names rules can use.
-pub const VARIABLES: [&str; 7] = ["alert", "src", "dest", "intel", "history", "incident", "context"];
+pub const VARIABLES: [&str; 8] = ["alert", "src", "dest", "intel", "history", "incident", "context", "triage"];
 
 #[derive(Debug)]
 pub struct Scorer {
@@ -371,11 +377,12 @@ impl Scorer {
             let err = |part| move |problem| ScoreError { kind: "rule", rule: r.name.clone(), part, problem };
             let when = compile_when(&r.when).map_err(err(RulePart::When));
             let reason = compile_template(&r.reason).map_err(err(RulePart::Reason));
-            match (when, reason) {
-                (Ok(w), Ok(t)) => {
-                    out_rules.push((Arc::from(r.name.as_str()), ScoreRule { name: r.name.clone(), when: w, score: r.score, reason: t }));
+            let expr = r.score_expr.as_deref().map(compile_when).transpose().map_err(err(RulePart::Score));
+            match (when, reason, expr) {
+                (Ok(w), Ok(t), Ok(x)) => {
+                    out_rules.push((Arc::from(r.name.as_str()), ScoreRule { name: r.name.clone(), when: w, score: r.score, score_expr: x, reason: t }));
                 }
-                (w, t) => errs.extend(w.err().into_iter().chain(t.err())),
+                (w, t, x) => errs.extend(w.err().into_iter().chain(t.err()).chain(x.err())),
             }
         }
         let mut out_rec = Vec::new();
@@ -416,8 +423,20 @@ impl Scorer {
         for (name, r) in &self.rules {
             match r.when.execute(ctx) {
                 Ok(Value::Bool(true)) => {
-                    scores.push(r.score);
-                    out.reasons.push(Reason { rule: name.clone(), score: r.score, reason: r.reason.render(ctx) });
+                    let score = match &r.score_expr {
+                        None => r.score,
+                        Some(x) => match x.execute(ctx) {
+                            Ok(Value::Int(n)) => (n as f64).clamp(-100.0, 100.0),
+                            Ok(Value::UInt(n)) => (n as f64).min(100.0),
+                            Ok(Value::Float(v)) if v.is_finite() => v.clamp(-100.0, 100.0),
+                            _ => {
+                                out.errors += 1;
+                                continue;
+                            }
+                        },
+                    };
+                    scores.push(score);
+                    out.reasons.push(Reason { rule: name.clone(), score, reason: r.reason.render(ctx) });
                 }
                 Ok(Value::Bool(false)) => {}
                 _ => out.errors += 1,
@@ -468,14 +487,20 @@ mod tests {
     use crate::event::enriched::{Enrichment, GeoHit};
 
     fn rule(name: &str, when: &str, score: f64, reason: &str) -> RuleSpec {
-        RuleSpec { name: name.into(), when: when.into(), score, reason: reason.into() }
+        RuleSpec { name: name.into(), when: when.into(), score, score_expr: None, reason: reason.into() }
     }
 
     fn run(sc: &Scorer, sev: i32, country: &str, ip: &str) -> Scored {
         let a = AlertRecord { severity: sev, signature: "ET SCAN x".into(), category: "Attempted Recon".into(), src_ip: ip.into(), ..Default::default() };
         let mut e = Enrichment::default();
         e.src.geo = Some(Arc::new(GeoHit { place: Some(Place { country: Some(country.into()), ..Default::default() }), asn: None }));
-        sc.score(&AlertVars { alert: &a, enrichment: &e, decided: Decided { dedup_count: 1, decision: "first", late: false, incidents: &[] }, around: &[] })
+        sc.score(&AlertVars {
+            alert: &a,
+            enrichment: &e,
+            decided: Decided { dedup_count: 1, decision: "first", late: false, incidents: &[] },
+            around: &[],
+            triage: None,
+        })
     }
 
     #[test]
@@ -560,6 +585,7 @@ mod tests {
             enrichment: &Enrichment::default(),
             decided: Decided { dedup_count: 1, decision: "first", late: false, incidents: &[] },
             around: &[],
+            triage: None,
         });
         let r = &out.reasons[0].reason;
         assert!(r.len() <= MAX_RENDERED_BYTES + '…'.len_utf8() && r.ends_with('…') && r.starts_with("sig: éé"), "{} bytes", r.len());

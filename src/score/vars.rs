@@ -2,12 +2,13 @@
 //! for fields no rule uses): `alert.severity`, `src.asset.criticality_level`, … (see the
 //! module documentation of `score` for the list).
 
-use cel::common::types::{CelBool, CelInt, CelList, CelString};
+use cel::common::types::{CelBool, CelDouble, CelInt, CelList, CelString};
 use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
 
 use crate::event::alert::AlertRecord;
 use crate::event::enriched::{Enrichment, Side};
+use crate::event::triage::Assessment;
 use crate::event::{ContextKind, ContextView};
 
 /// What the state stage decided about the alert.
@@ -97,6 +98,23 @@ pub const NAMES: &[&str] = &[
     "context.files",
     "context.file_hashes",
     "context.anomalies",
+    "triage.direction",
+    "triage.entity",
+    "triage.peer",
+    "triage.stage",
+    "triage.stage_from",
+    "triage.rarity",
+    "triage.chronic",
+    "triage.new_to_entity",
+    "triage.weight",
+    "triage.risk",
+    "triage.stages",
+    "triage.behaviours",
+    "triage.alert_points",
+    "triage.entity_points",
+    "triage.alert_why",
+    "triage.entity_why",
+    "triage.in_incident",
 ];
 
 /// One alert as CEL variables.
@@ -106,6 +124,8 @@ pub struct AlertVars<'a> {
     pub decided: Decided<'a>,
     /// The context events of the alert's flow.
     pub around: &'a [ContextView<'a>],
+    /// What triage found (`None`: triage is off; its variables read as empty).
+    pub triage: Option<&'a Assessment>,
 }
 
 type V<'b> = Option<CowVal<'b, 'b>>;
@@ -120,6 +140,10 @@ fn s<'b>(v: &'b str) -> V<'b> {
 
 fn i(v: i64) -> V<'static> {
     own(CelInt::from(v))
+}
+
+fn f(v: f64) -> V<'static> {
+    own(CelDouble::from(v))
 }
 
 fn b(v: bool) -> V<'static> {
@@ -235,6 +259,30 @@ impl VariableResolver for AlertVars<'_> {
                 "ids" => strs(d.incidents.iter().map(String::as_str)),
                 _ => None,
             },
+            "triage" => {
+                static NONE: std::sync::LazyLock<Assessment> = std::sync::LazyLock::new(Assessment::default);
+                let t = self.triage.unwrap_or(&NONE);
+                match field {
+                    "direction" => s(if self.triage.is_some() { t.direction.as_str() } else { "" }),
+                    "entity" => s(&t.entity),
+                    "peer" => s(&t.peer),
+                    "stage" => s(if self.triage.is_some() { t.stage.as_str() } else { "" }),
+                    "stage_from" => s(t.stage_from),
+                    "rarity" => i(t.rarity as i64),
+                    "chronic" => b(t.chronic),
+                    "new_to_entity" => b(t.new_to_entity),
+                    "weight" => f((t.weight * 100.0).round() / 100.0),
+                    "risk" => f((t.risk * 100.0).round() / 100.0),
+                    "stages" => strs(t.stages.iter().map(|x| x.as_str())),
+                    "behaviours" => strs(t.behaviours.iter().map(|x| x.kind)),
+                    "alert_points" => i(t.alert_points as i64),
+                    "entity_points" => i(t.entity_points as i64),
+                    "alert_why" => s(&t.alert_why),
+                    "entity_why" => s(&t.entity_why),
+                    "in_incident" => b(t.incident.is_some()),
+                    _ => None,
+                }
+            }
             "context" => match field {
                 "dns" => self.of_kind(ContextKind::Dns, &[0]),
                 "http_hosts" => self.of_kind(ContextKind::Http, &[0]),

@@ -1,0 +1,676 @@
+//! Triage: which side of an alert is ours, what attack stage it is, how rare its signature
+//! is, and what it adds to the risk of the internal host it is about (its *entity*).
+//!
+//! Per alert, in event time:
+//! - **direction and entity**: home addresses are `home_nets` plus the asset inventory's;
+//!   inbound alerts are about their destination, outbound about their source, internal ones
+//!   about the victim (recon, exploit, delivery) or the actor (C2, lateral, exfiltration).
+//! - **stage** from the rule's words, family and classtype ([`stage::StageMap`]).
+//! - **rarity** from the signature's baseline: how many alerts (decayed with
+//!   `baseline_half_life_secs`) and how many hosts. Chronic, site-wide signatures weigh
+//!   little (`chronic`, with that reason shown); a signature new to the entity weighs more.
+//! - **weight** = severity × stage × rarity × novelty × asset criticality × direction; the
+//!   entity's **risk** is the sum of its weights decaying with `half_life_secs`.
+//! - **behaviour** ([`behaviour`]): periodic contact from the entity to one peer (interval
+//!   regularity), repeated attempts on one service, fan-out to many internal hosts, and
+//!   outbound traffic after an inbound exploit.
+//! - **entity incidents**: an incident opens when the risk reaches `incident_risk`, the
+//!   entity shows attack stages in kill-chain order, or a behaviour is found; it holds the
+//!   alerts that contributed (weight ≥ `member_weight`, or part of a behaviour), so chronic
+//!   noise on the same host stays out; it closes after `close_idle_secs` of event time
+//!   without a contribution.
+//!
+//! Every map is capped (`max_entities`, `max_signatures`, `max_pairs`); the least recently
+//! seen entries go first, counted.
+
+pub mod behaviour;
+pub mod stage;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::alert::{AlertRecord, IncidentEvent, Status, MAX_MEMBERS};
+use crate::event::enriched::Asset;
+use crate::event::prefix::net_contains;
+use crate::event::triage::{Assessment, Behaviour, Direction, Stage};
+use behaviour::{Attempts, Periodic};
+pub use stage::StageMap;
+
+const S: i64 = 1_000_000;
+
+#[derive(Debug, Clone)]
+pub struct TriageConfig {
+    pub enabled: bool,
+    /// Home networks (address, prefix length).
+    pub home_nets: Vec<(IpAddr, u8)>,
+    pub stages: StageMap,
+    /// Weight of each stage, indexed by `Stage as usize`.
+    pub stage_weights: [f64; 9],
+    /// Weight of severity 1, 2, 3 and 4+.
+    pub severity_weights: [f64; 4],
+    pub half_life_us: i64,
+    pub baseline_half_life_us: i64,
+    /// Alerts of one signature at which its volume halves its weight.
+    pub baseline_alerts: f64,
+    pub incident_risk: f64,
+    pub member_weight: f64,
+    /// Risk a behaviour adds when first found on an entity.
+    pub behaviour_risk: f64,
+    pub close_idle_us: i64,
+    /// Attack stages count towards a progression within this window.
+    pub chain_window_us: i64,
+    pub periodic_min: usize,
+    pub periodic_max_cv: f64,
+    pub periodic_min_interval_us: i64,
+    pub attempts: usize,
+    pub attempts_window_us: i64,
+    pub fan_out: usize,
+    pub fan_out_window_us: i64,
+    pub compromise_window_us: i64,
+    pub max_entities: usize,
+    pub max_signatures: usize,
+    pub max_pairs: usize,
+}
+
+impl Default for TriageConfig {
+    fn default() -> Self {
+        let nets = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"];
+        Self {
+            enabled: true,
+            home_nets: nets.iter().filter_map(|n| crate::event::prefix::parse_cidr(n)).collect(),
+            stages: StageMap::default(),
+            stage_weights: [1.0, 6.0, 4.0, 6.0, 5.0, 6.0, 0.5, 1.0, 0.1],
+            severity_weights: [3.0, 2.0, 1.0, 0.5],
+            half_life_us: 1800 * S,
+            baseline_half_life_us: 6 * 3600 * S,
+            baseline_alerts: 200.0,
+            incident_risk: 50.0,
+            member_weight: 4.0,
+            behaviour_risk: 30.0,
+            close_idle_us: 1800 * S,
+            chain_window_us: 3 * 3600 * S,
+            periodic_min: 6,
+            periodic_max_cv: 0.25,
+            periodic_min_interval_us: 5 * S,
+            attempts: 20,
+            attempts_window_us: 600 * S,
+            fan_out: 5,
+            fan_out_window_us: 1800 * S,
+            compromise_window_us: 1800 * S,
+            max_entities: 100_000,
+            max_signatures: 50_000,
+            max_pairs: 200_000,
+        }
+    }
+}
+
+impl TriageConfig {
+    pub fn is_home(&self, ip: &str) -> bool {
+        let Ok(ip) = ip.parse::<IpAddr>() else { return false };
+        let ip = crate::event::prefix::canonical(ip);
+        self.home_nets.iter().any(|(n, l)| net_contains(*n, *l, ip))
+    }
+}
+
+/// What one side of an alert is, as enrichment knows it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SideFacts<'a> {
+    pub asset: Option<&'a Asset>,
+}
+
+/// A signature's baseline.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Signature {
+    /// Alerts, decayed.
+    n: f64,
+    last_us: i64,
+    /// Hashes of the entities it fired on (at most [`SIG_HOSTS`]).
+    hosts: Vec<u64>,
+}
+
+const SIG_HOSTS: usize = 64;
+const ENTITY_SIGS: usize = 64;
+const PENDING: usize = 64;
+
+/// One internal host's story.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Entity {
+    risk: f64,
+    last_us: i64,
+    /// Signatures seen on it (id, alerts), most recent last.
+    sigs: Vec<(i64, u32)>,
+    /// Alerts that contributed to its story since its last incident closed.
+    members: u32,
+    /// First time of each attack stage (within the chain window).
+    stage_first: Vec<(Stage, i64)>,
+    /// The last inbound exploit: time and source.
+    exploit_in: Option<(i64, String)>,
+    /// Internal destinations of its exploit/delivery/lateral alerts.
+    fan: Vec<(String, i64)>,
+    /// Behaviours found: kind, text, when.
+    behaviours: Vec<(String, String, i64)>,
+    /// Contributing alerts before an incident opened: id, time.
+    pending: Vec<(String, i64)>,
+    incident: Option<Open>,
+    asset: Option<String>,
+}
+
+/// An open entity incident.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Open {
+    id: String,
+    first_us: i64,
+    last_us: i64,
+    count: u64,
+    /// Members since the last change.
+    new_ids: Vec<String>,
+    opened: bool,
+    /// Signatures: id, name, alerts.
+    sigs: Vec<(i64, String, u64)>,
+    peers: Vec<String>,
+    peak_points: u8,
+    /// The latest kill-chain stage among its alerts.
+    max_rank: u8,
+}
+
+/// Counts since start.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriageCounts {
+    pub alerts: u64,
+    pub incidents_opened: u64,
+    pub evicted_entities: u64,
+    pub evicted_signatures: u64,
+    pub evicted_pairs: u64,
+}
+
+/// An entity incident change with its story.
+#[derive(Debug, Clone)]
+pub struct TriageChange {
+    pub event: IncidentEvent,
+    pub context: serde_json::Value,
+    /// The story in one line (the incident's first reason).
+    pub story: String,
+}
+
+pub const RULE: &str = "entity risk";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Triage {
+    #[serde(skip)]
+    cfg: Arc<TriageConfig>,
+    clock_us: i64,
+    sigs: HashMap<i64, Signature>,
+    entities: HashMap<String, Entity>,
+    /// By `entity peer`.
+    periodic: HashMap<String, Periodic>,
+    /// By `entity peer port`.
+    attempts: HashMap<String, Attempts>,
+    /// Entities with an open incident.
+    open: BTreeSet<String>,
+    /// Entities whose incident changed in this batch.
+    #[serde(skip)]
+    touched: BTreeSet<String>,
+    pub counts: TriageCounts,
+}
+
+fn decay(v: f64, dt_us: i64, half_life_us: i64) -> f64 {
+    if dt_us <= 0 || half_life_us <= 0 {
+        return v;
+    }
+    v * (-(dt_us as f64) / half_life_us as f64 * std::f64::consts::LN_2).exp()
+}
+
+fn hash(s: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(s.as_bytes())
+}
+
+/// 0–100 from a weight (half of the way at `scale`·ln 2).
+fn points(x: f64, scale: f64) -> u8 {
+    (100.0 * (1.0 - (-x.max(0.0) / scale).exp())).round().clamp(0.0, 100.0) as u8
+}
+
+fn secs(us: i64) -> String {
+    let s = us / S;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+impl Triage {
+    pub fn new(cfg: &TriageConfig) -> Self {
+        Self { cfg: Arc::new(cfg.clone()), ..Default::default() }
+    }
+
+    /// Restores a snapshot's state (the configuration stays this one's).
+    pub fn restore(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
+        let mut t: Triage = serde_json::from_value(v.clone())?;
+        t.cfg = std::mem::take(&mut self.cfg);
+        *self = t;
+        Ok(())
+    }
+
+    pub fn entities(&self) -> usize {
+        self.entities.len()
+    }
+
+    /// Assesses one alert and adds it to its entity's story.
+    pub fn assess(&mut self, a: &AlertRecord, src: SideFacts, dest: SideFacts) -> Assessment {
+        let cfg = self.cfg.clone();
+        self.assess_with(&cfg, a, src, dest)
+    }
+
+    fn assess_with(&mut self, cfg: &TriageConfig, a: &AlertRecord, src: SideFacts, dest: SideFacts) -> Assessment {
+        self.counts.alerts += 1;
+        let ts = a.ts_us;
+        self.clock_us = self.clock_us.max(ts);
+        let src_home = src.asset.is_some() || cfg.is_home(&a.src_ip);
+        let dest_home = dest.asset.is_some() || cfg.is_home(&a.dest_ip);
+        let (stage, stage_from) = cfg.stages.stage(&a.signature, &a.category);
+        let direction = match (src_home, dest_home) {
+            (false, true) => Direction::Inbound,
+            (true, false) => Direction::Outbound,
+            (true, true) => Direction::Internal,
+            (false, false) => Direction::External,
+        };
+        // Internal exploitation, delivery, C2, lateral movement and exfiltration are about
+        // the host doing it (it is spreading); recon and the rest about the one it hits.
+        let actor_side = matches!(direction, Direction::Outbound)
+            || (direction == Direction::Internal && matches!(stage, Stage::Exploit | Stage::Delivery | Stage::C2 | Stage::Lateral | Stage::Exfil));
+        let (entity, peer, side) = if actor_side { (&a.src_ip, &a.dest_ip, src) } else { (&a.dest_ip, &a.src_ip, dest) };
+        let crit = side.asset.map_or(0, Asset::criticality_level);
+
+        // The signature's baseline before this alert.
+        let eh = hash(entity);
+        let sig = self.sigs.entry(a.signature_id).or_default();
+        sig.n = decay(sig.n, ts - sig.last_us, cfg.baseline_half_life_us);
+        sig.last_us = sig.last_us.max(ts);
+        let hosts = sig.hosts.len().max(1) as f64;
+        let host_factor = 1.0 / (1.0 + hosts.ln());
+        let volume_factor = 1.0 / (1.0 + (1.0 + sig.n / cfg.baseline_alerts).ln());
+        let rarity = host_factor * volume_factor;
+        let (sig_alerts, sig_hosts) = (sig.n.round() as u64, sig.hosts.len() as u32);
+        sig.n += 1.0;
+        if sig.hosts.len() < SIG_HOSTS && !sig.hosts.contains(&eh) {
+            sig.hosts.push(eh);
+        }
+        let chronic = rarity < 0.2;
+        self.cap_signatures(cfg);
+
+        let sev_w = cfg.severity_weights[(a.severity.clamp(1, 4) - 1) as usize];
+        let dir_w = match (direction, stage) {
+            (Direction::External, _) => 0.3,
+            (Direction::Inbound, Stage::Recon) => 0.5,
+            _ => 1.0,
+        };
+        let e = self.entities.entry(entity.clone()).or_default();
+        e.risk = decay(e.risk, ts - e.last_us, cfg.half_life_us);
+        e.last_us = e.last_us.max(ts);
+        if let Some(asset) = side.asset {
+            e.asset.get_or_insert_with(|| format!("{} ({})", asset.name, asset.criticality.as_deref().unwrap_or("criticality unknown")));
+        }
+        // Repeats of one signature on one host are one piece of evidence, not many: the
+        // k-th adds 1 / (1 + ln k) of its weight.
+        let k = match e.sigs.iter_mut().find(|(id, _)| *id == a.signature_id) {
+            Some(x) => {
+                x.1 = x.1.saturating_add(1);
+                x.1
+            }
+            None => {
+                if e.sigs.len() >= ENTITY_SIGS {
+                    e.sigs.remove(0);
+                }
+                e.sigs.push((a.signature_id, 1));
+                1
+            }
+        };
+        let new_to_entity = k == 1;
+        let novelty = if new_to_entity { 1.5 } else { 1.0 / (1.0 + (k as f64).ln()) };
+        let weight = sev_w * cfg.stage_weights[stage as usize] * rarity * novelty * (1.0 + 0.5 * crit as f64) * dir_w;
+        let counts = weight >= cfg.member_weight && stage != Stage::Noise;
+
+        // Behaviour around this alert (protocol anomalies are not behaviour).
+        let mut found: Vec<Behaviour> = Vec::new();
+        let mut part_of_behaviour = false;
+        if stage != Stage::Noise && actor_side {
+            let p = self.periodic.entry(format!("{entity} {peer}")).or_default();
+            if let Some((mean, cv, n)) = p.push(ts, cfg) {
+                part_of_behaviour = true;
+                found.push(Behaviour {
+                    kind: "periodic",
+                    text: format!("contacts {peer} every ~{}s (±{:.0}%) over {n} alerts", (mean / S as f64).round(), cv * 100.0),
+                });
+            }
+        } else if stage != Stage::Noise && direction != Direction::External {
+            let k = format!("{entity} {peer} {}", a.dest_port.unwrap_or(-1));
+            let at = self.attempts.entry(k).or_default();
+            if let Some((n, span)) = at.push(ts, cfg) {
+                part_of_behaviour = true;
+                let port = a.dest_port.map(|p| format!(" on port {p}")).unwrap_or_default();
+                found.push(Behaviour { kind: "repeated_attempts", text: format!("{n} attempts from {peer}{port} in {}", secs(span)) });
+            }
+        }
+        let e = self.entities.get_mut(entity).expect("inserted above");
+        if direction == Direction::Inbound && stage == Stage::Exploit && counts {
+            e.exploit_in = Some((ts, peer.clone()));
+        }
+        if direction == Direction::Outbound && counts {
+            if let Some((t0, from)) = &e.exploit_in {
+                if ts >= *t0 && ts - *t0 <= cfg.compromise_window_us {
+                    let same = if from == peer { " (the exploit's source)" } else { "" };
+                    found.push(Behaviour {
+                        kind: "exploit_then_outbound",
+                        text: format!("outbound {} to {peer}{same} {} after an inbound exploit from {from}", stage.as_str(), secs(ts - t0)),
+                    });
+                }
+            }
+        }
+        if direction == Direction::Internal && counts && matches!(stage, Stage::Exploit | Stage::Delivery | Stage::Lateral) {
+            let n = behaviour::fan_out(&mut self.entities, entity, peer, ts, cfg);
+            if n >= cfg.fan_out {
+                part_of_behaviour = true;
+                found.push(Behaviour { kind: "fan_out", text: format!("reached {n} internal hosts with exploit, delivery or lateral alerts") });
+            }
+        }
+
+        let e = self.entities.get_mut(entity).expect("inserted above");
+        let mut bonus = 0.0;
+        for b in &found {
+            match e.behaviours.iter_mut().find(|(k, _, _)| k == b.kind) {
+                Some(x) => {
+                    x.1 = b.text.clone();
+                    x.2 = ts;
+                }
+                None => {
+                    bonus += cfg.behaviour_risk;
+                    e.behaviours.push((b.kind.to_string(), b.text.clone(), ts));
+                }
+            }
+        }
+        let member = counts || part_of_behaviour;
+        e.risk += weight + bonus;
+        e.stage_first.retain(|(_, t)| ts - *t <= cfg.chain_window_us);
+        // Repeated attempts on one service are an attempt at initial access, whatever the
+        // rules call each one.
+        let story_stage = if found.iter().any(|b| b.kind == "repeated_attempts") && !stage.is_attack() || stage == Stage::Recon && part_of_behaviour {
+            Stage::Exploit
+        } else {
+            stage
+        };
+        if member && story_stage.is_attack() && !e.stage_first.iter().any(|(s, _)| *s == story_stage) {
+            e.stage_first.push((story_stage, ts));
+            e.stage_first.sort_by_key(|(s, t)| (*t, *s));
+        }
+        let stages: Vec<Stage> = e.stage_first.iter().map(|(s, _)| *s).collect();
+        let in_order = stages.windows(2).all(|w| w[0].rank() <= w[1].rank());
+        let progression = stages.iter().filter(|s| **s != Stage::Recon).count();
+        let chain = in_order && stages.len() >= 2 && progression >= 2;
+        if member {
+            e.members = e.members.saturating_add(1);
+        }
+
+        // Points: the alert alone, and (for an alert of a story of two or more) its host:
+        // risk, stages in kill-chain order, behaviour, on one compressing scale.
+        let alert_points = points(weight, 40.0);
+        let mut entity_points = 0u8;
+        let mut entity_why = String::new();
+        if member && (e.members >= 2 || e.incident.is_some()) {
+            let mut evidence = e.risk;
+            let mut why = vec![format!("{entity} risk {:.0}", e.risk)];
+            if let Some(asset) = &e.asset {
+                why.push(format!("asset {asset}"));
+            }
+            if stages.len() >= 2 {
+                if in_order {
+                    evidence += 40.0 * (stages.len() - 1) as f64;
+                }
+                let names: Vec<&str> = stages.iter().map(|s| s.as_str()).collect();
+                why.push(format!("stages {}{}", names.join(" → "), if in_order { " in kill-chain order" } else { "" }));
+            }
+            for (k, text, _) in &e.behaviours {
+                evidence += match k.as_str() {
+                    "exploit_then_outbound" => 80.0,
+                    _ => 60.0,
+                };
+                why.push(text.clone());
+            }
+            entity_points = points(evidence, 100.0);
+            entity_why = why.join("; ");
+        }
+
+        // The entity's incident.
+        let mut incident = None;
+        let mut related = true;
+        if member {
+            // A story needs two contributions at least: a lone alert stays an alert.
+            let opens = e.incident.is_none() && e.members >= 2 && (e.risk >= cfg.incident_risk || chain || !e.behaviours.is_empty());
+            if opens {
+                let id = format!("{:016x}", hash(&format!("{RULE}\0{entity}\0{}", a.alert_id)));
+                let mut ids: Vec<String> = e.pending.drain(..).filter(|(_, t)| ts - *t <= cfg.chain_window_us).map(|(i, _)| i).collect();
+                ids.push(a.alert_id.clone());
+                e.incident = Some(Open { id, first_us: ts, last_us: ts, count: 0, new_ids: ids, opened: false, ..Default::default() });
+                self.counts.incidents_opened += 1;
+                self.open.insert(entity.clone());
+            } else if let Some(o) = e.incident.as_mut() {
+                // The story's own: the same peers, the host's own actions, a behaviour, or
+                // a later stage. Another source's unrelated attempt stays an alert of its own.
+                let max_rank = o.max_rank;
+                if o.peers.contains(peer) || actor_side || part_of_behaviour || stage.rank() > max_rank {
+                    o.new_ids.push(a.alert_id.clone());
+                } else {
+                    related = false;
+                }
+            } else {
+                e.pending.retain(|(_, t)| ts - *t <= cfg.chain_window_us);
+                if e.pending.len() >= PENDING {
+                    e.pending.remove(0);
+                }
+                e.pending.push((a.alert_id.clone(), ts));
+            }
+            if let Some(o) = e.incident.as_mut().filter(|_| related) {
+                o.max_rank = o.max_rank.max(stage.rank());
+                o.first_us = o.first_us.min(ts);
+                o.last_us = o.last_us.max(ts);
+                o.count = if o.opened { o.count + 1 } else { o.new_ids.len() as u64 };
+                let full = o.sigs.len() >= 16;
+                match o.sigs.iter_mut().find(|(id, _, _)| *id == a.signature_id) {
+                    Some(x) => x.2 += 1,
+                    None if !full => o.sigs.push((a.signature_id, a.signature.clone(), 1)),
+                    None => {}
+                }
+                if o.peers.len() < 8 && !o.peers.contains(peer) {
+                    o.peers.push(peer.clone());
+                }
+                o.peak_points = o.peak_points.max(entity_points).max(alert_points);
+                incident = Some(o.id.clone());
+                self.touched.insert(entity.clone());
+            }
+        }
+        self.cap_entities(cfg);
+        self.cap_pairs(cfg);
+
+        let mut alert_why = vec![format!("{} {} (from {})", direction.as_str(), stage.as_str(), stage_from), format!("severity {}", a.severity)];
+        if crit > 0 {
+            alert_why.push(format!("{entity} criticality {crit}"));
+        }
+        if chronic {
+            alert_why.push(format!("chronic: {sig_alerts} recent alerts on {sig_hosts} hosts"));
+        } else if sig_hosts <= 1 && sig_alerts <= 1 {
+            alert_why.push("signature new to the site".into());
+        } else {
+            alert_why.push(format!("rarity {:.0}% ({sig_alerts} recent alerts on {sig_hosts} hosts)", rarity * 100.0));
+        }
+        if new_to_entity {
+            alert_why.push(format!("new to {entity}"));
+        }
+        Assessment {
+            direction,
+            entity: entity.clone(),
+            peer: peer.clone(),
+            stage,
+            stage_from,
+            rarity: (rarity * 100.0).round() as u8,
+            chronic,
+            signature_alerts: sig_alerts,
+            signature_hosts: sig_hosts,
+            new_to_entity,
+            weight,
+            risk: self.entities.get(entity).map_or(0.0, |e| e.risk),
+            stages,
+            behaviours: found,
+            alert_points,
+            entity_points,
+            alert_why: alert_why.join("; "),
+            entity_why,
+            incident,
+        }
+    }
+
+    /// Incident changes since the last call: opens and updates of the incidents alerts
+    /// joined, closes of those idle for `close_idle_secs` of event time; `flush` closes
+    /// every open one (end of a replay).
+    pub fn changes(&mut self, flush: bool) -> Vec<TriageChange> {
+        let cfg = self.cfg.clone();
+        let mut out = Vec::new();
+        for entity in std::mem::take(&mut self.touched) {
+            let Some(e) = self.entities.get_mut(&entity) else { continue };
+            let Some(o) = e.incident.as_mut() else { continue };
+            if o.new_ids.is_empty() {
+                continue;
+            }
+            let status = if o.opened { Status::Updated } else { Status::Open };
+            o.opened = true;
+            out.push(change(&entity, e, status));
+        }
+        let due: Vec<String> = self
+            .open
+            .iter()
+            .filter(|en| flush || self.entities.get(*en).and_then(|e| e.incident.as_ref()).is_none_or(|o| self.clock_us - o.last_us > cfg.close_idle_us))
+            .cloned()
+            .collect();
+        for entity in due {
+            self.open.remove(&entity);
+            if let Some(e) = self.entities.get_mut(&entity) {
+                if e.incident.is_some() {
+                    out.push(change(&entity, e, Status::Closed));
+                    // The next incident needs new evidence.
+                    e.incident = None;
+                    e.behaviours.clear();
+                    e.stage_first.clear();
+                    e.exploit_in = None;
+                    e.pending.clear();
+                    e.members = 0;
+                    e.risk = 0.0;
+                }
+            }
+        }
+        out
+    }
+
+    fn cap_entities(&mut self, cfg: &TriageConfig) {
+        if self.entities.len() <= cfg.max_entities {
+            return;
+        }
+        // Least recently seen first; entities with an open incident stay.
+        let mut v: Vec<(i64, String)> = self.entities.iter().filter(|(k, _)| !self.open.contains(*k)).map(|(k, e)| (e.last_us, k.clone())).collect();
+        v.sort();
+        let n = (self.entities.len() - cfg.max_entities + cfg.max_entities / 10).min(v.len());
+        for (_, k) in v.into_iter().take(n) {
+            self.entities.remove(&k);
+            self.counts.evicted_entities += 1;
+        }
+    }
+
+    fn cap_signatures(&mut self, cfg: &TriageConfig) {
+        if self.sigs.len() <= cfg.max_signatures {
+            return;
+        }
+        let mut v: Vec<(i64, i64)> = self.sigs.iter().map(|(k, s)| (s.last_us, *k)).collect();
+        v.sort();
+        let n = self.sigs.len() - cfg.max_signatures + cfg.max_signatures / 10;
+        for (_, k) in v.into_iter().take(n) {
+            self.sigs.remove(&k);
+            self.counts.evicted_signatures += 1;
+        }
+    }
+
+    fn cap_pairs(&mut self, cfg: &TriageConfig) {
+        if self.periodic.len() > cfg.max_pairs {
+            let mut v: Vec<(i64, String)> = self.periodic.iter().map(|(k, p)| (p.last_us(), k.clone())).collect();
+            v.sort();
+            let n = self.periodic.len() - cfg.max_pairs + cfg.max_pairs / 10;
+            for (_, k) in v.into_iter().take(n) {
+                self.periodic.remove(&k);
+                self.counts.evicted_pairs += 1;
+            }
+        }
+        if self.attempts.len() > cfg.max_pairs {
+            let mut v: Vec<(i64, String)> = self.attempts.iter().map(|(k, p)| (p.last_us(), k.clone())).collect();
+            v.sort();
+            let n = self.attempts.len() - cfg.max_pairs + cfg.max_pairs / 10;
+            for (_, k) in v.into_iter().take(n) {
+                self.attempts.remove(&k);
+                self.counts.evicted_pairs += 1;
+            }
+        }
+    }
+}
+
+fn change(entity: &str, e: &mut Entity, status: Status) -> TriageChange {
+    let o = e.incident.as_mut().expect("an open incident");
+    let ids: Vec<String> = o.new_ids.drain(..).take(MAX_MEMBERS).collect();
+    let stages: Vec<serde_json::Value> =
+        e.stage_first.iter().map(|(s, t)| serde_json::json!({"stage": s.as_str(), "first": crate::event::time::iso(*t)})).collect();
+    let sigs: Vec<serde_json::Value> = o.sigs.iter().map(|(id, name, n)| serde_json::json!({"signature_id": id, "signature": name, "alerts": n})).collect();
+    let behaviours: Vec<serde_json::Value> = e.behaviours.iter().map(|(k, t, _)| serde_json::json!({"kind": k, "text": t})).collect();
+    let mut story = format!("{entity}");
+    if let Some(a) = &e.asset {
+        story.push_str(&format!(" [{a}]"));
+    }
+    story.push_str(&format!(": risk {:.0}", e.risk));
+    if !e.stage_first.is_empty() {
+        let st: Vec<String> = e.stage_first.iter().map(|(s, t)| format!("{} {}", s.as_str(), crate::event::time::iso(*t))).collect();
+        story.push_str(&format!("; stages {}", st.join(" → ")));
+    }
+    for (_, t, _) in &e.behaviours {
+        story.push_str(&format!("; {t}"));
+    }
+    let top: Vec<String> = {
+        let mut s = o.sigs.clone();
+        s.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+        s.iter().take(3).map(|(_, n, c)| format!("{n} ×{c}")).collect()
+    };
+    if !top.is_empty() {
+        story.push_str(&format!("; signatures {}", top.join(", ")));
+    }
+    let context = serde_json::json!({
+        "entity": entity,
+        "asset": e.asset,
+        "risk": (e.risk * 10.0).round() / 10.0,
+        "stages": stages,
+        "behaviours": behaviours,
+        "signatures": sigs,
+        "peers": o.peers,
+        "story": story,
+    });
+    TriageChange {
+        event: IncidentEvent {
+            id: o.id.clone(),
+            rule: RULE.to_string(),
+            group_key: entity.to_string(),
+            status,
+            first_us: o.first_us,
+            last_us: o.last_us,
+            alert_count: o.count,
+            alert_ids: ids,
+        },
+        context,
+        story,
+    }
+}
