@@ -38,6 +38,8 @@ pub(super) fn read_triage(cx: &mut Cx, root: &Tbl) -> TriageConfig {
             "stage_words",
             "stage_families",
             "stage_categories",
+            "expected_stages",
+            "expected_factor",
         ],
     );
     let secs = |cx: &mut Cx, key: &str, default: i64| cx.uint(&t, key, (default / S) as u64, 1, 86_400 * 30) as i64 * S;
@@ -80,6 +82,22 @@ pub(super) fn read_triage(cx: &mut Cx, root: &Tbl) -> TriageConfig {
     }
     cx.unknown_keys(&sv, &["1", "2", "3", "4"]);
 
+    let mut expected_stages = Vec::new();
+    if t.has("expected_stages") {
+        for (tag, stages, span) in cx.string_map(&t, "expected_stages") {
+            let mut v = Vec::new();
+            for name in stages.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+                match Stage::from_name(name) {
+                    Some(s) => v.push(s),
+                    None => cx.error_span(format!("triage.expected_stages.{tag}"), span.clone(), format!("`{name}` is not a stage; expected one of: {stage_list}")),
+                }
+            }
+            expected_stages.push((tag, v));
+        }
+    } else {
+        expected_stages = d.expected_stages.clone();
+    }
+
     TriageConfig {
         enabled: cx.boolean(&t, "enabled", d.enabled),
         home_nets,
@@ -105,5 +123,7 @@ pub(super) fn read_triage(cx: &mut Cx, root: &Tbl) -> TriageConfig {
         max_entities: cx.uint(&t, "max_entities", d.max_entities as u64, 10, 1 << 32) as usize,
         max_signatures: cx.uint(&t, "max_signatures", d.max_signatures as u64, 10, 1 << 32) as usize,
         max_pairs: cx.uint(&t, "max_pairs", d.max_pairs as u64, 10, 1 << 32) as usize,
+        expected_stages,
+        expected_factor: cx.number(&t, "expected_factor", d.expected_factor, 0.0, 1.0),
     }
 }

@@ -73,6 +73,10 @@ pub struct TriageConfig {
     pub max_entities: usize,
     pub max_signatures: usize,
     pub max_pairs: usize,
+    /// Inventory tags whose hosts are expected to show these stages (`admin`: lateral).
+    pub expected_stages: Vec<(String, Vec<Stage>)>,
+    /// Weight of an expected stage.
+    pub expected_factor: f64,
 }
 
 impl Default for TriageConfig {
@@ -103,6 +107,8 @@ impl Default for TriageConfig {
             max_entities: 100_000,
             max_signatures: 50_000,
             max_pairs: 200_000,
+            expected_stages: vec![("admin".into(), vec![Stage::Lateral])],
+            expected_factor: 0.25,
         }
     }
 }
@@ -332,7 +338,12 @@ impl Triage {
         };
         let new_to_entity = k == 1;
         let novelty = if new_to_entity { 1.5 } else { 1.0 / (1.0 + (k as f64).ln()) };
-        let weight = sev_w * cfg.stage_weights[stage as usize] * rarity * novelty * (1.0 + 0.5 * crit as f64) * dir_w;
+        // A stage the inventory says this host is there for (admin hosts administer).
+        let expected = side.asset.and_then(|a| {
+            a.tags.iter().find(|t| cfg.expected_stages.iter().any(|(tag, st)| tag.eq_ignore_ascii_case(t) && st.contains(&stage))).map(|t| t.to_string())
+        });
+        let expected_w = if expected.is_some() { cfg.expected_factor } else { 1.0 };
+        let weight = sev_w * cfg.stage_weights[stage as usize] * rarity * novelty * (1.0 + 0.5 * crit as f64) * dir_w * expected_w;
         let counts = weight >= cfg.member_weight && stage != Stage::Noise;
 
         // Behaviour around this alert (protocol anomalies are not behaviour).
@@ -448,8 +459,11 @@ impl Triage {
         let mut incident = None;
         let mut related = true;
         if member {
-            // A story needs two contributions at least: a lone alert stays an alert.
-            let opens = e.incident.is_none() && e.members >= 2 && (e.risk >= cfg.incident_risk || chain || !e.behaviours.is_empty());
+            // A story of two contributions or more, or one alert strong enough on its own
+            // (what follows from the same peer, the host's own actions and later stages
+            // then join it instead of standing beside it).
+            let opens = e.incident.is_none()
+                && ((e.members >= 2 && (e.risk >= cfg.incident_risk || chain || !e.behaviours.is_empty())) || weight >= cfg.incident_risk);
             if opens {
                 let id = format!("{:016x}", hash(&format!("{RULE}\0{entity}\0{}", a.alert_id)));
                 let mut ids: Vec<String> = e.pending.drain(..).filter(|(_, t)| ts - *t <= cfg.chain_window_us).map(|(i, _)| i).collect();
@@ -492,6 +506,11 @@ impl Triage {
                 self.touched.insert(entity.clone());
             }
         }
+        if !related {
+            // Not part of the host's open story: the alert stands on its own.
+            entity_points = 0;
+            entity_why.clear();
+        }
         self.cap_entities(cfg);
         self.cap_pairs(cfg);
 
@@ -508,6 +527,9 @@ impl Triage {
         }
         if new_to_entity {
             alert_why.push(format!("new to {entity}"));
+        }
+        if let Some(tag) = &expected {
+            alert_why.push(format!("{} expected of {tag} hosts", stage.as_str()));
         }
         Assessment {
             direction,
