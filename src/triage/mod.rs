@@ -338,13 +338,6 @@ impl Triage {
         };
         let new_to_entity = k == 1;
         let novelty = if new_to_entity { 1.5 } else { 1.0 / (1.0 + (k as f64).ln()) };
-        // A stage the inventory says this host is there for (admin hosts administer).
-        let expected = side.asset.and_then(|a| {
-            a.tags.iter().find(|t| cfg.expected_stages.iter().any(|(tag, st)| tag.eq_ignore_ascii_case(t) && st.contains(&stage))).map(|t| t.to_string())
-        });
-        let expected_w = if expected.is_some() { cfg.expected_factor } else { 1.0 };
-        let weight = sev_w * cfg.stage_weights[stage as usize] * rarity * novelty * (1.0 + 0.5 * crit as f64) * dir_w * expected_w;
-        let counts = weight >= cfg.member_weight && stage != Stage::Noise;
 
         // Behaviour around this alert (protocol anomalies are not behaviour).
         let mut found: Vec<Behaviour> = Vec::new();
@@ -367,6 +360,17 @@ impl Triage {
                 found.push(Behaviour { kind: "repeated_attempts", text: format!("{n} attempts from {peer}{port} in {}", secs(span)) });
             }
         }
+        // Repeated attempts on one service are an attempt at initial access, whatever the
+        // rules call each one; the alert weighs as that.
+        let attempts = found.iter().any(|b| b.kind == "repeated_attempts");
+        let story_stage = if attempts && (!stage.is_attack() || stage == Stage::Recon) { Stage::Exploit } else { stage };
+        // A stage the inventory says this host is there for (admin hosts administer).
+        let expected = side.asset.and_then(|a| {
+            a.tags.iter().find(|t| cfg.expected_stages.iter().any(|(tag, st)| tag.eq_ignore_ascii_case(t) && st.contains(&story_stage))).map(|t| t.to_string())
+        });
+        let expected_w = if expected.is_some() { cfg.expected_factor } else { 1.0 };
+        let weight = sev_w * cfg.stage_weights[story_stage as usize] * rarity * novelty * (1.0 + 0.5 * crit as f64) * dir_w * expected_w;
+        let counts = weight >= cfg.member_weight && stage != Stage::Noise;
         let e = self.entities.get_mut(entity).expect("inserted above");
         if direction == Direction::Inbound && stage == Stage::Exploit && counts {
             e.exploit_in = Some((ts, peer.clone()));
@@ -407,13 +411,6 @@ impl Triage {
         let member = counts || part_of_behaviour;
         e.risk += weight + bonus;
         e.stage_first.retain(|(_, t)| ts - *t <= cfg.chain_window_us);
-        // Repeated attempts on one service are an attempt at initial access, whatever the
-        // rules call each one.
-        let story_stage = if found.iter().any(|b| b.kind == "repeated_attempts") && !stage.is_attack() || stage == Stage::Recon && part_of_behaviour {
-            Stage::Exploit
-        } else {
-            stage
-        };
         if member && story_stage.is_attack() && !e.stage_first.iter().any(|(s, _)| *s == story_stage) {
             e.stage_first.push((story_stage, ts));
             e.stage_first.sort_by_key(|(s, t)| (*t, *s));
