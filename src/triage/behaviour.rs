@@ -23,11 +23,10 @@ impl Periodic {
         self.ts.last().copied().unwrap_or(0)
     }
 
-    /// Adds a contact; `Some((mean interval µs, coefficient of variation, contacts))` when
-    /// the last contacts are regular: at least `periodic_min` of them, a mean interval of
-    /// at least `periodic_min_interval_secs` and a coefficient of variation (standard
-    /// deviation / mean) of at most `periodic_max_cv`. Count alone never makes a pair
-    /// periodic: random intervals have a coefficient near 1.
+    /// Adds a contact; `Some((median interval µs, dispersion, contacts))` when the last
+    /// contacts are regular (see [`regularity`]): at least `periodic_min` of them, a median
+    /// interval of at least `periodic_min_interval_secs` and a dispersion of at most
+    /// `periodic_max_cv`. Count alone never makes a pair periodic.
     pub fn push(&mut self, ts: i64, cfg: &TriageConfig) -> Option<(f64, f64, usize)> {
         if self.ts.iter().any(|t| (t - ts).abs() < SAME_CONTACT_US) {
             return None;
@@ -41,19 +40,26 @@ impl Periodic {
     }
 }
 
-/// Mean interval, coefficient of variation and count of sorted times, when regular.
+/// Typical interval, its dispersion and the count of sorted times, when regular.
+///
+/// The typical interval is the median and the dispersion the median absolute deviation
+/// over the median: one missed or doubled contact (a beacon retried, a sleep skipped) does
+/// not hide a beacon, and random intervals (a Poisson process has a dispersion near 0.6)
+/// never look regular however many there are.
 pub fn regularity(ts: &[i64], cfg: &TriageConfig) -> Option<(f64, f64, usize)> {
     if ts.len() < cfg.periodic_min.max(3) {
         return None;
     }
-    let iv: Vec<f64> = ts.windows(2).map(|w| (w[1] - w[0]) as f64).collect();
-    let mean = iv.iter().sum::<f64>() / iv.len() as f64;
-    if mean < cfg.periodic_min_interval_us as f64 {
+    let mut iv: Vec<f64> = ts.windows(2).map(|w| (w[1] - w[0]) as f64).collect();
+    iv.sort_by(f64::total_cmp);
+    let median = iv[iv.len() / 2];
+    if median < cfg.periodic_min_interval_us as f64 {
         return None;
     }
-    let var = iv.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / iv.len() as f64;
-    let cv = var.sqrt() / mean;
-    (cv <= cfg.periodic_max_cv).then_some((mean, cv, ts.len()))
+    let mut dev: Vec<f64> = iv.iter().map(|x| (x - median).abs()).collect();
+    dev.sort_by(f64::total_cmp);
+    let dispersion = dev[dev.len() / 2] / median;
+    (dispersion <= cfg.periodic_max_cv).then_some((median, dispersion, ts.len()))
 }
 
 /// Attempts from one peer on one service of an entity.
@@ -159,6 +165,11 @@ mod tests {
         // Several alerts of one request count once.
         let dup: Vec<i64> = (0..5).flat_map(|i| [i * 60 * S, i * 60 * S + 200_000]).collect();
         assert_eq!(run(&dup), None);
+        // One doubled contact (23 s after another) in a regular series keeps it regular.
+        let mut doubled: Vec<i64> = (0..12).map(|i| i * 100 * S).collect();
+        doubled.push(5 * 100 * S + 23 * S);
+        doubled.sort();
+        assert!(run(&doubled).is_some(), "one outlier does not hide a beacon");
         // Out-of-order arrival is sorted before measuring.
         let mut shuffled: Vec<i64> = (0..8).map(|i| i * 30 * S).collect();
         shuffled.swap(2, 3);

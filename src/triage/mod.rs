@@ -348,7 +348,7 @@ impl Triage {
                 part_of_behaviour = true;
                 found.push(Behaviour {
                     kind: "periodic",
-                    text: format!("contacts {peer} every ~{}s (±{:.0}%) over {n} alerts", (mean / S as f64).round(), cv * 100.0),
+                    text: format!("contacts {peer} every ~{}s (dispersion {:.0}%) over {n} alerts", (mean / S as f64).round(), cv * 100.0),
                 });
             }
         } else if stage != Stage::Noise && direction != Direction::External {
