@@ -140,6 +140,8 @@ struct Signature {
 const SIG_HOSTS: usize = 64;
 const ENTITY_SIGS: usize = 64;
 const PENDING: usize = 64;
+/// Open incidents per entity.
+const MAX_OPEN: usize = 8;
 
 /// One internal host's story.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -158,9 +160,11 @@ struct Entity {
     fan: Vec<(String, i64)>,
     /// Behaviours found: kind, text, when.
     behaviours: Vec<(String, String, i64)>,
-    /// Contributing alerts before an incident opened: id, time.
-    pending: Vec<(String, i64)>,
-    incident: Option<Open>,
+    /// Contributing alerts not in an incident: id, time, peer.
+    pending: Vec<(String, i64, String)>,
+    /// Open incidents: one per attacker of an inbound story; the host's own actions join
+    /// the most advanced one.
+    incidents: Vec<Open>,
     asset: Option<String>,
 }
 
@@ -428,7 +432,7 @@ impl Triage {
         let alert_points = points(weight, 40.0);
         let mut entity_points = 0u8;
         let mut entity_why = String::new();
-        if member && (e.members >= 2 || e.incident.is_some()) {
+        if member && (e.members >= 2 || !e.incidents.is_empty()) {
             let mut evidence = e.risk;
             let mut why = vec![format!("{entity} risk {:.0}", e.risk)];
             if let Some(asset) = &e.asset {
@@ -456,35 +460,44 @@ impl Triage {
         let mut incident = None;
         let mut related = true;
         if member {
+            // Which open story is this alert's: the host's own actions belong to its most
+            // advanced story; an inbound alert to the story of its source.
+            let at = if actor_side {
+                (0..e.incidents.len()).max_by_key(|&i| (e.incidents[i].max_rank, e.incidents[i].last_us))
+            } else {
+                e.incidents.iter().position(|o| o.peers.contains(peer))
+            };
+            e.pending.retain(|(_, t, _)| ts - *t <= cfg.chain_window_us);
+            let story_members = if actor_side { e.members as usize } else { 1 + e.pending.iter().filter(|(_, _, p)| p == peer).count() };
             // A story of two contributions or more, or one alert strong enough on its own
-            // (what follows from the same peer, the host's own actions and later stages
-            // then join it instead of standing beside it).
-            let opens = e.incident.is_none()
-                && ((e.members >= 2 && (e.risk >= cfg.incident_risk || chain || !e.behaviours.is_empty())) || weight >= cfg.incident_risk);
-            if opens {
+            // (what follows from the same source and the host's own actions then join it
+            // instead of standing beside it).
+            let opens = at.is_none()
+                && e.incidents.len() < MAX_OPEN
+                && ((story_members >= 2 && (e.risk >= cfg.incident_risk || chain || !e.behaviours.is_empty())) || weight >= cfg.incident_risk);
+            let at = if opens {
                 let id = format!("{:016x}", hash(&format!("{RULE}\0{entity}\0{}", a.alert_id)));
-                let mut ids: Vec<String> = e.pending.drain(..).filter(|(_, t)| ts - *t <= cfg.chain_window_us).map(|(i, _)| i).collect();
+                let mine = |p: &String| actor_side || p == peer;
+                let mut ids: Vec<String> = e.pending.iter().filter(|(_, _, p)| mine(p)).map(|(i, _, _)| i.clone()).collect();
+                e.pending.retain(|(_, _, p)| !mine(p));
                 ids.push(a.alert_id.clone());
-                e.incident = Some(Open { id, first_us: ts, last_us: ts, count: 0, new_ids: ids, opened: false, ..Default::default() });
+                e.incidents.push(Open { id, first_us: ts, last_us: ts, count: 0, new_ids: ids, opened: false, ..Default::default() });
                 self.counts.incidents_opened += 1;
                 self.open.insert(entity.clone());
-            } else if let Some(o) = e.incident.as_mut() {
-                // The story's own: the same peers, the host's own actions, a behaviour, or
-                // a later stage. Another source's unrelated attempt stays an alert of its own.
-                let max_rank = o.max_rank;
-                if o.peers.contains(peer) || actor_side || part_of_behaviour || stage.rank() > max_rank {
-                    o.new_ids.push(a.alert_id.clone());
-                } else {
-                    related = false;
-                }
+                Some(e.incidents.len() - 1)
+            } else if let Some(i) = at {
+                e.incidents[i].new_ids.push(a.alert_id.clone());
+                Some(i)
             } else {
-                e.pending.retain(|(_, t)| ts - *t <= cfg.chain_window_us);
                 if e.pending.len() >= PENDING {
                     e.pending.remove(0);
                 }
-                e.pending.push((a.alert_id.clone(), ts));
-            }
-            if let Some(o) = e.incident.as_mut().filter(|_| related) {
+                e.pending.push((a.alert_id.clone(), ts, peer.clone()));
+                // Beside the host's open stories, an alert that is not theirs stands alone.
+                related = e.incidents.is_empty();
+                None
+            };
+            if let Some(o) = at.map(|i| &mut e.incidents[i]) {
                 o.max_rank = o.max_rank.max(stage.rank());
                 o.first_us = o.first_us.min(ts);
                 o.last_us = o.last_us.max(ts);
@@ -559,34 +572,46 @@ impl Triage {
         let mut out = Vec::new();
         for entity in std::mem::take(&mut self.touched) {
             let Some(e) = self.entities.get_mut(&entity) else { continue };
-            let Some(o) = e.incident.as_mut() else { continue };
-            if o.new_ids.is_empty() {
-                continue;
+            for i in 0..e.incidents.len() {
+                let o = &mut e.incidents[i];
+                if o.new_ids.is_empty() {
+                    continue;
+                }
+                let status = if o.opened { Status::Updated } else { Status::Open };
+                o.opened = true;
+                out.push(change(&entity, e, i, status));
             }
-            let status = if o.opened { Status::Updated } else { Status::Open };
-            o.opened = true;
-            out.push(change(&entity, e, status));
         }
+        let clock = self.clock_us;
         let due: Vec<String> = self
             .open
             .iter()
-            .filter(|en| flush || self.entities.get(*en).and_then(|e| e.incident.as_ref()).is_none_or(|o| self.clock_us - o.last_us > cfg.close_idle_us))
+            .filter(|en| flush || self.entities.get(*en).is_none_or(|e| e.incidents.iter().any(|o| clock - o.last_us > cfg.close_idle_us)))
             .cloned()
             .collect();
         for entity in due {
-            self.open.remove(&entity);
-            if let Some(e) = self.entities.get_mut(&entity) {
-                if e.incident.is_some() {
-                    out.push(change(&entity, e, Status::Closed));
-                    // The next incident needs new evidence.
-                    e.incident = None;
-                    e.behaviours.clear();
-                    e.stage_first.clear();
-                    e.exploit_in = None;
-                    e.pending.clear();
-                    e.members = 0;
-                    e.risk = 0.0;
+            let Some(e) = self.entities.get_mut(&entity) else {
+                self.open.remove(&entity);
+                continue;
+            };
+            let mut i = 0;
+            while i < e.incidents.len() {
+                if flush || clock - e.incidents[i].last_us > cfg.close_idle_us {
+                    out.push(change(&entity, e, i, Status::Closed));
+                    e.incidents.remove(i);
+                } else {
+                    i += 1;
                 }
+            }
+            if e.incidents.is_empty() {
+                self.open.remove(&entity);
+                // The next incident needs new evidence.
+                e.behaviours.clear();
+                e.stage_first.clear();
+                e.exploit_in = None;
+                e.pending.clear();
+                e.members = 0;
+                e.risk = 0.0;
             }
         }
         out
@@ -641,8 +666,8 @@ impl Triage {
     }
 }
 
-fn change(entity: &str, e: &mut Entity, status: Status) -> TriageChange {
-    let o = e.incident.as_mut().expect("an open incident");
+fn change(entity: &str, e: &mut Entity, at: usize, status: Status) -> TriageChange {
+    let o = &mut e.incidents[at];
     let ids: Vec<String> = o.new_ids.drain(..).take(MAX_MEMBERS).collect();
     let stages: Vec<serde_json::Value> =
         e.stage_first.iter().map(|(s, t)| serde_json::json!({"stage": s.as_str(), "first": crate::event::time::iso(*t)})).collect();
