@@ -148,8 +148,8 @@ const MAX_OPEN: usize = 8;
 struct Entity {
     risk: f64,
     last_us: i64,
-    /// Signatures seen on it (id, alerts), most recent last.
-    sigs: Vec<(i64, u32)>,
+    /// Signatures seen on it (id, peer hash, alerts), most recent last.
+    sigs: Vec<(i64, u64, u32)>,
     /// Alerts that contributed to its story since its last incident closed.
     members: u32,
     /// First time of each attack stage (within the chain window).
@@ -325,28 +325,36 @@ impl Triage {
         if let Some(asset) = side.asset {
             e.asset.get_or_insert_with(|| format!("{} ({})", asset.name, asset.criticality.as_deref().unwrap_or("criticality unknown")));
         }
-        // Repeats of one signature on one host are one piece of evidence, not many: the
-        // k-th adds 1 / (1 + ln k) of its weight.
-        let k = match e.sigs.iter_mut().find(|(id, _)| *id == a.signature_id) {
+        // Repeats of one signature from one peer on one host are one piece of evidence, not
+        // many: the k-th adds 1 / (1 + ln k) of its weight. The same signature from a new
+        // peer is a new attacker: full weight.
+        let ph = hash(peer);
+        let k = match e.sigs.iter_mut().find(|(id, p, _)| *id == a.signature_id && *p == ph) {
             Some(x) => {
-                x.1 = x.1.saturating_add(1);
-                x.1
+                x.2 = x.2.saturating_add(1);
+                x.2
             }
             None => {
                 if e.sigs.len() >= ENTITY_SIGS {
                     e.sigs.remove(0);
                 }
-                e.sigs.push((a.signature_id, 1));
+                e.sigs.push((a.signature_id, ph, 1));
                 1
             }
         };
-        let new_to_entity = k == 1;
-        let novelty = if new_to_entity { 1.5 } else { 1.0 / (1.0 + (k as f64).ln()) };
+        let new_to_entity = k == 1 && !e.sigs.iter().any(|(id, p, _)| *id == a.signature_id && *p != ph);
+        let novelty = if k == 1 {
+            1.5
+        } else {
+            1.0 / (1.0 + (k as f64).ln())
+        };
 
         // Behaviour around this alert (protocol anomalies are not behaviour).
         let mut found: Vec<Behaviour> = Vec::new();
         let mut part_of_behaviour = false;
-        if stage != Stage::Noise && actor_side {
+        // Protocol anomalies and chronic, site-wide signatures are not behaviour.
+        let behaves = stage != Stage::Noise && !chronic;
+        if behaves && actor_side {
             let p = self.periodic.entry(format!("{entity} {peer}")).or_default();
             if let Some((mean, cv, n)) = p.push(ts, cfg) {
                 part_of_behaviour = true;
@@ -355,7 +363,7 @@ impl Triage {
                     text: format!("contacts {peer} every ~{}s (dispersion {:.0}%) over {n} alerts", (mean / S as f64).round(), cv * 100.0),
                 });
             }
-        } else if stage != Stage::Noise && direction != Direction::External {
+        } else if behaves && direction != Direction::External {
             let k = format!("{entity} {peer} {}", a.dest_port.unwrap_or(-1));
             let at = self.attempts.entry(k).or_default();
             if let Some((n, span)) = at.push(ts, cfg) {
@@ -481,6 +489,9 @@ impl Triage {
                 let mut ids: Vec<String> = e.pending.iter().filter(|(_, _, p)| mine(p)).map(|(i, _, _)| i.clone()).collect();
                 e.pending.retain(|(_, _, p)| !mine(p));
                 ids.push(a.alert_id.clone());
+                // A new inbound story beside the host's open ones is its source's alone: the
+                // host's story does not lend it points.
+                related = actor_side || e.incidents.is_empty();
                 e.incidents.push(Open { id, first_us: ts, last_us: ts, count: 0, new_ids: ids, opened: false, ..Default::default() });
                 self.counts.incidents_opened += 1;
                 self.open.insert(entity.clone());
@@ -516,8 +527,8 @@ impl Triage {
                 self.touched.insert(entity.clone());
             }
         }
-        if !related {
-            // Not part of the host's open story: the alert stands on its own.
+        if !related || incident.is_none() || chronic {
+            // Not in one of the host's stories (or chronic noise): the alert stands alone.
             entity_points = 0;
             entity_why.clear();
         }
@@ -530,7 +541,7 @@ impl Triage {
         }
         if chronic {
             alert_why.push(format!("chronic: {sig_alerts} recent alerts on {sig_hosts} hosts"));
-        } else if sig_hosts <= 1 && sig_alerts <= 1 {
+        } else if sig_hosts == 0 {
             alert_why.push("signature new to the site".into());
         } else {
             alert_why.push(format!("rarity {:.0}% ({sig_alerts} recent alerts on {sig_hosts} hosts)", rarity * 100.0));
