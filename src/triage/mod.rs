@@ -352,8 +352,12 @@ impl Triage {
         // Behaviour around this alert (protocol anomalies are not behaviour).
         let mut found: Vec<Behaviour> = Vec::new();
         let mut part_of_behaviour = false;
-        // Protocol anomalies and chronic, site-wide signatures are not behaviour.
+        // Periodic contact: any alert but protocol anomalies and chronic, site-wide
+        // signatures. Repeated attempts: alerts that name access attempts (scans, exploits,
+        // policy rules on inbound logins), chronic or not: a burst from one source on one
+        // service is what it is however common the rule is elsewhere.
         let behaves = stage != Stage::Noise && !chronic;
+        let attempt = matches!(stage, Stage::Recon | Stage::Exploit | Stage::Policy);
         if behaves && actor_side {
             let p = self.periodic.entry(format!("{entity} {peer}")).or_default();
             if let Some((mean, cv, n)) = p.push(ts, cfg) {
@@ -363,7 +367,7 @@ impl Triage {
                     text: format!("contacts {peer} every ~{}s (dispersion {:.0}%) over {n} alerts", (mean / S as f64).round(), cv * 100.0),
                 });
             }
-        } else if behaves && direction != Direction::External {
+        } else if attempt && direction != Direction::External {
             let k = format!("{entity} {peer} {}", a.dest_port.unwrap_or(-1));
             let at = self.attempts.entry(k).or_default();
             if let Some((n, span)) = at.push(ts, cfg) {
