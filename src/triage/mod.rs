@@ -393,7 +393,9 @@ impl Triage {
         }
         if direction == Direction::Outbound && counts {
             if let Some((t0, from)) = &e.exploit_in {
-                if ts >= *t0 && ts - *t0 <= cfg.compromise_window_us {
+                // A change after the exploit: a signature the host had not shown, or contact
+                // with the exploit's source (a mail server mailing out as always is not).
+                if ts >= *t0 && ts - *t0 <= cfg.compromise_window_us && (new_to_entity || from == peer) {
                     let same = if from == peer { " (the exploit's source)" } else { "" };
                     found.push(Behaviour {
                         kind: "exploit_then_outbound",
@@ -502,6 +504,10 @@ impl Triage {
                 Some(e.incidents.len() - 1)
             } else if let Some(i) = at {
                 e.incidents[i].new_ids.push(a.alert_id.clone());
+                // The host's story lends its points to its most advanced incident only; an
+                // attacker's separate inbound story keeps its own.
+                let main = (0..e.incidents.len()).max_by_key(|&j| (e.incidents[j].max_rank, e.incidents[j].last_us));
+                related = e.incidents.len() == 1 || main == Some(i);
                 Some(i)
             } else {
                 if e.pending.len() >= PENDING {
