@@ -142,6 +142,8 @@ const ENTITY_SIGS: usize = 64;
 const PENDING: usize = 64;
 /// Open incidents per entity.
 const MAX_OPEN: usize = 8;
+/// Exploit targets remembered per source.
+const SPRAY_KEEP: usize = 16;
 
 /// One internal host's story.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -218,6 +220,8 @@ pub struct Triage {
     periodic: HashMap<String, Periodic>,
     /// By `entity peer port`.
     attempts: HashMap<String, Attempts>,
+    /// Per external source: the (host, signature) pairs of its inbound exploit alerts.
+    sprayers: HashMap<String, Vec<u64>>,
     /// Entities with an open incident.
     open: BTreeSet<String>,
     /// Entities whose incident changed in this batch.
@@ -319,6 +323,19 @@ impl Triage {
             (Direction::Inbound, Stage::Recon) => 0.5,
             _ => 1.0,
         };
+        // A source firing exploits at many hosts, or many exploits at one, is spraying: each
+        // of its attempts weighs less than one precise shot. (Recon before an exploit does
+        // not count against it.)
+        let mut spread = 0usize;
+        if direction == Direction::Inbound && stage == Stage::Exploit {
+            let shot = hash(&format!("{entity}\0{}", a.signature_id));
+            let v = self.sprayers.entry(peer.clone()).or_default();
+            spread = v.iter().filter(|h| **h != shot).count();
+            if !v.contains(&shot) && v.len() < SPRAY_KEEP {
+                v.push(shot);
+            }
+        }
+        let spray_w = 1.0 / (1.0 + (1.0 + spread as f64).ln());
         let e = self.entities.entry(entity.clone()).or_default();
         e.risk = decay(e.risk, ts - e.last_us, cfg.half_life_us);
         e.last_us = e.last_us.max(ts);
@@ -385,7 +402,7 @@ impl Triage {
             a.tags.iter().find(|t| cfg.expected_stages.iter().any(|(tag, st)| tag.eq_ignore_ascii_case(t) && st.contains(&story_stage))).map(|t| t.to_string())
         });
         let expected_w = if expected.is_some() { cfg.expected_factor } else { 1.0 };
-        let weight = sev_w * cfg.stage_weights[story_stage as usize] * rarity * novelty * (1.0 + 0.5 * crit as f64) * dir_w * expected_w;
+        let weight = sev_w * cfg.stage_weights[story_stage as usize] * rarity * novelty * (1.0 + 0.5 * crit as f64) * dir_w * expected_w * spray_w;
         let counts = weight >= cfg.member_weight && stage != Stage::Noise;
         let e = self.entities.get_mut(entity).expect("inserted above");
         if direction == Direction::Inbound && stage == Stage::Exploit && counts {
@@ -559,6 +576,9 @@ impl Triage {
         if new_to_entity {
             alert_why.push(format!("new to {entity}"));
         }
+        if spread > 0 {
+            alert_why.push(format!("{peer} fired {spread} other exploit(s) at our hosts"));
+        }
         if let Some(tag) = &expected {
             alert_why.push(format!("{} expected of {tag} hosts", stage.as_str()));
         }
@@ -674,6 +694,11 @@ impl Triage {
                 self.periodic.remove(&k);
                 self.counts.evicted_pairs += 1;
             }
+        }
+        if self.sprayers.len() > cfg.max_pairs {
+            // No time kept per source: the map is cleared (counted) when full.
+            self.counts.evicted_pairs += self.sprayers.len() as u64;
+            self.sprayers.clear();
         }
         if self.attempts.len() > cfg.max_pairs {
             let mut v: Vec<(i64, String)> = self.attempts.iter().map(|(k, p)| (p.last_us(), k.clone())).collect();
