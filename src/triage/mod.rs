@@ -636,8 +636,11 @@ impl Triage {
                 continue;
             };
             let mut i = 0;
+            let mut main_closed = false;
             while i < e.incidents.len() {
                 if flush || clock - e.incidents[i].last_us > cfg.close_idle_us {
+                    let main = (0..e.incidents.len()).max_by_key(|&j| (e.incidents[j].max_rank, e.incidents[j].last_us));
+                    main_closed |= main == Some(i);
                     out.push(change(&entity, e, i, Status::Closed));
                     e.incidents.remove(i);
                 } else {
@@ -646,7 +649,9 @@ impl Triage {
             }
             if e.incidents.is_empty() {
                 self.open.remove(&entity);
-                // The next incident needs new evidence.
+            }
+            if main_closed || e.incidents.is_empty() {
+                // The host's story is told: the next one needs new evidence.
                 e.behaviours.clear();
                 e.stage_first.clear();
                 e.exploit_in = None;
