@@ -89,7 +89,9 @@ pub(super) fn read_triage(cx: &mut Cx, root: &Tbl) -> TriageConfig {
             for name in stages.split(',').map(str::trim).filter(|x| !x.is_empty()) {
                 match Stage::from_name(name) {
                     Some(s) => v.push(s),
-                    None => cx.error_span(format!("triage.expected_stages.{tag}"), span.clone(), format!("`{name}` is not a stage; expected one of: {stage_list}")),
+                    None => {
+                        cx.error_span(format!("triage.expected_stages.{tag}"), span.clone(), format!("`{name}` is not a stage; expected one of: {stage_list}"))
+                    }
                 }
             }
             expected_stages.push((tag, v));

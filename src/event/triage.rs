@@ -97,6 +97,8 @@ pub struct Behaviour {
     /// `periodic`, `repeated_attempts`, `fan_out`, `exploit_then_outbound`.
     pub kind: &'static str,
     pub text: String,
+    /// How far past its threshold (1: just found; 4: four times the attempts needed).
+    pub strength: f64,
 }
 
 /// Triage's view of one alert.

@@ -83,7 +83,7 @@ impl Attempts {
         if newest - ts <= cfg.attempts_window_us {
             self.ts.push_back(ts);
         }
-        if self.ts.len() > cfg.attempts.max(1) * 4 {
+        if self.ts.len() > cfg.attempts.max(1) * 8 {
             self.ts.pop_front();
         }
         let first = self.ts.iter().min().copied().unwrap_or(ts);

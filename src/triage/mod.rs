@@ -161,7 +161,7 @@ struct Entity {
     /// Internal destinations of its exploit/delivery/lateral alerts.
     fan: Vec<(String, i64)>,
     /// Behaviours found: kind, text, when.
-    behaviours: Vec<(String, String, i64)>,
+    behaviours: Vec<(String, String, i64, f64)>,
     /// Contributing alerts not in an incident: id, time, peer.
     pending: Vec<(String, i64, String)>,
     /// Open incidents: one per attacker of an inbound story; the host's own actions join
@@ -343,7 +343,7 @@ impl Triage {
             e.asset.get_or_insert_with(|| format!("{} ({})", asset.name, asset.criticality.as_deref().unwrap_or("criticality unknown")));
         }
         // Repeats of one signature from one peer on one host are one piece of evidence, not
-        // many: the k-th adds 1 / (1 + ln k) of its weight. The same signature from a new
+        // many: the k-th adds 1/k of its weight (the sum grows as ln k). The same signature from a new
         // peer is a new attacker: full weight.
         let ph = hash(peer);
         let k = match e.sigs.iter_mut().find(|(id, p, _)| *id == a.signature_id && *p == ph) {
@@ -360,11 +360,7 @@ impl Triage {
             }
         };
         let new_to_entity = k == 1 && !e.sigs.iter().any(|(id, p, _)| *id == a.signature_id && *p != ph);
-        let novelty = if k == 1 {
-            1.5
-        } else {
-            1.0 / (1.0 + (k as f64).ln())
-        };
+        let novelty = if k == 1 { 1.5 } else { 1.0 / k as f64 };
 
         // Behaviour around this alert (protocol anomalies are not behaviour).
         let mut found: Vec<Behaviour> = Vec::new();
@@ -381,6 +377,7 @@ impl Triage {
                 part_of_behaviour = true;
                 found.push(Behaviour {
                     kind: "periodic",
+                    strength: n as f64 / cfg.periodic_min as f64,
                     text: format!("contacts {peer} every ~{}s (dispersion {:.0}%) over {n} alerts", (mean / S as f64).round(), cv * 100.0),
                 });
             }
@@ -390,7 +387,11 @@ impl Triage {
             if let Some((n, span)) = at.push(ts, cfg) {
                 part_of_behaviour = true;
                 let port = a.dest_port.map(|p| format!(" on port {p}")).unwrap_or_default();
-                found.push(Behaviour { kind: "repeated_attempts", text: format!("{n} attempts from {peer}{port} in {}", secs(span)) });
+                found.push(Behaviour {
+                    kind: "repeated_attempts",
+                    strength: n as f64 / cfg.attempts as f64,
+                    text: format!("{n} attempts from {peer}{port} in {}", secs(span)),
+                });
             }
         }
         // Repeated attempts on one service are an attempt at initial access, whatever the
@@ -416,6 +417,7 @@ impl Triage {
                     let same = if from == peer { " (the exploit's source)" } else { "" };
                     found.push(Behaviour {
                         kind: "exploit_then_outbound",
+                        strength: 1.0,
                         text: format!("outbound {} to {peer}{same} {} after an inbound exploit from {from}", stage.as_str(), secs(ts - t0)),
                     });
                 }
@@ -425,21 +427,26 @@ impl Triage {
             let n = behaviour::fan_out(&mut self.entities, entity, peer, ts, cfg);
             if n >= cfg.fan_out {
                 part_of_behaviour = true;
-                found.push(Behaviour { kind: "fan_out", text: format!("reached {n} internal hosts with exploit, delivery or lateral alerts") });
+                found.push(Behaviour {
+                    kind: "fan_out",
+                    strength: n as f64 / cfg.fan_out as f64,
+                    text: format!("reached {n} internal hosts with exploit, delivery or lateral alerts"),
+                });
             }
         }
 
         let e = self.entities.get_mut(entity).expect("inserted above");
         let mut bonus = 0.0;
         for b in &found {
-            match e.behaviours.iter_mut().find(|(k, _, _)| k == b.kind) {
+            match e.behaviours.iter_mut().find(|(k, _, _, _)| k == b.kind) {
                 Some(x) => {
                     x.1 = b.text.clone();
                     x.2 = ts;
+                    x.3 = x.3.max(b.strength);
                 }
                 None => {
                     bonus += cfg.behaviour_risk;
-                    e.behaviours.push((b.kind.to_string(), b.text.clone(), ts));
+                    e.behaviours.push((b.kind.to_string(), b.text.clone(), ts, b.strength));
                 }
             }
         }
@@ -476,11 +483,10 @@ impl Triage {
                 let names: Vec<&str> = stages.iter().map(|s| s.as_str()).collect();
                 why.push(format!("stages {}{}", names.join(" → "), if in_order { " in kill-chain order" } else { "" }));
             }
-            for (k, text, _) in &e.behaviours {
-                evidence += match k.as_str() {
-                    "exploit_then_outbound" => 80.0,
-                    _ => 60.0,
-                };
+            for (k, text, _, strength) in &e.behaviours {
+                // Stronger the further past its threshold (×1 at it, ×2 at three times it).
+                let base = if matches!(k.as_str(), "exploit_then_outbound" | "periodic") { 80.0 } else { 60.0 };
+                evidence += base * (0.5 + 0.5 * (1.0 + strength.max(1.0)).log2());
                 why.push(text.clone());
             }
             entity_points = points(evidence, 100.0);
@@ -723,7 +729,7 @@ fn change(entity: &str, e: &mut Entity, at: usize, status: Status) -> TriageChan
     let stages: Vec<serde_json::Value> =
         e.stage_first.iter().map(|(s, t)| serde_json::json!({"stage": s.as_str(), "first": crate::event::time::iso(*t)})).collect();
     let sigs: Vec<serde_json::Value> = o.sigs.iter().map(|(id, name, n)| serde_json::json!({"signature_id": id, "signature": name, "alerts": n})).collect();
-    let behaviours: Vec<serde_json::Value> = e.behaviours.iter().map(|(k, t, _)| serde_json::json!({"kind": k, "text": t})).collect();
+    let behaviours: Vec<serde_json::Value> = e.behaviours.iter().map(|(k, t, _, _)| serde_json::json!({"kind": k, "text": t})).collect();
     let mut story = format!("{entity}");
     if let Some(a) = &e.asset {
         story.push_str(&format!(" [{a}]"));
@@ -733,7 +739,7 @@ fn change(entity: &str, e: &mut Entity, at: usize, status: Status) -> TriageChan
         let st: Vec<String> = e.stage_first.iter().map(|(s, t)| format!("{} {}", s.as_str(), crate::event::time::iso(*t))).collect();
         story.push_str(&format!("; stages {}", st.join(" → ")));
     }
-    for (_, t, _) in &e.behaviours {
+    for (_, t, _, _) in &e.behaviours {
         story.push_str(&format!("; {t}"));
     }
     let top: Vec<String> = {
