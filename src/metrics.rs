@@ -70,6 +70,14 @@ pub const ENRICH_SOURCE_LOADED: &str = "alertflow_enrich_source_loaded_timestamp
 pub const ENRICH_INDICATORS: &str = "alertflow_enrich_indicators";
 /// Archived events a retro-hunt found with new indicators.
 pub const RETRO_HUNT_MATCHES: &str = "alertflow_retro_hunt_matches_total";
+/// Alerts triage assessed.
+pub const TRIAGE_ALERTS: &str = "alertflow_triage_alerts_total";
+/// Entity incidents opened.
+pub const TRIAGE_INCIDENTS: &str = "alertflow_triage_incidents_opened_total";
+/// Entries dropped from a full triage map, by `map` (`entities`, `signatures`, `pairs`).
+pub const TRIAGE_EVICTED: &str = "alertflow_triage_evicted_total";
+/// Hosts triage holds.
+pub const TRIAGE_ENTITIES: &str = "alertflow_triage_entities";
 /// Alerts scored, by priority.
 pub const SCORE_ALERTS: &str = "alertflow_score_alerts_total";
 /// Rule evaluations that failed (type errors…): the rule does not match.
@@ -162,6 +170,10 @@ pub fn describe() {
     describe_counter!(ENRICH_GEO_MEMO_HITS, "GeoIP lookups answered by the per-thread memo");
     describe_counter!(ENRICH_LOOKUP_FAILURES, "enrichment lookups that failed, by reason");
     describe_counter!(SCORE_ALERTS, "alerts scored, by priority");
+    describe_counter!(TRIAGE_ALERTS, "alerts triage assessed (direction, entity, stage, rarity, risk)");
+    describe_counter!(TRIAGE_INCIDENTS, "entity incidents opened");
+    describe_counter!(TRIAGE_EVICTED, "entries dropped from a full triage map, by map");
+    describe_gauge!(TRIAGE_ENTITIES, "hosts triage holds");
     describe_counter!(ENRICH_SIGHTINGS, "intel_alert lines for indicators seen in traffic without an alert");
     describe_counter!(ENRICH_SIGHTINGS_REPEATED, "indicator sightings held back as repeats within the hour");
     describe_counter!(SCORE_RULE_ERRORS, "scoring rule evaluations that failed");

@@ -258,7 +258,7 @@ fn the_house_is_one_way() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let (modules, imports) = graph(&src);
     // The checker reads the real tree: the stages and the floor are there.
-    for m in ["event", "ingest", "parse", "state", "enrich", "score", "output", "archive", "pipeline", "config"] {
+    for m in ["event", "ingest", "parse", "state", "enrich", "score", "triage", "output", "archive", "pipeline", "config"] {
         assert!(modules.contains(m), "module {m} not found under src/");
     }
     assert!(imports.iter().any(|i| i.from == "pipeline" && i.to == "state"), "the pipeline wires the state stage");

@@ -156,6 +156,7 @@ struct Published {
     enrich: [u64; 7],
     priority: [u64; 5],
     rule_errors: u64,
+    triage: [u64; 5],
 }
 
 impl Published {
@@ -237,5 +238,28 @@ impl Published {
             }
         }
         bump(m::SCORE_RULE_ERRORS, sc.rule_errors, &mut self.rule_errors);
+        if let Some(t) = path.triage() {
+            let c = t.counts;
+            let now = [c.alerts, c.incidents_opened, c.evicted_entities, c.evicted_signatures, c.evicted_pairs];
+            let names: [(&'static str, &'static str); 5] = [
+                (m::TRIAGE_ALERTS, ""),
+                (m::TRIAGE_INCIDENTS, ""),
+                (m::TRIAGE_EVICTED, "entities"),
+                (m::TRIAGE_EVICTED, "signatures"),
+                (m::TRIAGE_EVICTED, "pairs"),
+            ];
+            for (i, (name, map)) in names.into_iter().enumerate() {
+                if now[i] > self.triage[i] {
+                    let n = now[i] - self.triage[i];
+                    if map.is_empty() {
+                        metrics::counter!(name).increment(n);
+                    } else {
+                        metrics::counter!(name, "map" => map).increment(n);
+                    }
+                    self.triage[i] = now[i];
+                }
+            }
+            metrics::gauge!(m::TRIAGE_ENTITIES).set(t.entities() as f64);
+        }
     }
 }

@@ -54,7 +54,7 @@ impl StageMap {
         for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')).filter(|w| !w.is_empty()) {
             let lw = word.to_ascii_lowercase();
             for (w, s) in &self.words {
-                let hit = if let Some(p) = w.strip_suffix('-') { lw.starts_with(p) && lw.len() > p.len() } else { lw == *w };
+                let hit = if w.ends_with('-') { lw.starts_with(w.as_str()) && lw.len() > w.len() } else { lw == *w };
                 if hit && s.is_attack() && best.is_none_or(|b| *s > b) {
                     best = Some(*s);
                 }
