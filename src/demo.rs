@@ -1,8 +1,9 @@
-//! `alertflow demo`: the embedded default configuration and a bundled sample of real
-//! Suricata 8.0.6 EVE output (see `data/demo/SOURCES.md`), archived into a demo folder,
-//! then read back from the Parquet archive to show what an analyst gets.
+//! `alertflow demo`: a small site replayed with the embedded default configuration and the
+//! site's asset inventory (see `data/demo/SOURCES.md`): one hour of real Suricata traffic
+//! with attacks planted, archived into a demo folder, then read back from the Parquet
+//! archive as the analyst's queue.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -17,18 +18,30 @@ use crate::ingest::file::{FileSourceConfig, StartAt};
 use crate::ingest::Overflow;
 use crate::pipeline::{self, Mode, Summary};
 
-/// The bundled sample.
-pub const SAMPLE: &[u8] = include_bytes!("../data/demo/eve-sample.json");
+/// The bundled site: its EVE output (zstd) and its asset inventory.
+pub const SITE_EVE_ZST: &[u8] = include_bytes!("../data/demo/site/eve.json.zst");
+pub const SITE_ASSETS: &[u8] = include_bytes!("../data/demo/site/assets.csv");
 const MARKER: &str = ".alertflow-demo";
+
+/// One entry of the analyst's queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub score: i32,
+    pub priority: String,
+    /// `incident` or `alert`.
+    pub kind: &'static str,
+    /// Alerts it holds.
+    pub alerts: u64,
+    /// The story (an incident's first reason) or the alert's signature, hosts and reason.
+    pub text: String,
+}
 
 pub struct DemoResult {
     pub summary: Summary,
     pub rows_read_back: usize,
-    pub top_signatures: Vec<(String, u64)>,
-    /// Alerts by priority, most severe first.
-    pub priorities: Vec<(String, u64)>,
-    /// The highest-scored alert: score, signature, its reasons.
-    pub top_alert: Option<(i32, String, Vec<String>)>,
+    pub alerts: u64,
+    /// Incidents plus standalone alerts at medium or above, by score.
+    pub queue: Vec<Item>,
     pub dir: PathBuf,
 }
 
@@ -44,11 +57,15 @@ pub fn run(dir: &Path) -> anyhow::Result<DemoResult> {
     std::fs::create_dir_all(&input_dir).with_context(|| format!("creating {}", input_dir.display()))?;
     std::fs::write(dir.join(MARKER), "made by alertflow demo\n")?;
     let input = input_dir.join("eve.json");
-    std::fs::write(&input, SAMPLE)?;
+    std::fs::write(&input, zstd::decode_all(SITE_EVE_ZST).context("the bundled site")?)?;
+    let assets = input_dir.join("assets.csv");
+    std::fs::write(&assets, SITE_ASSETS)?;
 
     let mut cfg = Config::embedded_default();
     cfg.archive.root = dir.to_path_buf();
     cfg.dead_letter.path = Some(crate::config::default_dead_letter_path(dir));
+    cfg.metrics.listen = None;
+    cfg.enrich.assets = Some(assets);
     cfg.sources = vec![SourceConfig {
         name: "demo".into(),
         kind: SourceKind::File(replay_file_config(vec![input.display().to_string()])),
@@ -57,13 +74,14 @@ pub fn run(dir: &Path) -> anyhow::Result<DemoResult> {
         timezone: None,
     }];
     let summary = pipeline::run(&cfg, Mode::ReadToEnd, Arc::new(AtomicBool::new(false)), None, None)?;
-
-    let (rows_read_back, signatures) = read_back(dir)?;
-    let mut top: Vec<(String, u64)> = signatures.into_iter().collect();
-    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    top.truncate(5);
-    let (priorities, top_alert) = read_scores(dir)?;
-    Ok(DemoResult { summary, rows_read_back, top_signatures: top, priorities, top_alert, dir: dir.to_path_buf() })
+    let rows_read_back = sealed_files(dir, Table::Events.dir(), None)
+        .iter()
+        .map(|p| -> anyhow::Result<usize> {
+            Ok(ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(p)?)?.build()?.map(|b| b.map(|b| b.num_rows()).unwrap_or(0)).sum())
+        })
+        .sum::<anyhow::Result<usize>>()?;
+    let (alerts, queue) = read_queue(dir)?;
+    Ok(DemoResult { summary, rows_read_back, alerts, queue, dir: dir.to_path_buf() })
 }
 
 /// File source settings for reading files once (replay, demo).
@@ -78,60 +96,79 @@ pub fn replay_file_config(paths: Vec<String>) -> FileSourceConfig {
     }
 }
 
-type Scores = (Vec<(String, u64)>, Option<(i32, String, Vec<String>)>);
+fn col<'a>(batch: &'a arrow::record_batch::RecordBatch, name: &str) -> Option<&'a arrow::array::StringArray> {
+    batch.column_by_name(name).map(|c| c.as_string::<i32>())
+}
 
-/// The `alerts` table: counts by priority and the highest-scored alert with its reasons.
-fn read_scores(root: &Path) -> anyhow::Result<Scores> {
-    let mut by: BTreeMap<String, u64> = BTreeMap::new();
-    let mut top: Option<(i32, String, Vec<String>)> = None;
+/// The first reason of a `reasons` JSON list.
+fn first_reason(json: &str) -> String {
+    serde_json::from_str::<Vec<serde_json::Value>>(json).ok().and_then(|v| v.first().and_then(|r| r["reason"].as_str().map(str::to_string))).unwrap_or_default()
+}
+
+/// The analyst's queue from the archive: every incident (its last row) and every alert
+/// that is not suppressed, not in an incident and at medium or above; by score.
+pub fn read_queue(root: &Path) -> anyhow::Result<(u64, Vec<Item>)> {
+    let mut incidents: HashMap<String, Item> = HashMap::new();
+    for p in sealed_files(root, Table::Incidents.dir(), None) {
+        for batch in ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&p)?)?.build()? {
+            let batch = batch?;
+            let (Some(id), Some(pr), Some(rs)) = (col(&batch, "incident_id"), col(&batch, "priority"), col(&batch, "reasons")) else { continue };
+            let (Some(sc), Some(n)) = (batch.column_by_name("score"), batch.column_by_name("alert_count")) else { continue };
+            let (sc, n) = (sc.as_primitive::<arrow::datatypes::Int32Type>(), n.as_primitive::<arrow::datatypes::Int64Type>());
+            for i in 0..batch.num_rows() {
+                let item = Item {
+                    score: if sc.is_valid(i) { sc.value(i) } else { 0 },
+                    priority: if pr.is_valid(i) { pr.value(i).to_string() } else { String::new() },
+                    kind: "incident",
+                    alerts: n.value(i).max(0) as u64,
+                    text: if rs.is_valid(i) { first_reason(rs.value(i)) } else { String::new() },
+                };
+                incidents.insert(id.value(i).to_string(), item);
+            }
+        }
+    }
+    let mut queue: Vec<Item> = incidents.into_values().collect();
+    let mut alerts = 0u64;
     for p in sealed_files(root, Table::Alerts.dir(), None) {
         for batch in ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&p)?)?.build()? {
             let batch = batch?;
-            let (Some(pr), Some(sc), Some(sig), Some(rs)) =
-                (batch.column_by_name("priority"), batch.column_by_name("score"), batch.column_by_name("alert_signature"), batch.column_by_name("reasons"))
-            else {
+            let (Some(inc), Some(pr), Some(sig), Some(src), Some(dst), Some(rs)) = (
+                col(&batch, "incident_id"),
+                col(&batch, "priority"),
+                col(&batch, "alert_signature"),
+                col(&batch, "src_ip"),
+                col(&batch, "dest_ip"),
+                col(&batch, "reasons"),
+            ) else {
                 continue;
             };
-            let (pr, sig, rs) = (pr.as_string::<i32>(), sig.as_string::<i32>(), rs.as_string::<i32>());
-            let sc = sc.as_primitive::<arrow::datatypes::Int32Type>();
+            let (Some(sup), Some(sc)) = (batch.column_by_name("suppressed"), batch.column_by_name("score")) else { continue };
+            let (sup, sc) = (sup.as_boolean(), sc.as_primitive::<arrow::datatypes::Int32Type>());
             for i in 0..batch.num_rows() {
-                if !pr.is_valid(i) {
+                alerts += 1;
+                if inc.is_valid(i) {
                     continue;
                 }
-                *by.entry(pr.value(i).to_string()).or_insert(0) += 1;
-                if top.as_ref().is_none_or(|t| sc.value(i) > t.0) {
-                    let reasons: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(rs.value(i))
-                        .unwrap_or_default()
-                        .iter()
-                        .filter_map(|r| r["reason"].as_str().map(str::to_string))
-                        .collect();
-                    top = Some((sc.value(i), sig.value(i).to_string(), reasons));
+                let prio = if pr.is_valid(i) { pr.value(i) } else { "" };
+                if sup.value(i) || !matches!(prio, "medium" | "high" | "critical") {
+                    continue;
                 }
+                queue.push(Item {
+                    score: sc.value(i),
+                    priority: prio.to_string(),
+                    kind: "alert",
+                    alerts: 1,
+                    text: format!(
+                        "{} ({} → {}): {}",
+                        sig.value(i),
+                        src.value(i),
+                        dst.value(i),
+                        if rs.is_valid(i) { first_reason(rs.value(i)) } else { String::new() }
+                    ),
+                });
             }
         }
     }
-    let order = ["critical", "high", "medium", "low", "info"];
-    let mut v: Vec<(String, u64)> = by.into_iter().collect();
-    v.sort_by_key(|(p, _)| order.iter().position(|o| o == p).unwrap_or(9));
-    Ok((v, top))
-}
-
-/// Reads every sealed segment of `events` back: row count and alert counts per signature.
-fn read_back(root: &Path) -> anyhow::Result<(usize, BTreeMap<String, u64>)> {
-    let mut rows = 0;
-    let mut sigs = BTreeMap::new();
-    for p in sealed_files(root, Table::Events.dir(), None) {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&p)?)?.build()?;
-        for batch in reader {
-            let batch = batch?;
-            rows += batch.num_rows();
-            let sig = batch.column_by_name("alert_signature").expect("alert_signature column").as_string::<i32>();
-            for i in 0..sig.len() {
-                if sig.is_valid(i) && !sig.value(i).is_empty() {
-                    *sigs.entry(sig.value(i).to_string()).or_insert(0) += 1;
-                }
-            }
-        }
-    }
-    Ok((rows, sigs))
+    queue.sort_by(|a, b| b.score.cmp(&a.score).then(b.alerts.cmp(&a.alerts)).then(a.text.cmp(&b.text)));
+    Ok((alerts, queue))
 }

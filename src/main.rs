@@ -354,25 +354,46 @@ fn cmd_replay(config: Option<PathBuf>, archive: Option<PathBuf>, inputs: Vec<Str
 
 fn cmd_demo(dir: &std::path::Path) -> anyhow::Result<()> {
     let r = alertflow::demo::run(dir)?;
-    println!("alertflow demo: archived a sample of real Suricata 8.0.6 EVE output\n");
-    print!("{}", r.summary.render());
-    println!("\nread back from the archive: {} rows", r.rows_read_back);
-    println!("top alert signatures:");
-    for (sig, n) in &r.top_signatures {
-        println!("  {n:>4}  {sig}");
-    }
-    if !r.priorities.is_empty() {
-        let by: Vec<String> = r.priorities.iter().map(|(p, n)| format!("{n} {p}")).collect();
-        println!("alerts by priority (default scoring rules): {}", by.join(", "));
-    }
-    if let Some((score, sig, reasons)) = &r.top_alert {
-        println!("highest score {score}: {sig}");
-        for reason in reasons {
-            println!("  because {reason}");
+    println!("alertflow demo: one hour of a small site (~300 workstations, ~20 servers) behind one");
+    println!("Suricata sensor, real traffic with attacks planted (data/demo/SOURCES.md), replayed with");
+    println!("the default configuration and the site's asset inventory.\n");
+    let items = r.queue.len().max(1);
+    println!(
+        "{} events, {} alerts -> {} items for the analyst ({:.0}x fewer): incidents, and alerts at medium or above",
+        r.summary.events,
+        r.alerts,
+        r.queue.len(),
+        r.alerts as f64 / items as f64
+    );
+    println!("archived under {} (events/, alerts/, incidents/; {} event rows read back)\n", r.dir.display(), r.rows_read_back);
+    println!("the analyst's queue, by score:");
+    for (i, it) in r.queue.iter().take(10).enumerate() {
+        let what = match (it.kind, it.alerts) {
+            ("incident", 1) => "incident of 1 alert".to_string(),
+            ("incident", n) => format!("incident of {n} alerts"),
+            _ => "alert".to_string(),
+        };
+        println!("{:>3}. {:>3} {:<8} {what}", i + 1, it.score, it.priority);
+        let mut text = it.text.clone();
+        if text.len() > 400 {
+            let mut cut = 400;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push('…');
         }
+        println!("       {text}");
     }
-    let table = r.dir.join("events");
-    println!("\nquery it with DuckDB:\n  duckdb -c \"SELECT event_type, count(*) FROM read_parquet('{}/**/*.parquet', hive_partitioning=true) GROUP BY 1 ORDER BY 2 DESC\"", table.display());
+    if r.queue.len() > 10 {
+        println!("  … and {} more", r.queue.len() - 10);
+    }
+    let inc = r.dir.join("incidents");
+    println!("\nquery it with DuckDB:");
+    println!(
+        "  duckdb -c \"SELECT incident_id, max(score) AS score, max(alert_count) AS alerts, arg_max(reasons->>'$[0].reason', last_seen) AS story FROM read_parquet('{}/**/*.parquet', hive_partitioning=true) GROUP BY 1 ORDER BY 2 DESC LIMIT 10\"",
+        inc.display()
+    );
     Ok(())
 }
 

@@ -179,15 +179,19 @@ fn demo_runs_with_no_arguments_and_reads_back() {
     let out = Command::new(env!("CARGO_BIN_EXE_alertflow")).arg("demo").current_dir(dir.path()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("400 events in"), "{text}");
-    assert!(text.contains("read back from the archive: 400 rows"), "{text}");
-    assert!(text.contains("rejected: none"), "{text}");
-    assert!(text.contains("alerts by priority (default scoring rules):") && text.contains("highest score"), "{text}");
-    assert_eq!(read_archive(&dir.path().join("alertflow-demo")).len(), 400);
+    assert!(text.contains("10260 events, 1557 alerts -> "), "{text}");
+    assert!(text.contains("10260 event rows read back"), "{text}");
+    // The queue: numbered items, the first an incident whose story reaches C2.
+    let first = text.lines().position(|l| l.trim_start().starts_with("1. ")).expect("a queue");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[first].contains("critical") && lines[first].contains("incident of"), "{text}");
+    assert!(lines[first + 1].contains("c2"), "{text}");
+    assert!(!text.contains("events/s"), "no rate for a one-second demo: {text}");
+    assert_eq!(read_archive(&dir.path().join("alertflow-demo")).len(), 10260);
     // Running it again starts over instead of appending.
     let again = Command::new(env!("CARGO_BIN_EXE_alertflow")).arg("demo").current_dir(dir.path()).output().unwrap();
     assert!(again.status.success());
-    assert_eq!(read_archive(&dir.path().join("alertflow-demo")).len(), 400);
+    assert_eq!(read_archive(&dir.path().join("alertflow-demo")).len(), 10260);
     // It never clears a folder it did not make.
     let foreign = dir.path().join("mine");
     std::fs::create_dir(&foreign).unwrap();

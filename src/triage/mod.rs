@@ -736,7 +736,8 @@ fn change(entity: &str, e: &mut Entity, at: usize, status: Status) -> TriageChan
     }
     story.push_str(&format!(": risk {:.0}", e.risk));
     if !e.stage_first.is_empty() {
-        let st: Vec<String> = e.stage_first.iter().map(|(s, t)| format!("{} {}", s.as_str(), crate::event::time::iso(*t))).collect();
+        // Times of day (the incident's first_seen holds the date).
+        let st: Vec<String> = e.stage_first.iter().map(|(s, t)| format!("{} {}", s.as_str(), crate::event::time::iso(*t).get(11..19).unwrap_or(""))).collect();
         story.push_str(&format!("; stages {}", st.join(" → ")));
     }
     for (_, t, _, _) in &e.behaviours {
