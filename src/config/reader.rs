@@ -142,7 +142,7 @@ impl<'s> Cx<'s> {
         let item = t.path.ends_with(']');
         for (k, _) in table.iter() {
             let name: &str = k.get_ref().as_ref();
-            if !known.contains(&name) && !(item && name == "disabled") {
+            if !(known.contains(&name) || item && name == "disabled") {
                 self.push(t.key_path(name), Some(k.span()), format!("unknown key; expected one of: {}", known.join(", ")));
             }
         }

@@ -168,6 +168,11 @@ pub fn wall_clock_us() -> i64 {
     system_us() + clock_offset_us()
 }
 
+/// RFC 3339 text of a time in µs since the epoch (UTC); empty when out of range.
+pub fn iso(us: i64) -> String {
+    jiff::Timestamp::from_microsecond(us).map(|t| t.to_string()).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,9 +228,4 @@ mod tests {
         let early = parse_timestamp_us(b"1969-12-31T23:00:00+0000").unwrap();
         assert_eq!(partition_path(hour_bucket(early)), "date=1969-12-31/hour=23");
     }
-}
-
-/// RFC 3339 text of a time in µs since the epoch (UTC); empty when out of range.
-pub fn iso(us: i64) -> String {
-    jiff::Timestamp::from_microsecond(us).map(|t| t.to_string()).unwrap_or_default()
 }

@@ -371,7 +371,9 @@ impl Triage {
         // service is what it is however common the rule is elsewhere.
         let behaves = stage != Stage::Noise && !chronic;
         let attempt = matches!(stage, Stage::Recon | Stage::Exploit | Stage::Policy);
-        if behaves && actor_side {
+        // Periodic contact is judged outbound only: inside the network hosts talk to their
+        // servers on timers all day (Kerberos, monitoring, updates).
+        if behaves && direction == Direction::Outbound {
             let p = self.periodic.entry(format!("{entity} {peer}")).or_default();
             if let Some((mean, cv, n)) = p.push(ts, cfg) {
                 part_of_behaviour = true;
@@ -381,7 +383,7 @@ impl Triage {
                     text: format!("contacts {peer} every ~{}s (dispersion {:.0}%) over {n} alerts", (mean / S as f64).round(), cv * 100.0),
                 });
             }
-        } else if attempt && direction != Direction::External {
+        } else if attempt && !actor_side && direction != Direction::External {
             let k = format!("{entity} {peer} {}", a.dest_port.unwrap_or(-1));
             let at = self.attempts.entry(k).or_default();
             if let Some((n, span)) = at.push(ts, cfg) {
@@ -730,7 +732,7 @@ fn change(entity: &str, e: &mut Entity, at: usize, status: Status) -> TriageChan
         e.stage_first.iter().map(|(s, t)| serde_json::json!({"stage": s.as_str(), "first": crate::event::time::iso(*t)})).collect();
     let sigs: Vec<serde_json::Value> = o.sigs.iter().map(|(id, name, n)| serde_json::json!({"signature_id": id, "signature": name, "alerts": n})).collect();
     let behaviours: Vec<serde_json::Value> = e.behaviours.iter().map(|(k, t, _, _)| serde_json::json!({"kind": k, "text": t})).collect();
-    let mut story = format!("{entity}");
+    let mut story = entity.to_string();
     if let Some(a) = &e.asset {
         story.push_str(&format!(" [{a}]"));
     }
