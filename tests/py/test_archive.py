@@ -149,9 +149,10 @@ def test_duckdb_queries_the_archive_as_it_is(archive):
 def test_footer_records_source_positions(archive):
     root, _s, _e, _r = archive
     import pyarrow.parquet as pq
-    segs = sorted((root / "events").rglob("part-*.parquet"))
+    segs = sorted(p for t in ("events", "alerts", "incidents") for p in (root / t).rglob("part-*.parquet"))
     assert segs
-    # Segment 0 of the newest commit (renamed first) carries the checkpoint.
+    # Segment 0 of the newest commit (renamed first) carries the checkpoint; the last
+    # commit of a replay may hold only incident closes, so every table is looked at.
     epoch = max(p.name.split("-")[1] for p in segs)
     newest = next(p for p in segs if p.name.split("-")[1] == epoch and p.name.split("-")[2] == "0000")
     meta = pq.ParquetFile(newest).metadata.metadata
@@ -253,7 +254,8 @@ def test_flow_context_is_json_duckdb_can_query(tmp_path):
     eve = tmp_path / "eve.json"
     eve.write_text("\n".join(lines) + "\n")
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[[state.rules]]\nname = "beaconing"\ntype = "event_count"\ngroup_by = ["src_ip"]\ngte = 20\ntimespan_secs = 300\n')
+    # This rule alone (not layered over the default's triage and scoring).
+    cfg.write_text('use_defaults = false\n[[state.rules]]\nname = "beaconing"\ntype = "event_count"\ngroup_by = ["src_ip"]\ngte = 20\ntimespan_secs = 300\n')
     root = tmp_path / "archive"
     subprocess.run([BIN, "replay", "--config", str(cfg), "--archive", str(root), str(eve)], check=True, capture_output=True)
     con = duckdb.connect()
@@ -285,6 +287,7 @@ def test_enrichment_and_score_columns_duckdb_reads(tmp_path):
     assets.write_text("cidr,name,owner,criticality,tags\n10.20.30.40,db-primary,dba,critical,db\n")
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'''
+use_defaults = false
 [enrich]
 geoip_city = "{data / 'geoip/GeoIP2-City-Test.mmdb'}"
 geoip_asn = "{data / 'geoip/GeoLite2-ASN-Test.mmdb'}"
