@@ -233,13 +233,20 @@ fn cmd_check(file: &std::path::Path) -> ExitCode {
             }
             println!("{}: ok ({} source{})", file.display(), c.sources.len(), if c.sources.len() == 1 { "" } else { "s" });
             let text = Config::read(file).map(|t| Config::rules_in_force(&t)).unwrap_or_default();
+            let mut out = std::io::stdout().lock();
             let mut last = "";
             for (section, name, origin) in &text {
+                use std::io::Write as _;
+                // A closed pipe (`| head`) ends the listing, not the process.
                 if *section != last {
-                    println!("{section} in force:");
                     last = section;
+                    if writeln!(out, "{section} in force:").is_err() {
+                        break;
+                    }
                 }
-                println!("  {name}  ({})", origin.as_str());
+                if writeln!(out, "  {name}  ({})", origin.as_str()).is_err() {
+                    break;
+                }
             }
             ExitCode::SUCCESS
         }

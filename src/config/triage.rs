@@ -38,6 +38,7 @@ pub(super) fn read_triage(cx: &mut Cx, root: &Tbl) -> TriageConfig {
             "stage_words",
             "stage_families",
             "stage_categories",
+            "stage_tactics",
             "expected_stages",
             "expected_factor",
         ],
@@ -68,6 +69,7 @@ pub(super) fn read_triage(cx: &mut Cx, root: &Tbl) -> TriageConfig {
     let words = table(cx, "stage_words");
     let families = table(cx, "stage_families");
     let categories = table(cx, "stage_categories");
+    let tactics = table(cx, "stage_tactics");
 
     let mut stage_weights = d.stage_weights;
     let sw = cx.section(&t, "stage_weights");
@@ -103,7 +105,7 @@ pub(super) fn read_triage(cx: &mut Cx, root: &Tbl) -> TriageConfig {
     TriageConfig {
         enabled: cx.boolean(&t, "enabled", d.enabled),
         home_nets,
-        stages: StageMap::new(words, families, categories),
+        stages: StageMap::with_tactics(words, families, categories, tactics),
         stage_weights,
         severity_weights,
         half_life_us: secs(cx, "half_life_secs", d.half_life_us),

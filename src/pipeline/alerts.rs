@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use arrow::array::{Array, AsArray};
+
 use crate::enrich::{EnrichCounts, EnrichRuntime, Enricher, Enrichment, Snapshot};
 use crate::event::alert::Decision;
 use crate::event::alert::Rollup;
@@ -131,7 +133,8 @@ impl AlertPath {
         }
         if let Some(events) = st.rows {
             let mut rows = AlertRows::new(st.alerts.len());
-            for d in &st.alerts {
+            let raw = events.columns.column_by_name("raw").and_then(|c| c.as_string_opt::<i32>()).cloned();
+            for (i, d) in st.alerts.iter().enumerate() {
                 let (count, kind) = match &d.decision {
                     None => (0, "late"),
                     Some(Decision::First { .. }) => (1, "first"),
@@ -143,10 +146,10 @@ impl AlertPath {
                     (Some(en), Some(sn)) => en.enrich(sn, &d.record, &views),
                     _ => Enrichment::default(),
                 };
-                let assessed = self
-                    .triage
-                    .as_mut()
-                    .map(|t| t.assess(&d.record, SideFacts { asset: enrichment.src.asset.as_deref() }, SideFacts { asset: enrichment.dest.asset.as_deref() }));
+                let line = raw.as_ref().filter(|r| i < r.len() && r.is_valid(i)).map(|r| r.value(i));
+                let assessed = self.triage.as_mut().map(|t| {
+                    t.assess_raw(&d.record, line, SideFacts { asset: enrichment.src.asset.as_deref() }, SideFacts { asset: enrichment.dest.asset.as_deref() })
+                });
                 // The entity incident first: it tells the alert's story.
                 let joined: std::borrow::Cow<[String]> = match assessed.as_ref().and_then(|a| a.incident.clone()) {
                     Some(id) => std::iter::once(id).chain(d.joined.iter().cloned()).collect::<Vec<_>>().into(),

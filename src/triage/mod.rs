@@ -276,17 +276,25 @@ impl Triage {
 
     /// Assesses one alert and adds it to its entity's story.
     pub fn assess(&mut self, a: &AlertRecord, src: SideFacts, dest: SideFacts) -> Assessment {
-        let cfg = self.cfg.clone();
-        self.assess_with(&cfg, a, src, dest)
+        self.assess_raw(a, None, src, dest)
     }
 
-    fn assess_with(&mut self, cfg: &TriageConfig, a: &AlertRecord, src: SideFacts, dest: SideFacts) -> Assessment {
+    /// As [`Triage::assess`], reading the rule's ET metadata (MITRE tactic, signature
+    /// severity, confidence) from the alert's raw EVE line when given.
+    pub fn assess_raw(&mut self, a: &AlertRecord, raw: Option<&str>, src: SideFacts, dest: SideFacts) -> Assessment {
+        let cfg = self.cfg.clone();
+        let meta = raw.and_then(stage::rule_meta);
+        self.assess_with(&cfg, a, meta.as_ref(), src, dest)
+    }
+
+    fn assess_with(&mut self, cfg: &TriageConfig, a: &AlertRecord, meta: Option<&stage::RuleMeta>, src: SideFacts, dest: SideFacts) -> Assessment {
         self.counts.alerts += 1;
         let ts = a.ts_us;
         self.clock_us = self.clock_us.max(ts);
         let src_home = src.asset.is_some() || cfg.is_home(&a.src_ip);
         let dest_home = dest.asset.is_some() || cfg.is_home(&a.dest_ip);
-        let (stage, stage_from) = cfg.stages.stage(&a.signature, &a.category);
+        let (stage, stage_from) = cfg.stages.stage_with(&a.signature, &a.category, meta);
+        let meta_w = meta.map_or(1.0, |m| m.severity_factor * m.confidence_factor);
         let direction = match (src_home, dest_home) {
             (false, true) => Direction::Inbound,
             (true, false) => Direction::Outbound,
@@ -405,7 +413,7 @@ impl Triage {
             a.tags.iter().find(|t| cfg.expected_stages.iter().any(|(tag, st)| tag.eq_ignore_ascii_case(t) && st.contains(&story_stage))).map(|t| t.to_string())
         });
         let expected_w = if expected.is_some() { cfg.expected_factor } else { 1.0 };
-        let weight = sev_w * cfg.stage_weights[story_stage as usize] * rarity * novelty * (1.0 + 0.5 * crit as f64) * dir_w * expected_w * spray_w;
+        let weight = sev_w * cfg.stage_weights[story_stage as usize] * rarity * novelty * (1.0 + 0.5 * crit as f64) * dir_w * expected_w * spray_w * meta_w;
         let counts = weight >= cfg.member_weight && stage != Stage::Noise;
         let e = self.entities.get_mut(entity).expect("inserted above");
         if direction == Direction::Inbound && stage == Stage::Exploit && counts {
@@ -515,7 +523,10 @@ impl Triage {
                 && e.incidents.len() < MAX_OPEN
                 && ((story_members >= 2 && (e.risk >= cfg.incident_risk || chain || !e.behaviours.is_empty())) || weight >= cfg.incident_risk);
             let at = if opens {
-                let id = format!("{:016x}", hash(&format!("{RULE}\0{entity}\0{}", a.alert_id)));
+                // From what the alert is, not where it was read: a replay of the same
+                // events, or the same events followed live, derive the same id.
+                let story = if actor_side { "" } else { peer.as_str() };
+                let id = format!("{:016x}", hash(&format!("{RULE}\0{entity}\0{story}\0{ts}\0{}\0{}", a.signature_id, a.flow_id.unwrap_or(0))));
                 let mine = |p: &String| actor_side || p == peer;
                 let mut ids: Vec<String> = e.pending.iter().filter(|(_, _, p)| mine(p)).map(|(i, _, _)| i.clone()).collect();
                 e.pending.retain(|(_, _, p)| !mine(p));
