@@ -194,6 +194,31 @@ fn chronic_signatures_decay_new_ones_weigh_fully() {
 }
 
 #[test]
+fn a_signature_firing_around_the_clock_weighs_less_than_a_burst() {
+    let c = cfg();
+    // Once an hour for a day vs. the same count within one hour.
+    let mut r = Run::new(&c);
+    let daily = Alert { sig: 1, ..SCAN };
+    let burst = Alert { sig: 2, ..SCAN };
+    let mut last_daily = Assessment::default();
+    for h in 0..25 {
+        last_daily = r.at(&daily, T0 + h * 3600 * S);
+    }
+    let mut last_burst = Assessment::default();
+    for i in 0..25 {
+        last_burst = r.at(&burst, T0 + 25 * 3600 * S + i * 60 * S);
+    }
+    assert!((last_daily.rarity as f64) < last_burst.rarity as f64 * 0.6, "24 hours of the day: background ({} vs {})", last_daily.rarity, last_burst.rarity);
+    // Near miss: eight hours of the day (baseline_hours) are not yet background.
+    let mut r = Run::new(&c);
+    let mut last = Assessment::default();
+    for h in 0..9 {
+        last = r.at(&daily, T0 + h * 3600 * S);
+    }
+    assert!(last.rarity >= 90, "rarity {}", last.rarity);
+}
+
+#[test]
 fn stages_in_kill_chain_order_open_an_incident_reversed_they_do_not() {
     let c = cfg();
     let delivery = Alert {

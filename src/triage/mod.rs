@@ -55,6 +55,8 @@ pub struct TriageConfig {
     pub baseline_half_life_us: i64,
     /// Alerts of one signature at which its volume halves its weight.
     pub baseline_alerts: f64,
+    /// Distinct hours of the day a signature may fire in before it counts as background.
+    pub baseline_hours: u32,
     pub incident_risk: f64,
     pub member_weight: f64,
     /// Risk a behaviour adds when first found on an entity.
@@ -91,6 +93,7 @@ impl Default for TriageConfig {
             half_life_us: 1800 * S,
             baseline_half_life_us: 6 * 3600 * S,
             baseline_alerts: 200.0,
+            baseline_hours: 8,
             incident_risk: 50.0,
             member_weight: 4.0,
             behaviour_risk: 30.0,
@@ -135,6 +138,9 @@ struct Signature {
     last_us: i64,
     /// Hashes of the entities it fired on (at most [`SIG_HOSTS`]).
     hosts: Vec<u64>,
+    /// Hours of the day (UTC) it fired in since it was last quiet (bit per hour).
+    #[serde(default)]
+    hours: u32,
 }
 
 const SIG_HOSTS: usize = 64;
@@ -312,12 +318,21 @@ impl Triage {
         let eh = hash(entity);
         let sig = self.sigs.entry(a.signature_id).or_default();
         sig.n = decay(sig.n, ts - sig.last_us, cfg.baseline_half_life_us);
+        if sig.n < 0.5 {
+            // Quiet long enough to be forgotten: its hours start over.
+            sig.hours = 0;
+        }
         sig.last_us = sig.last_us.max(ts);
         let hosts = sig.hosts.len().max(1) as f64;
         let host_factor = 1.0 / (1.0 + hosts.ln());
         let volume_factor = 1.0 / (1.0 + (1.0 + sig.n / cfg.baseline_alerts).ln());
-        let rarity = host_factor * volume_factor;
-        let (sig_alerts, sig_hosts) = (sig.n.round() as u64, sig.hosts.len() as u32);
+        // Around the clock is background: past `baseline_hours` distinct hours of the day
+        // the weight falls (×0.5 at three times as many).
+        let active_hours = sig.hours.count_ones() as f64;
+        let hours_factor = if active_hours > cfg.baseline_hours as f64 { 1.0 / (1.0 + (active_hours / cfg.baseline_hours as f64).ln()) } else { 1.0 };
+        let rarity = host_factor * volume_factor * hours_factor;
+        sig.hours |= 1 << ((ts.div_euclid(3_600 * S)).rem_euclid(24) as u32);
+        let (sig_alerts, sig_hosts, sig_hours) = (sig.n.round() as u64, sig.hosts.len() as u32, active_hours as u32);
         sig.n += 1.0;
         if sig.hosts.len() < SIG_HOSTS && !sig.hosts.contains(&eh) {
             sig.hosts.push(eh);
@@ -586,7 +601,7 @@ impl Triage {
             alert_why.push(format!("{entity} criticality {crit}"));
         }
         if chronic {
-            alert_why.push(format!("chronic: {sig_alerts} recent alerts on {sig_hosts} hosts"));
+            alert_why.push(format!("chronic: {sig_alerts} recent alerts on {sig_hosts} hosts in {sig_hours} hours of the day"));
         } else if sig_hosts == 0 {
             alert_why.push("signature new to the site".into());
         } else {
@@ -710,30 +725,29 @@ impl Triage {
     }
 
     fn cap_pairs(&mut self, cfg: &TriageConfig) {
-        if self.periodic.len() > cfg.max_pairs {
-            let mut v: Vec<(i64, String)> = self.periodic.iter().map(|(k, p)| (p.last_us(), k.clone())).collect();
-            v.sort();
-            let n = self.periodic.len() - cfg.max_pairs + cfg.max_pairs / 10;
-            for (_, k) in v.into_iter().take(n) {
-                self.periodic.remove(&k);
-                self.counts.evicted_pairs += 1;
-            }
-        }
+        self.counts.evicted_pairs += evict_oldest(&mut self.periodic, cfg.max_pairs, Periodic::last_us);
+        self.counts.evicted_pairs += evict_oldest(&mut self.attempts, cfg.max_pairs, Attempts::last_us);
         if self.sprayers.len() > cfg.max_pairs {
             // No time kept per source: the map is cleared (counted) when full.
             self.counts.evicted_pairs += self.sprayers.len() as u64;
             self.sprayers.clear();
         }
-        if self.attempts.len() > cfg.max_pairs {
-            let mut v: Vec<(i64, String)> = self.attempts.iter().map(|(k, p)| (p.last_us(), k.clone())).collect();
-            v.sort();
-            let n = self.attempts.len() - cfg.max_pairs + cfg.max_pairs / 10;
-            for (_, k) in v.into_iter().take(n) {
-                self.attempts.remove(&k);
-                self.counts.evicted_pairs += 1;
-            }
-        }
     }
+}
+
+/// Over `cap`, the least recently seen entries go (down to 90 % of the cap, so eviction
+/// is amortized); returns how many.
+fn evict_oldest<V>(map: &mut HashMap<String, V>, cap: usize, last_us: impl Fn(&V) -> i64) -> u64 {
+    if map.len() <= cap {
+        return 0;
+    }
+    let mut v: Vec<(i64, String)> = map.iter().map(|(k, x)| (last_us(x), k.clone())).collect();
+    v.sort();
+    let n = map.len() - cap + cap / 10;
+    for (_, k) in v.into_iter().take(n) {
+        map.remove(&k);
+    }
+    n as u64
 }
 
 fn change(entity: &str, e: &mut Entity, at: usize, status: Status) -> TriageChange {
