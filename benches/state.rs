@@ -42,16 +42,16 @@ fn rules() -> Vec<Rule> {
             selectors: vec![],
             group_by: vec![KeyField::SrcIp],
             timespan_us: 300_000_000,
-            condition: Condition::ValueCount { field: KeyField::DestPort, gte: 20 },
-            late: Default::default(),
+            condition: Condition::value_count(KeyField::DestPort, 20),
+            ..Default::default()
         },
         Rule {
             name: "burst".into(),
             selectors: vec![],
             group_by: vec![KeyField::SignatureId, KeyField::DestIp],
             timespan_us: 60_000_000,
-            condition: Condition::EventCount { gte: 50 },
-            late: Default::default(),
+            condition: Condition::event_count(50),
+            ..Default::default()
         },
     ]
 }

@@ -174,10 +174,14 @@ fn main() -> ExitCode {
 }
 
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
-    Ok(match path {
+    let cfg = match path {
         Some(p) => Config::load(p)?,
         None => Config::embedded_default(),
-    })
+    };
+    for w in &cfg.state.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(cfg)
 }
 
 fn cmd_hunt(
@@ -230,6 +234,9 @@ fn cmd_check(file: &std::path::Path) -> ExitCode {
                     eprintln!("{}: {} problem{}", file.display(), report.failed.len(), if report.failed.len() == 1 { "" } else { "s" });
                     return ExitCode::from(2);
                 }
+            }
+            for w in &c.state.warnings {
+                eprintln!("{}: warning: {w}", file.display());
             }
             println!("{}: ok ({} source{})", file.display(), c.sources.len(), if c.sources.len() == 1 { "" } else { "s" });
             let text = Config::read(file).map(|t| Config::rules_in_force(&t)).unwrap_or_default();

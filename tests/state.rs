@@ -47,6 +47,7 @@ fn corpus_alerts() -> Vec<AlertRecord> {
                     dest_ip: row.dest_ip.unwrap_or_default(),
                     dest_port: row.dest_port,
                     proto: row.proto.unwrap_or_default(),
+                    fields: None,
                     flow_id: v["flow_id"].as_i64(),
                 });
             }
@@ -131,8 +132,8 @@ fn scan_rule() -> Rule {
         selectors: vec![],
         group_by: vec![KeyField::SrcIp],
         timespan_us: 300_000_000,
-        condition: Condition::ValueCount { field: KeyField::DestPort, gte: 10 },
-        late: Default::default(),
+        condition: Condition::value_count(KeyField::DestPort, 10),
+        ..Default::default()
     }
 }
 
@@ -142,8 +143,8 @@ fn burst_rule() -> Rule {
         selectors: vec![],
         group_by: vec![KeyField::SignatureId, KeyField::DestIp],
         timespan_us: 60_000_000,
-        condition: Condition::EventCount { gte: 20 },
-        late: Default::default(),
+        condition: Condition::event_count(20),
+        ..Default::default()
     }
 }
 
@@ -626,7 +627,7 @@ fn sigma_correlations_fire_and_near_misses_do_not() {
         .unwrap_err();
     assert_eq!(err.problem, alertflow::state::sigma::Problem::UnknownSelector("nope".into()));
     assert_eq!((err.document, err.rule.as_deref()), (1, Some("x")));
-    assert!(err.to_string().contains("no alert selector named `nope`"), "{err}");
+    assert!(err.to_string().contains("`nope` names no rule"), "{err}");
     let err = alertflow::state::sigma::load(
         "name: x\ncorrelation:\n  type: event_count\n  rules: [probe]\n  timespan: 1 fortnight\n  condition: {gte: 1}\n",
         &selectors,

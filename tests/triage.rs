@@ -97,6 +97,7 @@ impl Run {
             dest_ip: a.dest.into(),
             dest_port: Some(a.port),
             proto: "TCP".into(),
+            fields: None,
             flow_id: Some(self.n as i64),
         };
         self.t.assess(&rec, SideFacts { asset: src }, SideFacts { asset: dest })

@@ -135,6 +135,9 @@ pub struct StateSection {
     /// JSON lines of alerts that came after their windows closed (rules with the
     /// `late_output` policy); `None`: they go to `output`, typed `late_alert`.
     pub late_output: Option<PathBuf>,
+    /// What loading the Sigma files warned about (unknown metadata keys, …): logged at
+    /// start and shown by check-config.
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -298,10 +301,14 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
     };
     cx.unknown_keys(&mt, &["listen"]);
 
-    let state = read_state(cx, root);
+    let mut state = read_state(cx, root);
     let enrich = read_enrich(cx, root);
     let scorer = read_score(cx, root);
     let triage = triage::read_triage(cx, root);
+    if let Some(s) = state.as_mut() {
+        // Rules' `host` is the side of an alert in the home networks.
+        s.engine.home_nets = triage.home_nets.clone();
+    }
 
     let mut sources = Vec::new();
     for (i, s) in cx.array_of_tables(root, "sources").iter().enumerate() {
@@ -374,6 +381,7 @@ fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
             "selectors",
             "rules",
             "sigma",
+            "sigma_fields",
         ],
     );
     let default_late = late_policy(cx, &st, "late_policy", LatePolicy::Reevaluate);
@@ -411,6 +419,7 @@ fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
             categories: cx.string_list(&t, "categories").unwrap_or_default(),
             max_severity: t.has("max_severity").then(|| cx.uint(&t, "max_severity", 3, 0, 255) as i32),
             dest_ports: cx.int_list(&t, "dest_ports", 0, 65_535).into_iter().map(|p| p as i32).collect(),
+            ..Default::default()
         });
     }
     let mut rules = Vec::new();
@@ -434,7 +443,7 @@ fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
         let gte = cx.uint(&t, "gte", 1, 1, 1 << 32) as usize;
         let kind = cx.required_string(&t, "type");
         let condition = match kind.as_deref() {
-            Some("event_count") => Some(Condition::EventCount { gte }),
+            Some("event_count") => Some(Condition::event_count(gte)),
             Some("value_count") => {
                 let field = cx.required_string(&t, "field").and_then(|f| {
                     let k = KeyField::from_name(&f);
@@ -443,7 +452,7 @@ fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
                     }
                     k
                 });
-                field.map(|field| Condition::ValueCount { field, gte })
+                field.map(|field| Condition::value_count(field, gte))
             }
             Some(k @ ("temporal" | "temporal_ordered")) => {
                 if sels.len() < 2 {
@@ -454,7 +463,7 @@ fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
                         cx.error_here(&t, "selectors", msg);
                     }
                 }
-                Some(if k == "temporal" { Condition::Temporal } else { Condition::TemporalOrdered })
+                Some(if k == "temporal" { Condition::temporal() } else { Condition::temporal_ordered() })
             }
             Some(other) => {
                 cx.error_at(&t, "type", format!("`{other}` is not one of: event_count, value_count, temporal, temporal_ordered"));
@@ -466,30 +475,46 @@ fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
             if rules.iter().any(|r: &Rule| r.name == name) {
                 cx.error_at(&t, "name", format!("duplicate rule name `{name}`"));
             }
-            rules.push(Rule { name, selectors: sels, group_by, timespan_us, condition, late });
+            rules.push(Rule { name, selectors: sels, group_by, timespan_us, condition, late, ..Default::default() });
         }
     }
-    // Sigma correlation rules from files (names of selectors as their `rules`).
+    // Sigma rules from files, loaded together (references resolve across files).
+    let mut fields = crate::state::sigma::FieldMap::default();
+    for (name, field, span) in cx.string_map(&st, "sigma_fields") {
+        if !fields.add(&name, &field) {
+            cx.error_span(
+                format!("state.sigma_fields.{name}"),
+                span,
+                format!("`{field}` is not an alert field; expected one of: {}", KeyField::NAMES.join(", ")),
+            );
+        }
+    }
+    let mut files = Vec::new();
     for pattern in cx.string_list(&st, "sigma").unwrap_or_default() {
-        let files = crate::ingest::file::expand(std::slice::from_ref(&pattern));
-        if files.is_empty() {
+        let found = crate::ingest::file::expand(std::slice::from_ref(&pattern));
+        if found.is_empty() {
             cx.error_at(&st, "sigma", format!("`{pattern}` matches no file"));
         }
-        for f in files {
-            let loaded =
-                std::fs::read_to_string(&f).map_err(|e| e.to_string()).and_then(|t| crate::state::sigma::load(&t, &selectors).map_err(|e| e.to_string()));
-            match loaded {
-                Ok(loaded) => {
-                    for mut r in loaded {
-                        r.late = default_late;
-                        if rules.iter().any(|o: &Rule| o.name == r.name) {
-                            cx.error_at(&st, "sigma", format!("{}: duplicate rule name `{}`", f.display(), r.name));
-                        }
-                        rules.push(r);
-                    }
-                }
+        for f in found {
+            match std::fs::read_to_string(&f) {
+                Ok(t) => files.push((f.display().to_string(), t)),
                 Err(e) => cx.error_at(&st, "sigma", format!("{}: {e}", f.display())),
             }
+        }
+    }
+    let mut warnings = Vec::new();
+    if !files.is_empty() {
+        let loaded = crate::state::sigma::load_all(&files, &selectors, &fields);
+        for p in &loaded.problems {
+            cx.error_at(&st, "sigma", p.to_string());
+        }
+        warnings.extend(loaded.warnings.iter().map(|w| format!("state.sigma: {w}")));
+        for mut r in loaded.rules {
+            r.late = default_late;
+            if rules.iter().any(|o: &Rule| o.name == r.name) {
+                cx.error_at(&st, "sigma", format!("duplicate rule name `{}` (a [[state.rules]] has it too)", r.name));
+            }
+            rules.push(r);
         }
     }
     let engine = crate::state::stage::StateConfig {
@@ -504,11 +529,12 @@ fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
         context,
         late_policy: default_late,
         shards: cx.uint(&st, "shards", 1, 1, 64) as usize,
+        home_nets: Vec::new(),
         // Set by the pipeline, which opens the enrichment sources.
     };
     let output = cx.string(&st, "output").filter(|o| !o.is_empty()).map(PathBuf::from);
     let late_output = cx.string(&st, "late_output").filter(|o| !o.is_empty()).map(PathBuf::from);
-    Some(StateSection { engine, output, late_output })
+    Some(StateSection { engine, output, late_output, warnings })
 }
 
 fn read_enrich(cx: &mut Cx, root: &Tbl) -> crate::enrich::EnrichConfig {

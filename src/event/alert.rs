@@ -20,6 +20,33 @@ pub struct AlertRecord {
     pub dest_port: Option<i32>,
     pub proto: String,
     pub flow_id: Option<i64>,
+    /// The monitored host and what the flow context knew of the alert's flow when it was
+    /// correlated; filled only when a correlation rule or the dedup key reads them.
+    pub fields: Option<Box<AlertFields>>,
+}
+
+/// Fields of an alert beyond its own line: the monitored host (the side of the alert in
+/// the home networks) and values from its flow's context events.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertFields {
+    /// The side inside the home networks; the destination when both or neither are.
+    pub host: String,
+    /// (field, value) pairs, a field possibly more than once (several DNS queries on a
+    /// flow), in the order the flow saw them. Fields are named as in
+    /// `state::KeyField::NAMES` (`dns_query`, `tls_sni`, `flow_bytes_toserver`, …).
+    pub values: Vec<(&'static str, Box<str>)>,
+}
+
+impl AlertFields {
+    /// Every value of `field`.
+    pub fn all<'a>(&'a self, field: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.values.iter().filter(move |(f, _)| *f == field).map(|(_, v)| &**v)
+    }
+
+    /// The first value of `field`.
+    pub fn first<'a>(&'a self, field: &'a str) -> Option<&'a str> {
+        self.all(field).next()
+    }
 }
 
 /// A stable id for an alert: 16 hex digits of xxh3 over its source and raw line.
@@ -91,6 +118,9 @@ pub struct IncidentEvent {
     /// Alerts that joined with this change (at most [`MAX_MEMBERS`]): the window's alerts
     /// when it opens, those that joined since the previous change on an update or close.
     pub alert_ids: Vec<String>,
+    /// The rule's own level (0 informational … 4 critical): the incident's priority is at
+    /// least this.
+    pub level: Option<u8>,
 }
 
 /// Member ids listed per incident change.

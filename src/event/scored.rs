@@ -18,6 +18,11 @@ pub enum Priority {
 }
 
 impl Priority {
+    /// By rank: 0 info … 4 critical (a Sigma `level`).
+    pub fn from_rank(r: u8) -> Priority {
+        [Priority::Info, Priority::Low, Priority::Medium, Priority::High, Priority::Critical][r.min(4) as usize]
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Priority::Info => "info",

@@ -206,7 +206,7 @@ impl AlertPath {
         let th = self.scorer.as_ref().map(|s| s.thresholds);
         let mut rows = IncidentRows::new(changes.len());
         for c in changes {
-            let text = match (self.incidents.at_change(&c.event.id, c.event.status), th) {
+            let mut text = match (self.incidents.at_change(&c.event.id, c.event.status), th) {
                 (Some(x), Some(th)) => IncidentScoreText {
                     score: Some(x.score as i32),
                     priority: Some(th.priority(x.score as f64).as_str()),
@@ -215,6 +215,13 @@ impl AlertPath {
                 },
                 _ => IncidentScoreText::default(),
             };
+            // The rule's own level is the least priority of its incidents.
+            if let Some(level) = c.event.level.map(crate::event::scored::Priority::from_rank) {
+                let scored = text.priority.and_then(|p| (0..5).map(crate::event::scored::Priority::from_rank).find(|q| q.as_str() == p));
+                if scored.is_none_or(|p| p < level) {
+                    text.priority = Some(level.as_str());
+                }
+            }
             rows.push(&c.event, &c.context, &text);
             out.lines.push(lines::incident(&c.event, &c.context, &text));
         }

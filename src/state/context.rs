@@ -398,6 +398,11 @@ impl FlowContext {
         flow_id.and_then(|id| self.flows.peek(&id)).map(|f| f.items.iter().map(Item::view).collect()).unwrap_or_default()
     }
 
+    /// [`FlowContext::flow_views`] and the flow's `flow` event, once it ended.
+    pub fn flow_views_with_end(&self, flow_id: Option<i64>) -> Vec<ContextView<'_>> {
+        flow_id.and_then(|id| self.flows.peek(&id)).map(|f| f.items.iter().chain(&f.end).map(Item::view).collect()).unwrap_or_default()
+    }
+
     /// Adds what the flow of an alert showed to an incident's context.
     pub fn add_to(&self, inc: &mut IncidentContext, flow_id: Option<i64>) {
         let Some(f) = flow_id.and_then(|id| self.flows.peek(&id)) else { return };

@@ -48,8 +48,9 @@ impl LatePolicy {
 
 pub use crate::event::alert::AlertRecord;
 
-/// A field a key or a `value_count` rule can use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A field a key, a correlation rule or a Sigma detection can use: the alert's own fields,
+/// the monitored host, and values from the alert's flow context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyField {
     Sensor,
     SignatureId,
@@ -60,27 +61,94 @@ pub enum KeyField {
     DestIp,
     DestPort,
     Proto,
+    /// The side of the alert inside the home networks (the destination when both or
+    /// neither are): the host an alert is about, not the sensor that saw it.
+    Host,
+    Signature,
+    /// A value from the flow context: `CONTEXT_NAMES[i]`.
+    Context(u8),
 }
 
+/// Names of the flow-context fields, in [`KeyField::Context`] order.
+pub const CONTEXT_NAMES: [&str; 14] = [
+    "dns_query",
+    "http_hostname",
+    "http_url",
+    "http_user_agent",
+    "tls_sni",
+    "tls_ja3",
+    "file_name",
+    "file_sha256",
+    "file_md5",
+    "file_sha1",
+    "flow_pkts_toserver",
+    "flow_pkts_toclient",
+    "flow_bytes_toserver",
+    "flow_bytes_toclient",
+];
+
 impl KeyField {
-    pub const NAMES: [&'static str; 9] = ["sensor", "signature_id", "category", "severity", "src_ip", "src_port", "dest_ip", "dest_port", "proto"];
+    pub const NAMES: [&'static str; 25] = [
+        "sensor",
+        "signature_id",
+        "category",
+        "severity",
+        "src_ip",
+        "src_port",
+        "dest_ip",
+        "dest_port",
+        "proto",
+        "host",
+        "signature",
+        "dns_query",
+        "http_hostname",
+        "http_url",
+        "http_user_agent",
+        "tls_sni",
+        "tls_ja3",
+        "file_name",
+        "file_sha256",
+        "file_md5",
+        "file_sha1",
+        "flow_pkts_toserver",
+        "flow_pkts_toclient",
+        "flow_bytes_toserver",
+        "flow_bytes_toclient",
+    ];
+
+    const CORE: [KeyField; 11] = [
+        KeyField::Sensor,
+        KeyField::SignatureId,
+        KeyField::Category,
+        KeyField::Severity,
+        KeyField::SrcIp,
+        KeyField::SrcPort,
+        KeyField::DestIp,
+        KeyField::DestPort,
+        KeyField::Proto,
+        KeyField::Host,
+        KeyField::Signature,
+    ];
 
     pub fn from_name(s: &str) -> Option<KeyField> {
-        Some(match s {
-            "sensor" => KeyField::Sensor,
-            "signature_id" => KeyField::SignatureId,
-            "category" => KeyField::Category,
-            "severity" => KeyField::Severity,
-            "src_ip" => KeyField::SrcIp,
-            "src_port" => KeyField::SrcPort,
-            "dest_ip" => KeyField::DestIp,
-            "dest_port" => KeyField::DestPort,
-            "proto" => KeyField::Proto,
-            _ => return None,
-        })
+        let i = Self::NAMES.iter().position(|n| *n == s)?;
+        Some(Self::CORE.get(i).copied().unwrap_or_else(|| KeyField::Context((i - Self::CORE.len()) as u8)))
     }
 
-    /// Appends the field's value as text (empty when absent).
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyField::Context(i) => CONTEXT_NAMES[i as usize],
+            f => Self::NAMES[Self::CORE.iter().position(|c| *c == f).unwrap_or(0)],
+        }
+    }
+
+    /// Whether the value comes from [`AlertRecord::fields`] (the state stage fills those
+    /// only when some rule reads them).
+    pub fn needs_fields(self) -> bool {
+        matches!(self, KeyField::Host | KeyField::Context(_))
+    }
+
+    /// Appends the field's value as text (empty when absent; the first of several).
     pub fn write(self, a: &AlertRecord, out: &mut String) {
         let _ = match self {
             KeyField::Sensor => write!(out, "{}", a.sensor),
@@ -92,7 +160,40 @@ impl KeyField {
             KeyField::DestIp => write!(out, "{}", a.dest_ip),
             KeyField::DestPort => a.dest_port.map_or(Ok(()), |p| write!(out, "{p}")),
             KeyField::Proto => write!(out, "{}", a.proto),
+            KeyField::Host => write!(out, "{}", a.fields.as_ref().map_or(a.dest_ip.as_str(), |f| f.host.as_str())),
+            KeyField::Signature => write!(out, "{}", a.signature),
+            KeyField::Context(i) => write!(out, "{}", a.fields.as_ref().and_then(|f| f.first(CONTEXT_NAMES[i as usize])).unwrap_or("")),
         };
+    }
+
+    /// Calls `f` with every value of the field (none when absent) until it returns true;
+    /// whether one did.
+    pub fn any(self, a: &AlertRecord, f: &mut dyn FnMut(&str) -> bool) -> bool {
+        match self {
+            KeyField::Context(i) => a.fields.as_ref().is_some_and(|x| x.all(CONTEXT_NAMES[i as usize]).any(f)),
+            KeyField::SrcPort if a.src_port.is_none() => false,
+            KeyField::DestPort if a.dest_port.is_none() => false,
+            _ => {
+                let mut s = String::new();
+                self.write(a, &mut s);
+                !s.is_empty() && f(&s)
+            }
+        }
+    }
+
+    /// The field as a number, when it is one.
+    pub fn number(self, a: &AlertRecord) -> Option<f64> {
+        match self {
+            KeyField::SignatureId => Some(a.signature_id as f64),
+            KeyField::Severity => Some(a.severity as f64),
+            KeyField::SrcPort => a.src_port.map(f64::from),
+            KeyField::DestPort => a.dest_port.map(f64::from),
+            _ => {
+                let mut s = String::new();
+                self.write(a, &mut s);
+                s.trim().parse::<f64>().ok().filter(|x| x.is_finite())
+            }
+        }
     }
 }
 

@@ -134,7 +134,9 @@ pub struct Shards {
     local: Shard,
     remote: Vec<Remote>,
     dedup_key: Vec<KeyField>,
-    rule_keys: Vec<Vec<KeyField>>,
+    /// Per rule, the fields that place its groups; `None`: all on shard 0 (rules whose
+    /// groups one key cannot place: chained rules and those with per-rule aliases).
+    rule_keys: Vec<Option<Vec<KeyField>>>,
     late_policy: LatePolicy,
     /// Latest counts of every shard.
     dedup_counts: Vec<DedupCounts>,
@@ -176,7 +178,13 @@ impl Shards {
             local,
             remote,
             dedup_key: dedup.key.clone(),
-            rule_keys: rules.iter().map(|r| r.group_by.clone()).collect(),
+            rule_keys: rules
+                .iter()
+                .map(|r| {
+                    let referenced = rules.iter().any(|o| o.selectors.iter().any(|s| s.rule.as_ref() == Some(&r.name)));
+                    (!r.chained() && !referenced).then(|| r.group_by.clone())
+                })
+                .collect(),
             late_policy,
             dedup_counts: vec![DedupCounts::default(); n],
             corr_counts: vec![CorrelationCounts::default(); n],
@@ -241,7 +249,7 @@ impl Shards {
                 per[s].get_or_insert_with(|| Task { idx: i as u32, dedup: false, rules: Vec::new() }).dedup = true;
             }
             for (r, keys) in self.rule_keys.iter().enumerate() {
-                let s = shard_of(&key_of(keys, a), n);
+                let s = keys.as_ref().map_or(0, |k| shard_of(&key_of(k, a), n));
                 per[s].get_or_insert_with(|| Task { idx: i as u32, dedup: false, rules: Vec::new() }).rules.push(r as u16);
             }
             for (s, t) in per.into_iter().enumerate() {

@@ -26,6 +26,10 @@ use super::shard::Shards;
 use super::watermark::Watermark;
 use super::{AlertRecord, LatePolicy};
 pub use crate::event::alert::alert_id;
+use crate::event::alert::AlertFields;
+
+/// (slot of a context event, alert field it fills).
+type Slots = &'static [(usize, &'static str)];
 use crate::event::{ContextView, EventBatch};
 
 #[derive(Debug, Clone)]
@@ -45,6 +49,9 @@ pub struct StateConfig {
     /// Threads the dedup keys and correlation groups are partitioned over (1: the state
     /// thread alone).
     pub shards: usize,
+    /// Home networks (address, prefix length): which side of an alert is the monitored
+    /// host (`host` in rules). The pipeline sets them from `[triage] home_nets`.
+    pub home_nets: Vec<(std::net::IpAddr, u8)>,
 }
 
 impl Default for StateConfig {
@@ -61,6 +68,7 @@ impl Default for StateConfig {
             context: ContextConfig::default(),
             late_policy: LatePolicy::default(),
             shards: 1,
+            home_nets: Vec::new(),
         }
     }
 }
@@ -200,6 +208,9 @@ pub struct StateStage {
     late_policy: LatePolicy,
     /// What the alerts of each open incident had around them.
     incident_ctx: HashMap<String, IncidentContext>,
+    /// Whether a rule or the dedup key reads [`AlertRecord::fields`].
+    needs_fields: bool,
+    home_nets: Vec<(std::net::IpAddr, u8)>,
     pub counts: StateCounts,
 }
 
@@ -216,8 +227,47 @@ impl StateStage {
             ctx: FlowContext::new(cfg.context.clone()),
             incident_ctx: HashMap::new(),
             late_policy: cfg.late_policy,
+            needs_fields: cfg.rules.iter().any(Rule::needs_fields) || cfg.dedup.key.iter().any(|f| f.needs_fields()),
+            home_nets: cfg.home_nets.clone(),
             counts: StateCounts::default(),
         }
+    }
+
+    /// The monitored host of an alert and what its flow's context events carried.
+    fn alert_fields(&self, a: &AlertRecord) -> AlertFields {
+        use crate::event::ContextKind;
+        let home = |ip: &str| {
+            ip.parse::<std::net::IpAddr>().is_ok_and(|ip| {
+                let ip = crate::event::prefix::canonical(ip);
+                self.home_nets.iter().any(|(n, l)| crate::event::prefix::net_contains(*n, *l, ip))
+            })
+        };
+        let host = if home(&a.src_ip) && !home(&a.dest_ip) { a.src_ip.clone() } else { a.dest_ip.clone() };
+        let mut values: Vec<(&'static str, Box<str>)> = Vec::new();
+        for v in self.ctx.flow_views_with_end(a.flow_id) {
+            // (slot, field) of the text slots, then of the number slots.
+            let (texts, nums): (Slots, Slots) = match v.kind {
+                ContextKind::Dns => (&[(0, "dns_query")], &[]),
+                ContextKind::Http => (&[(0, "http_hostname"), (1, "http_url"), (3, "http_user_agent")], &[]),
+                ContextKind::Tls => (&[(0, "tls_sni"), (2, "tls_ja3")], &[]),
+                ContextKind::FileInfo => (&[(0, "file_name"), (1, "file_sha256"), (2, "file_md5"), (4, "file_sha1")], &[]),
+                ContextKind::Flow => (&[], &[(0, "flow_pkts_toserver"), (1, "flow_pkts_toclient"), (2, "flow_bytes_toserver"), (3, "flow_bytes_toclient")]),
+                ContextKind::Anomaly => (&[], &[]),
+            };
+            for &(slot, name) in texts {
+                if let Some(t) = v.text[slot] {
+                    if !values.iter().any(|(f, x)| *f == name && &**x == t) {
+                        values.push((name, t.into()));
+                    }
+                }
+            }
+            for &(slot, name) in nums {
+                if let Some(n) = v.num[slot] {
+                    values.push((name, n.to_string().into()));
+                }
+            }
+        }
+        AlertFields { host, values }
     }
 
     /// Runs the alerts of one event batch; `now_us` is the wall clock (injected).
@@ -264,6 +314,7 @@ impl StateStage {
                 dest_port: i32_at(dp, i),
                 proto: str_at(proto, i),
                 flow_id: flow.is_valid(i).then(|| flow.value(i)),
+                fields: None,
             };
             self.counts.alerts += 1;
             // Known before the batch's context events: a flow that ends in this batch
@@ -278,6 +329,11 @@ impl StateStage {
         }
         // The batch's context events, before and after the alerts, count for them.
         self.observe_context(input.context.as_ref(), &mut out);
+        if self.needs_fields {
+            for a in &mut alerts {
+                a.fields = Some(Box::new(self.alert_fields(a)));
+            }
+        }
         let mut summaries = Vec::with_capacity(n);
         for a in &alerts {
             let summary = self.ctx.summary(a.flow_id, Some(&a.src_ip), Some(&a.dest_ip));

@@ -798,6 +798,7 @@ fn change(entity: &str, e: &mut Entity, at: usize, status: Status) -> TriageChan
             last_us: o.last_us,
             alert_count: o.count,
             alert_ids: ids,
+            level: None,
         },
         context,
         story,
