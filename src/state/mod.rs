@@ -70,11 +70,12 @@ pub enum KeyField {
 }
 
 /// Names of the flow-context fields, in [`KeyField::Context`] order.
-pub const CONTEXT_NAMES: [&str; 14] = [
+pub const CONTEXT_NAMES: [&str; 15] = [
     "dns_query",
     "http_hostname",
     "http_url",
     "http_user_agent",
+    "http_status",
     "tls_sni",
     "tls_ja3",
     "file_name",
@@ -88,7 +89,7 @@ pub const CONTEXT_NAMES: [&str; 14] = [
 ];
 
 impl KeyField {
-    pub const NAMES: [&'static str; 25] = [
+    pub const NAMES: [&'static str; 26] = [
         "sensor",
         "signature_id",
         "category",
@@ -104,6 +105,7 @@ impl KeyField {
         "http_hostname",
         "http_url",
         "http_user_agent",
+        "http_status",
         "tls_sni",
         "tls_ja3",
         "file_name",

@@ -248,7 +248,7 @@ impl StateStage {
             // (slot, field) of the text slots, then of the number slots.
             let (texts, nums): (Slots, Slots) = match v.kind {
                 ContextKind::Dns => (&[(0, "dns_query")], &[]),
-                ContextKind::Http => (&[(0, "http_hostname"), (1, "http_url"), (3, "http_user_agent")], &[]),
+                ContextKind::Http => (&[(0, "http_hostname"), (1, "http_url"), (3, "http_user_agent")], &[(0, "http_status")]),
                 ContextKind::Tls => (&[(0, "tls_sni"), (2, "tls_ja3")], &[]),
                 ContextKind::FileInfo => (&[(0, "file_name"), (1, "file_sha256"), (2, "file_md5"), (4, "file_sha1")], &[]),
                 ContextKind::Flow => (&[], &[(0, "flow_pkts_toserver"), (1, "flow_pkts_toclient"), (2, "flow_bytes_toserver"), (3, "flow_bytes_toclient")]),

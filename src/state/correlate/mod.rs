@@ -158,6 +158,10 @@ struct Group {
     sum: f64,
     #[serde(default)]
     nums: u32,
+    /// The earliest alert behind the inner-rule matches in the window (their entries are
+    /// at the time they matched).
+    #[serde(default)]
+    inner_first_us: Option<i64>,
     incident: Option<Incident>,
     newest_us: i64,
     /// Due time of this group's live entry in the timer queue (`i64::MAX`: none).
@@ -211,6 +215,7 @@ impl Group {
         if self.window.is_empty() {
             // No drift from adding and taking away floats.
             self.sum = 0.0;
+            self.inner_first_us = None;
         }
     }
 
@@ -220,6 +225,7 @@ impl Group {
         self.per_selector.iter_mut().for_each(|c| *c = 0);
         self.sum = 0.0;
         self.nums = 0;
+        self.inner_first_us = None;
     }
 }
 
@@ -329,6 +335,8 @@ struct Firing {
     alert: AlertRecord,
     /// The alert ids of the match, comma-separated.
     ids: String,
+    /// The earliest alert of the match.
+    first_us: i64,
 }
 
 pub struct Correlator {
@@ -437,7 +445,7 @@ impl Correlator {
                 if late && self.correct_closed(ri, &key, a, out, &mut res.joined) {
                     continue;
                 }
-                self.feed(ri, key, a, mask, &a.alert_id, out, &mut res.joined, &mut firings);
+                self.feed(ri, key, a, mask, (&a.alert_id, a.ts_us), out, &mut res.joined, &mut firings);
             }
         }
         self.cascade(firings, out, &mut res.joined);
@@ -479,15 +487,15 @@ impl Correlator {
             let mut more = Vec::new();
             for (p, bits) in self.parents[f.rule].clone() {
                 for (key, mask) in self.keys(p, &f.alert, bits) {
-                    self.feed(p, key, &f.alert, mask, &f.ids, out, joined, &mut more);
+                    self.feed(p, key, &f.alert, mask, (&f.ids, f.first_us), out, joined, &mut more);
                 }
             }
             queue.extend(more);
         }
     }
 
-    /// One entry (an alert, or a match of an inner rule with its alert ids) into the group
-    /// `key` of rule `ri`.
+    /// One entry (an alert, or a match of an inner rule with its alert ids and earliest
+    /// alert time) into the group `key` of rule `ri`.
     #[allow(clippy::too_many_arguments)]
     fn feed(
         &mut self,
@@ -495,7 +503,7 @@ impl Correlator {
         key: String,
         a: &AlertRecord,
         mask: u64,
-        ids: &str,
+        (ids, first_us): (&str, i64),
         out: &mut Vec<IncidentEvent>,
         joined: &mut Vec<(usize, String)>,
         firings: &mut Vec<Firing>,
@@ -512,6 +520,9 @@ impl Correlator {
         let num = numeric(&rule.condition);
         let g = self.groups.get_or_insert_mut(k.clone(), || Group { per_selector: vec![0; rule.selectors.len()], queued_us: i64::MAX, ..Default::default() });
         g.newest_us = g.newest_us.max(a.ts_us);
+        if first_us < a.ts_us {
+            g.inner_first_us = Some(g.inner_first_us.map_or(first_us, |f| f.min(first_us)));
+        }
         if feeds_others {
             g.last = Some(Box::new(a.clone()));
         }
@@ -582,9 +593,10 @@ impl Correlator {
                     return;
                 }
                 let start = g.window.front().map_or(a.ts_us, |e| e.0);
+                let first = g.inner_first_us.map_or(start, |f| f.min(start));
                 let member_ids = members(g.window.iter());
                 if feeds_others {
-                    firings.push(Firing { rule: ri, alert: AlertRecord { ts_us: a.ts_us, ..a.clone() }, ids: member_ids.join(",") });
+                    firings.push(Firing { rule: ri, alert: AlertRecord { ts_us: a.ts_us, ..a.clone() }, ids: member_ids.join(","), first_us: first });
                 }
                 if !rule.emit {
                     // A rule that only feeds others starts counting afresh.
@@ -594,7 +606,7 @@ impl Correlator {
                 let id = incident_id(&rule.name, key, start);
                 let inc = Incident {
                     id: id.clone(),
-                    first_us: start,
+                    first_us: first,
                     last_us: g.newest_us,
                     alert_count: alert_count(g.window.iter()),
                     joined: Vec::new(),
@@ -759,6 +771,7 @@ fn settle(rule: &Rule, ri: usize, key: &str, g: &mut Group, out: &mut Vec<Incide
     let n = g.window.iter().take_while(|e| e.0 <= end).count();
     let entries: Vec<&Entry> = g.window.iter().take(n).collect();
     let last_us = entries.last().map_or(start, |e| e.0);
+    let first = g.inner_first_us.map_or(start, |f| f.min(start));
     let range = rule.condition.range_for(rule.selectors.len());
     let matched = measure_of(rule, &entries).is_some_and(|m| range.contains(m));
     let mut firing = None;
@@ -773,7 +786,7 @@ fn settle(rule: &Rule, ri: usize, key: &str, g: &mut Group, out: &mut Vec<Incide
                     rule: rule.name.clone(),
                     group_key: key.to_string(),
                     status,
-                    first_us: start,
+                    first_us: first,
                     last_us,
                     alert_count: count,
                     alert_ids: if status == Status::Open { ids.clone() } else { Vec::new() },
@@ -784,7 +797,7 @@ fn settle(rule: &Rule, ri: usize, key: &str, g: &mut Group, out: &mut Vec<Incide
             counts.closed += 1;
         }
         let alert = g.last.as_deref().cloned().unwrap_or_default();
-        firing = Some(Firing { rule: ri, alert: AlertRecord { ts_us: last_us, ..alert }, ids: ids.join(",") });
+        firing = Some(Firing { rule: ri, alert: AlertRecord { ts_us: last_us, ..alert }, ids: ids.join(","), first_us: first });
     }
     let num = numeric(&rule.condition);
     for _ in 0..n {

@@ -29,6 +29,7 @@ pub const TABLE: &[(&str, &[&str])] = &[
     ("http_hostname", &["http.hostname", "http.host", "url.domain", "cs-host", "c-host"]),
     ("http_url", &["url.original", "url.full", "http.url", "c-uri", "cs-uri", "cs-uri-stem"]),
     ("http_user_agent", &["user_agent.original", "http.user_agent", "c-useragent", "cs-user-agent", "UserAgent"]),
+    ("http_status", &["http.response.status_code", "http.status", "sc-status", "status_code"]),
     ("tls_sni", &["tls.sni", "tls.server_name", "tls.client.server_name"]),
     ("tls_ja3", &["tls.ja3", "tls.client.ja3", "ja3"]),
     ("file_name", &["file.name", "fileinfo.filename", "filename"]),
