@@ -398,3 +398,15 @@ fn chained_example_end_to_end_and_check_config() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("warning: state.sigma:") && err.contains("owner"), "{err}");
 }
+
+/// docs/sigma.md lists every name of the field map.
+#[test]
+fn the_field_table_in_the_docs_is_the_one_in_force() {
+    let doc = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/sigma.md")).unwrap();
+    for (field, names) in alertflow::state::sigma::fields::TABLE {
+        let row = doc.lines().find(|l| l.starts_with(&format!("| `{field}` |"))).unwrap_or_else(|| panic!("no row for {field}"));
+        for n in *names {
+            assert!(row.contains(&format!("`{n}`")), "{field}: `{n}` missing in docs/sigma.md");
+        }
+    }
+}
