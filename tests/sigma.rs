@@ -349,25 +349,35 @@ fn chained_example_end_to_end_and_check_config() {
     lines.push(alert(300, 4624, 10));
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
     let rules = common::data_dir().join("sigma/spec/failed_logins_then_success.yml");
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[archive]\nroot = \"{}\"\n\n[metrics]\nlisten = \"\"\n\n[state]\nsigma = [\"{}\"]\n\n[state.sigma_fields]\nEventID = \"signature_id\"\nUser = \"src_ip\"\n",
-            dir.path().join("archive").display(),
-            rules.display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_alertflow"))
-        .args(["replay", "--json", "--config"])
-        .arg(&cfg)
-        .arg(&input)
-        .env(alertflow::event::time::CLOCK_ENV, (BASE + 3600).to_string())
-        .output()
+    // One state shard, then four (chained rules run on the first): the same incidents.
+    let replay = |name: &str, shards: u32| {
+        let cfg = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[archive]\nroot = \"{}\"\n\n[metrics]\nlisten = \"\"\n\n[state]\nshards = {shards}\nsigma = [\"{}\"]\n\n[state.sigma_fields]\nEventID = \"signature_id\"\nUser = \"src_ip\"\n",
+                dir.path().join(name).display(),
+                rules.display()
+            ),
+        )
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let incidents = common::read_table(&dir.path().join("archive"), "incidents");
+        let out = Command::new(env!("CARGO_BIN_EXE_alertflow"))
+            .args(["replay", "--json", "--config"])
+            .arg(&cfg)
+            .arg(&input)
+            .env(alertflow::event::time::CLOCK_ENV, (BASE + 3600).to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        common::read_table(&dir.path().join(name), "incidents")
+    };
+    let incidents = replay("archive", 1);
+    let ids = |rows: &[std::collections::BTreeMap<String, String>]| {
+        let mut v: Vec<(String, String)> = rows.iter().map(|r| (r["incident_id"].clone(), r["status"].clone())).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(&incidents), ids(&replay("sharded", 4)), "four shards decide as one");
     let sigma: Vec<_> = incidents.iter().filter(|r| r["status"] == "open" && r["rule"].starts_with("Correlation - ")).collect();
     assert_eq!(sigma.len(), 1, "{incidents:#?}");
     assert_eq!(sigma[0]["group_key"], "198.51.100.7");

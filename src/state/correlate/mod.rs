@@ -168,8 +168,78 @@ struct Group {
     #[serde(skip, default = "never")]
     queued_us: i64,
     /// The latest alert of the group, for rules whose matches feed others.
-    #[serde(skip)]
+    #[serde(default, with = "saved")]
     last: Option<Box<AlertRecord>>,
+}
+
+/// A group's latest alert in a snapshot: the fields rules read.
+mod saved {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::AlertRecord;
+    use crate::event::alert::AlertFields;
+
+    #[derive(Serialize, Deserialize)]
+    struct Saved {
+        id: String,
+        ts: i64,
+        sensor: String,
+        sid: i64,
+        sig: String,
+        cat: String,
+        sev: i32,
+        src: String,
+        sport: Option<i32>,
+        dst: String,
+        dport: Option<i32>,
+        proto: String,
+        flow: Option<i64>,
+        host: Option<String>,
+        values: Vec<(String, String)>,
+    }
+
+    pub fn serialize<S: Serializer>(a: &Option<Box<AlertRecord>>, s: S) -> Result<S::Ok, S::Error> {
+        a.as_ref()
+            .map(|a| Saved {
+                id: a.alert_id.clone(),
+                ts: a.ts_us,
+                sensor: a.sensor.clone(),
+                sid: a.signature_id,
+                sig: a.signature.clone(),
+                cat: a.category.clone(),
+                sev: a.severity,
+                src: a.src_ip.clone(),
+                sport: a.src_port,
+                dst: a.dest_ip.clone(),
+                dport: a.dest_port,
+                proto: a.proto.clone(),
+                flow: a.flow_id,
+                host: a.fields.as_ref().map(|f| f.host.clone()),
+                values: a.fields.as_ref().map(|f| f.values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).unwrap_or_default(),
+            })
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<AlertRecord>>, D::Error> {
+        let Some(x) = Option::<Saved>::deserialize(d)? else { return Ok(None) };
+        let values = x.values.into_iter().filter_map(|(k, v)| super::KeyField::from_name(&k).map(|f| (f.name(), v.into_boxed_str()))).collect();
+        Ok(Some(Box::new(AlertRecord {
+            alert_id: x.id,
+            ts_us: x.ts,
+            sensor: x.sensor,
+            signature_id: x.sid,
+            signature: x.sig,
+            category: x.cat,
+            severity: x.sev,
+            src_ip: x.src,
+            src_port: x.sport,
+            dest_ip: x.dst,
+            dest_port: x.dport,
+            proto: x.proto,
+            flow_id: x.flow,
+            fields: x.host.map(|host| Box::new(AlertFields { host, values })),
+        })))
+    }
 }
 
 fn never() -> i64 {
@@ -927,5 +997,38 @@ mod tests {
         assert_eq!(c.groups(), 2);
         assert_eq!(c.counts.groups_evicted, 1);
         assert_eq!(out.iter().filter(|e| e.status == Status::Closed).count(), 1);
+    }
+
+    #[test]
+    fn a_window_end_inner_rule_feeds_its_outer_rule_across_a_restore() {
+        let inner = Rule {
+            name: "few".into(),
+            selectors: vec![sel("s", &[1])],
+            group_by: vec![KeyField::SrcIp],
+            timespan_us: 60 * S,
+            condition: Condition { measure: Measure::Events, range: Some(Range { hi: Some((3.0, true)), ..Default::default() }) },
+            emit: false,
+            ..Default::default()
+        };
+        let outer = Rule {
+            name: "few then t".into(),
+            selectors: vec![Selector { name: "few".into(), rule: Some("few".into()), ..Default::default() }, sel("t", &[2])],
+            group_by: vec![KeyField::SrcIp],
+            timespan_us: 3600 * S,
+            condition: Condition::temporal_ordered(),
+            ..Default::default()
+        };
+        let mut c = Correlator::new(vec![inner.clone(), outer.clone()], 1000);
+        let mut out = Vec::new();
+        c.offer(&a(0, 1, "10.9.9.9", "A", 80), &mut out);
+        c.offer(&a(10, 1, "10.9.9.9", "A", 80), &mut out);
+        let snap: serde_json::Value = serde_json::from_str(&c.snapshot()).unwrap();
+        let mut c = Correlator::new(vec![inner, outer], 1000);
+        c.restore(&snap).unwrap();
+        c.advance(100 * S, &mut out);
+        assert!(out.is_empty(), "the inner rule opens nothing: {out:?}");
+        c.offer(&a(120, 2, "10.9.9.9", "A", 80), &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!((out[0].rule.as_str(), out[0].group_key.as_str(), out[0].alert_count, out[0].first_us), ("few then t", "10.9.9.9", 3, 0));
     }
 }
