@@ -56,6 +56,17 @@ fn rules() -> Vec<Rule> {
     ]
 }
 
+/// Sigma rules over the storm: a detection, a count chained into an ordered correlation,
+/// and a range judged on complete windows.
+fn sigma_rules() -> Vec<Rule> {
+    const TEXT: &str = "title: probe\nname: probe\ndetection:\n  s:\n    signature_id|lt: 2210010\n  condition: s\n---\n\
+title: other\nname: other\ndetection:\n  s:\n    signature_id|gte: 2210010\n  condition: s\n---\n\
+title: many probes\nname: many_probes\ncorrelation:\n  type: event_count\n  rules: [probe]\n  group-by: [SourceIp]\n  timespan: 1m\n  condition: {gte: 20}\n---\n\
+title: probes then other\ncorrelation:\n  type: temporal_ordered\n  rules: [many_probes, other]\n  group-by: [SourceIp]\n  timespan: 5m\nlevel: high\n---\n\
+title: two ports\ncorrelation:\n  type: value_count\n  rules: [probe]\n  group-by: [DestinationIp]\n  timespan: 1m\n  condition: {field: DestinationPort, gt: 1, lte: 2}\n";
+    alertflow::state::sigma::load(TEXT, &[]).expect("bench rules load")
+}
+
 fn state(c: &mut Criterion) {
     let n = 100_000;
     let mut g = c.benchmark_group("state");
@@ -83,6 +94,20 @@ fn state(c: &mut Criterion) {
                     for a in &alerts {
                         black_box(c.offer(a, &mut out));
                     }
+                    out.len()
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        g.bench_function(format!("correlate_sigma_{name}"), |b| {
+            b.iter_batched(
+                || Correlator::new(sigma_rules(), 100_000),
+                |mut c| {
+                    let mut out = Vec::new();
+                    for a in &alerts {
+                        black_box(c.offer(a, &mut out));
+                    }
+                    c.advance(i64::MAX, &mut out);
                     out.len()
                 },
                 BatchSize::LargeInput,
