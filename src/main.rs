@@ -87,10 +87,26 @@ enum Cmd {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// The audit trail of an archive
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
     /// Archive a bundled sample of real Suricata output into ./alertflow-demo/
     Demo {
         #[arg(long, default_value = "alertflow-demo")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check every record's sequence, link and hash, and the chain head of the newest
+    /// commit; exit 1 naming the first bad record
+    Verify {
+        /// Archive root
+        #[arg(long)]
+        archive: PathBuf,
     },
 }
 
@@ -154,6 +170,18 @@ fn main() -> ExitCode {
         Cmd::Hunt { archive, feed, feed_format, kind, days, output } => {
             init_logging("warn");
             cmd_hunt(&archive, &feed, feed_format.as_deref(), kind.as_deref(), days, output.as_deref())
+        }
+        Cmd::Audit { cmd: AuditCmd::Verify { archive } } => {
+            return match alertflow::output::audit::verify_archive(&archive) {
+                Ok(msg) => {
+                    println!("{msg}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("alertflow: audit: {e}");
+                    ExitCode::from(1)
+                }
+            };
         }
         Cmd::Demo { dir } => {
             init_logging("warn");

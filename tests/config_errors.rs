@@ -43,7 +43,7 @@ fn table_of_invalid_configs() {
         ("[[sources]]\nname = \"a\"\ntype = \"stdin\"\npath = \"/x\"\n", &["line 4: sources[0].path: unknown key; expected one of: name, type, overflow, format, timezone"]),
         ("[[sources]]\nname = \"a\"\ntype = \"file\"\npaths = [\"/x\", 3]\n", &["line 4: sources[0].paths[1]: expected a string, found an integer"]),
         ("sources = 1\n", &["line 1: sources: expected an array of tables ([[sources]]), found an integer"]),
-        ("bogus = 1\n", &["line 1: bogus: unknown key; expected one of: use_defaults, pipeline, archive, dead_letter, metrics, state, enrich, triage, score, sources"]),
+        ("bogus = 1\n", &["line 1: bogus: unknown key; expected one of: use_defaults, pipeline, archive, dead_letter, metrics, state, enrich, triage, score, audit, sources"]),
         ("[score]\naggregator = \"median\"\n", &["line 2: score.aggregator: `median` is not one of: max, sum, mean, noisy_or"]),
         ("[score.thresholds]\nhigh = 95\n", &["line 1: score.thresholds.critical: thresholds must not decrease: critical ≥ high ≥ medium ≥ low"]),
         ("[[score.rules]]\nname = \"r\"\nwhen = \"true\"\nscore = 150\n", &["line 4: score.rules[0].score: `150` is out of range; expected a number from -100 to 100"]),

@@ -121,9 +121,16 @@ pub struct Config {
     pub enrich: crate::enrich::EnrichConfig,
     /// Direction, entity, attack stage, rarity, entity risk and behaviour (needs `[state]`).
     pub triage: crate::triage::TriageConfig,
+    /// `[audit]`: the hash-chained trail of every decision (`<archive>/_audit/audit.jsonl`).
+    pub audit: AuditConfig,
     /// The compiled `[score]` rules; `None`: alerts are not scored.
     pub scorer: Option<std::sync::Arc<crate::score::Scorer>>,
     pub sources: Vec<SourceConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub enabled: bool,
 }
 
 /// `[state]`: dedup and correlation of alerts, and where notifications go.
@@ -232,7 +239,7 @@ fn layered(text: &str) -> Option<toml::Table> {
 const MIB: u64 = 1 << 20;
 
 fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
-    cx.unknown_keys(root, &["use_defaults", "pipeline", "archive", "dead_letter", "metrics", "state", "enrich", "triage", "score", "sources"]);
+    cx.unknown_keys(root, &["use_defaults", "pipeline", "archive", "dead_letter", "metrics", "state", "enrich", "triage", "score", "audit", "sources"]);
     if root.has("use_defaults") {
         cx.boolean(root, "use_defaults", true);
     }
@@ -305,6 +312,9 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
     let enrich = read_enrich(cx, root);
     let scorer = read_score(cx, root);
     let triage = triage::read_triage(cx, root);
+    let au = cx.section(root, "audit");
+    cx.unknown_keys(&au, &["enabled"]);
+    let audit = AuditConfig { enabled: cx.boolean(&au, "enabled", true) };
     if let Some(s) = state.as_mut() {
         // Rules' `host` is the side of an alert in the home networks.
         s.engine.home_nets = triage.home_nets.clone();
@@ -320,7 +330,7 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
         }
         let _ = i;
     }
-    Some(Config { pipeline, archive, dead_letter, metrics: MetricsConfig { listen }, state: state?, enrich, triage, scorer, sources })
+    Some(Config { pipeline, archive, dead_letter, metrics: MetricsConfig { listen }, state: state?, enrich, triage, audit, scorer, sources })
 }
 
 /// `<root>/_deadletter/rejected.jsonl`: beside the tables, ignored by table readers.

@@ -6,6 +6,7 @@
 //! `event::enriched`, `event::scored`). Out: Arrow batches and text. Depends on `event/`
 //! alone.
 
+pub mod audit;
 pub mod file;
 pub mod lines;
 pub mod rows;

@@ -12,11 +12,12 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray};
 
 use crate::enrich::{EnrichCounts, EnrichRuntime, Enricher, Enrichment, Snapshot};
-use crate::event::alert::Decision;
 use crate::event::alert::Rollup;
+use crate::event::alert::{Decision, Status};
 use crate::event::batch::decode_context;
 use crate::event::scored::{reasons_json, recommendations_json, Priority, Reason};
 use crate::event::{ContextKind, EventBatch};
+use crate::output::audit::Chain;
 use crate::output::lines::{self, IncidentScoreText};
 use crate::output::rows::{self, AlertRows, IncidentRows};
 use crate::score::incident::IncidentScores;
@@ -35,6 +36,8 @@ pub struct AlertOutput {
     pub lines: Vec<String>,
     /// Late alerts kept out by the `late_output` policy.
     pub late_lines: Vec<String>,
+    /// Audit records (hash-chained lines, see `output::audit`).
+    pub audit: Vec<String>,
 }
 
 /// Scoring since start.
@@ -55,6 +58,13 @@ pub struct AlertPath {
     /// Score, reasons and recommendations of each open incident (from its alerts).
     incidents: IncidentScores,
     pub score_counts: ScoreCounts,
+    /// The audit trail's head (`None`: no trail).
+    audit: Option<Chain>,
+    /// Records made since the last snapshot: they go into it, so a restart can append
+    /// those a crash kept from the file.
+    audit_unsaved: Vec<String>,
+    /// Records a restored snapshot held.
+    audit_recovered: Vec<String>,
 }
 
 impl AlertPath {
@@ -68,6 +78,28 @@ impl AlertPath {
             triage: None,
             incidents: IncidentScores::default(),
             score_counts: ScoreCounts::default(),
+            audit: None,
+            audit_unsaved: Vec::new(),
+            audit_recovered: Vec::new(),
+        }
+    }
+
+    /// Keeps the audit trail: every decision becomes a hash-chained record.
+    pub fn with_audit(mut self, on: bool) -> Self {
+        self.audit = on.then(Chain::default);
+        self
+    }
+
+    /// The records of the restored snapshot (for the trail file to catch up), once.
+    pub fn take_recovered_audit(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.audit_recovered)
+    }
+
+    fn audit(&mut self, out: &mut AlertOutput, ts_us: i64, kind: &str, subject: &str, detail: serde_json::Value) {
+        if let Some(c) = self.audit.as_mut() {
+            let line = c.append(ts_us, kind, subject, &detail);
+            self.audit_unsaved.push(line.clone());
+            out.audit.push(line);
         }
     }
 
@@ -176,6 +208,21 @@ impl AlertPath {
                     &enrichment,
                     scored.as_ref(),
                 );
+                if let (Some(Decision::First { key } | Decision::Escalated { key, .. }), true) = (&d.decision, self.audit.is_some()) {
+                    let a = &d.record;
+                    let detail = serde_json::json!({
+                        "decision": kind,
+                        "dedup_key": key,
+                        "signature_id": a.signature_id,
+                        "signature": a.signature,
+                        "src_ip": a.src_ip,
+                        "dest_ip": a.dest_ip,
+                        "score": scored.as_ref().map(|s| s.score),
+                        "priority": scored.as_ref().and_then(|s| s.priority).map(Priority::as_str),
+                        "incident_ids": &*joined,
+                    });
+                    self.audit(out, a.ts_us, "alert_emitted", &a.alert_id, detail);
+                }
                 match &d.decision {
                     None if d.late_output => out.late_lines.push(lines::late_alert(&d.record, d.context.as_deref(), &joined, &r)),
                     None | Some(Decision::Suppressed { .. }) => {}
@@ -199,6 +246,11 @@ impl AlertPath {
     fn render(&mut self, rollups: &[Rollup], changes: &[Change], out: &mut AlertOutput) {
         for r in rollups {
             out.lines.push(lines::rollup(r));
+            if r.suppressed > 0 {
+                let detail =
+                    serde_json::json!({"count": r.count, "suppressed": r.suppressed, "first_seen": crate::event::time::iso(r.first_us), "reason": r.reason});
+                self.audit(out, r.last_us, "alerts_suppressed", &r.key, detail);
+            }
         }
         if changes.is_empty() {
             return;
@@ -222,6 +274,24 @@ impl AlertPath {
                     text.priority = Some(level.as_str());
                 }
             }
+            if self.audit.is_some() {
+                let e = &c.event;
+                let detail = serde_json::json!({
+                    "rule": e.rule,
+                    "group_key": e.group_key,
+                    "alert_count": e.alert_count,
+                    "score": text.score,
+                    "priority": text.priority,
+                    "first_seen": crate::event::time::iso(e.first_us),
+                });
+                let kind = match e.status {
+                    Status::Open => "incident_opened",
+                    Status::Updated => "incident_updated",
+                    Status::Closed => "incident_closed",
+                    Status::Corrected => "incident_corrected",
+                };
+                self.audit(out, e.last_us, kind, &e.id, detail);
+            }
             rows.push(&c.event, &c.context, &text);
             out.lines.push(lines::incident(&c.event, &c.context, &text));
         }
@@ -237,7 +307,7 @@ impl AlertPath {
 
     /// The state stage's snapshot with the open incidents' scores in it.
     pub fn snapshot_to(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-        let (scores, triage) = (&self.incidents, &self.triage);
+        let (scores, triage, audit, unsaved) = (&self.incidents, &self.triage, &self.audit, &self.audit_unsaved);
         self.state.snapshot_to(w, |w| {
             w.write_all(b",\"incident_scores\":")?;
             serde_json::to_writer(&mut *w, scores).map_err(std::io::Error::other)?;
@@ -245,8 +315,15 @@ impl AlertPath {
                 w.write_all(b",\"triage\":")?;
                 serde_json::to_writer(&mut *w, t).map_err(std::io::Error::other)?;
             }
+            if let Some(c) = audit {
+                w.write_all(b",\"audit\":")?;
+                serde_json::to_writer(&mut *w, &serde_json::json!({"chain": c, "unsaved": unsaved})).map_err(std::io::Error::other)?;
+            }
             Ok(())
-        })
+        })?;
+        // The records up to here are in this snapshot (and in the commit's lines).
+        self.audit_unsaved.clear();
+        Ok(())
     }
 
     /// Saves the snapshot to `path` durably (temporary file, fsync, rename, fsync of the
@@ -276,6 +353,10 @@ impl AlertPath {
         }
         if let (Some(t), false) = (self.triage.as_mut(), v["triage"].is_null()) {
             t.restore(&v["triage"])?;
+        }
+        if let (Some(c), false) = (self.audit.as_mut(), v["audit"].is_null()) {
+            *c = serde_json::from_value(v["audit"]["chain"].clone())?;
+            self.audit_recovered = serde_json::from_value(v["audit"]["unsaved"].clone())?;
         }
         Ok(())
     }

@@ -82,7 +82,7 @@ impl Committer {
 
     /// Turns on the alert path: the `alerts` and `incidents` tables fill from the events,
     /// and the snapshot saved with the newest commit is restored.
-    pub fn enable_alerts(&mut self, mut path: AlertPath, output: Option<PathBuf>, late_output: Option<PathBuf>) -> Result<(), ArchiveError> {
+    pub fn enable_alerts(&mut self, mut path: AlertPath, output: Option<PathBuf>, late_output: Option<PathBuf>, audit: bool) -> Result<(), ArchiveError> {
         let dir = self.segments.root().join("_state");
         std::fs::create_dir_all(&dir).map_err(|error| ArchiveError::Io { path: dir.clone(), error })?;
         let epoch = self.segments.epoch();
@@ -97,7 +97,13 @@ impl Committer {
                 Err(e) => return Err(ArchiveError::Io { path: f, error: e }),
             }
         }
-        let outputs = Outputs::open(output, late_output)?;
+        let audit_path = audit.then(|| crate::output::audit::path_in(self.segments.root()));
+        let mut outputs = Outputs::open(output, late_output, audit_path)?;
+        // Records of the last commit a crash kept from the trail go in now, once.
+        let recovered = outputs.recover_audit(&path.take_recovered_audit())?;
+        if recovered > 0 {
+            tracing::info!(records = recovered, "audit records of the last commit appended");
+        }
         self.alerts = Some(Alerts { worker: AlertWorker::spawn(path), dir, outputs });
         Ok(())
     }
@@ -167,7 +173,7 @@ impl Committer {
             }
         }
         if let Some(a) = self.alerts.as_mut() {
-            a.outputs.hold(out.lines, out.late_lines);
+            a.outputs.hold(out.lines, out.late_lines, out.audit);
             // Notifications wait for their commit: bound what waits (the caller commits).
             self.commit_due |= a.outputs.held() >= MAX_PENDING_LINES;
         }

@@ -182,8 +182,8 @@ pub fn run(
     let sealed = archive.sealed();
     if cfg.state.engine.enabled {
         let enrich = (cfg.enrich.enabled || cfg.scorer.is_some()).then(|| start_enrichment(cfg));
-        let path = alerts::AlertPath::new(&cfg.state.engine, enrich.as_ref(), cfg.scorer.clone()).with_triage(&cfg.triage);
-        archive.enable_alerts(path, cfg.state.output.clone(), cfg.state.late_output.clone())?;
+        let path = alerts::AlertPath::new(&cfg.state.engine, enrich.as_ref(), cfg.scorer.clone()).with_triage(&cfg.triage).with_audit(cfg.audit.enabled);
+        archive.enable_alerts(path, cfg.state.output.clone(), cfg.state.late_output.clone(), cfg.audit.enabled)?;
     }
     if recovered.segments > 0 {
         tracing::info!(segments = recovered.segments, rolled_forward = recovered.rolled_forward, discarded = recovered.discarded, "archive recovered");

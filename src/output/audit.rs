@@ -1,0 +1,330 @@
+//! The audit trail: every decision of the alert path — an alert emitted, repeats summed up
+//! by a roll-up, an incident opened, updated, corrected or closed with its score and
+//! priority — as one JSON line, hash-chained to the one before it, in
+//! `<archive>/_audit/audit.jsonl`.
+//!
+//! A record is `{"seq":…,"id":…,"ts":…,"kind":…,"subject":…,"detail":{…},"prev":…,"hash":…}`:
+//! `seq` counts from 1 without gaps, `id` is stable (derived from kind, subject and event
+//! time, so a replay gives the same ids), `prev` is the previous record's `hash`, and `hash`
+//! is the SHA-256 of `prev`, a newline and the record's text up to `prev` (closed with `}`).
+//! Editing, deleting, inserting or reordering a record breaks the chain at that record;
+//! records cut off the end are found against the chain head saved with each commit.
+//!
+//! The chain's head and the records not yet appended are part of the alert path's snapshot:
+//! records are appended (and fsynced) after the commit that produced them has landed, and a
+//! restart appends those a crash kept from the file, once.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The trail's file under the archive root (beside the tables; table readers skip `_`).
+pub const FILE: &str = "_audit/audit.jsonl";
+
+/// `prev` of the first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The head of the chain: the last record's sequence number and hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chain {
+    pub seq: u64,
+    pub head: String,
+}
+
+impl Default for Chain {
+    fn default() -> Self {
+        Chain { seq: 0, head: GENESIS.to_string() }
+    }
+}
+
+fn sha256_hex(prev: &str, body: &str) -> String {
+    let mut c = ring::digest::Context::new(&ring::digest::SHA256);
+    c.update(prev.as_bytes());
+    c.update(b"\n");
+    c.update(body.as_bytes());
+    c.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Stable id of a decision: 16 hex digits of xxh3 over kind, subject and event time.
+pub fn record_id(kind: &str, subject: &str, ts_us: i64) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(kind.as_bytes());
+    h.update(&[0]);
+    h.update(subject.as_bytes());
+    h.update(&[0]);
+    h.update(&ts_us.to_le_bytes());
+    format!("{:016x}", h.digest())
+}
+
+impl Chain {
+    /// The next record, as its line (no newline); the head moves on.
+    pub fn append(&mut self, ts_us: i64, kind: &str, subject: &str, detail: &serde_json::Value) -> String {
+        let seq = self.seq + 1;
+        let ts = crate::event::time::iso(ts_us);
+        let mut body = String::with_capacity(256);
+        body.push_str("{\"seq\":");
+        body.push_str(&seq.to_string());
+        for (k, v) in [("id", record_id(kind, subject, ts_us).as_str()), ("ts", &ts), ("kind", kind), ("subject", subject)] {
+            body.push_str(",\"");
+            body.push_str(k);
+            body.push_str("\":");
+            body.push_str(&serde_json::Value::from(v).to_string());
+        }
+        body.push_str(",\"detail\":");
+        body.push_str(&detail.to_string());
+        body.push_str(",\"prev\":\"");
+        body.push_str(&self.head);
+        body.push_str("\"}");
+        let hash = sha256_hex(&self.head, &body);
+        body.pop();
+        body.push_str(",\"hash\":\"");
+        body.push_str(&hash);
+        body.push_str("\"}");
+        self.seq = seq;
+        self.head = hash;
+        body
+    }
+}
+
+/// The first record that breaks the chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}{}: {why}", seq.map(|s| format!(" (seq {s})")).unwrap_or_default())]
+pub struct BadRecord {
+    /// 1-based line of the file.
+    pub line: usize,
+    pub seq: Option<u64>,
+    pub why: String,
+}
+
+/// What [`verify`] found in a good trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub records: u64,
+    pub chain: Chain,
+}
+
+/// Checks every record of a trail: sequence, link to the previous record, hash.
+pub fn verify(r: impl BufRead) -> Result<Verified, BadRecord> {
+    verify_at(r, 0).map(|(v, _)| v)
+}
+
+/// [`verify`], also returning the hash of record `seq` when there is one.
+fn verify_at(r: impl BufRead, want: u64) -> Result<(Verified, Option<String>), BadRecord> {
+    let mut found = None;
+    let mut chain = Chain::default();
+    let mut records = 0;
+    for (i, line) in r.lines().enumerate() {
+        let line_no = i + 1;
+        let bad = |seq: Option<u64>, why: String| BadRecord { line: line_no, seq, why };
+        let line = line.map_err(|e| bad(None, format!("unreadable: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| bad(None, format!("not a JSON record: {e}")))?;
+        let seq = v["seq"].as_u64();
+        let (Some(s), Some(prev), Some(hash)) = (seq, v["prev"].as_str(), v["hash"].as_str()) else {
+            return Err(bad(seq, "not an audit record (seq, prev and hash are required)".into()));
+        };
+        if s != chain.seq + 1 {
+            return Err(bad(seq, format!("expected seq {}: a record is missing, inserted or moved", chain.seq + 1)));
+        }
+        if prev != chain.head {
+            return Err(bad(seq, "prev is not the previous record's hash: a record before it was changed, removed or moved".into()));
+        }
+        let suffix = format!(",\"hash\":\"{hash}\"}}");
+        let Some(body) = line.strip_suffix(&suffix) else { return Err(bad(seq, "hash is not the record's last member".into())) };
+        if sha256_hex(prev, &format!("{body}}}")) != hash {
+            return Err(bad(seq, "hash does not match the record: it was changed".into()));
+        }
+        chain = Chain { seq: s, head: hash.to_string() };
+        if s == want {
+            found = Some(chain.head.clone());
+        }
+        records += 1;
+    }
+    Ok((Verified { records, chain }, found))
+}
+
+/// The marker of what has been appended durably, beside the trail.
+fn head_path(trail: &Path) -> PathBuf {
+    trail.with_file_name("head.json")
+}
+
+/// The trail file of an archive.
+pub fn path_in(archive_root: &Path) -> PathBuf {
+    archive_root.join(FILE)
+}
+
+/// The last record's sequence number in a trail file (0: none or no file).
+pub fn last_seq(path: &Path) -> std::io::Result<u64> {
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut last = 0;
+    for line in std::io::BufReader::new(f).lines() {
+        if let Some(s) = serde_json::from_str::<serde_json::Value>(&line?).ok().and_then(|v| v["seq"].as_u64()) {
+            last = s;
+        }
+    }
+    Ok(last)
+}
+
+/// The trail file, appended to and fsynced.
+pub struct Trail {
+    path: PathBuf,
+    f: std::fs::File,
+}
+
+impl Trail {
+    pub fn open(path: PathBuf) -> std::io::Result<Trail> {
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        let f = std::fs::File::options().create(true).append(true).open(&path)?;
+        Ok(Trail { path, f })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `lines` and makes them durable; then the head marker says so (records cut
+    /// off the end later are found by it).
+    pub fn append(&mut self, lines: &[String]) -> std::io::Result<()> {
+        let Some(last) = lines.last() else { return Ok(()) };
+        let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+        for l in lines {
+            buf.extend_from_slice(l.as_bytes());
+            buf.push(b'\n');
+        }
+        self.f.write_all(&buf)?;
+        self.f.sync_data()?;
+        let v: serde_json::Value = serde_json::from_str(last).map_err(std::io::Error::other)?;
+        let head = Chain { seq: v["seq"].as_u64().unwrap_or(0), head: v["hash"].as_str().unwrap_or_default().to_string() };
+        let marker = head_path(&self.path);
+        let tmp = marker.with_extension("json.tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(serde_json::to_string(&head).map_err(std::io::Error::other)?.as_bytes())?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, &marker)
+    }
+
+    /// Appends the records a crash kept from the file: those after its last one.
+    pub fn recover(&mut self, lines: &[String]) -> std::io::Result<usize> {
+        let last = last_seq(&self.path)?;
+        let missing: Vec<String> = lines
+            .iter()
+            .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["seq"].as_u64()).is_some_and(|s| s > last))
+            .cloned()
+            .collect();
+        self.append(&missing)?;
+        Ok(missing.len())
+    }
+}
+
+/// The newest state snapshot's chain and the records it held for the file.
+fn newest_snapshot(root: &Path) -> Option<(Chain, Vec<String>)> {
+    let dir = root.join("_state");
+    let newest = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("state-") && n.ends_with(".json")))
+        .max()?;
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(newest).ok()?).ok()?;
+    let chain = serde_json::from_value(v["audit"]["chain"].clone()).ok()?;
+    let unsaved = serde_json::from_value(v["audit"]["unsaved"].clone()).unwrap_or_default();
+    Some((chain, unsaved))
+}
+
+/// `alertflow audit verify`: the archive's trail checked record by record and against the
+/// chain head its newest commit saved. `Ok`: what was checked; `Err`: the first problem.
+pub fn verify_archive(root: &Path) -> Result<String, String> {
+    let path = path_in(root);
+    let f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let marker: Option<Chain> = std::fs::read_to_string(head_path(&path)).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let (v, at_marker) = verify_at(std::io::BufReader::new(f), marker.as_ref().map_or(0, |m| m.seq)).map_err(|b| format!("{}: {b}", path.display()))?;
+    if let Some(m) = &marker {
+        if v.chain.seq < m.seq {
+            return Err(format!("{}: records after seq {} were removed ({} had been written)", path.display(), v.chain.seq, m.seq));
+        }
+        if at_marker.as_deref() != Some(m.head.as_str()) {
+            return Err(format!("{}: line {} (seq {}): not the record that was written", path.display(), m.seq, m.seq));
+        }
+    }
+    let mut msg = format!("{}: ok, {} records, head {}", path.display(), v.records, v.chain.head);
+    if let Some((saved, unsaved)) = newest_snapshot(root) {
+        if saved.seq < v.chain.seq {
+            return Err(format!("{}: {} records after seq {} were not made by the newest commit", path.display(), v.chain.seq - saved.seq, saved.seq));
+        }
+        if saved.seq == v.chain.seq && saved.head != v.chain.head {
+            return Err(format!("{}: line {} (seq {}): not the record the newest commit made", path.display(), v.records, v.chain.seq));
+        }
+        if saved.seq > v.chain.seq {
+            // Records of the newest commit not yet appended (a crash before the append):
+            // they must continue the file exactly, and the next start appends them.
+            let tail: Vec<&String> = unsaved
+                .iter()
+                .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|x| x["seq"].as_u64()).is_some_and(|s| s > v.chain.seq))
+                .collect();
+            let joined: String = tail.iter().map(|l| format!("{l}\n")).collect();
+            let mut whole =
+                std::io::BufReader::new(std::fs::File::open(&path).map_err(|e| e.to_string())?).lines().map_while(Result::ok).collect::<Vec<_>>().join("\n");
+            if !whole.is_empty() {
+                whole.push('\n');
+            }
+            whole.push_str(&joined);
+            match verify(std::io::Cursor::new(whole)) {
+                Ok(w) if w.chain == saved => {
+                    msg.push_str(&format!("; the newest commit's {} records after seq {} are appended at the next start", tail.len(), v.chain.seq))
+                }
+                _ => return Err(format!("{}: records after seq {} are missing (the newest commit made {})", path.display(), v.chain.seq, saved.seq)),
+            }
+        }
+    }
+    Ok(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trail(n: usize) -> Vec<String> {
+        let mut c = Chain::default();
+        (0..n).map(|i| c.append(1_700_000_000_000_000 + i as i64, "alert_emitted", &format!("a{i}"), &serde_json::json!({"n": i}))).collect()
+    }
+
+    fn check(lines: &[String]) -> Result<Verified, BadRecord> {
+        verify(std::io::Cursor::new(lines.iter().map(|l| format!("{l}\n")).collect::<String>()))
+    }
+
+    #[test]
+    fn a_good_trail_verifies_and_every_tampering_names_its_record() {
+        let t = trail(5);
+        let ok = check(&t).unwrap();
+        assert_eq!(ok.records, 5);
+        assert_eq!(ok.chain.seq, 5);
+        // Changed.
+        let mut m = t.clone();
+        m[2] = m[2].replace("\"n\":2", "\"n\":7");
+        assert_eq!(check(&m).unwrap_err().line, 3);
+        // Deleted.
+        let mut d = t.clone();
+        d.remove(1);
+        assert_eq!(check(&d).unwrap_err().line, 2);
+        // Inserted: a record made elsewhere.
+        let mut ins = t.clone();
+        ins.insert(3, Chain::default().append(0, "alert_emitted", "x", &serde_json::json!({})));
+        assert_eq!(check(&ins).unwrap_err().line, 4);
+        // Reordered.
+        let mut r = t.clone();
+        r.swap(1, 2);
+        assert_eq!(check(&r).unwrap_err().line, 2);
+        // A record rewritten with a fresh hash still breaks the link of the next one.
+        let mut forged = t.clone();
+        let v: serde_json::Value = serde_json::from_str(&forged[1]).unwrap();
+        let mut c = Chain { seq: 1, head: v["prev"].as_str().unwrap().to_string() };
+        forged[1] = c.append(1_700_000_000_000_001, "alert_emitted", "a1", &serde_json::json!({"n": 99}));
+        assert_eq!(check(&forged).unwrap_err().line, 3);
+    }
+}
