@@ -102,6 +102,15 @@ fn every_decision_is_recorded_and_tampering_is_found() {
     let out = verify(&archive);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("ok, {} records", lines.len())));
+    // The `actions` table holds the same records, row for line.
+    let mut rows = common::read_table(&archive, "actions");
+    rows.sort_by_key(|r| r["seq"].parse::<u64>().unwrap());
+    assert_eq!(rows.len(), lines.len());
+    for (r, l) in rows.iter().zip(&lines) {
+        assert_eq!(r["hash"], field(l, "hash").as_str().unwrap());
+        assert_eq!(r["record_id"], field(l, "id").as_str().unwrap());
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&r["detail"]).unwrap(), field(l, "detail"));
+    }
 
     // The same replay into a fresh archive: the same ids and the same chain.
     let again = dir.path().join("again");

@@ -53,16 +53,19 @@ pub enum Table {
     Alerts,
     /// One row per incident state change.
     Incidents,
+    /// One row per audit record (the hash-chained trail of decisions and actions).
+    Actions,
 }
 
 impl Table {
-    pub const ALL: [Table; 3] = [Table::Events, Table::Alerts, Table::Incidents];
+    pub const ALL: [Table; 4] = [Table::Events, Table::Alerts, Table::Incidents, Table::Actions];
 
     pub fn dir(self) -> &'static str {
         match self {
             Table::Events => EVENTS_TABLE,
             Table::Alerts => "alerts",
             Table::Incidents => "incidents",
+            Table::Actions => "actions",
         }
     }
 }
@@ -110,6 +113,7 @@ pub struct ArchiveTotals {
     pub rows_sealed: u64,
     pub alert_rows_sealed: u64,
     pub incident_rows_sealed: u64,
+    pub action_rows_sealed: u64,
     pub segments_sealed: u64,
     pub bytes_sealed: u64,
     pub commits: u64,
@@ -329,6 +333,7 @@ impl Segments {
                 Table::Events => self.totals.rows_sealed += s.rows,
                 Table::Alerts => self.totals.alert_rows_sealed += s.rows,
                 Table::Incidents => self.totals.incident_rows_sealed += s.rows,
+                Table::Actions => self.totals.action_rows_sealed += s.rows,
             }
             self.totals.bytes_sealed += s.bytes;
             metrics::counter!(m::ARCHIVE_BYTES).increment(s.bytes);

@@ -57,22 +57,45 @@ pub fn record_id(kind: &str, subject: &str, ts_us: i64) -> String {
     format!("{:016x}", h.digest())
 }
 
+/// One record: its line and the columns of its `actions` row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub seq: u64,
+    pub id: String,
+    pub ts_us: i64,
+    pub kind: String,
+    pub subject: String,
+    /// The `detail` object as JSON text.
+    pub detail: String,
+    pub prev: String,
+    pub hash: String,
+    /// The JSONL line (no newline).
+    pub line: String,
+}
+
 impl Chain {
     /// The next record, as its line (no newline); the head moves on.
     pub fn append(&mut self, ts_us: i64, kind: &str, subject: &str, detail: &serde_json::Value) -> String {
+        self.record(ts_us, kind, subject, detail).line
+    }
+
+    /// The next record; the head moves on.
+    pub fn record(&mut self, ts_us: i64, kind: &str, subject: &str, detail: &serde_json::Value) -> Record {
+        let id = record_id(kind, subject, ts_us);
+        let detail = detail.to_string();
         let seq = self.seq + 1;
         let ts = crate::event::time::iso(ts_us);
         let mut body = String::with_capacity(256);
         body.push_str("{\"seq\":");
         body.push_str(&seq.to_string());
-        for (k, v) in [("id", record_id(kind, subject, ts_us).as_str()), ("ts", &ts), ("kind", kind), ("subject", subject)] {
+        for (k, v) in [("id", id.as_str()), ("ts", &ts), ("kind", kind), ("subject", subject)] {
             body.push_str(",\"");
             body.push_str(k);
             body.push_str("\":");
             body.push_str(&serde_json::Value::from(v).to_string());
         }
         body.push_str(",\"detail\":");
-        body.push_str(&detail.to_string());
+        body.push_str(&detail);
         body.push_str(",\"prev\":\"");
         body.push_str(&self.head);
         body.push_str("\"}");
@@ -81,9 +104,9 @@ impl Chain {
         body.push_str(",\"hash\":\"");
         body.push_str(&hash);
         body.push_str("\"}");
+        let prev = std::mem::replace(&mut self.head, hash.clone());
         self.seq = seq;
-        self.head = hash;
-        body
+        Record { seq, id, ts_us, kind: kind.to_string(), subject: subject.to_string(), detail, prev, hash, line: body }
     }
 }
 

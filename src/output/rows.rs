@@ -75,6 +75,70 @@ pub fn alerts_schema() -> SchemaRef {
     .clone()
 }
 
+/// The `actions` table: one row per audit record (see `output::audit`).
+pub fn actions_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("seq", DataType::Int64, false),
+            Field::new("record_id", DataType::Utf8, false),
+            Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("subject", DataType::Utf8, false),
+            Field::new("detail", DataType::Utf8, false),
+            Field::new("prev", DataType::Utf8, false),
+            Field::new("hash", DataType::Utf8, false),
+        ]))
+    })
+    .clone()
+}
+
+/// Builder of `actions` rows.
+#[derive(Default)]
+pub struct ActionRows {
+    seq: Int64Builder,
+    id: StringBuilder,
+    ts: Vec<i64>,
+    kind: StringBuilder,
+    subject: StringBuilder,
+    detail: StringBuilder,
+    prev: StringBuilder,
+    hash: StringBuilder,
+}
+
+impl ActionRows {
+    pub fn push(&mut self, r: &super::audit::Record) {
+        self.seq.append_value(r.seq as i64);
+        self.id.append_value(&r.id);
+        self.ts.push(r.ts_us);
+        self.kind.append_value(&r.kind);
+        self.subject.append_value(&r.subject);
+        self.detail.append_value(&r.detail);
+        self.prev.append_value(&r.prev);
+        self.hash.append_value(&r.hash);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    pub fn finish(mut self) -> EventBatch {
+        let hours = self.ts.iter().map(|&t| hour_bucket(t)).collect();
+        let ts = arrow::array::TimestampMicrosecondArray::from(std::mem::take(&mut self.ts)).with_timezone("UTC");
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.seq.finish()),
+            Arc::new(self.id.finish()),
+            Arc::new(ts),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.subject.finish()),
+            Arc::new(self.detail.finish()),
+            Arc::new(self.prev.finish()),
+            Arc::new(self.hash.finish()),
+        ];
+        EventBatch { columns: RecordBatch::try_new(actions_schema(), columns).expect("actions schema"), hours, context: None }
+    }
+}
+
 /// The `incidents` table: one row per incident change.
 pub fn incidents_schema() -> SchemaRef {
     static S: OnceLock<SchemaRef> = OnceLock::new();

@@ -19,7 +19,7 @@ use crate::event::scored::{reasons_json, recommendations_json, Priority, Reason}
 use crate::event::{ContextKind, EventBatch};
 use crate::output::audit::Chain;
 use crate::output::lines::{self, IncidentScoreText};
-use crate::output::rows::{self, AlertRows, IncidentRows};
+use crate::output::rows::{self, ActionRows, AlertRows, IncidentRows};
 use crate::score::incident::IncidentScores;
 use crate::score::vars::{AlertVars, Decided as Facts};
 use crate::score::Scorer;
@@ -38,6 +38,8 @@ pub struct AlertOutput {
     pub late_lines: Vec<String>,
     /// Audit records (hash-chained lines, see `output::audit`).
     pub audit: Vec<String>,
+    /// The same records as `actions` rows.
+    pub actions: Option<EventBatch>,
 }
 
 /// Scoring since start.
@@ -65,6 +67,8 @@ pub struct AlertPath {
     audit_unsaved: Vec<String>,
     /// Records a restored snapshot held.
     audit_recovered: Vec<String>,
+    /// `actions` rows of the records made in this call.
+    action_rows: ActionRows,
 }
 
 impl AlertPath {
@@ -81,6 +85,7 @@ impl AlertPath {
             audit: None,
             audit_unsaved: Vec::new(),
             audit_recovered: Vec::new(),
+            action_rows: ActionRows::default(),
         }
     }
 
@@ -97,9 +102,10 @@ impl AlertPath {
 
     fn audit(&mut self, out: &mut AlertOutput, ts_us: i64, kind: &str, subject: &str, detail: serde_json::Value) {
         if let Some(c) = self.audit.as_mut() {
-            let line = c.append(ts_us, kind, subject, &detail);
-            self.audit_unsaved.push(line.clone());
-            out.audit.push(line);
+            let r = c.record(ts_us, kind, subject, &detail);
+            self.action_rows.push(&r);
+            self.audit_unsaved.push(r.line.clone());
+            out.audit.push(r.line);
         }
     }
 
@@ -241,6 +247,9 @@ impl AlertPath {
             }
         }
         self.render(&st.rollups, &changes, out);
+        if !self.action_rows.is_empty() {
+            out.actions = Some(rows::concat(out.actions.take(), std::mem::take(&mut self.action_rows).finish()));
+        }
     }
 
     fn render(&mut self, rollups: &[Rollup], changes: &[Change], out: &mut AlertOutput) {

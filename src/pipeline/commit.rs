@@ -167,7 +167,7 @@ impl Committer {
 
     /// Sends the alert path's table rows to the segments and holds its lines for the commit.
     fn write_alert_output(&mut self, out: AlertOutput) -> Result<(), ArchiveError> {
-        for (table, batch) in [(Table::Alerts, out.alerts), (Table::Incidents, out.incidents)] {
+        for (table, batch) in [(Table::Alerts, out.alerts), (Table::Incidents, out.incidents), (Table::Actions, out.actions)] {
             if let Some(batch) = batch {
                 self.segments.write(table, batch)?;
             }

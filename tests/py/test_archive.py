@@ -149,10 +149,11 @@ def test_duckdb_queries_the_archive_as_it_is(archive):
 def test_footer_records_source_positions(archive):
     root, _s, _e, _r = archive
     import pyarrow.parquet as pq
-    segs = sorted(p for t in ("events", "alerts", "incidents") for p in (root / t).rglob("part-*.parquet"))
+    segs = sorted(p for t in ("events", "alerts", "incidents", "actions") for p in (root / t).rglob("part-*.parquet"))
     assert segs
     # Segment 0 of the newest commit (renamed first) carries the checkpoint; the last
-    # commit of a replay may hold only incident closes, so every table is looked at.
+    # commit of a replay may hold only incident closes and their audit records, so every
+    # table is looked at.
     epoch = max(p.name.split("-")[1] for p in segs)
     newest = next(p for p in segs if p.name.split("-")[1] == epoch and p.name.split("-")[2] == "0000")
     meta = pq.ParquetFile(newest).metadata.metadata
@@ -233,6 +234,15 @@ def test_incidents_join_their_alerts_in_duckdb(tmp_path):
     assert closed == [(30,)]
     flags = con.execute(f"SELECT count(*) FILTER (WHERE suppressed), count(*) FILTER (WHERE incident_id IS NOT NULL) FROM read_parquet('{root}/alerts/**/*.parquet')").fetchone()
     assert flags == (29, 11)
+    # The audit trail as the `actions` table: every decision, in one unbroken chain.
+    recs = con.execute(f"SELECT seq, kind, subject, prev, hash FROM read_parquet('{root}/actions/**/*.parquet') ORDER BY seq").fetchall()
+    assert [r[0] for r in recs] == list(range(1, len(recs) + 1))
+    assert all(recs[i][3] == recs[i - 1][4] for i in range(1, len(recs)))
+    kinds = {r[1] for r in recs}
+    assert {"alert_emitted", "incident_opened", "incident_closed"} <= kinds, kinds
+    opened = [r[2] for r in recs if r[1] == "incident_opened"]
+    ids = [r[0] for r in con.execute(f"SELECT incident_id FROM read_parquet('{root}/incidents/**/*.parquet') WHERE status = 'open'").fetchall()]
+    assert opened == ids
 
 
 def test_flow_context_is_json_duckdb_can_query(tmp_path):
