@@ -67,6 +67,8 @@ pub struct Summary {
     /// Rows of the `alerts` and `incidents` tables.
     pub alert_rows: u64,
     pub incident_rows: u64,
+    /// Audit records (rows of `actions`; lines of `_audit/audit.jsonl`).
+    pub audit_records: u64,
     pub segments_sealed: u64,
     pub parquet_bytes: u64,
     pub resumed_files: usize,
@@ -133,6 +135,9 @@ impl Summary {
                 "  state: {} alert rows, {} incident changes (tables alerts/ and incidents/ beside events/)\n",
                 self.alert_rows, self.incident_rows
             ));
+        }
+        if self.audit_records > 0 {
+            s.push_str(&format!("  audit: {} records (table actions/, trail _audit/audit.jsonl; `alertflow audit verify`)\n", self.audit_records));
         }
         s
     }
@@ -256,6 +261,7 @@ pub fn run(
         rows_archived: totals.rows_sealed,
         alert_rows: totals.alert_rows_sealed,
         incident_rows: totals.incident_rows_sealed,
+        audit_records: totals.action_rows_sealed,
         segments_sealed: totals.segments_sealed,
         parquet_bytes: totals.bytes_sealed,
         resumed_files,
