@@ -131,7 +131,9 @@ impl From<FormatArg> for Format {
 
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ALERTFLOW_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colour codes only for a person at a terminal, never into a log file.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 }
 
 /// mimalloc option numbers (mimalloc v3 `mi_option_e`).
@@ -333,7 +335,7 @@ fn cmd_run(config: Option<PathBuf>, archive: Option<PathBuf>, inputs: Vec<String
         tracing::info!("stopping: sealing open segments");
         flag.store(true, Ordering::Relaxed);
     });
-    tracing::info!(archive = %cfg.archive.root.display(), sources = cfg.sources.len(), "alertflow running");
+    // "running" is logged by the pipeline once the archive lock and every listener are held.
     let summary = pipeline::run(&cfg, Mode::Follow, shutdown, None, Some(health))?;
     tracing::info!(events = summary.events, rows = summary.rows_archived, segments = summary.segments_sealed, "stopped");
     rt.shutdown_background();

@@ -110,6 +110,10 @@ pub struct FileSource {
     open: Vec<Tracked>,
     next_stream: u64,
     first_scan: bool,
+    /// Per configured path or glob: whether it matched a file at the last scan (`None`:
+    /// not scanned yet), so an operator hears once when it matches nothing and once when
+    /// it starts matching.
+    matching: Vec<Option<bool>>,
 }
 
 const MAX_REMEMBERED: usize = 16_384;
@@ -117,7 +121,8 @@ const MAX_REMEMBERED: usize = 16_384;
 impl FileSource {
     pub fn new(cfg: FileSourceConfig, ctx: SourceCtx, resume: HashMap<u64, u64>) -> Self {
         let offsets_order = resume.keys().copied().collect();
-        Self { cfg, ctx, offsets: resume, offsets_order, open: Vec::new(), next_stream: 0, first_scan: true }
+        let matching = vec![None; cfg.paths.len()];
+        Self { cfg, ctx, offsets: resume, offsets_order, open: Vec::new(), next_stream: 0, first_scan: true, matching }
     }
 
     /// Total size of the files that match now (for a progress bar).
@@ -179,13 +184,42 @@ impl FileSource {
         for t in &mut self.open {
             t.matched = false;
         }
-        for path in expand(&self.cfg.paths) {
-            if let Err(e) = self.consider(&path) {
-                tracing::debug!(path = %path.display(), error = %e, "cannot open file yet");
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..self.cfg.paths.len() {
+            let found: Vec<PathBuf> = expand(std::slice::from_ref(&self.cfg.paths[i])).into_iter().filter(|p| p.is_file()).collect();
+            self.note_matches(i, found.len());
+            for path in found {
+                if !seen.insert(path.clone()) {
+                    continue;
+                }
+                if let Err(e) = self.consider(&path) {
+                    tracing::debug!(path = %path.display(), error = %e, "cannot open file yet");
+                }
             }
         }
         self.first_scan = false;
         metrics::gauge!(m::SOURCE_OPEN_FILES, "source" => self.ctx.info.name.to_string()).set(self.open.len() as f64);
+    }
+
+    /// Says when path or glob `i` matches no file (once), and when it starts matching.
+    fn note_matches(&mut self, i: usize, n: usize) {
+        let pattern = &self.cfg.paths[i];
+        let now = n > 0;
+        match (self.matching[i], now) {
+            (None | Some(true), false) => {
+                // The deepest folder of the pattern without wildcards: missing is the likely cause.
+                let fixed: PathBuf = Path::new(pattern).components().take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '['])).collect();
+                let dir = if fixed.as_os_str() == pattern.as_str() { fixed.parent().map(Path::to_path_buf).unwrap_or_default() } else { fixed };
+                if !dir.as_os_str().is_empty() && !dir.is_dir() {
+                    tracing::warn!(source = %self.ctx.info.name, input = %pattern, missing = %dir.display(), "input matches no file: its folder does not exist; waiting for it");
+                } else {
+                    tracing::warn!(source = %self.ctx.info.name, input = %pattern, "input matches no file; waiting for one to appear");
+                }
+            }
+            (Some(false), true) => tracing::info!(source = %self.ctx.info.name, input = %pattern, files = n, "input matches files now"),
+            _ => {}
+        }
+        self.matching[i] = Some(now);
     }
 
     fn consider(&mut self, path: &Path) -> std::io::Result<()> {

@@ -105,7 +105,7 @@ pub fn bind_udp(cfg: &UdpConfig) -> std::io::Result<std::net::UdpSocket> {
         // The kernel caps this at net.core.rmem_max; what it grants is logged.
         let _ = s.set_recv_buffer_size(cfg.recv_buffer_bytes);
     }
-    s.bind(&cfg.listen.into())?;
+    s.bind(&cfg.listen.into()).map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on udp {}: {e}", cfg.listen)))?;
     s.set_read_timeout(Some(FLUSH_EVERY))?;
     let granted = s.recv_buffer_size().unwrap_or(0);
     tracing::info!(listen = %cfg.listen, recv_buffer_bytes = granted, "syslog udp listening");
@@ -183,7 +183,7 @@ pub fn bind_tcp(cfg: &TcpConfig) -> std::io::Result<(std::net::TcpListener, Opti
         Some(t) => Some(tls_acceptor(t)?),
         None => None,
     };
-    let l = std::net::TcpListener::bind(cfg.listen)?;
+    let l = std::net::TcpListener::bind(cfg.listen).map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on tcp {}: {e}", cfg.listen)))?;
     l.set_nonblocking(true)?;
     Ok((l, tls))
 }

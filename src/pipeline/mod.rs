@@ -147,10 +147,11 @@ impl Summary {
 pub enum PipelineError {
     #[error(transparent)]
     Archive(#[from] ArchiveError),
-    #[error("dead-letter file {path}: {source}")]
-    DeadLetter { path: String, source: std::io::Error },
-    #[error("source `{name}`: {source}")]
-    Source { name: String, source: std::io::Error },
+    // The cause is part of the message, not a `source`: a cause chain prints it once.
+    #[error("dead-letter file {path}: {error}")]
+    DeadLetter { path: String, error: std::io::Error },
+    #[error("source `{name}`: {error}")]
+    Source { name: String, error: std::io::Error },
     #[error("no sources: give an input (--input PATH) or add [[sources]] to the config")]
     NoSources,
 }
@@ -176,7 +177,7 @@ pub fn run(
     let started = Instant::now();
     let dead_letter = Arc::new(match &cfg.dead_letter.path {
         Some(p) => DeadLetter::open(Some(p), cfg.dead_letter.sample_bytes, cfg.dead_letter.max_bytes)
-            .map_err(|source| PipelineError::DeadLetter { path: p.display().to_string(), source })?,
+            .map_err(|error| PipelineError::DeadLetter { path: p.display().to_string(), error })?,
         None => DeadLetter::disabled(),
     });
     let stats = Arc::new(PipelineStats::default());
@@ -228,6 +229,10 @@ pub fn run(
         source_threads.push((sc.name.clone(), handle));
     }
     drop(raw_tx);
+    if mode == Mode::Follow {
+        // The archive lock, every listener and socket are held now.
+        tracing::info!(archive = %cfg.archive.root.display(), sources = cfg.sources.len(), "alertflow running");
+    }
 
     let mut first_err = None;
     for (name, h) in source_threads {
@@ -235,7 +240,7 @@ pub fn run(
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::error!(source = %name, error = %e, "source failed");
-                first_err.get_or_insert(PipelineError::Source { name, source: e });
+                first_err.get_or_insert(PipelineError::Source { name, error: e });
             }
             Err(_) => tracing::error!(source = %name, "source thread panicked"),
         }
@@ -401,7 +406,7 @@ fn start_source(
     sealed: &Arc<crate::event::position::Sealed>,
 ) -> Result<(JoinHandle<std::io::Result<()>>, usize), PipelineError> {
     let name = sc.name.clone();
-    let source_err = |source| PipelineError::Source { name: name.clone(), source };
+    let source_err = |error| PipelineError::Source { name: name.clone(), error };
     let mut resumed_files = 0;
     let handle: std::thread::JoinHandle<std::io::Result<()>> = match &sc.kind {
         SourceKind::File(fc) => {
