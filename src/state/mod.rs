@@ -13,8 +13,6 @@ pub mod sigma;
 pub mod stage;
 pub mod watermark;
 
-use std::fmt::Write as _;
-
 /// What happens to an alert older than the watermark (its window may have closed). It is
 /// archived (flagged `late`) whatever the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -151,21 +149,24 @@ impl KeyField {
     }
 
     /// Appends the field's value as text (empty when absent; the first of several).
+    /// Runs for every alert and key: text is copied, never formatted.
+    #[inline]
     pub fn write(self, a: &AlertRecord, out: &mut String) {
-        let _ = match self {
-            KeyField::Sensor => write!(out, "{}", a.sensor),
-            KeyField::SignatureId => write!(out, "{}", a.signature_id),
-            KeyField::Category => write!(out, "{}", a.category),
-            KeyField::Severity => write!(out, "{}", a.severity),
-            KeyField::SrcIp => write!(out, "{}", a.src_ip),
-            KeyField::SrcPort => a.src_port.map_or(Ok(()), |p| write!(out, "{p}")),
-            KeyField::DestIp => write!(out, "{}", a.dest_ip),
-            KeyField::DestPort => a.dest_port.map_or(Ok(()), |p| write!(out, "{p}")),
-            KeyField::Proto => write!(out, "{}", a.proto),
-            KeyField::Host => write!(out, "{}", a.fields.as_ref().map_or(a.dest_ip.as_str(), |f| f.host.as_str())),
-            KeyField::Signature => write!(out, "{}", a.signature),
-            KeyField::Context(i) => write!(out, "{}", a.fields.as_ref().and_then(|f| f.first(CONTEXT_NAMES[i as usize])).unwrap_or("")),
+        let text = match self {
+            KeyField::Sensor => &a.sensor,
+            KeyField::Category => &a.category,
+            KeyField::SrcIp => &a.src_ip,
+            KeyField::DestIp => &a.dest_ip,
+            KeyField::Proto => &a.proto,
+            KeyField::Signature => &a.signature,
+            KeyField::SignatureId => return push_int(out, a.signature_id),
+            KeyField::Severity => return push_int(out, a.severity.into()),
+            KeyField::SrcPort => return a.src_port.into_iter().for_each(|p| push_int(out, p.into())),
+            KeyField::DestPort => return a.dest_port.into_iter().for_each(|p| push_int(out, p.into())),
+            KeyField::Host => a.fields.as_ref().map_or(a.dest_ip.as_str(), |f| f.host.as_str()),
+            KeyField::Context(i) => a.fields.as_ref().and_then(|f| f.first(CONTEXT_NAMES[i as usize])).unwrap_or(""),
         };
+        out.push_str(text);
     }
 
     /// Calls `f` with every value of the field (none when absent) until it returns true;
@@ -199,6 +200,25 @@ impl KeyField {
     }
 }
 
+/// Appends an integer's decimal digits.
+fn push_int(out: &mut String, v: i64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push('-');
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
 /// A snapshot that a `snapshot_to` writes, as text (tests and small states).
 pub(crate) fn snapshot_text(write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>) -> String {
     let mut out = Vec::new();
@@ -216,4 +236,18 @@ pub fn key_of(fields: &[KeyField], a: &AlertRecord) -> String {
         f.write(a, &mut k);
     }
     k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_write_numbers_and_text_as_formatting_would() {
+        let a = AlertRecord { sensor: "s1".into(), signature_id: -2_210_001, severity: 0, src_port: Some(65535), dest_port: None, ..Default::default() };
+        assert_eq!(key_of(&[KeyField::Sensor, KeyField::SignatureId, KeyField::Severity, KeyField::SrcPort, KeyField::DestPort], &a), "s1|-2210001|0|65535|");
+        let mut s = String::new();
+        push_int(&mut s, i64::MIN);
+        assert_eq!(s, i64::MIN.to_string());
+    }
 }

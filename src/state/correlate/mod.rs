@@ -511,6 +511,14 @@ impl Correlator {
                     LatePolicy::Reevaluate => self.counts.late_reevaluated += 1,
                 }
             }
+            if rule.group_by_per_selector.is_empty() {
+                // One key (no allocation for a list of them).
+                let key = key_of(&rule.group_by, a);
+                if !(late && self.correct_closed(ri, &key, a, out, &mut res.joined)) {
+                    self.feed(ri, key, a, mask, (&a.alert_id, a.ts_us), out, &mut res.joined, &mut firings);
+                }
+                continue;
+            }
             for (key, mask) in self.keys(ri, a, mask) {
                 if late && self.correct_closed(ri, &key, a, out, &mut res.joined) {
                     continue;
@@ -580,15 +588,19 @@ impl Correlator {
     ) {
         let value = self.rules[ri].condition.value_of(a);
         let k = (ri, key);
-        if !self.groups.contains(&k) && self.groups.len() >= self.max_groups {
-            self.evict_oldest(out);
+        if !self.groups.contains(&k) {
+            if self.groups.len() >= self.max_groups {
+                self.evict_oldest(out);
+            }
+            let g = Group { per_selector: vec![0; self.rules[ri].selectors.len()], queued_us: i64::MAX, ..Default::default() };
+            self.groups.put(k.clone(), g);
         }
         let rule = &self.rules[ri];
         let feeds_others = !self.parents[ri].is_empty();
         let span = rule.timespan_us;
         let at_end = rule.condition.at_window_end();
         let num = numeric(&rule.condition);
-        let g = self.groups.get_or_insert_mut(k.clone(), || Group { per_selector: vec![0; rule.selectors.len()], queued_us: i64::MAX, ..Default::default() });
+        let Some(g) = self.groups.get_mut(&k) else { return };
         g.newest_us = g.newest_us.max(a.ts_us);
         if first_us < a.ts_us {
             g.inner_first_us = Some(g.inner_first_us.map_or(first_us, |f| f.min(first_us)));
