@@ -87,34 +87,18 @@ pub const CONTEXT_NAMES: [&str; 15] = [
 ];
 
 impl KeyField {
-    pub const NAMES: [&'static str; 26] = [
-        "sensor",
-        "signature_id",
-        "category",
-        "severity",
-        "src_ip",
-        "src_port",
-        "dest_ip",
-        "dest_port",
-        "proto",
-        "host",
-        "signature",
-        "dns_query",
-        "http_hostname",
-        "http_url",
-        "http_user_agent",
-        "http_status",
-        "tls_sni",
-        "tls_ja3",
-        "file_name",
-        "file_sha256",
-        "file_md5",
-        "file_sha1",
-        "flow_pkts_toserver",
-        "flow_pkts_toclient",
-        "flow_bytes_toserver",
-        "flow_bytes_toclient",
-    ];
+    /// Every field's name: the alert's own, then the flow context's.
+    pub const NAMES: [&'static str; 26] = {
+        const CORE_NAMES: [&str; 11] =
+            ["sensor", "signature_id", "category", "severity", "src_ip", "src_port", "dest_ip", "dest_port", "proto", "host", "signature"];
+        let mut out = [""; 26];
+        let mut i = 0;
+        while i < out.len() {
+            out[i] = if i < CORE_NAMES.len() { CORE_NAMES[i] } else { CONTEXT_NAMES[i - CORE_NAMES.len()] };
+            i += 1;
+        }
+        out
+    };
 
     const CORE: [KeyField; 11] = [
         KeyField::Sensor,
