@@ -271,6 +271,17 @@ fn cmd_check(file: &std::path::Path) -> ExitCode {
             println!("{}: ok ({} source{})", file.display(), c.sources.len(), if c.sources.len() == 1 { "" } else { "s" });
             let text = Config::read(file).map(|t| Config::rules_in_force(&t)).unwrap_or_default();
             let mut out = std::io::stdout().lock();
+            // Rules from Sigma files (the configuration's own are listed below).
+            let sigma: Vec<_> = c.state.engine.rules.iter().filter(|r| !text.iter().any(|(s, n, _)| *s == "state.rules" && *n == r.name)).collect();
+            if !sigma.is_empty() {
+                use std::io::Write as _;
+                let _ = writeln!(out, "state.sigma rules in force:");
+                for r in sigma {
+                    let role = if r.emit { "" } else { ", feeds other rules" };
+                    let range = r.condition.range.map(|x| format!(", {x}")).unwrap_or_default();
+                    let _ = writeln!(out, "  {}  ({}{range}{role})", r.name, r.condition.type_name());
+                }
+            }
             let mut last = "";
             for (section, name, origin) in &text {
                 use std::io::Write as _;

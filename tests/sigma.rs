@@ -407,6 +407,8 @@ fn chained_example_end_to_end_and_check_config() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("warning: state.sigma:") && err.contains("owner"), "{err}");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("state.sigma rules in force:\n  many  (event_count, >= 3)"), "{listed}");
 }
 
 /// docs/sigma.md lists every name of the field map.

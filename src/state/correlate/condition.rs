@@ -94,6 +94,19 @@ impl Default for Condition {
 }
 
 impl Condition {
+    /// The Sigma type name of the measure.
+    pub fn type_name(&self) -> &'static str {
+        match self.measure {
+            Measure::Events => "event_count",
+            Measure::Distinct(_) => "value_count",
+            Measure::Rules => "temporal",
+            Measure::OrderedRules => "temporal_ordered",
+            Measure::Sum(_) => "value_sum",
+            Measure::Avg(_) => "value_avg",
+            Measure::Percentile(_) => "value_percentile",
+        }
+    }
+
     pub fn event_count(gte: usize) -> Self {
         Condition { measure: Measure::Events, range: Some(Range::at_least(gte as f64)) }
     }
