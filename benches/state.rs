@@ -260,5 +260,31 @@ fn stage(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, state, context, stage);
+/// The audit trail: records made (JSON line, SHA-256 link) and a trail verified, per record.
+fn audit(c: &mut Criterion) {
+    use alertflow::output::audit::{verify, Chain};
+    let n = 100_000;
+    let detail = serde_json::json!({
+        "decision": "first", "dedup_key": "s1|2210001|10.9.0.1|10.0.0.1|TCP", "signature_id": 2_210_001,
+        "signature": "SURICATA STREAM ESTABLISHED packet out of window", "src_ip": "10.9.0.1", "dest_ip": "10.0.0.1",
+        "score": 12, "priority": "low", "incident_ids": [],
+    });
+    let mut g = c.benchmark_group("audit");
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("record", |b| {
+        b.iter(|| {
+            let mut chain = Chain::default();
+            for i in 0..n {
+                black_box(chain.record(1_700_000_000_000_000 + i as i64, "alert_emitted", "a1771c6f36f35b37", &detail));
+            }
+            chain.seq
+        })
+    });
+    let mut chain = Chain::default();
+    let text: String = (0..n).map(|i| chain.append(1_700_000_000_000_000 + i as i64, "alert_emitted", "a1771c6f36f35b37", &detail) + "\n").collect();
+    g.bench_function("verify", |b| b.iter(|| verify(std::io::Cursor::new(text.as_bytes())).map(|v| v.records).unwrap_or(0)));
+    g.finish();
+}
+
+criterion_group!(benches, state, context, stage, audit);
 criterion_main!(benches);
