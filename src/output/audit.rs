@@ -39,11 +39,17 @@ impl Default for Chain {
 }
 
 fn sha256_hex(prev: &str, body: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut c = ring::digest::Context::new(&ring::digest::SHA256);
     c.update(prev.as_bytes());
     c.update(b"\n");
     c.update(body.as_bytes());
-    c.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(64);
+    for b in c.finish().as_ref() {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+    out
 }
 
 /// Stable id of a decision: 16 hex digits of xxh3 over kind, subject and event time.
@@ -92,7 +98,7 @@ impl Chain {
             body.push_str(",\"");
             body.push_str(k);
             body.push_str("\":");
-            body.push_str(&serde_json::Value::from(v).to_string());
+            crate::event::json::json_str(&mut body, v);
         }
         body.push_str(",\"detail\":");
         body.push_str(&detail);
