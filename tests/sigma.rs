@@ -325,6 +325,14 @@ fn every_problem_of_every_file_is_reported_at_once() {
     has("level: `urgent`");
     assert!(l.rules.is_empty());
     assert!(l.warnings.iter().any(|w| w.to_string().contains("owner") && matches!(w.problem, Problem::UnknownKey(_))), "{:?}", l.warnings);
+    // A timespan past a year (or past i64) is a problem, not an overflow.
+    let long = "title: l\ncorrelation:\n  type: event_count\n  rules: [x]\n  group-by: [src_ip]\n  timespan: 99999999999999999d\n  condition: {gte: 1}\n";
+    let l = load_text(&[("l.yml", long)], &[]);
+    assert!(l.problems.iter().any(|p| matches!(p.problem, Problem::BadTimespan(_))), "{:?}", l.problems);
+    // No rules but aliases: a problem, not a crash.
+    let empty = "title: e\ncorrelation:\n  type: temporal\n  rules: []\n  group-by: [ip]\n  timespan: 1m\n  aliases:\n    ip:\n      a: src_ip\n";
+    let l = load_text(&[("e.yml", empty)], &[]);
+    assert!(l.problems.iter().any(|p| matches!(p.problem, Problem::TooFewRules(_))), "{:?}", l.problems);
     // Cycles are refused.
     let cycle = "title: a\nname: a\ncorrelation:\n  type: event_count\n  rules: [b]\n  group-by: [src_ip]\n  timespan: 1h\n  condition: {gte: 1}\n---\ntitle: b\nname: b\ncorrelation:\n  type: event_count\n  rules: [a]\n  group-by: [src_ip]\n  timespan: 1h\n  condition: {gte: 1}\n";
     let l = load_text(&[("c.yml", cycle)], &[]);

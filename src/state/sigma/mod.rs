@@ -43,15 +43,17 @@ fn timespan_us(s: &str) -> Option<i64> {
     let s = s.trim();
     let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
     let n: i64 = n.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        "w" => n * 7 * 86_400,
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
         _ => return None,
     };
-    (secs > 0).then_some(secs * 1_000_000)
+    // At most a year: longer windows are a typo, and hold state for ever.
+    let secs = n.checked_mul(unit_secs).filter(|s| *s > 0 && *s <= 366 * 86_400)?;
+    Some(secs * 1_000_000)
 }
 
 /// What is wrong with a Sigma document.
@@ -71,7 +73,7 @@ pub enum Problem {
     AliasMissingRule { alias: String, rule: String },
     #[error("is empty")]
     EmptyAlias(String),
-    #[error("`{0}` is not like 30s, 5m, 1h or 1d")]
+    #[error("`{0}` is not like 30s, 5m, 1h or 1d (at most a year)")]
     BadTimespan(String),
     #[error("{0}")]
     BadCondition(String),
@@ -439,7 +441,7 @@ pub fn load_all(files: &[(String, String)], selectors: &[Selector], fields: &Fie
         // Per selector: its group fields.
         let n_sel = names.len().max(1);
         let per_selector: Vec<Vec<KeyField>> =
-            (0..n_sel).map(|i| per_group.iter().map(|fs| fs[i.min(fs.len() - 1)].unwrap_or(KeyField::Sensor)).collect()).collect();
+            (0..n_sel).map(|i| per_group.iter().map(|fs| fs.get(i).or(fs.last()).copied().flatten().unwrap_or(KeyField::Sensor)).collect()).collect();
         let uniform = per_selector.windows(2).all(|w| w[0] == w[1]);
         let group_by = per_selector.first().cloned().unwrap_or_default();
         let timespan = c.get("timespan").and_then(Value::as_str).unwrap_or_default();
