@@ -40,6 +40,7 @@ fn an_input_that_matches_nothing_is_said_once_and_again_when_it_appears() {
     let text = wait_for(&log, "its folder does not exist", 20);
     assert!(text.contains("input matches no file: its folder does not exist"), "{text}");
     assert!(text.contains(&watched.display().to_string()), "names the missing folder: {text}");
+    let text = wait_for(&log, "alertflow running", 20);
     assert!(text.contains("alertflow running"), "{text}");
     // No colour codes in a log file.
     assert!(!text.contains('\u{1b}'), "ANSI escape codes in a redirected log: {text:?}");
