@@ -26,6 +26,8 @@ fn err(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
 struct Sink {
     path: PathBuf,
     w: BufWriter<File>,
+    /// Bytes in the file after the last write.
+    len: u64,
 }
 
 impl Sink {
@@ -35,14 +37,57 @@ impl Sink {
             std::fs::create_dir_all(parent).map_err(err(parent))?;
         }
         let f = File::options().create(true).append(true).open(&p).map_err(err(&p))?;
-        Ok(Some(Sink { w: BufWriter::new(f), path: p }))
+        let len = f.metadata().map_err(err(&p))?.len();
+        Ok(Some(Sink { w: BufWriter::new(f), path: p, len }))
     }
 
     fn write(&mut self, lines: &[String]) -> Result<(), OutputError> {
         for l in lines {
             self.w.write_all(l.as_bytes()).and_then(|_| self.w.write_all(b"\n")).map_err(err(&self.path))?;
+            self.len += l.len() as u64 + 1;
         }
         self.w.flush().map_err(err(&self.path))
+    }
+
+    /// Writes `lines` that were due at `offset` unless the file already holds them: a
+    /// file cut inside them (a crash mid-write) is cut back to `offset` first; a file
+    /// shorter than `offset` (rotated or truncated by someone else) gets them appended.
+    fn catch_up(&mut self, offset: u64, lines: &[String]) -> Result<bool, OutputError> {
+        let bytes: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
+        if self.len >= offset + bytes {
+            return Ok(false);
+        }
+        if self.len > offset {
+            self.w.get_ref().set_len(offset).map_err(err(&self.path))?;
+            self.len = offset;
+        }
+        self.write(lines)?;
+        Ok(true)
+    }
+}
+
+/// Lines of one file due with a commit: where the file stood and what goes after it.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Due {
+    offset: u64,
+    lines: Vec<String>,
+}
+
+/// What a commit is about to append to the output files (saved before its commit point).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct DueLines {
+    main: Option<Due>,
+    late: Option<Due>,
+}
+
+impl DueLines {
+    /// The lines saved in a snapshot's `due` member (none when it has none).
+    pub fn in_snapshot(text: &str) -> Result<Option<DueLines>, serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        struct Member {
+            due: Option<DueLines>,
+        }
+        Ok(serde_json::from_str::<Member>(text)?.due)
     }
 }
 
@@ -96,6 +141,28 @@ impl Outputs {
         self.pending.len() + self.pending_late.len() + self.pending_audit.len()
     }
 
+    /// The held lines with the offsets they will be written at: saved with a commit, so a
+    /// restart after a crash between the commit point and the writes can finish them
+    /// ([`Outputs::catch_up`]) — each line reaches its file exactly once.
+    pub fn due(&self) -> Option<DueLines> {
+        let due = |s: &Option<Sink>, lines: &Vec<String>| s.as_ref().filter(|_| !lines.is_empty()).map(|s| Due { offset: s.len, lines: lines.clone() });
+        let d = DueLines { main: due(&self.main, &self.pending), late: due(&self.late, &self.pending_late) };
+        (d.main.is_some() || d.late.is_some()).then_some(d)
+    }
+
+    /// Writes the lines of `due` the files do not hold yet; returns how many lines went out.
+    pub fn catch_up(&mut self, due: &DueLines) -> Result<usize, OutputError> {
+        let mut n = 0;
+        for (sink, d) in [(self.main.as_mut(), &due.main), (self.late.as_mut(), &due.late)] {
+            if let (Some(s), Some(d)) = (sink, d) {
+                if s.catch_up(d.offset, &d.lines)? {
+                    n += d.lines.len();
+                }
+            }
+        }
+        Ok(n)
+    }
+
     /// Appends every held line to its file (dropping them when no file is configured).
     pub fn emit(&mut self) -> Result<(), OutputError> {
         let lines = std::mem::take(&mut self.pending);
@@ -112,5 +179,54 @@ impl Outputs {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn due_lines_reach_the_file_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.jsonl");
+        std::fs::write(&p, "{\"a\":0}\n").unwrap();
+        let mut o = Outputs::open(Some(p.clone()), None, None).unwrap();
+        o.hold(lines(&["{\"a\":1}", "{\"a\":2}"]), Vec::new(), Vec::new());
+        let due: DueLines = serde_json::from_str(&serde_json::to_string(&o.due().unwrap()).unwrap()).unwrap();
+        let want = "{\"a\":0}\n{\"a\":1}\n{\"a\":2}\n";
+
+        // Written before the crash: nothing again.
+        o.emit().unwrap();
+        drop(o);
+        let mut o = Outputs::open(Some(p.clone()), None, None).unwrap();
+        assert_eq!(o.catch_up(&due).unwrap(), 0);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), want);
+
+        // Not written at all: written once, and only once.
+        std::fs::write(&p, "{\"a\":0}\n").unwrap();
+        let mut o = Outputs::open(Some(p.clone()), None, None).unwrap();
+        assert_eq!(o.catch_up(&due).unwrap(), 2);
+        assert_eq!(o.catch_up(&due).unwrap(), 0);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), want);
+
+        // Cut inside a line: cut back, then written whole.
+        std::fs::write(&p, "{\"a\":0}\n{\"a\":1}\n{\"a").unwrap();
+        let mut o = Outputs::open(Some(p.clone()), None, None).unwrap();
+        assert_eq!(o.catch_up(&due).unwrap(), 2);
+        o.hold(lines(&["{\"a\":3}"]), Vec::new(), Vec::new());
+        o.emit().unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), format!("{want}{{\"a\":3}}\n"));
+
+        // Rotated away (shorter than where the lines were due): appended.
+        std::fs::write(&p, "").unwrap();
+        let mut o = Outputs::open(Some(p.clone()), None, None).unwrap();
+        assert_eq!(o.catch_up(&due).unwrap(), 2);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":1}\n{\"a\":2}\n");
+        assert!(DueLines::in_snapshot("{\"version\":1}").unwrap().is_none());
     }
 }

@@ -18,7 +18,7 @@ enum Job {
     Process(Box<StateInput>, i64),
     Advance(i64),
     Flush,
-    Snapshot(std::path::PathBuf, Sender<std::io::Result<()>>),
+    Snapshot(std::path::PathBuf, Option<String>, Sender<std::io::Result<()>>),
 }
 
 pub struct AlertWorker {
@@ -52,8 +52,8 @@ impl AlertWorker {
                             stage.flush(&mut o);
                             o
                         }
-                        Job::Snapshot(path, reply) => {
-                            let _ = reply.send(stage.save_snapshot(&path));
+                        Job::Snapshot(path, due, reply) => {
+                            let _ = reply.send(stage.save_snapshot(&path, due.as_deref()));
                             continue;
                         }
                     };
@@ -123,10 +123,11 @@ impl AlertWorker {
     }
 
     /// Saves the state after everything submitted so far to `path`, durably (call after
-    /// [`AlertWorker::drain`]). `None` when the state thread is gone.
-    pub fn save_snapshot(&mut self, path: &std::path::Path) -> Option<std::io::Result<()>> {
+    /// [`AlertWorker::drain`]), with `due` (JSON: the output lines about to go out) in it.
+    /// `None` when the state thread is gone.
+    pub fn save_snapshot(&mut self, path: &std::path::Path, due: Option<String>) -> Option<std::io::Result<()>> {
         let (reply, answer) = bounded(1);
-        self.tx.as_ref()?.send(Job::Snapshot(path.to_path_buf(), reply)).ok()?;
+        self.tx.as_ref()?.send(Job::Snapshot(path.to_path_buf(), due, reply)).ok()?;
         answer.recv().ok()
     }
 }

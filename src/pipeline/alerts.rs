@@ -310,12 +310,13 @@ impl AlertPath {
     /// The whole alert path's state as JSON (saved with every commit).
     pub fn snapshot(&mut self) -> String {
         let mut out = Vec::new();
-        let _ = self.snapshot_to(&mut out);
+        let _ = self.snapshot_to(&mut out, None);
         String::from_utf8(out).unwrap_or_default()
     }
 
-    /// The state stage's snapshot with the open incidents' scores in it.
-    pub fn snapshot_to(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    /// The state stage's snapshot with the open incidents' scores in it, and `due` (JSON
+    /// text: the output lines of this commit) as member `due`.
+    pub fn snapshot_to(&mut self, w: &mut dyn std::io::Write, due: Option<&str>) -> std::io::Result<()> {
         let (scores, triage, audit, unsaved) = (&self.incidents, &self.triage, &self.audit, &self.audit_unsaved);
         self.state.snapshot_to(w, |w| {
             w.write_all(b",\"incident_scores\":")?;
@@ -328,6 +329,10 @@ impl AlertPath {
                 w.write_all(b",\"audit\":")?;
                 serde_json::to_writer(&mut *w, &serde_json::json!({"chain": c, "unsaved": unsaved})).map_err(std::io::Error::other)?;
             }
+            if let Some(d) = due {
+                w.write_all(b",\"due\":")?;
+                w.write_all(d.as_bytes())?;
+            }
             Ok(())
         })?;
         // The records up to here are in this snapshot (and in the commit's lines).
@@ -337,12 +342,12 @@ impl AlertPath {
 
     /// Saves the snapshot to `path` durably (temporary file, fsync, rename, fsync of the
     /// directory).
-    pub fn save_snapshot(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+    pub fn save_snapshot(&mut self, path: &std::path::Path, due: Option<&str>) -> std::io::Result<()> {
         use std::io::Write as _;
         let tmp = path.with_extension("json.tmp");
         let f = std::fs::File::create(&tmp)?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-        self.snapshot_to(&mut w)?;
+        self.snapshot_to(&mut w, due)?;
         w.flush()?;
         w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         std::fs::rename(&tmp, path)?;

@@ -86,11 +86,14 @@ impl Committer {
         let dir = self.segments.root().join("_state");
         std::fs::create_dir_all(&dir).map_err(|error| ArchiveError::Io { path: dir.clone(), error })?;
         let epoch = self.segments.epoch();
+        let mut due = None;
         if epoch > 0 {
             let f = state_file(&dir, epoch - 1);
             match std::fs::read_to_string(&f) {
                 Ok(text) => {
-                    path.restore(&text).map_err(|e| ArchiveError::BadSegment { path: f.clone(), reason: format!("state snapshot: {e}") })?;
+                    let bad = |e: serde_json::Error| ArchiveError::BadSegment { path: f.clone(), reason: format!("state snapshot: {e}") };
+                    path.restore(&text).map_err(bad)?;
+                    due = crate::output::file::DueLines::in_snapshot(&text).map_err(bad)?;
                     tracing::info!(snapshot = %f.display(), "state restored");
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -103,6 +106,13 @@ impl Committer {
         let recovered = outputs.recover_audit(&path.take_recovered_audit())?;
         if recovered > 0 {
             tracing::info!(records = recovered, "audit records of the last commit appended");
+        }
+        // Lines of the newest commit a crash kept from the output files go out now, once.
+        if let Some(due) = due {
+            let n = outputs.catch_up(&due)?;
+            if n > 0 {
+                tracing::info!(lines = n, "output lines of the last commit written");
+            }
         }
         self.alerts = Some(Alerts { worker: AlertWorker::spawn(path), dir, outputs });
         Ok(())
@@ -198,7 +208,10 @@ impl Committer {
         self.collect(true)?;
         let Some(a) = self.alerts.as_mut() else { return Ok(()) };
         let path = state_file(&a.dir, epoch);
-        if let Some(res) = a.worker.save_snapshot(&path) {
+        // The lines this commit will append, with their offsets: a restart after a crash
+        // between the commit point and the writes finishes them.
+        let due = a.outputs.due().map(|d| serde_json::to_string(&d).expect("lines serialize"));
+        if let Some(res) = a.worker.save_snapshot(&path, due) {
             res.map_err(|e| ArchiveError::Io { path, error: e })?;
         }
         Ok(())
