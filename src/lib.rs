@@ -15,6 +15,7 @@
 //! stage's own config type; `api` serves metrics and health; `demo` replays a sample.
 //! See ARCHITECTURE.md; `tests/architecture.rs` keeps the graph one-way.
 
+pub mod act;
 pub mod api;
 pub mod archive;
 pub mod config;

@@ -92,6 +92,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
+    /// The outbox of actions: list entries, send dead letters again
+    Actions {
+        #[command(subcommand)]
+        cmd: ActionsCmd,
+    },
     /// Archive a bundled sample of real Suricata output into ./alertflow-demo/
     Demo {
         #[arg(long, default_value = "alertflow-demo")]
@@ -107,6 +112,35 @@ enum AuditCmd {
         /// Archive root
         #[arg(long)]
         archive: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ActionsCmd {
+    /// One line per outbox entry: status, attempts, destination, trigger, key, last result
+    List {
+        /// Archive root
+        #[arg(long)]
+        archive: PathBuf,
+        /// Only entries in this state
+        #[arg(long, value_parser = ["pending", "delivered", "dead", "dropped"])]
+        status: Option<String>,
+        /// One JSON object per entry
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue dead or dropped entries again (alertflow must not be running on the archive;
+    /// the next start delivers them, with the same idempotency id)
+    Replay {
+        /// Archive root
+        #[arg(long)]
+        archive: PathBuf,
+        /// Entries by idempotency key (repeatable)
+        #[arg(long)]
+        key: Vec<String>,
+        /// Every dead and dropped entry
+        #[arg(long)]
+        dead: bool,
     },
 }
 
@@ -173,18 +207,8 @@ fn main() -> ExitCode {
             init_logging("warn");
             cmd_hunt(&archive, &feed, feed_format.as_deref(), kind.as_deref(), days, output.as_deref())
         }
-        Cmd::Audit { cmd: AuditCmd::Verify { archive } } => {
-            return match alertflow::output::audit::verify_archive(&archive) {
-                Ok(msg) => {
-                    println!("{msg}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("alertflow: audit: {e}");
-                    ExitCode::from(1)
-                }
-            };
-        }
+        Cmd::Audit { cmd: AuditCmd::Verify { archive } } => return cmd_audit_verify(&archive),
+        Cmd::Actions { cmd } => return cmd_actions(cmd),
         Cmd::Demo { dir } => {
             init_logging("warn");
             cmd_demo(&dir)
@@ -212,6 +236,123 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
         tracing::warn!("{w}");
     }
     Ok(cfg)
+}
+
+/// Both chains of an archive: the decisions' trail and the actions' journal.
+fn cmd_audit_verify(archive: &std::path::Path) -> ExitCode {
+    let mut ok = true;
+    match alertflow::output::audit::verify_archive(archive) {
+        Ok(msg) => println!("{msg}"),
+        Err(e) => {
+            eprintln!("alertflow: audit: {e}");
+            ok = false;
+        }
+    }
+    let journal = alertflow::act::journal::path_in(archive);
+    if journal.exists() {
+        match alertflow::act::journal::read(&journal) {
+            Ok((records, chain, cut)) => {
+                let tail = if cut.is_some() { "; a last record cut off by a crash is dropped at the next start" } else { "" };
+                println!("{}: ok, {} records, head {}{tail}", journal.display(), records.len(), chain.head);
+            }
+            Err(e) => {
+                eprintln!("alertflow: audit: {e}");
+                ok = false;
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn cmd_actions(cmd: ActionsCmd) -> ExitCode {
+    use alertflow::act::journal;
+    let fail = |msg: String| {
+        eprintln!("alertflow: actions: {msg}");
+        ExitCode::from(2)
+    };
+    let archive = match &cmd {
+        ActionsCmd::List { archive, .. } | ActionsCmd::Replay { archive, .. } => archive.clone(),
+    };
+    if !archive.is_dir() {
+        return fail(format!("{}: no such archive", archive.display()));
+    }
+    let path = journal::path_in(&archive);
+    match cmd {
+        ActionsCmd::List { status, json, .. } => {
+            let records = match journal::read(&path) {
+                Ok((r, _, _)) => r,
+                Err(e) => return fail(e),
+            };
+            let entries = journal::entries(&records);
+            let shown: Vec<_> = entries.iter().filter(|e| status.as_deref().is_none_or(|s| e.status.as_str() == s)).collect();
+            for e in &shown {
+                if json {
+                    let v = serde_json::json!({
+                        "entry": e.entry, "key": e.key, "status": e.status.as_str(), "attempts": e.attempts, "action": e.action,
+                        "trigger": e.trigger, "event": e.event, "queued": e.queued, "last": e.last, "id": alertflow::act::id_of(&e.key),
+                    });
+                    println!("{v}");
+                } else {
+                    println!("{:<9} {:>3}  {:<16} {:<16} {}  {}", e.status.as_str(), e.attempts, e.action, e.trigger, e.key, e.last);
+                }
+            }
+            if !json {
+                let count = |s: journal::Status| entries.iter().filter(|e| e.status == s).count();
+                eprintln!(
+                    "{} entries: {} pending, {} delivered, {} dead, {} dropped",
+                    entries.len(),
+                    count(journal::Status::Pending),
+                    count(journal::Status::Delivered),
+                    count(journal::Status::Dead),
+                    count(journal::Status::Dropped)
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        ActionsCmd::Replay { key, dead, .. } => {
+            if key.is_empty() && !dead {
+                return fail("name entries with --key KEY, or --dead for every dead and dropped entry".into());
+            }
+            // The running process owns the journal.
+            let lock_path = archive.join(".alertflow.lock");
+            let lock = match std::fs::File::options().create(true).truncate(false).write(true).open(&lock_path) {
+                Ok(f) => f,
+                Err(e) => return fail(format!("{}: {e}", lock_path.display())),
+            };
+            if lock.try_lock().is_err() {
+                return fail(format!("alertflow is running on {}: stop it first (the next start delivers what is replayed)", archive.display()));
+            }
+            let (mut j, records) = match journal::Journal::open(path) {
+                Ok(x) => x,
+                Err(e) => return fail(e),
+            };
+            let entries = journal::entries(&records);
+            for k in &key {
+                match entries.iter().find(|e| &e.key == k) {
+                    None => return fail(format!("no entry with key `{k}`")),
+                    Some(e) if matches!(e.status, journal::Status::Pending | journal::Status::Delivered) => {
+                        return fail(format!("`{k}` is {}, not dead or dropped", e.status.as_str()))
+                    }
+                    Some(_) => {}
+                }
+            }
+            let now = alertflow::event::time::wall_clock_us();
+            let mut n = 0;
+            for e in entries.iter().filter(|e| matches!(e.status, journal::Status::Dead | journal::Status::Dropped) && (dead || key.contains(&e.key))) {
+                j.add(now, "action_replayed", &e.key, &serde_json::json!({"entry": e.entry, "action": e.action}));
+                n += 1;
+            }
+            if let Err(e) = j.sync() {
+                return fail(format!("{}: {e}", j.path().display()));
+            }
+            println!("{n} entries queued again; the next start delivers them");
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 fn cmd_hunt(

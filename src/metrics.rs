@@ -135,6 +135,21 @@ pub const ARCHIVE_OPEN_PARTITIONS: &str = "alertflow_archive_open_partitions";
 /// Archive write failures (the pipeline stops on these).
 pub const ARCHIVE_ERRORS: &str = "alertflow_archive_errors_total";
 
+/// Actions queued in the outbox, by `action` (destination name).
+pub const ACTIONS_QUEUED: &str = "alertflow_actions_queued_total";
+/// Actions delivered, by `action`.
+pub const ACTIONS_DELIVERED: &str = "alertflow_actions_delivered_total";
+/// Failed attempts that will be tried again, by `action`.
+pub const ACTIONS_RETRIES: &str = "alertflow_actions_retries_total";
+/// Actions given up (dead letters), by `action`.
+pub const ACTIONS_DEAD: &str = "alertflow_actions_dead_total";
+/// Picks that queued nothing, by `reason` (duplicate, cooldown, queue_full, condition_error).
+pub const ACTIONS_SKIPPED: &str = "alertflow_actions_skipped_total";
+/// Actions waiting to be delivered.
+pub const ACTIONS_PENDING: &str = "alertflow_actions_pending";
+/// Destinations whose circuit is open (deliveries paused after repeated failures).
+pub const ACTIONS_OPEN_CIRCUITS: &str = "alertflow_actions_open_circuits";
+
 /// Batches waiting in the channel in front of a stage, by `stage`.
 pub const QUEUE_DEPTH: &str = "alertflow_queue_depth_batches";
 
@@ -205,4 +220,11 @@ pub fn describe() {
     describe_gauge!(ARCHIVE_OPEN_PARTITIONS, "open partition writers");
     describe_counter!(ARCHIVE_ERRORS, "archive write failures");
     describe_gauge!(QUEUE_DEPTH, "batches waiting in front of a stage");
+    describe_counter!(ACTIONS_QUEUED, "actions queued in the outbox, by destination");
+    describe_counter!(ACTIONS_DELIVERED, "actions delivered, by destination");
+    describe_counter!(ACTIONS_RETRIES, "failed action attempts that will be retried, by destination");
+    describe_counter!(ACTIONS_DEAD, "actions given up (dead letters), by destination");
+    describe_counter!(ACTIONS_SKIPPED, "trigger picks that queued nothing, by reason");
+    describe_gauge!(ACTIONS_PENDING, "actions waiting to be delivered");
+    describe_gauge!(ACTIONS_OPEN_CIRCUITS, "destinations with an open circuit");
 }

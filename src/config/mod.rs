@@ -6,6 +6,7 @@
 //! Nothing stops at the first error. Names carry their unit (`idle_seal_ms`,
 //! `segment_max_bytes`). The embedded default (`configs/default.toml`) needs no file.
 
+mod actions;
 mod layer;
 mod reader;
 mod triage;
@@ -123,6 +124,8 @@ pub struct Config {
     pub triage: crate::triage::TriageConfig,
     /// `[audit]`: the hash-chained trail of every decision (`<archive>/_audit/audit.jsonl`).
     pub audit: AuditConfig,
+    /// `[actions]`: triggers, destinations and the outbox (`<archive>/_audit/actions-audit.jsonl`).
+    pub actions: crate::act::ActionsConfig,
     /// The compiled `[score]` rules; `None`: alerts are not scored.
     pub scorer: Option<std::sync::Arc<crate::score::Scorer>>,
     pub sources: Vec<SourceConfig>,
@@ -239,7 +242,10 @@ fn layered(text: &str) -> Option<toml::Table> {
 const MIB: u64 = 1 << 20;
 
 fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
-    cx.unknown_keys(root, &["use_defaults", "pipeline", "archive", "dead_letter", "metrics", "state", "enrich", "triage", "score", "audit", "sources"]);
+    cx.unknown_keys(
+        root,
+        &["use_defaults", "pipeline", "archive", "dead_letter", "metrics", "state", "enrich", "triage", "score", "audit", "actions", "sources"],
+    );
     if root.has("use_defaults") {
         cx.boolean(root, "use_defaults", true);
     }
@@ -315,6 +321,7 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
     let au = cx.section(root, "audit");
     cx.unknown_keys(&au, &["enabled"]);
     let audit = AuditConfig { enabled: cx.boolean(&au, "enabled", true) };
+    let actions = actions::read_actions(cx, root);
     if let Some(s) = state.as_mut() {
         // Rules' `host` is the side of an alert in the home networks.
         s.engine.home_nets = triage.home_nets.clone();
@@ -330,7 +337,7 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
         }
         let _ = i;
     }
-    Some(Config { pipeline, archive, dead_letter, metrics: MetricsConfig { listen }, state: state?, enrich, triage, audit, scorer, sources })
+    Some(Config { pipeline, archive, dead_letter, metrics: MetricsConfig { listen }, state: state?, enrich, triage, audit, actions, scorer, sources })
 }
 
 /// `<root>/_deadletter/rejected.jsonl`: beside the tables, ignored by table readers.

@@ -11,6 +11,7 @@
 pub mod alert;
 pub mod batch;
 pub mod budget;
+pub mod chain;
 pub mod enriched;
 pub mod handoff;
 pub mod json;

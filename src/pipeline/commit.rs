@@ -62,6 +62,8 @@ pub struct Committer {
     alerts: Option<Alerts>,
     /// Too many notifications wait: commit at the next opportunity.
     commit_due: bool,
+    /// Triggers and the outbox of actions (`[actions]`).
+    actions: Option<(crate::act::outbox::Outbox, PathBuf)>,
 }
 
 impl Committer {
@@ -76,6 +78,7 @@ impl Committer {
             sealed: Arc::new(Sealed::new(rec.checkpoint.clone())),
             alerts: None,
             commit_due: false,
+            actions: None,
         };
         Ok((c, rec))
     }
@@ -115,6 +118,20 @@ impl Committer {
             }
         }
         self.alerts = Some(Alerts { worker: AlertWorker::spawn(path), dir, outputs });
+        Ok(())
+    }
+
+    /// Starts the outbox (after [`Committer::enable_alerts`]): the alert path's lines go to
+    /// the triggers as they are made, and every commit point waits until the actions they
+    /// queued are journaled.
+    pub fn enable_actions(&mut self, cfg: crate::act::ActionsConfig) -> Result<(), ArchiveError> {
+        let path = crate::act::journal::path_in(self.segments.root());
+        let (outbox, restored) =
+            crate::act::outbox::Outbox::start(cfg, path.clone()).map_err(|e| ArchiveError::Io { path: path.clone(), error: std::io::Error::other(e) })?;
+        if restored.pending > 0 {
+            tracing::info!(pending = restored.pending, delivered = restored.delivered, dead = restored.dead, "actions of the last run resumed");
+        }
+        self.actions = Some((outbox, path));
         Ok(())
     }
 
@@ -182,6 +199,9 @@ impl Committer {
                 self.segments.write(table, batch)?;
             }
         }
+        if let Some((o, _)) = &self.actions {
+            o.offer(&out.lines);
+        }
         if let Some(a) = self.alerts.as_mut() {
             a.outputs.hold(out.lines, out.late_lines, out.audit);
             // Notifications wait for their commit: bound what waits (the caller commits).
@@ -206,6 +226,11 @@ impl Committer {
     /// The alert path after everything submitted, saved durably as the snapshot of `epoch`.
     fn save_snapshot(&mut self, epoch: u64) -> Result<(), ArchiveError> {
         self.collect(true)?;
+        // The actions of the decisions this snapshot moves past are journaled first: a
+        // restart from it cannot make them again.
+        if let Some((o, path)) = &self.actions {
+            o.sync().map_err(|e| ArchiveError::Io { path: path.clone(), error: std::io::Error::other(e) })?;
+        }
         let Some(a) = self.alerts.as_mut() else { return Ok(()) };
         let path = state_file(&a.dir, epoch);
         // The lines this commit will append, with their offsets: a restart after a crash
@@ -309,6 +334,9 @@ impl Committer {
             tracing::warn!(batches = waiting, "batches left out of order at shutdown; they will be read again");
         }
         self.commit()?;
+        if let Some((o, _)) = self.actions.take() {
+            o.stop();
+        }
         let totals = self.segments.totals();
         // The alert path's thread ends before the lanes.
         self.alerts = None;

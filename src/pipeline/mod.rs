@@ -190,6 +190,9 @@ pub fn run(
         let enrich = (cfg.enrich.enabled || cfg.scorer.is_some()).then(|| start_enrichment(cfg));
         let path = alerts::AlertPath::new(&cfg.state.engine, enrich.as_ref(), cfg.scorer.clone()).with_triage(&cfg.triage).with_audit(cfg.audit.enabled);
         archive.enable_alerts(path, cfg.state.output.clone(), cfg.state.late_output.clone(), cfg.audit.enabled)?;
+        if cfg.actions.active() {
+            archive.enable_actions(cfg.actions.clone())?;
+        }
     }
     if recovered.segments > 0 {
         tracing::info!(segments = recovered.segments, rolled_forward = recovered.rolled_forward, discarded = recovered.discarded, "archive recovered");

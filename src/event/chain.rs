@@ -1,0 +1,169 @@
+//! Hash chains of JSON records: each record names the previous one's hash, so editing,
+//! deleting, inserting or reordering a record breaks the chain at that record. Used by the
+//! audit trail of decisions and by the journal of actions.
+//!
+//! A record is `{"seq":…,"id":…,"ts":…,"kind":…,"subject":…,"detail":{…},"prev":…,"hash":…}`:
+//! `seq` counts from 1 without gaps, `id` is stable (derived from kind, subject and event
+//! time), `prev` is the previous record's `hash`, and `hash` is the SHA-256 of `prev`, a
+//! newline and the record's text up to `prev` (closed with `}`).
+
+use std::io::BufRead;
+
+use serde::{Deserialize, Serialize};
+
+/// `prev` of the first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The head of the chain: the last record's sequence number and hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chain {
+    pub seq: u64,
+    pub head: String,
+}
+
+impl Default for Chain {
+    fn default() -> Self {
+        Chain { seq: 0, head: GENESIS.to_string() }
+    }
+}
+
+fn sha256_hex(prev: &str, body: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut c = ring::digest::Context::new(&ring::digest::SHA256);
+    c.update(prev.as_bytes());
+    c.update(b"\n");
+    c.update(body.as_bytes());
+    let mut out = String::with_capacity(64);
+    for b in c.finish().as_ref() {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+    out
+}
+
+/// Stable id of a decision: 16 hex digits of xxh3 over kind, subject and event time.
+pub fn record_id(kind: &str, subject: &str, ts_us: i64) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(kind.as_bytes());
+    h.update(&[0]);
+    h.update(subject.as_bytes());
+    h.update(&[0]);
+    h.update(&ts_us.to_le_bytes());
+    format!("{:016x}", h.digest())
+}
+
+/// One record: its line and the columns of its `actions` row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub seq: u64,
+    pub id: String,
+    pub ts_us: i64,
+    pub kind: String,
+    pub subject: String,
+    /// The `detail` object as JSON text.
+    pub detail: String,
+    pub prev: String,
+    pub hash: String,
+    /// The JSONL line (no newline).
+    pub line: String,
+}
+
+impl Chain {
+    /// The next record, as its line (no newline); the head moves on.
+    pub fn append(&mut self, ts_us: i64, kind: &str, subject: &str, detail: &serde_json::Value) -> String {
+        self.record(ts_us, kind, subject, detail).line
+    }
+
+    /// The next record; the head moves on.
+    pub fn record(&mut self, ts_us: i64, kind: &str, subject: &str, detail: &serde_json::Value) -> Record {
+        let id = record_id(kind, subject, ts_us);
+        let detail = detail.to_string();
+        let seq = self.seq + 1;
+        let ts = crate::event::time::iso(ts_us);
+        let mut body = String::with_capacity(256);
+        body.push_str("{\"seq\":");
+        body.push_str(&seq.to_string());
+        for (k, v) in [("id", id.as_str()), ("ts", &ts), ("kind", kind), ("subject", subject)] {
+            body.push_str(",\"");
+            body.push_str(k);
+            body.push_str("\":");
+            crate::event::json::json_str(&mut body, v);
+        }
+        body.push_str(",\"detail\":");
+        body.push_str(&detail);
+        body.push_str(",\"prev\":\"");
+        body.push_str(&self.head);
+        body.push_str("\"}");
+        let hash = sha256_hex(&self.head, &body);
+        body.pop();
+        body.push_str(",\"hash\":\"");
+        body.push_str(&hash);
+        body.push_str("\"}");
+        let prev = std::mem::replace(&mut self.head, hash.clone());
+        self.seq = seq;
+        Record { seq, id, ts_us, kind: kind.to_string(), subject: subject.to_string(), detail, prev, hash, line: body }
+    }
+}
+
+/// The first record that breaks the chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}{}: {why}", seq.map(|s| format!(" (seq {s})")).unwrap_or_default())]
+pub struct BadRecord {
+    /// 1-based line of the file.
+    pub line: usize,
+    pub seq: Option<u64>,
+    pub why: String,
+}
+
+/// What [`verify`] found in a good trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub records: u64,
+    pub chain: Chain,
+}
+
+/// Checks every record of a trail: sequence, link to the previous record, hash.
+pub fn verify(r: impl BufRead) -> Result<Verified, BadRecord> {
+    verify_at(r, 0).map(|(v, _)| v)
+}
+
+/// [`verify`], also returning the hash of record `seq` when there is one.
+pub fn verify_at(r: impl BufRead, want: u64) -> Result<(Verified, Option<String>), BadRecord> {
+    let mut found = None;
+    let mut chain = Chain::default();
+    let mut records = 0;
+    for (i, line) in r.lines().enumerate() {
+        let line_no = i + 1;
+        let bad = |seq: Option<u64>, why: String| BadRecord { line: line_no, seq, why };
+        let line = line.map_err(|e| bad(None, format!("unreadable: {e}")))?;
+        chain = check(&chain, &line).map_err(|(seq, why)| bad(seq, why))?.1;
+        if chain.seq == want {
+            found = Some(chain.head.clone());
+        }
+        records += 1;
+    }
+    Ok((Verified { records, chain }, found))
+}
+
+/// Checks one record against the chain so far: returns the record and the chain's new
+/// head, or the record's `seq` (when readable) and what is wrong.
+pub fn check(chain: &Chain, line: &str) -> Result<(serde_json::Value, Chain), (Option<u64>, String)> {
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| (None, format!("not a JSON record: {e}")))?;
+    let seq = v["seq"].as_u64();
+    let (Some(s), Some(prev), Some(hash)) = (seq, v["prev"].as_str(), v["hash"].as_str()) else {
+        return Err((seq, "not an audit record (seq, prev and hash are required)".into()));
+    };
+    if s != chain.seq + 1 {
+        return Err((seq, format!("expected seq {}: a record is missing, inserted or moved", chain.seq + 1)));
+    }
+    if prev != chain.head {
+        return Err((seq, "prev is not the previous record's hash: a record before it was changed, removed or moved".into()));
+    }
+    let suffix = format!(",\"hash\":\"{hash}\"}}");
+    let Some(body) = line.strip_suffix(&suffix) else { return Err((seq, "hash is not the record's last member".into())) };
+    if sha256_hex(prev, &format!("{body}}}")) != hash {
+        return Err((seq, "hash does not match the record: it was changed".into()));
+    }
+    let next = Chain { seq: s, head: hash.to_string() };
+    Ok((v, next))
+}
