@@ -122,7 +122,8 @@ impl Webhook {
             return Outcome::Failed(e);
         }
         let body = body(&self.cfg, j).to_string();
-        let ts = crate::event::time::wall_clock_us() / 1_000_000;
+        // The real time of sending (receivers refuse stale messages), never a test clock.
+        let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         let mut req = self
             .client
             .post(url)
