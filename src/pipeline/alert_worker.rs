@@ -91,6 +91,16 @@ impl AlertWorker {
         self.submit(Job::Flush);
     }
 
+    /// The channel outputs arrive on (to wait for one beside other channels; take them
+    /// with [`AlertWorker::ready`]).
+    pub fn outputs(&self) -> Receiver<AlertOutput> {
+        self.rx.clone()
+    }
+
+    pub fn running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     /// Outputs ready now, in order.
     pub fn ready(&mut self) -> Vec<AlertOutput> {
         self.take(false)

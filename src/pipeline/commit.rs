@@ -135,6 +135,26 @@ impl Committer {
         Ok(())
     }
 
+    /// The alert path's output channel, when it runs (see [`Committer::collect_ready`]).
+    pub fn alert_outputs(&self) -> Option<crossbeam_channel::Receiver<AlertOutput>> {
+        self.alerts.as_ref().map(|a| a.worker.outputs())
+    }
+
+    /// Whether the alert path's thread still runs.
+    pub fn alert_thread_running(&self) -> bool {
+        self.alerts.as_ref().is_some_and(|a| a.worker.running())
+    }
+
+    /// Takes the alert path's outputs that are ready: their rows go to the segments, their
+    /// lines to the triggers at once (not at the next batch or tick).
+    pub fn collect_ready(&mut self) -> Result<(), ArchiveError> {
+        self.collect(false)?;
+        if std::mem::take(&mut self.commit_due) {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
     /// Positions of the newest commit, for sources that acknowledge upstream.
     pub fn sealed(&self) -> Arc<Sealed> {
         self.sealed.clone()

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+use crossbeam_channel::{bounded, Receiver};
 use serde::Serialize;
 
 use crate::archive::{ArchiveError, ArchiveTotals};
@@ -311,11 +311,34 @@ fn spawn_commit_thread(
         .spawn(move || -> Result<ArchiveTotals, ArchiveError> {
             let tick = Duration::from_millis(100);
             let mut last_commits = 0;
+            // The alert path's outputs are taken as soon as they are ready, so actions go
+            // out without waiting for the next batch or tick.
+            let mut alert_outputs = archive.alert_outputs();
+            let mut last_tick = Instant::now();
             loop {
-                let res = match parsed_rx.recv_timeout(tick) {
-                    Ok(batch) => archive.accept(batch),
-                    Err(RecvTimeoutError::Timeout) => archive.tick(),
-                    Err(RecvTimeoutError::Disconnected) => break,
+                let mut sel = crossbeam_channel::Select::new();
+                let parsed_at = sel.recv(&parsed_rx);
+                if let Some(rx) = &alert_outputs {
+                    sel.recv(rx);
+                }
+                let res = match sel.ready_timeout(tick.saturating_sub(last_tick.elapsed())) {
+                    Ok(i) if i == parsed_at => match parsed_rx.try_recv() {
+                        Ok(batch) => archive.accept(batch),
+                        Err(crossbeam_channel::TryRecvError::Empty) => Ok(()),
+                        Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+                    },
+                    Ok(_) => {
+                        let r = archive.collect_ready();
+                        // A channel whose thread is gone is always "ready": stop watching it.
+                        if !archive.alert_thread_running() {
+                            alert_outputs = None;
+                        }
+                        r
+                    }
+                    Err(_) => {
+                        last_tick = Instant::now();
+                        archive.tick()
+                    }
                 };
                 if let Err(e) = res {
                     metrics::counter!(m::ARCHIVE_ERRORS).increment(1);

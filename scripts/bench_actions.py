@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Actions benchmark: alert line → webhook request latency, and the cost of a trigger.
+
+  bench_actions.py latency [--rate 140000] [--seconds 20] [--markers 20] [--poll-ms N]
+      `alertflow run` follows a file that receives mixed EVE events (scripts/gen_eve.py)
+      at --rate lines/s, plus --markers marker alerts a second. A trigger sends each
+      marker to a webhook receiver (Python http.server on loopback). Reported: p50, p99
+      and max of (request arrival − marker line written), and markers lost.
+  bench_actions.py throughput [--events 1000000] [--runs 3]
+      `alertflow replay` of the mixed file with the default config, then with one webhook
+      trigger on high and critical (to a loopback receiver): medians of wall seconds.
+
+Never run in CI. Uses target/release/alertflow (cargo build --release first).
+"""
+import argparse
+import http.server
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = os.environ.get("ALERTFLOW_BIN", str(ROOT / "target" / "release" / "alertflow"))
+
+
+class Receiver(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self):
+        self.arrived = {}
+        self.count = 0
+        rx = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(h):
+                body = h.rfile.read(int(h.headers.get("content-length", 0)))
+                now = time.perf_counter()
+                rx.count += 1
+                try:
+                    d = json.loads(body)["data"]
+                    rx.arrived.setdefault(d["flow_id"], now)
+                except (ValueError, KeyError):
+                    pass
+                h.send_response(204)
+                h.send_header("content-length", "0")
+                h.end_headers()
+
+            def log_message(h, *a):
+                pass
+
+        super().__init__(("127.0.0.1", 0), H)
+
+    def url(self):
+        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+
+
+def start_receiver():
+    r = Receiver()
+    threading.Thread(target=r.serve_forever, daemon=True).start()
+    return r
+
+
+def marker(seq):
+    t = time.time()
+    g = time.gmtime(int(t))
+    ts = "%04d-%02d-%02dT%02d:%02d:%02d.%06d+0000" % (g.tm_year, g.tm_mon, g.tm_mday, g.tm_hour, g.tm_min, g.tm_sec, int((t % 1) * 1e6))
+    return json.dumps({
+        "timestamp": ts, "flow_id": seq, "event_type": "alert", "src_ip": "10.9.9.9", "src_port": 40000 + seq % 20000,
+        "dest_ip": "203.0.113.1", "dest_port": 443, "proto": "TCP",
+        "alert": {"action": "allowed", "gid": 1, "signature_id": 9999999, "rev": 1, "signature": f"BENCH marker {seq}", "category": "Misc", "severity": 1},
+    })
+
+
+def mixed(n, out):
+    if not out.exists():
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_eve.py"), "mixed", str(n), str(out)], check=True)
+    return out
+
+
+def latency(a):
+    tmp = Path(tempfile.mkdtemp(prefix="af-bench-actions-"))
+    rx = start_receiver()
+    follow = tmp / "eve.json"
+    follow.write_text("")
+    poll = f"poll_interval_ms = {a.poll_ms}\n" if a.poll_ms else ""
+    cfg = tmp / "c.toml"
+    cfg.write_text(
+        f'[archive]\nroot = "{tmp / "archive"}"\n\n[metrics]\nlisten = ""\n\n'
+        f'[[sources]]\nname = "eve"\ntype = "file"\npath = "{follow}"\n{poll}\n'
+        f'[[actions.destinations]]\nname = "hook"\ntype = "webhook"\nurl = "{rx.url()}"\nallow = ["127.0.0.1/32"]\nconcurrency = 4\n\n'
+        '[[actions.triggers]]\nname = "markers"\non = ["alert"]\nwhen = "event.signature_id == 9999999"\nactions = ["hook"]\n'
+    )
+    src = mixed(max(a.rate * a.seconds, 1000), ROOT / "bench-out" / f"mixed-bench-actions-{a.rate * a.seconds}.json")
+    lines = src.read_bytes().splitlines(keepends=True)
+    proc = subprocess.Popen([BIN, "run", "--config", str(cfg)], stderr=subprocess.PIPE, text=True, env=dict(os.environ, ALERTFLOW_LOG="info"))
+    for line in proc.stderr:
+        if "alertflow running" in line:
+            break
+    threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+    written = {}
+    step = 0.01
+    per_step = max(1, int(a.rate * step))
+    every = max(1, int(1 / (a.markers * step)))
+    seq = 0
+    pos = 0
+    start = time.perf_counter()
+    with open(follow, "ab", buffering=0) as f:
+        k = 0
+        while time.perf_counter() - start < a.seconds:
+            chunk = b"".join(lines[pos:pos + per_step])
+            pos = (pos + per_step) % max(1, len(lines) - per_step)
+            f.write(chunk)
+            if k % every == 0:
+                seq += 1
+                f.write((marker(seq) + "\n").encode())
+                written[seq] = time.perf_counter()
+            k += 1
+            next_t = start + k * step
+            delay = next_t - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+    achieved = k * per_step / (time.perf_counter() - start)
+    deadline = time.time() + 10
+    while len(rx.arrived) < len(written) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    lat = sorted((rx.arrived[s] - t) * 1000 for s, t in written.items() if s in rx.arrived)
+    lost = len(written) - len(lat)
+    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
+    print(json.dumps({
+        "rate_lines_per_s": round(achieved), "markers": len(written), "lost": lost,
+        "p50_ms": round(q(0.5), 1), "p99_ms": round(q(0.99), 1), "max_ms": round(lat[-1], 1) if lat else None,
+        "poll_interval_ms": a.poll_ms or "default",
+    }))
+
+
+def throughput(a):
+    tmp = Path(tempfile.mkdtemp(prefix="af-bench-actions-"))
+    rx = start_receiver()
+    src = mixed(a.events, ROOT / "bench-out" / f"mixed-{a.events}.json")
+    with_trigger = tmp / "trigger.toml"
+    with_trigger.write_text(
+        f'[[actions.destinations]]\nname = "hook"\ntype = "webhook"\nurl = "{rx.url()}"\nallow = ["127.0.0.1/32"]\nconcurrency = 4\n\n'
+        '[[actions.triggers]]\nname = "high"\non = ["alert", "incident_opened"]\nmin_priority = "high"\nactions = ["hook"]\n'
+    )
+    plain = tmp / "plain.toml"
+    plain.write_text("")
+    res = {"default": [], "with_trigger": []}
+    for i in range(a.runs):
+        for name, cfg in (("default", plain), ("with_trigger", with_trigger)):
+            arch = tmp / f"archive-{name}-{i}"
+            t = time.perf_counter()
+            subprocess.run([BIN, "replay", "--config", str(cfg), "--archive", str(arch), str(src)], check=True, capture_output=True)
+            res[name].append(time.perf_counter() - t)
+    med = {k: round(statistics.median(v), 3) for k, v in res.items()}
+    print(json.dumps({"events": a.events, "runs": a.runs, "median_s": med, "ratio": round(med["with_trigger"] / med["default"], 3), "webhooks": rx.count}))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    l = sub.add_parser("latency")
+    l.add_argument("--rate", type=int, default=140_000)
+    l.add_argument("--seconds", type=int, default=20)
+    l.add_argument("--markers", type=int, default=20)
+    l.add_argument("--poll-ms", type=int, default=0)
+    t = sub.add_parser("throughput")
+    t.add_argument("--events", type=int, default=1_000_000)
+    t.add_argument("--runs", type=int, default=3)
+    a = p.parse_args()
+    latency(a) if a.cmd == "latency" else throughput(a)
+
+
+if __name__ == "__main__":
+    main()
