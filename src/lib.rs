@@ -8,7 +8,7 @@
 //!                                                                      incidents), JSON lines
 //! ```
 //!
-//! Every stage (`ingest`, `parse`, `state`, `enrich`, `score`, `output`, `archive`)
+//! Every stage (`ingest`, `parse`, `state`, `enrich`, `score`, `output`, `act`, `archive`)
 //! stands on the floor (`event`: the models and hand-off types; `metrics`; `deadletter`)
 //! and imports no other stage. `pipeline` alone wires them: it owns the threads and
 //! channels, runs the alert path and the commit protocol. `config` turns text into each
