@@ -328,3 +328,90 @@ fn kill9_with_queued_and_inflight_actions_loses_nothing_and_repeats_no_key() {
     assert_eq!(reqs.len(), 14, "{reqs:?}");
     assert_eq!(queued(), 12, "the restart made no second entry for a key");
 }
+
+/// A `redis-server` of the test's own on a free port, stopped on drop.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let r = Redis { child, port, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while r.cli(&["PING"]).trim() != "PONG" {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn streams_for_downstream_tools_carry_the_versioned_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Redis::start();
+    let jsonl = dir.path().join("out/actions.jsonl");
+    let url = format!("redis://127.0.0.1:{}/0", r.port);
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[[actions.destinations]]\nname = \"list\"\ntype = \"redis\"\nurl = \"{url}\"\nkey = \"af:list\"\n\n\
+             [[actions.destinations]]\nname = \"stream\"\ntype = \"redis\"\nmode = \"stream\"\nurl = \"{url}\"\nkey = \"af:stream\"\nmaxlen = 1000\n\n\
+             [[actions.destinations]]\nname = \"file\"\ntype = \"jsonl\"\npath = \"{}\"\n\n{}",
+            jsonl.display(),
+            trigger("all", &["list", "stream", "file"], "")
+        ),
+    );
+    replay(&cfg, &alerts(dir.path(), 3));
+    assert_eq!(r.cli(&["LLEN", "af:list"]).trim(), "3");
+    assert_eq!(r.cli(&["XLEN", "af:stream"]).trim(), "3");
+    let listed: Vec<Value> = r.cli(&["LRANGE", "af:list", "0", "-1"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = std::fs::read_to_string(&jsonl).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    for v in listed.iter().chain(&lines) {
+        assert_eq!(v["schema"], "alertflow.action/1");
+        assert_eq!(v["event"], "alert");
+        assert!(v["id"].as_str().unwrap().starts_with("msg_"));
+        assert_eq!(v["data"]["type"], "alert");
+    }
+    // The same alert has one id in every stream's envelope (the key names the destination).
+    let ids: std::collections::HashSet<_> = lines.iter().map(|v| v["id"].clone()).collect();
+    assert_eq!(ids.len(), 3);
+    // Redis gone: deliveries are retried, then dead letters with the error.
+    drop(r);
+    let dir2 = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir2.path(),
+        &format!(
+            "[[actions.destinations]]\nname = \"list\"\ntype = \"redis\"\nurl = \"{url}\"\nkey = \"af:list\"\nmax_attempts = 2\nbackoff_ms = 10\ntimeout_ms = 500\n\n{}",
+            trigger("all", &["list"], "")
+        ),
+    );
+    replay(&cfg, &alerts(dir2.path(), 1));
+    let entries = list(&dir2.path().join("archive"));
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["status"], "dead");
+    assert_eq!(entries[0]["attempts"], 2);
+}

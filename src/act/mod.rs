@@ -93,6 +93,27 @@ pub struct ExecConfig {
     pub env: Vec<String>,
 }
 
+/// How a Redis destination hands over the envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisMode {
+    /// `RPUSH key envelope`.
+    List,
+    /// `XADD key [MAXLEN ~ n] * id <id> envelope <json>`.
+    Stream,
+    /// `PUBLISH key envelope` (receivers that are not subscribed miss it).
+    Publish,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port/db` (a password belongs in `url_env`).
+    pub url: Secret,
+    pub mode: RedisMode,
+    pub key: String,
+    /// Streams are trimmed to about this many entries (0: never).
+    pub maxlen: u64,
+}
+
 #[derive(Debug, Clone)]
 pub enum Kind {
     Webhook(WebhookConfig),
@@ -100,6 +121,8 @@ pub enum Kind {
     /// Appends the generic envelope as one line per action (the scored stream for
     /// downstream tools).
     Jsonl(PathBuf),
+    /// The envelope to a Redis list, stream or channel.
+    Redis(RedisConfig),
 }
 
 impl Kind {
@@ -108,6 +131,7 @@ impl Kind {
             Kind::Webhook(_) => "webhook",
             Kind::Exec(_) => "exec",
             Kind::Jsonl(_) => "jsonl",
+            Kind::Redis(_) => "redis",
         }
     }
 }

@@ -307,6 +307,7 @@ enum Deliverer {
     Webhook(Box<super::webhook::Webhook>),
     Exec(super::ExecConfig),
     Jsonl(std::sync::Mutex<std::fs::File>),
+    Redis(super::RedisConfig, std::sync::Mutex<Option<redis::Connection>>),
 }
 
 impl Deliverer {
@@ -320,6 +321,10 @@ impl Deliverer {
                 }
                 let f = std::fs::File::options().create(true).append(true).open(p).map_err(|e| format!("{}: {e}", p.display()))?;
                 Deliverer::Jsonl(std::sync::Mutex::new(f))
+            }
+            Kind::Redis(r) => {
+                redis::Client::open(r.url.expose()).map_err(|e| format!("url: {e}"))?;
+                Deliverer::Redis(r.clone(), std::sync::Mutex::new(None))
             }
         })
     }
@@ -336,6 +341,39 @@ impl Deliverer {
                 match f.write_all(line.as_bytes()).and_then(|_| f.sync_data()) {
                     Ok(()) => Outcome::Delivered("appended".into()),
                     Err(e) => Outcome::Retry { error: e.to_string(), after: None },
+                }
+            }
+            Deliverer::Redis(cfg, conn) => {
+                let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+                let res = (|| -> redis::RedisResult<String> {
+                    if conn.is_none() {
+                        let c = redis::Client::open(cfg.url.expose())?.get_connection_with_timeout(timeout)?;
+                        c.set_read_timeout(Some(timeout))?;
+                        c.set_write_timeout(Some(timeout))?;
+                        *conn = Some(c);
+                    }
+                    let c = conn.as_mut().expect("connected");
+                    let body = super::envelope(j).to_string();
+                    Ok(match cfg.mode {
+                        super::RedisMode::List => format!("list length {}", redis::cmd("RPUSH").arg(&cfg.key).arg(body).query::<u64>(c)?),
+                        super::RedisMode::Publish => format!("{} subscribers", redis::cmd("PUBLISH").arg(&cfg.key).arg(body).query::<u64>(c)?),
+                        super::RedisMode::Stream => {
+                            let mut cmd = redis::cmd("XADD");
+                            cmd.arg(&cfg.key);
+                            if cfg.maxlen > 0 {
+                                cmd.arg("MAXLEN").arg("~").arg(cfg.maxlen);
+                            }
+                            format!("stream entry {}", cmd.arg("*").arg("id").arg(&j.id).arg("envelope").arg(body).query::<String>(c)?)
+                        }
+                    })
+                })();
+                match res {
+                    Ok(said) => Outcome::Delivered(said),
+                    Err(e) => {
+                        // A fresh connection for the next attempt.
+                        *conn = None;
+                        Outcome::Retry { error: e.to_string(), after: None }
+                    }
                 }
             }
         }

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use super::reader::{Cx, Tbl};
-use crate::act::{priority_rank, template, ActionsConfig, Destination, ExecConfig, Format, Kind, On, Secret, TriggerConfig, WebhookConfig, PRIORITIES};
+use crate::act::{
+    priority_rank, template, ActionsConfig, Destination, ExecConfig, Format, Kind, On, RedisConfig, RedisMode, Secret, TriggerConfig, WebhookConfig, PRIORITIES,
+};
 
 /// A secret from `<key>_env` (an environment variable) or `<key>_file`.
 fn secret(cx: &mut Cx, t: &Tbl, key: &str) -> Option<Secret> {
@@ -68,6 +70,10 @@ fn read_destination(cx: &mut Cx, t: &Tbl) -> Option<Destination> {
             "per_key",
             "per_key_interval_secs",
             "concurrency",
+            "url_env",
+            "mode",
+            "key",
+            "maxlen",
         ],
     );
     let name = cx.required_string(t, "name");
@@ -127,8 +133,32 @@ fn read_destination(cx: &mut Cx, t: &Tbl) -> Option<Destination> {
             Kind::Exec(ExecConfig { argv, env: cx.string_list(t, "env").unwrap_or_else(|| vec!["PATH".into()]) })
         }
         Some("jsonl") => Kind::Jsonl(cx.required_string(t, "path").unwrap_or_default().into()),
+        Some("redis") => {
+            let url = match secret(cx, t, "url") {
+                Some(u) => Some(u),
+                None => cx.string(t, "url").map(Secret::new),
+            };
+            let Some(url) = url else {
+                cx.error_here(t, "url", "a redis action needs `url` (or `url_env`), e.g. \"redis://127.0.0.1:6379/0\"");
+                return None;
+            };
+            if let Err(e) = redis::Client::open(url.expose()) {
+                cx.error_at(t, if t.has("url_env") { "url_env" } else { "url" }, format!("not a Redis URL: {e}"));
+            }
+            let mode = match cx.string(t, "mode").as_deref() {
+                None | Some("list") => RedisMode::List,
+                Some("stream") => RedisMode::Stream,
+                Some("publish") => RedisMode::Publish,
+                Some(m) => {
+                    cx.error_at(t, "mode", format!("`{m}` is not one of: list, stream, publish"));
+                    RedisMode::List
+                }
+            };
+            let key = cx.required_string(t, "key").unwrap_or_default();
+            Kind::Redis(RedisConfig { url, mode, key, maxlen: cx.uint(t, "maxlen", 100_000, 0, u64::MAX >> 1) })
+        }
         Some(other) => {
-            cx.error_at(t, "type", format!("`{other}` is not one of: webhook, exec, jsonl"));
+            cx.error_at(t, "type", format!("`{other}` is not one of: webhook, exec, jsonl, redis"));
             return None;
         }
         None => return None,
