@@ -45,7 +45,7 @@ fn table_of_invalid_configs() {
         ("sources = 1\n", &["line 1: sources: expected an array of tables ([[sources]]), found an integer"]),
         ("bogus = 1\n", &["line 1: bogus: unknown key; expected one of: use_defaults, pipeline, archive, dead_letter, metrics, state, enrich, triage, score, audit, actions, sources"]),
         ("[[actions.destinations]]\nname = \"d\"\ntype = \"webhook\"\nurl = \"ftp://x/\"\n", &["line 4: actions.destinations[0].url: scheme `ftp` is not http or https"]),
-        ("[[actions.destinations]]\nname = \"d\"\ntype = \"email\"\n", &["line 3: actions.destinations[0].type: `email` is not one of: webhook, exec, jsonl, redis"]),
+        ("[[actions.destinations]]\nname = \"d\"\ntype = \"sms\"\n", &["line 3: actions.destinations[0].type: `sms` is not one of: webhook, exec, jsonl, redis, email"]),
         ("[[actions.destinations]]\nname = \"d\"\ntype = \"exec\"\ncommand = [\"{prog}\"]\n", &["line 4: actions.destinations[0].command: the program itself cannot come from an event field"]),
         ("[[actions.destinations]]\nname = \"d\"\ntype = \"webhook\"\nurl = \"https://x/\"\nsecret_env = \"ALERTFLOW_NO_SUCH_VARIABLE\"\n", &["line 5: actions.destinations[0].secret_env: environment variable `ALERTFLOW_NO_SUCH_VARIABLE` is not set"]),
         ("[[actions.destinations]]\nname = \"d\"\ntype = \"webhook\"\nurl = \"https://x/\"\ntext = \"{unclosed\"\n", &["line 5: actions.destinations[0].text: `{` without `}` in `{unclosed`"]),

@@ -10,6 +10,7 @@
 //! delivered goes out, and the decisions the restart makes again (from the events after the
 //! newest commit) find their keys already queued, so no second notification goes out.
 
+pub mod email;
 pub mod exec;
 pub mod guard;
 pub mod journal;
@@ -114,6 +115,31 @@ pub struct RedisConfig {
     pub maxlen: u64,
 }
 
+/// How an SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// STARTTLS, required (port 587).
+    Starttls,
+    /// Plain text: only for a relay on a trusted network or loopback.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<Secret>,
+    pub password: Option<Secret>,
+    pub from: String,
+    pub to: Vec<String>,
+    /// Templates.
+    pub subject: Option<String>,
+    pub text: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub enum Kind {
     Webhook(WebhookConfig),
@@ -123,6 +149,7 @@ pub enum Kind {
     Jsonl(PathBuf),
     /// The envelope to a Redis list, stream or channel.
     Redis(RedisConfig),
+    Email(EmailConfig),
 }
 
 impl Kind {
@@ -132,6 +159,7 @@ impl Kind {
             Kind::Exec(_) => "exec",
             Kind::Jsonl(_) => "jsonl",
             Kind::Redis(_) => "redis",
+            Kind::Email(_) => "email",
         }
     }
 }

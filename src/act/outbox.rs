@@ -308,6 +308,7 @@ enum Deliverer {
     Exec(super::ExecConfig),
     Jsonl(std::sync::Mutex<std::fs::File>),
     Redis(super::RedisConfig, std::sync::Mutex<Option<redis::Connection>>),
+    Email(Box<super::email::Mailer>),
 }
 
 impl Deliverer {
@@ -322,6 +323,7 @@ impl Deliverer {
                 let f = std::fs::File::options().create(true).append(true).open(p).map_err(|e| format!("{}: {e}", p.display()))?;
                 Deliverer::Jsonl(std::sync::Mutex::new(f))
             }
+            Kind::Email(e) => Deliverer::Email(Box::new(super::email::Mailer::new(e.clone(), d.timeout)?)),
             Kind::Redis(r) => {
                 redis::Client::open(r.url.expose()).map_err(|e| format!("url: {e}"))?;
                 Deliverer::Redis(r.clone(), std::sync::Mutex::new(None))
@@ -333,6 +335,7 @@ impl Deliverer {
         match self {
             Deliverer::Webhook(w) => w.send(j),
             Deliverer::Exec(cfg) => exec::run(cfg, j, timeout),
+            Deliverer::Email(m) => m.send(j),
             Deliverer::Jsonl(f) => {
                 use std::io::Write as _;
                 let mut line = super::envelope(j).to_string();

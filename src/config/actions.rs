@@ -1,11 +1,12 @@
-//! `[actions]`: destinations (webhooks, response scripts, JSONL streams), triggers, and the
+//! `[actions]`: destinations (webhooks, response scripts, JSONL files, Redis, email), triggers, and the
 //! outbox's bounds.
 
 use std::time::Duration;
 
 use super::reader::{Cx, Tbl};
 use crate::act::{
-    priority_rank, template, ActionsConfig, Destination, ExecConfig, Format, Kind, On, RedisConfig, RedisMode, Secret, TriggerConfig, WebhookConfig, PRIORITIES,
+    priority_rank, template, ActionsConfig, Destination, EmailConfig, ExecConfig, Format, Kind, On, RedisConfig, RedisMode, Secret, SmtpTls, TriggerConfig,
+    WebhookConfig, PRIORITIES,
 };
 
 /// A secret from `<key>_env` (an environment variable) or `<key>_file`.
@@ -74,6 +75,15 @@ fn read_destination(cx: &mut Cx, t: &Tbl) -> Option<Destination> {
             "mode",
             "key",
             "maxlen",
+            "host",
+            "port",
+            "tls",
+            "username_env",
+            "password_env",
+            "password_file",
+            "from",
+            "to",
+            "subject",
         ],
     );
     let name = cx.required_string(t, "name");
@@ -157,8 +167,59 @@ fn read_destination(cx: &mut Cx, t: &Tbl) -> Option<Destination> {
             let key = cx.required_string(t, "key").unwrap_or_default();
             Kind::Redis(RedisConfig { url, mode, key, maxlen: cx.uint(t, "maxlen", 100_000, 0, u64::MAX >> 1) })
         }
+        Some("email") => {
+            let host = cx.required_string(t, "host").unwrap_or_default();
+            let tls = match cx.string(t, "tls").as_deref() {
+                None | Some("starttls") => SmtpTls::Starttls,
+                Some("tls") => SmtpTls::Tls,
+                Some("none") => SmtpTls::None,
+                Some(x) => {
+                    cx.error_at(t, "tls", format!("`{x}` is not one of: starttls, tls, none"));
+                    SmtpTls::Starttls
+                }
+            };
+            let default_port = match tls {
+                SmtpTls::Tls => 465,
+                SmtpTls::Starttls => 587,
+                SmtpTls::None => 25,
+            };
+            let from = cx.required_string(t, "from").unwrap_or_default();
+            if !from.is_empty() && from.parse::<lettre::message::Mailbox>().is_err() {
+                cx.error_at(t, "from", format!("`{from}` is not a mail address"));
+            }
+            let to = cx.string_list(t, "to").unwrap_or_default();
+            if to.is_empty() {
+                cx.error_here(t, "to", "an email action needs `to`, its recipients");
+            }
+            for a in &to {
+                if a.parse::<lettre::message::Mailbox>().is_err() {
+                    cx.error_at(t, "to", format!("`{a}` is not a mail address"));
+                }
+            }
+            for k in ["subject", "text"] {
+                if let Some(x) = cx.string_or_none(t, k) {
+                    check_template(cx, t, k, &x);
+                }
+            }
+            let username = secret(cx, t, "username");
+            let password = secret(cx, t, "password");
+            if username.is_some() != password.is_some() {
+                cx.error_here(t, "password_env", "SMTP authentication needs both username_env and password_env (or password_file)");
+            }
+            Kind::Email(EmailConfig {
+                host,
+                port: cx.uint(t, "port", default_port, 1, 65535) as u16,
+                tls,
+                username,
+                password,
+                from,
+                to,
+                subject: cx.string(t, "subject"),
+                text: cx.string(t, "text"),
+            })
+        }
         Some(other) => {
-            cx.error_at(t, "type", format!("`{other}` is not one of: webhook, exec, jsonl, redis"));
+            cx.error_at(t, "type", format!("`{other}` is not one of: webhook, exec, jsonl, redis, email"));
             return None;
         }
         None => return None,

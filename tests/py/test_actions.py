@@ -131,3 +131,54 @@ def test_webhooks_are_shaped_and_signed_as_the_standards_say(tmp_path, receiver)
     # The secret is in no record of the journal.
     journal = (tmp_path / "archive" / "_audit" / "actions-audit.jsonl").read_text()
     assert secret not in journal and "R0UTINGKEY" not in journal
+
+
+def test_mail_reaches_a_real_smtp_server_and_fields_cannot_add_headers(tmp_path):
+    import email
+    import email.policy
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    class Keep:
+        def __init__(self):
+            self.envelopes = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.envelopes.append(envelope)
+            return "250 OK"
+
+    keep = Keep()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctl = Controller(keep, hostname="127.0.0.1", port=port)
+    ctl.start()
+    try:
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(
+            f'[archive]\nroot = "{tmp_path / "archive"}"\n\n[metrics]\nlisten = ""\n\n'
+            f'[[actions.destinations]]\nname = "mail"\ntype = "email"\nhost = "127.0.0.1"\nport = {port}\ntls = "none"\n'
+            'from = "alertflow@example.org"\nto = ["soc@example.org"]\n\n'
+            '[[actions.triggers]]\nname = "all"\non = ["alert"]\nactions = ["mail"]\n'
+        )
+        evil = "ET EVIL probe\r\nBcc: attacker@example.net\r\nX-Injected: yes"
+        eve = tmp_path / "eve.json"
+        eve.write_text(alert(0, 80, signature=evil) + "\n" + alert(1, 81, sid=2_000_002, signature="<script>alert(1)</script>") + "\n")
+        env = dict(os.environ, ALERTFLOW_CLOCK=str(BASE + 3600))
+        out = subprocess.run([BIN, "replay", "--config", str(cfg), str(eve)], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+    finally:
+        ctl.stop()
+    assert len(keep.envelopes) == 2
+    for env_ in keep.envelopes:
+        assert env_.rcpt_tos == ["soc@example.org"], "recipients come from the configuration only"
+        msg = email.message_from_bytes(env_.original_content, policy=email.policy.default)
+        assert msg["Bcc"] is None and msg["X-Injected"] is None
+        assert "\n" not in str(msg["Subject"])
+        assert msg["Message-ID"].startswith("<msg_")
+        parts = {p.get_content_type(): p.get_content() for p in msg.walk() if not p.is_multipart()}
+        assert set(parts) == {"text/plain", "text/html"}
+        assert "<script>" not in parts["text/html"]
+    subjects = sorted(str(email.message_from_bytes(e.original_content, policy=email.policy.default)["Subject"]) for e in keep.envelopes)
+    assert any("ET EVIL probe" in s and "Bcc" in s for s in subjects), subjects
