@@ -415,3 +415,31 @@ fn streams_for_downstream_tools_carry_the_versioned_envelope() {
     assert_eq!(entries[0]["status"], "dead");
     assert_eq!(entries[0]["attempts"], 2);
 }
+
+#[test]
+fn rate_limits_queue_an_alert_storm_instead_of_failing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Hook::start();
+    let cfg = config(
+        dir.path(),
+        &[
+            "[actions]\ndrain_secs = 2\n\n".to_string(),
+            webhook("paced", &h.url("/paced"), "rate_per_minute = 6"),
+            webhook("per-ip", &h.url("/per-ip"), "per_key = \"{src_ip}\"\nper_key_interval_secs = 3600"),
+            trigger("storm", &["paced", "per-ip"], ""),
+        ]
+        .concat(),
+    );
+    replay(&cfg, &alerts(dir.path(), 30));
+    let reqs = h.requests();
+    let on = |p: &str| reqs.iter().filter(|r| r.path == p).count();
+    // A full bucket (6) goes at once, then one each 10 s: nothing more within the 2 s drain.
+    assert_eq!(on("/paced"), 6);
+    // One block per address an hour: the first goes, the rest wait their turn.
+    assert_eq!(on("/per-ip"), 1);
+    let entries = list(&dir.path().join("archive"));
+    let count = |a: &str, s: &str| entries.iter().filter(|e| e["action"] == a && e["status"] == s).count();
+    assert_eq!((count("paced", "delivered"), count("paced", "pending")), (6, 24));
+    assert_eq!((count("per-ip", "delivered"), count("per-ip", "pending")), (1, 29));
+    assert_eq!(entries.iter().filter(|e| e["status"] == "dead").count(), 0, "nothing failed for being limited");
+}
