@@ -443,3 +443,24 @@ fn rate_limits_queue_an_alert_storm_instead_of_failing_it() {
     assert_eq!((count("per-ip", "delivered"), count("per-ip", "pending")), (1, 29));
     assert_eq!(entries.iter().filter(|e| e["status"] == "dead").count(), 0, "nothing failed for being limited");
 }
+
+#[test]
+fn a_digest_trigger_sends_what_it_held_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Hook::start();
+    let cfg = config(dir.path(), &[webhook("chat", &h.url("/chat"), "format = \"slack\""), trigger("daily", &["chat"], "digest_minutes = 60")].concat());
+    replay(&cfg, &alerts(dir.path(), 5));
+    // The end of the replay sends the digest it held.
+    let reqs = h.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    let text = reqs[0].json()["text"].as_str().unwrap().to_string();
+    assert!(text.starts_with("alertflow digest (daily): 5 events"), "{text}");
+    assert_eq!(text.matches("ET TEST signature").count(), 5, "{text}");
+    let entries = list(&dir.path().join("archive"));
+    assert_eq!(entries.iter().filter(|e| e["status"] == "digested").count(), 5);
+    assert_eq!(entries.iter().filter(|e| e["event"] == "digest" && e["status"] == "delivered").count(), 1);
+    // Nothing is held any more: a second start sends no second digest.
+    std::fs::write(dir.path().join("empty.json"), "").unwrap();
+    replay(&cfg, &dir.path().join("empty.json"));
+    assert_eq!(h.requests().len(), 1);
+}

@@ -3,8 +3,9 @@
 //! `<archive>/_audit/actions-audit.jsonl`. It is both the audit trail of what alertflow did
 //! and the outbox itself: the queue is rebuilt from it at start.
 //!
-//! Kinds: `action_queued` (subject: the idempotency key; detail: entry, action, trigger,
-//! event, cool-down slot, the line), `action_delivered`, `action_retry`, `action_dead`,
+//! Kinds: `action_queued` (subject: the idempotency key; detail: action, trigger, event,
+//! cool-down slot, the line; a digest also lists the `held` entries it carries),
+//! `action_held` (a pick kept for its trigger's digest), `action_delivered`, `action_retry`, `action_dead`,
 //! `action_dropped` (queue full), `action_replayed`. Records are written in groups and
 //! fsynced once per group.
 
@@ -106,6 +107,10 @@ impl Journal {
 /// Where an entry stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// Held for its trigger's digest.
+    Held,
+    /// Sent as part of a digest (the digest is an entry of its own).
+    Digested,
     Pending,
     Delivered,
     Dead,
@@ -115,6 +120,8 @@ pub enum Status {
 impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
+            Status::Held => "held",
+            Status::Digested => "digested",
             Status::Pending => "pending",
             Status::Delivered => "delivered",
             Status::Dead => "dead",
@@ -148,8 +155,13 @@ pub fn entries(records: &[Value]) -> Vec<EntryView> {
     for v in records {
         let d = &v["detail"];
         let text = |x: &Value| x.as_str().unwrap_or_default().to_string();
-        if v["kind"] == "action_queued" {
+        if v["kind"] == "action_queued" || v["kind"] == "action_held" {
             let seq = v["seq"].as_u64().unwrap_or(0);
+            for h in d["held"].as_array().into_iter().flatten().filter_map(Value::as_u64) {
+                if let Some(&i) = at.get(&h) {
+                    out[i].status = Status::Digested;
+                }
+            }
             at.insert(seq, out.len());
             out.push(EntryView {
                 entry: seq,
@@ -158,7 +170,7 @@ pub fn entries(records: &[Value]) -> Vec<EntryView> {
                 trigger: text(&d["trigger"]),
                 event: text(&d["event"]),
                 queued: text(&v["ts"]),
-                status: Status::Pending,
+                status: if v["kind"] == "action_held" { Status::Held } else { Status::Pending },
                 attempts: 0,
                 last: String::new(),
                 cooldown: d["cooldown"].as_str().map(str::to_string),

@@ -211,6 +211,8 @@ pub enum On {
     /// An update that raised the incident's priority above any it had.
     IncidentEscalated,
     IncidentClosed,
+    /// A trigger's digest: what it picked during `digest_minutes` (not a trigger event).
+    Digest,
 }
 
 impl On {
@@ -234,6 +236,7 @@ impl On {
             On::IncidentUpdated => "incident_updated",
             On::IncidentEscalated => "incident_escalated",
             On::IncidentClosed => "incident_closed",
+            On::Digest => "digest",
         }
     }
 }
@@ -255,6 +258,9 @@ pub struct TriggerConfig {
     pub cooldown: Duration,
     /// A template; `None`: the subject (alert or incident id).
     pub cooldown_key: Option<String>,
+    /// Zero: each pick goes out at once. Otherwise picks are held and sent as one digest
+    /// per destination every this long.
+    pub digest: Duration,
 }
 
 /// `[actions]`.

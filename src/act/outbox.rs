@@ -63,8 +63,19 @@ struct Dest {
     jobs: Sender<Job>,
 }
 
+/// Picks held for a digest.
+struct Held {
+    since_us: i64,
+    items: Vec<(u64, Arc<Value>)>,
+}
+
+/// Items a digest lists in full (the rest are counted).
+const DIGEST_ITEMS: usize = 100;
+
 struct Core {
     cfg: ActionsConfig,
+    /// By (trigger, destination).
+    digests: HashMap<(usize, usize), Held>,
     dests: Vec<Dest>,
     entries: HashMap<u64, Entry>,
     keys: HashMap<String, u64>,
@@ -110,6 +121,14 @@ impl Core {
                 self.triggers.fired(slot, ts.as_microsecond());
             }
             match e.status {
+                Status::Held => {
+                    let trigger = (0..self.cfg.triggers.len()).find(|&i| self.triggers.get(i).cfg.name == e.trigger);
+                    if let (Some(t), Some(d)) = (trigger, self.dest_index(&e.action)) {
+                        self.digests.entry((t, d)).or_insert_with(|| Held { since_us: now_us(), items: Vec::new() }).items.push((e.entry, Arc::new(e.data)));
+                        r.pending += 1;
+                    }
+                }
+                Status::Digested => r.delivered += 1,
                 Status::Delivered => r.delivered += 1,
                 Status::Dead | Status::Dropped => r.dead += 1,
                 Status::Pending => {
@@ -156,6 +175,14 @@ impl Core {
                 }
                 let name = self.dests[p.action].cfg.name.clone();
                 let trigger = self.triggers.get(p.trigger).cfg.name.clone();
+                if !self.triggers.get(p.trigger).cfg.digest.is_zero() {
+                    let detail = json!({"action": name, "trigger": trigger, "event": p.on.as_str(), "cooldown": p.cooldown, "data": &*data});
+                    let seq = self.journal.add(p.ts_us, "action_held", &p.key, &detail);
+                    self.remember(&p.key, seq);
+                    let h = self.digests.entry((p.trigger, p.action)).or_insert_with(|| Held { since_us: now_us(), items: Vec::new() });
+                    h.items.push((seq, data.clone()));
+                    continue;
+                }
                 if self.entries.len() >= self.cfg.queue_max {
                     let seq = self.journal.add(
                         p.ts_us,
@@ -179,6 +206,54 @@ impl Core {
                 self.entries.insert(seq, Entry { id: id_of(&p.key), key: p.key, trigger, on: p.on, data: data.clone(), attempts: 0 });
                 self.dests[p.action].queue.push(Reverse((Instant::now(), seq)));
             }
+        }
+    }
+
+    /// Queues the digests that are due (all of them with `all`: shutdown, end of a replay).
+    fn digests_due(&mut self, all: bool) {
+        let now = now_us();
+        let due: Vec<(usize, usize)> =
+            self.digests.iter().filter(|((t, _), h)| all || now - h.since_us >= self.triggers.get(*t).cfg.digest.as_micros() as i64).map(|(k, _)| *k).collect();
+        for (t, d) in due {
+            let Some(h) = self.digests.remove(&(t, d)) else { continue };
+            if h.items.is_empty() {
+                continue;
+            }
+            let trigger = self.triggers.get(t).cfg.name.clone();
+            let name = self.dests[d].cfg.name.clone();
+            let seen = |k: &'static str| -> Vec<String> {
+                h.items.iter().filter_map(|(_, v)| v.get(k).or_else(|| v.get("timestamp")).and_then(Value::as_str).map(str::to_string)).collect()
+            };
+            let first = seen("first_seen").into_iter().min();
+            let last = seen("last_seen").into_iter().max();
+            let summary: Vec<String> = h
+                .items
+                .iter()
+                .take(20)
+                .map(|(_, v)| {
+                    template::render("[{priority}] {signature}{rule} {group_key}{status} {src_ip} {dest_ip}", v)
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect();
+            let data = json!({
+                "type": "digest",
+                "trigger": trigger,
+                "count": h.items.len(),
+                "first_seen": first,
+                "last_seen": last,
+                "summary": summary.join("\n"),
+                "items": h.items.iter().take(DIGEST_ITEMS).map(|(_, v)| &**v).collect::<Vec<_>>(),
+                "omitted": h.items.len().saturating_sub(DIGEST_ITEMS),
+            });
+            let key = format!("digest/{trigger}/{name}/{}", h.since_us);
+            let held: Vec<u64> = h.items.iter().map(|(s, _)| *s).collect();
+            let seq = self.journal.add(now, "action_queued", &key, &json!({"action": name, "trigger": trigger, "event": "digest", "held": held, "data": data}));
+            self.remember(&key, seq);
+            metrics::counter!(m::ACTIONS_QUEUED, "action" => name).increment(1);
+            self.entries.insert(seq, Entry { id: id_of(&key), key, trigger, on: On::Digest, data: Arc::new(data), attempts: 0 });
+            self.dests[d].queue.push(Reverse((Instant::now(), seq)));
         }
     }
 
@@ -420,7 +495,17 @@ impl Outbox {
                 jobs,
             });
         }
-        let mut core = Core { cfg, dests, entries: HashMap::new(), keys: HashMap::new(), key_order: VecDeque::new(), journal, triggers, stopping: None };
+        let mut core = Core {
+            cfg,
+            digests: HashMap::new(),
+            dests,
+            entries: HashMap::new(),
+            keys: HashMap::new(),
+            key_order: VecDeque::new(),
+            journal,
+            triggers,
+            stopping: None,
+        };
         let restored = core.restore(records);
         core.journal.sync().map_err(|e| format!("{}: {e}", core.journal.path().display()))?;
         let (tx, rx) = bounded::<Msg>(64);
@@ -464,6 +549,7 @@ fn run(mut core: Core, rx: Receiver<Msg>, results: Receiver<(usize, u64, Outcome
             Msg::Offer(lines) => core.offer(lines),
             Msg::Sync(s) => syncs.push(s),
             Msg::Stop(s) => {
+                core.digests_due(true);
                 let deadline = Instant::now() + core.cfg.drain;
                 core.stopping = Some((deadline, s));
             }
@@ -482,6 +568,7 @@ fn run(mut core: Core, rx: Receiver<Msg>, results: Receiver<(usize, u64, Outcome
         while let Ok((d, seq, out)) = results.try_recv() {
             core.result(d, seq, out);
         }
+        core.digests_due(false);
         let synced = core.journal.sync().map_err(|e| format!("{}: {e}", core.journal.path().display()));
         if let Err(e) = &synced {
             tracing::error!(error = %e, "action journal write failed");

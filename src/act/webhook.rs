@@ -16,6 +16,7 @@ use super::{envelope, template, Format, Job, On, Outcome, WebhookConfig};
 pub fn default_text(on: On) -> &'static str {
     match on {
         On::Alert => "[{priority}] {signature} — {src_ip} → {dest_ip} (sensor {sensor}, score {score})",
+        On::Digest => "alertflow digest ({trigger}): {count} events, {first_seen} to {last_seen}\n{summary}",
         _ => "[{priority}] incident {status}: {rule} {group_key} — {alert_count} alerts, score {score}",
     }
 }

@@ -240,7 +240,7 @@ fn read_destination(cx: &mut Cx, t: &Tbl) -> Option<Destination> {
 }
 
 fn read_trigger(cx: &mut Cx, t: &Tbl) -> Option<TriggerConfig> {
-    cx.unknown_keys(t, &["name", "on", "min_priority", "rules", "when", "actions", "cooldown_secs", "cooldown_key"]);
+    cx.unknown_keys(t, &["name", "on", "min_priority", "rules", "when", "actions", "cooldown_secs", "cooldown_key", "digest_minutes"]);
     let name = cx.required_string(t, "name");
     let on = match cx.string_list(t, "on") {
         None => vec![On::Alert, On::IncidentOpened],
@@ -285,6 +285,7 @@ fn read_trigger(cx: &mut Cx, t: &Tbl) -> Option<TriggerConfig> {
         actions,
         cooldown: Duration::from_secs(cx.uint(t, "cooldown_secs", 0, 0, 86_400 * 30)),
         cooldown_key,
+        digest: Duration::from_secs(60 * cx.uint(t, "digest_minutes", 0, 0, 7 * 24 * 60)),
     })
 }
 
