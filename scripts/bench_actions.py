@@ -73,8 +73,9 @@ def marker(seq):
     g = time.gmtime(int(t))
     ts = "%04d-%02d-%02dT%02d:%02d:%02d.%06d+0000" % (g.tm_year, g.tm_mon, g.tm_mday, g.tm_hour, g.tm_min, g.tm_sec, int((t % 1) * 1e6))
     return json.dumps({
-        "timestamp": ts, "flow_id": seq, "event_type": "alert", "src_ip": "10.9.9.9", "src_port": 40000 + seq % 20000,
+        "timestamp": ts, "flow_id": seq, "event_type": "alert", "src_ip": "10.9.%d.%d" % (seq // 250 % 250, seq % 250 + 1), "src_port": 40000 + seq % 20000,
         "dest_ip": "203.0.113.1", "dest_port": 443, "proto": "TCP",
+        # A new source each time: every marker is the first of its dedup key.
         "alert": {"action": "allowed", "gid": 1, "signature_id": 9999999, "rev": 1, "signature": f"BENCH marker {seq}", "category": "Misc", "severity": 1},
     })
 
@@ -150,7 +151,7 @@ def throughput(a):
     with_trigger = tmp / "trigger.toml"
     with_trigger.write_text(
         f'[[actions.destinations]]\nname = "hook"\ntype = "webhook"\nurl = "{rx.url()}"\nallow = ["127.0.0.1/32"]\nconcurrency = 4\n\n'
-        '[[actions.triggers]]\nname = "high"\non = ["alert", "incident_opened"]\nmin_priority = "high"\nactions = ["hook"]\n'
+        f'[[actions.triggers]]\nname = "high"\non = ["alert", "incident_opened"]\nmin_priority = "{a.min_priority}"\nactions = ["hook"]\n'
     )
     plain = tmp / "plain.toml"
     plain.write_text("")
@@ -162,7 +163,7 @@ def throughput(a):
             subprocess.run([BIN, "replay", "--config", str(cfg), "--archive", str(arch), str(src)], check=True, capture_output=True)
             res[name].append(time.perf_counter() - t)
     med = {k: round(statistics.median(v), 3) for k, v in res.items()}
-    print(json.dumps({"events": a.events, "runs": a.runs, "median_s": med, "ratio": round(med["with_trigger"] / med["default"], 3), "webhooks": rx.count}))
+    print(json.dumps({"events": a.events, "runs": a.runs, "median_s": med, "ratio": round(med["with_trigger"] / med["default"], 3), "min_priority": a.min_priority, "webhooks": rx.count}))
 
 
 def main():
@@ -176,6 +177,7 @@ def main():
     t = sub.add_parser("throughput")
     t.add_argument("--events", type=int, default=1_000_000)
     t.add_argument("--runs", type=int, default=3)
+    t.add_argument("--min-priority", default="high")
     a = p.parse_args()
     latency(a) if a.cmd == "latency" else throughput(a)
 
