@@ -28,6 +28,8 @@ pub mod metrics;
 pub mod output;
 pub mod parse;
 pub mod pipeline;
+#[cfg(feature = "query")]
+pub mod query;
 pub mod score;
 pub mod state;
 pub mod triage;

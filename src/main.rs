@@ -92,6 +92,33 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
+    /// SQL over the archive: `events`, `alerts`, `incidents`, `actions` by name, `date` and
+    /// `hour` from the folders (a condition on them opens only those folders)
+    Query {
+        /// Archive root
+        #[arg(long, required_unless_present = "list")]
+        archive: Option<PathBuf>,
+        /// A SQL statement, or the name of a saved query (see --list)
+        sql: Option<String>,
+        /// List the saved queries
+        #[arg(long)]
+        list: bool,
+        /// Only events since (24h, 7d, 90m, or 2026-11-18T10:00:00Z)
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events before (same forms)
+        #[arg(long)]
+        until: Option<String>,
+        /// Output: an aligned table on a terminal, CSV otherwise; parquet needs --out
+        #[arg(long, value_parser = ["table", "csv", "json", "parquet"])]
+        format: Option<String>,
+        /// Write the answer to this file
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// A saved query's parameter (repeatable): --set host=10.0.0.5
+        #[arg(long = "set")]
+        set: Vec<String>,
+    },
     /// The outbox of actions: list entries, send dead letters again
     Actions {
         #[command(subcommand)]
@@ -209,6 +236,9 @@ fn main() -> ExitCode {
         }
         Cmd::Audit { cmd: AuditCmd::Verify { archive } } => return cmd_audit_verify(&archive),
         Cmd::Actions { cmd } => return cmd_actions(cmd),
+        Cmd::Query { archive, sql, list, since, until, format, out, set } => {
+            return cmd_query(&archive.unwrap_or_default(), sql, list, since, until, format, out, set)
+        }
         Cmd::Demo { dir } => {
             init_logging("warn");
             cmd_demo(&dir)
@@ -236,6 +266,146 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
         tracing::warn!("{w}");
     }
     Ok(cfg)
+}
+
+#[cfg(feature = "query")]
+#[allow(clippy::too_many_arguments)]
+fn cmd_query(
+    archive: &std::path::Path,
+    sql: Option<String>,
+    list: bool,
+    since: Option<String>,
+    until: Option<String>,
+    format: Option<String>,
+    out: Option<PathBuf>,
+    set: Vec<String>,
+) -> ExitCode {
+    use alertflow::query::{self, saved, Format, QueryError, Request, TableSpec};
+    use std::io::IsTerminal;
+    let fail = |e: QueryError| {
+        eprintln!("alertflow: query: {e}");
+        ExitCode::from(2)
+    };
+    if list {
+        for s in saved::ALL {
+            println!("{:<20} {}", s.name, s.about);
+        }
+        return ExitCode::SUCCESS;
+    }
+    let Some(text) = sql else { return fail(QueryError("give a SQL statement or a saved query's name (--list shows them)".into())) };
+    let mut params = Vec::new();
+    for kv in &set {
+        match kv.split_once('=') {
+            Some((k, v)) => params.push((k.to_string(), v.to_string())),
+            None => return fail(QueryError(format!("--set `{kv}`: expected NAME=VALUE"))),
+        }
+    }
+    let statement = match saved::find(&text) {
+        Some(s) => match saved::fill(s, &params) {
+            Ok(sql) => sql,
+            Err(e) => return fail(QueryError(e)),
+        },
+        None if !params.is_empty() => return fail(QueryError(format!("`{text}` is not a saved query: --set is for saved queries"))),
+        None if !text.contains(char::is_whitespace) => {
+            return fail(QueryError(format!("`{text}` is neither SQL nor a saved query (--list shows them)")));
+        }
+        None => text,
+    };
+    let now = alertflow::event::time::wall_clock_us();
+    let since_us = match since.as_deref().map(|s| query::parse_time(s, now)).transpose() {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let until_us = match until.as_deref().map(|s| query::parse_time(s, now)).transpose() {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    if let (Some(s), Some(u)) = (since_us, until_us) {
+        if s >= u {
+            return fail(QueryError("--since is not before --until: the time range is empty".into()));
+        }
+    }
+    let mut tables = Vec::new();
+    for t in alertflow::archive::Table::ALL {
+        if alertflow::archive::layout::partitions(archive, t.dir()).is_ok_and(|p| !p.is_empty()) {
+            let time_column = if t == alertflow::archive::Table::Incidents { "last_seen" } else { "timestamp" };
+            tables.push(TableSpec { name: t.dir(), dir: archive.join(t.dir()), time_column });
+        }
+    }
+    if since_us.is_some() || until_us.is_some() {
+        // An hour partition covers [hour, hour + 1 h): does any overlap the range?
+        let mut held: Vec<i64> = Vec::new();
+        for t in &tables {
+            for p in alertflow::archive::layout::partitions(archive, t.name).unwrap_or_default() {
+                if let Ok(ts) = format!("{}T{}:00:00Z", p.date, p.hour).parse::<jiff::Timestamp>() {
+                    held.push(ts.as_microsecond());
+                }
+            }
+        }
+        let hour = 3_600_000_000;
+        let overlaps = held.iter().any(|&h| since_us.is_none_or(|s| h + hour > s) && until_us.is_none_or(|u| h < u));
+        if !overlaps {
+            let iso = |us: i64| jiff::Timestamp::from_microsecond(us).map(|t| t.strftime("%Y-%m-%dT%H:00Z").to_string()).unwrap_or_default();
+            let span = match (held.iter().min(), held.iter().max()) {
+                (Some(a), Some(b)) => format!("the archive holds {} to {}", iso(*a), iso(*b + hour)),
+                _ => "the archive holds nothing".to_string(),
+            };
+            return fail(QueryError(format!("no data in the time range ({span})")));
+        }
+    }
+    let req = Request { root: archive.to_path_buf(), tables, sql: statement, since_us, until_us };
+    let batches = match query::run(&req) {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    let fmt = match format.as_deref() {
+        Some("parquet") => {
+            let Some(path) = out else { return fail(QueryError("--format parquet needs --out FILE".into())) };
+            return match query::write_parquet(&batches, &path) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            };
+        }
+        Some("csv") => Format::Csv,
+        Some("json") => Format::Json,
+        Some(_) => Format::Table,
+        None if out.is_none() && std::io::stdout().is_terminal() => Format::Table,
+        None => Format::Csv,
+    };
+    let text = match query::render(&batches, fmt) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    match out {
+        Some(p) => {
+            if let Err(e) = std::fs::write(&p, text) {
+                return fail(QueryError(format!("{}: {e}", p.display())));
+            }
+        }
+        None => {
+            print!("{text}");
+            if fmt == Format::Table {
+                println!();
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+#[cfg(not(feature = "query"))]
+#[allow(clippy::too_many_arguments)]
+fn cmd_query(
+    _: &std::path::Path,
+    _: Option<String>,
+    _: bool,
+    _: Option<String>,
+    _: Option<String>,
+    _: Option<String>,
+    _: Option<PathBuf>,
+    _: Vec<String>,
+) -> ExitCode {
+    eprintln!("alertflow: query: this build has no SQL engine (build with the default `query` feature)");
+    ExitCode::from(2)
 }
 
 /// Both chains of an archive: the decisions' trail and the actions' journal.

@@ -1,0 +1,207 @@
+//! `alertflow query`: SQL over the archive (Apache DataFusion).
+//!
+//! Every table of the archive that has data (`events`, `alerts`, `incidents`, `actions`) is
+//! registered by name over its Hive folders, with `date` (a date) and `hour` (an integer)
+//! read from the folder names; a condition on them opens only the matching folders, and
+//! `--since` / `--until` add one to every table. JSON-text columns (`enrichment`, `reasons`,
+//! `context`, `detail`, …) work with the JSON functions (`json_get_str(reasons, 0, 'rule')`,
+//! `json_get_int(detail, 'count')`, `->`, `->>`). Errors are one line each; the caller
+//! exits 2 on them.
+
+pub mod saved;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::prelude::SessionContext;
+
+/// One line for the user.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct QueryError(pub String);
+
+fn err(s: impl Into<String>) -> QueryError {
+    QueryError(s.into())
+}
+
+/// A table of the archive: its name, its folder of `date=…/hour=…` partitions, and the
+/// column `--since` and `--until` bound.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    pub name: &'static str,
+    pub dir: PathBuf,
+    pub time_column: &'static str,
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The archive root (for messages).
+    pub root: PathBuf,
+    /// The tables that have data.
+    pub tables: Vec<TableSpec>,
+    pub sql: String,
+    /// Event time bounds (µs), applied to every table's partitions and time column.
+    pub since_us: Option<i64>,
+    pub until_us: Option<i64>,
+}
+
+fn date_hour(us: i64) -> (String, i32) {
+    let t = jiff::Timestamp::from_microsecond(us).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    // Timestamps format in UTC.
+    (t.strftime("%Y-%m-%d").to_string(), t.strftime("%H").to_string().parse().unwrap_or(0))
+}
+
+/// The condition `--since` / `--until` put on a table: on the partitions (so only their
+/// folders are opened) and on the time column (so the bounds are exact).
+fn bounds(t: &TableSpec, since: Option<i64>, until: Option<i64>) -> Option<String> {
+    let mut w = Vec::new();
+    let ts = |us: i64| jiff::Timestamp::from_microsecond(us).map(|t| t.to_string()).unwrap_or_default();
+    if let Some(s) = since {
+        let (d, h) = date_hour(s);
+        w.push(format!("(date > DATE '{d}' OR (date = DATE '{d}' AND hour >= {h}))"));
+        w.push(format!("{} >= TIMESTAMP '{}'", t.time_column, ts(s)));
+    }
+    if let Some(u) = until {
+        let (d, h) = date_hour(u);
+        w.push(format!("(date < DATE '{d}' OR (date = DATE '{d}' AND hour <= {h}))"));
+        w.push(format!("{} < TIMESTAMP '{}'", t.time_column, ts(u)));
+    }
+    (!w.is_empty()).then(|| w.join(" AND "))
+}
+
+/// A session over the archive: every table with data registered (behind a view when
+/// bounded by time).
+pub async fn context(req: &Request) -> Result<SessionContext, QueryError> {
+    let (root, since, until) = (&req.root, req.since_us, req.until_us);
+    if !root.is_dir() {
+        return Err(err(format!("{}: no such archive", root.display())));
+    }
+    if req.tables.is_empty() {
+        return Err(err(format!("{}: the archive has no tables yet (nothing archived)", root.display())));
+    }
+    let mut ctx = SessionContext::new();
+    datafusion_functions_json::register_all(&mut ctx).map_err(|e| err(e.to_string()))?;
+    for t in &req.tables {
+        let dir = &t.dir;
+        let url = ListingTableUrl::parse(format!("{}/", dir.display())).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+        let opts = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(vec![("date".to_string(), DataType::Date32), ("hour".to_string(), DataType::Int32)]);
+        let cfg =
+            ListingTableConfig::new(url).with_listing_options(opts).infer_schema(&ctx.state()).await.map_err(|e| err(format!("{}: {e}", dir.display())))?;
+        let table = ListingTable::try_new(cfg).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+        match bounds(t, since, until) {
+            None => {
+                ctx.register_table(t.name, Arc::new(table)).map_err(|e| err(e.to_string()))?;
+            }
+            Some(w) => {
+                let all = format!("__{}_all", t.name);
+                ctx.register_table(all.as_str(), Arc::new(table)).map_err(|e| err(e.to_string()))?;
+                ctx.sql(&format!("CREATE VIEW {} AS SELECT * FROM {all} WHERE {w}", t.name)).await.map_err(|e| err(e.to_string()))?;
+            }
+        }
+    }
+    Ok(ctx)
+}
+
+/// A DataFusion message as one line, with what the user can do about it.
+fn explain(e: datafusion::error::DataFusionError, req: &Request) -> QueryError {
+    let msg = e.strip_backtrace().replace('\n', " ");
+    if let Some(rest) = msg.split("table '").nth(1).filter(|_| msg.contains("not found")) {
+        let name = rest.split('\'').next().unwrap_or_default().rsplit('.').next().unwrap_or_default().to_string();
+        let have: Vec<&str> = req.tables.iter().map(|t| t.name).collect();
+        return err(format!("unknown table `{name}` (tables with data: {})", have.join(", ")));
+    }
+    err(msg)
+}
+
+/// Runs one statement; every batch of the answer.
+pub fn run(req: &Request) -> Result<Vec<RecordBatch>, QueryError> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| err(e.to_string()))?;
+    rt.block_on(async {
+        let ctx = context(req).await?;
+        let df = ctx.sql(&req.sql).await.map_err(|e| explain(e, req))?;
+        df.collect().await.map_err(|e| explain(e, req))
+    })
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+/// The answer as text.
+pub fn render(batches: &[RecordBatch], f: Format) -> Result<String, QueryError> {
+    match f {
+        Format::Table => Ok(datafusion::arrow::util::pretty::pretty_format_batches(batches).map_err(|e| err(e.to_string()))?.to_string()),
+        Format::Csv => {
+            let mut out = Vec::new();
+            {
+                let mut w = datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+                for b in batches {
+                    w.write(b).map_err(|e| err(e.to_string()))?;
+                }
+            }
+            String::from_utf8(out).map_err(|e| err(e.to_string()))
+        }
+        Format::Json => {
+            let mut out = Vec::new();
+            {
+                let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut out);
+                for b in batches {
+                    w.write(b).map_err(|e| err(e.to_string()))?;
+                }
+                w.finish().map_err(|e| err(e.to_string()))?;
+            }
+            String::from_utf8(out).map_err(|e| err(e.to_string()))
+        }
+    }
+}
+
+/// Writes the answer as one Parquet file.
+pub fn write_parquet(batches: &[RecordBatch], path: &Path) -> Result<(), QueryError> {
+    let Some(first) = batches.first() else { return Err(err("the answer has no rows: nothing to write")) };
+    let f = std::fs::File::create(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+    let mut w = parquet::arrow::ArrowWriter::try_new(f, first.schema(), None).map_err(|e| err(e.to_string()))?;
+    for b in batches {
+        w.write(b).map_err(|e| err(e.to_string()))?;
+    }
+    w.close().map_err(|e| err(e.to_string()))?;
+    Ok(())
+}
+
+/// `24h`, `7d`, `90m`, `30s`, or an RFC 3339 time → µs since the epoch (relative to `now_us`).
+pub fn parse_time(s: &str, now_us: i64) -> Result<i64, QueryError> {
+    let s = s.trim();
+    let unit = |c: char| -> Option<i64> {
+        Some(match c {
+            's' => 1_000_000,
+            'm' => 60_000_000,
+            'h' => 3_600_000_000,
+            'd' => 86_400_000_000,
+            'w' => 7 * 86_400_000_000,
+            _ => return None,
+        })
+    };
+    if let Some(c) = s.chars().last() {
+        if let (Some(u), Ok(n)) = (unit(c), s[..s.len() - 1].parse::<i64>()) {
+            return Ok(now_us - n.saturating_mul(u));
+        }
+    }
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t.as_microsecond());
+    }
+    if let Ok(d) = s.parse::<jiff::civil::Date>() {
+        // A date alone: its midnight, UTC.
+        return format!("{d}T00:00:00Z").parse::<jiff::Timestamp>().map(|t| t.as_microsecond()).map_err(|e| err(e.to_string()));
+    }
+    Err(err(format!("`{s}` is not a time: use 24h, 7d, 90m, or 2026-11-18T10:00:00Z")))
+}

@@ -1,0 +1,118 @@
+"""`alertflow query` against DuckDB (PyPI) over the same archive: ten analyst questions
+give the same answers; a one-hour condition opens only that hour's files; bad SQL, an
+unknown table or column, a missing archive and an empty time range are one line each, exit
+code 2.
+"""
+import csv
+import io
+import os
+import subprocess
+from pathlib import Path
+
+import duckdb
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("ALERTFLOW_BIN", str(ROOT / "target" / "debug" / "alertflow"))
+
+QUESTIONS = [
+    "SELECT count(*) AS n FROM events",
+    "SELECT event_type, count(*) AS n FROM events GROUP BY event_type ORDER BY n DESC, event_type",
+    "SELECT alert_signature_id, alert_signature, count(*) AS n FROM alerts GROUP BY 1, 2 ORDER BY n DESC, 1, 2 LIMIT 10",
+    "SELECT src_ip, count(*) AS n FROM events WHERE src_ip IS NOT NULL GROUP BY src_ip ORDER BY n DESC, src_ip LIMIT 10",
+    "SELECT priority, count(*) AS n FROM alerts WHERE priority IS NOT NULL GROUP BY priority ORDER BY priority",
+    "SELECT hour, count(*) AS n FROM alerts WHERE date = DATE '2024-03-10' GROUP BY hour ORDER BY hour",
+    "SELECT count(DISTINCT incident_id) AS n FROM incidents",
+    "SELECT rule, max(score) AS top, count(*) AS changes FROM incidents GROUP BY rule ORDER BY rule",
+    "SELECT dest_port, count(*) AS n FROM events WHERE event_type = 'alert' AND dest_port IS NOT NULL GROUP BY dest_port ORDER BY n DESC, dest_port LIMIT 10",
+    "SELECT count(*) AS n FROM alerts WHERE suppressed AND hour = 10",
+]
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    d = tmp_path_factory.mktemp("demo") / "site"
+    out = subprocess.run([BIN, "demo", "--dir", str(d)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return d
+
+
+def ours(archive, sql, *extra):
+    out = subprocess.run([BIN, "query", "--archive", str(archive), "--format", "csv", *extra, sql], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.reader(io.StringIO(out.stdout)))
+    return [tuple(r) for r in rows[1:]]
+
+
+def duck(archive, sql):
+    con = duckdb.connect()
+    for t in ("events", "alerts", "incidents", "actions"):
+        if (archive / t).is_dir():
+            con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{archive / t}/**/*.parquet', hive_partitioning = true)")
+    text = lambda v: "" if v is None else ("true" if v is True else "false" if v is False else str(v))
+    return [tuple(text(v) for v in row) for row in con.execute(sql).fetchall()]
+
+
+@pytest.mark.parametrize("sql", QUESTIONS)
+def test_answers_equal_duckdb(archive, sql):
+    got, want = ours(archive, sql), duck(archive, sql)
+    assert got == want
+    assert want, "a question with an empty answer proves little"
+
+
+def test_json_columns_work_with_json_functions(archive):
+    got = ours(archive, "SELECT json_get_str(reasons, 0, 'rule') AS r, count(*) AS n FROM incidents GROUP BY 1 ORDER BY 1")
+    want = duck(archive, "SELECT json_extract_string(reasons, '$[0].rule') AS r, count(*) AS n FROM incidents GROUP BY 1 ORDER BY 1")
+    assert got == want and want
+
+
+def test_since_and_until_bound_every_table(archive):
+    sql = "SELECT count(*) AS n FROM events"
+    got = ours(archive, sql, "--since", "2024-03-10T10:30:00Z", "--until", "2024-03-10T11:00:00Z")
+    want = duck(archive, "SELECT count(*) FROM events WHERE timestamp >= TIMESTAMPTZ '2024-03-10 10:30:00+00' AND timestamp < TIMESTAMPTZ '2024-03-10 11:00:00+00'")
+    assert got == want and int(want[0][0]) > 0
+
+
+def test_a_one_hour_query_opens_only_that_hours_files(archive):
+    plan = "\n".join(r[1] for r in ours(archive, "EXPLAIN SELECT count(DISTINCT src_ip) FROM events WHERE date = DATE '2024-03-10' AND hour = 10"))
+    files = [p for p in plan.replace(",", " ").replace("[", " ").replace("]", " ").split() if p.endswith(".parquet")]
+    assert files, plan
+    assert all("hour=10/" in f for f in files), files
+    assert len(list((archive / "events").glob("date=*/hour=*/*.parquet"))) > len(files)
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["SELEC nothing"], "SQL error"),
+        (["SELECT * FROM nope"], "unknown table `nope`"),
+        (["SELECT nope FROM events"], "No field named nope"),
+        (["--since", "2030-01-01T00:00:00Z", "SELECT count(*) FROM events"], "no data in the time range"),
+        (["top-nothing"], "neither SQL nor a saved query"),
+    ],
+)
+def test_mistakes_are_one_clear_line_and_exit_2(archive, args, says):
+    out = subprocess.run([BIN, "query", "--archive", str(archive), *args], capture_output=True, text=True)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], out.stderr
+
+
+def test_a_missing_archive_is_one_line(tmp_path):
+    out = subprocess.run([BIN, "query", "--archive", str(tmp_path / "none"), "SELECT 1"], capture_output=True, text=True)
+    assert out.returncode == 2 and "no such archive" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_saved_queries_run(archive):
+    listed = subprocess.run([BIN, "query", "--list"], capture_output=True, text=True, check=True).stdout
+    for name in ("top-signatures", "top-talkers", "alerts-by-priority", "incidents"):
+        assert name in listed
+        assert ours(archive, name), name
+    incidents = ours(archive, "incidents")
+    want = duck(archive, "SELECT count(DISTINCT incident_id) FROM incidents")
+    assert len(incidents) == int(want[0][0]), "one row per incident: its latest state"
+    first = incidents[0][0]
+    alerts = ours(archive, "incident-alerts", "--set", f"incident={first}")
+    assert alerts
+    out = subprocess.run([BIN, "query", "--archive", str(archive), "host", "--set", "host=1' OR '1'='1"], capture_output=True, text=True)
+    assert out.returncode == 2 and "is not a value for host" in out.stderr
