@@ -119,6 +119,24 @@ enum Cmd {
         #[arg(long = "set")]
         set: Vec<String>,
     },
+    /// A report of the archive for a SOC lead: one self-contained HTML file with charts
+    /// (or Markdown, or JSON with every statement behind it)
+    Report {
+        /// Archive root
+        #[arg(long)]
+        archive: PathBuf,
+        /// Only events since (24h, 7d, or 2026-11-18T10:00:00Z)
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events before
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, value_parser = ["html", "md", "json"])]
+        format: Option<String>,
+        /// Write it here (default: stdout)
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The outbox of actions: list entries, send dead letters again
     Actions {
         #[command(subcommand)]
@@ -236,6 +254,7 @@ fn main() -> ExitCode {
         }
         Cmd::Audit { cmd: AuditCmd::Verify { archive } } => return cmd_audit_verify(&archive),
         Cmd::Actions { cmd } => return cmd_actions(cmd),
+        Cmd::Report { archive, since, until, format, out } => return cmd_report(&archive, since, until, format, out),
         Cmd::Query { archive, sql, list, since, until, format, out, set } => {
             return cmd_query(&archive.unwrap_or_default(), sql, list, since, until, format, out, set)
         }
@@ -280,7 +299,7 @@ fn cmd_query(
     out: Option<PathBuf>,
     set: Vec<String>,
 ) -> ExitCode {
-    use alertflow::query::{self, saved, Format, QueryError, Request, TableSpec};
+    use alertflow::query::{self, saved, Format, QueryError};
     use std::io::IsTerminal;
     let fail = |e: QueryError| {
         eprintln!("alertflow: query: {e}");
@@ -311,49 +330,10 @@ fn cmd_query(
         }
         None => text,
     };
-    let now = alertflow::event::time::wall_clock_us();
-    let since_us = match since.as_deref().map(|s| query::parse_time(s, now)).transpose() {
-        Ok(v) => v,
+    let req = match query_request(archive, statement, since.as_deref(), until.as_deref()) {
+        Ok(r) => r,
         Err(e) => return fail(e),
     };
-    let until_us = match until.as_deref().map(|s| query::parse_time(s, now)).transpose() {
-        Ok(v) => v,
-        Err(e) => return fail(e),
-    };
-    if let (Some(s), Some(u)) = (since_us, until_us) {
-        if s >= u {
-            return fail(QueryError("--since is not before --until: the time range is empty".into()));
-        }
-    }
-    let mut tables = Vec::new();
-    for t in alertflow::archive::Table::ALL {
-        if alertflow::archive::layout::partitions(archive, t.dir()).is_ok_and(|p| !p.is_empty()) {
-            let time_column = if t == alertflow::archive::Table::Incidents { "last_seen" } else { "timestamp" };
-            tables.push(TableSpec { name: t.dir(), dir: archive.join(t.dir()), time_column });
-        }
-    }
-    if since_us.is_some() || until_us.is_some() {
-        // An hour partition covers [hour, hour + 1 h): does any overlap the range?
-        let mut held: Vec<i64> = Vec::new();
-        for t in &tables {
-            for p in alertflow::archive::layout::partitions(archive, t.name).unwrap_or_default() {
-                if let Ok(ts) = format!("{}T{}:00:00Z", p.date, p.hour).parse::<jiff::Timestamp>() {
-                    held.push(ts.as_microsecond());
-                }
-            }
-        }
-        let hour = 3_600_000_000;
-        let overlaps = held.iter().any(|&h| since_us.is_none_or(|s| h + hour > s) && until_us.is_none_or(|u| h < u));
-        if !overlaps {
-            let iso = |us: i64| jiff::Timestamp::from_microsecond(us).map(|t| t.strftime("%Y-%m-%dT%H:00Z").to_string()).unwrap_or_default();
-            let span = match (held.iter().min(), held.iter().max()) {
-                (Some(a), Some(b)) => format!("the archive holds {} to {}", iso(*a), iso(*b + hour)),
-                _ => "the archive holds nothing".to_string(),
-            };
-            return fail(QueryError(format!("no data in the time range ({span})")));
-        }
-    }
-    let req = Request { root: archive.to_path_buf(), tables, sql: statement, since_us, until_us };
     let batches = match query::run(&req) {
         Ok(b) => b,
         Err(e) => return fail(e),
@@ -390,6 +370,105 @@ fn cmd_query(
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The tables of an archive with data, bounded by `--since` / `--until`; an empty range is
+/// an error.
+#[cfg(feature = "query")]
+fn query_request(
+    archive: &std::path::Path,
+    sql: String,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<alertflow::query::Request, alertflow::query::QueryError> {
+    use alertflow::query::{self, QueryError, Request, TableSpec};
+    let fail = |e: QueryError| Err(e);
+    let now = alertflow::event::time::wall_clock_us();
+    let since_us = since.map(|s| query::parse_time(s, now)).transpose()?;
+    let until_us = until.map(|s| query::parse_time(s, now)).transpose()?;
+    if let (Some(s), Some(u)) = (since_us, until_us) {
+        if s >= u {
+            return fail(QueryError("--since is not before --until: the time range is empty".into()));
+        }
+    }
+    let mut tables = Vec::new();
+    for t in alertflow::archive::Table::ALL {
+        if alertflow::archive::layout::partitions(archive, t.dir()).is_ok_and(|p| !p.is_empty()) {
+            let time_column = if t == alertflow::archive::Table::Incidents { "last_seen" } else { "timestamp" };
+            tables.push(TableSpec { name: t.dir(), dir: archive.join(t.dir()), time_column });
+        }
+    }
+    if since_us.is_some() || until_us.is_some() {
+        // An hour partition covers [hour, hour + 1 h): does any overlap the range?
+        let mut held: Vec<i64> = Vec::new();
+        for t in &tables {
+            for p in alertflow::archive::layout::partitions(archive, t.name).unwrap_or_default() {
+                if let Ok(ts) = format!("{}T{}:00:00Z", p.date, p.hour).parse::<jiff::Timestamp>() {
+                    held.push(ts.as_microsecond());
+                }
+            }
+        }
+        let hour = 3_600_000_000;
+        let overlaps = held.iter().any(|&h| since_us.is_none_or(|s| h + hour > s) && until_us.is_none_or(|u| h < u));
+        if !overlaps {
+            let iso = |us: i64| jiff::Timestamp::from_microsecond(us).map(|t| t.strftime("%Y-%m-%dT%H:00Z").to_string()).unwrap_or_default();
+            let span = match (held.iter().min(), held.iter().max()) {
+                (Some(a), Some(b)) => format!("the archive holds {} to {}", iso(*a), iso(*b + hour)),
+                _ => "the archive holds nothing".to_string(),
+            };
+            return fail(QueryError(format!("no data in the time range ({span})")));
+        }
+    }
+    Ok(Request { root: archive.to_path_buf(), tables, sql, since_us, until_us })
+}
+
+#[cfg(feature = "query")]
+fn cmd_report(archive: &std::path::Path, since: Option<String>, until: Option<String>, format: Option<String>, out: Option<PathBuf>) -> ExitCode {
+    use alertflow::query::report;
+    let fail = |e: String| {
+        eprintln!("alertflow: report: {e}");
+        ExitCode::from(2)
+    };
+    let req = match query_request(archive, String::new(), since.as_deref(), until.as_deref()) {
+        Ok(r) => r,
+        Err(e) => return fail(e.0),
+    };
+    let mut rejected = std::collections::BTreeMap::new();
+    if let Ok(text) = std::fs::read_to_string(archive.join("_deadletter/rejected.jsonl")) {
+        for l in text.lines() {
+            let reason =
+                serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["reason"].as_str().map(str::to_string)).unwrap_or_else(|| "unreadable".into());
+            *rejected.entry(reason).or_insert(0u64) += 1;
+        }
+    }
+    let r = match report::build(&req, rejected) {
+        Ok(r) => r,
+        Err(e) => return fail(e.0),
+    };
+    let text = match format.as_deref() {
+        Some("json") => serde_json::to_string_pretty(&r).expect("report serializes"),
+        Some("md") => report::markdown(&r),
+        _ => report::html(&r),
+    };
+    match out {
+        Some(p) => match std::fs::write(&p, text) {
+            Ok(()) => {
+                eprintln!("report written to {}", p.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(format!("{}: {e}", p.display())),
+        },
+        None => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+#[cfg(not(feature = "query"))]
+fn cmd_report(_: &std::path::Path, _: Option<String>, _: Option<String>, _: Option<String>, _: Option<PathBuf>) -> ExitCode {
+    eprintln!("alertflow: report: this build has no SQL engine (build with the default `query` feature)");
+    ExitCode::from(2)
 }
 
 #[cfg(not(feature = "query"))]

@@ -8,6 +8,7 @@
 //! `json_get_int(detail, 'count')`, `->`, `->>`). Errors are one line each; the caller
 //! exits 2 on them.
 
+pub mod report;
 pub mod saved;
 
 use std::path::{Path, PathBuf};
