@@ -381,7 +381,7 @@ fn query_request(
     since: Option<&str>,
     until: Option<&str>,
 ) -> Result<alertflow::query::Request, alertflow::query::QueryError> {
-    use alertflow::query::{self, QueryError, Request, TableSpec};
+    use alertflow::query::{self, QueryError, Request};
     let fail = |e: QueryError| Err(e);
     let now = alertflow::event::time::wall_clock_us();
     let since_us = since.map(|s| query::parse_time(s, now)).transpose()?;
@@ -391,13 +391,7 @@ fn query_request(
             return fail(QueryError("--since is not before --until: the time range is empty".into()));
         }
     }
-    let mut tables = Vec::new();
-    for t in alertflow::archive::Table::ALL {
-        if alertflow::archive::layout::partitions(archive, t.dir()).is_ok_and(|p| !p.is_empty()) {
-            let time_column = if t == alertflow::archive::Table::Incidents { "last_seen" } else { "timestamp" };
-            tables.push(TableSpec { name: t.dir(), dir: archive.join(t.dir()), time_column });
-        }
-    }
+    let tables = alertflow::api::archive_tables(archive);
     if since_us.is_some() || until_us.is_some() {
         // An hour partition covers [hour, hour + 1 h): does any overlap the range?
         let mut held: Vec<i64> = Vec::new();
@@ -714,7 +708,8 @@ fn cmd_run(config: Option<PathBuf>, archive: Option<PathBuf>, inputs: Vec<String
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().thread_name("alertflow-io").build()?;
     if let Some(addr) = cfg.metrics.listen {
         let handle = alertflow::api::install_recorder().map_err(anyhow::Error::msg)?;
-        let local = alertflow::api::serve(&rt, addr, handle, health.clone()).with_context(|| format!("metrics listener on {addr}"))?;
+        let query = cfg.metrics.query_api.clone().map(|config| alertflow::api::QueryApi { config, archive: cfg.archive.root.clone() });
+        let local = alertflow::api::serve(&rt, addr, handle, health.clone(), query).with_context(|| format!("metrics listener on {addr}"))?;
         tracing::info!(%local, "serving /metrics and /health");
     }
     rt.spawn(async move {

@@ -246,7 +246,7 @@ fn health_answers_503_after_an_archive_failure() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle();
     let health = std::sync::Arc::new(alertflow::pipeline::Health::default());
-    let port = alertflow::api::serve(&rt, "127.0.0.1:0".parse().unwrap(), handle, health.clone()).unwrap().port();
+    let port = alertflow::api::serve(&rt, "127.0.0.1:0".parse().unwrap(), handle, health.clone(), None).unwrap().port();
     let (status, body) = http_get(port, "/health");
     assert_eq!((status, body.contains("\"ok\"")), (200, true), "{body}");
     let mut cfg = test_config(&root);

@@ -89,6 +89,23 @@ pub struct DeadLetterConfig {
 pub struct MetricsConfig {
     /// `None`: no listener.
     pub listen: Option<SocketAddr>,
+    /// `POST /api/query` on the listener (`None`: off, the default).
+    pub query_api: Option<QueryApiConfig>,
+}
+
+/// SQL over the archive for tools, on the operations listener: read-only statements, a
+/// bearer token, bounded rows and time.
+#[derive(Clone)]
+pub struct QueryApiConfig {
+    pub token: String,
+    pub max_rows: usize,
+    pub timeout: std::time::Duration,
+}
+
+impl std::fmt::Debug for QueryApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryApiConfig").field("token", &"<redacted>").field("max_rows", &self.max_rows).field("timeout", &self.timeout).finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -312,7 +329,33 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
             }
         },
     };
-    cx.unknown_keys(&mt, &["listen"]);
+    cx.unknown_keys(&mt, &["listen", "query_api", "query_token_env", "query_max_rows", "query_timeout_secs"]);
+    let query_api = if cx.boolean(&mt, "query_api", false) {
+        let token = match cx.string(&mt, "query_token_env") {
+            None => {
+                cx.error_here(&mt, "query_token_env", "the query API needs a token: name the environment variable that holds it");
+                None
+            }
+            Some(var) => match std::env::var(&var) {
+                Ok(t) if t.len() >= 16 => Some(t),
+                Ok(_) => {
+                    cx.error_at(&mt, "query_token_env", format!("the token in `{var}` is shorter than 16 characters"));
+                    None
+                }
+                Err(_) => {
+                    cx.error_at(&mt, "query_token_env", format!("environment variable `{var}` is not set"));
+                    None
+                }
+            },
+        };
+        token.map(|token| QueryApiConfig {
+            token,
+            max_rows: cx.uint(&mt, "query_max_rows", 10_000, 1, 10_000_000) as usize,
+            timeout: std::time::Duration::from_secs(cx.uint(&mt, "query_timeout_secs", 30, 1, 3600)),
+        })
+    } else {
+        None
+    };
 
     let mut state = read_state(cx, root);
     let enrich = read_enrich(cx, root);
@@ -337,7 +380,19 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
         }
         let _ = i;
     }
-    Some(Config { pipeline, archive, dead_letter, metrics: MetricsConfig { listen }, state: state?, enrich, triage, audit, actions, scorer, sources })
+    Some(Config {
+        pipeline,
+        archive,
+        dead_letter,
+        metrics: MetricsConfig { listen, query_api },
+        state: state?,
+        enrich,
+        triage,
+        audit,
+        actions,
+        scorer,
+        sources,
+    })
 }
 
 /// `<root>/_deadletter/rejected.jsonl`: beside the tables, ignored by table readers.

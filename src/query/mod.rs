@@ -121,6 +121,59 @@ fn explain(e: datafusion::error::DataFusionError, req: &Request) -> QueryError {
     err(msg)
 }
 
+/// Runs one read-only statement (no DDL, DML or `SET`) for a tool: at most `max_rows`
+/// rows, and whether more were cut off.
+pub async fn run_limited(req: &Request, max_rows: usize) -> Result<(Vec<RecordBatch>, bool), QueryError> {
+    let ctx = context(req).await?;
+    let opts = datafusion::execution::context::SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+    let df = ctx.sql_with_options(&req.sql, opts).await.map_err(|e| explain(e, req))?;
+    let df = df.limit(0, Some(max_rows + 1)).map_err(|e| explain(e, req))?;
+    let mut batches = df.collect().await.map_err(|e| explain(e, req))?;
+    let mut left = max_rows;
+    let mut truncated = false;
+    for b in batches.iter_mut() {
+        if b.num_rows() > left {
+            *b = b.slice(0, left);
+            truncated = true;
+        }
+        left -= b.num_rows();
+    }
+    Ok((batches, truncated))
+}
+
+/// The answer as JSON: `{"columns": [...], "rows": [[...]], "truncated": bool}` (values
+/// as Arrow's JSON writer gives them).
+pub fn json_answer(batches: &[RecordBatch], truncated: bool) -> Result<String, QueryError> {
+    let columns: Vec<String> = batches.first().map(|b| b.schema().fields().iter().map(|f| f.name().clone()).collect()).unwrap_or_default();
+    let mut buf = Vec::new();
+    {
+        let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
+        for b in batches {
+            w.write(b).map_err(|e| err(e.to_string()))?;
+        }
+        w.finish().map_err(|e| err(e.to_string()))?;
+    }
+    let objects: Vec<serde_json::Map<String, serde_json::Value>> =
+        if buf.is_empty() { Vec::new() } else { serde_json::from_slice(&buf).map_err(|e| err(e.to_string()))? };
+    let rows: Vec<Vec<serde_json::Value>> =
+        objects.into_iter().map(|mut o| columns.iter().map(|c| o.remove(c).unwrap_or(serde_json::Value::Null)).collect()).collect();
+    Ok(serde_json::json!({"columns": columns, "rows": rows, "truncated": truncated}).to_string())
+}
+
+/// The answer as an Arrow IPC stream.
+pub fn arrow_answer(batches: &[RecordBatch]) -> Result<Vec<u8>, QueryError> {
+    let Some(first) = batches.first() else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    {
+        let mut w = datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut out, &first.schema()).map_err(|e| err(e.to_string()))?;
+        for b in batches {
+            w.write(b).map_err(|e| err(e.to_string()))?;
+        }
+        w.finish().map_err(|e| err(e.to_string()))?;
+    }
+    Ok(out)
+}
+
 /// Runs one statement; every batch of the answer.
 pub fn run(req: &Request) -> Result<Vec<RecordBatch>, QueryError> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| err(e.to_string()))?;

@@ -116,3 +116,65 @@ def test_saved_queries_run(archive):
     assert alerts
     out = subprocess.run([BIN, "query", "--archive", str(archive), "host", "--set", "host=1' OR '1'='1"], capture_output=True, text=True)
     assert out.returncode == 2 and "is not a value for host" in out.stderr
+
+
+def test_the_query_api_is_read_only_authenticated_and_bounded(archive, tmp_path):
+    import json as _json
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    follow = tmp_path / "eve.json"
+    follow.write_text("")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[archive]\nroot = "{archive}"\n\n[metrics]\nlisten = "127.0.0.1:{port}"\nquery_api = true\nquery_token_env = "AF_TEST_QUERY_TOKEN"\nquery_max_rows = 5\n\n'
+        f'[[sources]]\nname = "eve"\ntype = "file"\npath = "{follow}"\n'
+    )
+    token = "t0ken-for-the-query-api-test"
+    proc = subprocess.Popen([BIN, "run", "--config", str(cfg)], env=dict(os.environ, AF_TEST_QUERY_TOKEN=token), stderr=subprocess.DEVNULL)
+    try:
+        def post(body, tok=token, accept="application/json"):
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/api/query", data=_json.dumps(body).encode(), method="POST",
+                                         headers={"Authorization": f"Bearer {tok}", "Content-Type": "application/json", "Accept": accept})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    return r.status, r.read()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read()
+
+        deadline = time.time() + 30
+        while True:
+            try:
+                status, body = post({"sql": "SELECT count(*) AS n FROM events"})
+                break
+            except OSError:
+                assert time.time() < deadline, "the listener did not come up"
+                time.sleep(0.2)
+        assert status == 200, body
+        got = _json.loads(body)
+        assert got["columns"] == ["n"] and got["rows"][0][0] == int(duck(archive, "SELECT count(*) FROM events")[0][0])
+        # Bounded rows.
+        status, body = post({"sql": "SELECT src_ip FROM events"})
+        got = _json.loads(body)
+        assert status == 200 and len(got["rows"]) == 5 and got["truncated"] is True
+        # Read-only: no statement that writes or defines.
+        for sql in ("CREATE TABLE x AS SELECT 1", f"COPY (SELECT 1) TO '{tmp_path / 'x.csv'}'", "SET datafusion.execution.batch_size = 1"):
+            status, body = post({"sql": sql})
+            assert status == 400, (sql, body)
+        assert not (tmp_path / "x.csv").exists()
+        # The token is required.
+        assert post({"sql": "SELECT 1"}, tok="wrong-token-wrong-token")[0] == 401
+        # Arrow IPC for tools that want it.
+        status, body = post({"sql": "SELECT count(*) AS n FROM events"}, accept="application/vnd.apache.arrow.stream")
+        assert status == 200
+        import pyarrow.ipc
+        t = pyarrow.ipc.open_stream(body).read_all()
+        assert sum(t.column("n").to_pylist()) == int(duck(archive, "SELECT count(*) FROM events")[0][0])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
