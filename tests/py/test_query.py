@@ -178,3 +178,19 @@ def test_the_query_api_is_read_only_authenticated_and_bounded(archive, tmp_path)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def test_answers_as_json_lines_and_parquet(archive, tmp_path):
+    import json as _json
+
+    import pyarrow.parquet as pq
+
+    sql = "SELECT event_type, count(*) AS n FROM events GROUP BY event_type ORDER BY n DESC, event_type"
+    want = duck(archive, sql)
+    out = subprocess.run([BIN, "query", "--archive", str(archive), "--format", "json", sql], capture_output=True, text=True, check=True)
+    got = [(_json.loads(l)["event_type"], str(_json.loads(l)["n"])) for l in out.stdout.splitlines()]
+    assert got == want
+    p = tmp_path / "answer.parquet"
+    subprocess.run([BIN, "query", "--archive", str(archive), "--format", "parquet", "--out", str(p), sql], check=True, capture_output=True)
+    t = pq.read_table(p)
+    assert list(zip(t.column("event_type").to_pylist(), map(str, t.column("n").to_pylist()))) == want
