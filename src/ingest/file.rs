@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::framing::Framer;
-use super::{nap, Position, RawBatch, SourceCtx};
+use super::{Position, RawBatch, SourceCtx};
 use crate::metrics as m;
 
 /// Bytes hashed at most for a fingerprint.
@@ -132,6 +132,7 @@ impl FileSource {
 
     pub fn run(mut self) -> std::io::Result<()> {
         let mut last_scan: Option<Instant> = None;
+        let mut wake = super::wake::Wake::new();
         loop {
             if self.ctx.stopping() {
                 return Ok(());
@@ -159,7 +160,9 @@ impl FileSource {
                 return Ok(());
             }
             if !progressed {
-                nap(&self.ctx.shutdown, self.cfg.poll_interval.min(Duration::from_millis(100)));
+                // Idle: wait for a followed file to change (at most the poll interval).
+                wake.watch(self.open.iter().filter(|t| !t.done).map(|t| t.path.as_path()));
+                wake.wait(self.cfg.poll_interval.min(Duration::from_millis(100)));
             }
         }
     }

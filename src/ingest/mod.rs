@@ -17,6 +17,7 @@ pub mod octet;
 pub mod redis;
 pub mod stdin;
 pub mod unix;
+pub mod wake;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
