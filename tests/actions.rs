@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::hook::{Hook, Reply};
+use common::redis::Redis;
 use serde_json::Value;
 
 const BASE: i64 = 1_795_000_000;
@@ -329,51 +330,12 @@ fn kill9_with_queued_and_inflight_actions_loses_nothing_and_repeats_no_key() {
     assert_eq!(queued(), 12, "the restart made no second entry for a key");
 }
 
-/// A `redis-server` of the test's own on a free port, stopped on drop.
-struct Redis {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        let r = Redis { child, port, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while r.cli(&["PING"]).trim() != "PONG" {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        r
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn streams_for_downstream_tools_carry_the_versioned_envelope() {
     let dir = tempfile::tempdir().unwrap();
     let r = Redis::start();
     let jsonl = dir.path().join("out/actions.jsonl");
-    let url = format!("redis://127.0.0.1:{}/0", r.port);
+    let url = r.url();
     let cfg = config(
         dir.path(),
         &format!(

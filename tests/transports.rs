@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use alertflow::ingest::Format;
+use common::redis::Redis;
 use common::*;
 use serde_json::Value;
 
@@ -550,49 +551,6 @@ fn many_small_senders_are_not_dropped() {
     assert_eq!(dl.len(), 1, "{dl:?}");
     assert_eq!(dl[0]["reason"], "too_long");
     assert_eq!(dl[0]["path"], seventh.as_str(), "the dead letter names its sender inside a shared batch");
-}
-
-/// A `redis-server` of the test's own on a free port, stopped on drop.
-struct Redis {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        let r = Redis { child, port, _dir: dir };
-        wait_for("redis", 30, || r.cli(&["PING"]).trim() == "PONG");
-        r
-    }
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-    /// Pushes many entries in one pipelined call.
-    fn pipe(&self, commands: &str) {
-        let mut c = Command::new("redis-cli").args(["-p", &self.port.to_string(), "--pipe"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
-        c.stdin.take().unwrap().write_all(commands.as_bytes()).unwrap();
-        assert!(c.wait().unwrap().success());
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// RESP for one command.

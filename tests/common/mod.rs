@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod hook;
+pub mod redis;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -9,8 +9,8 @@ import os
 import subprocess
 from pathlib import Path
 
-import duckdb
 import pytest
+from conftest import duck_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("ALERTFLOW_BIN", str(ROOT / "target" / "debug" / "alertflow"))
@@ -30,11 +30,8 @@ QUESTIONS = [
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory):
-    d = tmp_path_factory.mktemp("demo") / "site"
-    out = subprocess.run([BIN, "demo", "--dir", str(d)], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    return d
+def archive(demo_archive):
+    return demo_archive
 
 
 def ours(archive, sql, *extra):
@@ -45,12 +42,8 @@ def ours(archive, sql, *extra):
 
 
 def duck(archive, sql):
-    con = duckdb.connect()
-    for t in ("events", "alerts", "incidents", "actions"):
-        if (archive / t).is_dir():
-            con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{archive / t}/**/*.parquet', hive_partitioning = true)")
     text = lambda v: "" if v is None else ("true" if v is True else "false" if v is False else str(v))
-    return [tuple(text(v) for v in row) for row in con.execute(sql).fetchall()]
+    return [tuple(text(v) for v in row) for row in duck_rows(archive, sql)]
 
 
 @pytest.mark.parametrize("sql", QUESTIONS)

@@ -9,27 +9,20 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import duckdb
 import pytest
+from conftest import duck_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("ALERTFLOW_BIN", str(ROOT / "target" / "debug" / "alertflow"))
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory):
-    d = tmp_path_factory.mktemp("report") / "site"
-    out = subprocess.run([BIN, "demo", "--dir", str(d)], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    return d
+def archive(demo_archive):
+    return demo_archive
 
 
 def duck(archive, sql):
-    con = duckdb.connect()
-    for t in ("events", "alerts", "incidents", "actions"):
-        if (archive / t).is_dir():
-            con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{archive / t}/**/*.parquet', hive_partitioning = true)")
-    return con.execute(sql).fetchall()
+    return duck_rows(archive, sql)
 
 
 def test_report_numbers_equal_the_sql_answers(archive, tmp_path):
