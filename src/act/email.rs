@@ -12,24 +12,10 @@ use lettre::{Message, SmtpTransport, Transport};
 use serde_json::Value;
 
 use super::{template, EmailConfig, Job, Outcome, SmtpTls};
+use crate::event::json::html_escape;
 
 /// The default subject.
 pub const SUBJECT: &str = "[alertflow {priority}] {signature}{rule} {group_key}";
-
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// One line: CR, LF and other controls become spaces.
 fn one_line(s: &str) -> String {

@@ -1,6 +1,23 @@
 //! JSON objects written field by field into a string: the state's per-alert outputs
 //! (notification lines, flow-context summaries) are built this way, without a tree.
 
+/// `s` as HTML text or attribute value (`&`, `<`, `>`, `"`, `'` escaped): for the mail's HTML
+/// part and the report.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Appends `s` as a JSON string.
 pub fn json_str(out: &mut String, s: &str) {
     out.push('"');

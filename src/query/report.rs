@@ -11,6 +11,7 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use serde::Serialize;
 
 use super::{context, QueryError, Request};
+use crate::event::json::html_escape as esc;
 
 /// The statements behind the report, by section.
 pub const SQL: &[(&str, &str)] = &[
@@ -125,21 +126,6 @@ pub fn build(req: &Request, rejected: BTreeMap<String, u64>) -> Result<Report, Q
         answers,
         rejected,
     })
-}
-
-fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 const PRIORITIES: [(&str, &str); 6] =
