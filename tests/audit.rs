@@ -3,7 +3,7 @@
 //! record of a modified, deleted, inserted, reordered or cut-off one; a second run continues
 //! the chain; records a crash kept from the file are appended at the next start, once.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,7 +1,7 @@
 //! The bad-input catalogue: every malformed line is counted by reason, dead-lettered with
 //! its position, and the next line still flows.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -157,16 +157,12 @@ fn one_gib_line_without_newline_keeps_memory_bounded() {
     stdin.write_all(good(9).as_bytes()).unwrap();
     stdin.write_all(b"\n").unwrap();
     drop(stdin);
-    let out = child.wait_with_output().unwrap();
+    // Peak memory of the child: far below the 1 GiB line.
+    let (out, peak_mib) = output_with_peak(child);
     assert!(out.status.success());
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["rejected"]["too_long"], 1);
     assert_eq!(summary["rows_archived"], 1);
-    // Peak memory of the child (ru_maxrss, KiB): far below the 1 GiB line.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes into the struct we own.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) }, 0);
-    let peak_mib = usage.ru_maxrss / 1024;
     assert!(peak_mib < 256, "peak RSS {peak_mib} MiB");
     let rows = read_archive(dir.path());
     assert_eq!(rows.len(), 1);

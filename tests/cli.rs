@@ -1,7 +1,7 @@
 //! The binary end to end: Unix socket sources as Suricata writes to them, the metrics and
 //! health listener, `demo`, and `replay` summaries.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;

@@ -2,7 +2,7 @@
 //! an independent reference parse (serde_json + chrono), `raw` byte for byte, and the
 //! intentionally broken lines in the dead-letter file with their reason.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

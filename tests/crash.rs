@@ -3,7 +3,7 @@
 //! holds every line exactly once. Rotation by rename+create and by copytruncate under load
 //! loses nothing either.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

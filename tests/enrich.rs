@@ -1,7 +1,7 @@
 //! Enrichment sources against their reference data, feed formats, reload under load, and
 //! alerts enriched end to end.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::net::IpAddr;

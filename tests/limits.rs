@@ -2,7 +2,7 @@
 //! `dead_letter.max_bytes`, `archive.max_open_partitions`, a file source's
 //! `start_at = "end"`.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -145,14 +145,6 @@ fn start_at_end_skips_what_the_file_held_at_start() {
     assert_eq!(ids, (100..150).collect::<Vec<i64>>());
 }
 
-/// Peak RSS of this test binary's finished children (KiB → MiB).
-fn children_peak_mib() -> i64 {
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes into the struct we own.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) }, 0);
-    usage.ru_maxrss / 1024
-}
-
 /// One read batch whose 2,000 events each fall in another hour: every row lands in its own
 /// hour's partition, while a writer lane holds at most `max_open_partitions` encoders
 /// open (the others are closed early and wait for the commit), so memory stays bounded.
@@ -169,7 +161,15 @@ fn one_batch_spanning_2000_hours_keeps_memory_bounded() {
         .collect();
     std::fs::write(&input, text).unwrap();
     let archive = dir.path().join("archive");
-    let out = Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["replay", "--json", "--archive"]).arg(&archive).arg(&input).output().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_alertflow"))
+        .args(["replay", "--json", "--archive"])
+        .arg(&archive)
+        .arg(&input)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (out, peak) = output_with_peak(child);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["rows_archived"], 2000);
@@ -177,7 +177,6 @@ fn one_batch_spanning_2000_hours_keeps_memory_bounded() {
     assert_eq!(rows.len(), 2000);
     let parts: BTreeSet<&str> = rows.iter().map(|r| r.partition.as_str()).collect();
     assert_eq!(parts.len(), 2000, "each event in its own hour");
-    let peak = children_peak_mib();
     println!("peak RSS of the replay: {peak} MiB");
     assert!(peak < 600, "peak RSS {peak} MiB for 2,000 hours in one batch");
 }

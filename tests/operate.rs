@@ -3,7 +3,7 @@
 //! a busy port is one clear error naming the address, and "running" is never logged before
 //! every listener is held.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! (lines = events + rejected + blank); the same for RFC 6587 syslog framing and the
 //! syslog and fast-alert parsers.
 
-mod common;
+use crate::common;
 
 use common::Rng;
 

@@ -3,7 +3,7 @@
 //! cleared), nothing reloads without SIGHUP when polling is off, and polling picks up a
 //! changed file by itself.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -4,7 +4,7 @@
 //! and recommendations (`rule: action; action | evidence`). The alerts go through the
 //! state stage with enrichment and scoring, in process.
 
-mod common;
+use crate::common;
 
 use alertflow::enrich::{EnrichRuntime, Sources};
 use alertflow::event::EventBatchBuilder;

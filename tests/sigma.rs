@@ -4,7 +4,7 @@
 //! `Image`, ECS `event.*`) are mapped onto alert fields through the field map, as an
 //! operator would in `[state.sigma_fields]`.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! Dedup and correlation over real alerts and over generated streams: counts are
 //! conserved, no key goes on twice inside its window, a replay gives identical output.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -4,7 +4,7 @@
 //! Every file is read from `tests/data`, and from `../shared/corpus` (same layout) when
 //! that folder is beside the checkout. Each test prints its agreement rate per source.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

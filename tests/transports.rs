@@ -3,7 +3,7 @@
 //! made by `openssl` in the test, a real `redis-server` in its three Suricata modes, and
 //! abusive senders.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};

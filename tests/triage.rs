@@ -3,7 +3,7 @@
 //! exploit, chronic signatures, incident purity and a restored snapshot. Each mechanism has
 //! its near miss: the case one step short of firing, which must not fire.
 
-mod common;
+use crate::common;
 
 use alertflow::config::Config;
 use alertflow::event::alert::{AlertRecord, Status};

@@ -414,3 +414,31 @@ pub fn read_table(root: &Path, table: &str) -> Vec<std::collections::BTreeMap<St
     }
     rows
 }
+
+/// Waits for `child` (its piped stdout and stderr read to the end) and returns its output
+/// with its own peak RSS in MiB. `wait4` reports this child alone; `getrusage(CHILDREN)`
+/// would report the largest of every child any test of this binary has waited for.
+pub fn output_with_peak(mut child: Child) -> (std::process::Output, i64) {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let mut out_pipe = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(p) = out_pipe.as_mut() {
+            p.read_to_end(&mut buf).unwrap();
+        }
+        buf
+    });
+    let mut stderr = Vec::new();
+    if let Some(mut p) = child.stderr.take() {
+        p.read_to_end(&mut stderr).unwrap();
+    }
+    let stdout = reader.join().unwrap();
+    let mut status = 0;
+    // SAFETY: zeroed rusage is a valid value; wait4 writes into the structs we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(got, pid, "wait4: {}", std::io::Error::last_os_error());
+    (std::process::Output { status: std::process::ExitStatus::from_raw(status), stdout, stderr }, usage.ru_maxrss / 1024)
+}
