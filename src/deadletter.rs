@@ -6,6 +6,10 @@
 //! line (lossy UTF-8). The file is capped at `max_bytes`; past that, records are counted
 //! (`alertflow_deadletter_dropped_total`) but not written. Writes are buffered and flushed
 //! when the archive seals a segment and at shutdown.
+//!
+//! Each reason is also logged, rate-limited: its first rejection at once (a warning with
+//! the source, path, offset and a short sample), then at most one line per
+//! [`LOG_EVERY`] saying how many more there were since.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -36,7 +40,14 @@ struct Inner {
     out: Option<BufWriter<File>>,
     written: u64,
     records: u64,
+    /// Per reason: when it was last logged, and rejections since that were not.
+    logged: [(Option<std::time::Instant>, u64); RejectReason::COUNT],
 }
+
+/// At most one log line per reason in this time.
+pub const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+/// Bytes of a rejected line shown in its log line.
+const LOG_SAMPLE_BYTES: usize = 120;
 
 impl DeadLetter {
     /// Opens (appends to) the dead-letter file. `None` disables writing (records are
@@ -53,11 +64,16 @@ impl DeadLetter {
             }
             None => (None, 0),
         };
-        Ok(Self { path: path.map(Path::to_path_buf), sample_bytes, max_bytes, inner: Mutex::new(Inner { out, written, records: 0 }) })
+        Ok(Self {
+            path: path.map(Path::to_path_buf),
+            sample_bytes,
+            max_bytes,
+            inner: Mutex::new(Inner { out, written, records: 0, logged: Default::default() }),
+        })
     }
 
     pub fn disabled() -> Self {
-        Self { path: None, sample_bytes: 0, max_bytes: 0, inner: Mutex::new(Inner { out: None, written: 0, records: 0 }) }
+        Self { path: None, sample_bytes: 0, max_bytes: 0, inner: Mutex::new(Inner { out: None, written: 0, records: 0, logged: Default::default() }) }
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -98,6 +114,27 @@ impl DeadLetter {
             Some(_) => metrics::counter!(m::DEADLETTER_DROPPED).increment(1),
             None => {}
         }
+        let (last, held) = &mut inner.logged[reason.index()];
+        if last.is_some_and(|t| t.elapsed() < LOG_EVERY) {
+            *held += 1;
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        let more = std::mem::take(held);
+        drop(inner);
+        let n = LOG_SAMPLE_BYTES.min(line.len());
+        let sample = String::from_utf8_lossy(&line[..n]);
+        tracing::warn!(
+            reason = reason.as_str(),
+            source = origin.source,
+            path = origin.path.unwrap_or(""),
+            offset = origin.offset.map_or(-1, |o| o as i64),
+            line_bytes,
+            more_since_last_log = more,
+            sample = ?sample,
+            "rejected line (one per reason every {}s; all in the dead-letter file)",
+            LOG_EVERY.as_secs()
+        );
     }
 
     /// Number of records seen since start.

@@ -37,6 +37,8 @@ pub const STATE_SUPPRESSED: &str = "alertflow_state_suppressed_total";
 pub const STATE_ROLLUPS: &str = "alertflow_state_rollups_total";
 /// Incidents opened by correlation rules.
 pub const STATE_INCIDENTS_OPENED: &str = "alertflow_state_incidents_opened_total";
+/// Gauge: incidents open now (correlation and entity incidents; counted every second).
+pub const STATE_INCIDENTS_OPEN: &str = "alertflow_state_incidents_open";
 /// Dedup keys evicted because `state.dedup.max_keys` was reached.
 pub const STATE_DEDUP_EVICTIONS: &str = "alertflow_state_dedup_evictions_total";
 /// JSON lines written to `state.output` (alerts that go on, roll-ups, incident changes).
@@ -173,6 +175,7 @@ pub fn describe() {
     describe_counter!(STATE_SUPPRESSED, "repeats held back by dedup");
     describe_counter!(STATE_ROLLUPS, "still-happening roll-ups emitted");
     describe_counter!(STATE_INCIDENTS_OPENED, "incidents opened by correlation rules");
+    describe_gauge!(STATE_INCIDENTS_OPEN, "incidents open now (correlation and entity incidents)");
     describe_counter!(STATE_DEDUP_EVICTIONS, "dedup keys evicted at state.dedup.max_keys");
     describe_counter!(STATE_NOTIFICATIONS, "JSON lines written to state.output");
     describe_counter!(STATE_LATE_HANDLED, "late alerts by what their policy did (policy label)");

@@ -49,6 +49,11 @@ fn corpus_alerts() -> Vec<AlertRecord> {
                     proto: row.proto.unwrap_or_default(),
                     fields: None,
                     flow_id: v["flow_id"].as_i64(),
+                    community_id: v["community_id"].as_str().unwrap_or_default().to_string(),
+                    app_proto: v["app_proto"].as_str().unwrap_or_default().to_string(),
+                    action: v["alert"]["action"].as_str().unwrap_or_default().to_string(),
+                    gid: v["alert"]["gid"].as_i64(),
+                    rev: v["alert"]["rev"].as_i64(),
                 });
             }
         }
@@ -314,6 +319,18 @@ fn replay_fills_alerts_and_incidents_and_notifies_once() {
     let listed: std::collections::HashSet<&str> = opened[0]["alert_ids"].split(',').collect();
     let scan_ids: std::collections::HashSet<&str> = alerts.iter().filter(|r| r["src_ip"] == "192.0.2.66").map(|r| r["alert_id"].as_str()).collect();
     assert!(listed.is_subset(&scan_ids));
+    // The incident's lines together list each of its 25 members once (each line the ones
+    // that joined since the previous), and every line says which schema it follows.
+    let lines: Vec<&Value> = notes.iter().filter(|n| n["type"] == "incident" && n["incident_id"] == opened[0]["incident_id"].as_str()).collect();
+    let members: Vec<&str> = lines.iter().flat_map(|l| l["alert_ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap())).collect();
+    let distinct: std::collections::HashSet<&str> = members.iter().copied().collect();
+    assert_eq!((members.len(), distinct.len()), (25, 25), "{lines:#?}");
+    assert!(distinct.is_subset(&scan_ids));
+    assert_eq!(lines.last().unwrap()["status"], "closed");
+    assert_eq!(lines.last().unwrap()["alert_count"], 25);
+    assert!(notes.iter().all(|n| n["schema_version"] == 1), "every line has the schema version");
+    let roll = notes.iter().find(|n| n["type"] == "rollup").unwrap();
+    assert!(roll["signature_id"].as_i64().is_some() && roll["signature"].as_str().is_some_and(|s| !s.is_empty()), "{roll}");
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["alert_rows"], 2000);
 }

@@ -99,6 +99,7 @@ impl Run {
             proto: "TCP".into(),
             fields: None,
             flow_id: Some(self.n as i64),
+            ..Default::default()
         };
         self.t.assess(&rec, SideFacts { asset: src }, SideFacts { asset: dest })
     }

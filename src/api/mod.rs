@@ -157,12 +157,19 @@ pub fn serve(
                     ("GET", "/metrics", _) => ("200 OK", "text/plain; version=0.0.4", handle.render().into_bytes()),
                     ("GET", "/health", _) => {
                         let failed = health.archive_failed.load(Ordering::Relaxed);
+                        let now_ms = crate::event::stats::now_ms();
+                        let sources: Vec<serde_json::Value> =
+                            health.stats.get().map(|s| s.sources().iter().map(|h| h.to_json(now_ms)).collect()).unwrap_or_default();
+                        let source_failed = sources.iter().any(|s| s["state"] == "failed");
                         let body = serde_json::json!({
-                            "status": if failed { "failing" } else { "ok" },
+                            "status": if failed { "failing" } else if source_failed { "degraded" } else { "ok" },
                             "uptime_secs": started.elapsed().as_secs(),
+                            "events": health.stats.get().map_or(0, |s| s.events.load(Ordering::Relaxed)),
                             "rows_sealed": health.rows_sealed.load(Ordering::Relaxed),
                             "commits": health.commits.load(Ordering::Relaxed),
                             "last_commit_unix": health.last_commit_unix.load(Ordering::Relaxed),
+                            "open_incidents": health.stats.get().map_or(0, |s| s.open_incidents.load(Ordering::Relaxed)),
+                            "sources": sources,
                         })
                         .to_string();
                         (if failed { "503 Service Unavailable" } else { "200 OK" }, "application/json", body.into_bytes())

@@ -91,6 +91,8 @@ pub struct MetricsConfig {
     pub listen: Option<SocketAddr>,
     /// `POST /api/query` on the listener (`None`: off, the default).
     pub query_api: Option<QueryApiConfig>,
+    /// How often `run` logs its one-line stats (`None`: never).
+    pub stats_log: Option<Duration>,
 }
 
 /// SQL over the archive for tools, on the operations listener: read-only statements, a
@@ -117,6 +119,21 @@ pub enum SourceKind {
     SyslogUdp(UdpConfig),
     SyslogTcp(TcpConfig),
     Redis(RedisConfig),
+}
+
+impl SourceKind {
+    /// The `type` a configuration gives this kind of source.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SourceKind::File(_) => "file",
+            SourceKind::Stdin => "stdin",
+            SourceKind::UnixStream(_) => "unix_stream",
+            SourceKind::UnixDgram(_) => "unix_dgram",
+            SourceKind::SyslogUdp(_) => "syslog_udp",
+            SourceKind::SyslogTcp(_) => "syslog_tcp",
+            SourceKind::Redis(_) => "redis",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -329,7 +346,11 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
             }
         },
     };
-    cx.unknown_keys(&mt, &["listen", "query_api", "query_token_env", "query_max_rows", "query_timeout_secs"]);
+    cx.unknown_keys(&mt, &["listen", "query_api", "query_token_env", "query_max_rows", "query_timeout_secs", "stats_log_secs"]);
+    let stats_log = match cx.uint(&mt, "stats_log_secs", 60, 0, 86_400) {
+        0 => None,
+        n => Some(Duration::from_secs(n)),
+    };
     let query_api = if cx.boolean(&mt, "query_api", false) {
         let token = match cx.string(&mt, "query_token_env") {
             None => {
@@ -384,7 +405,7 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
         pipeline,
         archive,
         dead_letter,
-        metrics: MetricsConfig { listen, query_api },
+        metrics: MetricsConfig { listen, query_api, stats_log },
         state: state?,
         enrich,
         triage,

@@ -69,6 +69,7 @@ pub fn intel_alert_line(
     let mut line = String::with_capacity(256 + matches.len());
     let mut o = JsonObject::open(&mut line);
     o.str("type", "intel_alert");
+    o.int("schema_version", crate::event::alert::LINE_SCHEMA_VERSION);
     o.str("origin", origin);
     if let Some(t) = ts_us.and_then(|t| jiff::Timestamp::from_microsecond(t).ok()) {
         o.str("timestamp", &t.to_string());

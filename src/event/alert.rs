@@ -2,6 +2,11 @@
 //! decided about it, roll-ups of its repeats, and incident changes. Produced by the state
 //! stage, read by enrichment, scoring, the outputs and the archive's tables.
 
+/// `schema_version` of every line written to `state.output` (alerts, roll-ups, incident
+/// changes, flow contexts, intel alerts). Fields may be added within a version; a
+/// removal or a change of meaning makes a new one. See README, "Lines for downstream tools".
+pub const LINE_SCHEMA_VERSION: i64 = 1;
+
 /// The fields of an alert that dedup and correlation look at.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AlertRecord {
@@ -20,6 +25,14 @@ pub struct AlertRecord {
     pub dest_port: Option<i32>,
     pub proto: String,
     pub flow_id: Option<i64>,
+    /// The flow's Community ID and application protocol, as the sensor wrote them ("" when not).
+    pub community_id: String,
+    pub app_proto: String,
+    /// What the sensor did (`allowed`, `blocked`; "" when not written).
+    pub action: String,
+    /// The rule's generator id and revision.
+    pub gid: Option<i64>,
+    pub rev: Option<i64>,
     /// The monitored host and what the flow context knew of the alert's flow when it was
     /// correlated; filled only when a correlation rule or the dedup key reads them.
     pub fields: Option<Box<AlertFields>>,
@@ -79,6 +92,9 @@ pub struct Rollup {
     pub count: u64,
     /// Repeats suppressed since the previous roll-up.
     pub suppressed: u64,
+    /// The signature of the key's first alert, and the most severe severity among its alerts.
+    pub signature_id: i64,
+    pub severity: i32,
     pub dest_ports: Vec<i32>,
     pub sensors: Vec<String>,
     /// Why this roll-up was emitted: `interval`, `expired`, `evicted`.

@@ -202,6 +202,11 @@ impl FileSource {
         }
         self.first_scan = false;
         metrics::gauge!(m::SOURCE_OPEN_FILES, "source" => self.ctx.info.name.to_string()).set(self.open.len() as f64);
+        // What the followed files hold beyond what is read (one fstat per open file).
+        let behind: u64 =
+            self.open.iter().filter(|t| !t.done).filter_map(|t| t.file.metadata().ok().map(|m| m.len().saturating_sub(t.framer.read_offset()))).sum();
+        self.ctx.health.behind_bytes.store(behind, std::sync::atomic::Ordering::Relaxed);
+        self.ctx.health.open.store(self.open.len() as i64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Says when path or glob `i` matches no file (once), and when it starts matching.

@@ -53,6 +53,8 @@ pub struct SourceCtx {
     pub overflow: Overflow,
     pub format: Format,
     pub stats: Arc<crate::event::stats::PipelineStats>,
+    /// This source's record for `/health` and the stats line.
+    pub health: Arc<crate::event::stats::SourceHealth>,
 }
 
 impl SourceCtx {
@@ -74,7 +76,7 @@ impl SourceCtx {
                     std::thread::sleep(std::time::Duration::from_millis(1));
                 }
                 let ok = self.tx.send(batch).is_ok();
-                self.note_sent();
+                self.note_sent(n);
                 ok
             }
             Overflow::Drop => self.try_send(batch),
@@ -88,25 +90,31 @@ impl SourceCtx {
         metrics::counter!(m::SOURCE_BYTES, "source" => self.info.name.to_string()).increment(len);
     }
 
-    fn note_sent(&self) {
+    fn note_sent(&self, bytes: u64) {
         metrics::counter!(m::SOURCE_BATCHES, "source" => self.info.name.to_string()).increment(1);
+        self.health.note_batch(bytes, crate::event::stats::now_ms());
+    }
+
+    fn note_dropped(&self, lines: u64) {
+        metrics::counter!(m::SOURCE_DROPPED_LINES, "source" => self.info.name.to_string()).increment(lines);
+        self.health.dropped.fetch_add(lines, Ordering::Relaxed);
     }
 
     /// The `drop` policy: send if there is room, else count the batch's messages as lost.
     fn try_send(&self, batch: RawBatch) -> bool {
         let n = batch.data.len() as u64;
         if !self.budget.try_take(n) {
-            metrics::counter!(m::SOURCE_DROPPED_LINES, "source" => self.info.name.to_string()).increment(batch.count_messages());
+            self.note_dropped(batch.count_messages());
             return true;
         }
         match self.tx.try_send(batch) {
             Ok(()) => {
-                self.note_sent();
+                self.note_sent(n);
                 true
             }
             Err(TrySendError::Full(b)) => {
                 self.budget.give(n);
-                metrics::counter!(m::SOURCE_DROPPED_LINES, "source" => self.info.name.to_string()).increment(b.count_messages());
+                self.note_dropped(b.count_messages());
                 true
             }
             Err(TrySendError::Disconnected(_)) => {
@@ -134,7 +142,7 @@ impl SourceCtx {
         loop {
             match self.tx.try_send(batch) {
                 Ok(()) => {
-                    self.note_sent();
+                    self.note_sent(n);
                     return true;
                 }
                 Err(TrySendError::Full(b)) => {

@@ -397,15 +397,19 @@ async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener, tls: 
         };
         if shared.active.load(Ordering::Acquire) >= shared.cfg.max_connections {
             metrics::counter!(m::SOURCE_CONNECTIONS_REFUSED, "source" => shared.name.clone(), "reason" => "max_connections").increment(1);
+            tracing::debug!(source = %shared.name, %peer, reason = "max_connections", "client refused");
             drop(conn);
             continue;
         }
         if !shared.take_client_slot(peer.ip()) {
             metrics::counter!(m::SOURCE_CONNECTIONS_REFUSED, "source" => shared.name.clone(), "reason" => "per_client").increment(1);
+            tracing::debug!(source = %shared.name, %peer, reason = "per_client", "client refused");
             drop(conn);
             continue;
         }
-        shared.active.fetch_add(1, Ordering::AcqRel);
+        let active = shared.active.fetch_add(1, Ordering::AcqRel) + 1;
+        shared.ctx.health.open.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(source = %shared.name, %peer, active, "client connected");
         metrics::counter!(m::SOURCE_CONNECTIONS, "source" => shared.name.clone()).increment(1);
         metrics::gauge!(m::SOURCE_ACTIVE_CONNECTIONS, "source" => shared.name.clone()).increment(1.0);
         let _ = conn.set_nodelay(true);
@@ -430,9 +434,11 @@ async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener, tls: 
                     }
                 }
             };
-            if let Err(e) = res {
-                tracing::debug!(source = %shared2.name, peer = %peer, error = %e, "connection closed with error");
+            match res {
+                Ok(()) => tracing::debug!(source = %shared2.name, %peer, "client disconnected"),
+                Err(e) => tracing::debug!(source = %shared2.name, %peer, error = %e, "client disconnected with an error"),
             }
+            shared2.ctx.health.open.fetch_sub(1, Ordering::Relaxed);
             metrics::gauge!(m::SOURCE_ACTIVE_CONNECTIONS, "source" => shared2.name.clone()).decrement(1.0);
             shared2.free_client_slot(peer.ip());
             shared2.active.fetch_sub(1, Ordering::AcqRel);

@@ -82,13 +82,17 @@ pub fn run_stream(ctx: SourceCtx, cfg: UnixConfig, listener: UnixListener) -> st
                     continue;
                 }
                 metrics::counter!(m::SOURCE_CONNECTIONS, "source" => ctx.info.name.to_string()).increment(1);
-                active.fetch_add(1, Ordering::AcqRel);
+                let now = active.fetch_add(1, Ordering::AcqRel) + 1;
+                ctx.health.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let (ctx, active, path) = (ctx.clone(), active.clone(), path_str.clone());
                 let stream_id = streams.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(source = %ctx.info.name, stream = stream_id, active = now, "client connected");
                 handles.push(std::thread::spawn(move || {
-                    if let Err(e) = read_connection(&ctx, conn, stream_id, path) {
-                        tracing::warn!(source = %ctx.info.name, error = %e, "connection failed");
+                    match read_connection(&ctx, conn, stream_id, path) {
+                        Ok(()) => tracing::debug!(source = %ctx.info.name, stream = stream_id, "client disconnected"),
+                        Err(e) => tracing::warn!(source = %ctx.info.name, stream = stream_id, error = %e, "connection failed"),
                     }
+                    ctx.health.open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                     active.fetch_sub(1, Ordering::AcqRel);
                 }));
                 handles.retain(|h| !h.is_finished());

@@ -41,7 +41,31 @@ impl Sink {
         Ok(Some(Sink { w: BufWriter::new(f), path: p, len }))
     }
 
+    /// Follows log rotation: a file renamed or removed (the path names another file, or
+    /// none) is reopened at its path; a file cut short (`copytruncate`) is followed to its
+    /// new length. Two `stat`s, once per commit.
+    fn follow_rotation(&mut self) -> Result<(), OutputError> {
+        use std::os::unix::fs::MetadataExt;
+        let ours = self.w.get_ref().metadata().map_err(err(&self.path))?;
+        match std::fs::metadata(&self.path) {
+            Ok(m) if m.dev() == ours.dev() && m.ino() == ours.ino() => {
+                self.len = ours.len();
+                Ok(())
+            }
+            _ => {
+                let fresh = Sink::open(Some(self.path.clone()))?.expect("a path was given");
+                tracing::info!(path = %self.path.display(), "output file rotated: writing to a new file at its path");
+                *self = fresh;
+                Ok(())
+            }
+        }
+    }
+
     fn write(&mut self, lines: &[String]) -> Result<(), OutputError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        self.follow_rotation()?;
         for l in lines {
             self.w.write_all(l.as_bytes()).and_then(|_| self.w.write_all(b"\n")).map_err(err(&self.path))?;
             self.len += l.len() as u64 + 1;
@@ -228,5 +252,32 @@ mod tests {
         assert_eq!(o.catch_up(&due).unwrap(), 2);
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":1}\n{\"a\":2}\n");
         assert!(DueLines::in_snapshot("{\"version\":1}").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_rotated_output_file_is_reopened_and_a_truncated_one_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.jsonl");
+        let mut o = Outputs::open(Some(p.clone()), None, None).unwrap();
+        o.hold(lines(&["{\"a\":1}"]), Vec::new(), Vec::new());
+        o.emit().unwrap();
+        // logrotate's default: rename, then a new file appears at the path (or not yet).
+        std::fs::rename(&p, dir.path().join("out.jsonl.1")).unwrap();
+        o.hold(lines(&["{\"a\":2}"]), Vec::new(), Vec::new());
+        o.emit().unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("out.jsonl.1")).unwrap(), "{\"a\":1}\n");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":2}\n");
+        // copytruncate: the same file, cut to nothing; the next commit's lines are due at 0.
+        std::fs::File::options().write(true).open(&p).unwrap().set_len(0).unwrap();
+        o.hold(lines(&["{\"a\":3}"]), Vec::new(), Vec::new());
+        o.emit().unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":3}\n");
+        o.hold(lines(&["{\"a\":4}"]), Vec::new(), Vec::new());
+        let due = o.due().unwrap();
+        assert_eq!(due.main.as_ref().unwrap().offset, 8, "offsets follow the file as it is");
+        // Removed outright: a new file.
+        std::fs::remove_file(&p).unwrap();
+        o.emit().unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":4}\n");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::event::alert::{AlertRecord, IncidentEvent, Rollup};
+use crate::event::alert::{AlertRecord, IncidentEvent, Rollup, LINE_SCHEMA_VERSION as SCHEMA_VERSION};
 use crate::event::json::JsonObject;
 
 /// An alert's notification line: `kind`, the alert's fields, what `more` adds, and its
@@ -12,6 +12,7 @@ pub fn alert_line(kind: &str, a: &AlertRecord, context: Option<&str>, more: impl
     let mut line = String::with_capacity(512);
     let mut o = JsonObject::open(&mut line);
     o.str("type", kind);
+    o.int("schema_version", SCHEMA_VERSION);
     alert_fields(&mut o, a);
     more(&mut o);
     if let Some(c) = context {
@@ -36,6 +37,17 @@ fn alert_fields(o: &mut JsonObject<'_>, a: &AlertRecord) {
     o.opt_int("dest_port", a.dest_port.map(i64::from));
     o.str("proto", &a.proto);
     o.opt_int("flow_id", a.flow_id);
+    if !a.community_id.is_empty() {
+        o.str("community_id", &a.community_id);
+    }
+    if !a.app_proto.is_empty() {
+        o.str("app_proto", &a.app_proto);
+    }
+    if !a.action.is_empty() {
+        o.str("action", &a.action);
+    }
+    o.opt_int("gid", a.gid);
+    o.opt_int("rev", a.rev);
 }
 
 pub use crate::event::time::iso;
@@ -89,11 +101,13 @@ pub fn late_alert(a: &AlertRecord, context: Option<&str>, incidents: &[String], 
     })
 }
 
-/// "Still happening": the repeats of a dedup key since its last roll-up.
-pub fn rollup(r: &Rollup) -> String {
+/// "Still happening": the repeats of a dedup key since its last roll-up, with the
+/// signature and priority of the key's alert line when they are known.
+pub fn rollup(r: &Rollup, signature: Option<&str>, priority: Option<&str>) -> String {
     serde_json::json!({
-        "type": "rollup", "dedup_key": r.key, "first_seen": iso(r.first_us), "last_seen": iso(r.last_us),
+        "type": "rollup", "schema_version": SCHEMA_VERSION, "dedup_key": r.key, "first_seen": iso(r.first_us), "last_seen": iso(r.last_us),
         "count": r.count, "suppressed": r.suppressed, "dest_ports": r.dest_ports, "sensors": r.sensors, "reason": r.reason,
+        "signature_id": r.signature_id, "signature": signature, "severity": r.severity, "priority": priority,
     })
     .to_string()
 }
@@ -112,7 +126,7 @@ pub struct IncidentScoreText {
 pub fn incident(c: &IncidentEvent, context: &serde_json::Value, s: &IncidentScoreText) -> String {
     let parse = |t: &Option<String>| t.as_deref().map(|r| serde_json::from_str::<serde_json::Value>(r).unwrap_or_default());
     serde_json::json!({
-        "type": "incident", "incident_id": c.id, "rule": c.rule, "group_key": c.group_key, "status": c.status.as_str(),
+        "type": "incident", "schema_version": SCHEMA_VERSION, "incident_id": c.id, "rule": c.rule, "group_key": c.group_key, "status": c.status.as_str(),
         "first_seen": iso(c.first_us), "last_seen": iso(c.last_us), "alert_count": c.alert_count, "alert_ids": c.alert_ids, "context": context,
         "score": s.score, "priority": s.priority,
         "reasons": parse(&s.reasons),
@@ -126,6 +140,7 @@ pub fn flow_context(flow_id: i64, alert_ids: &[String], summary: &str) -> String
     let mut line = String::with_capacity(256 + summary.len());
     let mut o = JsonObject::open(&mut line);
     o.str("type", "flow_context");
+    o.int("schema_version", SCHEMA_VERSION);
     o.int("flow_id", flow_id);
     o.strs("alert_ids", alert_ids);
     o.raw("flow_context", summary);

@@ -168,10 +168,20 @@ struct Published {
     priority: [u64; 5],
     rule_errors: u64,
     triage: [u64; 5],
+    /// When open incidents were last counted.
+    counted_open: Option<std::time::Instant>,
 }
 
 impl Published {
     fn publish(&mut self, path: &AlertPath) {
+        if self.counted_open.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
+            self.counted_open = Some(std::time::Instant::now());
+            let open = path.open_incidents();
+            metrics::gauge!(m::STATE_INCIDENTS_OPEN).set(open as f64);
+            if let Some(s) = path.run_stats() {
+                s.open_incidents.store(open, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         let stage = path.state();
         let c = stage.counts;
         let d = stage.dedup_counts();

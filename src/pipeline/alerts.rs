@@ -69,7 +69,16 @@ pub struct AlertPath {
     audit_recovered: Vec<String>,
     /// `actions` rows of the records made in this call.
     action_rows: ActionRows,
+    /// Where the count of open incidents goes for the stats line.
+    run_stats: Option<Arc<crate::event::stats::PipelineStats>>,
+    /// Signature text and priority of the alert line each recent dedup key went out with,
+    /// for the key's roll-ups (at most [`EMITTED_KEYS`]; an older key's roll-up carries
+    /// its signature id and severity only).
+    emitted: lru::LruCache<String, (Arc<str>, Option<Priority>)>,
 }
+
+/// Dedup keys whose alert line's signature and priority are kept for their roll-ups.
+const EMITTED_KEYS: usize = 65_536;
 
 impl AlertPath {
     /// The path of `state`; enrichment when `enrich` is given and enabled, scoring when a
@@ -86,7 +95,19 @@ impl AlertPath {
             audit_unsaved: Vec::new(),
             audit_recovered: Vec::new(),
             action_rows: ActionRows::default(),
+            run_stats: None,
+            emitted: lru::LruCache::new(std::num::NonZeroUsize::new(EMITTED_KEYS).expect("non-zero")),
         }
+    }
+
+    /// The run's counters, where the alert path keeps the number of open incidents.
+    pub fn with_stats(mut self, stats: Arc<crate::event::stats::PipelineStats>) -> Self {
+        self.run_stats = Some(stats);
+        self
+    }
+
+    pub fn run_stats(&self) -> Option<&crate::event::stats::PipelineStats> {
+        self.run_stats.as_deref()
     }
 
     /// Keeps the audit trail: every decision becomes a hash-chained record.
@@ -232,8 +253,14 @@ impl AlertPath {
                 match &d.decision {
                     None if d.late_output => out.late_lines.push(lines::late_alert(&d.record, d.context.as_deref(), &joined, &r)),
                     None | Some(Decision::Suppressed { .. }) => {}
-                    Some(Decision::First { key }) => out.lines.push(lines::alert(&d.record, d.context.as_deref(), key, 1, kind, &joined, &r)),
-                    Some(Decision::Escalated { key, count }) => out.lines.push(lines::alert(&d.record, d.context.as_deref(), key, *count, kind, &joined, &r)),
+                    Some(Decision::First { key }) => {
+                        self.emitted.put(key.clone(), (d.record.signature.as_str().into(), scored.as_ref().and_then(|s| s.priority)));
+                        out.lines.push(lines::alert(&d.record, d.context.as_deref(), key, 1, kind, &joined, &r));
+                    }
+                    Some(Decision::Escalated { key, count }) => {
+                        self.emitted.put(key.clone(), (d.record.signature.as_str().into(), scored.as_ref().and_then(|s| s.priority)));
+                        out.lines.push(lines::alert(&d.record, d.context.as_deref(), key, *count, kind, &joined, &r));
+                    }
                 }
             }
             out.alerts = Some(rows.finish(events));
@@ -254,7 +281,8 @@ impl AlertPath {
 
     fn render(&mut self, rollups: &[Rollup], changes: &[Change], out: &mut AlertOutput) {
         for r in rollups {
-            out.lines.push(lines::rollup(r));
+            let known = if r.reason == "interval" { self.emitted.peek(&r.key).cloned() } else { self.emitted.pop(&r.key) };
+            out.lines.push(lines::rollup(r, known.as_ref().map(|k| &*k.0), known.as_ref().and_then(|k| k.1).map(Priority::as_str)));
             if r.suppressed > 0 {
                 let detail =
                     serde_json::json!({"count": r.count, "suppressed": r.suppressed, "first_seen": crate::event::time::iso(r.first_us), "reason": r.reason});
@@ -317,10 +345,14 @@ impl AlertPath {
     /// The state stage's snapshot with the open incidents' scores in it, and `due` (JSON
     /// text: the output lines of this commit) as member `due`.
     pub fn snapshot_to(&mut self, w: &mut dyn std::io::Write, due: Option<&str>) -> std::io::Result<()> {
-        let (scores, triage, audit, unsaved) = (&self.incidents, &self.triage, &self.audit, &self.audit_unsaved);
+        let (scores, triage, audit, unsaved, emitted) = (&self.incidents, &self.triage, &self.audit, &self.audit_unsaved, &self.emitted);
         self.state.snapshot_to(w, |w| {
             w.write_all(b",\"incident_scores\":")?;
             serde_json::to_writer(&mut *w, scores).map_err(std::io::Error::other)?;
+            // Least recent first, so a restore puts them back in the same order.
+            w.write_all(b",\"emitted\":")?;
+            let list: Vec<(&str, &str, Option<u8>)> = emitted.iter().rev().map(|(k, (sig, p))| (k.as_str(), &**sig, p.map(|p| p as u8))).collect();
+            serde_json::to_writer(&mut *w, &list).map_err(std::io::Error::other)?;
             if let Some(t) = triage {
                 w.write_all(b",\"triage\":")?;
                 serde_json::to_writer(&mut *w, t).map_err(std::io::Error::other)?;
@@ -368,6 +400,13 @@ impl AlertPath {
         if let (Some(t), false) = (self.triage.as_mut(), v["triage"].is_null()) {
             t.restore(&v["triage"])?;
         }
+        if !v["emitted"].is_null() {
+            let list: Vec<(String, String, Option<u8>)> = serde_json::from_value(v["emitted"].clone())?;
+            self.emitted.clear();
+            for (k, sig, p) in list {
+                self.emitted.put(k, (sig.into(), p.map(Priority::from_rank)));
+            }
+        }
         if let (Some(c), false) = (self.audit.as_mut(), v["audit"].is_null()) {
             *c = serde_json::from_value(v["audit"]["chain"].clone())?;
             self.audit_recovered = serde_json::from_value(v["audit"]["unsaved"].clone())?;
@@ -378,6 +417,13 @@ impl AlertPath {
     /// The state stage (its counts and sizes).
     pub fn state(&self) -> &StateStage {
         &self.state
+    }
+
+    /// Incidents open now: correlation incidents (opened less closed, both kept across
+    /// restarts) and entity incidents. O(entities): ask now and then.
+    pub fn open_incidents(&self) -> u64 {
+        let k = self.state.correlation_counts();
+        k.opened.saturating_sub(k.closed) + self.triage.as_ref().map_or(0, |t| t.open_incidents() as u64)
     }
 
     pub fn enrich_counts(&self) -> Option<EnrichCounts> {

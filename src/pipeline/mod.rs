@@ -40,6 +40,8 @@ pub struct Health {
     /// Unix seconds of the last commit (0: none yet).
     pub last_commit_unix: AtomicU64,
     pub archive_failed: AtomicBool,
+    /// The run's counters and its sources (set when the pipeline starts).
+    pub stats: std::sync::OnceLock<Arc<PipelineStats>>,
 }
 
 /// How sources behave: follow forever (`run`) or read to the end (`replay`, `demo`).
@@ -182,13 +184,17 @@ pub fn run(
     });
     let stats = Arc::new(PipelineStats::default());
     let health = health.unwrap_or_default();
+    let _ = health.stats.set(stats.clone());
 
     // Sink first: recovery decides where sources resume.
     let (mut archive, recovered) = Committer::open(cfg.archive.clone())?;
     let sealed = archive.sealed();
     if cfg.state.engine.enabled {
         let enrich = (cfg.enrich.enabled || cfg.scorer.is_some()).then(|| start_enrichment(cfg));
-        let path = alerts::AlertPath::new(&cfg.state.engine, enrich.as_ref(), cfg.scorer.clone()).with_triage(&cfg.triage).with_audit(cfg.audit.enabled);
+        let path = alerts::AlertPath::new(&cfg.state.engine, enrich.as_ref(), cfg.scorer.clone())
+            .with_triage(&cfg.triage)
+            .with_audit(cfg.audit.enabled)
+            .with_stats(stats.clone());
         archive.enable_alerts(path, cfg.state.output.clone(), cfg.state.late_output.clone(), cfg.audit.enabled)?;
         if cfg.actions.active() {
             archive.enable_actions(cfg.actions.clone())?;
@@ -226,8 +232,10 @@ pub fn run(
             overflow: sc.overflow,
             format: sc.format,
             stats: stats.clone(),
+            health: stats.add_source(&sc.name, sc.kind.type_name()),
         };
-        let (handle, resumed) = start_source(sc, ctx, mode, &recovered.checkpoint, &sealed)?;
+        let record = ctx.health.clone();
+        let (handle, resumed) = start_source(sc, ctx, mode, &recovered.checkpoint, &sealed, record)?;
         resumed_files += resumed;
         source_threads.push((sc.name.clone(), handle));
     }
@@ -235,6 +243,9 @@ pub fn run(
     if mode == Mode::Follow {
         // The archive lock, every listener and socket are held now.
         tracing::info!(archive = %cfg.archive.root.display(), sources = cfg.sources.len(), "alertflow running");
+        if let Some(every) = cfg.metrics.stats_log {
+            spawn_stats_line(every, stats.clone(), health.clone(), shutdown.clone());
+        }
     }
 
     let mut first_err = None;
@@ -276,6 +287,44 @@ pub fn run(
         archive: cfg.archive.root.join(crate::archive::EVENTS_TABLE).display().to_string(),
         dead_letter: (dead_letter.records() > 0).then(|| dead_letter.path().map(|p| p.display().to_string())).flatten(),
     })
+}
+
+/// Logs one line of how the run goes every `every`: events and their rate, rejected and
+/// dropped lines, rows archived, seconds since the last commit, bytes the followed files
+/// hold beyond what is read, open incidents, and sources not reading.
+fn spawn_stats_line(every: Duration, stats: Arc<PipelineStats>, health: Arc<Health>, shutdown: Arc<AtomicBool>) {
+    let _ = std::thread::Builder::new().name("stats".into()).spawn(move || {
+        let mut last = (Instant::now(), stats.events.load(Ordering::Relaxed), stats.rejected_total(), stats.dropped());
+        let mut next = Instant::now() + every;
+        while !shutdown.load(Ordering::Relaxed) {
+            if Instant::now() < next {
+                std::thread::sleep(Duration::from_millis(100).min(every));
+                continue;
+            }
+            next += every;
+            let now = (Instant::now(), stats.events.load(Ordering::Relaxed), stats.rejected_total(), stats.dropped());
+            let secs = now.0.duration_since(last.0).as_secs_f64().max(1e-3);
+            let sources = stats.sources();
+            let now_ms = crate::event::stats::now_ms();
+            let behind: u64 = sources.iter().map(|s| s.behind_bytes.load(Ordering::Relaxed)).sum();
+            let quiet: Vec<String> =
+                sources.iter().filter(|s| !matches!(s.state(now_ms), "reading")).map(|s| format!("{}={}", s.name, s.state(now_ms))).collect();
+            let last_commit = health.last_commit_unix.load(Ordering::Relaxed);
+            tracing::info!(
+                events = now.1 - last.1,
+                events_per_sec = ((now.1 - last.1) as f64 / secs).round() as u64,
+                rejected = now.2 - last.2,
+                dropped = now.3 - last.3,
+                rows_archived = health.rows_sealed.load(Ordering::Relaxed),
+                last_commit_secs = if last_commit > 0 { (now_ms / 1000).saturating_sub(last_commit as i64) } else { -1 },
+                behind_bytes = behind,
+                open_incidents = stats.open_incidents.load(Ordering::Relaxed),
+                not_reading = %quiet.join(" "),
+                "stats"
+            );
+            last = now;
+        }
+    });
 }
 
 /// Opens the enrichment sources and starts their reload thread (file changes every
@@ -430,6 +479,7 @@ fn start_source(
     mode: Mode,
     checkpoint: &crate::event::position::Checkpoint,
     sealed: &Arc<crate::event::position::Sealed>,
+    record: Arc<crate::event::stats::SourceHealth>,
 ) -> Result<(JoinHandle<std::io::Result<()>>, usize), PipelineError> {
     let name = sc.name.clone();
     let source_err = |error| PipelineError::Source { name: name.clone(), error };
@@ -441,37 +491,50 @@ fn start_source(
             let resume = checkpoint.file_offsets(&sc.name);
             resumed_files += resume.len();
             let src = FileSource::new(fc, ctx, resume);
-            spawn_source(&name, move || src.run())
+            spawn_source(&name, &record, move || src.run())
         }
-        SourceKind::Stdin => spawn_source(&name, move || crate::ingest::stdin::run(ctx, std::io::stdin().lock())),
+        SourceKind::Stdin => spawn_source(&name, &record, move || crate::ingest::stdin::run(ctx, std::io::stdin().lock())),
         SourceKind::UnixStream(uc) => {
             let l = unix::bind_stream(uc).map_err(source_err)?;
             let uc = uc.clone();
-            spawn_source(&name, move || unix::run_stream(ctx, uc, l))
+            spawn_source(&name, &record, move || unix::run_stream(ctx, uc, l))
         }
         SourceKind::UnixDgram(uc) => {
             let s = unix::bind_dgram(uc).map_err(source_err)?;
             let uc = uc.clone();
-            spawn_source(&name, move || unix::run_dgram(ctx, uc, s))
+            spawn_source(&name, &record, move || unix::run_dgram(ctx, uc, s))
         }
         SourceKind::SyslogUdp(uc) => {
             let s = net::bind_udp(uc).map_err(source_err)?;
-            spawn_source(&name, move || net::run_udp(ctx, s))
+            spawn_source(&name, &record, move || net::run_udp(ctx, s))
         }
         SourceKind::SyslogTcp(tc) => {
             let (l, tls) = net::bind_tcp(tc).map_err(source_err)?;
             let tc = tc.clone();
-            spawn_source(&name, move || net::run_tcp(ctx, tc, l, tls))
+            spawn_source(&name, &record, move || net::run_tcp(ctx, tc, l, tls))
         }
         SourceKind::Redis(rc) => {
             let resume = checkpoint.sources.get(&sc.name).and_then(|s| s.redis.clone());
             let src = crate::ingest::redis::RedisSource::new(ctx, rc.clone(), sealed.clone(), resume);
-            spawn_source(&name, move || src.run())
+            spawn_source(&name, &record, move || src.run())
         }
     };
     Ok((handle, resumed_files))
 }
 
-fn spawn_source(name: &str, f: impl FnOnce() -> std::io::Result<()> + Send + 'static) -> std::thread::JoinHandle<std::io::Result<()>> {
-    std::thread::Builder::new().name(format!("source-{name}")).spawn(f).expect("spawn source thread")
+/// Runs a source on its own thread; its health record says how it ended.
+fn spawn_source(
+    name: &str,
+    record: &Arc<crate::event::stats::SourceHealth>,
+    f: impl FnOnce() -> std::io::Result<()> + Send + 'static,
+) -> std::thread::JoinHandle<std::io::Result<()>> {
+    let record = record.clone();
+    std::thread::Builder::new()
+        .name(format!("source-{name}"))
+        .spawn(move || {
+            let res = f();
+            record.end(res.as_ref().err().map(|e| e.to_string()));
+            res
+        })
+        .expect("spawn source thread")
 }

@@ -48,6 +48,9 @@ struct Entry {
     since_rollup: u64,
     next_rollup_us: i64,
     most_severe: i32,
+    /// The signature of the key's first alert (for its roll-ups).
+    #[serde(default)]
+    signature_id: i64,
     /// Distinct destination ports and sensors (at most [`MAX_DISTINCT`] each; small, so
     /// vectors with a linear search beat trees).
     dest_ports: Vec<i32>,
@@ -154,6 +157,7 @@ impl Dedup {
             since_rollup: 0,
             next_rollup_us: a.ts_us + self.cfg.rollup_us,
             most_severe: a.severity,
+            signature_id: a.signature_id,
             dest_ports: Vec::new(),
             sensors: Vec::new(),
             queued_us: i64::MAX,
@@ -263,6 +267,8 @@ fn rollup(key: &str, e: &Entry, reason: &'static str) -> Option<Rollup> {
         last_us: e.last_us,
         count: e.count,
         suppressed: e.since_rollup,
+        signature_id: e.signature_id,
+        severity: e.most_severe,
         dest_ports: {
             let mut p = e.dest_ports.clone();
             p.sort_unstable();

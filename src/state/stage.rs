@@ -292,6 +292,8 @@ impl StateStage {
         let sev = col::<Int32Array>(b, "alert_severity");
         let (sp, dp) = (col::<Int32Array>(b, "src_port"), col::<Int32Array>(b, "dest_port"));
         let flow = col::<Int64Array>(b, "flow_id");
+        let (cid, app, action) = (s("community_id"), s("app_proto"), s("alert_action"));
+        let (gid, rev) = (col::<Int64Array>(b, "alert_gid"), col::<Int64Array>(b, "alert_rev"));
         let str_at = |a: &StringArray, i: usize| if a.is_valid(i) { a.value(i).to_string() } else { String::new() };
         let i32_at = |a: &Int32Array, i: usize| a.is_valid(i).then(|| a.value(i));
 
@@ -314,6 +316,11 @@ impl StateStage {
                 dest_port: i32_at(dp, i),
                 proto: str_at(proto, i),
                 flow_id: flow.is_valid(i).then(|| flow.value(i)),
+                community_id: str_at(cid, i),
+                app_proto: str_at(app, i),
+                action: str_at(action, i),
+                gid: gid.is_valid(i).then(|| gid.value(i)),
+                rev: rev.is_valid(i).then(|| rev.value(i)),
                 fields: None,
             };
             self.counts.alerts += 1;

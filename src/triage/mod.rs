@@ -280,6 +280,11 @@ impl Triage {
         self.entities.len()
     }
 
+    /// Entity incidents open now (announced, not closed). O(entities): ask now and then.
+    pub fn open_incidents(&self) -> usize {
+        self.entities.values().map(|e| e.incidents.iter().filter(|i| i.opened).count()).sum()
+    }
+
     /// Assesses one alert and adds it to its entity's story.
     pub fn assess(&mut self, a: &AlertRecord, src: SideFacts, dest: SideFacts) -> Assessment {
         self.assess_raw(a, None, src, dest)

@@ -196,6 +196,16 @@ mod saved {
         flow: Option<i64>,
         host: Option<String>,
         values: Vec<(String, String)>,
+        #[serde(default)]
+        community_id: String,
+        #[serde(default)]
+        app_proto: String,
+        #[serde(default)]
+        action: String,
+        #[serde(default)]
+        gid: Option<i64>,
+        #[serde(default)]
+        rev: Option<i64>,
     }
 
     pub fn serialize<S: Serializer>(a: &Option<Box<AlertRecord>>, s: S) -> Result<S::Ok, S::Error> {
@@ -216,6 +226,11 @@ mod saved {
                 flow: a.flow_id,
                 host: a.fields.as_ref().map(|f| f.host.clone()),
                 values: a.fields.as_ref().map(|f| f.values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).unwrap_or_default(),
+                community_id: a.community_id.clone(),
+                app_proto: a.app_proto.clone(),
+                action: a.action.clone(),
+                gid: a.gid,
+                rev: a.rev,
             })
             .serialize(s)
     }
@@ -237,6 +252,11 @@ mod saved {
             dest_port: x.dport,
             proto: x.proto,
             flow_id: x.flow,
+            community_id: x.community_id,
+            app_proto: x.app_proto,
+            action: x.action,
+            gid: x.gid,
+            rev: x.rev,
             fields: x.host.map(|host| Box::new(AlertFields { host, values })),
         })))
     }
