@@ -82,6 +82,7 @@ fn archive(c: &mut Criterion) {
                         max_open_partitions: 4096,
                         idle_seal: Duration::from_secs(3600),
                         max_segment_age: Duration::from_secs(3600),
+                        retention: Default::default(),
                     };
                     let (mut w, _) = Committer::open(cfg).unwrap();
                     for b in batches {

@@ -142,6 +142,22 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ActionsCmd,
     },
+    /// Remove the date partitions older than the retention (what `run` does every hour
+    /// when `archive.retention_days` is set), or with --dry-run list what would go
+    Prune {
+        /// Configuration file: its archive root and retention
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Archive root (overrides archive.root)
+        #[arg(long)]
+        archive: Option<PathBuf>,
+        /// Days every table keeps (overrides the configuration)
+        #[arg(long)]
+        days: Option<u32>,
+        /// Print what would be removed; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Archive a bundled sample of real Suricata output into ./alertflow-demo/
     Demo {
         #[arg(long, default_value = "alertflow-demo")]
@@ -257,6 +273,10 @@ fn main() -> ExitCode {
         Cmd::Report { archive, since, until, format, out } => return cmd_report(&archive, since, until, format, out),
         Cmd::Query { archive, sql, list, since, until, format, out, set } => {
             return cmd_query(&archive.unwrap_or_default(), sql, list, since, until, format, out, set)
+        }
+        Cmd::Prune { config, archive, days, dry_run } => {
+            init_logging("warn");
+            cmd_prune(config, archive, days, dry_run)
         }
         Cmd::Demo { dir } => {
             init_logging("warn");
@@ -789,6 +809,35 @@ fn cmd_replay(config: Option<PathBuf>, archive: Option<PathBuf>, inputs: Vec<Str
     } else {
         print!("{}", summary.render());
     }
+    Ok(())
+}
+
+fn cmd_prune(config: Option<PathBuf>, archive: Option<PathBuf>, days: Option<u32>, dry_run: bool) -> anyhow::Result<()> {
+    use alertflow::archive::retention;
+    let mut cfg = load_config(config.as_ref())?;
+    apply_archive(&mut cfg, archive);
+    if let Some(d) = days {
+        anyhow::ensure!(d > 0, "--days 0 would keep nothing; give the number of days to keep");
+        cfg.archive.retention.days = [Some(d); 4];
+    }
+    let r = cfg.archive.retention;
+    anyhow::ensure!(r.any(), "no retention: set archive.retention_days in the configuration or give --days");
+    let root = &cfg.archive.root;
+    let pass = retention::prune(root, &r, alertflow::event::time::wall_clock_us(), dry_run).map_err(|e| match e {
+        alertflow::archive::ArchiveError::Locked(_) => {
+            anyhow::anyhow!("{}: a running alertflow holds this archive; it removes expired partitions itself every hour", root.display())
+        }
+        e => e.into(),
+    })?;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for e in &pass.expired {
+        println!("{verb} {}/date={} ({} files, {} bytes)", e.table.dir(), e.date, e.files, e.bytes);
+    }
+    for (e, why) in &pass.kept {
+        println!("kept {}/date={}: {why}", e.table.dir(), e.date);
+    }
+    let bytes: u64 = pass.expired.iter().map(|e| e.bytes).sum();
+    println!("{verb} {} partitions, {} bytes", pass.expired.len(), bytes);
     Ok(())
 }
 

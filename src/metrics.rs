@@ -136,6 +136,9 @@ pub const ARCHIVE_OPEN_ROWS: &str = "alertflow_archive_open_rows";
 pub const ARCHIVE_OPEN_PARTITIONS: &str = "alertflow_archive_open_partitions";
 /// Archive write failures (the pipeline stops on these).
 pub const ARCHIVE_ERRORS: &str = "alertflow_archive_errors_total";
+/// Partitions removed by retention, and their bytes.
+pub const ARCHIVE_RETENTION_PARTITIONS: &str = "alertflow_archive_retention_partitions_total";
+pub const ARCHIVE_RETENTION_BYTES: &str = "alertflow_archive_retention_bytes_total";
 
 /// Actions queued in the outbox, by `action` (destination name).
 pub const ACTIONS_QUEUED: &str = "alertflow_actions_queued_total";
@@ -222,6 +225,8 @@ pub fn describe() {
     describe_gauge!(ARCHIVE_OPEN_ROWS, "rows in open segments");
     describe_gauge!(ARCHIVE_OPEN_PARTITIONS, "open partition writers");
     describe_counter!(ARCHIVE_ERRORS, "archive write failures");
+    describe_counter!(ARCHIVE_RETENTION_PARTITIONS, "date partitions removed by retention");
+    describe_counter!(ARCHIVE_RETENTION_BYTES, "bytes of the partitions removed by retention");
     describe_gauge!(QUEUE_DEPTH, "batches waiting in front of a stage");
     describe_counter!(ACTIONS_QUEUED, "actions queued in the outbox, by destination");
     describe_counter!(ACTIONS_DELIVERED, "actions delivered, by destination");

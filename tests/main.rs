@@ -17,6 +17,7 @@ mod limits;
 mod operate;
 mod properties;
 mod reload;
+mod retention;
 mod score_golden;
 mod sigma;
 mod state;

@@ -23,6 +23,7 @@ pub mod lane;
 pub mod layout;
 pub mod props;
 pub mod recovery;
+pub mod retention;
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -104,6 +105,8 @@ pub struct ArchiveConfig {
     pub max_open_partitions: usize,
     pub idle_seal: Duration,
     pub max_segment_age: Duration,
+    /// Days each table keeps (see [`retention`]).
+    pub retention: retention::Retention,
 }
 
 /// Totals since start.
@@ -159,9 +162,16 @@ pub struct Segments {
     /// `ALERTFLOW_FAULT_KILL_AFTER_RENAMES` at open; never set in operation).
     kill_after_renames: Option<u64>,
     renames: u64,
+    /// When retention last looked for expired partitions.
+    last_retention: Option<Instant>,
+    /// The thread emptying the trash, while it runs.
+    trash: Option<JoinHandle<()>>,
     /// Held for the writer's lifetime: one process writes an archive at a time.
     _lock: File,
 }
+
+/// How often retention looks for expired partitions (after a commit).
+pub const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 /// The temporaries of one commit, complete and durable, waiting to be renamed.
 pub struct Sealed {
@@ -174,13 +184,7 @@ impl Segments {
     pub fn open(cfg: ArchiveConfig) -> Result<(Self, recovery::Recovered), ArchiveError> {
         let table = cfg.root.join(EVENTS_TABLE);
         std::fs::create_dir_all(&table).map_err(io_err(&table))?;
-        let lock_path = cfg.root.join(".alertflow.lock");
-        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(ArchiveError::Locked(cfg.root.clone())),
-            Err(std::fs::TryLockError::Error(e)) => return Err(ArchiveError::Io { path: lock_path, error: e }),
-        }
+        let lock = lock_archive(&cfg.root)?;
         let rec = recovery::recover(&cfg.root)?;
         let props = props::writer_properties(cfg.parquet)?;
         let lanes = (0..cfg.writer_threads.max(1))
@@ -204,9 +208,16 @@ impl Segments {
             totals: ArchiveTotals::default(),
             kill_after_renames: std::env::var(FAULT_KILL_AFTER_RENAMES).ok().and_then(|v| v.parse().ok()),
             renames: 0,
+            last_retention: None,
+            trash: None,
             _lock: lock,
             cfg,
         };
+        let mut w = w;
+        // What a crash left in the trash goes now (beside the start).
+        if w.cfg.root.join(retention::TRASH).exists() {
+            w.empty_trash();
+        }
         Ok((w, rec))
     }
 
@@ -372,15 +383,76 @@ impl Segments {
         self.open_rows = 0;
         self.open_hours.clear();
         self.oldest_open = None;
+        self.expire_if_due();
         Ok(())
     }
 
-    /// Stops the lanes (after the last commit).
+    /// Right after a commit (nothing open): once every [`RETENTION_EVERY`], moves the
+    /// partitions past their table's retention to the trash and empties it on a thread.
+    /// A failure is logged and counted; the archive goes on.
+    fn expire_if_due(&mut self) {
+        if !self.cfg.retention.any() || self.last_retention.is_some_and(|t| t.elapsed() < RETENTION_EVERY) {
+            return;
+        }
+        self.last_retention = Some(Instant::now());
+        let root = self.cfg.root.clone();
+        let newest = self.epoch.checked_sub(1);
+        let res = retention::find(&root, &self.cfg.retention, crate::event::time::wall_clock_us(), newest)
+            .and_then(|pass| retention::move_to_trash(&root, &pass.expired, self.epoch).map(|n| (n, pass)));
+        match res {
+            Ok((n, pass)) => {
+                metrics::counter!(m::ARCHIVE_RETENTION_PARTITIONS).increment(n as u64);
+                metrics::counter!(m::ARCHIVE_RETENTION_BYTES).increment(pass.expired.iter().map(|e| e.bytes).sum());
+                for (e, why) in &pass.kept {
+                    tracing::info!(table = e.table.dir(), date = %e.date, why, "retention: expired partition kept");
+                }
+                if n > 0 {
+                    self.empty_trash();
+                }
+            }
+            Err(e) => {
+                metrics::counter!(m::ARCHIVE_ERRORS).increment(1);
+                tracing::warn!(error = %e, "retention: expired partitions not removed");
+            }
+        }
+    }
+
+    /// Empties the trash on a thread of its own (one at a time).
+    fn empty_trash(&mut self) {
+        if self.trash.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let root = self.cfg.root.clone();
+        self.trash = std::thread::Builder::new()
+            .name("archive-trash".into())
+            .spawn(move || {
+                if let Err(e) = retention::empty_trash(&root) {
+                    tracing::warn!(error = %e, "retention: could not empty the trash");
+                }
+            })
+            .ok();
+    }
+
+    /// Stops the lanes (after the last commit) and waits for the trash to be emptied.
     pub fn close(mut self) {
         for lane in std::mem::take(&mut self.lanes) {
             drop(lane.tx);
             let _ = lane.thread.join();
         }
+        if let Some(t) = self.trash.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Takes the archive's lock (one writer at a time), held as long as the file is open.
+pub fn lock_archive(root: &Path) -> Result<File, ArchiveError> {
+    let lock_path = root.join(".alertflow.lock");
+    let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ArchiveError::Locked(root.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(ArchiveError::Io { path: lock_path, error: e }),
     }
 }
 

@@ -128,6 +128,20 @@ pub fn recover(root: &Path) -> Result<Recovered, ArchiveError> {
     Ok(rec)
 }
 
+/// The newest commit with a sealed segment, read from the names alone (changes nothing).
+pub fn newest_epoch(root: &Path) -> Result<Option<u64>, ArchiveError> {
+    let mut newest = None;
+    for dir in super::layout::all_partitions(root)?.into_iter().map(|p| p.dir) {
+        for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let name = entry.map_err(io_err(&dir))?.file_name();
+            if let Some((e, _, _)) = parse_final(&name.to_string_lossy()) {
+                newest = newest.max(Some(e));
+            }
+        }
+    }
+    Ok(newest)
+}
+
 /// Reads the checkpoint from a sealed segment's footer.
 pub fn read_checkpoint(path: &Path) -> Result<Checkpoint, ArchiveError> {
     let bad = |reason: String| ArchiveError::BadSegment { path: path.to_path_buf(), reason };

@@ -317,11 +317,23 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
         max_open_partitions: cx.uint(&a, "max_open_partitions", 16, 1, 4096) as usize,
         idle_seal: Duration::from_millis(cx.uint(&a, "idle_seal_ms", 1000, 10, 3_600_000)),
         max_segment_age: Duration::from_secs(cx.uint(&a, "max_segment_age_secs", 10, 1, 86_400)),
+        retention: read_retention(cx, &a),
         root: root_dir.clone(),
     };
     cx.unknown_keys(
         &a,
-        &["root", "writer_threads", "zstd_level", "row_group_max_bytes", "segment_max_bytes", "max_open_partitions", "idle_seal_ms", "max_segment_age_secs"],
+        &[
+            "root",
+            "writer_threads",
+            "zstd_level",
+            "row_group_max_bytes",
+            "segment_max_bytes",
+            "max_open_partitions",
+            "idle_seal_ms",
+            "max_segment_age_secs",
+            "retention_days",
+            "retention",
+        ],
     );
 
     let d = cx.section(root, "dead_letter");
@@ -414,6 +426,22 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
         scorer,
         sources,
     })
+}
+
+/// `[archive] retention_days` (0: forever, the default) and `[archive.retention]` with a
+/// number of days per table (`events`, `alerts`, `incidents`, `actions`; 0: forever).
+fn read_retention(cx: &mut Cx, a: &Tbl) -> crate::archive::retention::Retention {
+    use crate::archive::Table;
+    let days = |n: u64| (n > 0).then_some(n as u32);
+    let all = days(cx.uint(a, "retention_days", 0, 0, 36_500));
+    let per = cx.section(a, "retention");
+    let names: Vec<&str> = Table::ALL.iter().map(|t| t.dir()).collect();
+    cx.unknown_keys(&per, &names);
+    let mut r = crate::archive::retention::Retention::default();
+    for t in Table::ALL {
+        r.days[t as usize] = if per.has(t.dir()) { days(cx.uint(&per, t.dir(), 0, 0, 36_500)) } else { all };
+    }
+    r
 }
 
 /// `<root>/_deadletter/rejected.jsonl`: beside the tables, ignored by table readers.
