@@ -688,6 +688,15 @@ fn redis_stream_claims_entries_of_a_stopped_consumer_and_channel_reconnects() {
     child.stop();
 }
 
+/// Packets the network devices' backlogs dropped, summed over the CPUs.
+fn softnet_drops() -> u64 {
+    std::fs::read_to_string("/proc/net/softnet_stat")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1).and_then(|d| u64::from_str_radix(d, 16).ok()))
+        .sum()
+}
+
 /// A UDP flood into a small receive buffer: whatever is not archived is counted, either by
 /// the kernel (receive buffer full, read from /proc/net/udp) or by the pipeline.
 #[test]
@@ -698,22 +707,51 @@ fn udp_flood_accounts_for_every_datagram() {
     std::fs::write(&cfg, format!(
         "[archive]\nroot = \"{}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n\n[[sources]]\nname = \"udp\"\ntype = \"syslog_udp\"\nlisten = \"127.0.0.1:{port}\"\nrecv_buffer_bytes = 4096\n",
         dir.path().join("archive").display())).unwrap();
+    let log = dir.path().join("alertflow.log");
     let child = Running::new(
-        Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&cfg).env("ALERTFLOW_LOG", "error").stdout(Stdio::null()).spawn().unwrap(),
+        Command::new(env!("CARGO_BIN_EXE_alertflow"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("ALERTFLOW_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
     );
-    wait_for("metrics", 30, || TcpStream::connect(("127.0.0.1", mport)).is_ok());
+    // "running" comes once the UDP socket is bound: earlier datagrams would find no port.
+    wait_for("running", 30, || std::fs::read_to_string(&log).unwrap_or_default().contains("alertflow running"));
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let sent = 30_000;
+    let backlog_drops_before = softnet_drops();
     for i in 0..sent {
         let msg = format!("<13>1 2026-11-28T10:00:00Z h app - - - datagram {i}");
-        let _ = sock.send_to(msg.as_bytes(), ("127.0.0.1", port));
+        sock.send_to(msg.as_bytes(), ("127.0.0.1", port)).unwrap();
+        // Bursts the loopback device's backlog (1,000 packets) can take: the flood is
+        // meant to overrun the socket's 4 KiB buffer, not the device queue in front of it.
+        if i % 256 == 255 {
+            std::thread::sleep(Duration::from_micros(200));
+        }
     }
     let archive = dir.path().join("archive");
+    let mut last = (-1.0, Instant::now());
     wait_for("archived + dropped = sent", 60, || {
         let rows = read_archive(&archive).len() as f64;
         let kernel = metric(mport, "alertflow_source_kernel_drops_total");
         let pipeline = metric(mport, "alertflow_source_dropped_lines_total");
-        rows + kernel + pipeline == sent as f64
+        let accounted = rows + kernel + pipeline;
+        assert!(accounted <= sent as f64, "more accounted for than sent: {rows} + {kernel} + {pipeline}");
+        if accounted == sent as f64 {
+            return true;
+        }
+        // A datagram the loopback backlog dropped (a starved CPU) never reached the socket:
+        // the kernel counts it per CPU (/proc/net/softnet_stat), not per socket. Settled
+        // counts whose gap those drops explain account for every datagram too.
+        if accounted != last.0 {
+            last = (accounted, Instant::now());
+            return false;
+        }
+        let backlog = softnet_drops() - backlog_drops_before;
+        last.1.elapsed() > Duration::from_secs(3) && accounted + backlog as f64 >= sent as f64
     });
     println!("kernel drops: {}", metric(mport, "alertflow_source_kernel_drops_total"));
     child.stop();
