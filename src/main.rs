@@ -19,7 +19,15 @@ use alertflow::pipeline::{self, Health, Mode};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "alertflow", version, about = "Streaming alert processor: Suricata EVE in, queryable Parquet archive out")]
+#[command(
+    name = "alertflow",
+    version,
+    about = "Streaming alert processor for IDS sensors: ingest, dedup, correlate, triage, score, act, archive to Parquet",
+    long_about = "Streaming alert processor for Suricata and Snort sensors. Ingests EVE JSON, syslog and fast-alert lines from files, \
+sockets and Redis; deduplicates, correlates (Sigma) and triages alerts; enriches and scores them; runs notifications and response \
+actions through an audited outbox; archives every event exactly once to Parquet that `alertflow query`, DuckDB, pyarrow and Spark read.\n\n\
+Start with `alertflow demo`, or `alertflow config init --profile sensor --out alertflow.toml` and `alertflow run --config alertflow.toml`."
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -65,6 +73,18 @@ enum Cmd {
     },
     /// Validate a configuration file, reporting every problem with its path and line
     CheckConfig { file: PathBuf },
+    /// Configuration files: a commented starting file per kind of installation
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell)
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages (alertflow.1 and one per command) into a folder
+    Man {
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
     /// Scan the archived events of the last days for the indicators of a feed file; print
     /// one `intel_alert` JSON line per matching event (with its original time)
     Hunt {
@@ -166,6 +186,24 @@ enum Cmd {
 }
 
 #[derive(Subcommand)]
+enum ConfigCmd {
+    /// Write a commented starting configuration for a kind of installation
+    Init {
+        /// sensor (follow Suricata's EVE files), syslog-collector (UDP/TCP/TLS listeners)
+        /// or redis (Suricata's Redis output)
+        #[arg(long, default_value = "sensor", value_parser = ["sensor", "syslog-collector", "redis"])]
+        profile: String,
+        /// Write here instead of stdout (an existing file is kept unless --force)
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Validate a configuration file (as `check-config`)
+    Check { file: PathBuf },
+}
+
+#[derive(Subcommand)]
 enum AuditCmd {
     /// Check every record's sequence, link and hash, and the chain head of the newest
     /// commit; exit 1 naming the first bad record
@@ -263,7 +301,14 @@ fn main() -> ExitCode {
             init_logging("warn");
             cmd_replay(config, archive, inputs, json, no_progress, format.into())
         }
-        Cmd::CheckConfig { file } => return cmd_check(&file),
+        Cmd::CheckConfig { file } | Cmd::Config { cmd: ConfigCmd::Check { file } } => return cmd_check(&file),
+        Cmd::Config { cmd: ConfigCmd::Init { profile, out, force } } => cmd_config_init(&profile, out, force),
+        Cmd::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "alertflow", &mut std::io::stdout());
+            Ok(())
+        }
+        Cmd::Man { out } => cmd_man(&out),
         Cmd::Hunt { archive, feed, feed_format, kind, days, output } => {
             init_logging("warn");
             cmd_hunt(&archive, &feed, feed_format.as_deref(), kind.as_deref(), days, output.as_deref())
@@ -809,6 +854,29 @@ fn cmd_replay(config: Option<PathBuf>, archive: Option<PathBuf>, inputs: Vec<Str
     } else {
         print!("{}", summary.render());
     }
+    Ok(())
+}
+
+fn cmd_config_init(profile: &str, out: Option<PathBuf>, force: bool) -> anyhow::Result<()> {
+    let text = alertflow::config::PROFILES.iter().find(|(n, _)| *n == profile).map(|(_, t)| *t).expect("clap checks the profile");
+    match out {
+        None => print!("{text}"),
+        Some(p) => {
+            anyhow::ensure!(force || !p.exists(), "{} exists; give --force to overwrite it", p.display());
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+            std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+            eprintln!("wrote {} (profile {profile}); check it with: alertflow check-config {}", p.display(), p.display());
+        }
+    }
+    Ok(())
+}
+
+fn cmd_man(out: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let cmd = <Cli as clap::CommandFactory>::command();
+    clap_mangen::generate_to(cmd, out).with_context(|| format!("writing man pages into {}", out.display()))?;
     Ok(())
 }
 

@@ -218,3 +218,33 @@ fn check_config_loads_enrichment_files() {
     let out = Command::new(env!("CARGO_BIN_EXE_alertflow")).arg("check-config").arg(&cfg).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Every starting file `alertflow config init` writes (the files of `configs/examples/`)
+/// is valid as shipped, layered over the defaults, and `config init` refuses to overwrite.
+#[test]
+fn every_config_init_profile_is_valid_as_shipped() {
+    for (name, text) in alertflow::config::PROFILES {
+        let on_disk = std::fs::read_to_string(format!("{}/configs/examples/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        assert_eq!(on_disk, text, "{name}: the embedded profile is the file in configs/examples/");
+        let cfg = Config::parse_site(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!cfg.sources.is_empty(), "{name}: a profile names its sources");
+        assert_eq!(cfg.archive.root, std::path::Path::new("/var/lib/alertflow/archive"), "{name}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("etc/alertflow.toml");
+    let init = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_alertflow"))
+            .args(["config", "init", "--profile", "redis", "--out"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    assert!(init(&[]).status.success());
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_alertflow")).arg("check-config").arg(&out).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let again = init(&[]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("give --force"), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(init(&["--force"]).status.success());
+}

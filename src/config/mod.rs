@@ -28,6 +28,14 @@ use reader::{Cx, Tbl};
 /// The embedded default configuration (also `alertflow demo`'s).
 pub const DEFAULT_TOML: &str = include_str!("../../configs/default.toml");
 
+/// Starting files for `alertflow config init --profile NAME` (`configs/examples/`): each
+/// layers over the defaults and sets what that kind of installation needs.
+pub const PROFILES: [(&str, &str); 3] = [
+    ("sensor", include_str!("../../configs/examples/sensor.toml")),
+    ("syslog-collector", include_str!("../../configs/examples/syslog-collector.toml")),
+    ("redis", include_str!("../../configs/examples/redis.toml")),
+];
+
 /// One configuration problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
