@@ -123,6 +123,10 @@ enum Cmd {
         /// List the saved queries
         #[arg(long)]
         list: bool,
+        /// Print the archive's tables and the incident views (incidents_now,
+        /// incident_members) as DuckDB views, to paste into DuckDB
+        #[arg(long, conflicts_with_all = ["sql", "list"])]
+        duckdb_views: bool,
         /// Only events since (24h, 7d, 90m, or 2026-11-18T10:00:00Z)
         #[arg(long)]
         since: Option<String>,
@@ -316,7 +320,8 @@ fn main() -> ExitCode {
         Cmd::Audit { cmd: AuditCmd::Verify { archive } } => return cmd_audit_verify(&archive),
         Cmd::Actions { cmd } => return cmd_actions(cmd),
         Cmd::Report { archive, since, until, format, out } => return cmd_report(&archive, since, until, format, out),
-        Cmd::Query { archive, sql, list, since, until, format, out, set } => {
+        Cmd::Query { archive, duckdb_views: true, .. } => return cmd_duckdb_views(&archive.unwrap_or_default()),
+        Cmd::Query { archive, sql, list, since, until, format, out, set, .. } => {
             return cmd_query(&archive.unwrap_or_default(), sql, list, since, until, format, out, set)
         }
         Cmd::Prune { config, archive, days, dry_run } => {
@@ -350,6 +355,23 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
         tracing::warn!("{w}");
     }
     Ok(cfg)
+}
+
+#[cfg(feature = "query")]
+fn cmd_duckdb_views(archive: &std::path::Path) -> ExitCode {
+    let tables = alertflow::api::archive_tables(archive);
+    if tables.is_empty() {
+        eprintln!("alertflow: query: {}: no archive with data here", archive.display());
+        return ExitCode::from(2);
+    }
+    print!("{}", alertflow::query::duckdb_views(&tables));
+    ExitCode::SUCCESS
+}
+
+#[cfg(not(feature = "query"))]
+fn cmd_duckdb_views(_: &std::path::Path) -> ExitCode {
+    eprintln!("alertflow: query: this build has no SQL engine (build with the default `query` feature)");
+    ExitCode::from(2)
 }
 
 #[cfg(feature = "query")]

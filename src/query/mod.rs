@@ -75,6 +75,40 @@ fn bounds(t: &TableSpec, since: Option<i64>, until: Option<i64>) -> Option<Strin
     (!w.is_empty()).then(|| w.join(" AND "))
 }
 
+/// Views over the change log of `incidents`, the same in `alertflow query` and in DuckDB
+/// ([`duckdb_views`]): `incidents_now`, each incident's latest state (one row per
+/// incident, no window function needed by its reader), and `incident_members`, every
+/// member of every incident once (the change rows list the members that joined since the
+/// previous one; together they list each member once).
+pub const INCIDENT_VIEWS: [(&str, &str); 2] = [
+    (
+        "incidents_now",
+        "SELECT incident_id, rule, group_key, status, first_seen, last_seen, alert_count, score, priority, reasons, recommendations, context, date, hour \
+         FROM (SELECT *, row_number() OVER (PARTITION BY incident_id ORDER BY last_seen DESC, alert_count DESC, \
+         CASE status WHEN 'closed' THEN 1 ELSE 0 END DESC) AS change_rank FROM incidents) AS changes WHERE change_rank = 1",
+    ),
+    ("incident_members", "SELECT DISTINCT incident_id, alert_id FROM (SELECT incident_id, unnest(alert_ids) AS alert_id FROM incidents) AS members"),
+];
+
+/// The archive's tables and [`INCIDENT_VIEWS`] as DuckDB views (`alertflow query
+/// --duckdb-views`): `date` a DATE and `hour` an INTEGER as in `alertflow query`.
+pub fn duckdb_views(tables: &[TableSpec]) -> String {
+    let mut out = String::new();
+    for t in tables {
+        let glob = format!("{}/**/*.parquet", t.dir.display()).replace('\'', "''");
+        out.push_str(&format!(
+            "CREATE OR REPLACE VIEW {} AS SELECT * FROM read_parquet('{glob}', hive_partitioning = true, hive_types = {{'date': DATE, 'hour': INTEGER}});\n",
+            t.name
+        ));
+    }
+    if tables.iter().any(|t| t.name == "incidents") {
+        for (name, sql) in INCIDENT_VIEWS {
+            out.push_str(&format!("CREATE OR REPLACE VIEW {name} AS {sql};\n"));
+        }
+    }
+    out
+}
+
 /// A session over the archive: every table with data registered (behind a view when
 /// bounded by time).
 pub async fn context(req: &Request) -> Result<SessionContext, QueryError> {
@@ -105,6 +139,11 @@ pub async fn context(req: &Request) -> Result<SessionContext, QueryError> {
                 ctx.register_table(all.as_str(), Arc::new(table)).map_err(|e| err(e.to_string()))?;
                 ctx.sql(&format!("CREATE VIEW {} AS SELECT * FROM {all} WHERE {w}", t.name)).await.map_err(|e| err(e.to_string()))?;
             }
+        }
+    }
+    if req.tables.iter().any(|t| t.name == "incidents") {
+        for (name, sql) in INCIDENT_VIEWS {
+            ctx.sql(&format!("CREATE VIEW {name} AS {sql}")).await.map_err(|e| err(format!("view {name}: {e}")))?;
         }
     }
     Ok(ctx)

@@ -38,17 +38,15 @@ pub const ALL: &[Saved] = &[
     Saved {
         name: "incidents",
         about: "each incident's latest state, with its score, reasons and alert count",
-        sql: "SELECT incident_id, rule, group_key, status, first_seen, last_seen, alert_count, score, priority, reasons FROM ( \
-              SELECT *, row_number() OVER (PARTITION BY incident_id ORDER BY last_seen DESC, alert_count DESC, \
-              CASE status WHEN 'closed' THEN 2 ELSE 1 END DESC) AS rn FROM incidents) \
-              WHERE rn = 1 ORDER BY score DESC NULLS LAST, last_seen DESC",
+        sql: "SELECT incident_id, rule, group_key, status, first_seen, last_seen, alert_count, score, priority, reasons FROM incidents_now \
+              ORDER BY score DESC NULLS LAST, last_seen DESC",
         params: &[],
     },
     Saved {
         name: "incident-alerts",
         about: "the alerts of one incident (--set incident=ID)",
-        sql: "SELECT timestamp, alert_id, alert_signature AS signature, src_ip, dest_ip, dest_port, score, priority, reasons \
-              FROM alerts WHERE incident_id = '{incident}' ORDER BY timestamp",
+        sql: "SELECT a.timestamp, a.alert_id, a.alert_signature AS signature, a.src_ip, a.dest_ip, a.dest_port, a.score, a.priority, a.reasons \
+              FROM incident_members m JOIN alerts a ON a.alert_id = m.alert_id WHERE m.incident_id = '{incident}' ORDER BY a.timestamp, a.alert_id",
         params: &["incident"],
     },
     Saved {

@@ -187,3 +187,55 @@ def test_answers_as_json_lines_and_parquet(archive, tmp_path):
     subprocess.run([BIN, "query", "--archive", str(archive), "--format", "parquet", "--out", str(p), sql], check=True, capture_output=True)
     t = pq.read_table(p)
     assert list(zip(t.column("event_type").to_pylist(), map(str, t.column("n").to_pylist()))) == want
+
+
+# The README's DuckDB example of incidents and their alerts, exactly as it is written there
+# (after `con.execute(views)`, the output of `alertflow query --duckdb-views`).
+README_INCIDENTS_SQL = """SELECT i.incident_id, i.rule, i.status, i.alert_count, a.alert_signature, a.src_ip
+FROM incidents_now i
+JOIN incident_members m USING (incident_id)
+JOIN alerts a ON a.alert_id = m.alert_id
+ORDER BY i.incident_id, a.alert_id"""
+
+
+def duck_with_views(archive, sql):
+    import duckdb
+
+    views = subprocess.run([BIN, "query", "--archive", str(archive), "--duckdb-views"], capture_output=True, text=True)
+    assert views.returncode == 0, views.stderr
+    con = duckdb.connect()
+    con.execute(views.stdout)
+    text = lambda v: "" if v is None else str(v)
+    return [tuple(text(v) for v in row) for row in con.execute(sql).fetchall()]
+
+
+def test_incident_views_give_the_latest_state_and_every_member_in_duckdb_and_ours(archive):
+    readme = (ROOT / "README.md").read_text()
+    assert README_INCIDENTS_SQL in readme, "the README shows the query this test runs"
+    now_sql = "SELECT incident_id, status, alert_count FROM incidents_now ORDER BY incident_id"
+    ours_now, duck_now = ours(archive, now_sql), duck_with_views(archive, now_sql)
+    assert ours_now == duck_now and duck_now
+    # One row per incident, at its newest change: a replay closes every incident at its end.
+    changes = duck(archive, "SELECT count(DISTINCT incident_id) FROM incidents")
+    assert len(duck_now) == int(changes[0][0])
+    assert {r[1] for r in duck_now} == {"closed"}, duck_now
+    # Complete membership in one place: each incident's members are as many as its count.
+    members = dict(duck_with_views(archive, "SELECT incident_id, count(*) FROM incident_members GROUP BY 1"))
+    assert {i: int(n) for i, n in members.items()} == {r[0]: int(r[2]) for r in duck_now}
+    assert ours(archive, "SELECT count(*) FROM incident_members") == duck_with_views(archive, "SELECT count(*) FROM incident_members")
+    # The README's example, as written: every member with its alert, for closed incidents too.
+    rows = duck_with_views(archive, README_INCIDENTS_SQL)
+    assert len(rows) == sum(int(r[2]) for r in duck_now) and all(r[2] == "closed" for r in rows)
+    assert ours(archive, README_INCIDENTS_SQL) == rows
+
+
+def test_partition_columns_have_one_type_in_every_reader(archive):
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    assert duck_with_views(archive, "SELECT DISTINCT typeof(date), typeof(hour) FROM events") == [("DATE", "INTEGER")]
+    assert ours(archive, "SELECT DISTINCT arrow_typeof(date), arrow_typeof(hour) FROM events") == [("Date32", "Int32")]
+    # pyarrow with the partitioning the README documents.
+    part = ds.partitioning(pa.schema([("date", pa.date32()), ("hour", pa.int32())]), flavor="hive")
+    t = ds.dataset(str(archive / "events"), format="parquet", partitioning=part).to_table(columns=["date", "hour"])
+    assert t.schema.field("date").type == pa.date32() and t.schema.field("hour").type == pa.int32()
