@@ -134,16 +134,7 @@ fn the_stats_line_and_per_source_health_show_what_each_source_does() {
     )
     .unwrap();
     let log = dir.path().join("alertflow.log");
-    let child = common::Running::new(
-        Command::new(env!("CARGO_BIN_EXE_alertflow"))
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .env("ALERTFLOW_LOG", "info,alertflow::ingest=debug")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let child = common::run_logged(&cfg, &log, "info,alertflow::ingest=debug");
     let text = wait_for(&log, "events_per_sec", 30);
     let stats = text.lines().find(|l| l.contains("events_per_sec")).unwrap_or_else(|| panic!("no stats line: {text}"));
     for field in ["events=", "rejected=", "dropped=", "rows_archived=", "last_commit_secs=", "behind_bytes=", "open_incidents="] {

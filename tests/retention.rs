@@ -5,10 +5,10 @@
 use crate::common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{read_archive, Running};
+use common::read_archive;
 
 const DAY: i64 = 86_400;
 
@@ -111,16 +111,7 @@ fn run_removes_expired_partitions_by_itself_and_a_running_archive_refuses_prune(
     )
     .unwrap();
     let log = dir.path().join("alertflow.log");
-    let child = Running::new(
-        Command::new(env!("CARGO_BIN_EXE_alertflow"))
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .env("ALERTFLOW_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let child = common::run_logged(&cfg, &log, "info");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let d = ids_by_date(&archive);

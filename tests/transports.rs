@@ -708,16 +708,7 @@ fn udp_flood_accounts_for_every_datagram() {
         "[archive]\nroot = \"{}\"\nidle_seal_ms = 100\n\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n\n[[sources]]\nname = \"udp\"\ntype = \"syslog_udp\"\nlisten = \"127.0.0.1:{port}\"\nrecv_buffer_bytes = 4096\n",
         dir.path().join("archive").display())).unwrap();
     let log = dir.path().join("alertflow.log");
-    let child = Running::new(
-        Command::new(env!("CARGO_BIN_EXE_alertflow"))
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .env("ALERTFLOW_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let child = common::run_logged(&cfg, &log, "info");
     // "running" comes once the UDP socket is bound: earlier datagrams would find no port.
     wait_for("running", 30, || std::fs::read_to_string(&log).unwrap_or_default().contains("alertflow running"));
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();

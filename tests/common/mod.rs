@@ -459,3 +459,18 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
     let body = resp.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
     (status, body)
 }
+
+/// `alertflow run --config cfg` with its log (at `level`, an `ALERTFLOW_LOG` filter) in the
+/// file `log`.
+pub fn run_logged(cfg: &Path, log: &Path, level: &str) -> Running {
+    Running::new(
+        std::process::Command::new(env!("CARGO_BIN_EXE_alertflow"))
+            .args(["run", "--config"])
+            .arg(cfg)
+            .env("ALERTFLOW_LOG", level)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
