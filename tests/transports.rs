@@ -16,6 +16,18 @@ use common::redis::Redis;
 use common::*;
 use serde_json::Value;
 
+/// Whether `f` came true within `secs`.
+fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
+}
+
 fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !f() {
@@ -725,11 +737,13 @@ fn udp_flood_accounts_for_every_datagram() {
     }
     let archive = dir.path().join("archive");
     let mut last = (-1.0, Instant::now());
-    wait_for("archived + dropped = sent", 60, || {
+    let mut seen = String::new();
+    let done = wait_until(60, || {
         let rows = read_archive(&archive).len() as f64;
         let kernel = metric(mport, "alertflow_source_kernel_drops_total");
         let pipeline = metric(mport, "alertflow_source_dropped_lines_total");
         let accounted = rows + kernel + pipeline;
+        seen = format!("archived {rows}, kernel drops {kernel}, pipeline drops {pipeline}, backlog drops {}", softnet_drops() - backlog_drops_before);
         assert!(accounted <= sent as f64, "more accounted for than sent: {rows} + {kernel} + {pipeline}");
         if accounted == sent as f64 {
             return true;
@@ -744,6 +758,7 @@ fn udp_flood_accounts_for_every_datagram() {
         let backlog = softnet_drops() - backlog_drops_before;
         last.1.elapsed() > Duration::from_secs(3) && accounted + backlog as f64 >= sent as f64
     });
+    assert!(done, "not every one of the {sent} datagrams accounted for: {seen}");
     println!("kernel drops: {}", metric(mport, "alertflow_source_kernel_drops_total"));
     child.stop();
 }
