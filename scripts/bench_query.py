@@ -25,6 +25,9 @@ BIN = os.environ.get("ALERTFLOW_BIN", str(ROOT / "target" / "release" / "alertfl
 OUT = ROOT / "bench-out"
 
 GROUP_BY = "SELECT alert_signature, count(*) AS n FROM alerts GROUP BY alert_signature ORDER BY n DESC, alert_signature LIMIT 20"
+# Scans of the whole events table (every row group read).
+SCAN_TYPES = "SELECT event_type, count(*) AS n, count(DISTINCT src_ip) AS hosts FROM events GROUP BY event_type ORDER BY n DESC"
+SCAN_PORTS = "SELECT dest_port, count(*) AS n FROM events WHERE proto = 'TCP' GROUP BY dest_port ORDER BY n DESC, dest_port LIMIT 10"
 
 
 def one_hour(date, hour):
@@ -69,7 +72,7 @@ def main():
         con.execute(sql).fetchall()
 
     res = {"events": a.events, "partitions": len(parts), "runs": a.runs}
-    for name, sql in (("group_by_signature", GROUP_BY), ("one_hour", one_hour(date, hour))):
+    for name, sql in (("group_by_signature", GROUP_BY), ("one_hour", one_hour(date, hour)), ("scan_event_types", SCAN_TYPES), ("scan_tcp_ports", SCAN_PORTS)):
         o, d = timed(lambda: ours(sql), a.runs), timed(lambda: duck(sql), a.runs)
         res[name] = {"alertflow_s": round(o, 3), "duckdb_s": round(d, 3), "ratio": round(o / d, 2)}
     res["report_s"] = round(timed(lambda: subprocess.run([BIN, "report", "--archive", str(archive), "--out", str(OUT / "report.html")], check=True, capture_output=True), a.runs), 3)
