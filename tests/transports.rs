@@ -28,12 +28,8 @@ fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     true
 }
 
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_for(what: &str, secs: u64, f: impl FnMut() -> bool) {
+    assert!(wait_until(secs, f), "timed out waiting for {what}");
 }
 
 fn free_udp_port() -> u16 {

@@ -176,10 +176,10 @@ pub fn prune(root: &Path, retention: &Retention, now_us: i64, dry_run: bool) -> 
         });
     }
     let _lock = if dry_run { None } else { Some(super::lock_archive(root)?) };
-    let pass = find(root, retention, now_us, super::recovery::newest_epoch(root)?)?;
+    let newest = super::recovery::newest_epoch(root)?;
+    let pass = find(root, retention, now_us, newest)?;
     if !dry_run {
-        let epoch = super::recovery::newest_epoch(root)?.map_or(0, |e| e + 1);
-        move_to_trash(root, &pass.expired, epoch)?;
+        move_to_trash(root, &pass.expired, newest.map_or(0, |e| e + 1))?;
         empty_trash(root).map_err(io_err(&root.join(TRASH)))?;
     }
     Ok(pass)
