@@ -32,6 +32,25 @@ fn segment_err(path: &std::path::Path) -> impl FnOnce(parquet::errors::ParquetEr
     move |error| ArchiveError::Segment { path: path.to_path_buf(), error }
 }
 
+const BYTES_BITS: u32 = 48;
+
+/// A lane's open bytes with the low bits of their epoch above them: while a commit is
+/// sealed, the coordinator already counts the next epoch's bytes and must not read the
+/// sealing one's.
+pub fn tag_bytes(epoch: u64, bytes: u64) -> u64 {
+    (epoch << BYTES_BITS) | bytes.min((1 << BYTES_BITS) - 1)
+}
+
+/// The bytes of a tagged value if they belong to `epoch`.
+pub fn bytes_of(epoch: u64, tagged: u64) -> u64 {
+    let tag_mask = (1u64 << (64 - BYTES_BITS)) - 1;
+    if (tagged >> BYTES_BITS) == (epoch & tag_mask) {
+        tagged & ((1 << BYTES_BITS) - 1)
+    } else {
+        0
+    }
+}
+
 pub enum LaneMsg {
     Write(Table, EventBatch),
     /// Close every open segment with this footer metadata and report them.
@@ -77,7 +96,8 @@ pub struct Lane {
     /// Segments of this epoch closed early (complete, fsynced, waiting for the commit).
     closed: Vec<SealedTemp>,
     writes: u64,
-    /// Bytes of this epoch's segments, open and closed early (read by the coordinator).
+    /// Bytes of this epoch's segments, open and closed early, tagged with the epoch
+    /// ([`tag_bytes`]; read by the coordinator).
     open_bytes: Arc<AtomicU64>,
     /// First write error; reported at the next seal.
     failed: Option<ArchiveError>,
@@ -120,6 +140,7 @@ impl Lane {
                     };
                     self.epoch = epoch + 1;
                     self.next_index = 0;
+                    self.open_bytes.store(tag_bytes(self.epoch, 0), Ordering::Relaxed);
                     let _ = reply.send(res);
                 }
             }
@@ -145,7 +166,7 @@ impl Lane {
         }
         let open: usize = self.open.values().map(|s| s.writer.bytes_written() + s.writer.in_progress_size()).sum();
         let closed: u64 = self.closed.iter().map(|s| s.bytes).sum();
-        self.open_bytes.store(open as u64 + closed, Ordering::Relaxed);
+        self.open_bytes.store(tag_bytes(self.epoch, open as u64 + closed), Ordering::Relaxed);
         Ok(())
     }
 
@@ -195,7 +216,19 @@ impl Lane {
             out.push(SealedTemp { table: seg.table, tmp: seg.tmp, dir: seg.dir, rows: seg.rows, bytes, checkpoint: true });
         }
         out.append(&mut self.closed);
-        self.open_bytes.store(0, Ordering::Relaxed);
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_bytes_count_only_for_their_epoch() {
+        assert_eq!(bytes_of(7, tag_bytes(7, 1234)), 1234);
+        assert_eq!(bytes_of(8, tag_bytes(7, 1234)), 0, "the sealing epoch's bytes are not the next one's");
+        assert_eq!(bytes_of(70_000, tag_bytes(70_000, 5)), 5, "epochs past the tag's bits wrap consistently");
+        assert_eq!(bytes_of(1, tag_bytes(1, u64::MAX)), (1 << 48) - 1, "bytes saturate below the tag");
     }
 }

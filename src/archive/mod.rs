@@ -175,7 +175,73 @@ pub const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 /// The temporaries of one commit, complete and durable, waiting to be renamed.
 pub struct Sealed {
+    epoch: u64,
+    rows: u64,
     files: Vec<lane::SealedTemp>,
+}
+
+/// A commit whose segments the lanes are closing ([`Segments::begin_seal`]).
+pub struct PendingSeal {
+    epoch: u64,
+    rows: u64,
+    /// Lanes that have not answered yet.
+    replies: Vec<Option<crossbeam_channel::Receiver<Result<Vec<lane::SealedTemp>, ArchiveError>>>>,
+    files: Vec<lane::SealedTemp>,
+    first_err: Option<ArchiveError>,
+}
+
+impl PendingSeal {
+    /// The commit's number.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    fn take(&mut self, i: usize, answer: Result<Result<Vec<lane::SealedTemp>, ArchiveError>, ()>) {
+        match answer {
+            Ok(Ok(mut v)) => self.files.append(&mut v),
+            Ok(Err(e)) => {
+                self.first_err.get_or_insert(e);
+            }
+            Err(()) => {
+                self.first_err.get_or_insert(ArchiveError::LaneGone(i));
+            }
+        }
+    }
+
+    /// Whether every lane has answered (without waiting).
+    pub fn ready(&mut self) -> bool {
+        for i in 0..self.replies.len() {
+            let answer = match &self.replies[i] {
+                None => continue,
+                Some(rx) => match rx.try_recv() {
+                    Ok(a) => Ok(a),
+                    Err(crossbeam_channel::TryRecvError::Empty) => return false,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => Err(()),
+                },
+            };
+            self.replies[i] = None;
+            self.take(i, answer);
+        }
+        true
+    }
+
+    /// Waits for every lane: the commit's temporaries, complete and fsynced.
+    pub fn wait(mut self) -> Result<Sealed, ArchiveError> {
+        for i in 0..self.replies.len() {
+            if let Some(rx) = self.replies[i].take() {
+                let answer = rx.recv().map_err(|_| ());
+                self.take(i, answer);
+            }
+        }
+        if let Some(e) = self.first_err {
+            return Err(e);
+        }
+        // Segments whose footer holds the checkpoint go first: the first rename is the
+        // commit point, and recovery reads the positions from segment 0 of the newest commit.
+        let mut files = self.files;
+        files.sort_by_key(|f| !f.checkpoint);
+        Ok(Sealed { epoch: self.epoch, rows: self.rows, files })
+    }
 }
 
 impl Segments {
@@ -190,7 +256,7 @@ impl Segments {
         let lanes = (0..cfg.writer_threads.max(1))
             .map(|id| {
                 let (tx, rx) = bounded(4);
-                let open_bytes = Arc::new(AtomicU64::new(0));
+                let open_bytes = Arc::new(AtomicU64::new(lane::tag_bytes(rec.next_epoch, 0)));
                 let lane = Lane::new(id, cfg.root.clone(), props.clone(), rec.next_epoch, cfg.max_open_partitions, open_bytes.clone());
                 let thread = std::thread::Builder::new().name(format!("archive-lane-{id}")).spawn(move || lane.run(rx)).expect("spawn writer lane");
                 LaneHandle { tx, open_bytes, thread }
@@ -273,7 +339,7 @@ impl Segments {
     }
 
     fn open_bytes(&self) -> u64 {
-        self.lanes.iter().map(|l| l.open_bytes.load(Ordering::Relaxed)).sum()
+        self.lanes.iter().map(|l| lane::bytes_of(self.epoch, l.open_bytes.load(Ordering::Relaxed))).sum()
     }
 
     /// Open segments are as large, or span as many partitions, as a commit allows.
@@ -289,9 +355,16 @@ impl Segments {
     }
 
     /// Closes every open writer with `checkpoint` (JSON) and the epoch in its footer and
-    /// fsyncs each file. Nothing is visible to readers yet.
+    /// fsyncs each file, waiting for the lanes. Nothing is visible to readers yet.
     pub fn seal(&mut self, checkpoint: &str) -> Result<Sealed, ArchiveError> {
-        // Every lane closes its segments; they answer once all earlier batches are written.
+        self.begin_seal(checkpoint)?.wait()
+    }
+
+    /// Starts a commit: every lane is told to close its segments with `checkpoint` (JSON)
+    /// and the epoch in their footers, after the batches sent before. Rows written from now
+    /// on go to the next commit's segments while the lanes finish; the returned seal is
+    /// [`PendingSeal::ready`] once every lane has answered.
+    pub fn begin_seal(&mut self, checkpoint: &str) -> Result<PendingSeal, ArchiveError> {
         let mut replies = Vec::with_capacity(self.lanes.len());
         for (i, lane) in self.lanes.iter().enumerate() {
             let (tx, rx) = bounded(1);
@@ -300,38 +373,27 @@ impl Segments {
                 KeyValue::new(checkpoint::KEY_CHECKPOINT.into(), checkpoint.to_string()),
             ];
             lane.tx.send(LaneMsg::Seal { epoch: self.epoch, metadata, reply: tx }).map_err(|_| ArchiveError::LaneGone(i))?;
-            replies.push(rx);
+            replies.push(Some(rx));
         }
-        let mut files = Vec::new();
-        let mut first_err = None;
-        for (i, rx) in replies.into_iter().enumerate() {
-            match rx.recv() {
-                Ok(Ok(mut v)) => files.append(&mut v),
-                Ok(Err(e)) => {
-                    first_err.get_or_insert(e);
-                }
-                Err(_) => {
-                    first_err.get_or_insert(ArchiveError::LaneGone(i));
-                }
-            }
-        }
-        // Segments whose footer holds the checkpoint go first: the first rename is the
-        // commit point, and recovery reads the positions from segment 0 of the newest commit.
-        files.sort_by_key(|f| !f.checkpoint);
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(Sealed { files }),
-        }
+        let pending = PendingSeal { epoch: self.epoch, rows: self.open_rows, replies, files: Vec::new(), first_err: None };
+        self.epoch += 1;
+        self.open_rows = 0;
+        self.open_hours.clear();
+        self.oldest_open = None;
+        metrics::gauge!(m::ARCHIVE_OPEN_PARTITIONS).set(0.0);
+        metrics::gauge!(m::ARCHIVE_OPEN_ROWS).set(0.0);
+        Ok(pending)
     }
 
     /// Renames the sealed temporaries into place (the first rename is the commit point)
-    /// and makes the new names durable; the next commit gets the next epoch.
+    /// and makes the new names durable.
     pub fn publish(&mut self, sealed: Sealed) -> Result<(), ArchiveError> {
+        let (epoch, rows) = (sealed.epoch, sealed.rows);
         let sealed = sealed.files;
         let n = sealed.len();
         let mut dirs: Vec<&Path> = Vec::new();
         for (i, s) in sealed.iter().enumerate() {
-            let dest = s.dir.join(recovery::final_name(self.epoch, i, n));
+            let dest = s.dir.join(recovery::final_name(epoch, i, n));
             std::fs::rename(&s.tmp, &dest).map_err(io_err(&dest))?;
             self.renames += 1;
             if self.kill_after_renames == Some(self.renames) {
@@ -375,14 +437,8 @@ impl Segments {
         self.totals.segments_sealed += n as u64;
         metrics::counter!(m::ARCHIVE_SEGMENTS).increment(n as u64);
         metrics::counter!(m::ARCHIVE_COMMITS).increment(1);
-        metrics::gauge!(m::ARCHIVE_OPEN_PARTITIONS).set(0.0);
-        metrics::gauge!(m::ARCHIVE_OPEN_ROWS).set(0.0);
-        tracing::debug!(epoch = self.epoch, segments = n, rows = self.open_rows, "committed");
+        tracing::debug!(epoch, segments = n, rows, "committed");
         self.totals.commits += 1;
-        self.epoch += 1;
-        self.open_rows = 0;
-        self.open_hours.clear();
-        self.oldest_open = None;
         self.expire_if_due();
         Ok(())
     }

@@ -115,14 +115,28 @@ impl DueLines {
     }
 }
 
-/// The output files and the lines waiting for their commit.
+/// Lines of the three files.
+#[derive(Default)]
+struct Lines {
+    main: Vec<String>,
+    late: Vec<String>,
+    audit: Vec<String>,
+}
+
+impl Lines {
+    fn len(&self) -> usize {
+        self.main.len() + self.late.len() + self.audit.len()
+    }
+}
+
+/// The output files and the lines waiting for their commit: those of the commit being
+/// made (cut) and those of the next one (held).
 pub struct Outputs {
     main: Option<Sink>,
     late: Option<Sink>,
     audit: Option<super::audit::Trail>,
-    pending: Vec<String>,
-    pending_late: Vec<String>,
-    pending_audit: Vec<String>,
+    held: Lines,
+    cut: Lines,
 }
 
 impl Outputs {
@@ -132,7 +146,7 @@ impl Outputs {
             Some(p) => Some(super::audit::Trail::open(p.clone()).map_err(err(&p))?),
             None => None,
         };
-        Ok(Self { main: Sink::open(main)?, late: Sink::open(late)?, audit, pending: Vec::new(), pending_late: Vec::new(), pending_audit: Vec::new() })
+        Ok(Self { main: Sink::open(main)?, late: Sink::open(late)?, audit, held: Lines::default(), cut: Lines::default() })
     }
 
     /// Appends the audit records a crash kept from the trail (those after its last).
@@ -146,31 +160,49 @@ impl Outputs {
         }
     }
 
-    /// Holds lines until [`Outputs::emit`]; late lines go to the main file when the late
+    /// Holds lines for the next commit; late lines go to the main file when the late
     /// output has no file of its own.
     pub fn hold(&mut self, lines: Vec<String>, late_lines: Vec<String>, audit: Vec<String>) {
         if self.audit.is_some() {
-            self.pending_audit.extend(audit);
+            self.held.audit.extend(audit);
         }
-        self.pending.extend(lines);
+        self.held.main.extend(lines);
         if self.late.is_some() {
-            self.pending_late.extend(late_lines);
+            self.held.late.extend(late_lines);
         } else {
-            self.pending.extend(late_lines);
+            self.held.main.extend(late_lines);
         }
     }
 
-    /// Lines held.
+    /// Lines held for the next commit.
     pub fn held(&self) -> usize {
-        self.pending.len() + self.pending_late.len() + self.pending_audit.len()
+        self.held.len()
     }
 
-    /// The held lines with the offsets they will be written at: saved with a commit, so a
+    /// Lines held or cut, not yet written.
+    pub fn waiting(&self) -> usize {
+        self.held.len() + self.cut.len()
+    }
+
+    /// The commit being made takes the lines held so far ([`Outputs::due`],
+    /// [`Outputs::emit`]); lines held from now on belong to the next one.
+    pub fn cut(&mut self) {
+        let held = std::mem::take(&mut self.held);
+        if self.cut.len() == 0 {
+            self.cut = held;
+        } else {
+            self.cut.main.extend(held.main);
+            self.cut.late.extend(held.late);
+            self.cut.audit.extend(held.audit);
+        }
+    }
+
+    /// The cut lines with the offsets they will be written at: saved with a commit, so a
     /// restart after a crash between the commit point and the writes can finish them
     /// ([`Outputs::catch_up`]) — each line reaches its file exactly once.
     pub fn due(&self) -> Option<DueLines> {
         let due = |s: &Option<Sink>, lines: &Vec<String>| s.as_ref().filter(|_| !lines.is_empty()).map(|s| Due { offset: s.len, lines: lines.clone() });
-        let d = DueLines { main: due(&self.main, &self.pending), late: due(&self.late, &self.pending_late) };
+        let d = DueLines { main: due(&self.main, &self.cut.main), late: due(&self.late, &self.cut.late) };
         (d.main.is_some() || d.late.is_some()).then_some(d)
     }
 
@@ -187,11 +219,9 @@ impl Outputs {
         Ok(n)
     }
 
-    /// Appends every held line to its file (dropping them when no file is configured).
+    /// Appends every cut line to its file (dropping them when no file is configured).
     pub fn emit(&mut self) -> Result<(), OutputError> {
-        let lines = std::mem::take(&mut self.pending);
-        let late = std::mem::take(&mut self.pending_late);
-        let audit = std::mem::take(&mut self.pending_audit);
+        let Lines { main: lines, late, audit } = std::mem::take(&mut self.cut);
         if let Some(t) = self.audit.as_mut() {
             let p = t.path().to_path_buf();
             t.append(&audit).map_err(err(&p))?;
@@ -221,11 +251,16 @@ mod tests {
         std::fs::write(&p, "{\"a\":0}\n").unwrap();
         let mut o = Outputs::open(Some(p.clone()), None, None).unwrap();
         o.hold(lines(&["{\"a\":1}", "{\"a\":2}"]), Vec::new(), Vec::new());
+        o.cut();
+        // Held after the cut: the next commit's, neither due nor emitted with this one.
+        o.hold(lines(&["{\"a\":9}"]), Vec::new(), Vec::new());
+        assert_eq!((o.held(), o.waiting()), (1, 3));
         let due: DueLines = serde_json::from_str(&serde_json::to_string(&o.due().unwrap()).unwrap()).unwrap();
         let want = "{\"a\":0}\n{\"a\":1}\n{\"a\":2}\n";
 
         // Written before the crash: nothing again.
         o.emit().unwrap();
+        assert_eq!((o.held(), o.waiting()), (1, 1));
         drop(o);
         let mut o = Outputs::open(Some(p.clone()), None, None).unwrap();
         assert_eq!(o.catch_up(&due).unwrap(), 0);
@@ -243,6 +278,7 @@ mod tests {
         let mut o = Outputs::open(Some(p.clone()), None, None).unwrap();
         assert_eq!(o.catch_up(&due).unwrap(), 2);
         o.hold(lines(&["{\"a\":3}"]), Vec::new(), Vec::new());
+        o.cut();
         o.emit().unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), format!("{want}{{\"a\":3}}\n"));
 
@@ -260,19 +296,23 @@ mod tests {
         let p = dir.path().join("out.jsonl");
         let mut o = Outputs::open(Some(p.clone()), None, None).unwrap();
         o.hold(lines(&["{\"a\":1}"]), Vec::new(), Vec::new());
+        o.cut();
         o.emit().unwrap();
         // logrotate's default: rename, then a new file appears at the path (or not yet).
         std::fs::rename(&p, dir.path().join("out.jsonl.1")).unwrap();
         o.hold(lines(&["{\"a\":2}"]), Vec::new(), Vec::new());
+        o.cut();
         o.emit().unwrap();
         assert_eq!(std::fs::read_to_string(dir.path().join("out.jsonl.1")).unwrap(), "{\"a\":1}\n");
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":2}\n");
         // copytruncate: the same file, cut to nothing; the next commit's lines are due at 0.
         std::fs::File::options().write(true).open(&p).unwrap().set_len(0).unwrap();
         o.hold(lines(&["{\"a\":3}"]), Vec::new(), Vec::new());
+        o.cut();
         o.emit().unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":3}\n");
         o.hold(lines(&["{\"a\":4}"]), Vec::new(), Vec::new());
+        o.cut();
         let due = o.due().unwrap();
         assert_eq!(due.main.as_ref().unwrap().offset, 8, "offsets follow the file as it is");
         // Removed outright: a new file.

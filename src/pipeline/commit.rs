@@ -9,12 +9,14 @@
 //! notifications waiting, and shutdown.
 //!
 //! A commit: (1) drain the alert path, so every output of the commit's batches is in it;
-//! (2) seal the open segments with the positions in their footers (fsynced temporaries);
-//! (3) save the alert path's snapshot for this epoch; (4) rename the temporaries into
-//! place — the first rename is the commit point; (5) publish "sealed up to here" to the
-//! sources that acknowledge upstream (Redis); (6) append the commit's notification lines
-//! to the output files. A restart from a commit continues with exactly its snapshot, and
-//! a line is only written once its rows are durable.
+//! (2) cut: the lanes seal the open segments with the positions in their footers (fsynced
+//! temporaries) and the alert path saves its snapshot of this point, both while new
+//! batches go on into the next epoch's segments (one commit in flight at a time); once both
+//! are done, (3) rename the temporaries into place — the first rename is the commit point;
+//! (4) publish "sealed up to here" to the sources that acknowledge upstream (Redis); (5)
+//! append the commit's notification lines to the output files. A restart from a commit
+//! continues with exactly its snapshot, and a line is only written once its rows are
+//! durable.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -46,6 +48,22 @@ struct Reorder {
     waiting: BTreeMap<u64, ParsedBatch>,
 }
 
+/// A commit cut from the stream: its lanes seal its segments and the alert path saves its
+/// snapshot while new batches go on into the next commit's segments.
+struct InFlight {
+    seal: crate::archive::PendingSeal,
+    /// The alert path's snapshot for this commit, being saved.
+    snapshot: Option<(PathBuf, crossbeam_channel::Receiver<std::io::Result<()>>)>,
+    /// The positions this commit covers (published once it lands).
+    checkpoint: Checkpoint,
+}
+
+impl InFlight {
+    fn ready(&mut self) -> bool {
+        self.seal.ready() && self.snapshot.as_ref().is_none_or(|(_, rx)| !rx.is_empty())
+    }
+}
+
 /// The alert path and what belongs to it: its snapshot directory and the output files.
 struct Alerts {
     worker: AlertWorker,
@@ -64,6 +82,8 @@ pub struct Committer {
     commit_due: bool,
     /// Triggers and the outbox of actions (`[actions]`).
     actions: Option<(crate::act::outbox::Outbox, PathBuf)>,
+    /// The commit being completed, if any (at most one).
+    in_flight: Option<InFlight>,
 }
 
 impl Committer {
@@ -79,6 +99,7 @@ impl Committer {
             alerts: None,
             commit_due: false,
             actions: None,
+            in_flight: None,
         };
         Ok((c, rec))
     }
@@ -148,6 +169,7 @@ impl Committer {
     /// Takes the alert path's outputs that are ready: their rows go to the segments, their
     /// lines to the triggers at once (not at the next batch or tick).
     pub fn collect_ready(&mut self) -> Result<(), ArchiveError> {
+        self.poll_commit()?;
         self.collect(false)?;
         if std::mem::take(&mut self.commit_due) {
             self.commit()?;
@@ -192,6 +214,7 @@ impl Committer {
     }
 
     fn apply(&mut self, batch: ParsedBatch) -> Result<(), ArchiveError> {
+        self.poll_commit()?;
         if let (Some(a), true) = (&mut self.alerts, batch.events.num_rows() > 0) {
             // Cheap: the columns are shared, not copied.
             a.worker.process(&batch.events, wall_clock_us());
@@ -243,72 +266,59 @@ impl Committer {
         Ok(())
     }
 
-    /// The alert path after everything submitted, saved durably as the snapshot of `epoch`.
-    fn save_snapshot(&mut self, epoch: u64) -> Result<(), ArchiveError> {
+    /// Cuts the alert path after everything submitted: its lines held so far go with
+    /// commit `epoch`, and its state then is saved as that commit's snapshot — on its own
+    /// thread; the answer comes on the returned channel.
+    fn cut_alerts(&mut self, epoch: u64) -> Result<Option<(PathBuf, crossbeam_channel::Receiver<std::io::Result<()>>)>, ArchiveError> {
         self.collect(true)?;
         // The actions of the decisions this snapshot moves past are journaled first: a
         // restart from it cannot make them again.
         if let Some((o, path)) = &self.actions {
             o.sync().map_err(|e| ArchiveError::Io { path: path.clone(), error: std::io::Error::other(e) })?;
         }
-        let Some(a) = self.alerts.as_mut() else { return Ok(()) };
+        let Some(a) = self.alerts.as_mut() else { return Ok(None) };
+        a.outputs.cut();
         let path = state_file(&a.dir, epoch);
         // The lines this commit will append, with their offsets: a restart after a crash
         // between the commit point and the writes finishes them.
         let due = a.outputs.due().map(|d| serde_json::to_string(&d).expect("lines serialize"));
-        if let Some(res) = a.worker.save_snapshot(&path, due) {
-            res.map_err(|e| ArchiveError::Io { path, error: e })?;
-        }
-        Ok(())
+        Ok(a.worker.request_snapshot(&path, due).map(|rx| (path, rx)))
     }
 
     fn lines_waiting(&self) -> bool {
         self.alerts.as_ref().is_some_and(|a| a.outputs.held() > 0)
     }
 
-    /// Called periodically: moves event time on for idle sources, seals on idle time or
-    /// segment age.
-    pub fn tick(&mut self) -> Result<(), ArchiveError> {
-        if let Some(a) = self.alerts.as_mut() {
-            a.worker.advance(wall_clock_us());
-            let rows_before = self.segments.open_rows();
-            self.collect(false)?;
-            if self.segments.open_rows() > rows_before {
-                self.segments.touch();
-            }
-        }
-        if self.segments.open_rows() == 0 {
-            if self.lines_waiting() {
-                self.emit_without_rows()?;
-            }
-            return Ok(());
-        }
-        if self.segments.due() || std::mem::take(&mut self.commit_due) {
-            self.commit()?;
+    /// Whether a commit is being completed (see [`Committer::poll_commit`]).
+    pub fn commit_in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Completes the commit in flight if its lanes and snapshot are done (without waiting).
+    pub fn poll_commit(&mut self) -> Result<(), ArchiveError> {
+        if self.in_flight.as_mut().is_some_and(|f| f.ready()) {
+            self.complete_commit()?;
         }
         Ok(())
     }
 
-    /// Seals every open segment with the current positions. A commit with no rows writes
-    /// nothing (its positions are carried by the next commit).
-    pub fn commit(&mut self) -> Result<(), ArchiveError> {
-        // Every output of the batches so far belongs to this commit.
-        self.collect(true)?;
-        self.commit_due = false;
-        if self.segments.open_rows() == 0 {
-            if self.lines_waiting() {
-                self.emit_without_rows()?;
-            }
-            return Ok(());
-        }
-        let epoch = self.segments.epoch();
-        let ckpt = serde_json::to_string(&self.checkpoint).expect("checkpoint serializes");
-        let sealed = self.segments.seal(&ckpt)?;
+    /// Completes the commit in flight, waiting for its lanes and snapshot: the snapshot is
+    /// durable, the temporaries are renamed into place (the first rename is the commit
+    /// point), the positions are published, the commit's lines are written.
+    fn complete_commit(&mut self) -> Result<(), ArchiveError> {
+        let Some(f) = self.in_flight.take() else { return Ok(()) };
+        let epoch = f.seal.epoch();
+        let sealed = f.seal.wait()?;
         // The state after this commit is saved before the commit point: a restart from
-        // this commit continues with exactly this state.
-        self.save_snapshot(epoch)?;
+        // this commit continues with exactly this state. (No answer: the state thread is
+        // gone, and the pipeline stops on that.)
+        if let Some((path, rx)) = f.snapshot {
+            if let Ok(res) = rx.recv() {
+                res.map_err(|e| ArchiveError::Io { path, error: e })?;
+            }
+        }
         self.segments.publish(sealed)?;
-        self.sealed.publish(&self.checkpoint);
+        self.sealed.publish(&f.checkpoint);
         if let Some(a) = self.alerts.as_mut() {
             a.outputs.emit()?;
             // Older snapshots are no longer needed (the newest commit is this one).
@@ -319,18 +329,77 @@ impl Committer {
         Ok(())
     }
 
+    /// Called periodically: moves event time on for idle sources, seals on idle time or
+    /// segment age.
+    pub fn tick(&mut self) -> Result<(), ArchiveError> {
+        self.poll_commit()?;
+        if let Some(a) = self.alerts.as_mut() {
+            a.worker.advance(wall_clock_us());
+            let rows_before = self.segments.open_rows();
+            self.collect(false)?;
+            if self.segments.open_rows() > rows_before {
+                self.segments.touch();
+            }
+        }
+        if self.segments.open_rows() == 0 {
+            if self.lines_waiting() && !self.commit_in_flight() {
+                self.emit_without_rows()?;
+            }
+            return Ok(());
+        }
+        if self.segments.due() || std::mem::take(&mut self.commit_due) {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Cuts a commit: every open segment is sealed with the current positions and the alert
+    /// path's state at this point is saved, while new batches go on into the next commit's
+    /// segments; [`Committer::poll_commit`] lands it once both are done. A commit in flight
+    /// lands first (one at a time). A commit with no rows writes nothing (its positions are
+    /// carried by the next commit).
+    pub fn commit(&mut self) -> Result<(), ArchiveError> {
+        self.complete_commit()?;
+        // Every output of the batches so far belongs to this commit.
+        self.collect(true)?;
+        self.commit_due = false;
+        if self.segments.open_rows() == 0 {
+            if self.lines_waiting() {
+                self.emit_without_rows()?;
+            }
+            return Ok(());
+        }
+        let ckpt = serde_json::to_string(&self.checkpoint).expect("checkpoint serializes");
+        let seal = self.segments.begin_seal(&ckpt)?;
+        let snapshot = self.cut_alerts(seal.epoch())?;
+        self.in_flight = Some(InFlight { seal, snapshot, checkpoint: self.checkpoint.clone() });
+        Ok(())
+    }
+
     /// Notifications produced without new rows (roll-ups, a watermark moving on): the
     /// state is saved over the newest commit's snapshot (the archive position is the
     /// same), then the lines go out.
     fn emit_without_rows(&mut self) -> Result<(), ArchiveError> {
+        self.complete_commit()?;
         self.collect(true)?;
         if self.segments.open_rows() > 0 {
             // The outputs brought rows: they and the lines go with the next commit.
             return Ok(());
         }
         let epoch = self.segments.epoch();
-        if epoch > 0 {
-            self.save_snapshot(epoch - 1)?;
+        let snapshot = match epoch {
+            0 => {
+                if let Some(a) = self.alerts.as_mut() {
+                    a.outputs.cut();
+                }
+                None
+            }
+            _ => self.cut_alerts(epoch - 1)?,
+        };
+        if let Some((path, rx)) = snapshot {
+            if let Ok(res) = rx.recv() {
+                res.map_err(|e| ArchiveError::Io { path, error: e })?;
+            }
         }
         match self.alerts.as_mut() {
             Some(a) => Ok(a.outputs.emit()?),
@@ -354,6 +423,7 @@ impl Committer {
             tracing::warn!(batches = waiting, "batches left out of order at shutdown; they will be read again");
         }
         self.commit()?;
+        self.complete_commit()?;
         if let Some((o, _)) = self.actions.take() {
             o.stop();
         }

@@ -370,7 +370,10 @@ fn spawn_commit_thread(
                 if let Some(rx) = &alert_outputs {
                     sel.recv(rx);
                 }
-                let res = match sel.ready_timeout(tick.saturating_sub(last_tick.elapsed())) {
+                // A commit in flight lands as soon as its lanes are done: look often.
+                let wait = tick.saturating_sub(last_tick.elapsed());
+                let wait = if archive.commit_in_flight() { wait.min(Duration::from_millis(2)) } else { wait };
+                let res = match sel.ready_timeout(wait) {
                     Ok(i) if i == parsed_at => match parsed_rx.try_recv() {
                         Ok(batch) => archive.accept(batch),
                         Err(crossbeam_channel::TryRecvError::Empty) => Ok(()),
@@ -384,6 +387,7 @@ fn spawn_commit_thread(
                         }
                         r
                     }
+                    Err(_) if last_tick.elapsed() < tick => archive.poll_commit(),
                     Err(_) => {
                         last_tick = Instant::now();
                         archive.tick()

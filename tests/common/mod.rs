@@ -416,11 +416,26 @@ pub fn read_table(root: &Path, table: &str) -> Vec<std::collections::BTreeMap<St
 }
 
 /// Waits for `child` (its piped stdout and stderr read to the end) and returns its output
-/// with its own peak RSS in MiB. `wait4` reports this child alone; `getrusage(CHILDREN)`
-/// would report the largest of every child any test of this binary has waited for.
+/// with its own peak RSS in MiB: the high-water mark of its memory (`VmHWM`), read every
+/// 2 ms until it exits (the mark only rises, so the last reading holds). Neither
+/// `getrusage(CHILDREN)` (the largest child any test of this binary has waited for) nor
+/// `wait4`'s `ru_maxrss` will do: a child spawned with `CLONE_VM` (posix_spawn) carries the
+/// spawning process's peak into its own at `exec`, and this test binary can be large.
 pub fn output_with_peak(mut child: Child) -> (std::process::Output, i64) {
     use std::io::Read;
-    use std::os::unix::process::ExitStatusExt;
+    let pid = child.id();
+    let sampler = std::thread::spawn(move || {
+        let mut peak_kib = 0i64;
+        // A zombie has no memory and no VmHWM line: the child has exited.
+        while let Some(kib) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())))
+        {
+            peak_kib = peak_kib.max(kib);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        peak_kib
+    });
     let mut out_pipe = child.stdout.take();
     let reader = std::thread::spawn(move || {
         let mut buf = Vec::new();
@@ -434,13 +449,11 @@ pub fn output_with_peak(mut child: Child) -> (std::process::Output, i64) {
         p.read_to_end(&mut stderr).unwrap();
     }
     let stdout = reader.join().unwrap();
-    let mut status = 0;
-    // SAFETY: zeroed rusage is a valid value; wait4 writes into the structs we own.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = child.id() as libc::pid_t;
-    let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(got, pid, "wait4: {}", std::io::Error::last_os_error());
-    (std::process::Output { status: std::process::ExitStatus::from_raw(status), stdout, stderr }, usage.ru_maxrss / 1024)
+    // The child is reaped only after the sampler saw it exit (its pid stays its own).
+    let peak_kib = sampler.join().unwrap();
+    let status = child.wait().unwrap();
+    assert!(peak_kib > 0, "no memory reading of the child");
+    (std::process::Output { status, stdout, stderr }, peak_kib / 1024)
 }
 
 /// A loopback port free a moment ago.
