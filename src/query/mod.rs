@@ -109,8 +109,90 @@ pub fn duckdb_views(tables: &[TableSpec]) -> String {
     out
 }
 
-/// A session over the archive: every table with data registered (behind a view when
-/// bounded by time).
+/// The tables a statement names, or `None` when that cannot be told (then every table is
+/// registered and the planner reports what is wrong). A view over `incidents` brings it.
+fn named_tables(ctx: &SessionContext, sql: &str) -> Option<Vec<String>> {
+    if sql.trim().is_empty() {
+        return None;
+    }
+    let state = ctx.state();
+    let statement = state.sql_to_statement(sql, &state.config().options().sql_parser.dialect).ok()?;
+    let refs = state.resolve_table_references(&statement).ok()?;
+    let mut names: Vec<String> = refs.iter().map(|r| r.table().to_string()).collect();
+    if names.iter().any(|n| INCIDENT_VIEWS.iter().any(|(v, _)| v == n)) {
+        names.push("incidents".into());
+    }
+    Some(names)
+}
+
+/// The segment of `dir` (a table's folder of `date=…/hour=…` partitions) in the newest
+/// partition: the newest schema (columns are only ever added), read from one footer
+/// instead of every file's.
+fn newest_segment(dir: &Path) -> Option<PathBuf> {
+    let newest_child = |d: &Path, prefix: &str| -> Option<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
+            .collect();
+        // `hour=9` sorts after `hour=10` as text: compare the numbers.
+        v.sort_by_key(|p| {
+            let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let value = n[prefix.len()..].to_string();
+            (value.parse::<i64>().ok(), value)
+        });
+        v.pop()
+    };
+    let date = newest_child(dir, "date=")?;
+    let hour = newest_child(&date, "hour=")?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&hour)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')) && p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    files.pop()
+}
+
+/// A table over its Hive folders, its schema from its newest segment when one is found
+/// (else from every file, as DataFusion does by default).
+async fn listing_table(ctx: &SessionContext, dir: &Path) -> Result<ListingTable, QueryError> {
+    let fail = |e: &dyn std::fmt::Display| err(format!("{}: {e}", dir.display()));
+    let url = ListingTableUrl::parse(format!("{}/", dir.display())).map_err(|e| fail(&e))?;
+    let format = Arc::new(ParquetFormat::default());
+    let opts = ListingOptions::new(format.clone())
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![("date".to_string(), DataType::Date32), ("hour".to_string(), DataType::Int32)]);
+    let state = ctx.state();
+    let schema = match newest_segment(dir) {
+        Some(file) => {
+            use datafusion::datasource::file_format::FileFormat;
+            use datafusion::object_store::ObjectStoreExt;
+            let store = ctx.runtime_env().object_store(url.object_store()).map_err(|e| fail(&e))?;
+            let location = datafusion::object_store::path::Path::from_filesystem_path(&file).map_err(|e| fail(&e))?;
+            let meta = store.head(&location).await.map_err(|e| fail(&e))?;
+            Some(format.infer_schema(&state, &store, &[meta]).await.map_err(|e| fail(&e))?)
+        }
+        None => None,
+    };
+    let cfg = ListingTableConfig::new(url).with_listing_options(opts);
+    let cfg = match schema {
+        Some(s) => cfg.with_schema(s),
+        None => cfg.infer_schema(&state).await.map_err(|e| fail(&e))?,
+    };
+    ListingTable::try_new(cfg).map_err(|e| fail(&e))
+}
+
+/// DataFusion's settings: its defaults, then any `DATAFUSION_*` environment variable
+/// (e.g. `DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS=true`).
+fn session_config() -> Result<datafusion::prelude::SessionConfig, QueryError> {
+    datafusion::prelude::SessionConfig::from_env().map_err(|e| err(format!("DataFusion setting from the environment: {e}")))
+}
+
+/// A session over the archive: the tables with data that the statement names (every one
+/// when it names none, as for the report) registered (behind a view when bounded by time).
 pub async fn context(req: &Request) -> Result<SessionContext, QueryError> {
     let (root, since, until) = (&req.root, req.since_us, req.until_us);
     if !root.is_dir() {
@@ -119,17 +201,12 @@ pub async fn context(req: &Request) -> Result<SessionContext, QueryError> {
     if req.tables.is_empty() {
         return Err(err(format!("{}: the archive has no tables yet (nothing archived)", root.display())));
     }
-    let mut ctx = SessionContext::new();
+    let mut ctx = SessionContext::new_with_config(session_config()?);
     datafusion_functions_json::register_all(&mut ctx).map_err(|e| err(e.to_string()))?;
-    for t in &req.tables {
-        let dir = &t.dir;
-        let url = ListingTableUrl::parse(format!("{}/", dir.display())).map_err(|e| err(format!("{}: {e}", dir.display())))?;
-        let opts = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
-            .with_table_partition_cols(vec![("date".to_string(), DataType::Date32), ("hour".to_string(), DataType::Int32)]);
-        let cfg =
-            ListingTableConfig::new(url).with_listing_options(opts).infer_schema(&ctx.state()).await.map_err(|e| err(format!("{}: {e}", dir.display())))?;
-        let table = ListingTable::try_new(cfg).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+    let named = named_tables(&ctx, &req.sql);
+    let wanted = |name: &str| named.as_ref().is_none_or(|n| n.iter().any(|x| x == name));
+    for t in req.tables.iter().filter(|t| wanted(t.name)) {
+        let table = listing_table(&ctx, &t.dir).await?;
         match bounds(t, since, until) {
             None => {
                 ctx.register_table(t.name, Arc::new(table)).map_err(|e| err(e.to_string()))?;
@@ -142,7 +219,7 @@ pub async fn context(req: &Request) -> Result<SessionContext, QueryError> {
         }
     }
     if req.tables.iter().any(|t| t.name == "incidents") {
-        for (name, sql) in INCIDENT_VIEWS {
+        for (name, sql) in INCIDENT_VIEWS.iter().filter(|(v, _)| wanted(v)) {
             ctx.sql(&format!("CREATE VIEW {name} AS {sql}")).await.map_err(|e| err(format!("view {name}: {e}")))?;
         }
     }

@@ -239,3 +239,22 @@ def test_partition_columns_have_one_type_in_every_reader(archive):
     part = ds.partitioning(pa.schema([("date", pa.date32()), ("hour", pa.int32())]), flavor="hive")
     t = ds.dataset(str(archive / "events"), format="parquet", partitioning=part).to_table(columns=["date", "hour"])
     assert t.schema.field("date").type == pa.date32() and t.schema.field("hour").type == pa.int32()
+
+
+def test_a_statement_opens_only_the_tables_it_names(archive, tmp_path):
+    # A copy of the archive whose events table holds a damaged segment (the newest one, the
+    # footer the schema is read from): questions about alerts do not touch it; a question
+    # about events says which file is damaged, in one line, exit 2.
+    import shutil
+
+    copy = tmp_path / "archive"
+    shutil.copytree(archive, copy)
+    newest = sorted((copy / "events").glob("date=*/hour=*/part-*.parquet"))[-1]
+    newest.write_bytes(b"not parquet at all")
+    sql = "SELECT alert_signature_id, count(*) AS n FROM alerts GROUP BY 1 ORDER BY n DESC, 1 LIMIT 5"
+    assert ours(copy, sql) == duck(archive, sql)
+    got = ours(copy, "SELECT count(*) AS n FROM incidents_now")
+    assert got == duck(archive, "SELECT count(DISTINCT incident_id) FROM incidents") and int(got[0][0]) > 0
+    out = subprocess.run([BIN, "query", "--archive", str(copy), "SELECT count(*) FROM events"], capture_output=True, text=True)
+    assert out.returncode == 2, out
+    assert len(out.stderr.strip().splitlines()) == 1 and "events" in out.stderr, out.stderr
