@@ -458,6 +458,21 @@ impl Deliverer {
     }
 }
 
+/// Offers lines to the outbox's triggers ([`Outbox::offers`]). An offer made before a
+/// [`Outbox::sync`] begins is journaled when it returns.
+#[derive(Clone)]
+pub struct Offers(Sender<Msg>);
+
+impl Offers {
+    /// Hands the alert and incident lines among `lines` to the triggers.
+    pub fn offer(&self, lines: &[String]) {
+        let picked: Vec<String> = lines.iter().filter(|l| l.contains("\"type\":\"alert\"") || l.contains("\"type\":\"incident\"")).cloned().collect();
+        if !picked.is_empty() {
+            let _ = self.0.send(Msg::Offer(picked));
+        }
+    }
+}
+
 impl Outbox {
     /// Opens the journal, rebuilds the queue and starts delivering.
     pub fn start(cfg: ActionsConfig, journal: PathBuf) -> Result<(Outbox, Restored), String> {
@@ -515,10 +530,13 @@ impl Outbox {
 
     /// Hands the lines of the alert path to the triggers (the alert and incident lines).
     pub fn offer(&self, lines: &[String]) {
-        let picked: Vec<String> = lines.iter().filter(|l| l.contains("\"type\":\"alert\"") || l.contains("\"type\":\"incident\"")).cloned().collect();
-        if !picked.is_empty() {
-            let _ = self.tx.send(Msg::Offer(picked));
-        }
+        self.offers().offer(lines);
+    }
+
+    /// A handle to offer lines from another thread (the alert path's own, so its lines
+    /// reach the triggers without waiting for the commit thread).
+    pub fn offers(&self) -> Offers {
+        Offers(self.tx.clone())
     }
 
     /// Returns once everything offered so far is journaled durably.

@@ -19,6 +19,8 @@ enum Job {
     Advance(i64),
     Flush,
     Snapshot(std::path::PathBuf, Option<String>, Sender<std::io::Result<()>>),
+    /// From now on the lines go to the outbox's triggers from this thread.
+    OfferTo(crate::act::outbox::Offers),
 }
 
 pub struct AlertWorker {
@@ -39,6 +41,7 @@ impl AlertWorker {
             .name("state".into())
             .spawn(move || {
                 let mut published = Published::default();
+                let mut offers: Option<crate::act::outbox::Offers> = None;
                 for job in jobs {
                     let out = match job {
                         Job::Process(b, now) => stage.process_input(*b, now),
@@ -56,7 +59,16 @@ impl AlertWorker {
                             let _ = reply.send(stage.save_snapshot(&path, due.as_deref()));
                             continue;
                         }
+                        Job::OfferTo(o) => {
+                            offers = Some(o);
+                            continue;
+                        }
                     };
+                    // Before the output goes to the commit thread: a sync the commit thread
+                    // starts after taking it covers these offers.
+                    if let Some(o) = &offers {
+                        o.offer(&out.lines);
+                    }
                     published.publish(&stage);
                     if out_tx.send(out).is_err() {
                         return;
@@ -72,6 +84,15 @@ impl AlertWorker {
             if tx.send(job).is_ok() {
                 self.outstanding += 1;
             }
+        }
+    }
+
+    /// Offers the lines of every later job to the outbox's triggers from the alert path's
+    /// thread, as soon as they are made.
+    pub fn offer_to(&mut self, offers: crate::act::outbox::Offers) {
+        if let Some(tx) = &self.tx {
+            // No output comes back for it: not outstanding.
+            let _ = tx.send(Job::OfferTo(offers));
         }
     }
 

@@ -143,14 +143,18 @@ impl Committer {
     }
 
     /// Starts the outbox (after [`Committer::enable_alerts`]): the alert path's lines go to
-    /// the triggers as they are made, and every commit point waits until the actions they
-    /// queued are journaled.
+    /// the triggers from its own thread as they are made, and every commit point waits until
+    /// the actions they queued are journaled.
     pub fn enable_actions(&mut self, cfg: crate::act::ActionsConfig) -> Result<(), ArchiveError> {
         let path = crate::act::journal::path_in(self.segments.root());
         let (outbox, restored) =
             crate::act::outbox::Outbox::start(cfg, path.clone()).map_err(|e| ArchiveError::Io { path: path.clone(), error: std::io::Error::other(e) })?;
         if restored.pending > 0 {
             tracing::info!(pending = restored.pending, delivered = restored.delivered, dead = restored.dead, "actions of the last run resumed");
+        }
+        match self.alerts.as_mut() {
+            Some(a) => a.worker.offer_to(outbox.offers()),
+            None => tracing::warn!("actions configured without the alert path: nothing will trigger them"),
         }
         self.actions = Some((outbox, path));
         Ok(())
@@ -235,15 +239,13 @@ impl Committer {
         Ok(())
     }
 
-    /// Sends the alert path's table rows to the segments and holds its lines for the commit.
+    /// Sends the alert path's table rows to the segments and holds its lines for the commit
+    /// (the outbox has been offered them on the alert path's thread).
     fn write_alert_output(&mut self, out: AlertOutput) -> Result<(), ArchiveError> {
         for (table, batch) in [(Table::Alerts, out.alerts), (Table::Incidents, out.incidents), (Table::Actions, out.actions)] {
             if let Some(batch) = batch {
                 self.segments.write(table, batch)?;
             }
-        }
-        if let Some((o, _)) = &self.actions {
-            o.offer(&out.lines);
         }
         if let Some(a) = self.alerts.as_mut() {
             a.outputs.hold(out.lines, out.late_lines, out.audit);
