@@ -37,6 +37,14 @@ impl AlertWorker {
     pub fn spawn(mut stage: AlertPath) -> Self {
         let (tx, jobs) = bounded::<Job>(QUEUE);
         let (out_tx, rx) = bounded::<AlertOutput>(QUEUE * 4);
+        // Snapshot files are written and fsynced here, off the alert path's thread.
+        type Write = (std::path::PathBuf, Vec<u8>, Sender<std::io::Result<()>>);
+        let (writer, snapshots) = bounded::<Write>(2);
+        let _ = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
+            for (path, buf, reply) in snapshots {
+                let _ = reply.send(super::alerts::write_durably(&path, &buf));
+            }
+        });
         let thread = std::thread::Builder::new()
             .name("state".into())
             .spawn(move || {
@@ -56,7 +64,21 @@ impl AlertWorker {
                             o
                         }
                         Job::Snapshot(path, due, reply) => {
-                            let _ = reply.send(stage.save_snapshot(&path, due.as_deref()));
+                            // The state is taken here, at its point in the job order; the
+                            // file is written and fsynced on a thread of its own while the
+                            // next jobs go on.
+                            let mut buf = Vec::with_capacity(1 << 20);
+                            match stage.snapshot_to(&mut buf, due.as_deref()) {
+                                Ok(()) => {
+                                    if let Err(crossbeam_channel::SendError((path, buf, reply))) = writer.send((path, buf, reply)) {
+                                        // The writer is gone: write it here.
+                                        let _ = reply.send(super::alerts::write_durably(&path, &buf));
+                                    }
+                                }
+                                Err(e) => {
+                                    let _ = reply.send(Err(e));
+                                }
+                            }
                             continue;
                         }
                         Job::OfferTo(o) => {

@@ -375,18 +375,9 @@ impl AlertPath {
     /// Saves the snapshot to `path` durably (temporary file, fsync, rename, fsync of the
     /// directory).
     pub fn save_snapshot(&mut self, path: &std::path::Path, due: Option<&str>) -> std::io::Result<()> {
-        use std::io::Write as _;
-        let tmp = path.with_extension("json.tmp");
-        let f = std::fs::File::create(&tmp)?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-        self.snapshot_to(&mut w, due)?;
-        w.flush()?;
-        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        let mut buf = Vec::with_capacity(1 << 20);
+        self.snapshot_to(&mut buf, due)?;
+        write_durably(path, &buf)
     }
 
     /// Restores a snapshot (one written before incident scores were saved restores the
@@ -434,4 +425,19 @@ impl AlertPath {
     pub fn scored_incidents(&self) -> usize {
         self.incidents.len()
     }
+}
+
+/// Writes `bytes` to `path` durably: a temporary fsynced, renamed into place, the folder
+/// fsynced.
+pub fn write_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
