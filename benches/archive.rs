@@ -83,6 +83,7 @@ fn archive(c: &mut Criterion) {
                         idle_seal: Duration::from_secs(3600),
                         max_segment_age: Duration::from_secs(3600),
                         retention: Default::default(),
+                        compaction: Default::default(),
                     };
                     let (mut w, _) = Committer::open(cfg).unwrap();
                     for b in batches {

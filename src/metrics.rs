@@ -139,6 +139,9 @@ pub const ARCHIVE_ERRORS: &str = "alertflow_archive_errors_total";
 /// Partitions removed by retention, and their bytes.
 pub const ARCHIVE_RETENTION_PARTITIONS: &str = "alertflow_archive_retention_partitions_total";
 pub const ARCHIVE_RETENTION_BYTES: &str = "alertflow_archive_retention_bytes_total";
+/// Partitions compacted, and the segments they replaced.
+pub const ARCHIVE_COMPACTIONS: &str = "alertflow_archive_compactions_total";
+pub const ARCHIVE_COMPACTED_SEGMENTS: &str = "alertflow_archive_compacted_segments_total";
 
 /// Actions queued in the outbox, by `action` (destination name).
 pub const ACTIONS_QUEUED: &str = "alertflow_actions_queued_total";
@@ -227,6 +230,8 @@ pub fn describe() {
     describe_counter!(ARCHIVE_ERRORS, "archive write failures");
     describe_counter!(ARCHIVE_RETENTION_PARTITIONS, "date partitions removed by retention");
     describe_counter!(ARCHIVE_RETENTION_BYTES, "bytes of the partitions removed by retention");
+    describe_counter!(ARCHIVE_COMPACTIONS, "partitions whose segments were merged into larger files");
+    describe_counter!(ARCHIVE_COMPACTED_SEGMENTS, "segments replaced by compacted files");
     describe_gauge!(QUEUE_DEPTH, "batches waiting in front of a stage");
     describe_counter!(ACTIONS_QUEUED, "actions queued in the outbox, by destination");
     describe_counter!(ACTIONS_DELIVERED, "actions delivered, by destination");

@@ -9,6 +9,7 @@ mod architecture;
 mod audit;
 mod bad_input;
 mod cli;
+mod compaction;
 mod config_errors;
 mod corpus;
 mod crash;

@@ -654,7 +654,7 @@ fn sigma_correlations_fire_and_near_misses_do_not() {
     assert!(err.to_string().contains("timespan"), "{err}");
 }
 
-fn mixed_alert(t: i64, frac: usize, flow: i64, src: &str, dst: &str, port: usize, sid: i64, severity: usize) -> String {
+fn mixed_alert(t: i64, frac: usize, flow: i64, (src, dst): (&str, &str), port: usize, (sid, severity): (i64, usize)) -> String {
     let ts = jiff::Timestamp::from_second(t).unwrap().strftime("%Y-%m-%dT%H:%M:%S").to_string();
     format!(
         "{{\"timestamp\":\"{ts}.{frac:06}+0000\",\"flow_id\":{flow},\"event_type\":\"alert\",\"src_ip\":\"{src}\",\"src_port\":40000,\"dest_ip\":\"{dst}\",\"dest_port\":{port},\"proto\":\"TCP\",\"alert\":{{\"action\":\"allowed\",\"gid\":1,\"signature_id\":{sid},\"rev\":1,\"signature\":\"s{sid}\",\"category\":\"Misc\",\"severity\":{severity}}}}}"
@@ -675,12 +675,12 @@ fn mixed_state_stream(seed: u64, n: usize) -> Vec<(String, i64)> {
         clock += rng.below(3) as i64;
         if i == n / 2 {
             for k in 0..3 {
-                out.push((mixed_alert(clock + k, 900_000 + k as usize, 9_000 + k, "10.9.0.1", "10.9.0.2", 22, 200, 2), clock + k));
+                out.push((mixed_alert(clock + k, 900_000 + k as usize, 9_000 + k, ("10.9.0.1", "10.9.0.2"), 22, (200, 2)), clock + k));
             }
             planted = Some(clock + 1);
         }
         if let Some(t) = planted.filter(|t| clock > t + 400) {
-            out.push((mixed_alert(t, 900_100, 9_100, "10.9.0.1", "10.9.0.2", 22, 200, 2), clock));
+            out.push((mixed_alert(t, 900_100, 9_100, ("10.9.0.1", "10.9.0.2"), 22, (200, 2)), clock));
             planted = None;
         }
         let mut t = clock;
@@ -701,7 +701,7 @@ fn mixed_state_stream(seed: u64, n: usize) -> Vec<(String, i64)> {
             _ => {
                 let sid = 100 + rng.below(8) as i64;
                 let port = 20 + rng.below(40);
-                mixed_alert(t, i, flow, &src, &dst, port, sid, 1 + rng.below(3))
+                mixed_alert(t, i, flow, (&src, &dst), port, (sid, 1 + rng.below(3)))
             }
         };
         out.push((line, clock));

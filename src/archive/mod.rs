@@ -19,6 +19,7 @@
 //! (`pipeline::commit`).
 
 pub mod checkpoint;
+pub mod compact;
 pub mod lane;
 pub mod layout;
 pub mod props;
@@ -89,6 +90,8 @@ pub enum ArchiveError {
     LaneGone(usize),
     #[error("archive {0} is in use by another alertflow process")]
     Locked(PathBuf),
+    #[error("compacting {path}: {reason}")]
+    Compaction { path: PathBuf, reason: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
@@ -107,6 +110,8 @@ pub struct ArchiveConfig {
     pub max_segment_age: Duration,
     /// Days each table keeps (see [`retention`]).
     pub retention: retention::Retention,
+    /// Merging the segments of quiet partitions (see [`compact`]).
+    pub compaction: compact::CompactionConfig,
 }
 
 /// Totals since start.
@@ -166,6 +171,9 @@ pub struct Segments {
     last_retention: Option<Instant>,
     /// The thread emptying the trash, while it runs.
     trash: Option<JoinHandle<()>>,
+    /// A commit is being sealed ([`Segments::begin_seal`] up to its publish).
+    sealing: bool,
+    compactor: Option<compact::Compactor>,
     /// Held for the writer's lifetime: one process writes an archive at a time.
     _lock: File,
 }
@@ -180,12 +188,15 @@ pub struct Sealed {
     files: Vec<lane::SealedTemp>,
 }
 
+/// A lane's answer to a seal: its temporaries.
+type LaneReply = crossbeam_channel::Receiver<Result<Vec<lane::SealedTemp>, ArchiveError>>;
+
 /// A commit whose segments the lanes are closing ([`Segments::begin_seal`]).
 pub struct PendingSeal {
     epoch: u64,
     rows: u64,
     /// Lanes that have not answered yet.
-    replies: Vec<Option<crossbeam_channel::Receiver<Result<Vec<lane::SealedTemp>, ArchiveError>>>>,
+    replies: Vec<Option<LaneReply>>,
     files: Vec<lane::SealedTemp>,
     first_err: Option<ArchiveError>,
 }
@@ -276,6 +287,8 @@ impl Segments {
             renames: 0,
             last_retention: None,
             trash: None,
+            sealing: false,
+            compactor: None,
             _lock: lock,
             cfg,
         };
@@ -283,6 +296,9 @@ impl Segments {
         // What a crash left in the trash goes now (beside the start).
         if w.cfg.root.join(retention::TRASH).exists() {
             w.empty_trash();
+        }
+        if w.cfg.compaction.enabled {
+            w.compactor = Some(compact::Compactor::start(w.cfg.compaction, &w.cfg.root, props)?);
         }
         Ok((w, rec))
     }
@@ -376,6 +392,7 @@ impl Segments {
             replies.push(Some(rx));
         }
         let pending = PendingSeal { epoch: self.epoch, rows: self.open_rows, replies, files: Vec::new(), first_err: None };
+        self.sealing = true;
         self.epoch += 1;
         self.open_rows = 0;
         self.open_hours.clear();
@@ -413,6 +430,9 @@ impl Segments {
             if !dirs.contains(&s.dir.as_path()) {
                 dirs.push(&s.dir);
             }
+            if let Some(c) = self.compactor.as_mut() {
+                c.touch(s.table, &s.dir);
+            }
         }
         // New partition directories must be durable too: sync each, its date directory
         // and the table directories touched.
@@ -439,8 +459,24 @@ impl Segments {
         metrics::counter!(m::ARCHIVE_COMMITS).increment(1);
         tracing::debug!(epoch, segments = n, rows, "committed");
         self.totals.commits += 1;
+        self.sealing = false;
         self.expire_if_due();
         Ok(())
+    }
+
+    /// Between commits: lands a compaction that is built when its hour is not being
+    /// written, and starts the next one on a quiet partition (see [`compact`]).
+    pub fn maintain(&mut self) {
+        let Some(c) = self.compactor.as_mut() else { return };
+        let (sealing, open) = (self.sealing, &self.open_hours);
+        let newest = if sealing { None } else { self.epoch.checked_sub(1) };
+        // While a commit is sealed nothing is exchanged, and nothing new is planned
+        // (the newest commit, which a plan leaves out, is not known yet).
+        if sealing {
+            c.maintain_busy();
+            return;
+        }
+        c.maintain(newest, |partition| open.iter().any(|&h| crate::event::time::partition_path(h) == partition));
     }
 
     /// Right after a commit (nothing open): once every [`RETENTION_EVERY`], moves the

@@ -31,6 +31,11 @@ fn parse_final(name: &str) -> Option<(u64, usize, usize)> {
 }
 
 /// The epoch of a temporary name.
+/// The epoch of a sealed segment's name (`part-<epoch>-<index>-<count>.parquet`).
+pub fn epoch_of_final(name: &str) -> Option<u64> {
+    parse_final(name).map(|f| f.0)
+}
+
 fn parse_temp(name: &str) -> Option<u64> {
     let core = name.strip_prefix(".part-")?.strip_suffix(".parquet.tmp")?;
     let mut it = core.split('-');

@@ -326,6 +326,7 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
         idle_seal: Duration::from_millis(cx.uint(&a, "idle_seal_ms", 1000, 10, 3_600_000)),
         max_segment_age: Duration::from_secs(cx.uint(&a, "max_segment_age_secs", 10, 1, 86_400)),
         retention: read_retention(cx, &a),
+        compaction: read_compaction(cx, &a),
         root: root_dir.clone(),
     };
     cx.unknown_keys(
@@ -341,6 +342,7 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
             "max_segment_age_secs",
             "retention_days",
             "retention",
+            "compaction",
         ],
     );
 
@@ -450,6 +452,21 @@ fn read_retention(cx: &mut Cx, a: &Tbl) -> crate::archive::retention::Retention 
         r.days[t as usize] = if per.has(t.dir()) { days(cx.uint(&per, t.dir(), 0, 0, 36_500)) } else { all };
     }
     r
+}
+
+/// `[archive.compaction]`: `enabled` (true), `target_mb` (256), `min_files` (8),
+/// `quiet_secs` (600).
+fn read_compaction(cx: &mut Cx, a: &Tbl) -> crate::archive::compact::CompactionConfig {
+    let c = cx.section(a, "compaction");
+    let d = crate::archive::compact::CompactionConfig::default();
+    let cfg = crate::archive::compact::CompactionConfig {
+        enabled: cx.boolean(&c, "enabled", d.enabled),
+        target_bytes: cx.uint(&c, "target_mb", d.target_bytes >> 20, 1, 16_384) << 20,
+        min_files: cx.uint(&c, "min_files", d.min_files as u64, 2, 1_000_000) as usize,
+        quiet: Duration::from_secs(cx.uint(&c, "quiet_secs", d.quiet.as_secs(), 1, 30 * 86_400)),
+    };
+    cx.unknown_keys(&c, &["enabled", "target_mb", "min_files", "quiet_secs"]);
+    cfg
 }
 
 /// `<root>/_deadletter/rejected.jsonl`: beside the tables, ignored by table readers.

@@ -48,12 +48,15 @@ struct Reorder {
     waiting: BTreeMap<u64, ParsedBatch>,
 }
 
+/// A snapshot being written: its file and the answer to wait for.
+type SnapshotWait = (PathBuf, crossbeam_channel::Receiver<std::io::Result<()>>);
+
 /// A commit cut from the stream: its lanes seal its segments and the alert path saves its
 /// snapshot while new batches go on into the next commit's segments.
 struct InFlight {
     seal: crate::archive::PendingSeal,
     /// The alert path's snapshot for this commit, being saved.
-    snapshot: Option<(PathBuf, crossbeam_channel::Receiver<std::io::Result<()>>)>,
+    snapshot: Option<SnapshotWait>,
     /// The positions this commit covers (published once it lands).
     checkpoint: Checkpoint,
 }
@@ -271,7 +274,7 @@ impl Committer {
     /// Cuts the alert path after everything submitted: its lines held so far go with
     /// commit `epoch`, and its state then is saved as that commit's snapshot — on its own
     /// thread; the answer comes on the returned channel.
-    fn cut_alerts(&mut self, epoch: u64) -> Result<Option<(PathBuf, crossbeam_channel::Receiver<std::io::Result<()>>)>, ArchiveError> {
+    fn cut_alerts(&mut self, epoch: u64) -> Result<Option<SnapshotWait>, ArchiveError> {
         self.collect(true)?;
         // The actions of the decisions this snapshot moves past are journaled first: a
         // restart from it cannot make them again.
@@ -335,6 +338,7 @@ impl Committer {
     /// segment age.
     pub fn tick(&mut self) -> Result<(), ArchiveError> {
         self.poll_commit()?;
+        self.segments.maintain();
         if let Some(a) = self.alerts.as_mut() {
             a.worker.advance(wall_clock_us());
             let rows_before = self.segments.open_rows();

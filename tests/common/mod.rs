@@ -456,6 +456,15 @@ pub fn output_with_peak(mut child: Child) -> (std::process::Output, i64) {
     (std::process::Output { status, stdout, stderr }, peak_kib / 1024)
 }
 
+/// Polls `f` every 50 ms until it holds; fails naming `what` after 60 s.
+pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// A loopback port free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
