@@ -81,6 +81,21 @@ struct OpenSegment {
     rows: u64,
     /// When it was last written (the lane's write counter).
     last_used: u64,
+    /// Bytes handed to the kernel's writeback so far ([`start_writeback`]).
+    written_back: u64,
+}
+
+/// Dirty bytes of a segment after which their writeback is started.
+const WRITEBACK_EVERY: u64 = 8 << 20;
+
+/// Starts the kernel's writeback of `file`'s bytes `from..to` without waiting for it. A
+/// commit's fsync then finds little left to write: without this, a commit's segments sit
+/// dirty in the page cache until the seal, and flushing them all at once there stalls every
+/// other fsync on the disk (the outbox journal's, the state snapshot's) for as long.
+fn start_writeback(file: &File, from: u64, to: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid descriptor owned by `file`; the call only schedules I/O.
+    unsafe { libc::sync_file_range(file.as_raw_fd(), from as i64, (to - from) as i64, libc::SYNC_FILE_RANGE_WRITE) };
 }
 
 pub struct Lane {
@@ -195,12 +210,17 @@ impl Lane {
             self.next_index += 1;
             let file = File::create(&tmp).map_err(io_err(&tmp))?;
             let writer = ArrowWriter::try_new(file, rows.schema(), Some(self.props.clone())).map_err(segment_err(&tmp))?;
-            self.open.insert((table, hour), OpenSegment { table, writer, tmp, dir, rows: 0, last_used: 0 });
+            self.open.insert((table, hour), OpenSegment { table, writer, tmp, dir, rows: 0, last_used: 0, written_back: 0 });
         }
         let seg = self.open.get_mut(&(table, hour)).expect("just inserted");
         seg.last_used = self.writes;
         seg.writer.write(rows).map_err(segment_err(&seg.tmp))?;
         seg.rows += rows.num_rows() as u64;
+        let written = seg.writer.bytes_written() as u64;
+        if written >= seg.written_back + WRITEBACK_EVERY {
+            start_writeback(seg.writer.inner(), seg.written_back, written);
+            seg.written_back = written;
+        }
         Ok(())
     }
 
