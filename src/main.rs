@@ -182,6 +182,19 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Merge the small segments of each partition into larger files (what `run` does by
+    /// itself once an hour is quiet), in an archive no process is writing
+    Compact {
+        /// Configuration file: its archive root and `[archive.compaction]`
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Archive root (overrides archive.root)
+        #[arg(long)]
+        archive: Option<PathBuf>,
+        /// Print what would be merged; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Archive a bundled sample of real Suricata output into ./alertflow-demo/
     Demo {
         #[arg(long, default_value = "alertflow-demo")]
@@ -327,6 +340,10 @@ fn main() -> ExitCode {
         Cmd::Prune { config, archive, days, dry_run } => {
             init_logging("warn");
             cmd_prune(config, archive, days, dry_run)
+        }
+        Cmd::Compact { config, archive, dry_run } => {
+            init_logging("warn");
+            cmd_compact(config, archive, dry_run)
         }
         Cmd::Demo { dir } => {
             init_logging("warn");
@@ -928,6 +945,40 @@ fn cmd_prune(config: Option<PathBuf>, archive: Option<PathBuf>, days: Option<u32
     }
     let bytes: u64 = pass.expired.iter().map(|e| e.bytes).sum();
     println!("{verb} {} partitions, {} bytes", pass.expired.len(), bytes);
+    Ok(())
+}
+
+fn cmd_compact(config: Option<PathBuf>, archive: Option<PathBuf>, dry_run: bool) -> anyhow::Result<()> {
+    use alertflow::archive::{compact, props};
+    let mut cfg = load_config(config.as_ref())?;
+    apply_archive(&mut cfg, archive);
+    let root = &cfg.archive.root;
+    anyhow::ensure!(root.join("events").is_dir(), "{}: no archive here", root.display());
+    let writer = props::writer_properties(cfg.archive.parquet)?;
+    let done = compact::run_by_hand(root, &cfg.archive.compaction, &writer, dry_run).map_err(|e| match e {
+        alertflow::archive::ArchiveError::Locked(_) => {
+            anyhow::anyhow!("{}: a running alertflow holds this archive; it compacts quiet hours itself", root.display())
+        }
+        e => e.into(),
+    })?;
+    for d in &done {
+        if dry_run {
+            println!("would merge {}/{}: {} segments", d.table.dir(), d.partition, d.segments);
+        } else {
+            println!(
+                "merged {}/{}: {} segments into {} files ({} rows, {} bytes -> {} bytes)",
+                d.table.dir(),
+                d.partition,
+                d.segments,
+                d.files,
+                d.rows,
+                d.bytes_before,
+                d.bytes_after
+            );
+        }
+    }
+    let segments: usize = done.iter().map(|d| d.segments).sum();
+    println!("{} {} partitions, {segments} segments", if dry_run { "would merge" } else { "merged" }, done.len());
     Ok(())
 }
 

@@ -182,3 +182,70 @@ fn a_kill_before_the_exchange_leaves_the_hour_as_it_was() {
 fn a_kill_after_the_exchange_leaves_the_compacted_hour() {
     kill_in_compaction("after_exchange");
 }
+
+/// Replays `range` into `archive` as one run (one commit, one segment per table and hour).
+fn replay_run(dir: &Path, archive: &Path, range: std::ops::Range<u64>) {
+    let input = dir.join(format!("run-{}.json", range.start));
+    append(&input, range);
+    let out = Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["replay", "--archive"]).arg(archive).arg(&input).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn compact_by_hand(archive: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_alertflow"));
+    c.args(["compact", "--archive"]).arg(archive).env("ALERTFLOW_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::piped());
+    c
+}
+
+/// `alertflow compact` killed with SIGKILL at 20 random moments (more segments added
+/// whenever a run got to finish): after every kill each row is in the archive exactly once;
+/// the last run compacts the hour.
+#[test]
+fn compact_killed_at_random_moments_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let mut next = 0u64;
+    let add_runs = |n: usize, next: &mut u64| {
+        for _ in 0..n {
+            replay_run(dir.path(), &archive, *next..*next + 30);
+            *next += 30;
+        }
+    };
+    add_runs(10, &mut next);
+    // How long a whole compaction takes here, to spread the kills over it.
+    let t = std::time::Instant::now();
+    let out = compact_by_hand(&archive).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let full = t.elapsed();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("merged events/date=2024-05-01/hour=10: 9 segments into 1 files"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_exactly(&archive, next);
+    let mut rng = Rng(seed("compaction kills"));
+    let mut killed = 0;
+    while killed < 20 {
+        add_runs(3, &mut next);
+        let mut child = compact_by_hand(&archive).spawn().unwrap();
+        std::thread::sleep(full.mul_f64(rng.below(1000) as f64 / 1000.0));
+        let finished = child.try_wait().unwrap().is_some();
+        if !finished {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+            killed += 1;
+        }
+        child.wait().unwrap();
+        assert_exactly(&archive, next);
+    }
+    // A run to the end removes what the kills left and leaves the hour compacted.
+    let out = compact_by_hand(&archive).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!archive.join("_compact").exists());
+    let names = files(&archive);
+    assert!(names.iter().filter(|f| f.starts_with("compact-")).count() <= 2 && names.len() <= 3, "{names:?}");
+    assert_exactly(&archive, next);
+    // A second pass finds nothing to merge.
+    let out = compact_by_hand(&archive).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("merged 0 partitions"), "{}", String::from_utf8_lossy(&out.stdout));
+}

@@ -417,3 +417,45 @@ impl Compactor {
         }
     }
 }
+
+/// What `alertflow compact` did to one partition.
+#[derive(Debug)]
+pub struct Done {
+    pub table: Table,
+    pub partition: String,
+    pub segments: usize,
+    pub files: usize,
+    pub rows: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// Compacts every partition of an archive no process is writing (`alertflow compact`):
+/// quiet or not, with at least `cfg.min_files` segments; the newest commit's segments stay.
+/// With `dry_run`, the plans only (nothing is written).
+pub fn run_by_hand(root: &Path, cfg: &CompactionConfig, props: &WriterProperties, dry_run: bool) -> Result<Vec<Done>, ArchiveError> {
+    let _lock = super::lock_archive(root)?;
+    if !dry_run {
+        remove_staging(root)?;
+    }
+    let newest = recovery::newest_epoch(root)?;
+    let mut out = Vec::new();
+    for t in Table::ALL {
+        for p in super::layout::partitions(root, t.dir())? {
+            let Some(plan) = plan(root, t, &p.dir, newest, cfg)? else { continue };
+            let mut done =
+                Done { table: t, partition: plan.partition.clone(), segments: plan.sources.len(), files: 0, rows: 0, bytes_before: 0, bytes_after: 0 };
+            if !dry_run {
+                let b = build(plan, props, cfg.target_bytes)?;
+                exchange(&b.plan)?;
+                std::fs::remove_dir_all(&b.plan.staging).map_err(io_err(&b.plan.staging))?;
+                (done.files, done.rows, done.bytes_before, done.bytes_after) = (b.files, b.rows, b.bytes_before, b.bytes_after);
+            }
+            out.push(done);
+        }
+    }
+    if !dry_run {
+        remove_staging(root)?;
+    }
+    Ok(out)
+}
