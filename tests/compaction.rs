@@ -43,19 +43,7 @@ fn write_config(dir: &Path) -> PathBuf {
 }
 
 fn start(cfg: &Path, input: &Path, env: &[(&str, &str)]) -> Running {
-    Running::new(
-        Command::new(env!("CARGO_BIN_EXE_alertflow"))
-            .args(["run", "--config"])
-            .arg(cfg)
-            .arg("--input")
-            .arg(input)
-            .envs(env.iter().copied())
-            .env("ALERTFLOW_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    )
+    run_following(cfg, input, env)
 }
 
 /// File names in the hour's folder of the events table.
@@ -191,9 +179,12 @@ fn replay_run(dir: &Path, archive: &Path, range: std::ops::Range<u64>) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// `alertflow compact` of `archive`, merging any partition of two segments or more.
 fn compact_by_hand(archive: &Path) -> Command {
+    let cfg = archive.with_extension("compact.toml");
+    std::fs::write(&cfg, "[archive.compaction]\nmin_files = 2\n\n[metrics]\nlisten = \"\"\n").unwrap();
     let mut c = Command::new(env!("CARGO_BIN_EXE_alertflow"));
-    c.args(["compact", "--archive"]).arg(archive).env("ALERTFLOW_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.args(["compact", "--config"]).arg(&cfg).arg("--archive").arg(archive).env("ALERTFLOW_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::piped());
     c
 }
 

@@ -7,7 +7,6 @@ use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -58,18 +57,7 @@ fn start(cfg: &Path, input: &str) -> Running {
 }
 
 fn start_with(cfg: &Path, input: &str, env: &[(&str, &str)]) -> Running {
-    Running::new(
-        Command::new(env!("CARGO_BIN_EXE_alertflow"))
-            .args(["run", "--config"])
-            .arg(cfg)
-            .args(["--input", input])
-            .envs(env.iter().copied())
-            .env("ALERTFLOW_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    )
+    run_following(cfg, input, env)
 }
 
 /// Small deterministic generator for the kill moments (seed printed for reproduction).

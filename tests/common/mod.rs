@@ -456,6 +456,23 @@ pub fn output_with_peak(mut child: Child) -> (std::process::Output, i64) {
     (std::process::Output { status, stdout, stderr }, peak_kib / 1024)
 }
 
+/// `alertflow run --config cfg --input input` with `env` (warnings on stderr).
+pub fn run_following(cfg: &Path, input: impl AsRef<std::ffi::OsStr>, env: &[(&str, &str)]) -> Running {
+    Running::new(
+        std::process::Command::new(env!("CARGO_BIN_EXE_alertflow"))
+            .args(["run", "--config"])
+            .arg(cfg)
+            .arg("--input")
+            .arg(input)
+            .envs(env.iter().copied())
+            .env("ALERTFLOW_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 /// Polls `f` every 50 ms until it holds; fails naming `what` after 60 s.
 pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
