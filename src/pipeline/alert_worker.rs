@@ -68,8 +68,13 @@ impl AlertWorker {
                             // file is written and fsynced on a thread of its own while the
                             // next jobs go on.
                             let mut buf = Vec::with_capacity(1 << 20);
+                            let took = std::time::Instant::now();
                             match stage.snapshot_to(&mut buf, due.as_deref()) {
                                 Ok(()) => {
+                                    let secs = took.elapsed().as_secs_f64();
+                                    metrics::gauge!(m::STATE_SNAPSHOT_BYTES).set(buf.len() as f64);
+                                    metrics::gauge!(m::STATE_SNAPSHOT_SECONDS).set(secs);
+                                    tracing::debug!(bytes = buf.len(), ms = (secs * 1000.0).round(), "state snapshot taken");
                                     if let Err(crossbeam_channel::SendError((path, buf, reply))) = writer.send((path, buf, reply)) {
                                         // The writer is gone: write it here.
                                         let _ = reply.send(super::alerts::write_durably(&path, &buf));
