@@ -83,7 +83,12 @@ def main():
     import threading
 
     logf = open(log, "w")
-    threading.Thread(target=lambda: [logf.write(x) or logf.flush() for x in proc.stderr], daemon=True).start()
+    def keep_log():
+        for x in proc.stderr:
+            logf.write(x)
+            logf.flush()
+
+    threading.Thread(target=keep_log, daemon=True).start()
     start = time.time()
     with open(follow, "a") as f:
         for i, line in enumerate(lines):
@@ -102,9 +107,14 @@ def main():
     shutil.copytree(archive, before_dir, ignore=shutil.ignore_patterns("_compact", ".*"))
     before = files_per_hour(before_dir)
     deadline = time.time() + a.quiet + 600
+    # Done when every hour with more than a few segments holds a compacted file (the newest
+    # commit's segments, one per writer lane, stay beside it).
+    def compacted(table_hour):
+        return any(p.name.startswith("compact-") for p in (archive / table_hour).glob("*.parquet"))
+
     while time.time() < deadline:
         after = files_per_hour(archive)
-        if after and all(n <= 2 for n in after.values()):
+        if after and all(n <= 2 or compacted(k) for k, n in after.items()):
             break
         time.sleep(2)
     after = files_per_hour(archive)
