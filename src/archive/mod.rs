@@ -370,12 +370,6 @@ impl Segments {
         self.last_write.elapsed() >= self.cfg.idle_seal || self.oldest_open.is_some_and(|t| t.elapsed() >= age)
     }
 
-    /// Closes every open writer with `checkpoint` (JSON) and the epoch in its footer and
-    /// fsyncs each file, waiting for the lanes. Nothing is visible to readers yet.
-    pub fn seal(&mut self, checkpoint: &str) -> Result<Sealed, ArchiveError> {
-        self.begin_seal(checkpoint)?.wait()
-    }
-
     /// Starts a commit: every lane is told to close its segments with `checkpoint` (JSON)
     /// and the epoch in their footers, after the batches sent before. Rows written from now
     /// on go to the next commit's segments while the lanes finish; the returned seal is

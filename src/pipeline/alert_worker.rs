@@ -180,16 +180,10 @@ impl AlertWorker {
         out
     }
 
-    /// Saves the state after everything submitted so far to `path`, durably (call after
-    /// [`AlertWorker::drain`]), with `due` (JSON: the output lines about to go out) in it.
-    /// `None` when the state thread is gone.
-    pub fn save_snapshot(&mut self, path: &std::path::Path, due: Option<String>) -> Option<std::io::Result<()>> {
-        self.request_snapshot(path, due)?.recv().ok()
-    }
-
-    /// Queues the snapshot of the state after everything submitted so far (see
-    /// [`AlertWorker::save_snapshot`]) without waiting: jobs submitted later are applied
-    /// after it. The answer arrives on the returned channel.
+    /// Queues the snapshot of the state after everything submitted so far (call after
+    /// [`AlertWorker::drain`]), with `due` (JSON: the output lines about to go out) in it,
+    /// without waiting: jobs submitted later are applied after it. Its file is written
+    /// durably; the answer arrives on the returned channel (`None`: the state thread is gone).
     pub fn request_snapshot(&mut self, path: &std::path::Path, due: Option<String>) -> Option<Receiver<std::io::Result<()>>> {
         let (reply, answer) = bounded(1);
         self.tx.as_ref()?.send(Job::Snapshot(path.to_path_buf(), due, reply)).ok()?;

@@ -372,14 +372,6 @@ impl AlertPath {
         Ok(())
     }
 
-    /// Saves the snapshot to `path` durably (temporary file, fsync, rename, fsync of the
-    /// directory).
-    pub fn save_snapshot(&mut self, path: &std::path::Path, due: Option<&str>) -> std::io::Result<()> {
-        let mut buf = Vec::with_capacity(1 << 20);
-        self.snapshot_to(&mut buf, due)?;
-        write_durably(path, &buf)
-    }
-
     /// Restores a snapshot (one written before incident scores were saved restores the
     /// state alone).
     pub fn restore(&mut self, text: &str) -> Result<(), serde_json::Error> {
