@@ -566,6 +566,22 @@ fn sigkill_and_restart_neither_forget_nor_repeat() {
     let keys: std::collections::HashSet<_> = alerts.iter().map(|r| r["dedup_key"].clone()).collect();
     assert_eq!(firsts.len(), keys.len(), "every key went on once");
     assert!(firsts.values().all(|&n| n == 1), "a key went on as first again after a kill: {firsts:?}");
+    // The state went from run to run as a chain of deltas (each what changed since the
+    // snapshot before), restored after every kill: `snap-<seq>-e<epoch>-b<base>.json`, one
+    // base, no gap.
+    let mut snaps: Vec<(u64, u64)> = std::fs::read_dir(archive.join("_state"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            let rest = name.strip_prefix("snap-")?.strip_suffix(".json")?.to_string();
+            let parts: Vec<&str> = rest.split('-').collect();
+            Some((parts[0].parse().unwrap(), parts[2].trim_start_matches('b').parse().unwrap()))
+        })
+        .collect();
+    snaps.sort();
+    assert!(snaps.len() >= 4, "{snaps:?}");
+    assert!(snaps.windows(2).all(|w| w[1].0 == w[0].0 + 1 && w[1].1 == w[0].1), "{snaps:?}");
+    assert!(snaps.iter().filter(|(seq, base)| seq != base).count() >= 3, "{snaps:?}");
 }
 
 /// A burst of 10 M distinct keys against a cap of 100,000: the cap holds, every eviction
@@ -857,4 +873,57 @@ fn late_alerts_go_to_their_own_file() {
     let sids: Vec<i64> = main.iter().filter(|v| v["type"] == "alert").map(|v| v["signature_id"].as_i64().unwrap()).collect();
     assert_eq!(sids, [101, 102, 103, 104]);
     assert!(main.iter().all(|v| v["type"] != "late_alert"), "late alerts only in their own file");
+}
+
+/// Snapshots as deltas (what changed since the one before) restore exactly the state a
+/// whole snapshot holds: dedup keys and correlation groups in their eviction order, flow
+/// contexts of open incidents, triage's entities and signatures, the recent alert lines.
+/// Deltas and whole snapshots in a random order, compared at several points.
+#[test]
+fn delta_snapshots_restore_what_a_whole_snapshot_holds() {
+    use alertflow::pipeline::alerts::AlertPath;
+    use serde_json::Value;
+    let seed = common::seed("delta snapshots");
+    let mut rng = common::Rng(seed);
+    let stream = mixed_state_stream(seed, 9_000);
+    let text = "[metrics]\nlisten = \"\"\n[triage]\nenabled = true\nhome_nets = [\"10.0.0.0/8\", \"192.168.0.0/16\"]\n[state]\nallowed_lateness_secs = 60\n[state.dedup]\nwindow_secs = 120\nrollup_secs = 30\nmax_keys = 300\n\
+         [[state.rules]]\nname = \"scan\"\ntype = \"value_count\"\ngroup_by = [\"src_ip\"]\nfield = \"dest_port\"\ngte = 6\ntimespan_secs = 120\n\
+         [[state.rules]]\nname = \"pair\"\ntype = \"event_count\"\ngroup_by = [\"src_ip\", \"dest_ip\"]\ngte = 3\ntimespan_secs = 90\n";
+    let cfg = alertflow::config::Config::parse(text).unwrap();
+    let fresh = || AlertPath::new(&cfg.state.engine, None, None).with_triage(&cfg.triage);
+    let whole = |p: &mut AlertPath| -> Value { serde_json::from_str(&p.snapshot()).unwrap() };
+    let mut live = fresh();
+    // A new archive: deltas build on the empty state.
+    live.track_changes();
+    let mut chain: Vec<String> = Vec::new();
+    let (mut deltas, mut compared) = (0, 0);
+    for (k, chunk) in stream.chunks(300).enumerate() {
+        if k % 6 == 5 {
+            // The chain so far restores the live state.
+            let mut restored = fresh();
+            for s in &chain {
+                restored.restore(s).unwrap();
+            }
+            let want = whole(&mut live);
+            let got = whole(&mut restored);
+            assert_eq!(got, want, "state restored from {} snapshots at chunk {k} (seed {seed})", chain.len());
+            assert!(want["dedup"]["keys"].as_array().unwrap().len() > 50 && !want["triage"]["entities"].as_object().unwrap().is_empty());
+            compared += 1;
+            // That whole snapshot is the new base.
+            chain = vec![want.to_string()];
+        }
+        let now = chunk.last().unwrap().1 * 1_000_000;
+        live.process(&batch_of(chunk), now);
+        let mut buf = Vec::new();
+        let wrote_whole = live.snapshot_to(&mut buf, rng.below(5) == 0, None).unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        if wrote_whole {
+            chain.clear();
+        } else {
+            deltas += 1;
+            assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["delta"], true);
+        }
+        chain.push(text);
+    }
+    assert!(compared >= 4 && deltas >= 10, "{compared} comparisons, {deltas} deltas");
 }

@@ -12,6 +12,7 @@ pub mod alert;
 pub mod batch;
 pub mod budget;
 pub mod chain;
+pub mod delta;
 pub mod enriched;
 pub mod handoff;
 pub mod json;

@@ -105,12 +105,13 @@ impl Trail {
 /// The newest state snapshot's chain and the records it held for the file.
 fn newest_snapshot(root: &Path) -> Option<(Chain, Vec<String>)> {
     let dir = root.join("_state");
-    let newest = std::fs::read_dir(&dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("state-") && n.ends_with(".json")))
-        .max()?;
+    // `snap-<seq>-…` (the newest has the highest seq, whole or delta: each holds the
+    // chain), or the single `state-<epoch>` file of earlier versions.
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir).ok()?.filter_map(Result::ok).map(|e| e.path()).collect();
+    let named = |prefix: &str| {
+        files.iter().filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix) && n.ends_with(".json"))).max().cloned()
+    };
+    let newest = named("snap-").or_else(|| named("state-"))?;
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(newest).ok()?).ok()?;
     let chain = serde_json::from_value(v["audit"]["chain"].clone()).ok()?;
     let unsaved = serde_json::from_value(v["audit"]["unsaved"].clone()).unwrap_or_default();

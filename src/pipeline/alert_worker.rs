@@ -18,7 +18,8 @@ enum Job {
     Process(Box<StateInput>, i64),
     Advance(i64),
     Flush,
-    Snapshot(std::path::PathBuf, Option<String>, Sender<std::io::Result<()>>),
+    /// A snapshot of commit `epoch` into the folder, with the due lines.
+    Snapshot(std::path::PathBuf, u64, Option<String>, Sender<std::io::Result<()>>),
     /// From now on the lines go to the outbox's triggers from this thread.
     OfferTo(crate::act::outbox::Offers),
 }
@@ -34,7 +35,12 @@ pub struct AlertWorker {
 const QUEUE: usize = 16;
 
 impl AlertWorker {
-    pub fn spawn(mut stage: AlertPath) -> Self {
+    /// Runs `stage` on its own thread; `policy` says which snapshot comes next (the state
+    /// tracks its changes from here when deltas build on it).
+    pub fn spawn(mut stage: AlertPath, mut policy: super::snapshots::Policy) -> Self {
+        if policy.base.is_some() {
+            stage.track_changes();
+        }
         let (tx, jobs) = bounded::<Job>(QUEUE);
         let (out_tx, rx) = bounded::<AlertOutput>(QUEUE * 4);
         // Snapshot files are written and fsynced here, off the alert path's thread.
@@ -63,18 +69,21 @@ impl AlertWorker {
                             stage.flush(&mut o);
                             o
                         }
-                        Job::Snapshot(path, due, reply) => {
+                        Job::Snapshot(dir, epoch, due, reply) => {
                             // The state is taken here, at its point in the job order; the
                             // file is written and fsynced on a thread of its own while the
                             // next jobs go on.
                             let mut buf = Vec::with_capacity(1 << 20);
                             let took = std::time::Instant::now();
-                            match stage.snapshot_to(&mut buf, due.as_deref()) {
-                                Ok(()) => {
+                            match stage.snapshot_to(&mut buf, policy.whole_due(), due.as_deref()) {
+                                Ok(whole) => {
                                     let secs = took.elapsed().as_secs_f64();
+                                    let path = dir.join(policy.next(epoch, whole));
+                                    policy.wrote(whole, buf.len() as u64);
                                     metrics::gauge!(m::STATE_SNAPSHOT_BYTES).set(buf.len() as f64);
                                     metrics::gauge!(m::STATE_SNAPSHOT_SECONDS).set(secs);
-                                    tracing::debug!(bytes = buf.len(), ms = (secs * 1000.0).round(), "state snapshot taken");
+                                    metrics::counter!(m::STATE_SNAPSHOTS, "kind" => if whole { "whole" } else { "delta" }).increment(1);
+                                    tracing::debug!(bytes = buf.len(), whole, ms = (secs * 1000.0).round(), "state snapshot taken");
                                     if let Err(crossbeam_channel::SendError((path, buf, reply))) = writer.send((path, buf, reply)) {
                                         // The writer is gone: write it here.
                                         let _ = reply.send(super::alerts::write_durably(&path, &buf));
@@ -181,12 +190,13 @@ impl AlertWorker {
     }
 
     /// Queues the snapshot of the state after everything submitted so far (call after
-    /// [`AlertWorker::drain`]), with `due` (JSON: the output lines about to go out) in it,
-    /// without waiting: jobs submitted later are applied after it. Its file is written
-    /// durably; the answer arrives on the returned channel (`None`: the state thread is gone).
-    pub fn request_snapshot(&mut self, path: &std::path::Path, due: Option<String>) -> Option<Receiver<std::io::Result<()>>> {
+    /// [`AlertWorker::drain`]) as the snapshot of commit `epoch` in `dir`, with `due` (JSON:
+    /// the output lines about to go out) in it, without waiting: jobs submitted later are
+    /// applied after it. Its file is written durably; the answer arrives on the returned
+    /// channel (`None`: the state thread is gone).
+    pub fn request_snapshot(&mut self, dir: &std::path::Path, epoch: u64, due: Option<String>) -> Option<Receiver<std::io::Result<()>>> {
         let (reply, answer) = bounded(1);
-        self.tx.as_ref()?.send(Job::Snapshot(path.to_path_buf(), due, reply)).ok()?;
+        self.tx.as_ref()?.send(Job::Snapshot(dir.to_path_buf(), epoch, due, reply)).ok()?;
         Some(answer)
     }
 }

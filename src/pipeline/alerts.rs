@@ -15,6 +15,7 @@ use crate::enrich::{EnrichCounts, EnrichRuntime, Enricher, Enrichment, Snapshot}
 use crate::event::alert::Rollup;
 use crate::event::alert::{Decision, Status};
 use crate::event::batch::decode_context;
+use crate::event::delta::{write_json, write_list, LruChanges, TrackedLru};
 use crate::event::scored::{reasons_json, recommendations_json, Priority, Reason};
 use crate::event::{ContextKind, EventBatch};
 use crate::output::audit::Chain;
@@ -74,7 +75,7 @@ pub struct AlertPath {
     /// Signature text and priority of the alert line each recent dedup key went out with,
     /// for the key's roll-ups (at most [`EMITTED_KEYS`]; an older key's roll-up carries
     /// its signature id and severity only).
-    emitted: lru::LruCache<String, (Arc<str>, Option<Priority>)>,
+    emitted: TrackedLru<String, (Arc<str>, Option<Priority>)>,
 }
 
 /// Dedup keys whose alert line's signature and priority are kept for their roll-ups.
@@ -96,7 +97,7 @@ impl AlertPath {
             audit_recovered: Vec::new(),
             action_rows: ActionRows::default(),
             run_stats: None,
-            emitted: lru::LruCache::new(std::num::NonZeroUsize::new(EMITTED_KEYS).expect("non-zero")),
+            emitted: TrackedLru::new(std::num::NonZeroUsize::new(EMITTED_KEYS).expect("non-zero")),
         }
     }
 
@@ -338,28 +339,58 @@ impl AlertPath {
     /// The whole alert path's state as JSON (saved with every commit).
     pub fn snapshot(&mut self) -> String {
         let mut out = Vec::new();
-        let _ = self.snapshot_to(&mut out, None);
+        let _ = self.snapshot_to(&mut out, true, None);
         String::from_utf8(out).unwrap_or_default()
     }
 
+    /// Tracks what changes from now on, so the next snapshot can be a delta of the state
+    /// as it is (just saved whole, restored, or empty).
+    pub fn track_changes(&mut self) {
+        self.state.track_changes();
+        self.incidents.track();
+        self.emitted.track();
+        if let Some(t) = self.triage.as_mut() {
+            t.track();
+        }
+    }
+
+    /// Whether a snapshot can be a delta (see `event::delta`): changes are tracked and the
+    /// state has one shard.
+    pub fn writes_changes(&self) -> bool {
+        self.state.writes_changes()
+    }
+
     /// The state stage's snapshot with the open incidents' scores in it, and `due` (JSON
-    /// text: the output lines of this commit) as member `due`.
-    pub fn snapshot_to(&mut self, w: &mut dyn std::io::Write, due: Option<&str>) -> std::io::Result<()> {
-        let (scores, triage, audit, unsaved, emitted) = (&self.incidents, &self.triage, &self.audit, &self.audit_unsaved, &self.emitted);
-        self.state.snapshot_to(w, |w| {
+    /// text: the output lines of this commit) as member `due`. `whole`: everything, else
+    /// what changed since the last snapshot when [`AlertPath::writes_changes`]. Returns
+    /// whether it wrote everything.
+    pub fn snapshot_to(&mut self, w: &mut dyn std::io::Write, whole: bool, due: Option<&str>) -> std::io::Result<bool> {
+        let whole = whole || !self.state.writes_changes();
+        let (scores, triage, audit, unsaved, emitted) = (&mut self.incidents, &mut self.triage, &self.audit, &self.audit_unsaved, &mut self.emitted);
+        self.state.snapshot_to(w, whole, |w: &mut dyn std::io::Write| {
             w.write_all(b",\"incident_scores\":")?;
-            serde_json::to_writer(&mut *w, scores).map_err(std::io::Error::other)?;
+            match whole {
+                true => write_json(w, &*scores)?,
+                false => scores.write_changes(w)?,
+            }
             // Least recent first, so a restore puts them back in the same order.
             w.write_all(b",\"emitted\":")?;
-            let list: Vec<(&str, &str, Option<u8>)> = emitted.iter().rev().map(|(k, (sig, p))| (k.as_str(), &**sig, p.map(|p| p as u8))).collect();
-            serde_json::to_writer(&mut *w, &list).map_err(std::io::Error::other)?;
-            if let Some(t) = triage {
+            let entry =
+                |w: &mut dyn std::io::Write, k: &String, (sig, p): &(Arc<str>, Option<Priority>)| write_json(w, &(k.as_str(), &**sig, p.map(|p| p as u8)));
+            match whole {
+                true => write_list(w, emitted.iter().rev(), |w, (k, v)| entry(w, k, v))?,
+                false => emitted.write_changes(w, |w, k| write_json(w, k), entry)?,
+            }
+            if let Some(t) = triage.as_mut() {
                 w.write_all(b",\"triage\":")?;
-                serde_json::to_writer(&mut *w, t).map_err(std::io::Error::other)?;
+                match whole {
+                    true => write_json(w, &*t)?,
+                    false => t.write_changes(w)?,
+                }
             }
             if let Some(c) = audit {
                 w.write_all(b",\"audit\":")?;
-                serde_json::to_writer(&mut *w, &serde_json::json!({"chain": c, "unsaved": unsaved})).map_err(std::io::Error::other)?;
+                write_json(w, &serde_json::json!({"chain": c, "unsaved": unsaved}))?;
             }
             if let Some(d) = due {
                 w.write_all(b",\"due\":")?;
@@ -367,27 +398,47 @@ impl AlertPath {
             }
             Ok(())
         })?;
+        if whole {
+            self.track_changes();
+        }
         // The records up to here are in this snapshot (and in the commit's lines).
         self.audit_unsaved.clear();
-        Ok(())
+        Ok(whole)
     }
 
     /// Restores a snapshot (one written before incident scores were saved restores the
-    /// state alone).
+    /// state alone), or applies a delta (member `delta`) to the state restored so far.
     pub fn restore(&mut self, text: &str) -> Result<(), serde_json::Error> {
-        let v: serde_json::Value = serde_json::from_str(text)?;
-        self.state.restore_value(&v)?;
+        self.restore_value(&serde_json::from_str(text)?)
+    }
+
+    pub fn restore_value(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
+        let delta = v["delta"].as_bool() == Some(true);
+        self.state.restore_value(v)?;
         if !v["incident_scores"].is_null() {
-            self.incidents = serde_json::from_value(v["incident_scores"].clone())?;
+            match delta {
+                true => self.incidents.apply_changes(&v["incident_scores"])?,
+                false => self.incidents = serde_json::from_value(v["incident_scores"].clone())?,
+            }
         }
         if let (Some(t), false) = (self.triage.as_mut(), v["triage"].is_null()) {
             t.restore(&v["triage"])?;
         }
-        if !v["emitted"].is_null() {
-            let list: Vec<(String, String, Option<u8>)> = serde_json::from_value(v["emitted"].clone())?;
+        type Emitted = (String, String, Option<u8>);
+        let entry = |(k, sig, p): Emitted| (k, (Arc::<str>::from(sig), p.map(Priority::from_rank)));
+        if delta {
+            let e = &v["emitted"];
+            let list =
+                |m: &str| -> Result<Vec<_>, serde_json::Error> { Ok(serde_json::from_value::<Vec<Emitted>>(e[m].clone())?.into_iter().map(entry).collect()) };
+            let c =
+                LruChanges { clear: e["clear"].as_bool() == Some(true), del: serde_json::from_value(e["del"].clone())?, upd: list("upd")?, put: list("put")? };
+            self.emitted.apply_changes(c, |_, _| {});
+        } else if !v["emitted"].is_null() {
+            let list: Vec<Emitted> = serde_json::from_value(v["emitted"].clone())?;
             self.emitted.clear();
-            for (k, sig, p) in list {
-                self.emitted.put(k, (sig.into(), p.map(Priority::from_rank)));
+            for x in list {
+                let (k, val) = entry(x);
+                self.emitted.put(k, val);
             }
         }
         if let (Some(c), false) = (self.audit.as_mut(), v["audit"].is_null()) {

@@ -37,9 +37,52 @@ impl From<OutputError> for ArchiveError {
     }
 }
 
-/// Snapshot file of the alert path after commit `epoch`.
+/// Snapshot file of the alert path after commit `epoch`, in the single-file form of
+/// earlier versions (restored when no newer snapshot is there).
 fn state_file(dir: &Path, epoch: u64) -> PathBuf {
     dir.join(format!("state-{epoch:012}.json"))
+}
+
+/// Restores the alert path from the snapshot of the newest commit (`epoch` − 1): its base
+/// and deltas in order (see `snapshots`), after removing snapshots of a commit that did
+/// not land. Returns which snapshot comes next and the due lines of the newest.
+fn restore_state(dir: &Path, epoch: u64, path: &mut AlertPath) -> Result<(super::snapshots::Policy, Option<crate::output::file::DueLines>), ArchiveError> {
+    use super::snapshots;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |error| ArchiveError::Io { path, error }
+    };
+    let files = snapshots::remove_uncommitted(dir, epoch).map_err(io(dir))?;
+    if epoch == 0 {
+        return Ok((snapshots::Policy::empty(), None));
+    }
+    let newest_seq = files.last().map_or(0, |f| f.seq);
+    let chain = snapshots::chain(&files).map_err(|reason| ArchiveError::BadSegment { path: dir.to_path_buf(), reason })?;
+    let mut restored = Vec::new();
+    let mut due = None;
+    let mut restore = |f: &Path, text: &str| -> Result<(), ArchiveError> {
+        let bad = |e: serde_json::Error| ArchiveError::BadSegment { path: f.to_path_buf(), reason: format!("state snapshot: {e}") };
+        path.restore(text).map_err(bad)?;
+        due = crate::output::file::DueLines::in_snapshot(text).map_err(bad)?;
+        Ok(())
+    };
+    for f in chain {
+        let text = std::fs::read_to_string(&f.path).map_err(io(&f.path))?;
+        restore(&f.path, &text)?;
+        restored.push((f, text.len() as u64));
+    }
+    if restored.is_empty() {
+        let f = state_file(dir, epoch - 1);
+        match std::fs::read_to_string(&f) {
+            Ok(text) => restore(&f, &text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ArchiveError::Io { path: f, error: e }),
+        }
+    }
+    if let Some((last, _)) = restored.last() {
+        tracing::info!(snapshot = %last.path.display(), files = restored.len(), bytes = restored.iter().map(|(_, b)| b).sum::<u64>(), "state restored");
+    }
+    Ok((snapshots::Policy::after(&restored, newest_seq), due))
 }
 
 #[derive(Default)]
@@ -113,20 +156,7 @@ impl Committer {
         let dir = self.segments.root().join("_state");
         std::fs::create_dir_all(&dir).map_err(|error| ArchiveError::Io { path: dir.clone(), error })?;
         let epoch = self.segments.epoch();
-        let mut due = None;
-        if epoch > 0 {
-            let f = state_file(&dir, epoch - 1);
-            match std::fs::read_to_string(&f) {
-                Ok(text) => {
-                    let bad = |e: serde_json::Error| ArchiveError::BadSegment { path: f.clone(), reason: format!("state snapshot: {e}") };
-                    path.restore(&text).map_err(bad)?;
-                    due = crate::output::file::DueLines::in_snapshot(&text).map_err(bad)?;
-                    tracing::info!(snapshot = %f.display(), "state restored");
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(ArchiveError::Io { path: f, error: e }),
-            }
-        }
+        let (policy, due) = restore_state(&dir, epoch, &mut path)?;
         let audit_path = audit.then(|| crate::output::audit::path_in(self.segments.root()));
         let mut outputs = Outputs::open(output, late_output, audit_path)?;
         // Records of the last commit a crash kept from the trail go in now, once.
@@ -141,7 +171,7 @@ impl Committer {
                 tracing::info!(lines = n, "output lines of the last commit written");
             }
         }
-        self.alerts = Some(Alerts { worker: AlertWorker::spawn(path), dir, outputs });
+        self.alerts = Some(Alerts { worker: AlertWorker::spawn(path, policy), dir, outputs });
         Ok(())
     }
 
@@ -283,11 +313,10 @@ impl Committer {
         }
         let Some(a) = self.alerts.as_mut() else { return Ok(None) };
         a.outputs.cut();
-        let path = state_file(&a.dir, epoch);
         // The lines this commit will append, with their offsets: a restart after a crash
         // between the commit point and the writes finishes them.
         let due = a.outputs.due().map(|d| serde_json::to_string(&d).expect("lines serialize"));
-        Ok(a.worker.request_snapshot(&path, due).map(|rx| (path, rx)))
+        Ok(a.worker.request_snapshot(&a.dir, epoch, due).map(|rx| (a.dir.clone(), rx)))
     }
 
     fn lines_waiting(&self) -> bool {
@@ -326,9 +355,9 @@ impl Committer {
         self.sealed.publish(&f.checkpoint);
         if let Some(a) = self.alerts.as_mut() {
             a.outputs.emit()?;
-            // Older snapshots are no longer needed (the newest commit is this one).
-            if epoch > 0 {
-                let _ = std::fs::remove_file(state_file(&a.dir, epoch - 1));
+            // Snapshots nothing builds on any more (the newest commit is this one).
+            if let Err(error) = super::snapshots::remove_unneeded(&a.dir, epoch) {
+                tracing::warn!(%error, dir = %a.dir.display(), "old state snapshots not removed");
             }
         }
         Ok(())

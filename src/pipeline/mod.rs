@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod commit;
 pub mod descriptors;
 pub mod hunt;
+pub mod snapshots;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -3,11 +3,10 @@
 //! open incident and saved with the state snapshot, so an incident still open across a
 //! restart keeps what its earlier alerts scored.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::event::alert::Status;
+use crate::event::delta::TrackedMap;
 use crate::event::scored::{Reason, Recommendation, Scored};
 
 /// Reasons and recommendations kept per incident.
@@ -42,20 +41,20 @@ impl IncidentScore {
 /// The scores of the open incidents, by incident id.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct IncidentScores(HashMap<String, IncidentScore>);
+pub struct IncidentScores(TrackedMap<String, IncidentScore>);
 
 impl IncidentScores {
     /// An alert that joined `incidents` scored `s`.
     pub fn add(&mut self, incidents: &[String], s: &Scored) {
         for id in incidents {
-            self.0.entry(id.clone()).or_default().add(s);
+            self.0.entry_or_default(id.clone()).add(s);
         }
     }
 
     /// Puts `reason` first among the incident's reasons (replacing one of the same rule):
     /// the story of an entity incident.
     pub fn note(&mut self, id: &str, reason: Reason) {
-        let x = self.0.entry(id.to_string()).or_default();
+        let x = self.0.entry_or_default(id.to_string());
         x.reasons.retain(|r| r.rule != reason.rule);
         x.reasons.insert(0, reason);
         x.reasons.truncate(MAX_INCIDENT_REASONS);
@@ -75,5 +74,19 @@ impl IncidentScores {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Tracks what changes from now on, for deltas (see `event::delta`).
+    pub fn track(&mut self) {
+        self.0.track();
+    }
+
+    /// The scores changed since the last snapshot.
+    pub fn write_changes(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        self.0.write_changes(w)
+    }
+
+    pub fn apply_changes(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
+        self.0.apply_changes(v)
     }
 }

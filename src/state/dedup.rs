@@ -12,9 +12,8 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use lru::LruCache;
-
 use super::{key_of, AlertRecord, KeyField};
+use crate::event::delta::{write_json, LruChanges, TrackedLru};
 
 #[derive(Debug, Clone)]
 pub struct DedupConfig {
@@ -89,7 +88,7 @@ pub struct DedupCounts {
 pub struct Dedup {
     cfg: DedupConfig,
     /// Keys in order of their last alert (least recent first out when full).
-    keys: LruCache<String, Entry>,
+    keys: TrackedLru<String, Entry>,
     /// (due, key), earliest first: when keys need a roll-up or expire, so an advance
     /// touches only the keys that are due. One live entry per key (its `queued_us`);
     /// entries of removed keys or superseded times are skipped when they come up.
@@ -108,7 +107,7 @@ fn schedule(timers: &mut BinaryHeap<Reverse<(i64, String)>>, key: &str, e: &mut 
 
 impl Dedup {
     pub fn new(cfg: DedupConfig) -> Self {
-        Self { cfg, keys: LruCache::unbounded(), timers: BinaryHeap::new(), counts: DedupCounts::default() }
+        Self { cfg, keys: TrackedLru::unbounded(), timers: BinaryHeap::new(), counts: DedupCounts::default() }
     }
 
     pub fn len(&self) -> usize {
@@ -198,17 +197,44 @@ impl Dedup {
 
     pub fn restore(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
         let keys: Vec<(String, Entry)> = serde_json::from_value(v["keys"].clone())?;
-        self.keys = LruCache::unbounded();
+        self.keys = TrackedLru::unbounded();
         for (k, e) in keys {
             self.keys.put(k, e);
         }
         self.counts = serde_json::from_value(v["counts"].clone())?;
         self.timers.clear();
         let window = self.cfg.window_us;
-        for (k, e) in self.keys.iter_mut() {
+        for (k, e) in self.keys.iter_mut_untracked() {
             e.queued_us = i64::MAX;
             schedule(&mut self.timers, k, e, window);
         }
+        Ok(())
+    }
+
+    /// Tracks the keys changed from now on (the whole state was just saved).
+    pub fn track(&mut self) {
+        self.keys.track();
+    }
+
+    /// The keys changed since the last snapshot and the counts (a delta: see
+    /// `event::delta`).
+    pub fn write_changes(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        w.write_all(b"{\"keys\":")?;
+        self.keys.write_changes(w, |w, k| write_json(w, k), |w, k, e| write_json(w, &(k, e)))?;
+        w.write_all(b",\"counts\":")?;
+        write_json(w, &self.counts)?;
+        w.write_all(b"}")
+    }
+
+    /// Applies a delta of [`Dedup::write_changes`] to the restored state.
+    pub fn apply_changes(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
+        let c: LruChanges<String, Entry> = LruChanges::parse(&v["keys"])?;
+        self.counts = serde_json::from_value(v["counts"].clone())?;
+        let (timers, window) = (&mut self.timers, self.cfg.window_us);
+        self.keys.apply_changes(c, |k, e| {
+            e.queued_us = i64::MAX;
+            schedule(timers, k, e, window);
+        });
         Ok(())
     }
 
@@ -221,10 +247,11 @@ impl Dedup {
         let mut expired = Vec::new();
         while self.timers.peek().is_some_and(|Reverse((due, _))| *due <= watermark) {
             let Some(Reverse((due, k))) = self.timers.pop() else { break };
-            let Some(e) = self.keys.peek_mut(&k) else { continue };
-            if e.queued_us != due {
+            // (A superseded time changes nothing: not looked at mutably.)
+            if self.keys.peek(&k).is_none_or(|e| e.queued_us != due) {
                 continue;
             }
+            let Some(e) = self.keys.peek_mut(&k) else { continue };
             e.queued_us = i64::MAX;
             if e.last_us + window < watermark {
                 expired.push(k);

@@ -304,6 +304,43 @@ impl Shards {
         write!(w, "\"dedup\":{d},\"correlation\":{c}")
     }
 
+    /// Tracks what changes from now on, for deltas (the whole state was just saved). One
+    /// shard only: with several, every snapshot is whole.
+    pub fn track(&mut self) {
+        if self.remote.is_empty() {
+            self.local.dedup.track();
+            self.local.corr.track();
+        }
+    }
+
+    /// Whether [`Shards::write_changes`] can write a delta (one shard).
+    pub fn writes_changes(&self) -> bool {
+        self.remote.is_empty()
+    }
+
+    /// Writes `"dedup":…,"correlation":…` as deltas (one shard; see `event::delta`).
+    pub fn write_changes(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        if !self.remote.is_empty() {
+            return Err(std::io::Error::other("state deltas need one shard"));
+        }
+        w.write_all(b"\"dedup\":")?;
+        self.local.dedup.write_changes(w)?;
+        w.write_all(b",\"correlation\":")?;
+        self.local.corr.write_changes(w)
+    }
+
+    /// Applies a delta of [`Shards::write_changes`] (one shard).
+    pub fn apply_changes(&mut self, dedup: &Value, corr: &Value) -> Result<(), serde_json::Error> {
+        if !self.remote.is_empty() {
+            return Err(serde::de::Error::custom("state deltas need one shard: restore with shards = 1, or from a whole snapshot"));
+        }
+        self.local.dedup.apply_changes(dedup)?;
+        self.local.corr.apply_changes(corr)?;
+        self.dedup_counts[0] = self.local.dedup.counts;
+        self.corr_counts[0] = self.local.corr.counts;
+        Ok(())
+    }
+
     /// Every shard's keys and groups as one (dedup, correlation) pair of snapshots (JSON
     /// text).
     pub fn snapshot(&mut self) -> (String, String) {

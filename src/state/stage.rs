@@ -12,7 +12,7 @@
 //! with every commit ([`StateStage::snapshot_to`]) and restored at start, so a restart
 //! continues where the archive stands: nothing re-notified, no incident forgotten.
 
-use std::collections::HashMap;
+use crate::event::delta::TrackedMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray};
@@ -207,11 +207,13 @@ pub struct StateStage {
     /// What a late alert does to dedup (each rule has its own).
     late_policy: LatePolicy,
     /// What the alerts of each open incident had around them.
-    incident_ctx: HashMap<String, IncidentContext>,
+    incident_ctx: TrackedMap<String, IncidentContext>,
     /// Whether a rule or the dedup key reads [`AlertRecord::fields`].
     needs_fields: bool,
     home_nets: Vec<(std::net::IpAddr, u8)>,
     pub counts: StateCounts,
+    /// Whether changes are tracked (a whole snapshot was taken).
+    tracking: bool,
 }
 
 fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> &'a T {
@@ -225,11 +227,12 @@ impl StateStage {
             wm: Watermark::with_quorum(cfg.allowed_lateness_us, cfg.max_future_us, cfg.idle_us, cfg.watermark_quorum),
             shards: Shards::new(cfg.shards, &cfg.dedup, &cfg.rules, cfg.max_groups, cfg.late_policy),
             ctx: FlowContext::new(cfg.context.clone()),
-            incident_ctx: HashMap::new(),
+            incident_ctx: TrackedMap::default(),
             late_policy: cfg.late_policy,
             needs_fields: cfg.rules.iter().any(Rule::needs_fields) || cfg.dedup.key.iter().any(|f| f.needs_fields()),
             home_nets: cfg.home_nets.clone(),
             counts: StateCounts::default(),
+            tracking: false,
         }
     }
 
@@ -363,7 +366,7 @@ impl StateStage {
             // The incident's context: its alerts' flows, from the one that opened it on
             // (the entry goes with its close).
             for id in &joined {
-                let c = self.incident_ctx.entry(id.clone()).or_default();
+                let c = self.incident_ctx.entry_or_default(id.clone());
                 self.ctx.add_to(c, a.flow_id);
             }
             let late_output = decision.is_none() && (self.late_policy == LatePolicy::LateOutput || offered.late_output);
@@ -418,7 +421,7 @@ impl StateStage {
         for c in changes {
             // An incident's context starts when it opens and is complete when it closes.
             let context = match c.status {
-                Status::Open => self.incident_ctx.entry(c.id.clone()).or_default().to_json(),
+                Status::Open => self.incident_ctx.entry_or_default(c.id.clone()).to_json(),
                 Status::Updated => self.incident_ctx.get(&c.id).map_or(serde_json::Value::Null, IncidentContext::to_json),
                 // A correction carries the late alert's context alone.
                 Status::Closed | Status::Corrected => self.incident_ctx.remove(&c.id).map_or(serde_json::Value::Null, |x| x.to_json()),
@@ -429,32 +432,70 @@ impl StateStage {
 
     /// The whole state as JSON (saved with every commit).
     pub fn snapshot(&mut self) -> String {
-        super::snapshot_text(|w| self.snapshot_to(w, |_| Ok(())))
+        super::snapshot_text(|w| self.snapshot_to(w, true, |_| Ok(())))
+    }
+
+    /// Whether a snapshot can be a delta (see `event::delta`): changes are tracked and the
+    /// state has one shard.
+    pub fn writes_changes(&self) -> bool {
+        self.tracking && self.shards.writes_changes()
     }
 
     /// The snapshot written to `w` as it is serialized: the parts are large (every key and
-    /// group), so they go straight from the maps to the file. `more` writes further
-    /// members of the object (each starting with a comma): the rest of the alert path
-    /// saves its part in the same file.
-    pub fn snapshot_to(&mut self, w: &mut dyn std::io::Write, more: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>) -> std::io::Result<()> {
+    /// group), so they go straight from the maps to the file. `whole`: everything (changes
+    /// are tracked from here); else what changed since the last snapshot (a delta, member
+    /// `delta`; see [`StateStage::writes_changes`]). `more` writes further members of the
+    /// object (each starting with a comma): the rest of the alert path saves its part in
+    /// the same file.
+    pub fn snapshot_to(
+        &mut self,
+        w: &mut dyn std::io::Write,
+        whole: bool,
+        more: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
         let watermark = serde_json::to_string(&self.wm).map_err(std::io::Error::other)?;
-        write!(w, "{{\"version\":1,\"watermark\":{watermark},")?;
-        self.shards.snapshot_to(w)?;
+        let kind = if whole { "" } else { "\"delta\":true," };
+        write!(w, "{{\"version\":1,{kind}\"watermark\":{watermark},")?;
+        if whole {
+            self.shards.snapshot_to(w)?;
+        } else {
+            self.shards.write_changes(w)?;
+        }
         // The flow context is a cache of recent traffic, rebuilt by the traffic after a
         // restart: not saved.
         w.write_all(b",\"incident_context\":")?;
-        serde_json::to_writer(&mut *w, &self.incident_ctx).map_err(std::io::Error::other)?;
+        if whole {
+            serde_json::to_writer(&mut *w, &self.incident_ctx).map_err(std::io::Error::other)?;
+        } else {
+            self.incident_ctx.write_changes(w)?;
+        }
         more(w)?;
-        w.write_all(b"}")
+        w.write_all(b"}")?;
+        if whole {
+            self.track_changes();
+        }
+        Ok(())
+    }
+
+    /// Tracks what changes from now on (the state as it is was saved, restored, or is empty).
+    pub fn track_changes(&mut self) {
+        self.shards.track();
+        self.incident_ctx.track();
+        self.tracking = true;
     }
 
     pub fn restore(&mut self, text: &str) -> Result<(), serde_json::Error> {
         self.restore_value(&serde_json::from_str(text)?)
     }
 
-    /// Restores from a parsed snapshot (members other than the state's are ignored).
+    /// Restores from a parsed snapshot (members other than the state's are ignored), or
+    /// applies a delta to the state restored so far.
     pub fn restore_value(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
         self.wm = self.wm.restored(serde_json::from_value(v["watermark"].clone())?);
+        if v["delta"].as_bool() == Some(true) {
+            self.shards.apply_changes(&v["dedup"], &v["correlation"])?;
+            return self.incident_ctx.apply_changes(&v["incident_context"]);
+        }
         self.shards.restore(&v["dedup"], &v["correlation"])?;
         if !v["incident_context"].is_null() {
             self.incident_ctx = serde_json::from_value(v["incident_context"].clone())?;

@@ -26,7 +26,9 @@
 pub mod behaviour;
 pub mod stage;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use crate::event::delta::{write_json, TrackedMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -220,14 +222,14 @@ pub struct Triage {
     #[serde(skip)]
     cfg: Arc<TriageConfig>,
     clock_us: i64,
-    sigs: HashMap<i64, Signature>,
-    entities: HashMap<String, Entity>,
+    sigs: TrackedMap<i64, Signature>,
+    entities: TrackedMap<String, Entity>,
     /// By `entity peer`.
-    periodic: HashMap<String, Periodic>,
+    periodic: TrackedMap<String, Periodic>,
     /// By `entity peer port`.
-    attempts: HashMap<String, Attempts>,
+    attempts: TrackedMap<String, Attempts>,
     /// Per external source: the (host, signature) pairs of its inbound exploit alerts.
-    sprayers: HashMap<String, Vec<u64>>,
+    sprayers: TrackedMap<String, Vec<u64>>,
     /// Entities with an open incident.
     open: BTreeSet<String>,
     /// Entities whose incident changed in this batch.
@@ -268,12 +270,52 @@ impl Triage {
         Self { cfg: Arc::new(cfg.clone()), ..Default::default() }
     }
 
-    /// Restores a snapshot's state (the configuration stays this one's).
+    /// Restores a snapshot's state (the configuration stays this one's), or applies a
+    /// delta of [`Triage::write_changes`] to the restored state.
     pub fn restore(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
+        if v["delta"].as_bool() == Some(true) {
+            self.clock_us = serde_json::from_value(v["clock_us"].clone())?;
+            self.counts = serde_json::from_value(v["counts"].clone())?;
+            self.open = serde_json::from_value(v["open"].clone())?;
+            self.sigs.apply_changes(&v["sigs"])?;
+            self.entities.apply_changes(&v["entities"])?;
+            self.periodic.apply_changes(&v["periodic"])?;
+            self.attempts.apply_changes(&v["attempts"])?;
+            return self.sprayers.apply_changes(&v["sprayers"]);
+        }
         let mut t: Triage = serde_json::from_value(v.clone())?;
         t.cfg = std::mem::take(&mut self.cfg);
         *self = t;
         Ok(())
+    }
+
+    /// Tracks what changes from now on, for deltas (the whole state was just saved).
+    pub fn track(&mut self) {
+        self.sigs.track();
+        self.entities.track();
+        self.periodic.track();
+        self.attempts.track();
+        self.sprayers.track();
+    }
+
+    /// What changed since the last snapshot (a delta: see `event::delta`; the open set and
+    /// the counts whole).
+    pub fn write_changes(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        write!(w, "{{\"delta\":true,\"clock_us\":{},\"counts\":", self.clock_us)?;
+        write_json(w, &self.counts)?;
+        w.write_all(b",\"open\":")?;
+        write_json(w, &self.open)?;
+        w.write_all(b",\"sigs\":")?;
+        self.sigs.write_changes(w)?;
+        w.write_all(b",\"entities\":")?;
+        self.entities.write_changes(w)?;
+        w.write_all(b",\"periodic\":")?;
+        self.periodic.write_changes(w)?;
+        w.write_all(b",\"attempts\":")?;
+        self.attempts.write_changes(w)?;
+        w.write_all(b",\"sprayers\":")?;
+        self.sprayers.write_changes(w)?;
+        w.write_all(b"}")
     }
 
     pub fn entities(&self) -> usize {
@@ -321,7 +363,7 @@ impl Triage {
 
         // The signature's baseline before this alert.
         let eh = hash(entity);
-        let sig = self.sigs.entry(a.signature_id).or_default();
+        let sig = self.sigs.entry_or_default(a.signature_id);
         sig.n = decay(sig.n, ts - sig.last_us, cfg.baseline_half_life_us);
         if sig.n < 0.5 {
             // Quiet long enough to be forgotten: its hours start over.
@@ -357,14 +399,14 @@ impl Triage {
         let mut spread = 0usize;
         if direction == Direction::Inbound && stage == Stage::Exploit {
             let shot = hash(&format!("{entity}\0{}", a.signature_id));
-            let v = self.sprayers.entry(peer.clone()).or_default();
+            let v = self.sprayers.entry_or_default(peer.clone());
             spread = v.iter().filter(|h| **h != shot).count();
             if !v.contains(&shot) && v.len() < SPRAY_KEEP {
                 v.push(shot);
             }
         }
         let spray_w = 1.0 / (1.0 + (1.0 + spread as f64).ln());
-        let e = self.entities.entry(entity.clone()).or_default();
+        let e = self.entities.entry_or_default(entity.clone());
         e.risk = decay(e.risk, ts - e.last_us, cfg.half_life_us);
         e.last_us = e.last_us.max(ts);
         if let Some(asset) = side.asset {
@@ -402,7 +444,7 @@ impl Triage {
         // Periodic contact is judged outbound only: inside the network hosts talk to their
         // servers on timers all day (Kerberos, monitoring, updates).
         if behaves && direction == Direction::Outbound {
-            let p = self.periodic.entry(format!("{entity} {peer}")).or_default();
+            let p = self.periodic.entry_or_default(format!("{entity} {peer}"));
             if let Some((mean, cv, n)) = p.push(ts, cfg) {
                 part_of_behaviour = true;
                 found.push(Behaviour {
@@ -413,7 +455,7 @@ impl Triage {
             }
         } else if attempt && !actor_side && direction != Direction::External {
             let k = format!("{entity} {peer} {}", a.dest_port.unwrap_or(-1));
-            let at = self.attempts.entry(k).or_default();
+            let at = self.attempts.entry_or_default(k);
             if let Some((n, span)) = at.push(ts, cfg) {
                 part_of_behaviour = true;
                 let port = a.dest_port.map(|p| format!(" on port {p}")).unwrap_or_default();
@@ -742,7 +784,7 @@ impl Triage {
 
 /// Over `cap`, the least recently seen entries go (down to 90 % of the cap, so eviction
 /// is amortized); returns how many.
-fn evict_oldest<V>(map: &mut HashMap<String, V>, cap: usize, last_us: impl Fn(&V) -> i64) -> u64 {
+fn evict_oldest<V>(map: &mut TrackedMap<String, V>, cap: usize, last_us: impl Fn(&V) -> i64) -> u64 {
     if map.len() <= cap {
         return 0;
     }

@@ -30,7 +30,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
-use lru::LruCache;
+use crate::event::delta::{write_json, LruChanges, TrackedLru};
 
 pub use condition::{longest_chain, Condition, Measure, Range};
 
@@ -397,6 +397,9 @@ pub struct CorrelationCounts {
     pub corrected: u64,
 }
 
+/// A group's or closed incident's entry by (rule, group key).
+type GroupEntry<T> = ((usize, String), T);
+
 /// A closed incident, remembered so a re-evaluated late alert can correct it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Closed {
@@ -434,9 +437,9 @@ pub struct Correlator {
     /// Per rule: the rules that take its matches, with the selector bits they come in as.
     parents: Vec<Vec<(usize, u64)>>,
     /// Groups in order of their last alert (least recent evicted first when full).
-    groups: LruCache<(usize, String), Group>,
+    groups: TrackedLru<(usize, String), Group>,
     /// Recently closed incidents by group (at most `max_groups`).
-    closed: LruCache<(usize, String), Closed>,
+    closed: TrackedLru<(usize, String), Closed>,
     max_groups: usize,
     /// (due, rule, group key), earliest first: when groups can close, so an advance
     /// touches only those. One live entry per group (its `queued_us`); entries of removed
@@ -463,8 +466,8 @@ impl Correlator {
         Self {
             rules,
             parents,
-            groups: LruCache::unbounded(),
-            closed: LruCache::unbounded(),
+            groups: TrackedLru::unbounded(),
+            closed: TrackedLru::unbounded(),
             max_groups,
             timers: BinaryHeap::new(),
             counts: CorrelationCounts::default(),
@@ -809,6 +812,61 @@ impl Correlator {
         Ok(())
     }
 
+    /// Tracks the groups changed from now on (the whole state was just saved).
+    pub fn track(&mut self) {
+        self.groups.track();
+        self.closed.track();
+    }
+
+    /// The groups and closed incidents changed since the last snapshot, and the counts (a
+    /// delta: see `event::delta`; entries as in [`Correlator::snapshot`]).
+    pub fn write_changes(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let rules = &self.rules;
+        let key = |w: &mut dyn std::io::Write, (r, k): &(usize, String)| write_json(w, &(rules[*r].name.as_str(), k.as_str()));
+        w.write_all(b"{\"groups\":")?;
+        self.groups.write_changes(w, key, |w, (r, k), g| write_json(w, &(rules[*r].name.as_str(), k.as_str(), g)))?;
+        w.write_all(b",\"closed\":")?;
+        self.closed.write_changes(w, key, |w, (r, k), c| write_json(w, &(rules[*r].name.as_str(), k.as_str(), c)))?;
+        let c = &self.counts;
+        w.write_all(b",\"counts\":")?;
+        write_json(w, &[c.opened, c.closed, c.groups_evicted, c.late_skipped, c.late_reevaluated, c.corrected])?;
+        w.write_all(b"}")
+    }
+
+    /// Applies a delta of [`Correlator::write_changes`] to the restored state (groups of
+    /// rules no longer configured are dropped, as in a restore).
+    pub fn apply_changes(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
+        let rule_of = |name: &str| self.rules.iter().position(|r| r.name == name);
+        fn parse<T: serde::de::DeserializeOwned>(
+            v: &serde_json::Value,
+            rule_of: &dyn Fn(&str) -> Option<usize>,
+        ) -> Result<LruChanges<(usize, String), T>, serde_json::Error> {
+            let del: Vec<(String, String)> = serde_json::from_value(v["del"].clone())?;
+            let entries = |m: &str| -> Result<Vec<GroupEntry<T>>, serde_json::Error> {
+                let list: Vec<(String, String, T)> = serde_json::from_value(v[m].clone())?;
+                Ok(list.into_iter().filter_map(|(r, k, x)| rule_of(&r).map(|ri| ((ri, k), x))).collect())
+            };
+            Ok(LruChanges {
+                clear: v["clear"].as_bool() == Some(true),
+                del: del.into_iter().filter_map(|(r, k)| rule_of(&r).map(|ri| (ri, k))).collect(),
+                upd: entries("upd")?,
+                put: entries("put")?,
+            })
+        }
+        let groups: LruChanges<(usize, String), Group> = parse(&v["groups"], &rule_of)?;
+        let closed: LruChanges<(usize, String), Closed> = parse(&v["closed"], &rule_of)?;
+        let (rules, timers) = (&self.rules, &mut self.timers);
+        self.groups.apply_changes(groups, |(ri, key), g| {
+            g.queued_us = g.newest_us.saturating_add(rules[*ri].timespan_us).saturating_add(1);
+            timers.push(Reverse((g.queued_us, *ri, key.clone())));
+        });
+        self.closed.apply_changes(closed, |_, _| {});
+        let n: Vec<u64> = v["counts"].as_array().map(|a| a.iter().map(|x| x.as_u64().unwrap_or(0)).collect()).unwrap_or_default();
+        let at = |i: usize| n.get(i).copied().unwrap_or(0);
+        self.counts = CorrelationCounts { opened: at(0), closed: at(1), groups_evicted: at(2), late_skipped: at(3), late_reevaluated: at(4), corrected: at(5) };
+        Ok(())
+    }
+
     /// Moves event time to `watermark`: incidents quiet for their rule's timespan close,
     /// complete windows of window-end rules are judged, and groups with nothing left in
     /// their window are dropped.
@@ -820,10 +878,10 @@ impl Correlator {
             let k = (ri, key);
             let rule = &self.rules[ri];
             let span = rule.timespan_us;
-            let Some(g) = self.groups.peek_mut(&k) else { continue };
-            if g.queued_us != due {
+            if self.groups.peek(&k).is_none_or(|g| g.queued_us != due) {
                 continue;
             }
+            let Some(g) = self.groups.peek_mut(&k) else { continue };
             if rule.condition.at_window_end() {
                 while g.window.front().is_some_and(|e| e.0.saturating_add(span) < watermark) {
                     if let Some(f) = settle(rule, ri, &k.1, g, out, &mut self.counts) {
