@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use super::alerts::{AlertOutput, AlertPath};
+use super::alerts::{AlertOutput, AlertPath, SnapshotTail};
 use crate::event::EventBatch;
 use crate::metrics as m;
 use crate::state::stage::StateInput;
@@ -44,11 +44,11 @@ impl AlertWorker {
         let (tx, jobs) = bounded::<Job>(QUEUE);
         let (out_tx, rx) = bounded::<AlertOutput>(QUEUE * 4);
         // Snapshot files are written and fsynced here, off the alert path's thread.
-        type Write = (std::path::PathBuf, Vec<u8>, Sender<std::io::Result<()>>);
+        type Write = (std::path::PathBuf, Vec<u8>, SnapshotTail, Sender<std::io::Result<()>>);
         let (writer, snapshots) = bounded::<Write>(2);
         let _ = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
-            for (path, buf, reply) in snapshots {
-                let _ = reply.send(super::alerts::write_durably(&path, &buf));
+            for (path, buf, tail, reply) in snapshots {
+                let _ = reply.send(write_snapshot(&path, buf, tail));
             }
         });
         let thread = std::thread::Builder::new()
@@ -73,10 +73,9 @@ impl AlertWorker {
                             // The state is taken here, at its point in the job order; the
                             // file is written and fsynced on a thread of its own while the
                             // next jobs go on.
-                            let mut buf = Vec::with_capacity(1 << 20);
                             let took = std::time::Instant::now();
-                            match stage.snapshot_to(&mut buf, policy.whole_due(), due.as_deref()) {
-                                Ok(whole) => {
+                            match stage.snapshot_parts(policy.whole_due()) {
+                                Ok((buf, whole, mut tail)) => {
                                     let secs = took.elapsed().as_secs_f64();
                                     let path = dir.join(policy.next(epoch, whole));
                                     policy.wrote(whole, buf.len() as u64);
@@ -84,9 +83,10 @@ impl AlertWorker {
                                     metrics::gauge!(m::STATE_SNAPSHOT_SECONDS).set(secs);
                                     metrics::counter!(m::STATE_SNAPSHOTS, "kind" => if whole { "whole" } else { "delta" }).increment(1);
                                     tracing::debug!(bytes = buf.len(), whole, ms = (secs * 1000.0).round(), "state snapshot taken");
-                                    if let Err(crossbeam_channel::SendError((path, buf, reply))) = writer.send((path, buf, reply)) {
+                                    tail.due = due;
+                                    if let Err(crossbeam_channel::SendError((path, buf, tail, reply))) = writer.send((path, buf, tail, reply)) {
                                         // The writer is gone: write it here.
-                                        let _ = reply.send(super::alerts::write_durably(&path, &buf));
+                                        let _ = reply.send(write_snapshot(&path, buf, tail));
                                     }
                                 }
                                 Err(e) => {
@@ -199,6 +199,12 @@ impl AlertWorker {
         self.tx.as_ref()?.send(Job::Snapshot(dir.to_path_buf(), epoch, due, reply)).ok()?;
         Some(answer)
     }
+}
+
+/// Completes a snapshot with its tail and writes it durably (on the snapshot thread).
+fn write_snapshot(path: &std::path::Path, mut buf: Vec<u8>, tail: SnapshotTail) -> std::io::Result<()> {
+    tail.append_to(&mut buf)?;
+    super::alerts::write_durably(path, &buf)
 }
 
 impl Drop for AlertWorker {

@@ -365,9 +365,21 @@ impl AlertPath {
     /// what changed since the last snapshot when [`AlertPath::writes_changes`]. Returns
     /// whether it wrote everything.
     pub fn snapshot_to(&mut self, w: &mut dyn std::io::Write, whole: bool, due: Option<&str>) -> std::io::Result<bool> {
+        let (mut buf, whole, mut tail) = self.snapshot_parts(whole)?;
+        tail.due = due.map(str::to_string);
+        tail.append_to(&mut buf)?;
+        w.write_all(&buf)?;
+        Ok(whole)
+    }
+
+    /// [`AlertPath::snapshot_to`] in two parts: the state serialized (the JSON object, and
+    /// whether it is whole), and what is already text (the audit records since the last
+    /// snapshot) to append to it elsewhere, with [`SnapshotTail::append_to`].
+    pub fn snapshot_parts(&mut self, whole: bool) -> std::io::Result<(Vec<u8>, bool, SnapshotTail)> {
         let whole = whole || !self.state.writes_changes();
-        let (scores, triage, audit, unsaved, emitted) = (&mut self.incidents, &mut self.triage, &self.audit, &self.audit_unsaved, &mut self.emitted);
-        self.state.snapshot_to(w, whole, |w: &mut dyn std::io::Write| {
+        let mut w: Vec<u8> = Vec::with_capacity(1 << 20);
+        let (scores, triage, emitted) = (&mut self.incidents, &mut self.triage, &mut self.emitted);
+        self.state.snapshot_to(&mut w, whole, |w: &mut dyn std::io::Write| {
             w.write_all(b",\"incident_scores\":")?;
             match whole {
                 true => write_json(w, &*scores)?,
@@ -388,22 +400,14 @@ impl AlertPath {
                     false => t.write_changes(w)?,
                 }
             }
-            if let Some(c) = audit {
-                w.write_all(b",\"audit\":")?;
-                write_json(w, &serde_json::json!({"chain": c, "unsaved": unsaved}))?;
-            }
-            if let Some(d) = due {
-                w.write_all(b",\"due\":")?;
-                w.write_all(d.as_bytes())?;
-            }
             Ok(())
         })?;
         if whole {
             self.track_changes();
         }
-        // The records up to here are in this snapshot (and in the commit's lines).
-        self.audit_unsaved.clear();
-        Ok(whole)
+        // The records up to here go with this snapshot (and in the commit's lines).
+        let tail = SnapshotTail { audit: self.audit.clone().map(|c| (c, std::mem::take(&mut self.audit_unsaved))), due: None };
+        Ok((w, whole, tail))
     }
 
     /// Restores a snapshot (one written before incident scores were saved restores the
@@ -467,6 +471,37 @@ impl AlertPath {
     /// Open incidents with a score kept.
     pub fn scored_incidents(&self) -> usize {
         self.incidents.len()
+    }
+}
+
+/// The members of a snapshot that are text already, so they need not be serialized where
+/// the state lives: the audit trail's head with the records made since the snapshot before
+/// (member `audit`), and the lines of the commit (`due`, JSON).
+#[derive(Debug, Default)]
+pub struct SnapshotTail {
+    pub audit: Option<(Chain, Vec<String>)>,
+    pub due: Option<String>,
+}
+
+impl SnapshotTail {
+    /// Adds the members to `head`, a snapshot's JSON object.
+    pub fn append_to(self, head: &mut Vec<u8>) -> std::io::Result<()> {
+        if head.pop() != Some(b'}') {
+            return Err(std::io::Error::other("a snapshot is a JSON object"));
+        }
+        if let Some((chain, unsaved)) = &self.audit {
+            head.extend_from_slice(b",\"audit\":{\"chain\":");
+            write_json(head, chain)?;
+            head.extend_from_slice(b",\"unsaved\":");
+            write_json(head, unsaved)?;
+            head.push(b'}');
+        }
+        if let Some(d) = &self.due {
+            head.extend_from_slice(b",\"due\":");
+            head.extend_from_slice(d.as_bytes());
+        }
+        head.push(b'}');
+        Ok(())
     }
 }
 
