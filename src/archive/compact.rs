@@ -77,20 +77,24 @@ pub struct Built {
     pub bytes_after: u64,
 }
 
-/// The epoch of a sealed segment or compacted file (the last epoch of a compacted one).
-fn epoch_of(name: &str) -> Option<u64> {
+/// The (first, last) epoch of a segment (both its own) or a compacted file (the range it
+/// merged).
+fn epochs_of(name: &str) -> Option<(u64, u64)> {
     if let Some(core) = name.strip_prefix("compact-").and_then(|n| n.strip_suffix(".parquet")) {
-        return core.split('-').nth(1)?.parse().ok();
+        let mut it = core.split('-');
+        return Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?));
     }
-    recovery::epoch_of_final(name)
+    recovery::epoch_of_final(name).map(|e| (e, e))
+}
+
+/// The last epoch of a segment or compacted file.
+fn epoch_of(name: &str) -> Option<u64> {
+    epochs_of(name).map(|(_, last)| last)
 }
 
 /// The first epoch of a segment or compacted file.
 fn first_epoch_of(name: &str) -> Option<u64> {
-    if let Some(core) = name.strip_prefix("compact-").and_then(|n| n.strip_suffix(".parquet")) {
-        return core.split('-').next()?.parse().ok();
-    }
-    recovery::epoch_of_final(name)
+    epochs_of(name).map(|(first, _)| first)
 }
 
 /// Sealed files of a partition folder (segments and compacted files), and whether a
