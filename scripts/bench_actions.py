@@ -18,6 +18,7 @@ import argparse
 import http.server
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -103,11 +104,21 @@ def latency(a):
     )
     src = mixed(max(a.rate * a.seconds, 1000), ROOT / "bench-out" / f"mixed-bench-actions-{a.rate * a.seconds}.json")
     lines = src.read_bytes().splitlines(keepends=True)
-    proc = subprocess.Popen([BIN, "run", "--config", str(cfg)], stderr=subprocess.PIPE, text=True, env=dict(os.environ, ALERTFLOW_LOG="info"))
+    # Snapshot debug lines say what each commit's snapshot cost the alert path.
+    log = dict(os.environ, ALERTFLOW_LOG="info,alertflow::pipeline::alert_worker=debug")
+    proc = subprocess.Popen([BIN, "run", "--config", str(cfg)], stderr=subprocess.PIPE, text=True, env=log)
     for line in proc.stderr:
         if "alertflow running" in line:
             break
-    threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+    snapshots = []
+
+    def read_log():
+        for line in proc.stderr:
+            if "state snapshot taken" in line:
+                f = dict(re.findall(r"(\w+)=(\S+)", line))
+                snapshots.append((int(f.get("bytes", 0)), f.get("whole") == "true", float(f.get("ms", 0))))
+
+    threading.Thread(target=read_log, daemon=True).start()
     written = {}
     step = 0.01
     per_step = max(1, int(a.rate * step))
@@ -145,6 +156,11 @@ def latency(a):
         "p50_ms": q(lat, 0.5), "p99_ms": q(lat, 0.99), "max_ms": q(lat, 1.0),
         "after_warmup": {"secs": a.warmup, "markers": len(steady), "p50_ms": q(steady, 0.5), "p99_ms": q(steady, 0.99), "max_ms": q(steady, 1.0)},
         "poll_interval_ms": a.poll_ms or "default",
+        "snapshots": {
+            "whole": sum(1 for _, w, _ in snapshots if w), "delta": sum(1 for _, w, _ in snapshots if not w),
+            "max_bytes": max((b for b, _, _ in snapshots), default=0), "max_ms": max((m for _, _, m in snapshots), default=0),
+            "each": [(b, "whole" if w else "delta", m) for b, w, m in snapshots if b > 100_000],
+        },
     }))
 
 

@@ -46,6 +46,50 @@ pub fn write_json(w: &mut dyn Write, x: &impl Serialize) -> io::Result<()> {
     serde_json::to_writer(w, x).map_err(io::Error::other)
 }
 
+/// A part of a snapshot taken out of the state (owned copies of what changed), written
+/// later, on another thread: the state goes on deciding meanwhile.
+pub type Part = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>;
+
+/// A snapshot being assembled: text written now and [`Part`]s written later, in order.
+#[derive(Default)]
+pub struct Deferred {
+    pieces: Vec<Piece>,
+}
+
+enum Piece {
+    Text(Vec<u8>),
+    Part(Part),
+}
+
+impl Deferred {
+    /// One piece of text (e.g. a whole snapshot serialized at once).
+    pub fn from_text(text: Vec<u8>) -> Self {
+        Self { pieces: vec![Piece::Text(text)] }
+    }
+
+    pub fn text(&mut self, t: &[u8]) {
+        match self.pieces.last_mut() {
+            Some(Piece::Text(b)) => b.extend_from_slice(t),
+            _ => self.pieces.push(Piece::Text(t.to_vec())),
+        }
+    }
+
+    pub fn part(&mut self, p: Part) {
+        self.pieces.push(Piece::Part(p));
+    }
+
+    /// Writes every piece in order.
+    pub fn write(self, w: &mut dyn Write) -> io::Result<()> {
+        for p in self.pieces {
+            match p {
+                Piece::Text(t) => w.write_all(&t)?,
+                Piece::Part(p) => p(w)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A `HashMap` that remembers the keys changed since the last snapshot.
 #[derive(Debug)]
 pub struct TrackedMap<K, V> {
@@ -188,15 +232,30 @@ impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
     /// Writes the changes since the last snapshot (see the module) and starts over.
     pub fn write_changes(&mut self, w: &mut dyn Write) -> io::Result<()>
     where
-        K: Serialize,
-        V: Serialize,
+        K: Serialize + Send + 'static,
+        V: Serialize + Clone + Send + 'static,
+    {
+        self.take_changes()(w)
+    }
+
+    /// The changes since the last snapshot, copied out to be written later (see
+    /// [`Part`]); starts over.
+    pub fn take_changes(&mut self) -> Part
+    where
+        K: Serialize + Send + 'static,
+        V: Serialize + Clone + Send + 'static,
     {
         let changed = std::mem::take(&mut self.changed);
-        write!(w, "{{\"clear\":{},\"set\":", std::mem::take(&mut self.cleared))?;
-        write_list(w, changed.iter().filter_map(|k| self.map.get_key_value(k)), |w, e| write_json(w, &e))?;
-        w.write_all(b",\"del\":")?;
-        write_list(w, changed.iter().filter(|k| !self.map.contains_key(*k)), |w, k| write_json(w, k))?;
-        w.write_all(b"}")
+        let clear = std::mem::take(&mut self.cleared);
+        let set: Vec<(K, V)> = changed.iter().filter_map(|k| self.map.get_key_value(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let del: Vec<K> = changed.into_iter().filter(|k| !self.map.contains_key(k)).collect();
+        Box::new(move |w: &mut dyn Write| {
+            write!(w, "{{\"clear\":{clear},\"set\":")?;
+            write_list(w, &set, |w, e| write_json(w, e))?;
+            w.write_all(b",\"del\":")?;
+            write_list(w, &del, |w, k| write_json(w, k))?;
+            w.write_all(b"}")
+        })
     }
 
     /// Applies a delta written by [`TrackedMap::write_changes`].
@@ -350,7 +409,19 @@ impl<K: Hash + Eq + Clone, V> TrackedLru<K, V> {
         w: &mut dyn Write,
         key: impl Fn(&mut dyn Write, &K) -> io::Result<()>,
         entry: impl Fn(&mut dyn Write, &K, &V) -> io::Result<()>,
-    ) -> io::Result<()> {
+    ) -> io::Result<()>
+    where
+        V: Clone,
+    {
+        self.take_changes().write(w, key, entry)
+    }
+
+    /// The changes since the last snapshot, copied out (written with
+    /// [`LruChanges::write`]); starts over.
+    pub fn take_changes(&mut self) -> LruChanges<K, V>
+    where
+        V: Clone,
+    {
         let changed = std::mem::take(&mut self.changed);
         // The keys moved to the front are the front: walk it until all of them are met.
         let mut left = changed.iter().filter(|(k, moved)| **moved && self.cache.contains(k)).count();
@@ -365,14 +436,10 @@ impl<K: Hash + Eq + Clone, V> TrackedLru<K, V> {
             front.push((k, v));
         }
         let in_front: HashSet<&K> = front.iter().map(|(k, _)| *k).collect();
-        write!(w, "{{\"clear\":{},\"del\":", std::mem::take(&mut self.cleared))?;
-        write_list(w, changed.keys().filter(|k| !self.cache.contains(k)), |w, k| key(w, k))?;
-        w.write_all(b",\"upd\":")?;
-        let upd = changed.keys().filter(|k| !in_front.contains(k)).filter_map(|k| self.cache.peek(k).map(|v| (k, v)));
-        write_list(w, upd, |w, (k, v)| entry(w, k, v))?;
-        w.write_all(b",\"put\":")?;
-        write_list(w, front.into_iter().rev(), |w, (k, v)| entry(w, k, v))?;
-        w.write_all(b"}")
+        let upd = changed.keys().filter(|k| !in_front.contains(k)).filter_map(|k| self.cache.peek(k).map(|v| (k.clone(), v.clone()))).collect();
+        let put = front.into_iter().rev().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let del = changed.into_keys().filter(|k| !self.cache.contains(k)).collect();
+        LruChanges { clear: std::mem::take(&mut self.cleared), del, upd, put }
     }
 
     /// Applies a parsed delta (see [`TrackedLru::write_changes`]); `then` sees every entry
@@ -412,6 +479,24 @@ impl<K: Hash + Eq + Clone, V> TrackedLru<K, V> {
     }
 }
 
+impl<K, V> LruChanges<K, V> {
+    /// Writes the delta (see the module): `key` writes a removed key, `entry` an entry.
+    pub fn write(
+        &self,
+        w: &mut dyn Write,
+        key: impl Fn(&mut dyn Write, &K) -> io::Result<()>,
+        entry: impl Fn(&mut dyn Write, &K, &V) -> io::Result<()>,
+    ) -> io::Result<()> {
+        write!(w, "{{\"clear\":{},\"del\":", self.clear)?;
+        write_list(w, &self.del, |w, k| key(w, k))?;
+        w.write_all(b",\"upd\":")?;
+        write_list(w, &self.upd, |w, (k, v)| entry(w, k, v))?;
+        w.write_all(b",\"put\":")?;
+        write_list(w, &self.put, |w, (k, v)| entry(w, k, v))?;
+        w.write_all(b"}")
+    }
+}
+
 impl<K: Hash + Eq + Clone + DeserializeOwned, V: DeserializeOwned> LruChanges<K, V> {
     /// A delta whose keys and entries are plain JSON (`key`, `[key, value]`).
     pub fn parse(v: &serde_json::Value) -> Result<Self, serde_json::Error> {
@@ -428,7 +513,7 @@ impl<K: Hash + Eq + Clone + DeserializeOwned, V: DeserializeOwned> LruChanges<K,
 mod tests {
     use super::*;
 
-    fn delta_of<V: Serialize>(m: &mut TrackedLru<String, V>) -> serde_json::Value {
+    fn delta_of<V: Serialize + Clone>(m: &mut TrackedLru<String, V>) -> serde_json::Value {
         let mut out = Vec::new();
         m.write_changes(&mut out, |w, k| write_json(w, k), |w, k, v| write_json(w, &(k, v))).unwrap();
         serde_json::from_slice(&out).unwrap()

@@ -9,7 +9,10 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use std::sync::{Arc, Mutex};
+
 use super::alerts::{AlertOutput, AlertPath, SnapshotTail};
+use crate::event::delta::Deferred;
 use crate::event::EventBatch;
 use crate::metrics as m;
 use crate::state::stage::StateInput;
@@ -37,18 +40,20 @@ const QUEUE: usize = 16;
 impl AlertWorker {
     /// Runs `stage` on its own thread; `policy` says which snapshot comes next (the state
     /// tracks its changes from here when deltas build on it).
-    pub fn spawn(mut stage: AlertPath, mut policy: super::snapshots::Policy) -> Self {
+    pub fn spawn(mut stage: AlertPath, policy: super::snapshots::Policy) -> Self {
         if policy.base.is_some() {
             stage.track_changes();
         }
+        let policy = Arc::new(Mutex::new(policy));
         let (tx, jobs) = bounded::<Job>(QUEUE);
         let (out_tx, rx) = bounded::<AlertOutput>(QUEUE * 4);
-        // Snapshot files are written and fsynced here, off the alert path's thread.
-        type Write = (std::path::PathBuf, Vec<u8>, SnapshotTail, Sender<std::io::Result<()>>);
-        let (writer, snapshots) = bounded::<Write>(2);
+        // Snapshot files are serialized (deltas), written and fsynced here, off the alert
+        // path's thread.
+        let (writer, snapshots) = bounded::<Pending>(2);
+        let written = policy.clone();
         let _ = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
-            for (path, buf, tail, reply) in snapshots {
-                let _ = reply.send(write_snapshot(&path, buf, tail));
+            for p in snapshots {
+                write_snapshot(p, &written);
             }
         });
         let thread = std::thread::Builder::new()
@@ -74,19 +79,20 @@ impl AlertWorker {
                             // file is written and fsynced on a thread of its own while the
                             // next jobs go on.
                             let took = std::time::Instant::now();
-                            match stage.snapshot_parts(policy.whole_due()) {
-                                Ok((buf, whole, mut tail)) => {
+                            let whole_due = policy.lock().is_ok_and(|p| p.whole_due());
+                            match stage.snapshot_parts(whole_due) {
+                                Ok((parts, whole, mut tail)) => {
                                     let secs = took.elapsed().as_secs_f64();
-                                    let path = dir.join(policy.next(epoch, whole));
-                                    policy.wrote(whole, buf.len() as u64);
-                                    metrics::gauge!(m::STATE_SNAPSHOT_BYTES).set(buf.len() as f64);
                                     metrics::gauge!(m::STATE_SNAPSHOT_SECONDS).set(secs);
-                                    metrics::counter!(m::STATE_SNAPSHOTS, "kind" => if whole { "whole" } else { "delta" }).increment(1);
-                                    tracing::debug!(bytes = buf.len(), whole, ms = (secs * 1000.0).round(), "state snapshot taken");
+                                    let (seq, name) = match policy.lock() {
+                                        Ok(mut p) => p.next(epoch, whole),
+                                        Err(_) => (0, String::new()),
+                                    };
                                     tail.due = due;
-                                    if let Err(crossbeam_channel::SendError((path, buf, tail, reply))) = writer.send((path, buf, tail, reply)) {
+                                    let p = Pending { path: dir.join(name), seq, whole, parts, tail, secs, reply };
+                                    if let Err(crossbeam_channel::SendError(p)) = writer.send(p) {
                                         // The writer is gone: write it here.
-                                        let _ = reply.send(write_snapshot(&path, buf, tail));
+                                        write_snapshot(p, &policy);
                                     }
                                 }
                                 Err(e) => {
@@ -201,10 +207,42 @@ impl AlertWorker {
     }
 }
 
-/// Completes a snapshot with its tail and writes it durably (on the snapshot thread).
-fn write_snapshot(path: &std::path::Path, mut buf: Vec<u8>, tail: SnapshotTail) -> std::io::Result<()> {
-    tail.append_to(&mut buf)?;
-    super::alerts::write_durably(path, &buf)
+/// A snapshot on its way to its file.
+struct Pending {
+    path: std::path::PathBuf,
+    seq: u64,
+    whole: bool,
+    parts: Deferred,
+    tail: SnapshotTail,
+    /// Time the alert path spent on it.
+    secs: f64,
+    reply: Sender<std::io::Result<()>>,
+}
+
+/// Serializes a snapshot (what was left to serialize), completes it with its tail, writes
+/// it durably and answers (on the snapshot thread).
+fn write_snapshot(p: Pending, policy: &Mutex<super::snapshots::Policy>) {
+    let took = std::time::Instant::now();
+    let mut buf = Vec::with_capacity(1 << 20);
+    let res = p.parts.write(&mut buf).and_then(|()| {
+        let state_bytes = buf.len();
+        if let Ok(mut pol) = policy.lock() {
+            pol.wrote(p.seq, p.whole, state_bytes as u64);
+        }
+        metrics::gauge!(m::STATE_SNAPSHOT_BYTES).set(state_bytes as f64);
+        metrics::counter!(m::STATE_SNAPSHOTS, "kind" => if p.whole { "whole" } else { "delta" }).increment(1);
+        p.tail.append_to(&mut buf)?;
+        super::alerts::write_durably(&p.path, &buf)?;
+        tracing::debug!(
+            bytes = state_bytes,
+            whole = p.whole,
+            ms = (p.secs * 1000.0).round(),
+            write_ms = (took.elapsed().as_secs_f64() * 1000.0).round(),
+            "state snapshot taken"
+        );
+        Ok(())
+    });
+    let _ = p.reply.send(res);
 }
 
 impl Drop for AlertWorker {

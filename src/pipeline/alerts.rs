@@ -15,7 +15,7 @@ use crate::enrich::{EnrichCounts, EnrichRuntime, Enricher, Enrichment, Snapshot}
 use crate::event::alert::Rollup;
 use crate::event::alert::{Decision, Status};
 use crate::event::batch::decode_context;
-use crate::event::delta::{write_json, write_list, LruChanges, TrackedLru};
+use crate::event::delta::{write_json, write_list, Deferred, LruChanges, TrackedLru};
 use crate::event::scored::{reasons_json, recommendations_json, Priority, Reason};
 use crate::event::{ContextKind, EventBatch};
 use crate::output::audit::Chain;
@@ -365,49 +365,57 @@ impl AlertPath {
     /// what changed since the last snapshot when [`AlertPath::writes_changes`]. Returns
     /// whether it wrote everything.
     pub fn snapshot_to(&mut self, w: &mut dyn std::io::Write, whole: bool, due: Option<&str>) -> std::io::Result<bool> {
-        let (mut buf, whole, mut tail) = self.snapshot_parts(whole)?;
+        let (parts, whole, mut tail) = self.snapshot_parts(whole)?;
+        let mut buf = Vec::new();
+        parts.write(&mut buf)?;
         tail.due = due.map(str::to_string);
         tail.append_to(&mut buf)?;
         w.write_all(&buf)?;
         Ok(whole)
     }
 
-    /// [`AlertPath::snapshot_to`] in two parts: the state serialized (the JSON object, and
-    /// whether it is whole), and what is already text (the audit records since the last
-    /// snapshot) to append to it elsewhere, with [`SnapshotTail::append_to`].
-    pub fn snapshot_parts(&mut self, whole: bool) -> std::io::Result<(Vec<u8>, bool, SnapshotTail)> {
+    /// [`AlertPath::snapshot_to`] in parts, so that little of the work happens here, where
+    /// the state lives: a whole snapshot serialized, or a delta's changes copied out of
+    /// the maps (serialized when written: [`Deferred::write`]); whether it is whole; and
+    /// what is text already (the audit records since the last snapshot), to append with
+    /// [`SnapshotTail::append_to`].
+    pub fn snapshot_parts(&mut self, whole: bool) -> std::io::Result<(Deferred, bool, SnapshotTail)> {
         let whole = whole || !self.state.writes_changes();
-        let mut w: Vec<u8> = Vec::with_capacity(1 << 20);
-        let (scores, triage, emitted) = (&mut self.incidents, &mut self.triage, &mut self.emitted);
-        self.state.snapshot_to(&mut w, whole, |w: &mut dyn std::io::Write| {
-            w.write_all(b",\"incident_scores\":")?;
-            match whole {
-                true => write_json(w, &*scores)?,
-                false => scores.write_changes(w)?,
-            }
-            // Least recent first, so a restore puts them back in the same order.
-            w.write_all(b",\"emitted\":")?;
-            let entry =
-                |w: &mut dyn std::io::Write, k: &String, (sig, p): &(Arc<str>, Option<Priority>)| write_json(w, &(k.as_str(), &**sig, p.map(|p| p as u8)));
-            match whole {
-                true => write_list(w, emitted.iter().rev(), |w, (k, v)| entry(w, k, v))?,
-                false => emitted.write_changes(w, |w, k| write_json(w, k), entry)?,
-            }
-            if let Some(t) = triage.as_mut() {
-                w.write_all(b",\"triage\":")?;
-                match whole {
-                    true => write_json(w, &*t)?,
-                    false => t.write_changes(w)?,
+        let parts = if whole {
+            let mut w: Vec<u8> = Vec::with_capacity(1 << 20);
+            let (scores, triage, emitted) = (&self.incidents, &self.triage, &self.emitted);
+            self.state.snapshot_to(&mut w, |w: &mut dyn std::io::Write| {
+                w.write_all(b",\"incident_scores\":")?;
+                write_json(w, scores)?;
+                // Least recent first, so a restore puts them back in the same order.
+                w.write_all(b",\"emitted\":")?;
+                write_list(w, emitted.iter().rev(), |w, (k, v)| emitted_entry(w, k, v))?;
+                if let Some(t) = triage {
+                    w.write_all(b",\"triage\":")?;
+                    write_json(w, t)?;
                 }
-            }
-            Ok(())
-        })?;
-        if whole {
+                Ok(())
+            })?;
             self.track_changes();
-        }
+            Deferred::from_text(w)
+        } else {
+            let scores = self.incidents.take_changes();
+            let emitted = self.emitted.take_changes();
+            let triage = self.triage.as_mut().map(Triage::take_changes);
+            self.state.take_changes(|d| {
+                d.text(b",\"incident_scores\":");
+                d.part(scores);
+                d.text(b",\"emitted\":");
+                d.part(Box::new(move |w: &mut dyn std::io::Write| emitted.write(w, |w, k| write_json(w, k), |w, k, v| emitted_entry(w, k, v))));
+                if let Some(t) = triage {
+                    d.text(b",\"triage\":");
+                    d.part(t);
+                }
+            })?
+        };
         // The records up to here go with this snapshot (and in the commit's lines).
         let tail = SnapshotTail { audit: self.audit.clone().map(|c| (c, std::mem::take(&mut self.audit_unsaved))), due: None };
-        Ok((w, whole, tail))
+        Ok((parts, whole, tail))
     }
 
     /// Restores a snapshot (one written before incident scores were saved restores the
@@ -472,6 +480,12 @@ impl AlertPath {
     pub fn scored_incidents(&self) -> usize {
         self.incidents.len()
     }
+}
+
+/// One entry of the recent alert lines' signatures in a snapshot: `[key, signature,
+/// priority]`.
+fn emitted_entry(w: &mut dyn std::io::Write, k: &str, (sig, p): &(Arc<str>, Option<Priority>)) -> std::io::Result<()> {
+    write_json(w, &(k, &**sig, p.map(|p| p as u8)))
 }
 
 /// The members of a snapshot that are text already, so they need not be serialized where

@@ -153,20 +153,26 @@ impl Policy {
         self.base.is_none() || self.chain_bytes >= self.base_bytes.max(CHAIN_MIN_BYTES)
     }
 
-    /// The file name of the next snapshot, whole or not; counts it.
-    pub fn next(&mut self, epoch: u64, whole: bool) -> String {
+    /// The `seq` and file name of the next snapshot, whole or not; counts it.
+    pub fn next(&mut self, epoch: u64, whole: bool) -> (u64, String) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let base = if whole { seq } else { self.base.unwrap_or(seq) };
-        file_name(seq, epoch, base)
+        if whole {
+            // Deltas from here on build on it.
+            self.base = Some(seq);
+            self.chain_bytes = 0;
+        }
+        (seq, file_name(seq, epoch, base))
     }
 
-    /// The snapshot just named was written with `bytes`.
-    pub fn wrote(&mut self, name_whole: bool, bytes: u64) {
-        if name_whole {
-            self.base = Some(self.next_seq - 1);
-            self.base_bytes = bytes;
-            self.chain_bytes = 0;
+    /// Snapshot `seq` was written with `bytes` of state.
+    pub fn wrote(&mut self, seq: u64, whole: bool, bytes: u64) {
+        if whole {
+            if self.base == Some(seq) {
+                self.base_bytes = bytes;
+                self.chain_bytes = 0;
+            }
         } else {
             self.chain_bytes += bytes;
         }
@@ -204,16 +210,16 @@ mod tests {
     fn whole_when_deltas_outgrow_the_base() {
         let mut p = Policy::empty();
         assert!(!p.whole_due());
-        let n = p.next(1, false);
-        assert_eq!(n, file_name(1, 1, 0));
-        p.wrote(false, CHAIN_MIN_BYTES);
+        assert_eq!(p.next(1, false), (1, file_name(1, 1, 0)));
+        p.wrote(1, false, CHAIN_MIN_BYTES);
         assert!(p.whole_due());
-        let n = p.next(2, true);
-        assert_eq!(n, file_name(2, 2, 2));
-        p.wrote(true, 3 * CHAIN_MIN_BYTES);
-        p.wrote(false, CHAIN_MIN_BYTES);
+        assert_eq!(p.next(2, true), (2, file_name(2, 2, 2)));
+        // The next delta builds on it before its size is known.
+        assert_eq!(p.next(3, false), (3, file_name(3, 3, 2)));
+        p.wrote(2, true, 3 * CHAIN_MIN_BYTES);
+        p.wrote(3, false, CHAIN_MIN_BYTES);
         assert!(!p.whole_due());
-        p.wrote(false, 2 * CHAIN_MIN_BYTES);
+        p.wrote(4, false, 2 * CHAIN_MIN_BYTES);
         assert!(p.whole_due());
     }
 }

@@ -86,6 +86,11 @@ impl IncidentScores {
         self.0.write_changes(w)
     }
 
+    /// The scores changed since the last snapshot, copied out to be written later.
+    pub fn take_changes(&mut self) -> crate::event::delta::Part {
+        self.0.take_changes()
+    }
+
     pub fn apply_changes(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
         self.0.apply_changes(v)
     }

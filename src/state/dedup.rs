@@ -13,7 +13,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::{key_of, AlertRecord, KeyField};
-use crate::event::delta::{write_json, LruChanges, TrackedLru};
+use crate::event::delta::{write_json, LruChanges, Part, TrackedLru};
 
 #[derive(Debug, Clone)]
 pub struct DedupConfig {
@@ -39,7 +39,7 @@ pub use crate::event::alert::{Decision, Rollup};
 /// Distinct values kept per key for roll-ups.
 const MAX_DISTINCT: usize = 32;
 
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Entry {
     first_us: i64,
     last_us: i64,
@@ -219,11 +219,19 @@ impl Dedup {
     /// The keys changed since the last snapshot and the counts (a delta: see
     /// `event::delta`).
     pub fn write_changes(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-        w.write_all(b"{\"keys\":")?;
-        self.keys.write_changes(w, |w, k| write_json(w, k), |w, k, e| write_json(w, &(k, e)))?;
-        w.write_all(b",\"counts\":")?;
-        write_json(w, &self.counts)?;
-        w.write_all(b"}")
+        self.take_changes()(w)
+    }
+
+    /// [`Dedup::write_changes`] copied out, to be written later.
+    pub fn take_changes(&mut self) -> Part {
+        let (keys, counts) = (self.keys.take_changes(), self.counts);
+        Box::new(move |w: &mut dyn std::io::Write| {
+            w.write_all(b"{\"keys\":")?;
+            keys.write(w, |w, k| write_json(w, k), |w, k, e| write_json(w, &(k, e)))?;
+            w.write_all(b",\"counts\":")?;
+            write_json(w, &counts)?;
+            w.write_all(b"}")
+        })
     }
 
     /// Applies a delta of [`Dedup::write_changes`] to the restored state.

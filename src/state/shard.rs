@@ -313,23 +313,27 @@ impl Shards {
         }
     }
 
-    /// Whether [`Shards::write_changes`] can write a delta (one shard).
+    /// Whether [`Shards::take_changes`] can take a delta (one shard).
     pub fn writes_changes(&self) -> bool {
         self.remote.is_empty()
     }
 
-    /// Writes `"dedup":…,"correlation":…` as deltas (one shard; see `event::delta`).
-    pub fn write_changes(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    /// `"dedup":…,"correlation":…` as deltas (one shard; see `event::delta`), copied out
+    /// to be written later.
+    pub fn take_changes(&mut self) -> std::io::Result<crate::event::delta::Part> {
         if !self.remote.is_empty() {
             return Err(std::io::Error::other("state deltas need one shard"));
         }
-        w.write_all(b"\"dedup\":")?;
-        self.local.dedup.write_changes(w)?;
-        w.write_all(b",\"correlation\":")?;
-        self.local.corr.write_changes(w)
+        let (d, c) = (self.local.dedup.take_changes(), self.local.corr.take_changes());
+        Ok(Box::new(move |w: &mut dyn std::io::Write| {
+            w.write_all(b"\"dedup\":")?;
+            d(w)?;
+            w.write_all(b",\"correlation\":")?;
+            c(w)
+        }))
     }
 
-    /// Applies a delta of [`Shards::write_changes`] (one shard).
+    /// Applies a delta of [`Shards::take_changes`] (one shard).
     pub fn apply_changes(&mut self, dedup: &Value, corr: &Value) -> Result<(), serde_json::Error> {
         if !self.remote.is_empty() {
             return Err(serde::de::Error::custom("state deltas need one shard: restore with shards = 1, or from a whole snapshot"));

@@ -12,7 +12,7 @@
 //! with every commit ([`StateStage::snapshot_to`]) and restored at start, so a restart
 //! continues where the archive stands: nothing re-notified, no incident forgotten.
 
-use crate::event::delta::TrackedMap;
+use crate::event::delta::{Deferred, TrackedMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray};
@@ -432,7 +432,7 @@ impl StateStage {
 
     /// The whole state as JSON (saved with every commit).
     pub fn snapshot(&mut self) -> String {
-        super::snapshot_text(|w| self.snapshot_to(w, true, |_| Ok(())))
+        super::snapshot_text(|w| self.snapshot_to(w, |_| Ok(())))
     }
 
     /// Whether a snapshot can be a delta (see `event::delta`): changes are tracked and the
@@ -441,40 +441,37 @@ impl StateStage {
         self.tracking && self.shards.writes_changes()
     }
 
-    /// The snapshot written to `w` as it is serialized: the parts are large (every key and
-    /// group), so they go straight from the maps to the file. `whole`: everything (changes
-    /// are tracked from here); else what changed since the last snapshot (a delta, member
-    /// `delta`; see [`StateStage::writes_changes`]). `more` writes further members of the
-    /// object (each starting with a comma): the rest of the alert path saves its part in
-    /// the same file.
-    pub fn snapshot_to(
-        &mut self,
-        w: &mut dyn std::io::Write,
-        whole: bool,
-        more: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
-    ) -> std::io::Result<()> {
+    /// The whole snapshot written to `w` as it is serialized: the parts are large (every
+    /// key and group), so they go straight from the maps to the file; changes are tracked
+    /// from here. `more` writes further members of the object (each starting with a
+    /// comma): the rest of the alert path saves its part in the same file.
+    pub fn snapshot_to(&mut self, w: &mut dyn std::io::Write, more: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>) -> std::io::Result<()> {
         let watermark = serde_json::to_string(&self.wm).map_err(std::io::Error::other)?;
-        let kind = if whole { "" } else { "\"delta\":true," };
-        write!(w, "{{\"version\":1,{kind}\"watermark\":{watermark},")?;
-        if whole {
-            self.shards.snapshot_to(w)?;
-        } else {
-            self.shards.write_changes(w)?;
-        }
+        write!(w, "{{\"version\":1,\"watermark\":{watermark},")?;
+        self.shards.snapshot_to(w)?;
         // The flow context is a cache of recent traffic, rebuilt by the traffic after a
         // restart: not saved.
         w.write_all(b",\"incident_context\":")?;
-        if whole {
-            serde_json::to_writer(&mut *w, &self.incident_ctx).map_err(std::io::Error::other)?;
-        } else {
-            self.incident_ctx.write_changes(w)?;
-        }
+        serde_json::to_writer(&mut *w, &self.incident_ctx).map_err(std::io::Error::other)?;
         more(w)?;
         w.write_all(b"}")?;
-        if whole {
-            self.track_changes();
-        }
+        self.track_changes();
         Ok(())
+    }
+
+    /// What changed since the last snapshot (a delta, member `delta`; see
+    /// [`StateStage::writes_changes`]), copied out of the maps to be written later, on
+    /// another thread. `more` adds further members (each starting with a comma).
+    pub fn take_changes(&mut self, more: impl FnOnce(&mut Deferred)) -> std::io::Result<Deferred> {
+        let watermark = serde_json::to_string(&self.wm).map_err(std::io::Error::other)?;
+        let mut d = Deferred::default();
+        d.text(format!("{{\"version\":1,\"delta\":true,\"watermark\":{watermark},").as_bytes());
+        d.part(self.shards.take_changes()?);
+        d.text(b",\"incident_context\":");
+        d.part(self.incident_ctx.take_changes());
+        more(&mut d);
+        d.text(b"}");
+        Ok(d)
     }
 
     /// Tracks what changes from now on (the state as it is was saved, restored, or is empty).

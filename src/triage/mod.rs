@@ -28,7 +28,7 @@ pub mod stage;
 
 use std::collections::BTreeSet;
 
-use crate::event::delta::{write_json, TrackedMap};
+use crate::event::delta::{write_json, Part, TrackedMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -301,21 +301,30 @@ impl Triage {
     /// What changed since the last snapshot (a delta: see `event::delta`; the open set and
     /// the counts whole).
     pub fn write_changes(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-        write!(w, "{{\"delta\":true,\"clock_us\":{},\"counts\":", self.clock_us)?;
-        write_json(w, &self.counts)?;
-        w.write_all(b",\"open\":")?;
-        write_json(w, &self.open)?;
-        w.write_all(b",\"sigs\":")?;
-        self.sigs.write_changes(w)?;
-        w.write_all(b",\"entities\":")?;
-        self.entities.write_changes(w)?;
-        w.write_all(b",\"periodic\":")?;
-        self.periodic.write_changes(w)?;
-        w.write_all(b",\"attempts\":")?;
-        self.attempts.write_changes(w)?;
-        w.write_all(b",\"sprayers\":")?;
-        self.sprayers.write_changes(w)?;
-        w.write_all(b"}")
+        self.take_changes()(w)
+    }
+
+    /// [`Triage::write_changes`] copied out, to be written later.
+    pub fn take_changes(&mut self) -> Part {
+        let (clock, counts, open) = (self.clock_us, self.counts, self.open.clone());
+        let parts = [
+            ("sigs", self.sigs.take_changes()),
+            ("entities", self.entities.take_changes()),
+            ("periodic", self.periodic.take_changes()),
+            ("attempts", self.attempts.take_changes()),
+            ("sprayers", self.sprayers.take_changes()),
+        ];
+        Box::new(move |w: &mut dyn std::io::Write| {
+            write!(w, "{{\"delta\":true,\"clock_us\":{clock},\"counts\":")?;
+            write_json(w, &counts)?;
+            w.write_all(b",\"open\":")?;
+            write_json(w, &open)?;
+            for (name, part) in parts {
+                write!(w, ",\"{name}\":")?;
+                part(w)?;
+            }
+            w.write_all(b"}")
+        })
     }
 
     pub fn entities(&self) -> usize {

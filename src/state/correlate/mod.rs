@@ -30,7 +30,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
-use crate::event::delta::{write_json, LruChanges, TrackedLru};
+use crate::event::delta::{write_json, LruChanges, Part, TrackedLru};
 
 pub use condition::{longest_chain, Condition, Measure, Range};
 
@@ -122,7 +122,7 @@ impl Rule {
 
 pub use crate::event::alert::{IncidentEvent, Status, MAX_MEMBERS};
 
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Incident {
     id: String,
     first_us: i64,
@@ -144,7 +144,7 @@ pub const UPDATE_INTERVAL_US: i64 = 60_000_000;
 /// contributes (see [`Condition::value_of`]), its alert ids (comma-separated for a match).
 type Entry = (i64, u64, String, String);
 
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 struct Group {
     /// The window's entries, by time. Kept only until the rule fires (then the incident
     /// counts), at most [`MAX_WINDOW`].
@@ -821,16 +821,25 @@ impl Correlator {
     /// The groups and closed incidents changed since the last snapshot, and the counts (a
     /// delta: see `event::delta`; entries as in [`Correlator::snapshot`]).
     pub fn write_changes(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-        let rules = &self.rules;
-        let key = |w: &mut dyn std::io::Write, (r, k): &(usize, String)| write_json(w, &(rules[*r].name.as_str(), k.as_str()));
-        w.write_all(b"{\"groups\":")?;
-        self.groups.write_changes(w, key, |w, (r, k), g| write_json(w, &(rules[*r].name.as_str(), k.as_str(), g)))?;
-        w.write_all(b",\"closed\":")?;
-        self.closed.write_changes(w, key, |w, (r, k), c| write_json(w, &(rules[*r].name.as_str(), k.as_str(), c)))?;
+        self.take_changes()(w)
+    }
+
+    /// [`Correlator::write_changes`] copied out, to be written later.
+    pub fn take_changes(&mut self) -> Part {
+        let names: Vec<String> = self.rules.iter().map(|r| r.name.clone()).collect();
+        let (groups, closed) = (self.groups.take_changes(), self.closed.take_changes());
         let c = &self.counts;
-        w.write_all(b",\"counts\":")?;
-        write_json(w, &[c.opened, c.closed, c.groups_evicted, c.late_skipped, c.late_reevaluated, c.corrected])?;
-        w.write_all(b"}")
+        let counts = [c.opened, c.closed, c.groups_evicted, c.late_skipped, c.late_reevaluated, c.corrected];
+        Box::new(move |w: &mut dyn std::io::Write| {
+            let key = |w: &mut dyn std::io::Write, (r, k): &(usize, String)| write_json(w, &(names[*r].as_str(), k.as_str()));
+            w.write_all(b"{\"groups\":")?;
+            groups.write(w, key, |w, (r, k), g| write_json(w, &(names[*r].as_str(), k.as_str(), g)))?;
+            w.write_all(b",\"closed\":")?;
+            closed.write(w, key, |w, (r, k), c| write_json(w, &(names[*r].as_str(), k.as_str(), c)))?;
+            w.write_all(b",\"counts\":")?;
+            write_json(w, &counts)?;
+            w.write_all(b"}")
+        })
     }
 
     /// Applies a delta of [`Correlator::write_changes`] to the restored state (groups of
