@@ -891,6 +891,14 @@ fn delta_snapshots_restore_what_a_whole_snapshot_holds() {
          [[state.rules]]\nname = \"pair\"\ntype = \"event_count\"\ngroup_by = [\"src_ip\", \"dest_ip\"]\ngte = 3\ntimespan_secs = 90\n";
     let cfg = alertflow::config::Config::parse(text).unwrap();
     let fresh = || AlertPath::new(&cfg.state.engine, None, None).with_triage(&cfg.triage);
+    // The same chain restored with three shards (a start with a new shard count): the
+    // same keys and groups, dealt out.
+    let sharded = alertflow::config::Config::parse(&text.replace("[state]\n", "[state]\nshards = 3\n")).unwrap();
+    let entries = |v: &Value, part: &str, list: &str| -> Vec<String> {
+        let mut e: Vec<String> = v[part][list].as_array().unwrap().iter().map(|x| x.to_string()).collect();
+        e.sort();
+        e
+    };
     let whole = |p: &mut AlertPath| -> Value { serde_json::from_str(&p.snapshot()).unwrap() };
     let mut live = fresh();
     // A new archive: deltas build on the empty state.
@@ -908,6 +916,16 @@ fn delta_snapshots_restore_what_a_whole_snapshot_holds() {
             let got = whole(&mut restored);
             assert_eq!(got, want, "state restored from {} snapshots at chunk {k} (seed {seed})", chain.len());
             assert!(want["dedup"]["keys"].as_array().unwrap().len() > 50 && !want["triage"]["entities"].as_object().unwrap().is_empty());
+            let mut three = AlertPath::new(&sharded.state.engine, None, None).with_triage(&sharded.triage);
+            for s in &chain {
+                three.restore(s).unwrap();
+            }
+            let got3 = whole(&mut three);
+            for (part, list) in [("dedup", "keys"), ("correlation", "groups"), ("correlation", "closed")] {
+                let (got, want) = (entries(&got3, part, list), entries(&want, part, list));
+                assert!(got == want, "{part} {list} restored into three shards: {} vs {} entries (seed {seed})", got.len(), want.len());
+            }
+            assert_eq!(got3["triage"], want["triage"]);
             compared += 1;
             // That whole snapshot is the new base.
             chain = vec![want.to_string()];

@@ -211,6 +211,11 @@ impl Dedup {
         Ok(())
     }
 
+    /// A dedup with the same configuration, and no key.
+    pub fn empty_like(&self) -> Self {
+        Self::new(self.cfg.clone())
+    }
+
     /// Tracks the keys changed from now on (the whole state was just saved).
     pub fn track(&mut self) {
         self.keys.track();

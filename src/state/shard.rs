@@ -336,7 +336,16 @@ impl Shards {
     /// Applies a delta of [`Shards::take_changes`] (one shard).
     pub fn apply_changes(&mut self, dedup: &Value, corr: &Value) -> Result<(), serde_json::Error> {
         if !self.remote.is_empty() {
-            return Err(serde::de::Error::custom("state deltas need one shard: restore with shards = 1, or from a whole snapshot"));
+            // Deltas were taken with one shard: applied to the whole state in one place,
+            // then dealt out again (a start with a new shard count, so rare).
+            let (d, c) = self.snapshot();
+            let mut one = Shard { dedup: self.local.dedup.empty_like(), corr: self.local.corr.empty_like() };
+            one.dedup.restore(&serde_json::from_str(&d)?)?;
+            one.corr.restore(&serde_json::from_str(&c)?)?;
+            one.dedup.apply_changes(dedup)?;
+            one.corr.apply_changes(corr)?;
+            let (d, c) = (one.dedup.snapshot(), one.corr.snapshot());
+            return self.restore(&serde_json::from_str(&d)?, &serde_json::from_str(&c)?);
         }
         self.local.dedup.apply_changes(dedup)?;
         self.local.corr.apply_changes(corr)?;

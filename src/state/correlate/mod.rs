@@ -791,6 +791,10 @@ impl Correlator {
     /// are dropped (their open incidents close without a close record).
     pub fn restore(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
         let groups: Vec<(String, String, Group)> = serde_json::from_value(v["groups"].clone())?;
+        // What was held before goes (a restore replaces).
+        self.groups = TrackedLru::unbounded();
+        self.closed = TrackedLru::unbounded();
+        self.timers.clear();
         for (rule, key, mut g) in groups {
             if let Some(ri) = self.rules.iter().position(|r| r.name == rule) {
                 g.queued_us = g.newest_us.saturating_add(self.rules[ri].timespan_us).saturating_add(1);
@@ -810,6 +814,11 @@ impl Correlator {
         let at = |i: usize| n.get(i).copied().unwrap_or(0);
         self.counts = CorrelationCounts { opened: at(0), closed: at(1), groups_evicted: at(2), late_skipped: at(3), late_reevaluated: at(4), corrected: at(5) };
         Ok(())
+    }
+
+    /// A correlator with the same rules and bounds, and nothing in it.
+    pub fn empty_like(&self) -> Self {
+        Self::new(self.rules.clone(), self.max_groups)
     }
 
     /// Tracks the groups changed from now on (the whole state was just saved).
