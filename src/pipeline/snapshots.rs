@@ -64,8 +64,15 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<SnapFile>> {
     Ok(out)
 }
 
-/// Removes the snapshots of commits from `epoch` on (they did not land); returns the rest.
+/// Removes the snapshots of commits from `epoch` on (they did not land) and snapshot files
+/// a crash left half-written; returns the rest.
 pub fn remove_uncommitted(dir: &Path, epoch: u64) -> std::io::Result<Vec<SnapFile>> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_name().to_str().is_some_and(|n| n.starts_with("snap-") && n.ends_with(".json.tmp")) {
+            std::fs::remove_file(e.path())?;
+        }
+    }
     let (keep, gone): (Vec<SnapFile>, Vec<SnapFile>) = list(dir)?.into_iter().partition(|f| f.epoch < epoch);
     for f in &gone {
         std::fs::remove_file(&f.path)?;
@@ -204,6 +211,27 @@ mod tests {
         assert!(chain(&gap).unwrap_err().contains("snapshot 4"));
         let no_base = vec![f(4, 3, 3), f(5, 3, 3)];
         assert!(chain(&no_base).is_err());
+    }
+
+    #[test]
+    fn uncommitted_and_unneeded_files_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let touch = |name: &str| std::fs::write(dir.path().join(name), "{}").unwrap();
+        for (seq, epoch, base) in [(1, 0, 0), (2, 1, 0), (3, 2, 3), (4, 3, 3), (5, 4, 3)] {
+            touch(&file_name(seq, epoch, base));
+        }
+        touch("state-000000000001.json");
+        touch(&format!("{}.tmp", file_name(6, 5, 3)));
+        touch("retro-hunt.jsonl");
+        // Commit 4 did not land: its snapshot and the half-written one go.
+        let kept = remove_uncommitted(dir.path(), 4).unwrap();
+        assert_eq!(kept.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        assert_eq!(chain(&kept).unwrap().iter().map(|f| f.seq).collect::<Vec<_>>(), vec![3, 4]);
+        // Once commit 3 landed, nothing builds on 1 and 2 (nor on the single-file form).
+        remove_unneeded(dir.path(), 3).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, vec!["retro-hunt.jsonl".to_string(), file_name(3, 2, 3), file_name(4, 3, 3)]);
     }
 
     #[test]
