@@ -111,12 +111,13 @@ def latency(a):
         if "alertflow running" in line:
             break
     snapshots = []
+    start = time.perf_counter()
 
     def read_log():
         for line in proc.stderr:
             if "state snapshot taken" in line:
                 f = dict(re.findall(r"(\w+)=(\S+)", line))
-                snapshots.append((int(f.get("bytes", 0)), f.get("whole") == "true", float(f.get("ms", 0))))
+                snapshots.append((int(f.get("bytes", 0)), f.get("whole") == "true", float(f.get("ms", 0)), round(time.perf_counter() - start, 2)))
 
     threading.Thread(target=read_log, daemon=True).start()
     written = {}
@@ -157,10 +158,12 @@ def latency(a):
         "after_warmup": {"secs": a.warmup, "markers": len(steady), "p50_ms": q(steady, 0.5), "p99_ms": q(steady, 0.99), "max_ms": q(steady, 1.0)},
         "poll_interval_ms": a.poll_ms or "default",
         "snapshots": {
-            "whole": sum(1 for _, w, _ in snapshots if w), "delta": sum(1 for _, w, _ in snapshots if not w),
-            "max_bytes": max((b for b, _, _ in snapshots), default=0), "max_ms": max((m for _, _, m in snapshots), default=0),
-            "each": [(b, "whole" if w else "delta", m) for b, w, m in snapshots if b > 100_000],
+            "whole": sum(1 for _, w, _, _ in snapshots if w), "delta": sum(1 for _, w, _, _ in snapshots if not w),
+            "max_bytes": max((b for b, _, _, _ in snapshots), default=0), "max_ms": max((m for _, _, m, _ in snapshots), default=0),
+            "each": [(b, "whole" if w else "delta", m, at) for b, w, m, at in snapshots if b > 100_000],
         },
+        # When a marker took long (seconds from the start, ms): what it waited for.
+        "slow_markers": [(round(t - start, 2), round((rx.arrived[s] - t) * 1000)) for s, t in written.items() if s in rx.arrived and rx.arrived[s] - t > 0.1][:60],
     }))
 
 

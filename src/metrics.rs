@@ -58,6 +58,7 @@ pub const STATE_CONTEXT_BYTES: &str = "alertflow_state_context_bytes";
 pub const STATE_SNAPSHOT_BYTES: &str = "alertflow_state_snapshot_bytes";
 pub const STATE_SNAPSHOT_SECONDS: &str = "alertflow_state_snapshot_seconds";
 pub const STATE_SNAPSHOTS: &str = "alertflow_state_snapshots_total";
+pub const ALERTS_SHED: &str = "alertflow_alerts_shed_total";
 /// Alerts enriched.
 pub const ENRICH_ALERTS: &str = "alertflow_enrich_alerts_total";
 /// GeoIP lookups (src and dest of each alert), and those answered by the memo.
@@ -182,6 +183,7 @@ pub fn describe() {
     describe_counter!(SOURCE_KERNEL_DROPS, "datagrams the kernel dropped for lack of receive-buffer room");
     describe_counter!(STATE_ALERTS, "alerts seen by the state stage");
     describe_gauge!(STATE_SNAPSHOT_BYTES, "size of the newest state snapshot (whole or delta)");
+    describe_counter!(ALERTS_SHED, "alerts left out of the alert path while it was behind ([state.overload] shed), by severity");
     describe_counter!(STATE_SNAPSHOTS, "state snapshots written, by kind (whole, delta: what changed since the one before)");
     describe_gauge!(STATE_SNAPSHOT_SECONDS, "time the alert path spent serializing the newest state snapshot");
     describe_counter!(STATE_LATE, "alerts older than the watermark, archived with late = true");

@@ -945,3 +945,48 @@ fn delta_snapshots_restore_what_a_whole_snapshot_holds() {
     }
     assert!(compared >= 4 && deltas >= 10, "{compared} comparisons, {deltas} deltas");
 }
+
+/// `[state.overload] shed`: a live run whose alert path is behind (made slow here) leaves
+/// the less severe alerts out of it and says so, while every event is archived and every
+/// severity-1 alert still gets its alert row.
+#[test]
+fn a_live_run_behind_sheds_low_severity_alerts_and_archives_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("eve.json");
+    let archive = dir.path().join("archive");
+    let port = common::free_port();
+    let (n, mut high) = (4_000usize, 0usize);
+    let mut text = String::new();
+    for i in 0..n {
+        let severity = if i % 4 == 0 { 1 } else { 3 };
+        high += (severity == 1) as usize;
+        let src = format!("10.7.{}.{}", i / 250, i % 250);
+        text.push_str(&mixed_alert(1_795_000_000 + (i / 20) as i64, i, i as i64, (&src, "192.0.2.9"), 443, (7000 + (i % 5) as i64, severity)));
+        text.push('\n');
+    }
+    std::fs::write(&input, text).unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[pipeline]\nread_bytes = 8192\n[archive]\nroot = \"{}\"\nidle_seal_ms = 200\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\
+             [state.overload]\nshed = true\nhigh_water = 2\n",
+            archive.display()
+        ),
+    )
+    .unwrap();
+    let child = common::run_following(&cfg, &input, &[(alertflow::pipeline::alert_worker::FAULT_SLOW_ALERT_PATH, "25")]);
+    let shed = || -> u64 {
+        let (_, body) = common::http_get(port, "/metrics");
+        body.lines().filter(|l| l.starts_with("alertflow_alerts_shed_total")).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>() as u64
+    };
+    common::wait_for("every event archived", || common::read_archive(&archive).len() == n);
+    common::wait_for("every alert archived or shed", || read_table(&archive, "alerts").len() as u64 + shed() == n as u64);
+    let alerts = read_table(&archive, "alerts");
+    let by_severity = common::count_by(alerts.iter().map(|r| r["alert_severity"].clone()));
+    assert_eq!(by_severity.get("1").copied().unwrap_or(0), high, "every severity-1 alert went through");
+    assert!(shed() > 0 && by_severity.get("3").copied().unwrap_or(0) < n - high, "severity 3 shed: {by_severity:?}");
+    let (_, body) = common::http_get(port, "/metrics");
+    assert!(!body.lines().any(|l| l.starts_with("alertflow_alerts_shed_total{severity=\"1\"}")));
+    child.stop();
+}

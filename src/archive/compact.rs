@@ -407,6 +407,7 @@ impl Compactor {
                     let (tx, rx) = crossbeam_channel::bounded(1);
                     let (props, target) = (self.props.clone(), self.cfg.target_bytes);
                     let spawned = std::thread::Builder::new().name("compact".into()).spawn(move || {
+                        crate::event::thread::run_in_background();
                         let dir = plan.dir.clone();
                         let _ = tx.send((dir, build(plan, &props, target)));
                     });

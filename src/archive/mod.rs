@@ -269,7 +269,13 @@ impl Segments {
                 let (tx, rx) = bounded(4);
                 let open_bytes = Arc::new(AtomicU64::new(lane::tag_bytes(rec.next_epoch, 0)));
                 let lane = Lane::new(id, cfg.root.clone(), props.clone(), rec.next_epoch, cfg.max_open_partitions, open_bytes.clone());
-                let thread = std::thread::Builder::new().name(format!("archive-lane-{id}")).spawn(move || lane.run(rx)).expect("spawn writer lane");
+                let thread = std::thread::Builder::new()
+                    .name(format!("archive-lane-{id}"))
+                    .spawn(move || {
+                        crate::event::thread::run_in_background();
+                        lane.run(rx)
+                    })
+                    .expect("spawn writer lane");
                 LaneHandle { tx, open_bytes, thread }
             })
             .collect();

@@ -190,6 +190,19 @@ pub struct StateSection {
     /// What loading the Sigma files warned about (unknown metadata keys, …): logged at
     /// start and shown by check-config.
     pub warnings: Vec<String>,
+    /// What a live run does when the alert path falls behind.
+    pub overload: Overload,
+}
+
+/// `[state.overload]`: when the alert path falls behind a live source, leave low-severity
+/// alerts out of it (they are archived as events all the same) instead of slowing the
+/// archive down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overload {
+    pub shed: bool,
+    /// Batches waiting for the alert path (of 16) from which severity 3 and lower are left
+    /// out; with all 16 waiting, severity 2 too. Severity 1 always goes through.
+    pub high_water: usize,
 }
 
 impl Config {
@@ -524,6 +537,7 @@ fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
             "shards",
             "dedup",
             "context",
+            "overload",
             "selectors",
             "rules",
             "sigma",
@@ -543,6 +557,9 @@ fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
         max_value_bytes: cx.uint(&c, "max_value_bytes", 256, 8, 65_536) as usize,
         max_bytes: cx.uint(&c, "max_bytes", 256 << 20, 1 << 16, 1 << 40) as usize,
     };
+    let o = cx.section(&st, "overload");
+    cx.unknown_keys(&o, &["shed", "high_water"]);
+    let overload = Overload { shed: cx.boolean(&o, "shed", false), high_water: cx.uint(&o, "high_water", 12, 1, 16) as usize };
     let d = cx.section(&st, "dedup");
     cx.unknown_keys(&d, &["key", "window_secs", "rollup_secs", "max_keys"]);
     let dflt = DedupConfig::default();
@@ -680,7 +697,7 @@ fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
     };
     let output = cx.string(&st, "output").filter(|o| !o.is_empty()).map(PathBuf::from);
     let late_output = cx.string(&st, "late_output").filter(|o| !o.is_empty()).map(PathBuf::from);
-    Some(StateSection { engine, output, late_output, warnings })
+    Some(StateSection { engine, output, late_output, warnings, overload })
 }
 
 fn read_enrich(cx: &mut Cx, root: &Tbl) -> crate::enrich::EnrichConfig {

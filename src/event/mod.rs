@@ -21,6 +21,7 @@ pub mod prefix;
 pub mod reject;
 pub mod scored;
 pub mod stats;
+pub mod thread;
 pub mod time;
 pub mod triage;
 

@@ -29,6 +29,10 @@ enum Job {
 
 pub struct AlertWorker {
     tx: Option<Sender<Job>>,
+    /// Shedding from this many waiting batches on (`None`: never).
+    shed: Option<usize>,
+    shed_total: u64,
+    shed_logged: Option<std::time::Instant>,
     rx: Receiver<AlertOutput>,
     outstanding: usize,
     thread: Option<JoinHandle<()>>,
@@ -36,6 +40,10 @@ pub struct AlertWorker {
 
 /// Jobs queued before the archive waits (backpressure).
 const QUEUE: usize = 16;
+
+/// Fault injection for tests: the alert path takes this many milliseconds more per batch
+/// (an alert path that falls behind).
+pub const FAULT_SLOW_ALERT_PATH: &str = "ALERTFLOW_FAULT_SLOW_ALERT_PATH_MS";
 
 impl AlertWorker {
     /// Runs `stage` on its own thread; `policy` says which snapshot comes next (the state
@@ -52,10 +60,12 @@ impl AlertWorker {
         let (writer, snapshots) = bounded::<Pending>(2);
         let written = policy.clone();
         let _ = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
+            crate::event::thread::run_in_background();
             for p in snapshots {
                 write_snapshot(p, &written);
             }
         });
+        let slow = std::env::var(FAULT_SLOW_ALERT_PATH).ok().and_then(|v| v.parse::<u64>().ok()).map(std::time::Duration::from_millis);
         let thread = std::thread::Builder::new()
             .name("state".into())
             .spawn(move || {
@@ -63,7 +73,12 @@ impl AlertWorker {
                 let mut offers: Option<crate::act::outbox::Offers> = None;
                 for job in jobs {
                     let out = match job {
-                        Job::Process(b, now) => stage.process_input(*b, now),
+                        Job::Process(b, now) => {
+                            if let Some(d) = slow {
+                                std::thread::sleep(d);
+                            }
+                            stage.process_input(*b, now)
+                        }
                         Job::Advance(now) => {
                             let mut o = AlertOutput::default();
                             stage.advance(now, &mut o);
@@ -118,7 +133,7 @@ impl AlertWorker {
                 }
             })
             .expect("spawn state thread");
-        Self { tx: Some(tx), rx, outstanding: 0, thread: Some(thread) }
+        Self { tx: Some(tx), rx, outstanding: 0, thread: Some(thread), shed: None, shed_total: 0, shed_logged: None }
     }
 
     fn submit(&mut self, job: Job) {
@@ -138,9 +153,37 @@ impl AlertWorker {
         }
     }
 
-    /// Takes what the state needs of `batch` (on this thread) and queues it.
+    /// Takes what the state needs of `batch` (on this thread) and queues it. When
+    /// shedding (see [`AlertWorker::shed_when_behind`]) and the alert path is behind, the
+    /// less severe alerts are left out first.
     pub fn process(&mut self, batch: &EventBatch, now_us: i64) {
-        self.submit(Job::Process(Box::new(StateInput::from_batch(batch)), now_us));
+        let mut input = StateInput::from_batch(batch);
+        if let (Some(high_water), Some(tx)) = (self.shed, &self.tx) {
+            let waiting = tx.len();
+            if waiting >= high_water && input.alerts.is_some() {
+                let keep = if waiting >= QUEUE { 1 } else { 2 };
+                let shed = input.shed_above(keep);
+                for (i, n) in shed.iter().enumerate().filter(|(_, n)| **n > 0) {
+                    metrics::counter!(m::ALERTS_SHED, "severity" => ["2", "3", "4"][i]).increment(*n);
+                }
+                let n: u64 = shed.iter().sum();
+                if n > 0 {
+                    self.shed_total += n;
+                    if self.shed_logged.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(10)) {
+                        self.shed_logged = Some(std::time::Instant::now());
+                        tracing::warn!(waiting, kept_severity = keep, shed_total = self.shed_total, "alert path behind: low-severity alerts left out of it");
+                    }
+                }
+            }
+        }
+        self.submit(Job::Process(Box::new(input), now_us));
+    }
+
+    /// Leaves less severe alerts out of the alert path while `high_water` or more batches
+    /// wait for it (`[state.overload]`; live runs only): severity 3 and lower, and with a
+    /// full queue severity 2 too. They are archived as events all the same.
+    pub fn shed_when_behind(&mut self, high_water: usize) {
+        self.shed = Some(high_water.clamp(1, QUEUE));
     }
 
     pub fn advance(&mut self, now_us: i64) {

@@ -175,6 +175,14 @@ impl Committer {
         Ok(())
     }
 
+    /// Leaves less severe alerts out of the alert path while it is behind (see
+    /// [`AlertWorker::shed_when_behind`]).
+    pub fn shed_when_behind(&mut self, high_water: usize) {
+        if let Some(a) = self.alerts.as_mut() {
+            a.worker.shed_when_behind(high_water);
+        }
+    }
+
     /// Starts the outbox (after [`Committer::enable_alerts`]): the alert path's lines go to
     /// the triggers from its own thread as they are made, and every commit point waits until
     /// the actions they queued are journaled.

@@ -197,6 +197,9 @@ pub fn run(
             .with_audit(cfg.audit.enabled)
             .with_stats(stats.clone());
         archive.enable_alerts(path, cfg.state.output.clone(), cfg.state.late_output.clone(), cfg.audit.enabled)?;
+        if cfg.state.overload.shed && mode == Mode::Follow {
+            archive.shed_when_behind(cfg.state.overload.high_water);
+        }
         if cfg.actions.active() {
             archive.enable_actions(cfg.actions.clone())?;
         }

@@ -124,6 +124,32 @@ impl ContextRows {
 }
 
 impl StateInput {
+    /// Leaves out the alerts of severity above `max_severity` (a larger number is less
+    /// severe; no severity counts as the least); returns how many of each severity 2–4
+    /// (index 0–2; 4 and none as 4) left.
+    pub fn shed_above(&mut self, max_severity: i32) -> [u64; 3] {
+        let mut shed = [0u64; 3];
+        let Some(a) = self.alerts.as_mut() else { return shed };
+        let sev = col::<Int32Array>(&a.columns, "alert_severity");
+        let level = |i: usize| if sev.is_valid(i) { sev.value(i).clamp(1, 4) } else { 4 };
+        let keep: BooleanArray = (0..a.columns.num_rows())
+            .map(|i| {
+                let l = level(i);
+                if l > max_severity {
+                    shed[(l.max(2) - 2) as usize] += 1;
+                }
+                Some(l <= max_severity)
+            })
+            .collect();
+        if shed.iter().sum::<u64>() == 0 {
+            return shed;
+        }
+        let rows = filter_record_batch(&a.columns, &keep).expect("mask matches the batch");
+        let hours = (0..keep.len()).filter(|&i| keep.value(i)).map(|i| a.hours[i]).collect();
+        self.alerts = (rows.num_rows() > 0).then(|| EventBatch { columns: rows, hours, context: None });
+        shed
+    }
+
     pub fn from_batch(events: &EventBatch) -> Self {
         let b = &events.columns;
         let et = col::<StringArray>(b, "event_type");
