@@ -19,6 +19,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -148,6 +149,8 @@ def latency(a):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
+    # Archives of millions of lines a run: not kept.
+    shutil.rmtree(tmp, ignore_errors=True)
     lat = sorted((rx.arrived[s] - t) * 1000 for s, t in written.items() if s in rx.arrived)
     steady = sorted((rx.arrived[s] - t) * 1000 for s, t in written.items() if s in rx.arrived and t - start >= a.warmup)
     lost = len(written) - len(lat)
