@@ -95,20 +95,38 @@ impl Deferred {
 pub struct TrackedMap<K, V> {
     map: HashMap<K, V>,
     changed: HashSet<K>,
+    tracking: Tracking,
+}
+
+/// Whether a map tracks its changes, and whether it was emptied since the last snapshot.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tracking {
+    on: bool,
     cleared: bool,
-    tracking: bool,
+}
+
+impl Tracking {
+    /// The map was emptied; returns whether its list of changed keys is to go too.
+    fn clear(&mut self) -> bool {
+        self.cleared |= self.on;
+        self.on
+    }
+
+    fn start(&mut self) {
+        *self = Tracking { on: true, cleared: false };
+    }
 }
 
 impl<K, V> Default for TrackedMap<K, V> {
     fn default() -> Self {
-        Self { map: HashMap::new(), changed: HashSet::new(), cleared: false, tracking: false }
+        Self { map: HashMap::new(), changed: HashSet::new(), tracking: Tracking::default() }
     }
 }
 
 impl<K: Clone, V: Clone> Clone for TrackedMap<K, V> {
     /// The entries (a copy does not track).
     fn clone(&self) -> Self {
-        Self { map: self.map.clone(), changed: HashSet::new(), cleared: false, tracking: false }
+        Self { map: self.map.clone(), ..Default::default() }
     }
 }
 
@@ -137,7 +155,7 @@ impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        if self.tracking && !self.changed.contains(k) {
+        if self.tracking.on && !self.changed.contains(k) {
             if let Some((key, _)) = self.map.get_key_value(k) {
                 let key = key.clone();
                 self.changed.insert(key);
@@ -192,14 +210,14 @@ impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
     where
         V: Default,
     {
-        if self.tracking && !self.changed.contains(&k) {
+        if self.tracking.on && !self.changed.contains(&k) {
             self.changed.insert(k.clone());
         }
         self.map.entry(k).or_default()
     }
 
     pub fn insert(&mut self, k: K, v: V) -> Option<V> {
-        if self.tracking && !self.changed.contains(&k) {
+        if self.tracking.on && !self.changed.contains(&k) {
             self.changed.insert(k.clone());
         }
         self.map.insert(k, v)
@@ -216,17 +234,15 @@ impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
 
     pub fn clear(&mut self) {
         self.map.clear();
-        if self.tracking {
-            self.cleared = true;
+        if self.tracking.clear() {
             self.changed.clear();
         }
     }
 
     /// Tracks changes from now on (call once its whole content is saved).
     pub fn track(&mut self) {
-        self.tracking = true;
+        self.tracking.start();
         self.changed.clear();
-        self.cleared = false;
     }
 
     /// Writes the changes since the last snapshot (see the module) and starts over.
@@ -246,7 +262,7 @@ impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
         V: Serialize + Clone + Send + 'static,
     {
         let changed = std::mem::take(&mut self.changed);
-        let clear = std::mem::take(&mut self.cleared);
+        let clear = std::mem::take(&mut self.tracking.cleared);
         let set: Vec<(K, V)> = changed.iter().filter_map(|k| self.map.get_key_value(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
         let del: Vec<K> = changed.into_iter().filter(|k| !self.map.contains_key(k)).collect();
         Box::new(move |w: &mut dyn Write| {
@@ -282,8 +298,7 @@ impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
 pub struct TrackedLru<K: Hash + Eq, V> {
     cache: LruCache<K, V>,
     changed: HashMap<K, bool>,
-    cleared: bool,
-    tracking: bool,
+    tracking: Tracking,
 }
 
 /// What a delta of a [`TrackedLru`] holds, parsed.
@@ -296,15 +311,15 @@ pub struct LruChanges<K, V> {
 
 impl<K: Hash + Eq + Clone, V> TrackedLru<K, V> {
     pub fn unbounded() -> Self {
-        Self { cache: LruCache::unbounded(), changed: HashMap::new(), cleared: false, tracking: false }
+        Self { cache: LruCache::unbounded(), changed: HashMap::new(), tracking: Tracking::default() }
     }
 
     pub fn new(cap: NonZeroUsize) -> Self {
-        Self { cache: LruCache::new(cap), changed: HashMap::new(), cleared: false, tracking: false }
+        Self { cache: LruCache::new(cap), changed: HashMap::new(), tracking: Tracking::default() }
     }
 
     fn moved(&mut self, k: &K) {
-        if self.tracking {
+        if self.tracking.on {
             match self.changed.get_mut(k) {
                 Some(m) => *m = true,
                 None => {
@@ -315,7 +330,7 @@ impl<K: Hash + Eq + Clone, V> TrackedLru<K, V> {
     }
 
     fn touched(&mut self, k: &K) {
-        if self.tracking && !self.changed.contains_key(k) {
+        if self.tracking.on && !self.changed.contains_key(k) {
             self.changed.insert(k.clone(), false);
         }
     }
@@ -389,17 +404,15 @@ impl<K: Hash + Eq + Clone, V> TrackedLru<K, V> {
 
     pub fn clear(&mut self) {
         self.cache.clear();
-        if self.tracking {
-            self.cleared = true;
+        if self.tracking.clear() {
             self.changed.clear();
         }
     }
 
     /// Tracks changes from now on (call once its whole content is saved).
     pub fn track(&mut self) {
-        self.tracking = true;
+        self.tracking.start();
         self.changed.clear();
-        self.cleared = false;
     }
 
     /// Writes the changes since the last snapshot (see the module) and starts over; `key`
@@ -439,7 +452,7 @@ impl<K: Hash + Eq + Clone, V> TrackedLru<K, V> {
         let upd = changed.keys().filter(|k| !in_front.contains(k)).filter_map(|k| self.cache.peek(k).map(|v| (k.clone(), v.clone()))).collect();
         let put = front.into_iter().rev().map(|(k, v)| (k.clone(), v.clone())).collect();
         let del = changed.into_keys().filter(|k| !self.cache.contains(k)).collect();
-        LruChanges { clear: std::mem::take(&mut self.cleared), del, upd, put }
+        LruChanges { clear: std::mem::take(&mut self.tracking.cleared), del, upd, put }
     }
 
     /// Applies a parsed delta (see [`TrackedLru::write_changes`]); `then` sees every entry
