@@ -108,12 +108,29 @@ pub fn segments(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Every row of every sealed segment.
+/// Every row of every sealed segment. A file listed and gone before it was opened was
+/// replaced by a compaction of a running `alertflow` (it swaps an hour's folder at once):
+/// the archive is read again, as any reader does.
 pub fn read_archive(root: &Path) -> Vec<Row> {
+    for _ in 0..50 {
+        if let Some(rows) = try_read_archive(root) {
+            return rows;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("the archive under {} kept changing while it was read", root.display());
+}
+
+fn try_read_archive(root: &Path) -> Option<Vec<Row>> {
     let mut rows = Vec::new();
     for seg in segments(root) {
         let partition = seg.parent().unwrap().strip_prefix(root.join("events")).unwrap().display().to_string();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&seg).unwrap()).unwrap().build().unwrap();
+        let file = match std::fs::File::open(&seg) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => panic!("{}: {e}", seg.display()),
+        };
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
         for batch in reader {
             let b = batch.unwrap();
             let s = |name: &str| b.column_by_name(name).unwrap().as_string::<i32>().clone();
@@ -177,7 +194,7 @@ pub fn read_archive(root: &Path) -> Vec<Row> {
             }
         }
     }
-    rows
+    Some(rows)
 }
 
 /// The `raw` text alertflow keeps for a line: no terminator, BOM or `@cee:` prefix.
