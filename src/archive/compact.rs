@@ -2,10 +2,12 @@
 //!
 //! A live sensor at a trickle seals a small segment every `idle_seal_ms`; an hour of them
 //! is thousands of files, and every reader pays per file. Once no commit has touched a
-//! partition for `quiet_secs`, its segments (all but those of the newest commit, whose
-//! footers carry the positions recovery resumes from) are read in commit order and written
-//! into `compact-<first epoch>-<last epoch>-<n>.parquet` files of up to `target_bytes` in a
-//! staging folder, `<root>/_compact/<table>/date=…/hour=…`, outside every table.
+//! partition for `quiet_secs`, its sealed files are read in commit order and written into
+//! `compact-<first epoch>-<last epoch>-<n>.parquet` files of up to `target_bytes` in a
+//! staging folder, `<root>/_compact/<table>/date=…/hour=…`, outside every table. The newest
+//! checkpoint among them (the positions recovery resumes from, in the footer of a commit's
+//! segment 0) goes into the footer of the last file, under the epoch it belongs to, so the
+//! newest commit's segments are merged like the others.
 //!
 //! The swap is one atomic step: `renameat2(RENAME_EXCHANGE)` exchanges the partition
 //! folder and the staging folder, so a reader lists either the old segments or the new
@@ -24,6 +26,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
+use super::checkpoint::{KEY_CHECKPOINT, KEY_EPOCH};
 use super::{io_err, recovery, ArchiveError, Table};
 
 /// The folder under the archive root where compacted files are built.
@@ -80,11 +83,7 @@ pub struct Built {
 /// The (first, last) epoch of a segment (both its own) or a compacted file (the range it
 /// merged).
 fn epochs_of(name: &str) -> Option<(u64, u64)> {
-    if let Some(core) = name.strip_prefix("compact-").and_then(|n| n.strip_suffix(".parquet")) {
-        let mut it = core.split('-');
-        return Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?));
-    }
-    recovery::epoch_of_final(name).map(|e| (e, e))
+    recovery::compacted_range(name).or_else(|| recovery::epoch_of_final(name).map(|e| (e, e)))
 }
 
 /// The last epoch of a segment or compacted file.
@@ -115,15 +114,14 @@ fn survey(dir: &Path) -> Result<(Vec<(String, u64)>, bool), ArchiveError> {
     Ok((files, temp))
 }
 
-/// What to merge in `dir`: every sealed file older than `newest_epoch`, when there are at
-/// least `min_files` of them and they are not already one file per target size.
-pub fn plan(root: &Path, table: Table, dir: &Path, newest_epoch: Option<u64>, cfg: &CompactionConfig) -> Result<Option<Plan>, ArchiveError> {
+/// What to merge in `dir`: every sealed file, when there are at least `min_files` of them
+/// and they are not already one file per target size.
+pub fn plan(root: &Path, table: Table, dir: &Path, cfg: &CompactionConfig) -> Result<Option<Plan>, ArchiveError> {
     let Ok(rel) = dir.strip_prefix(root.join(table.dir())) else { return Ok(None) };
-    let (files, temp) = survey(dir)?;
+    let (sources, temp) = survey(dir)?;
     if temp {
         return Ok(None);
     }
-    let sources: Vec<(String, u64)> = files.into_iter().filter(|(n, _)| newest_epoch.is_none_or(|e| epoch_of(n).is_some_and(|x| x < e))).collect();
     let bytes: u64 = sources.iter().map(|s| s.1).sum();
     let needed = bytes.div_ceil(cfg.target_bytes.max(1)).max(1) as usize;
     if sources.len() < cfg.min_files.max(2) || sources.len() <= needed {
@@ -151,7 +149,11 @@ pub fn build(plan: Plan, props: &WriterProperties, target_bytes: u64) -> Result<
     let from = plan.sources.join(",");
     let mut built = Built { files: 0, rows: 0, bytes_before: 0, bytes_after: 0, plan: plan.clone() };
     let mut writer: Option<(ArrowWriter<std::fs::File>, PathBuf)> = None;
+    // A full file is closed when the next batch comes, so the last one is known at the end.
+    let mut full = false;
     let mut schema = None;
+    // The newest checkpoint among the sources: (epoch, JSON).
+    let mut checkpoint: Option<(u64, String)> = None;
     let close = |w: ArrowWriter<std::fs::File>, path: &Path, built: &mut Built| -> Result<(), ArchiveError> {
         let f = w.into_inner().map_err(|error| ArchiveError::Segment { path: path.to_path_buf(), error })?;
         f.sync_all().map_err(io_err(path))?;
@@ -164,7 +166,13 @@ pub fn build(plan: Plan, props: &WriterProperties, target_bytes: u64) -> Result<
         let bad = |error| ArchiveError::Segment { path: src.clone(), error };
         let file = std::fs::File::open(&src).map_err(io_err(&src))?;
         built.bytes_before += file.metadata().map_err(io_err(&src))?.len();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(bad)?.with_batch_size(8192).build().map_err(bad)?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(bad)?;
+        if let (Some(e), Some(json)) = recovery::checkpoint_keys(builder.metadata().file_metadata().key_value_metadata().map_or(&[][..], |v| v)) {
+            if checkpoint.as_ref().is_none_or(|(newest, _)| e > *newest) {
+                checkpoint = Some((e, json));
+            }
+        }
+        let reader = builder.with_batch_size(8192).build().map_err(bad)?;
         for batch in reader {
             let batch = batch.map_err(|e| bad(e.into()))?;
             // Segments of one partition written by different versions may differ in
@@ -172,6 +180,10 @@ pub fn build(plan: Plan, props: &WriterProperties, target_bytes: u64) -> Result<
             let s = schema.get_or_insert_with(|| batch.schema());
             if *s != batch.schema() {
                 return Err(ArchiveError::Compaction { path: src.clone(), reason: "its columns differ from the partition's other segments".into() });
+            }
+            if std::mem::take(&mut full) {
+                let (w, path) = writer.take().expect("open");
+                close(w, &path, &mut built)?;
             }
             if writer.is_none() {
                 let path = staging.join(format!("compact-{first:012}-{last:012}-{:04}.parquet", built.files));
@@ -184,13 +196,16 @@ pub fn build(plan: Plan, props: &WriterProperties, target_bytes: u64) -> Result<
             let (w, path) = writer.as_mut().expect("just opened");
             w.write(&batch).map_err(|error| ArchiveError::Segment { path: path.clone(), error })?;
             built.rows += batch.num_rows() as u64;
-            if (w.bytes_written() + w.in_progress_size()) as u64 >= target_bytes {
-                let (w, path) = writer.take().expect("open");
-                close(w, &path, &mut built)?;
-            }
+            full = (w.bytes_written() + w.in_progress_size()) as u64 >= target_bytes;
         }
     }
-    if let Some((w, path)) = writer.take() {
+    if let Some((mut w, path)) = writer.take() {
+        // Recovery reads the positions of the newest commit from here once its segments
+        // are gone (see `recovery`).
+        if let Some((epoch, json)) = checkpoint {
+            w.append_key_value_metadata(KeyValue::new(KEY_EPOCH.into(), epoch.to_string()));
+            w.append_key_value_metadata(KeyValue::new(KEY_CHECKPOINT.into(), json));
+        }
         close(w, &path, &mut built)?;
     }
     super::sync_dir(staging)?;
@@ -305,9 +320,8 @@ impl Compactor {
     }
 
     /// Called on the commit thread between commits. `busy(partition)`: whether a segment of
-    /// that `date=…/hour=…` is open (then no exchange now). `newest_epoch`: the newest
-    /// commit (its segments are never part of a plan).
-    pub fn maintain(&mut self, newest_epoch: Option<u64>, busy: impl Fn(&str) -> bool) {
+    /// that `date=…/hour=…` is open (then no exchange now).
+    pub fn maintain(&mut self, busy: impl Fn(&str) -> bool) {
         self.take_finished();
         if self.job.is_some() {
             return;
@@ -319,7 +333,7 @@ impl Compactor {
             }
             self.land(b);
         }
-        self.pick(newest_epoch);
+        self.pick();
     }
 
     /// While a commit is being sealed: only takes a finished build (it lands later).
@@ -391,7 +405,7 @@ impl Compactor {
         });
     }
 
-    fn pick(&mut self, newest_epoch: Option<u64>) {
+    fn pick(&mut self) {
         if self.job.is_some() || self.ready.is_some() {
             return;
         }
@@ -402,7 +416,7 @@ impl Compactor {
             if self.failed.contains(&key.1) {
                 continue;
             }
-            match plan(&self.root, key.0, &key.1, newest_epoch, &self.cfg) {
+            match plan(&self.root, key.0, &key.1, &self.cfg) {
                 Ok(Some(plan)) => {
                     let (tx, rx) = crossbeam_channel::bounded(1);
                     let (props, target) = (self.props.clone(), self.cfg.target_bytes);
@@ -436,18 +450,17 @@ pub struct Done {
 }
 
 /// Compacts every partition of an archive no process is writing (`alertflow compact`):
-/// quiet or not, with at least `cfg.min_files` segments; the newest commit's segments stay.
+/// quiet or not, with at least `cfg.min_files` segments.
 /// With `dry_run`, the plans only (nothing is written).
 pub fn run_by_hand(root: &Path, cfg: &CompactionConfig, props: &WriterProperties, dry_run: bool) -> Result<Vec<Done>, ArchiveError> {
     let _lock = super::lock_archive(root)?;
     if !dry_run {
         remove_staging(root)?;
     }
-    let newest = recovery::newest_epoch(root)?;
     let mut out = Vec::new();
     for t in Table::ALL {
         for p in super::layout::partitions(root, t.dir())? {
-            let Some(plan) = plan(root, t, &p.dir, newest, cfg)? else { continue };
+            let Some(plan) = plan(root, t, &p.dir, cfg)? else { continue };
             let mut done =
                 Done { table: t, partition: plan.partition.clone(), segments: plan.sources.len(), files: 0, rows: 0, bytes_before: 0, bytes_after: 0 };
             if !dry_run {

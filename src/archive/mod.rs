@@ -469,14 +469,13 @@ impl Segments {
     pub fn maintain(&mut self) {
         let Some(c) = self.compactor.as_mut() else { return };
         let (sealing, open) = (self.sealing, &self.open_hours);
-        let newest = if sealing { None } else { self.epoch.checked_sub(1) };
         // While a commit is sealed nothing is exchanged, and nothing new is planned
-        // (the newest commit, which a plan leaves out, is not known yet).
+        // (its temporaries are in the partitions).
         if sealing {
             c.maintain_busy();
             return;
         }
-        c.maintain(newest, |partition| open.iter().any(|&h| crate::event::time::partition_path(h) == partition));
+        c.maintain(|partition| open.iter().any(|&h| crate::event::time::partition_path(h) == partition));
     }
 
     /// Right after a commit (nothing open): once every [`RETENTION_EVERY`], moves the

@@ -1,9 +1,11 @@
 //! Start-up recovery of the archive (see the module doc of [`crate::archive`]).
 //!
-//! Walks `events/date=*/hour=*/`, finds the newest commit (the highest epoch with a sealed
-//! segment), renames that commit's remaining temporaries into place (they were complete
-//! and fsynced before its first rename), deletes every other temporary (a commit that
-//! never reached its first rename), and reads the positions from the commit's footer.
+//! Walks every table's `date=*/hour=*/`, finds the newest commit (the highest epoch with a
+//! sealed segment, or the last epoch a compacted file merged), renames that commit's
+//! remaining temporaries into place (they were complete and fsynced before its first
+//! rename), deletes every other temporary (a commit that never reached its first rename),
+//! and reads the positions from the commit's footer: segment 0's, or the compacted file's
+//! that took it in (compaction carries the newest checkpoint it merged into its last file).
 
 use std::path::{Path, PathBuf};
 
@@ -30,10 +32,25 @@ fn parse_final(name: &str) -> Option<(u64, usize, usize)> {
     it.next().is_none().then_some((e, i, n))
 }
 
-/// The epoch of a temporary name.
 /// The epoch of a sealed segment's name (`part-<epoch>-<index>-<count>.parquet`).
 pub fn epoch_of_final(name: &str) -> Option<u64> {
     parse_final(name).map(|f| f.0)
+}
+
+/// `(first, last)` epoch of a compacted file's name (`compact-<first>-<last>-<n>.parquet`).
+pub fn compacted_range(name: &str) -> Option<(u64, u64)> {
+    let core = name.strip_prefix("compact-")?.strip_suffix(".parquet")?;
+    let mut it = core.split('-');
+    let first = it.next()?.parse().ok()?;
+    let last = it.next()?.parse().ok()?;
+    let _n: usize = it.next()?.parse().ok()?;
+    it.next().is_none().then_some((first, last))
+}
+
+/// The newest commit whose rows a sealed file holds: a segment's epoch, or the last epoch
+/// a compacted file merged.
+pub fn last_epoch_of(name: &str) -> Option<u64> {
+    epoch_of_final(name).or_else(|| compacted_range(name).map(|r| r.1))
 }
 
 fn parse_temp(name: &str) -> Option<u64> {
@@ -66,6 +83,7 @@ struct Found {
 pub fn recover(root: &Path) -> Result<Recovered, ArchiveError> {
     let mut finals: Vec<(u64, usize, usize, Found)> = Vec::new();
     let mut temps: Vec<(u64, Found)> = Vec::new();
+    let mut compacted: Vec<(u64, Found)> = Vec::new();
     for dir in super::layout::all_partitions(root)?.into_iter().map(|p| p.dir) {
         for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
             let entry = entry.map_err(io_err(&dir))?;
@@ -74,11 +92,13 @@ pub fn recover(root: &Path) -> Result<Recovered, ArchiveError> {
                 finals.push((e, i, n, Found { dir: dir.clone(), name }));
             } else if let Some(e) = parse_temp(&name) {
                 temps.push((e, Found { dir: dir.clone(), name }));
+            } else if let Some((_, last)) = compacted_range(&name) {
+                compacted.push((last, Found { dir: dir.clone(), name }));
             }
         }
     }
     let mut rec = Recovered { segments: finals.len(), ..Default::default() };
-    let newest = finals.iter().map(|f| f.0).max();
+    let newest = finals.iter().map(|f| f.0).chain(compacted.iter().map(|c| c.0)).max();
     if let Some(epoch) = newest {
         let count = finals.iter().find(|f| f.0 == epoch).map(|f| f.2).unwrap_or(0);
         // The commit's remaining temporaries take the indexes its renames did not reach.
@@ -97,16 +117,20 @@ pub fn recover(root: &Path) -> Result<Recovered, ArchiveError> {
             }
         }
         let sealed = finals.iter().filter(|f| f.0 == epoch).count() + rec.rolled_forward;
-        if sealed != count {
+        // Segments a compaction took in are not counted here (their file lists them).
+        let merged = compacted.iter().any(|c| c.0 == epoch);
+        if sealed != count && !merged {
             tracing::warn!(epoch, expected = count, found = sealed, "newest commit is missing segments (deleted by hand?)");
         }
         // Segment 0 was renamed first and carries the checkpoint (segments a lane closed
-        // early carry only the epoch); any other segment with one does too.
+        // early carry only the epoch); any other segment with one does too, and so does a
+        // compacted file that merged it.
         let mut segs: Vec<(usize, PathBuf)> = finals.iter().filter(|f| f.0 == epoch).map(|f| (f.1, f.3.dir.join(&f.3.name))).collect();
         segs.sort();
+        segs.extend(compacted.iter().filter(|c| c.0 == epoch).map(|c| (usize::MAX, c.1.dir.join(&c.1.name))));
         let mut found = None;
         for (_, seg) in &segs {
-            match read_checkpoint(seg) {
+            match read_checkpoint_of(seg, epoch) {
                 Ok(c) => {
                     found = Some(c);
                     break;
@@ -116,7 +140,7 @@ pub fn recover(root: &Path) -> Result<Recovered, ArchiveError> {
         }
         rec.checkpoint = match found {
             Some(c) => c,
-            None => read_checkpoint(&segs[0].1)?,
+            None => read_checkpoint_of(&segs[0].1, epoch)?,
         };
         rec.next_epoch = epoch + 1;
     }
@@ -133,32 +157,40 @@ pub fn recover(root: &Path) -> Result<Recovered, ArchiveError> {
     Ok(rec)
 }
 
-/// The newest commit with a sealed segment, read from the names alone (changes nothing).
+/// The newest commit with a sealed segment or merged into a compacted file, read from the
+/// names alone (changes nothing).
 pub fn newest_epoch(root: &Path) -> Result<Option<u64>, ArchiveError> {
     let mut newest = None;
     for dir in super::layout::all_partitions(root)?.into_iter().map(|p| p.dir) {
         for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
             let name = entry.map_err(io_err(&dir))?.file_name();
-            if let Some((e, _, _)) = parse_final(&name.to_string_lossy()) {
-                newest = newest.max(Some(e));
-            }
+            newest = newest.max(last_epoch_of(&name.to_string_lossy()));
         }
     }
     Ok(newest)
 }
 
-/// Reads the checkpoint from a sealed segment's footer.
-pub fn read_checkpoint(path: &Path) -> Result<Checkpoint, ArchiveError> {
+/// Reads the checkpoint of commit `epoch` from a sealed file's footer (a segment of that
+/// commit, or a compacted file that carries it).
+pub fn read_checkpoint_of(path: &Path, epoch: u64) -> Result<Checkpoint, ArchiveError> {
     let bad = |reason: String| ArchiveError::BadSegment { path: path.to_path_buf(), reason };
     let file = std::fs::File::open(path).map_err(io_err(path))?;
     let reader = SerializedFileReader::new(file).map_err(|e| bad(e.to_string()))?;
     let kv = reader.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
-    let get = |k: &str| kv.iter().find(|x| x.key == k).and_then(|x| x.value.clone());
-    if get(KEY_EPOCH).is_none() {
-        return Err(bad("no alertflow.epoch key".into()));
+    let (epoch_kv, json) = checkpoint_keys(&kv);
+    match epoch_kv {
+        None => return Err(bad("no alertflow.epoch key".into())),
+        Some(e) if e != epoch => return Err(bad(format!("its checkpoint is of commit {e}, not {epoch}"))),
+        Some(_) => {}
     }
-    let json = get(KEY_CHECKPOINT).ok_or_else(|| bad("no alertflow.checkpoint key".into()))?;
+    let json = json.ok_or_else(|| bad("no alertflow.checkpoint key".into()))?;
     serde_json::from_str(&json).map_err(|e| bad(e.to_string()))
+}
+
+/// The commit (`alertflow.epoch`) and checkpoint JSON in a footer's key-value metadata.
+pub fn checkpoint_keys(kv: &[parquet::file::metadata::KeyValue]) -> (Option<u64>, Option<String>) {
+    let get = |k: &str| kv.iter().find(|x| x.key == k).and_then(|x| x.value.clone());
+    (get(KEY_EPOCH).and_then(|e| e.parse().ok()), get(KEY_CHECKPOINT))
 }
 
 #[cfg(test)]
@@ -171,5 +203,9 @@ mod tests {
         assert_eq!(parse_temp(&temp_name(42, 1, 3)), Some(42));
         assert_eq!(parse_final("part-1-2.parquet"), None);
         assert_eq!(parse_temp("part-000000000001-0001.parquet.tmp"), None);
+        assert_eq!(compacted_range("compact-000000000003-000000000041-0002.parquet"), Some((3, 41)));
+        assert_eq!(last_epoch_of("compact-000000000003-000000000041-0002.parquet"), Some(41));
+        assert_eq!(last_epoch_of(&final_name(42, 0, 2)), Some(42));
+        assert_eq!(compacted_range("compact-3-4.parquet"), None);
     }
 }

@@ -4,8 +4,8 @@
 //! `<root>/_trash/<table>/date=…-<epoch>` (one atomic rename: readers see all of it or
 //! none of it, and `_trash` is no table), then the trash is deleted on a thread of its own.
 //! A crash in between leaves files only in `_trash`, which the next start empties. Never
-//! removed: a partition holding a segment of the newest commit (recovery reads the source
-//! positions from it) or one with a temporary in it (a commit being written); passes run
+//! removed: a partition holding a segment of the newest commit, or a compacted file that
+//! merged it (recovery reads the source positions from it), or one with a temporary in it (a commit being written); passes run
 //! on the commit coordinator right after a commit, when nothing is open.
 //!
 //! The cut is by event date (UTC): with `days = 30`, on 2026-12-04 every `date=` before
@@ -62,7 +62,6 @@ pub fn cutoff_date(now_us: i64, days: u32) -> String {
 /// commit, whose partitions are kept.
 pub fn find(root: &Path, retention: &Retention, now_us: i64, newest_epoch: Option<u64>) -> Result<Pass, ArchiveError> {
     let mut pass = Pass::default();
-    let newest = newest_epoch.map(|e| format!("part-{e:012}-"));
     for t in Table::ALL {
         let Some(days) = retention.days(t) else { continue };
         let cut = cutoff_date(now_us, days);
@@ -76,7 +75,7 @@ pub fn find(root: &Path, retention: &Retention, now_us: i64, newest_epoch: Optio
             if date.len() != 10 || date >= cut.as_str() || !entry.path().is_dir() {
                 continue;
             }
-            let (files, bytes, temp, holds_newest) = survey(&entry.path(), newest.as_deref())?;
+            let (files, bytes, temp, holds_newest) = survey(&entry.path(), newest_epoch)?;
             let e = Expired { table: t, date: date.to_string(), dir: entry.path(), files, bytes };
             if holds_newest {
                 pass.kept.push((e, "holds the newest commit"));
@@ -92,8 +91,8 @@ pub fn find(root: &Path, retention: &Retention, now_us: i64, newest_epoch: Optio
 }
 
 /// Files and bytes under a date folder, whether a temporary is among them, and whether a
-/// segment's name starts with `newest`.
-fn survey(dir: &Path, newest: Option<&str>) -> Result<(u64, u64, bool, bool), ArchiveError> {
+/// file holds rows of commit `newest` (a segment of it, or a compacted file ending with it).
+fn survey(dir: &Path, newest: Option<u64>) -> Result<(u64, u64, bool, bool), ArchiveError> {
     let (mut files, mut bytes, mut temp, mut holds) = (0, 0, false, false);
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -108,7 +107,7 @@ fn survey(dir: &Path, newest: Option<&str>) -> Result<(u64, u64, bool, bool), Ar
             files += 1;
             bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
             temp |= name.ends_with(".tmp");
-            holds |= newest.is_some_and(|n| name.starts_with(n));
+            holds |= newest.is_some_and(|n| super::recovery::last_epoch_of(&name) == Some(n));
         }
     }
     Ok((files, bytes, temp, holds))

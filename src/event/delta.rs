@@ -25,6 +25,7 @@ use std::hash::Hash;
 use std::io::{self, Write};
 use std::num::NonZeroUsize;
 
+use foldhash::fast::RandomState;
 use lru::LruCache;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -93,8 +94,8 @@ impl Deferred {
 /// A `HashMap` that remembers the keys changed since the last snapshot.
 #[derive(Debug)]
 pub struct TrackedMap<K, V> {
-    map: HashMap<K, V>,
-    changed: HashSet<K>,
+    map: HashMap<K, V, RandomState>,
+    changed: HashSet<K, RandomState>,
     tracking: Tracking,
 }
 
@@ -119,7 +120,7 @@ impl Tracking {
 
 impl<K, V> Default for TrackedMap<K, V> {
     fn default() -> Self {
-        Self { map: HashMap::new(), changed: HashSet::new(), tracking: Tracking::default() }
+        Self { map: HashMap::default(), changed: HashSet::default(), tracking: Tracking::default() }
     }
 }
 
@@ -145,7 +146,8 @@ impl<K: Serialize + Hash + Eq, V: Serialize> Serialize for TrackedMap<K, V> {
 
 impl<'de, K: Deserialize<'de> + Hash + Eq, V: Deserialize<'de>> Deserialize<'de> for TrackedMap<K, V> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Self { map: HashMap::deserialize(d)?, ..Default::default() })
+        let map: HashMap<K, V> = HashMap::deserialize(d)?;
+        Ok(Self { map: map.into_iter().collect(), ..Default::default() })
     }
 }
 
@@ -296,8 +298,8 @@ impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
 /// An LRU cache that remembers the keys changed since the last snapshot: moved to the
 /// front (`true`: put or used), changed in place or removed (`false`).
 pub struct TrackedLru<K: Hash + Eq, V> {
-    cache: LruCache<K, V>,
-    changed: HashMap<K, bool>,
+    cache: LruCache<K, V, RandomState>,
+    changed: HashMap<K, bool, RandomState>,
     tracking: Tracking,
 }
 
@@ -311,11 +313,11 @@ pub struct LruChanges<K, V> {
 
 impl<K: Hash + Eq + Clone, V> TrackedLru<K, V> {
     pub fn unbounded() -> Self {
-        Self { cache: LruCache::unbounded(), changed: HashMap::new(), tracking: Tracking::default() }
+        Self { cache: LruCache::unbounded_with_hasher(RandomState::default()), changed: HashMap::default(), tracking: Tracking::default() }
     }
 
     pub fn new(cap: NonZeroUsize) -> Self {
-        Self { cache: LruCache::new(cap), changed: HashMap::new(), tracking: Tracking::default() }
+        Self { cache: LruCache::with_hasher(cap, RandomState::default()), changed: HashMap::default(), tracking: Tracking::default() }
     }
 
     fn moved(&mut self, k: &K) {
