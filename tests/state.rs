@@ -878,7 +878,8 @@ fn late_alerts_go_to_their_own_file() {
 /// Snapshots as deltas (what changed since the one before) restore exactly the state a
 /// whole snapshot holds: dedup keys and correlation groups in their eviction order, flow
 /// contexts of open incidents, triage's entities and signatures, the recent alert lines.
-/// Deltas and whole snapshots in a random order, compared at several points.
+/// Deltas and whole snapshots in a random order, each copied out in slices while the next
+/// batches change the state (as on the alert path's thread), compared at several points.
 #[test]
 fn delta_snapshots_restore_what_a_whole_snapshot_holds() {
     use alertflow::pipeline::alerts::AlertPath;
@@ -901,13 +902,24 @@ fn delta_snapshots_restore_what_a_whole_snapshot_holds() {
     };
     let whole = |p: &mut AlertPath| -> Value { serde_json::from_str(&p.snapshot()).unwrap() };
     let mut live = fresh();
+    let mut mirror = fresh();
     // A new archive: deltas build on the empty state.
     live.track_changes();
+    let delta_now = |p: &mut AlertPath| -> String {
+        let (parts, whole, tail) = p.snapshot_parts(false).unwrap();
+        assert!(!whole);
+        p.finish_capture();
+        let mut buf = Vec::new();
+        parts.write(&mut buf).unwrap();
+        tail.append_to(&mut buf).unwrap();
+        String::from_utf8(buf).unwrap()
+    };
     let mut chain: Vec<String> = Vec::new();
-    let (mut deltas, mut compared) = (0, 0);
+    let (mut deltas, mut compared, mut sliced, mut finished_early) = (0, 0, 0, 0);
     for (k, chunk) in stream.chunks(300).enumerate() {
         if k % 6 == 5 {
-            // The chain so far restores the live state.
+            // The chain so far, with a delta of now, restores the live state.
+            chain.push(delta_now(&mut live));
             let mut restored = fresh();
             for s in &chain {
                 restored.restore(s).unwrap();
@@ -930,10 +942,26 @@ fn delta_snapshots_restore_what_a_whole_snapshot_holds() {
             // That whole snapshot is the new base.
             chain = vec![want.to_string()];
         }
-        let now = chunk.last().unwrap().1 * 1_000_000;
-        live.process(&batch_of(chunk), now);
+        // The snapshot of this point is cut, and (as on the alert path's thread) copied out
+        // in slices while the next batches change the state; it holds this point, as the
+        // mirror (fed the same batches, never cut) shows.
+        let at_cut = whole(&mut mirror);
+        let (parts, wrote_whole, tail) = live.snapshot_parts(rng.below(5) == 0).unwrap();
+        for part in chunk.chunks(25) {
+            let mut budget = rng.below(60);
+            if live.capture_step(&mut budget) {
+                finished_early += 1;
+            } else {
+                sliced += 1;
+            }
+            let (now, batch) = (part.last().unwrap().1 * 1_000_000, batch_of(part));
+            live.process(&batch, now);
+            mirror.process(&batch, now);
+        }
+        live.finish_capture();
         let mut buf = Vec::new();
-        let wrote_whole = live.snapshot_to(&mut buf, rng.below(5) == 0, None).unwrap();
+        parts.write(&mut buf).unwrap();
+        tail.append_to(&mut buf).unwrap();
         let text = String::from_utf8(buf).unwrap();
         if wrote_whole {
             chain.clear();
@@ -942,8 +970,21 @@ fn delta_snapshots_restore_what_a_whole_snapshot_holds() {
             assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["delta"], true);
         }
         chain.push(text);
+        let mut restored = fresh();
+        for s in &chain {
+            restored.restore(s).unwrap();
+        }
+        assert_eq!(whole(&mut restored), at_cut, "the state at the cut of chunk {k}, copied out in slices (seed {seed})");
     }
+    // The state after the last chunk, in one more delta.
+    chain.push(delta_now(&mut live));
+    let mut restored = fresh();
+    for s in &chain {
+        restored.restore(s).unwrap();
+    }
+    assert_eq!(whole(&mut restored), whole(&mut live), "the final chain (seed {seed})");
     assert!(compared >= 4 && deltas >= 10, "{compared} comparisons, {deltas} deltas");
+    assert!(sliced > 100 && finished_early > 0, "captures in slices: {sliced}, finished early: {finished_early}");
 }
 
 /// `[state.overload] shed`: a live run whose alert path is behind (made slow here) leaves

@@ -24,6 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::io::{self, Write};
 use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
 
 use foldhash::fast::RandomState;
 use lru::LruCache;
@@ -97,6 +98,7 @@ pub struct TrackedMap<K, V> {
     map: HashMap<K, V, RandomState>,
     changed: HashSet<K, RandomState>,
     tracking: Tracking,
+    capture: Option<MapCapture<K, V>>,
 }
 
 /// Whether a map tracks its changes, and whether it was emptied since the last snapshot.
@@ -118,9 +120,76 @@ impl Tracking {
     }
 }
 
+/// Where a finished capture is handed to the [`Part`] that writes it.
+type Slot<T> = Arc<Mutex<Option<T>>>;
+
+fn take_slot<T>(slot: &Slot<T>) -> io::Result<T> {
+    slot.lock()
+        .map_err(|_| io::Error::other("snapshot capture poisoned"))?
+        .take()
+        .ok_or_else(|| io::Error::other("a snapshot part was written before its capture finished"))
+}
+
+/// A delta being copied out of a [`TrackedMap`]: the keys changed before the cut that are
+/// not copied yet, and the copies so far.
+#[derive(Debug)]
+struct MapCapture<K, V> {
+    pending: HashSet<K, RandomState>,
+    out: MapChanges<K, V>,
+    slot: Slot<MapChanges<K, V>>,
+    copy: fn(&V) -> V,
+}
+
+#[derive(Debug)]
+struct MapChanges<K, V> {
+    clear: bool,
+    set: Vec<(K, V)>,
+    del: Vec<K>,
+}
+
+impl<K: Hash + Eq, V> MapCapture<K, V> {
+    /// Copies `key` as it is in `map` (its value, or that it is gone).
+    fn copy_out(&mut self, map: &HashMap<K, V, RandomState>, key: K) {
+        match map.get(&key) {
+            Some(v) => {
+                let v = (self.copy)(v);
+                self.out.set.push((key, v));
+            }
+            None => self.out.del.push(key),
+        }
+    }
+
+    /// Copies `k` if it is still to be copied (before it changes).
+    fn before_change<Q>(&mut self, map: &HashMap<K, V, RandomState>, k: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if let Some(key) = self.pending.take(k) {
+            self.copy_out(map, key);
+        }
+    }
+
+    /// Copies up to `budget` keys; whether all are copied.
+    fn step(&mut self, map: &HashMap<K, V, RandomState>, budget: &mut usize) -> bool {
+        while *budget > 0 {
+            let n = (*budget).min(self.pending.len());
+            if n == 0 {
+                break;
+            }
+            let keys: Vec<K> = self.pending.extract_if(|_| true).take(n).collect();
+            *budget -= keys.len();
+            for k in keys {
+                self.copy_out(map, k);
+            }
+        }
+        self.pending.is_empty()
+    }
+}
+
 impl<K, V> Default for TrackedMap<K, V> {
     fn default() -> Self {
-        Self { map: HashMap::default(), changed: HashSet::default(), tracking: Tracking::default() }
+        Self { map: HashMap::default(), changed: HashSet::default(), tracking: Tracking::default(), capture: None }
     }
 }
 
@@ -152,16 +221,30 @@ impl<'de, K: Deserialize<'de> + Hash + Eq, V: Deserialize<'de>> Deserialize<'de>
 }
 
 impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
+    /// Before `k` changes: marks it, and copies it first if a capture still needs it.
     fn mark<Q>(&mut self, k: &Q)
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        if let Some(c) = self.capture.as_mut() {
+            c.before_change(&self.map, k);
+        }
         if self.tracking.on && !self.changed.contains(k) {
             if let Some((key, _)) = self.map.get_key_value(k) {
                 let key = key.clone();
                 self.changed.insert(key);
             }
+        }
+    }
+
+    /// [`TrackedMap::mark`] for a key that may be absent (it is marked either way).
+    fn mark_owned(&mut self, k: &K) {
+        if let Some(c) = self.capture.as_mut() {
+            c.before_change(&self.map, k);
+        }
+        if self.tracking.on && !self.changed.contains(k) {
+            self.changed.insert(k.clone());
         }
     }
 
@@ -212,16 +295,12 @@ impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
     where
         V: Default,
     {
-        if self.tracking.on && !self.changed.contains(&k) {
-            self.changed.insert(k.clone());
-        }
+        self.mark_owned(&k);
         self.map.entry(k).or_default()
     }
 
     pub fn insert(&mut self, k: K, v: V) -> Option<V> {
-        if self.tracking.on && !self.changed.contains(&k) {
-            self.changed.insert(k.clone());
-        }
+        self.mark_owned(&k);
         self.map.insert(k, v)
     }
 
@@ -235,6 +314,7 @@ impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
     }
 
     pub fn clear(&mut self) {
+        self.finish_capture();
         self.map.clear();
         if self.tracking.clear() {
             self.changed.clear();
@@ -243,6 +323,7 @@ impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
 
     /// Tracks changes from now on (call once its whole content is saved).
     pub fn track(&mut self) {
+        self.finish_capture();
         self.tracking.start();
         self.changed.clear();
     }
@@ -253,27 +334,53 @@ impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
         K: Serialize + Send + 'static,
         V: Serialize + Clone + Send + 'static,
     {
-        self.take_changes()(w)
+        let part = self.take_changes();
+        self.finish_capture();
+        part(w)
     }
 
-    /// The changes since the last snapshot, copied out to be written later (see
-    /// [`Part`]); starts over.
+    /// Cuts the changes since the last snapshot and starts over. They are copied out by
+    /// [`TrackedMap::capture_step`] in slices, and each before it changes; the returned
+    /// [`Part`] writes them once the capture is finished (see the module).
     pub fn take_changes(&mut self) -> Part
     where
         K: Serialize + Send + 'static,
         V: Serialize + Clone + Send + 'static,
     {
-        let changed = std::mem::take(&mut self.changed);
+        self.finish_capture();
+        let pending = std::mem::take(&mut self.changed);
         let clear = std::mem::take(&mut self.tracking.cleared);
-        let set: Vec<(K, V)> = changed.iter().filter_map(|k| self.map.get_key_value(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
-        let del: Vec<K> = changed.into_iter().filter(|k| !self.map.contains_key(k)).collect();
+        let slot: Slot<MapChanges<K, V>> = Arc::default();
+        let out = MapChanges { clear, set: Vec::with_capacity(pending.len()), del: Vec::new() };
+        self.capture = Some(MapCapture { pending, out, slot: slot.clone(), copy: V::clone });
         Box::new(move |w: &mut dyn Write| {
-            write!(w, "{{\"clear\":{clear},\"set\":")?;
-            write_list(w, &set, |w, e| write_json(w, e))?;
+            let c = take_slot(&slot)?;
+            write!(w, "{{\"clear\":{},\"set\":", c.clear)?;
+            write_list(w, &c.set, |w, e| write_json(w, e))?;
             w.write_all(b",\"del\":")?;
-            write_list(w, &del, |w, k| write_json(w, k))?;
+            write_list(w, &c.del, |w, k| write_json(w, k))?;
             w.write_all(b"}")
         })
+    }
+
+    /// Copies up to `budget` entries of the capture under way (taking them off the
+    /// budget); whether it is finished (or none is under way).
+    pub fn capture_step(&mut self, budget: &mut usize) -> bool {
+        let Some(c) = self.capture.as_mut() else { return true };
+        if !c.step(&self.map, budget) {
+            return false;
+        }
+        let c = self.capture.take().expect("checked");
+        if let Ok(mut s) = c.slot.lock() {
+            *s = Some(c.out);
+        }
+        true
+    }
+
+    /// Finishes the capture under way at once.
+    pub fn finish_capture(&mut self) {
+        let mut all = usize::MAX;
+        self.capture_step(&mut all);
     }
 
     /// Applies a delta written by [`TrackedMap::write_changes`].
@@ -295,12 +402,23 @@ impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
     }
 }
 
+/// How a key of a [`TrackedLru`] changed since the last snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// Changed in place or removed.
+    Touched,
+    /// Moved to the front; the number orders the moves.
+    Moved(u64),
+}
+
 /// An LRU cache that remembers the keys changed since the last snapshot: moved to the
-/// front (`true`: put or used), changed in place or removed (`false`).
+/// front (put or used), changed in place or removed.
 pub struct TrackedLru<K: Hash + Eq, V> {
     cache: LruCache<K, V, RandomState>,
-    changed: HashMap<K, bool, RandomState>,
+    changed: HashMap<K, Change, RandomState>,
+    moves: u64,
     tracking: Tracking,
+    capture: Option<LruCapture<K, V>>,
 }
 
 /// What a delta of a [`TrackedLru`] holds, parsed.
@@ -311,29 +429,114 @@ pub struct LruChanges<K, V> {
     pub put: Vec<(K, V)>,
 }
 
+/// The changes of a [`TrackedLru`] cut for a snapshot; [`LruTaken::take`] them once the
+/// capture is finished.
+pub struct LruTaken<K, V> {
+    slot: Slot<LruChanges<K, V>>,
+}
+
+impl<K, V> LruTaken<K, V> {
+    pub fn take(&self) -> io::Result<LruChanges<K, V>> {
+        take_slot(&self.slot)
+    }
+
+    /// Writes the changes (see [`LruChanges::write`]).
+    pub fn write(
+        &self,
+        w: &mut dyn Write,
+        key: impl Fn(&mut dyn Write, &K) -> io::Result<()>,
+        entry: impl Fn(&mut dyn Write, &K, &V) -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.take()?.write(w, key, entry)
+    }
+}
+
+struct LruCapture<K, V> {
+    pending: HashMap<K, Change, RandomState>,
+    clear: bool,
+    del: Vec<K>,
+    upd: Vec<(K, V)>,
+    /// With the number of their last move before the cut: sorted, the front's order then.
+    put: Vec<(u64, K, V)>,
+    slot: Slot<LruChanges<K, V>>,
+    copy: fn(&V) -> V,
+}
+
+impl<K: Hash + Eq, V> LruCapture<K, V> {
+    fn copy_out(&mut self, cache: &LruCache<K, V, RandomState>, key: K, how: Change) {
+        match (cache.peek(&key), how) {
+            (Some(v), Change::Moved(n)) => {
+                let v = (self.copy)(v);
+                self.put.push((n, key, v));
+            }
+            (Some(v), Change::Touched) => {
+                let v = (self.copy)(v);
+                self.upd.push((key, v));
+            }
+            (None, _) => self.del.push(key),
+        }
+    }
+
+    fn before_change(&mut self, cache: &LruCache<K, V, RandomState>, k: &K) {
+        if let Some((key, how)) = self.pending.remove_entry(k) {
+            self.copy_out(cache, key, how);
+        }
+    }
+
+    fn step(&mut self, cache: &LruCache<K, V, RandomState>, budget: &mut usize) -> bool {
+        while *budget > 0 {
+            let n = (*budget).min(self.pending.len());
+            if n == 0 {
+                break;
+            }
+            let keys: Vec<(K, Change)> = self.pending.extract_if(|_, _| true).take(n).collect();
+            *budget -= keys.len();
+            for (k, how) in keys {
+                self.copy_out(cache, k, how);
+            }
+        }
+        self.pending.is_empty()
+    }
+}
+
 impl<K: Hash + Eq + Clone, V> TrackedLru<K, V> {
     pub fn unbounded() -> Self {
-        Self { cache: LruCache::unbounded_with_hasher(RandomState::default()), changed: HashMap::default(), tracking: Tracking::default() }
+        Self::with(LruCache::unbounded_with_hasher(RandomState::default()))
     }
 
     pub fn new(cap: NonZeroUsize) -> Self {
-        Self { cache: LruCache::with_hasher(cap, RandomState::default()), changed: HashMap::default(), tracking: Tracking::default() }
+        Self::with(LruCache::with_hasher(cap, RandomState::default()))
+    }
+
+    fn with(cache: LruCache<K, V, RandomState>) -> Self {
+        Self { cache, changed: HashMap::default(), moves: 0, tracking: Tracking::default(), capture: None }
+    }
+
+    /// Copies `k` first if a capture still needs it (before it changes).
+    fn before_change(&mut self, k: &K) {
+        if let Some(c) = self.capture.as_mut() {
+            c.before_change(&self.cache, k);
+        }
     }
 
     fn moved(&mut self, k: &K) {
+        self.before_change(k);
         if self.tracking.on {
+            self.moves += 1;
+            let n = Change::Moved(self.moves);
             match self.changed.get_mut(k) {
-                Some(m) => *m = true,
+                Some(m) => *m = n,
                 None => {
-                    self.changed.insert(k.clone(), true);
+                    self.changed.insert(k.clone(), n);
                 }
             }
         }
     }
 
     fn touched(&mut self, k: &K) {
+        self.before_change(k);
         if self.tracking.on && !self.changed.contains_key(k) {
-            self.changed.insert(k.clone(), false);
+            self.changed.insert(k.clone(), Change::Touched);
         }
     }
 
@@ -378,8 +581,21 @@ impl<K: Hash + Eq + Clone, V> TrackedLru<K, V> {
         self.cache.peek_mut(k)
     }
 
+    /// The least recent key, copied first if a capture still needs it (it is about to go).
+    fn before_lru_goes(&mut self) {
+        if let (Some(c), Some((k, _))) = (self.capture.as_mut(), self.cache.peek_lru()) {
+            if c.pending.contains_key(k) {
+                let k = k.clone();
+                c.before_change(&self.cache, &k);
+            }
+        }
+    }
+
     /// Puts `k` at the front (a bounded cache that is full drops its least recent key).
     pub fn put(&mut self, k: K, v: V) {
+        if self.cache.len() >= self.cache.cap().get() && !self.cache.contains(&k) {
+            self.before_lru_goes();
+        }
         self.moved(&k);
         if let Some((old, _)) = self.cache.push(k, v) {
             if !self.cache.contains(&old) {
@@ -389,6 +605,7 @@ impl<K: Hash + Eq + Clone, V> TrackedLru<K, V> {
     }
 
     pub fn pop(&mut self, k: &K) -> Option<V> {
+        self.before_change(k);
         let v = self.cache.pop(k);
         if v.is_some() {
             self.touched(k);
@@ -397,6 +614,7 @@ impl<K: Hash + Eq + Clone, V> TrackedLru<K, V> {
     }
 
     pub fn pop_lru(&mut self) -> Option<(K, V)> {
+        self.before_lru_goes();
         let x = self.cache.pop_lru();
         if let Some((k, _)) = &x {
             self.touched(k);
@@ -405,6 +623,7 @@ impl<K: Hash + Eq + Clone, V> TrackedLru<K, V> {
     }
 
     pub fn clear(&mut self) {
+        self.finish_capture();
         self.cache.clear();
         if self.tracking.clear() {
             self.changed.clear();
@@ -413,6 +632,7 @@ impl<K: Hash + Eq + Clone, V> TrackedLru<K, V> {
 
     /// Tracks changes from now on (call once its whole content is saved).
     pub fn track(&mut self) {
+        self.finish_capture();
         self.tracking.start();
         self.changed.clear();
     }
@@ -428,33 +648,55 @@ impl<K: Hash + Eq + Clone, V> TrackedLru<K, V> {
     where
         V: Clone,
     {
-        self.take_changes().write(w, key, entry)
+        let taken = self.take_changes();
+        self.finish_capture();
+        taken.take()?.write(w, key, entry)
     }
 
-    /// The changes since the last snapshot, copied out (written with
-    /// [`LruChanges::write`]); starts over.
-    pub fn take_changes(&mut self) -> LruChanges<K, V>
+    /// Cuts the changes since the last snapshot and starts over. They are copied out by
+    /// [`TrackedLru::capture_step`] in slices, and each before it changes or goes; take
+    /// them from the returned handle once the capture is finished.
+    pub fn take_changes(&mut self) -> LruTaken<K, V>
     where
         V: Clone,
     {
-        let changed = std::mem::take(&mut self.changed);
-        // The keys moved to the front are the front: walk it until all of them are met.
-        let mut left = changed.iter().filter(|(k, moved)| **moved && self.cache.contains(k)).count();
-        let mut front = Vec::with_capacity(left);
-        for (k, v) in self.cache.iter() {
-            if left == 0 {
-                break;
-            }
-            if changed.get(k) == Some(&true) {
-                left -= 1;
-            }
-            front.push((k, v));
+        self.finish_capture();
+        let pending = std::mem::take(&mut self.changed);
+        let slot: Slot<LruChanges<K, V>> = Arc::default();
+        self.capture = Some(LruCapture {
+            clear: std::mem::take(&mut self.tracking.cleared),
+            put: Vec::with_capacity(pending.len()),
+            pending,
+            del: Vec::new(),
+            upd: Vec::new(),
+            slot: slot.clone(),
+            copy: V::clone,
+        });
+        LruTaken { slot }
+    }
+
+    /// Copies up to `budget` entries of the capture under way (taking them off the
+    /// budget); whether it is finished (or none is under way).
+    pub fn capture_step(&mut self, budget: &mut usize) -> bool {
+        let Some(c) = self.capture.as_mut() else { return true };
+        if !c.step(&self.cache, budget) {
+            return false;
         }
-        let in_front: HashSet<&K> = front.iter().map(|(k, _)| *k).collect();
-        let upd = changed.keys().filter(|k| !in_front.contains(k)).filter_map(|k| self.cache.peek(k).map(|v| (k.clone(), v.clone()))).collect();
-        let put = front.into_iter().rev().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let del = changed.into_keys().filter(|k| !self.cache.contains(k)).collect();
-        LruChanges { clear: std::mem::take(&mut self.tracking.cleared), del, upd, put }
+        let mut c = self.capture.take().expect("checked");
+        // The keys moved to the front since the last snapshot were the front at the cut,
+        // in the order of their last moves.
+        c.put.sort_unstable_by_key(|(n, _, _)| *n);
+        let put = c.put.into_iter().map(|(_, k, v)| (k, v)).collect();
+        if let Ok(mut s) = c.slot.lock() {
+            *s = Some(LruChanges { clear: c.clear, del: c.del, upd: c.upd, put });
+        }
+        true
+    }
+
+    /// Finishes the capture under way at once.
+    pub fn finish_capture(&mut self) {
+        let mut all = usize::MAX;
+        self.capture_step(&mut all);
     }
 
     /// Applies a parsed delta (see [`TrackedLru::write_changes`]); `then` sees every entry
@@ -490,6 +732,7 @@ impl<K: Hash + Eq + Clone, V> TrackedLru<K, V> {
 
     /// Every entry, mutable, in no particular order (restores; not tracked).
     pub fn iter_mut_untracked(&mut self) -> lru::IterMut<'_, K, V> {
+        self.finish_capture();
         self.cache.iter_mut()
     }
 }
@@ -588,6 +831,134 @@ mod tests {
                 assert_eq!(order(&copy), order(&live), "bounded {bounded}");
             }
         }
+    }
+
+    fn rng(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut x = seed;
+        move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        }
+    }
+
+    fn mutate_lru(live: &mut TrackedLru<String, u32>, next: &mut impl FnMut(u64) -> u64) {
+        let k = format!("k{}", next(80));
+        match next(6) {
+            0 | 1 => live.put(k, next(1000) as u32),
+            2 => {
+                if let Some(v) = live.get_mut(&k) {
+                    *v += 1;
+                }
+            }
+            3 => {
+                if let Some(v) = live.peek_mut(&k) {
+                    *v += 7;
+                }
+            }
+            4 => {
+                live.pop(&k);
+            }
+            _ => {
+                live.pop_lru();
+            }
+        }
+    }
+
+    /// A delta cut at one moment and copied out in slices while the cache goes on
+    /// changing holds the cache as it was at the cut, entries and order; the changes made
+    /// meanwhile go into the next delta.
+    #[test]
+    fn lru_capture_in_slices_holds_the_state_at_the_cut() {
+        let mut next = rng(0x2545f4914f6cdd1d);
+        for bounded in [false, true] {
+            let mk = || if bounded { TrackedLru::new(NonZeroUsize::new(40).unwrap()) } else { TrackedLru::unbounded() };
+            let mut live: TrackedLru<String, u32> = mk();
+            for i in 0..30 {
+                live.put(format!("k{i}"), i);
+            }
+            let mut copy: TrackedLru<String, u32> = mk();
+            for (k, v) in order(&live).into_iter().rev() {
+                copy.put(k, v);
+            }
+            live.track();
+            let mut slices = 0;
+            for _round in 0..200 {
+                for _ in 0..next(30) {
+                    mutate_lru(&mut live, &mut next);
+                }
+                let at_cut = order(&live);
+                let taken = live.take_changes();
+                loop {
+                    let mut budget = next(4) as usize;
+                    if live.capture_step(&mut budget) {
+                        break;
+                    }
+                    slices += 1;
+                    for _ in 0..next(4) {
+                        mutate_lru(&mut live, &mut next);
+                    }
+                }
+                copy.apply_changes(taken.take().unwrap(), |_, _| {});
+                assert_eq!(order(&copy), at_cut, "bounded {bounded}");
+            }
+            assert!(slices > 100, "the captures were taken in slices with changes between them: {slices}");
+        }
+    }
+
+    #[test]
+    fn map_capture_in_slices_holds_the_state_at_the_cut() {
+        let mut next = rng(0x9e3779b97f4a7c15);
+        let mut live: TrackedMap<String, u32> = TrackedMap::default();
+        let mut copy: TrackedMap<String, u32> = TrackedMap::default();
+        live.track();
+        let mutate = |live: &mut TrackedMap<String, u32>, next: &mut dyn FnMut(u64) -> u64| {
+            let k = format!("k{}", next(60));
+            match next(5) {
+                0 => {
+                    live.insert(k, next(1000) as u32);
+                }
+                1 => *live.entry_or_default(k) += 1,
+                2 => {
+                    if let Some(v) = live.get_mut(&k) {
+                        *v += 3;
+                    }
+                }
+                3 => {
+                    live.remove(&k);
+                }
+                _ => {
+                    if next(40) == 0 {
+                        live.clear();
+                    }
+                }
+            }
+        };
+        for _round in 0..200 {
+            for _ in 0..next(30) {
+                mutate(&mut live, &mut next);
+            }
+            let at_cut = live.clone();
+            let part = live.take_changes();
+            loop {
+                let mut budget = next(4) as usize;
+                if live.capture_step(&mut budget) {
+                    break;
+                }
+                for _ in 0..next(4) {
+                    mutate(&mut live, &mut next);
+                }
+            }
+            let mut out = Vec::new();
+            part(&mut out).unwrap();
+            copy.apply_changes(&serde_json::from_slice(&out).unwrap()).unwrap();
+            assert_eq!(copy, at_cut);
+        }
+        // A part written before its capture finished is an error, not a wrong delta.
+        live.insert("late".into(), 1);
+        let part = live.take_changes();
+        assert!(part(&mut Vec::new()).is_err());
     }
 
     #[test]

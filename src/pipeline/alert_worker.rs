@@ -71,7 +71,31 @@ impl AlertWorker {
             .spawn(move || {
                 let mut published = Published::default();
                 let mut offers: Option<crate::act::outbox::Offers> = None;
-                for job in jobs {
+                // A delta whose changes are still being copied out (in slices, between jobs).
+                let mut capturing: Option<Pending> = None;
+                let hand_over = |p: Pending| {
+                    metrics::gauge!(m::STATE_SNAPSHOT_SECONDS).set(p.secs);
+                    if let Err(crossbeam_channel::SendError(p)) = writer.send(p) {
+                        // The writer is gone: write it here.
+                        write_snapshot(p, &policy);
+                    }
+                };
+                loop {
+                    let job = match capturing.is_some() {
+                        // Copy a slice whenever no job waits.
+                        true => match jobs.try_recv() {
+                            Ok(job) => job,
+                            Err(crossbeam_channel::TryRecvError::Empty) => {
+                                capture_slice(&mut stage, &mut capturing, &hand_over);
+                                continue;
+                            }
+                            Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+                        },
+                        false => match jobs.recv() {
+                            Ok(job) => job,
+                            Err(_) => break,
+                        },
+                    };
                     let out = match job {
                         Job::Process(b, now) => {
                             if let Some(d) = slow {
@@ -90,25 +114,30 @@ impl AlertWorker {
                             o
                         }
                         Job::Snapshot(dir, epoch, due, reply) => {
-                            // The state is taken here, at its point in the job order; the
-                            // file is written and fsynced on a thread of its own while the
-                            // next jobs go on.
+                            // The one before is finished first (snapshots land in order).
+                            if let Some(mut p) = capturing.take() {
+                                let took = std::time::Instant::now();
+                                stage.finish_capture();
+                                p.secs += took.elapsed().as_secs_f64();
+                                hand_over(p);
+                            }
+                            // The state is cut here, at its point in the job order: a whole
+                            // snapshot serialized, or a delta's changed keys taken, copied
+                            // out in slices while the next jobs go on; the file is written
+                            // and fsynced on a thread of its own.
                             let took = std::time::Instant::now();
                             let whole_due = policy.lock().is_ok_and(|p| p.whole_due());
                             match stage.snapshot_parts(whole_due) {
                                 Ok((parts, whole, mut tail)) => {
                                     let secs = took.elapsed().as_secs_f64();
-                                    metrics::gauge!(m::STATE_SNAPSHOT_SECONDS).set(secs);
                                     let (seq, name) = match policy.lock() {
                                         Ok(mut p) => p.next(epoch, whole),
                                         Err(_) => (0, String::new()),
                                     };
                                     tail.due = due;
-                                    let p = Pending { path: dir.join(name), seq, whole, parts, tail, secs, reply };
-                                    if let Err(crossbeam_channel::SendError(p)) = writer.send(p) {
-                                        // The writer is gone: write it here.
-                                        write_snapshot(p, &policy);
-                                    }
+                                    let p = Pending { path: dir.join(name), seq, whole, parts, tail, secs, cut_secs: secs, slices: 0, reply };
+                                    capturing = Some(p);
+                                    capture_slice(&mut stage, &mut capturing, &hand_over);
                                 }
                                 Err(e) => {
                                     let _ = reply.send(Err(e));
@@ -128,8 +157,15 @@ impl AlertWorker {
                     }
                     published.publish(&stage);
                     if out_tx.send(out).is_err() {
-                        return;
+                        break;
                     }
+                    if capturing.is_some() {
+                        capture_slice(&mut stage, &mut capturing, &hand_over);
+                    }
+                }
+                if let Some(p) = capturing.take() {
+                    stage.finish_capture();
+                    hand_over(p);
                 }
             })
             .expect("spawn state thread");
@@ -257,9 +293,37 @@ struct Pending {
     whole: bool,
     parts: Deferred,
     tail: SnapshotTail,
-    /// Time the alert path spent on it.
+    /// Time the alert path spent on it: in all, at the cut, and in how many slices after it.
     secs: f64,
+    cut_secs: f64,
+    slices: u32,
     reply: Sender<std::io::Result<()>>,
+}
+
+/// The alert path's time per slice of a delta's capture (a job waits at most this long).
+const CAPTURE_SLICE: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Entries copied between two looks at the clock.
+const CAPTURE_CHUNK: usize = 256;
+
+/// Copies a slice of the capture under way; a finished one goes to the snapshot writer.
+fn capture_slice(stage: &mut AlertPath, capturing: &mut Option<Pending>, hand_over: &impl Fn(Pending)) {
+    let Some(p) = capturing.as_mut() else { return };
+    let took = std::time::Instant::now();
+    let done = loop {
+        let mut budget = CAPTURE_CHUNK;
+        if stage.capture_step(&mut budget) {
+            break true;
+        }
+        if took.elapsed() >= CAPTURE_SLICE {
+            break false;
+        }
+    };
+    p.secs += took.elapsed().as_secs_f64();
+    p.slices += 1;
+    if done {
+        hand_over(capturing.take().expect("checked"));
+    }
 }
 
 /// Serializes a snapshot (what was left to serialize), completes it with its tail, writes
@@ -280,6 +344,8 @@ fn write_snapshot(p: Pending, policy: &Mutex<super::snapshots::Policy>) {
             bytes = state_bytes,
             whole = p.whole,
             ms = (p.secs * 1000.0).round(),
+            cut_ms = (p.cut_secs * 1000.0).round(),
+            slices = p.slices,
             write_ms = (took.elapsed().as_secs_f64() * 1000.0).round(),
             "state snapshot taken"
         );

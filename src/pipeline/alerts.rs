@@ -354,6 +354,22 @@ impl AlertPath {
         }
     }
 
+    /// Copies up to `budget` entries of the delta capture under way (a delta's changes are
+    /// cut at once and copied out in slices between batches, each entry before it changes:
+    /// see `event::delta`); whether it is finished (or none is under way).
+    pub fn capture_step(&mut self, budget: &mut usize) -> bool {
+        self.state.capture_step(budget)
+            && self.incidents.capture_step(budget)
+            && self.emitted.capture_step(budget)
+            && self.triage.as_mut().is_none_or(|t| t.capture_step(budget))
+    }
+
+    /// Finishes the capture under way at once.
+    pub fn finish_capture(&mut self) {
+        let mut all = usize::MAX;
+        self.capture_step(&mut all);
+    }
+
     /// Whether a snapshot can be a delta (see `event::delta`): changes are tracked and the
     /// state has one shard.
     pub fn writes_changes(&self) -> bool {
@@ -366,6 +382,7 @@ impl AlertPath {
     /// whether it wrote everything.
     pub fn snapshot_to(&mut self, w: &mut dyn std::io::Write, whole: bool, due: Option<&str>) -> std::io::Result<bool> {
         let (parts, whole, mut tail) = self.snapshot_parts(whole)?;
+        self.finish_capture();
         let mut buf = Vec::new();
         parts.write(&mut buf)?;
         tail.due = due.map(str::to_string);
@@ -380,6 +397,7 @@ impl AlertPath {
     /// what is text already (the audit records since the last snapshot), to append with
     /// [`SnapshotTail::append_to`].
     pub fn snapshot_parts(&mut self, whole: bool) -> std::io::Result<(Deferred, bool, SnapshotTail)> {
+        self.finish_capture();
         let whole = whole || !self.state.writes_changes();
         let parts = if whole {
             let mut w: Vec<u8> = Vec::with_capacity(1 << 20);

@@ -91,6 +91,12 @@ impl IncidentScores {
         self.0.take_changes()
     }
 
+    /// Copies up to `budget` entries of the snapshot capture under way (see
+    /// `event::delta`); whether it is finished.
+    pub fn capture_step(&mut self, budget: &mut usize) -> bool {
+        self.0.capture_step(budget)
+    }
+
     pub fn apply_changes(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
         self.0.apply_changes(v)
     }

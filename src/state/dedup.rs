@@ -224,7 +224,16 @@ impl Dedup {
     /// The keys changed since the last snapshot and the counts (a delta: see
     /// `event::delta`).
     pub fn write_changes(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-        self.take_changes()(w)
+        let part = self.take_changes();
+        let mut all = usize::MAX;
+        self.capture_step(&mut all);
+        part(w)
+    }
+
+    /// Copies up to `budget` entries of the snapshot capture under way (see
+    /// `event::delta`); whether it is finished.
+    pub fn capture_step(&mut self, budget: &mut usize) -> bool {
+        self.keys.capture_step(budget)
     }
 
     /// [`Dedup::write_changes`] copied out, to be written later.

@@ -333,6 +333,12 @@ impl Shards {
         }))
     }
 
+    /// Copies up to `budget` entries of the snapshot capture under way (see
+    /// `event::delta`); whether it is finished.
+    pub fn capture_step(&mut self, budget: &mut usize) -> bool {
+        self.local.dedup.capture_step(budget) && self.local.corr.capture_step(budget)
+    }
+
     /// Applies a delta of [`Shards::take_changes`] (one shard).
     pub fn apply_changes(&mut self, dedup: &Value, corr: &Value) -> Result<(), serde_json::Error> {
         if !self.remote.is_empty() {

@@ -500,6 +500,12 @@ impl StateStage {
         Ok(d)
     }
 
+    /// Copies up to `budget` entries of the snapshot capture under way (see
+    /// `event::delta`); whether it is finished.
+    pub fn capture_step(&mut self, budget: &mut usize) -> bool {
+        self.shards.capture_step(budget) && self.incident_ctx.capture_step(budget)
+    }
+
     /// Tracks what changes from now on (the state as it is was saved, restored, or is empty).
     pub fn track_changes(&mut self) {
         self.shards.track();

@@ -301,7 +301,20 @@ impl Triage {
     /// What changed since the last snapshot (a delta: see `event::delta`; the open set and
     /// the counts whole).
     pub fn write_changes(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-        self.take_changes()(w)
+        let part = self.take_changes();
+        let mut all = usize::MAX;
+        self.capture_step(&mut all);
+        part(w)
+    }
+
+    /// Copies up to `budget` entries of the snapshot capture under way (see
+    /// `event::delta`); whether it is finished.
+    pub fn capture_step(&mut self, budget: &mut usize) -> bool {
+        self.sigs.capture_step(budget)
+            && self.entities.capture_step(budget)
+            && self.periodic.capture_step(budget)
+            && self.attempts.capture_step(budget)
+            && self.sprayers.capture_step(budget)
     }
 
     /// [`Triage::write_changes`] copied out, to be written later.

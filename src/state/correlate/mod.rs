@@ -830,7 +830,16 @@ impl Correlator {
     /// The groups and closed incidents changed since the last snapshot, and the counts (a
     /// delta: see `event::delta`; entries as in [`Correlator::snapshot`]).
     pub fn write_changes(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-        self.take_changes()(w)
+        let part = self.take_changes();
+        let mut all = usize::MAX;
+        self.capture_step(&mut all);
+        part(w)
+    }
+
+    /// Copies up to `budget` entries of the snapshot capture under way (see
+    /// `event::delta`); whether it is finished.
+    pub fn capture_step(&mut self, budget: &mut usize) -> bool {
+        self.groups.capture_step(budget) && self.closed.capture_step(budget)
     }
 
     /// [`Correlator::write_changes`] copied out, to be written later.
