@@ -12,6 +12,14 @@
 //! Tracking starts with [`TrackedMap::track`] (after a full snapshot): a map that is never
 //! snapshotted never holds a key list.
 //!
+//! Capture: `take_changes` cuts a delta at once — the changed keys become the capture's,
+//! the map starts a new list — and the entries are copied out later, by `capture_step` in
+//! slices between batches, or right before a change: every mutation of a key the capture
+//! still holds copies it first (copy on write). So the delta is the map at the cut while
+//! the thread that owns the map goes on deciding; its writer fails rather than write a
+//! capture that is not finished. LRU caches number each move to the front: the keys moved
+//! since the last snapshot, sorted by their last move, are the front's order at the cut.
+//!
 //! Delta of a map: `{"clear":bool,"set":[[key,value],…],"del":[key,…]}`. Delta of an LRU
 //! cache: `{"clear":bool,"del":[key,…],"upd":[entry,…],"put":[entry,…]}`: `upd` are
 //! entries changed in place (their recency unchanged), `put` the entries moved to the
