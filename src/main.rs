@@ -954,7 +954,7 @@ fn cmd_compact(config: Option<PathBuf>, archive: Option<PathBuf>, dry_run: bool)
     apply_archive(&mut cfg, archive);
     let root = &cfg.archive.root;
     anyhow::ensure!(root.join("events").is_dir(), "{}: no archive here", root.display());
-    let writer = props::writer_properties(cfg.archive.parquet)?;
+    let writer = props::writer_properties(props::for_compaction(cfg.archive.parquet))?;
     let done = compact::run_by_hand(root, &cfg.archive.compaction, &writer, dry_run).map_err(|e| match e {
         alertflow::archive::ArchiveError::Locked(_) => {
             anyhow::anyhow!("{}: a running alertflow holds this archive; it compacts quiet hours itself", root.display())

@@ -185,7 +185,10 @@ pub fn describe() {
     describe_gauge!(STATE_SNAPSHOT_BYTES, "size of the newest state snapshot (whole or delta)");
     describe_counter!(ALERTS_SHED, "alerts left out of the alert path while it was behind ([state.overload] shed), by severity");
     describe_counter!(STATE_SNAPSHOTS, "state snapshots written, by kind (whole, delta: what changed since the one before)");
-    describe_gauge!(STATE_SNAPSHOT_SECONDS, "time the alert path spent on the newest state snapshot (a whole one serialized; a delta's entries copied out, in slices)");
+    describe_gauge!(
+        STATE_SNAPSHOT_SECONDS,
+        "time the alert path spent on the newest state snapshot (a whole one serialized; a delta's entries copied out, in slices)"
+    );
     describe_counter!(STATE_LATE, "alerts older than the watermark, archived with late = true");
     describe_counter!(STATE_SUPPRESSED, "repeats held back by dedup");
     describe_counter!(STATE_ROLLUPS, "still-happening roll-ups emitted");

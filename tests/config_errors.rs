@@ -16,6 +16,7 @@ fn errors(toml: &str) -> Vec<String> {
 fn table_of_invalid_configs() {
     let cases: &[(&str, &[&str])] = &[
         ("[archive]\nzstd_level = 30\n", &["line 2: archive.zstd_level: 30 is out of range; expected 1 to 22"]),
+        ("[archive]\nraw_codec = \"snappy\"\n", &["line 2: archive.raw_codec: `snappy` is not a codec; expected one of: zstd, lz4, none"]),
         ("[archive]\nroot = 5\n", &["line 2: archive.root: expected a string, found an integer"]),
         ("[archive]\nwriter_threads = \"two\"\n", &["line 2: archive.writer_threads: expected an integer, found a string"]),
         ("archive = 3\n", &["line 1: archive: expected a table, found an integer"]),
@@ -84,7 +85,7 @@ start_at = \"end\"
         errors(toml),
         [
             "line 2: archive.zstd_level: 0 is out of range; expected 1 to 22",
-            "line 3: archive.typo_key: unknown key; expected one of: root, writer_threads, zstd_level, row_group_max_bytes, segment_max_bytes, max_open_partitions, idle_seal_ms, max_segment_age_secs, retention_days, retention, compaction",
+            "line 3: archive.typo_key: unknown key; expected one of: root, writer_threads, zstd_level, raw_codec, row_group_max_bytes, segment_max_bytes, max_open_partitions, idle_seal_ms, max_segment_age_secs, retention_days, retention, compaction",
             "line 11: sources[1].name: duplicate source name `eve`",
             "line 14: sources[1].start_at: unknown key; expected one of: name, type, overflow, path, socket_mode, max_connections, format, timezone",
         ]

@@ -304,6 +304,7 @@ impl Segments {
             w.empty_trash();
         }
         if w.cfg.compaction.enabled {
+            let props = props::writer_properties(props::for_compaction(w.cfg.parquet))?;
             w.compactor = Some(compact::Compactor::start(w.cfg.compaction, &w.cfg.root, props)?);
         }
         Ok((w, rec))

@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::archive::props::RawCodec;
 use crate::archive::{ArchiveConfig, ParquetSettings};
 use crate::ingest::file::{FileSourceConfig, StartAt};
 use crate::ingest::net::{TcpConfig, TlsConfig, UdpConfig};
@@ -333,6 +334,13 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
         parquet: ParquetSettings {
             zstd_level: cx.uint(&a, "zstd_level", 1, 1, 22) as i32,
             row_group_max_bytes: cx.uint(&a, "row_group_max_bytes", 64 * MIB, 64 * 1024, 4096 * MIB) as usize,
+            raw_codec: match cx.string(&a, "raw_codec") {
+                None => RawCodec::Zstd,
+                Some(s) => RawCodec::parse(&s).unwrap_or_else(|| {
+                    cx.error_at(&a, "raw_codec", format!("`{s}` is not a codec; expected one of: {}", RawCodec::NAMES.join(", ")));
+                    RawCodec::Zstd
+                }),
+            },
         },
         segment_max_bytes: cx.uint(&a, "segment_max_bytes", 256 * MIB, MIB, 64 * 1024 * MIB),
         max_open_partitions: cx.uint(&a, "max_open_partitions", 16, 1, 4096) as usize,
@@ -348,6 +356,7 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
             "root",
             "writer_threads",
             "zstd_level",
+            "raw_codec",
             "row_group_max_bytes",
             "segment_max_bytes",
             "max_open_partitions",

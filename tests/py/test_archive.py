@@ -352,3 +352,51 @@ evidence = "{{{{intel.fields}}}}"
     assert pa.types.is_list(t.schema.field("source_versions").type)
     versions = t.column("source_versions").to_pylist()[0]
     assert sorted(v.split("@")[0] for v in versions) == ["assets", "geoip-asn", "geoip-city", "intel:local"]
+
+
+def test_raw_codec_lz4_segments_and_zstd_after_compaction(tmp_path):
+    """`raw_codec = "lz4"`: the segments a run writes hold `raw` in LZ4_RAW (the other
+    columns in zstd); DuckDB and pyarrow read every line back; compaction rewrites `raw`
+    in zstd, every line still there."""
+    import pyarrow.parquet as pq
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[archive]\nraw_codec = "lz4"\n\n[archive.compaction]\nmin_files = 2\n')
+    root = tmp_path / "archive"
+    # One replay per file: a commit each, so an hour holds several segments.
+    for f in EVE:
+        subprocess.run([BIN, "replay", "--json", "--config", str(cfg), "--archive", str(root), str(f)], check=True, capture_output=True, text=True)
+    expected = collections.Counter()
+    for f in EVE:
+        for line in f.read_text(encoding="utf-8", errors="surrogateescape").split("\n"):
+            raw, row = reference(line)
+            if row is not None:
+                expected[raw] += 1
+
+    def codecs(pattern):
+        seen = collections.defaultdict(set)
+        for p in (root / "events").rglob(pattern):
+            md = pq.ParquetFile(p).metadata
+            for rg in range(md.num_row_groups):
+                for c in range(md.num_columns):
+                    col = md.row_group(rg).column(c)
+                    seen[col.path_in_schema].add(col.compression)
+        return seen
+
+    def lines():
+        con = duckdb.connect()
+        rows = con.execute(f"SELECT raw FROM read_parquet('{root}/events/**/*.parquet', hive_partitioning = true)").fetchall()
+        by_pyarrow = ds.dataset(root / "events", format="parquet", partitioning="hive").to_table(columns=["raw"]).column("raw").to_pylist()
+        assert collections.Counter(by_pyarrow) == collections.Counter(r[0] for r in rows)
+        return collections.Counter(r[0] for r in rows)
+
+    before = codecs("part-*.parquet")
+    # pyarrow calls Parquet's LZ4_RAW codec "LZ4" (the Hadoop framing is "LZ4_HADOOP").
+    assert before["raw"] == {"LZ4"}, before["raw"]
+    assert before["src_ip"] == {"ZSTD"} and before["event_type"] == {"ZSTD"}
+    assert lines() == expected
+    out = subprocess.run([BIN, "compact", "--config", str(cfg), "--archive", str(root)], check=True, capture_output=True, text=True)
+    assert "merged" in out.stdout and list((root / "events").rglob("compact-*.parquet")), out.stdout
+    after = codecs("compact-*.parquet")
+    assert after["raw"] == {"ZSTD"}, after["raw"]
+    assert lines() == expected
