@@ -789,50 +789,31 @@ mod tests {
         m.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
+    /// A cache of 30 entries (bounded to 40, or not), tracking from now on, and a copy of it.
+    fn live_and_copy(bounded: bool) -> (TrackedLru<String, u32>, TrackedLru<String, u32>) {
+        let mk = || if bounded { TrackedLru::new(NonZeroUsize::new(40).unwrap()) } else { TrackedLru::unbounded() };
+        let mut live: TrackedLru<String, u32> = mk();
+        for i in 0..30 {
+            live.put(format!("k{i}"), i);
+        }
+        let mut copy: TrackedLru<String, u32> = mk();
+        for (k, v) in order(&live).into_iter().rev() {
+            copy.put(k, v);
+        }
+        live.track();
+        (live, copy)
+    }
+
     /// Random operations between snapshots: the full state with every delta applied equals
     /// the live cache, entries and order.
     #[test]
     fn lru_deltas_rebuild_entries_and_order() {
-        let mut rng = 0x9e3779b97f4a7c15u64;
-        let mut next = move |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut next = rng(0x9e3779b97f4a7c15);
         for bounded in [false, true] {
-            let mk = || if bounded { TrackedLru::new(NonZeroUsize::new(40).unwrap()) } else { TrackedLru::unbounded() };
-            let mut live: TrackedLru<String, u32> = mk();
-            for i in 0..30 {
-                live.put(format!("k{i}"), i);
-            }
-            let mut copy: TrackedLru<String, u32> = mk();
-            for (k, v) in order(&live).into_iter().rev() {
-                copy.put(k, v);
-            }
-            live.track();
+            let (mut live, mut copy) = live_and_copy(bounded);
             for _round in 0..50 {
                 for _ in 0..next(30) {
-                    let k = format!("k{}", next(80));
-                    match next(6) {
-                        0 | 1 => live.put(k, next(1000) as u32),
-                        2 => {
-                            if let Some(v) = live.get_mut(&k) {
-                                *v += 1;
-                            }
-                        }
-                        3 => {
-                            if let Some(v) = live.peek_mut(&k) {
-                                *v += 7;
-                            }
-                        }
-                        4 => {
-                            live.pop(&k);
-                        }
-                        _ => {
-                            live.pop_lru();
-                        }
-                    }
+                    mutate_lru(&mut live, &mut next);
                 }
                 let d = delta_of(&mut live);
                 copy.apply_changes(LruChanges::parse(&d).unwrap(), |_, _| {});
@@ -881,16 +862,7 @@ mod tests {
     fn lru_capture_in_slices_holds_the_state_at_the_cut() {
         let mut next = rng(0x2545f4914f6cdd1d);
         for bounded in [false, true] {
-            let mk = || if bounded { TrackedLru::new(NonZeroUsize::new(40).unwrap()) } else { TrackedLru::unbounded() };
-            let mut live: TrackedLru<String, u32> = mk();
-            for i in 0..30 {
-                live.put(format!("k{i}"), i);
-            }
-            let mut copy: TrackedLru<String, u32> = mk();
-            for (k, v) in order(&live).into_iter().rev() {
-                copy.put(k, v);
-            }
-            live.track();
+            let (mut live, mut copy) = live_and_copy(bounded);
             let mut slices = 0;
             for _round in 0..200 {
                 for _ in 0..next(30) {
