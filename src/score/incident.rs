@@ -81,11 +81,6 @@ impl IncidentScores {
         self.0.track();
     }
 
-    /// The scores changed since the last snapshot.
-    pub fn write_changes(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-        self.0.write_changes(w)
-    }
-
     /// The scores changed since the last snapshot, copied out to be written later.
     pub fn take_changes(&mut self) -> crate::event::delta::Part {
         self.0.take_changes()

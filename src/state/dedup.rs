@@ -221,22 +221,15 @@ impl Dedup {
         self.keys.track();
     }
 
-    /// The keys changed since the last snapshot and the counts (a delta: see
-    /// `event::delta`).
-    pub fn write_changes(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-        let part = self.take_changes();
-        let mut all = usize::MAX;
-        self.capture_step(&mut all);
-        part(w)
-    }
-
     /// Copies up to `budget` entries of the snapshot capture under way (see
     /// `event::delta`); whether it is finished.
     pub fn capture_step(&mut self, budget: &mut usize) -> bool {
         self.keys.capture_step(budget)
     }
 
-    /// [`Dedup::write_changes`] copied out, to be written later.
+    /// The keys changed since the last snapshot and the counts (a delta: see
+    /// `event::delta`), cut now, written by the returned part once the capture is finished
+    /// ([`Dedup::capture_step`]).
     pub fn take_changes(&mut self) -> Part {
         let (keys, counts) = (self.keys.take_changes(), self.counts);
         Box::new(move |w: &mut dyn std::io::Write| {
@@ -248,7 +241,7 @@ impl Dedup {
         })
     }
 
-    /// Applies a delta of [`Dedup::write_changes`] to the restored state.
+    /// Applies a delta of [`Dedup::take_changes`] to the restored state.
     pub fn apply_changes(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
         let c: LruChanges<String, Entry> = LruChanges::parse(&v["keys"])?;
         self.counts = serde_json::from_value(v["counts"].clone())?;

@@ -271,7 +271,7 @@ impl Triage {
     }
 
     /// Restores a snapshot's state (the configuration stays this one's), or applies a
-    /// delta of [`Triage::write_changes`] to the restored state.
+    /// delta of [`Triage::take_changes`] to the restored state.
     pub fn restore(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
         if v["delta"].as_bool() == Some(true) {
             self.clock_us = serde_json::from_value(v["clock_us"].clone())?;
@@ -298,15 +298,6 @@ impl Triage {
         self.sprayers.track();
     }
 
-    /// What changed since the last snapshot (a delta: see `event::delta`; the open set and
-    /// the counts whole).
-    pub fn write_changes(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-        let part = self.take_changes();
-        let mut all = usize::MAX;
-        self.capture_step(&mut all);
-        part(w)
-    }
-
     /// Copies up to `budget` entries of the snapshot capture under way (see
     /// `event::delta`); whether it is finished.
     pub fn capture_step(&mut self, budget: &mut usize) -> bool {
@@ -317,7 +308,9 @@ impl Triage {
             && self.sprayers.capture_step(budget)
     }
 
-    /// [`Triage::write_changes`] copied out, to be written later.
+    /// What changed since the last snapshot (a delta: see `event::delta`; the open set and
+    /// the counts whole), cut now, written by the returned part once the capture is
+    /// finished ([`Triage::capture_step`]).
     pub fn take_changes(&mut self) -> Part {
         let (clock, counts, open) = (self.clock_us, self.counts, self.open.clone());
         let parts = [

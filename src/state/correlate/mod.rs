@@ -827,22 +827,15 @@ impl Correlator {
         self.closed.track();
     }
 
-    /// The groups and closed incidents changed since the last snapshot, and the counts (a
-    /// delta: see `event::delta`; entries as in [`Correlator::snapshot`]).
-    pub fn write_changes(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-        let part = self.take_changes();
-        let mut all = usize::MAX;
-        self.capture_step(&mut all);
-        part(w)
-    }
-
     /// Copies up to `budget` entries of the snapshot capture under way (see
     /// `event::delta`); whether it is finished.
     pub fn capture_step(&mut self, budget: &mut usize) -> bool {
         self.groups.capture_step(budget) && self.closed.capture_step(budget)
     }
 
-    /// [`Correlator::write_changes`] copied out, to be written later.
+    /// The groups and closed incidents changed since the last snapshot, and the counts (a
+    /// delta: see `event::delta`; entries as in [`Correlator::snapshot`]), cut now, written
+    /// by the returned part once the capture is finished ([`Correlator::capture_step`]).
     pub fn take_changes(&mut self) -> Part {
         let names: Vec<String> = self.rules.iter().map(|r| r.name.clone()).collect();
         let (groups, closed) = (self.groups.take_changes(), self.closed.take_changes());
@@ -860,7 +853,7 @@ impl Correlator {
         })
     }
 
-    /// Applies a delta of [`Correlator::write_changes`] to the restored state (groups of
+    /// Applies a delta of [`Correlator::take_changes`] to the restored state (groups of
     /// rules no longer configured are dropped, as in a restore).
     pub fn apply_changes(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
         let rule_of = |name: &str| self.rules.iter().position(|r| r.name == name);
