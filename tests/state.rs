@@ -491,6 +491,17 @@ fn live_run_decides_as_the_replay_of_the_same_file() {
 
 #[test]
 fn sigkill_and_restart_neither_forget_nor_repeat() {
+    kill_and_restart(false);
+}
+
+/// The same with the snapshot chain folded after every delta (off the alert path's
+/// thread; kills land while folds run): restarts restore from the folded snapshots.
+#[test]
+fn sigkill_and_restart_with_folded_snapshots() {
+    kill_and_restart(true);
+}
+
+fn kill_and_restart(fold: bool) {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("eve.json");
     std::fs::write(&input, "").unwrap();
@@ -505,6 +516,7 @@ fn sigkill_and_restart_neither_forget_nor_repeat() {
                 .arg(cfg)
                 .env("ALERTFLOW_LOG", "error")
                 .env(alertflow::event::time::CLOCK_ENV, (STREAM_BASE + 700).to_string())
+                .env(alertflow::pipeline::snapshots::CHAIN_MIN_BYTES_VAR, if fold { "1" } else { "67108864" })
                 .stdout(Stdio::null())
                 .spawn()
                 .unwrap(),
@@ -567,21 +579,23 @@ fn sigkill_and_restart_neither_forget_nor_repeat() {
     assert_eq!(firsts.len(), keys.len(), "every key went on once");
     assert!(firsts.values().all(|&n| n == 1), "a key went on as first again after a kill: {firsts:?}");
     // The state went from run to run as a chain of deltas (each what changed since the
-    // snapshot before), restored after every kill: `snap-<seq>-e<epoch>-b<base>.json`, one
-    // base, no gap.
-    let mut snaps: Vec<(u64, u64)> = std::fs::read_dir(archive.join("_state"))
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().into_string().unwrap();
-            let rest = name.strip_prefix("snap-")?.strip_suffix(".json")?.to_string();
-            let parts: Vec<&str> = rest.split('-').collect();
-            Some((parts[0].parse().unwrap(), parts[2].trim_start_matches('b').parse().unwrap()))
-        })
-        .collect();
-    snaps.sort();
-    assert!(snaps.len() >= 4, "{snaps:?}");
-    assert!(snaps.windows(2).all(|w| w[1].0 == w[0].0 + 1 && w[1].1 == w[0].1), "{snaps:?}");
-    assert!(snaps.iter().filter(|(seq, base)| seq != base).count() >= 3, "{snaps:?}");
+    // snapshot before), restored after every kill: `snap-<seq>-e<epoch>-b<base>.json`, no
+    // gap; without folding, all on the empty state; with, from a folded whole snapshot.
+    let files = alertflow::pipeline::snapshots::list(&archive.join("_state")).unwrap();
+    let chain = alertflow::pipeline::snapshots::chain(&files).unwrap();
+    assert!(chain.windows(2).all(|w| w[1].seq == w[0].seq + 1), "{files:?}");
+    match fold {
+        false => {
+            assert!(files.len() >= 4 && chain.len() == files.len(), "{files:?}");
+            assert!(files.iter().all(|f| f.base == 0), "{files:?}");
+        }
+        true => {
+            assert!(chain[0].whole() && chain[0].seq >= 2, "{files:?}");
+            // The files before the newest landed fold are gone (a fold that ended after the
+            // last commit leaves the one before it until the next commit).
+            assert!(files.iter().filter(|f| f.whole()).count() <= 2, "files before the fold removed: {files:?}");
+        }
+    }
 }
 
 /// A burst of 10 M distinct keys against a cap of 100,000: the cap holds, every eviction
@@ -985,6 +999,92 @@ fn delta_snapshots_restore_what_a_whole_snapshot_holds() {
     assert_eq!(whole(&mut restored), whole(&mut live), "the final chain (seed {seed})");
     assert!(compared >= 4 && deltas >= 10, "{compared} comparisons, {deltas} deltas");
     assert!(sliced > 100 && finished_early > 0, "captures in slices: {sliced}, finished early: {finished_early}");
+}
+
+/// Folding a chain of snapshot files (`snapshots::fold`, run off the alert path's thread):
+/// an empty path of the same shape restores the base and the deltas from their files and
+/// writes the state of the newest delta whole — exactly the whole snapshot the live path
+/// would have written at that cut, with the delta's audit and due members — and restoring
+/// from it (and the deltas after it, some cut before the fold landed) gives the live state.
+#[test]
+fn folding_a_snapshot_chain_writes_the_state_at_its_newest_delta() {
+    use alertflow::pipeline::alerts::AlertPath;
+    use alertflow::pipeline::snapshots::{self, Policy};
+    use serde_json::Value;
+    let seed = common::seed("fold snapshots");
+    let stream = mixed_state_stream(seed, 6_000);
+    let text = "[metrics]\nlisten = \"\"\n[triage]\nenabled = true\nhome_nets = [\"10.0.0.0/8\"]\n[state]\nallowed_lateness_secs = 60\n[state.dedup]\nwindow_secs = 120\nmax_keys = 400\n\
+         [[state.rules]]\nname = \"pair\"\ntype = \"event_count\"\ngroup_by = [\"src_ip\", \"dest_ip\"]\ngte = 3\ntimespan_secs = 90\n";
+    let cfg = alertflow::config::Config::parse(text).unwrap();
+    let mut live = AlertPath::new(&cfg.state.engine, None, None).with_triage(&cfg.triage).with_audit(true);
+    let whole = |p: &mut AlertPath| -> Value { serde_json::from_str(&p.snapshot()).unwrap() };
+    let state_of = |mut v: Value| -> Value {
+        for m in ["audit", "due"] {
+            v.as_object_mut().unwrap().remove(m);
+        }
+        v
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut policy = Policy::empty();
+    live.track_changes();
+    let write_delta = |live: &mut AlertPath, policy: &mut Policy, epoch: u64| -> (u64, Value) {
+        let (parts, whole, mut tail) = live.snapshot_parts(false).unwrap();
+        assert!(!whole);
+        live.finish_capture();
+        tail.due = Some(format!("{{\"epoch\":{epoch}}}"));
+        let mut buf = Vec::new();
+        parts.write(&mut buf).unwrap();
+        tail.append_to(&mut buf).unwrap();
+        let (seq, name) = policy.next(epoch, false);
+        std::fs::write(dir.path().join(name), &buf).unwrap();
+        (seq, serde_json::from_slice(&buf).unwrap())
+    };
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let (mut folds, mut epoch) = (0, 0);
+    let mut at: Option<(u64, Value)> = None;
+    for (k, chunk) in stream.chunks(250).enumerate() {
+        live.process(&batch_of(chunk), chunk.last().unwrap().1 * 1_000_000);
+        epoch += 1;
+        let (seq, delta) = write_delta(&mut live, &mut policy, epoch);
+        if k % 5 == 1 {
+            // Fold later, after one more delta is cut (as when the fold runs beside the
+            // writer): remember the state here.
+            let mut w = whole(&mut live);
+            w["audit"] = delta["audit"].clone();
+            w["due"] = delta["due"].clone();
+            at = Some((seq, w));
+        } else if let Some((fseq, want)) = at.take() {
+            let shape = live.shape();
+            let f = snapshots::fold(dir.path(), fseq, shape.empty(), &never).unwrap().unwrap();
+            assert!(f.file.whole() && f.file.seq == fseq && f.read_files >= 2, "{f:?}");
+            let got: Value = serde_json::from_str(&std::fs::read_to_string(&f.file.path).unwrap()).unwrap();
+            assert!(state_of(got.clone()) == state_of(want.clone()), "the fold holds the state at snapshot {fseq} (seed {seed})");
+            assert_eq!((&got["audit"], &got["due"]), (&want["audit"], &want["due"]), "audit and due members carried over");
+            assert!(got["audit"]["unsaved"].as_array().is_some_and(|a| !a.is_empty()));
+            // `bytes`: the state's text, before the members carried over.
+            let raw = std::fs::read(&f.file.path).unwrap();
+            assert!(raw[f.bytes as usize - 1] == b',' && raw[f.bytes as usize..].starts_with(b"\"audit\":"), "{}", f.bytes);
+            policy.fold_ended(Some((fseq, f.bytes)));
+            // The landed commits: the files before the fold go, and the chain from it
+            // restores the live state (the delta cut while folding names the older base).
+            snapshots::remove_unneeded(dir.path(), epoch).unwrap();
+            let files = snapshots::list(dir.path()).unwrap();
+            assert!(files[0].whole() && files[0].seq == fseq && files.len() == 2, "{files:?}");
+            assert!(files[1].base < fseq, "the delta cut while folding names the older base: {files:?}");
+            let mut restored = live.shape().empty();
+            for f in snapshots::chain(&files).unwrap() {
+                restored.restore(&std::fs::read_to_string(&f.path).unwrap()).unwrap();
+            }
+            assert!(state_of(whole(&mut restored)) == state_of(whole(&mut live)), "restored from the fold at {fseq} (seed {seed})");
+            folds += 1;
+        }
+    }
+    assert!(folds >= 4, "{folds} folds");
+    // A fold told to stop gives up without a file.
+    let (seq, _) = write_delta(&mut live, &mut policy, epoch + 1);
+    let stop = std::sync::atomic::AtomicBool::new(true);
+    assert!(snapshots::fold(dir.path(), seq, live.shape().empty(), &stop).unwrap().is_none());
+    assert!(!snapshots::list(dir.path()).unwrap().iter().any(|f| f.seq == seq && f.whole()));
 }
 
 /// `[state.overload] shed`: a live run whose alert path is behind (made slow here) leaves

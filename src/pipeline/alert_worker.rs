@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::alerts::{AlertOutput, AlertPath, SnapshotTail};
@@ -36,6 +37,8 @@ pub struct AlertWorker {
     rx: Receiver<AlertOutput>,
     outstanding: usize,
     thread: Option<JoinHandle<()>>,
+    /// Tells a fold under way to give up (the worker is going).
+    stop_folding: Arc<AtomicBool>,
 }
 
 /// Jobs queued before the archive waits (backpressure).
@@ -56,13 +59,20 @@ impl AlertWorker {
         let (tx, jobs) = bounded::<Job>(QUEUE);
         let (out_tx, rx) = bounded::<AlertOutput>(QUEUE * 4);
         // Snapshot files are serialized (deltas), written and fsynced here, off the alert
-        // path's thread.
+        // path's thread; the chain is folded into a whole snapshot on a thread of its own.
         let (writer, snapshots) = bounded::<Pending>(2);
         let written = policy.clone();
+        let stop_folding = Arc::new(AtomicBool::new(false));
+        let fold = Fold { shape: stage.shape(), policy: policy.clone(), stop: stop_folding.clone() };
         let _ = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
             crate::event::thread::run_in_background();
             for p in snapshots {
-                write_snapshot(p, &written);
+                let delta = (!p.whole).then(|| (p.path.clone(), p.seq));
+                if write_snapshot(p, &written) {
+                    if let Some((path, seq)) = delta {
+                        fold.start_if_due(&path, seq);
+                    }
+                }
             }
         });
         let slow = std::env::var(FAULT_SLOW_ALERT_PATH).ok().and_then(|v| v.parse::<u64>().ok()).map(std::time::Duration::from_millis);
@@ -77,7 +87,7 @@ impl AlertWorker {
                     metrics::gauge!(m::STATE_SNAPSHOT_SECONDS).set(p.secs);
                     if let Err(crossbeam_channel::SendError(p)) = writer.send(p) {
                         // The writer is gone: write it here.
-                        write_snapshot(p, &policy);
+                        let _ = write_snapshot(p, &policy);
                     }
                 };
                 loop {
@@ -169,7 +179,7 @@ impl AlertWorker {
                 }
             })
             .expect("spawn state thread");
-        Self { tx: Some(tx), rx, outstanding: 0, thread: Some(thread), shed: None, shed_total: 0, shed_logged: None }
+        Self { tx: Some(tx), rx, outstanding: 0, thread: Some(thread), shed: None, shed_total: 0, shed_logged: None, stop_folding }
     }
 
     fn submit(&mut self, job: Job) {
@@ -326,9 +336,63 @@ fn capture_slice(stage: &mut AlertPath, capturing: &mut Option<Pending>, hand_ov
     }
 }
 
+/// Folds the snapshot chain into a whole snapshot when it is due (see
+/// `snapshots::fold`), on a thread of its own.
+struct Fold {
+    shape: super::alerts::Shape,
+    policy: Arc<Mutex<super::snapshots::Policy>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Fold {
+    /// After delta `seq` (file `path`) was written.
+    fn start_if_due(&self, path: &std::path::Path, seq: u64) {
+        let Ok(mut pol) = self.policy.lock() else { return };
+        if !pol.fold_due() {
+            return;
+        }
+        let Some(dir) = path.parent().map(std::path::Path::to_path_buf) else { return };
+        pol.fold_started();
+        drop(pol);
+        let (shape, policy, stop) = (self.shape.clone(), self.policy.clone(), self.stop.clone());
+        let spawned = std::thread::Builder::new().name("snapshot-fold".into()).spawn(move || {
+            crate::event::thread::run_in_background();
+            let took = std::time::Instant::now();
+            let res = super::snapshots::fold(&dir, seq, shape.empty(), &stop);
+            let folded = match &res {
+                Ok(Some(f)) => {
+                    metrics::counter!(m::STATE_SNAPSHOTS, "kind" => "whole").increment(1);
+                    tracing::debug!(
+                        snapshot = %f.file.path.display(),
+                        bytes = f.bytes,
+                        read_files = f.read_files,
+                        read_bytes = f.read_bytes,
+                        ms = (took.elapsed().as_secs_f64() * 1000.0).round(),
+                        "state snapshots folded"
+                    );
+                    Some((f.file.seq, f.bytes))
+                }
+                Ok(None) => None,
+                Err(error) => {
+                    tracing::warn!(%error, "folding the state snapshots failed; the next snapshot is written whole");
+                    None
+                }
+            };
+            if let Ok(mut pol) = policy.lock() {
+                pol.fold_ended(folded);
+            }
+        });
+        if spawned.is_err() {
+            if let Ok(mut pol) = self.policy.lock() {
+                pol.fold_ended(None);
+            }
+        }
+    }
+}
+
 /// Serializes a snapshot (what was left to serialize), completes it with its tail, writes
-/// it durably and answers (on the snapshot thread).
-fn write_snapshot(p: Pending, policy: &Mutex<super::snapshots::Policy>) {
+/// it durably and answers (on the snapshot thread); whether it was written.
+fn write_snapshot(p: Pending, policy: &Mutex<super::snapshots::Policy>) -> bool {
     let took = std::time::Instant::now();
     let mut buf = Vec::with_capacity(1 << 20);
     let res = p.parts.write(&mut buf).and_then(|()| {
@@ -351,11 +415,14 @@ fn write_snapshot(p: Pending, policy: &Mutex<super::snapshots::Policy>) {
         );
         Ok(())
     });
+    let ok = res.is_ok();
     let _ = p.reply.send(res);
+    ok
 }
 
 impl Drop for AlertWorker {
     fn drop(&mut self) {
+        self.stop_folding.store(true, Ordering::Relaxed);
         self.tx = None;
         // Unblock the thread if it waits to hand over an output.
         while self.rx.try_recv().is_ok() {}

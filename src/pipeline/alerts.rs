@@ -76,6 +76,28 @@ pub struct AlertPath {
     /// for the key's roll-ups (at most [`EMITTED_KEYS`]; an older key's roll-up carries
     /// its signature id and severity only).
     emitted: TrackedLru<String, (Arc<str>, Option<Priority>)>,
+    /// What it was built from (an empty path of the same shape restores its snapshots).
+    shape: Shape,
+}
+
+/// The configuration an alert path's snapshots depend on: an empty path built from it
+/// restores and writes them exactly as the path itself (see `snapshots::fold`).
+#[derive(Debug, Clone)]
+pub struct Shape {
+    state: StateConfig,
+    triage: Option<TriageConfig>,
+}
+
+impl Shape {
+    /// An empty path of this shape, without enrichment, scoring or audit trail: it only
+    /// holds state.
+    pub fn empty(&self) -> AlertPath {
+        let p = AlertPath::new(&self.state, None, None);
+        match &self.triage {
+            Some(t) => p.with_triage(t),
+            None => p,
+        }
+    }
 }
 
 /// Dedup keys whose alert line's signature and priority are kept for their roll-ups.
@@ -98,7 +120,13 @@ impl AlertPath {
             action_rows: ActionRows::default(),
             run_stats: None,
             emitted: TrackedLru::new(std::num::NonZeroUsize::new(EMITTED_KEYS).expect("non-zero")),
+            shape: Shape { state: state.clone(), triage: None },
         }
+    }
+
+    /// What an empty path of the same shape is built from.
+    pub fn shape(&self) -> Shape {
+        self.shape.clone()
     }
 
     /// The run's counters, where the alert path keeps the number of open incidents.
@@ -134,6 +162,7 @@ impl AlertPath {
     /// Adds triage (when enabled): entity, stage and risk of every alert, entity incidents.
     pub fn with_triage(mut self, cfg: &TriageConfig) -> Self {
         self.triage = cfg.enabled.then(|| Triage::new(cfg));
+        self.shape.triage = cfg.enabled.then(|| cfg.clone());
         self
     }
 

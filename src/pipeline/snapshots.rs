@@ -1,26 +1,33 @@
 //! The alert path's snapshot files: whole snapshots and deltas, which to write, which to
-//! restore from, which to remove.
+//! restore from, which to remove, and folding a chain into a whole snapshot.
 //!
 //! Every snapshot is a file `snap-<seq>-e<epoch>-b<base>.json` in the archive's `_state`
 //! folder: `seq` counts snapshots (1, 2, …), `epoch` is the commit it belongs to, `base` the
 //! whole snapshot it builds on — its own `seq` for a whole one, `0` for deltas from the
 //! empty state of a new archive. A delta holds what changed since the snapshot before it
-//! (see `event::delta`), so the state of snapshot `n` is its base with every delta after
-//! it up to `n` applied in order.
+//! (see `event::delta`), so the state of snapshot `n` is the newest whole one at or before
+//! `n` with every delta after it up to `n` applied in order.
 //!
-//! Most snapshots are deltas: a commit changes a small part of what the state holds (a
-//! million dedup keys, every entity), and the alert path stops deciding while it writes
-//! one. A whole snapshot is written when the deltas since the base add up to the base's
-//! size (at least [`CHAIN_MIN_BYTES`]): then a restore reads at most about twice the
-//! state, and the writing cost stays in proportion to what changes.
+//! The alert path writes deltas: a commit changes a small part of what the state holds (a
+//! million dedup keys, every entity), and the alert path stops deciding while it cuts one.
+//! When the deltas since the base add up to the base's size (at least
+//! [`CHAIN_MIN_BYTES`]), the chain is **folded** on a thread of its own ([`fold`]): an
+//! empty path of the same shape restores the base and the deltas from their files and
+//! writes the state of the newest delta `n` whole, as `snap-<n>-e<epoch>-b<n>.json` beside
+//! that delta; later deltas build on it. So a restore reads at most about twice the state,
+//! the writing cost stays in proportion to what changes, and no whole snapshot is ever
+//! serialized where the state lives. (Deltas cut while a fold runs still name the older
+//! base: a delta applies to the state of the snapshot before it, whatever its base.)
 //!
 //! A snapshot of a commit that did not land (a crash between the snapshot and the commit
-//! point) is removed at start before anything else is written. Once a commit whose newest
-//! snapshot builds on base `b` has landed, the files before `b` are removed.
+//! point) is removed at start before anything else is written. Once a commit has landed,
+//! the files before the whole snapshot its state starts from are removed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::path::{Path, PathBuf};
 
-/// Deltas may add up to this much before a whole snapshot is due, however small the state.
+/// Deltas may add up to this much before the chain is folded, however small the state.
 pub const CHAIN_MIN_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +67,8 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<SnapFile>> {
             out.push(SnapFile { seq, epoch, base, path: e.path() });
         }
     }
-    out.sort_by_key(|f| f.seq);
+    // A folded whole snapshot after the delta of the same point.
+    out.sort_by_key(|f| (f.seq, f.whole()));
     Ok(out)
 }
 
@@ -84,36 +92,42 @@ pub fn remove_uncommitted(dir: &Path, epoch: u64) -> std::io::Result<Vec<SnapFil
     Ok(keep)
 }
 
-/// The files to restore the newest snapshot of `files` from: its base (when whole) and the
-/// deltas after it, in order. Names the first file missing from the chain.
+/// The files to restore the newest snapshot of `files` from: the newest whole one at or
+/// before it (none: the chain starts from the empty state) and the deltas after it, in
+/// order. Names the first file missing from the chain.
 pub fn chain(files: &[SnapFile]) -> Result<Vec<SnapFile>, String> {
     let Some(newest) = files.last() else { return Ok(Vec::new()) };
-    let first = if newest.base == 0 { 1 } else { newest.base };
-    let chain: Vec<SnapFile> = files.iter().filter(|f| f.seq >= first).cloned().collect();
-    for (i, f) in chain.iter().enumerate() {
+    let start = files.iter().rev().find(|f| f.whole());
+    let first = start.map_or(1, |w| w.seq + 1);
+    if start.is_none_or(|w| w.seq < newest.base) && newest.base != 0 {
+        return Err(format!("whole snapshot {} that snapshot {} builds on is missing", newest.base, newest.seq));
+    }
+    let mut chain: Vec<SnapFile> = start.cloned().into_iter().collect();
+    let from = start.map_or(0, |w| w.seq);
+    for (i, f) in files.iter().filter(|f| f.seq >= first).enumerate() {
         let want = first + i as u64;
         if f.seq != want {
             return Err(format!("snapshot {want} of the chain from {first} to {} is missing", newest.seq));
         }
-        let base_ok = if f.seq == first && newest.base != 0 { f.whole() } else { f.base == newest.base };
-        if !base_ok {
-            return Err(format!("snapshot {} does not build on base {}", f.path.display(), newest.base));
+        // A delta builds on the start of the chain or on an older whole snapshot (it was
+        // cut while the start was being folded), never on a newer one.
+        if f.whole() || f.base > from {
+            return Err(format!("snapshot {} does not build on base {from}", f.path.display()));
         }
-    }
-    if chain.last().map(|f| f.seq) != Some(newest.seq) {
-        return Err(format!("snapshot chain to {} is incomplete", newest.seq));
+        chain.push(f.clone());
     }
     Ok(chain)
 }
 
 /// Removes the files no snapshot of a commit up to `epoch` builds on any more: those
-/// before the base of the newest one (and snapshots of the older single-file form).
+/// before the whole snapshot the newest one's chain starts from, the delta that whole
+/// snapshot was folded from (and snapshots of the older single-file form).
 pub fn remove_unneeded(dir: &Path, epoch: u64) -> std::io::Result<()> {
-    let files = list(dir)?;
-    let Some(newest) = files.iter().rev().find(|f| f.epoch <= epoch) else { return Ok(()) };
-    let keep_from = if newest.base == 0 { 1 } else { newest.base };
-    for f in files.iter().filter(|f| f.seq < keep_from) {
-        std::fs::remove_file(&f.path)?;
+    let files: Vec<SnapFile> = list(dir)?.into_iter().filter(|f| f.epoch <= epoch).collect();
+    if let Some(start) = files.iter().rev().find(|f| f.whole()) {
+        for f in files.iter().filter(|f| f.seq < start.seq || (f.seq == start.seq && !f.whole())) {
+            std::fs::remove_file(&f.path)?;
+        }
     }
     for e in std::fs::read_dir(dir)? {
         let e = e?;
@@ -124,7 +138,66 @@ pub fn remove_unneeded(dir: &Path, epoch: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Which snapshot comes next, and whether it is whole (kept by the alert path's thread).
+/// A whole snapshot folded from a chain.
+#[derive(Debug)]
+pub struct Folded {
+    pub file: SnapFile,
+    /// Bytes of state in it (without the audit and due members).
+    pub bytes: u64,
+    /// Files read and their bytes.
+    pub read_files: usize,
+    pub read_bytes: u64,
+}
+
+/// Folds the chain up to snapshot `seq` in `dir` into a whole snapshot of the same point,
+/// written durably beside it: `empty` (an empty path of the alert path's [`Shape`]
+/// (super::alerts::Shape)) restores the chain's files in order and writes its state
+/// whole, with the audit and due members of snapshot `seq` as they are. Gives up (`Ok(None)`)
+/// when `stop` is set.
+pub fn fold(dir: &Path, seq: u64, mut empty: super::alerts::AlertPath, stop: &AtomicBool) -> Result<Option<Folded>, String> {
+    let files: Vec<SnapFile> = list(dir).map_err(|e| format!("{}: {e}", dir.display()))?.into_iter().filter(|f| f.seq <= seq).collect();
+    let chain = chain(&files)?;
+    let Some(last) = chain.last().filter(|f| f.seq == seq).cloned() else { return Err(format!("snapshot {seq} is not in {}", dir.display())) };
+    if last.whole() {
+        return Err(format!("snapshot {seq} is whole already"));
+    }
+    let mut newest = serde_json::Value::Null;
+    let mut read_bytes = 0;
+    for f in &chain {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&f.path).map_err(|e| format!("{}: {e}", f.path.display()))?;
+        read_bytes += text.len() as u64;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", f.path.display()))?;
+        empty.restore_value(&v).map_err(|e| format!("{}: {e}", f.path.display()))?;
+        newest = v;
+    }
+    let (parts, _, _) = empty.snapshot_parts(true).map_err(|e| e.to_string())?;
+    let mut buf = Vec::with_capacity(1 << 20);
+    parts.write(&mut buf).map_err(|e| e.to_string())?;
+    let bytes = buf.len() as u64;
+    // The members that are not state, as the delta holds them.
+    if buf.pop() != Some(b'}') {
+        return Err("a snapshot is a JSON object".into());
+    }
+    for member in ["audit", "due"] {
+        if !newest[member].is_null() {
+            buf.extend_from_slice(format!(",\"{member}\":").as_bytes());
+            serde_json::to_writer(&mut buf, &newest[member]).map_err(|e| e.to_string())?;
+        }
+    }
+    buf.push(b'}');
+    if stop.load(Ordering::Relaxed) {
+        return Ok(None);
+    }
+    let path = dir.join(file_name(seq, last.epoch, seq));
+    super::alerts::write_durably(&path, &buf).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Some(Folded { file: SnapFile { seq, epoch: last.epoch, base: seq, path }, bytes, read_files: chain.len(), read_bytes }))
+}
+
+/// Which snapshot comes next, whether it is whole, and when the chain is to be folded
+/// (shared by the alert path's thread, the snapshot writer and the fold).
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     /// The `seq` of the next snapshot.
@@ -136,28 +209,40 @@ pub struct Policy {
     pub base_bytes: u64,
     /// Size of the deltas since it.
     pub chain_bytes: u64,
+    /// A fold under way, and the size of the deltas it folds.
+    pub folding: Option<u64>,
+    /// A fold failed: the alert path writes the next snapshot whole itself.
+    pub whole_next: bool,
 }
 
 impl Policy {
     /// A new archive: deltas build on the empty state.
     pub fn empty() -> Self {
-        Self { next_seq: 1, base: Some(0), base_bytes: 0, chain_bytes: 0 }
+        Self { next_seq: 1, base: Some(0), ..Self::default() }
     }
 
     /// After restoring `chain` (from files of these sizes), or nothing restored.
     pub fn after(chain: &[(SnapFile, u64)], newest_seq: u64) -> Self {
+        let next_seq = newest_seq + 1;
         match chain.first() {
-            None => Self { next_seq: newest_seq + 1, base: None, base_bytes: 0, chain_bytes: 0 },
+            None => Self { next_seq, ..Self::default() },
             Some((f, bytes)) if f.whole() => {
-                Self { next_seq: newest_seq + 1, base: Some(f.seq), base_bytes: *bytes, chain_bytes: chain[1..].iter().map(|(_, b)| b).sum() }
+                Self { next_seq, base: Some(f.seq), base_bytes: *bytes, chain_bytes: chain[1..].iter().map(|(_, b)| b).sum(), ..Self::default() }
             }
-            Some(_) => Self { next_seq: newest_seq + 1, base: Some(0), base_bytes: 0, chain_bytes: chain.iter().map(|(_, b)| b).sum() },
+            Some(_) => Self { next_seq, base: Some(0), chain_bytes: chain.iter().map(|(_, b)| b).sum(), ..Self::default() },
         }
     }
 
-    /// Whether the next snapshot is to be whole.
+    /// Whether the alert path is to write the next snapshot whole: there is no base (or a
+    /// fold failed).
     pub fn whole_due(&self) -> bool {
-        self.base.is_none() || self.chain_bytes >= self.base_bytes.max(CHAIN_MIN_BYTES)
+        self.base.is_none() || self.whole_next
+    }
+
+    /// Whether the chain is to be folded now (none is under way): the deltas since the base
+    /// add up to its size, at least [`chain_min_bytes`].
+    pub fn fold_due(&self) -> bool {
+        self.base.is_some() && self.folding.is_none() && !self.whole_next && self.chain_bytes >= self.base_bytes.max(chain_min_bytes())
     }
 
     /// The `seq` and file name of the next snapshot, whole or not; counts it.
@@ -169,6 +254,7 @@ impl Policy {
             // Deltas from here on build on it.
             self.base = Some(seq);
             self.chain_bytes = 0;
+            self.whole_next = false;
         }
         (seq, file_name(seq, epoch, base))
     }
@@ -184,7 +270,36 @@ impl Policy {
             self.chain_bytes += bytes;
         }
     }
+
+    /// A fold of the deltas written so far starts.
+    pub fn fold_started(&mut self) {
+        self.folding = Some(self.chain_bytes);
+    }
+
+    /// The fold ended: with snapshot `seq` whole (`bytes` of state), deltas from here on
+    /// build on it; without, the alert path writes the next one whole.
+    pub fn fold_ended(&mut self, folded: Option<(u64, u64)>) {
+        let folded_bytes = self.folding.take().unwrap_or(0);
+        match folded {
+            Some((seq, bytes)) => {
+                self.base = Some(seq);
+                self.base_bytes = bytes;
+                self.chain_bytes = self.chain_bytes.saturating_sub(folded_bytes);
+            }
+            None => self.whole_next = true,
+        }
+    }
 }
+
+/// Deltas may add up to this much before the chain is folded, however small the state
+/// ([`CHAIN_MIN_BYTES`]; the environment variable [`CHAIN_MIN_BYTES_VAR`] sets it, for
+/// tests).
+pub fn chain_min_bytes() -> u64 {
+    static MIN: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *MIN.get_or_init(|| std::env::var(CHAIN_MIN_BYTES_VAR).ok().and_then(|v| v.parse().ok()).unwrap_or(CHAIN_MIN_BYTES))
+}
+
+pub const CHAIN_MIN_BYTES_VAR: &str = "ALERTFLOW_SNAPSHOT_CHAIN_MIN_BYTES";
 
 #[cfg(test)]
 mod tests {
@@ -235,19 +350,64 @@ mod tests {
     }
 
     #[test]
-    fn whole_when_deltas_outgrow_the_base() {
+    fn chain_from_a_folded_snapshot() {
+        // Snapshot 3 folded into a whole one beside its delta while 4 was cut (still on
+        // base 1); 5 builds on the fold.
+        let files = vec![f(1, 0, 1), f(2, 1, 1), f(3, 2, 1), f(3, 2, 3), f(4, 3, 1), f(5, 4, 3)];
+        let c = chain(&files).unwrap();
+        assert_eq!(c.iter().map(|x| (x.seq, x.whole())).collect::<Vec<_>>(), vec![(3, true), (4, false), (5, false)]);
+        // Before the fold landed: from base 1.
+        assert_eq!(chain(&files[..3]).unwrap().iter().map(|x| x.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        // The fold gone (5 names it): named, not restored from 1.
+        let mut no_fold = files.clone();
+        no_fold.remove(3);
+        assert!(chain(&no_fold).unwrap_err().contains("whole snapshot 3"), "{:?}", chain(&no_fold));
+        // A delta after the fold naming a newer base than the chain's start.
+        let wrong = vec![f(3, 2, 3), f(4, 3, 3), f(5, 4, 4)];
+        assert!(chain(&wrong).is_err());
+    }
+
+    #[test]
+    fn folded_files_replace_their_chain_once_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let touch = |name: &str| std::fs::write(dir.path().join(name), "{}").unwrap();
+        for (seq, epoch, base) in [(1, 0, 1), (2, 1, 1), (3, 2, 1), (3, 2, 3), (4, 3, 1), (5, 4, 3)] {
+            touch(&file_name(seq, epoch, base));
+        }
+        // Commit 1 landed: the fold (commit 2) does not count yet.
+        remove_unneeded(dir.path(), 1).unwrap();
+        assert_eq!(list(dir.path()).unwrap().len(), 6);
+        remove_unneeded(dir.path(), 4).unwrap();
+        let left: Vec<(u64, bool)> = list(dir.path()).unwrap().iter().map(|f| (f.seq, f.whole())).collect();
+        assert_eq!(left, vec![(3, true), (4, false), (5, false)]);
+    }
+
+    #[test]
+    fn fold_when_deltas_outgrow_the_base() {
+        let min = chain_min_bytes();
         let mut p = Policy::empty();
-        assert!(!p.whole_due());
+        assert!(!p.whole_due() && !p.fold_due());
         assert_eq!(p.next(1, false), (1, file_name(1, 1, 0)));
-        p.wrote(1, false, CHAIN_MIN_BYTES);
-        assert!(p.whole_due());
-        assert_eq!(p.next(2, true), (2, file_name(2, 2, 2)));
-        // The next delta builds on it before its size is known.
-        assert_eq!(p.next(3, false), (3, file_name(3, 3, 2)));
-        p.wrote(2, true, 3 * CHAIN_MIN_BYTES);
-        p.wrote(3, false, CHAIN_MIN_BYTES);
-        assert!(!p.whole_due());
-        p.wrote(4, false, 2 * CHAIN_MIN_BYTES);
-        assert!(p.whole_due());
+        p.wrote(1, false, min);
+        assert!(p.fold_due() && !p.whole_due());
+        p.fold_started();
+        assert!(!p.fold_due(), "one fold at a time");
+        // A delta cut while the fold runs still builds on the empty state.
+        assert_eq!(p.next(2, false), (2, file_name(2, 2, 0)));
+        p.wrote(2, false, 10);
+        p.fold_ended(Some((1, 3 * min)));
+        assert_eq!((p.base, p.base_bytes, p.chain_bytes), (Some(1), 3 * min, 10));
+        assert_eq!(p.next(3, false), (3, file_name(3, 3, 1)));
+        p.wrote(3, false, 3 * min);
+        assert!(p.fold_due());
+        // A failed fold: the alert path writes the next one whole.
+        p.fold_started();
+        p.fold_ended(None);
+        assert!(p.whole_due() && !p.fold_due());
+        assert_eq!(p.next(4, true), (4, file_name(4, 4, 4)));
+        p.wrote(4, true, 5);
+        assert!(!p.whole_due() && !p.fold_due());
+        // No base (restored from the older single-file form): whole.
+        assert!(Policy::after(&[], 7).whole_due());
     }
 }
