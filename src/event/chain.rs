@@ -70,14 +70,15 @@ pub struct Record {
 
 impl Chain {
     /// The next record, as its line (no newline); the head moves on.
-    pub fn append(&mut self, ts_us: i64, kind: &str, subject: &str, detail: &serde_json::Value) -> String {
+    pub fn append(&mut self, ts_us: i64, kind: &str, subject: &str, detail: &impl serde::Serialize) -> String {
         self.record(ts_us, kind, subject, detail).line
     }
 
-    /// The next record; the head moves on.
-    pub fn record(&mut self, ts_us: i64, kind: &str, subject: &str, detail: &serde_json::Value) -> Record {
+    /// The next record; the head moves on. `detail` is a JSON object (a `Value`, or a
+    /// struct serialized with its fields in name order, as a `Value` would write them).
+    pub fn record(&mut self, ts_us: i64, kind: &str, subject: &str, detail: &impl serde::Serialize) -> Record {
         let id = record_id(kind, subject, ts_us);
-        let detail = detail.to_string();
+        let detail = serde_json::to_string(detail).unwrap_or_else(|_| "{}".to_string());
         let seq = self.seq + 1;
         let ts = crate::event::time::iso(ts_us);
         let mut body = String::with_capacity(256);

@@ -150,7 +150,7 @@ impl AlertPath {
         std::mem::take(&mut self.audit_recovered)
     }
 
-    fn audit(&mut self, out: &mut AlertOutput, ts_us: i64, kind: &str, subject: &str, detail: serde_json::Value) {
+    fn audit(&mut self, out: &mut AlertOutput, ts_us: i64, kind: &str, subject: &str, detail: impl serde::Serialize) {
         if let Some(c) = self.audit.as_mut() {
             let r = c.record(ts_us, kind, subject, &detail);
             self.action_rows.push(&r);
@@ -267,17 +267,17 @@ impl AlertPath {
                 );
                 if let (Some(Decision::First { key } | Decision::Escalated { key, .. }), true) = (&d.decision, self.audit.is_some()) {
                     let a = &d.record;
-                    let detail = serde_json::json!({
-                        "decision": kind,
-                        "dedup_key": key,
-                        "signature_id": a.signature_id,
-                        "signature": a.signature,
-                        "src_ip": a.src_ip,
-                        "dest_ip": a.dest_ip,
-                        "score": scored.as_ref().map(|s| s.score),
-                        "priority": scored.as_ref().and_then(|s| s.priority).map(Priority::as_str),
-                        "incident_ids": &*joined,
-                    });
+                    let detail = EmittedDetail {
+                        decision: kind,
+                        dedup_key: key,
+                        dest_ip: &a.dest_ip,
+                        incident_ids: &joined,
+                        priority: scored.as_ref().and_then(|s| s.priority).map(Priority::as_str),
+                        score: scored.as_ref().map(|s| s.score),
+                        signature: &a.signature,
+                        signature_id: a.signature_id,
+                        src_ip: &a.src_ip,
+                    };
                     self.audit(out, a.ts_us, "alert_emitted", &a.alert_id, detail);
                 }
                 match &d.decision {
@@ -529,6 +529,21 @@ impl AlertPath {
     }
 }
 
+/// The detail of an `alert_emitted` audit record (members in name order, as a JSON value
+/// would hold them).
+#[derive(serde::Serialize)]
+struct EmittedDetail<'a> {
+    decision: &'a str,
+    dedup_key: &'a str,
+    dest_ip: &'a str,
+    incident_ids: &'a [String],
+    priority: Option<&'static str>,
+    score: Option<u8>,
+    signature: &'a str,
+    signature_id: i64,
+    src_ip: &'a str,
+}
+
 /// One entry of the recent alert lines' signatures in a snapshot: `[key, signature,
 /// priority]`.
 fn emitted_entry(w: &mut dyn std::io::Write, k: &str, (sig, p): &(Arc<str>, Option<Priority>)) -> std::io::Result<()> {
@@ -579,4 +594,41 @@ pub fn write_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `alert_emitted` detail is written as the JSON value it was built as before: the
+    /// same text, so the same hashes.
+    #[test]
+    fn emitted_detail_is_the_json_value_text() {
+        let joined = vec!["i1".to_string(), "i\"2".to_string()];
+        for (priority, score) in [(Some("high"), Some(71u8)), (None, None)] {
+            let d = EmittedDetail {
+                decision: "first",
+                dedup_key: "s|1|10.0.0.1|10.0.0.2|TCP",
+                dest_ip: "10.0.0.2",
+                incident_ids: &joined,
+                priority,
+                score,
+                signature: "ET \"quoted\" \\ sig",
+                signature_id: 2_010_935,
+                src_ip: "10.0.0.1",
+            };
+            let v = serde_json::json!({
+                "decision": "first",
+                "dedup_key": "s|1|10.0.0.1|10.0.0.2|TCP",
+                "signature_id": 2_010_935,
+                "signature": "ET \"quoted\" \\ sig",
+                "src_ip": "10.0.0.1",
+                "dest_ip": "10.0.0.2",
+                "score": score,
+                "priority": priority,
+                "incident_ids": &joined,
+            });
+            assert_eq!(serde_json::to_string(&d).unwrap(), v.to_string());
+        }
+    }
 }

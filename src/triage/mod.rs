@@ -236,7 +236,14 @@ pub struct Triage {
     #[serde(skip)]
     touched: BTreeSet<String>,
     pub counts: TriageCounts,
+    /// The rule metadata of each rule version seen (by sensor, gid, sid, rev): read from
+    /// the first alert line of it, not from every one.
+    #[serde(skip)]
+    metas: std::collections::HashMap<(u64, i64, i64, i64), Option<Arc<stage::RuleMeta>>, foldhash::fast::RandomState>,
 }
+
+/// Rule versions whose metadata is kept (all are forgotten when more are seen).
+const RULE_METAS: usize = 16_384;
 
 fn decay(v: f64, dt_us: i64, half_life_us: i64) -> f64 {
     if dt_us <= 0 || half_life_us <= 0 {
@@ -351,8 +358,24 @@ impl Triage {
     /// severity, confidence) from the alert's raw EVE line when given.
     pub fn assess_raw(&mut self, a: &AlertRecord, raw: Option<&str>, src: SideFacts, dest: SideFacts) -> Assessment {
         let cfg = self.cfg.clone();
-        let meta = raw.and_then(stage::rule_meta);
-        self.assess_with(&cfg, a, meta.as_ref(), src, dest)
+        let meta = raw.and_then(|raw| self.rule_meta(a, raw));
+        self.assess_with(&cfg, a, meta.as_deref(), src, dest)
+    }
+
+    /// The rule metadata in `raw`, the line of `a`: a rule version (sensor, gid, sid, rev)
+    /// carries the same metadata on every alert, so it is read once.
+    fn rule_meta(&mut self, a: &AlertRecord, raw: &str) -> Option<Arc<stage::RuleMeta>> {
+        let Some(rev) = a.rev else { return stage::rule_meta(raw).map(Arc::new) };
+        let key = (hash(&a.sensor), a.gid.unwrap_or(1), a.signature_id, rev);
+        if let Some(m) = self.metas.get(&key) {
+            return m.clone();
+        }
+        if self.metas.len() >= RULE_METAS {
+            self.metas.clear();
+        }
+        let m = stage::rule_meta(raw).map(Arc::new);
+        self.metas.insert(key, m.clone());
+        m
     }
 
     fn assess_with(&mut self, cfg: &TriageConfig, a: &AlertRecord, meta: Option<&stage::RuleMeta>, src: SideFacts, dest: SideFacts) -> Assessment {
@@ -864,5 +887,43 @@ fn change(entity: &str, e: &mut Entity, at: usize, status: Status) -> TriageChan
         },
         context,
         story,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rule metadata is read once per rule version and sensor; another rev, or the same
+    /// rule from another sensor, is read from its own line.
+    #[test]
+    fn rule_metadata_read_once_per_rule_version() {
+        let cfg = TriageConfig { stages: StageMap::with_tactics(Vec::new(), Vec::new(), Vec::new(), vec![("TA0011".into(), Stage::C2)]), ..Default::default() };
+        let mut t = Triage::new(&cfg);
+        let line = |tactic: &str| format!(r#"{{"alert":{{"signature":"Local 7","metadata":{{"mitre_tactic_id":["{tactic}"]}}}}}}"#);
+        let alert = |sensor: &str, rev: Option<i64>, i: i64| AlertRecord {
+            sensor: sensor.into(),
+            signature_id: 7,
+            signature: "Local 7".into(),
+            rev,
+            ts_us: 1_700_000_000_000_000 + i,
+            src_ip: "203.0.113.9".into(),
+            dest_ip: "10.0.0.5".into(),
+            ..Default::default()
+        };
+        let none = || SideFacts { asset: None };
+        let stage_of = |t: &mut Triage, a: &AlertRecord, raw: &str| t.assess_raw(a, Some(raw), none(), none()).stage;
+        assert_eq!(stage_of(&mut t, &alert("s1", Some(1), 0), &line("TA0011")), Stage::C2);
+        assert_eq!(t.metas.len(), 1);
+        // The same version again: from the cache (its line's other tactic is not read).
+        assert_eq!(stage_of(&mut t, &alert("s1", Some(1), 1), &line("TA9999")), Stage::C2);
+        assert_eq!(t.metas.len(), 1);
+        // Another rev, another sensor: their own lines.
+        assert_eq!(stage_of(&mut t, &alert("s1", Some(2), 2), &line("TA9999")), Stage::Neutral);
+        assert_eq!(stage_of(&mut t, &alert("s2", Some(1), 3), &line("TA9999")), Stage::Neutral);
+        // No rev: read every time, never kept.
+        assert_eq!(stage_of(&mut t, &alert("s3", None, 4), &line("TA0011")), Stage::C2);
+        assert_eq!(stage_of(&mut t, &alert("s3", None, 5), &line("TA9999")), Stage::Neutral);
+        assert_eq!(t.metas.len(), 3);
     }
 }
