@@ -378,6 +378,54 @@ fn decisions(archive: &Path) -> Vec<Vec<String>> {
 
 const DECISION_COLUMNS: [&str; 9] = ["flow_id", "timestamp", "dedup_key", "dedup_count", "suppressed", "late", "incident_id", "score", "priority"];
 
+/// Without `[state] output` (nor an outbox) nobody reads the alert path's JSON lines, so
+/// they are not made: the archive's alerts and incidents and the audit trail are the same
+/// as with the output file, which holds the lines.
+#[test]
+fn without_an_output_the_same_decisions_and_audit_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("eve.json");
+    let lines = alert_stream();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let notify = dir.path().join("notify.jsonl");
+    let with = state_config(dir.path(), &input, &notify);
+    let text = std::fs::read_to_string(&with).unwrap();
+    let without = dir.path().join("without.toml");
+    let other = dir.path().join("other");
+    std::fs::write(
+        &without,
+        text.replace(&format!("output = \"{}\"\n", notify.display()), "")
+            .replace(&dir.path().join("archive").display().to_string(), &other.display().to_string()),
+    )
+    .unwrap();
+    assert!(!std::fs::read_to_string(&without).unwrap().contains("output ="));
+    for cfg in [&with, &without] {
+        let out = replay_at(cfg, &input, STREAM_BASE + 700);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let archive = dir.path().join("archive");
+    assert!(std::fs::read_to_string(&notify).unwrap().lines().count() > 20);
+    assert_eq!(decisions(&other), decisions(&archive));
+    let incidents = |a: &Path| {
+        let mut v: Vec<(String, String)> = read_table(a, "incidents").iter().map(|r| (r["status"].clone(), r["alert_count"].clone())).collect();
+        v.sort();
+        v
+    };
+    assert!(!incidents(&archive).is_empty());
+    assert_eq!(incidents(&other), incidents(&archive));
+    let trail = |a: &Path| -> Vec<(String, String)> {
+        std::fs::read_to_string(a.join("_audit/audit.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .map(|v| (v["kind"].as_str().unwrap().to_string(), v["detail"].to_string()))
+            .collect()
+    };
+    let kinds: std::collections::HashSet<String> = trail(&archive).into_iter().map(|(k, _)| k).collect();
+    assert!(kinds.contains("alert_emitted") && kinds.contains("alerts_suppressed") && kinds.contains("incident_opened"), "{kinds:?}");
+    assert_eq!(trail(&other), trail(&archive));
+}
+
 /// The state stage's shards (`[state] shards`) through the whole pipeline: four shards
 /// decide as one does.
 #[test]

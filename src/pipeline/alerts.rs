@@ -78,6 +78,9 @@ pub struct AlertPath {
     emitted: TrackedLru<String, (Arc<str>, Option<Priority>)>,
     /// What it was built from (an empty path of the same shape restores its snapshots).
     shape: Shape,
+    /// Whether its JSON lines are read (an output file or an outbox takes them): when not,
+    /// the alert, roll-up, incident and flow lines are not made.
+    lines: bool,
 }
 
 /// The configuration an alert path's snapshots depend on: an empty path built from it
@@ -121,7 +124,15 @@ impl AlertPath {
             run_stats: None,
             emitted: TrackedLru::new(std::num::NonZeroUsize::new(EMITTED_KEYS).expect("non-zero")),
             shape: Shape { state: state.clone(), triage: None },
+            lines: true,
         }
+    }
+
+    /// Makes its JSON lines only when `on` (something reads them: `[state] output`,
+    /// `late_output`, the outbox's triggers).
+    pub fn with_lines(mut self, on: bool) -> Self {
+        self.lines = on;
+        self
     }
 
     /// What an empty path of the same shape is built from.
@@ -217,7 +228,7 @@ impl AlertPath {
 
     /// Enriches, scores and renders what the state decided.
     fn finish(&mut self, st: StateOutput, snap: Option<&Snapshot>, out: &mut AlertOutput, flush: bool) {
-        for end in &st.flow_ends {
+        for end in st.flow_ends.iter().filter(|_| self.lines) {
             out.lines.push(lines::flow_context(end.flow_id, &end.alert_ids, &end.summary));
         }
         if let Some(events) = st.rows {
@@ -281,6 +292,7 @@ impl AlertPath {
                     self.audit(out, a.ts_us, "alert_emitted", &a.alert_id, detail);
                 }
                 match &d.decision {
+                    _ if !self.lines => {}
                     None if d.late_output => out.late_lines.push(lines::late_alert(&d.record, d.context.as_deref(), &joined, &r)),
                     None | Some(Decision::Suppressed { .. }) => {}
                     Some(Decision::First { key }) => {
@@ -311,8 +323,10 @@ impl AlertPath {
 
     fn render(&mut self, rollups: &[Rollup], changes: &[Change], out: &mut AlertOutput) {
         for r in rollups {
-            let known = if r.reason == "interval" { self.emitted.peek(&r.key).cloned() } else { self.emitted.pop(&r.key) };
-            out.lines.push(lines::rollup(r, known.as_ref().map(|k| &*k.0), known.as_ref().and_then(|k| k.1).map(Priority::as_str)));
+            if self.lines {
+                let known = if r.reason == "interval" { self.emitted.peek(&r.key).cloned() } else { self.emitted.pop(&r.key) };
+                out.lines.push(lines::rollup(r, known.as_ref().map(|k| &*k.0), known.as_ref().and_then(|k| k.1).map(Priority::as_str)));
+            }
             if r.suppressed > 0 {
                 let detail =
                     serde_json::json!({"count": r.count, "suppressed": r.suppressed, "first_seen": crate::event::time::iso(r.first_us), "reason": r.reason});
@@ -360,7 +374,9 @@ impl AlertPath {
                 self.audit(out, e.last_us, kind, &e.id, detail);
             }
             rows.push(&c.event, &c.context, &text);
-            out.lines.push(lines::incident(&c.event, &c.context, &text));
+            if self.lines {
+                out.lines.push(lines::incident(&c.event, &c.context, &text));
+            }
         }
         out.incidents = Some(rows::concat(out.incidents.take(), rows.finish()));
     }

@@ -195,6 +195,7 @@ pub fn run(
         let path = alerts::AlertPath::new(&cfg.state.engine, enrich.as_ref(), cfg.scorer.clone())
             .with_triage(&cfg.triage)
             .with_audit(cfg.audit.enabled)
+            .with_lines(cfg.state.output.is_some() || cfg.state.late_output.is_some() || cfg.actions.active())
             .with_stats(stats.clone());
         archive.enable_alerts(path, cfg.state.output.clone(), cfg.state.late_output.clone(), cfg.audit.enabled)?;
         if cfg.state.overload.shed && mode == Mode::Follow {
