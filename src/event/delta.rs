@@ -400,11 +400,11 @@ impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
         if v["clear"].as_bool() == Some(true) {
             self.map.clear();
         }
-        let del: Vec<K> = serde_json::from_value(v["del"].clone())?;
+        let del: Vec<K> = serde::Deserialize::deserialize(&v["del"])?;
         for k in del {
             self.map.remove(&k);
         }
-        let set: Vec<(K, V)> = serde_json::from_value(v["set"].clone())?;
+        let set: Vec<(K, V)> = serde::Deserialize::deserialize(&v["set"])?;
         self.map.extend(set);
         Ok(())
     }
@@ -768,9 +768,9 @@ impl<K: Hash + Eq + Clone + DeserializeOwned, V: DeserializeOwned> LruChanges<K,
     pub fn parse(v: &serde_json::Value) -> Result<Self, serde_json::Error> {
         Ok(Self {
             clear: v["clear"].as_bool() == Some(true),
-            del: serde_json::from_value(v["del"].clone())?,
-            upd: serde_json::from_value(v["upd"].clone())?,
-            put: serde_json::from_value(v["put"].clone())?,
+            del: serde::Deserialize::deserialize(&v["del"])?,
+            upd: serde::Deserialize::deserialize(&v["upd"])?,
+            put: serde::Deserialize::deserialize(&v["put"])?,
         })
     }
 }

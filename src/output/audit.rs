@@ -113,8 +113,8 @@ fn newest_snapshot(root: &Path) -> Option<(Chain, Vec<String>)> {
     };
     let newest = named("snap-").or_else(|| named("state-"))?;
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(newest).ok()?).ok()?;
-    let chain = serde_json::from_value(v["audit"]["chain"].clone()).ok()?;
-    let unsaved = serde_json::from_value(v["audit"]["unsaved"].clone()).unwrap_or_default();
+    let chain = serde::Deserialize::deserialize(&v["audit"]["chain"]).ok()?;
+    let unsaved = serde::Deserialize::deserialize(&v["audit"]["unsaved"]).unwrap_or_default();
     Some((chain, unsaved))
 }
 

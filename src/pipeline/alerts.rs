@@ -493,7 +493,7 @@ impl AlertPath {
         if !v["incident_scores"].is_null() {
             match delta {
                 true => self.incidents.apply_changes(&v["incident_scores"])?,
-                false => self.incidents = serde_json::from_value(v["incident_scores"].clone())?,
+                false => self.incidents = serde::Deserialize::deserialize(&v["incident_scores"])?,
             }
         }
         if let (Some(t), false) = (self.triage.as_mut(), v["triage"].is_null()) {
@@ -505,11 +505,15 @@ impl AlertPath {
             let e = &v["emitted"];
             let list =
                 |m: &str| -> Result<Vec<_>, serde_json::Error> { Ok(serde_json::from_value::<Vec<Emitted>>(e[m].clone())?.into_iter().map(entry).collect()) };
-            let c =
-                LruChanges { clear: e["clear"].as_bool() == Some(true), del: serde_json::from_value(e["del"].clone())?, upd: list("upd")?, put: list("put")? };
+            let c = LruChanges {
+                clear: e["clear"].as_bool() == Some(true),
+                del: serde::Deserialize::deserialize(&e["del"])?,
+                upd: list("upd")?,
+                put: list("put")?,
+            };
             self.emitted.apply_changes(c, |_, _| {});
         } else if !v["emitted"].is_null() {
-            let list: Vec<Emitted> = serde_json::from_value(v["emitted"].clone())?;
+            let list: Vec<Emitted> = serde::Deserialize::deserialize(&v["emitted"])?;
             self.emitted.clear();
             for x in list {
                 let (k, val) = entry(x);
@@ -517,8 +521,8 @@ impl AlertPath {
             }
         }
         if let (Some(c), false) = (self.audit.as_mut(), v["audit"].is_null()) {
-            *c = serde_json::from_value(v["audit"]["chain"].clone())?;
-            self.audit_recovered = serde_json::from_value(v["audit"]["unsaved"].clone())?;
+            *c = serde::Deserialize::deserialize(&v["audit"]["chain"])?;
+            self.audit_recovered = serde::Deserialize::deserialize(&v["audit"]["unsaved"])?;
         }
         Ok(())
     }

@@ -196,12 +196,12 @@ impl Dedup {
     }
 
     pub fn restore(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
-        let keys: Vec<(String, Entry)> = serde_json::from_value(v["keys"].clone())?;
+        let keys: Vec<(String, Entry)> = serde::Deserialize::deserialize(&v["keys"])?;
         self.keys = TrackedLru::unbounded();
         for (k, e) in keys {
             self.keys.put(k, e);
         }
-        self.counts = serde_json::from_value(v["counts"].clone())?;
+        self.counts = serde::Deserialize::deserialize(&v["counts"])?;
         self.timers.clear();
         let window = self.cfg.window_us;
         for (k, e) in self.keys.iter_mut_untracked() {
@@ -244,7 +244,7 @@ impl Dedup {
     /// Applies a delta of [`Dedup::take_changes`] to the restored state.
     pub fn apply_changes(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
         let c: LruChanges<String, Entry> = LruChanges::parse(&v["keys"])?;
-        self.counts = serde_json::from_value(v["counts"].clone())?;
+        self.counts = serde::Deserialize::deserialize(&v["counts"])?;
         let (timers, window) = (&mut self.timers, self.cfg.window_us);
         self.keys.apply_changes(c, |k, e| {
             e.queued_us = i64::MAX;

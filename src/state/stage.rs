@@ -520,14 +520,14 @@ impl StateStage {
     /// Restores from a parsed snapshot (members other than the state's are ignored), or
     /// applies a delta to the state restored so far.
     pub fn restore_value(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
-        self.wm = self.wm.restored(serde_json::from_value(v["watermark"].clone())?);
+        self.wm = self.wm.restored(serde::Deserialize::deserialize(&v["watermark"])?);
         if v["delta"].as_bool() == Some(true) {
             self.shards.apply_changes(&v["dedup"], &v["correlation"])?;
             return self.incident_ctx.apply_changes(&v["incident_context"]);
         }
         self.shards.restore(&v["dedup"], &v["correlation"])?;
         if !v["incident_context"].is_null() {
-            self.incident_ctx = serde_json::from_value(v["incident_context"].clone())?;
+            self.incident_ctx = serde::Deserialize::deserialize(&v["incident_context"])?;
         }
         Ok(())
     }

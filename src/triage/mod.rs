@@ -281,16 +281,16 @@ impl Triage {
     /// delta of [`Triage::take_changes`] to the restored state.
     pub fn restore(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
         if v["delta"].as_bool() == Some(true) {
-            self.clock_us = serde_json::from_value(v["clock_us"].clone())?;
-            self.counts = serde_json::from_value(v["counts"].clone())?;
-            self.open = serde_json::from_value(v["open"].clone())?;
+            self.clock_us = serde::Deserialize::deserialize(&v["clock_us"])?;
+            self.counts = serde::Deserialize::deserialize(&v["counts"])?;
+            self.open = serde::Deserialize::deserialize(&v["open"])?;
             self.sigs.apply_changes(&v["sigs"])?;
             self.entities.apply_changes(&v["entities"])?;
             self.periodic.apply_changes(&v["periodic"])?;
             self.attempts.apply_changes(&v["attempts"])?;
             return self.sprayers.apply_changes(&v["sprayers"]);
         }
-        let mut t: Triage = serde_json::from_value(v.clone())?;
+        let mut t: Triage = serde::Deserialize::deserialize(v)?;
         t.cfg = std::mem::take(&mut self.cfg);
         *self = t;
         Ok(())

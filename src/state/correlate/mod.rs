@@ -790,7 +790,7 @@ impl Correlator {
     /// Restores groups from [`Correlator::snapshot`]; groups of rules no longer configured
     /// are dropped (their open incidents close without a close record).
     pub fn restore(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
-        let groups: Vec<(String, String, Group)> = serde_json::from_value(v["groups"].clone())?;
+        let groups: Vec<(String, String, Group)> = serde::Deserialize::deserialize(&v["groups"])?;
         // What was held before goes (a restore replaces).
         self.groups = TrackedLru::unbounded();
         self.closed = TrackedLru::unbounded();
@@ -803,7 +803,7 @@ impl Correlator {
             }
         }
         if !v["closed"].is_null() {
-            let closed: Vec<(String, String, Closed)> = serde_json::from_value(v["closed"].clone())?;
+            let closed: Vec<(String, String, Closed)> = serde::Deserialize::deserialize(&v["closed"])?;
             for (rule, key, c) in closed {
                 if let Some(ri) = self.rules.iter().position(|r| r.name == rule) {
                     self.closed.put((ri, key), c);
@@ -861,9 +861,9 @@ impl Correlator {
             v: &serde_json::Value,
             rule_of: &dyn Fn(&str) -> Option<usize>,
         ) -> Result<LruChanges<(usize, String), T>, serde_json::Error> {
-            let del: Vec<(String, String)> = serde_json::from_value(v["del"].clone())?;
+            let del: Vec<(String, String)> = serde::Deserialize::deserialize(&v["del"])?;
             let entries = |m: &str| -> Result<Vec<GroupEntry<T>>, serde_json::Error> {
-                let list: Vec<(String, String, T)> = serde_json::from_value(v[m].clone())?;
+                let list: Vec<(String, String, T)> = serde::Deserialize::deserialize(&v[m])?;
                 Ok(list.into_iter().filter_map(|(r, k, x)| rule_of(&r).map(|ri| ((ri, k), x))).collect())
             };
             Ok(LruChanges {
