@@ -114,8 +114,12 @@ def latency(a):
     snapshots = []
     start = time.perf_counter()
 
+    log_file = open(a.log, "w") if a.log else None
+
     def read_log():
         for line in proc.stderr:
+            if log_file:
+                log_file.write(f"{time.perf_counter() - start:8.3f} {line}")
             if "state snapshot taken" in line:
                 f = dict(re.findall(r"(\w+)=(\S+)", line))
                 snapshots.append((int(f.get("bytes", 0)), f.get("whole") == "true", float(f.get("ms", 0)), round(time.perf_counter() - start, 2)))
@@ -201,6 +205,7 @@ def main():
     l.add_argument("--markers", type=int, default=20)
     l.add_argument("--poll-ms", type=int, default=0)
     l.add_argument("--warmup", type=float, default=5.0)
+    l.add_argument("--log", help="write alertflow's log here, each line with the seconds since the start")
     t = sub.add_parser("throughput")
     t.add_argument("--events", type=int, default=1_000_000)
     t.add_argument("--runs", type=int, default=3)
