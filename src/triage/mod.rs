@@ -239,8 +239,11 @@ pub struct Triage {
     /// The rule metadata of each rule version seen (by sensor, gid, sid, rev): read from
     /// the first alert line of it, not from every one.
     #[serde(skip)]
-    metas: std::collections::HashMap<(u64, i64, i64, i64), Option<Arc<stage::RuleMeta>>, foldhash::fast::RandomState>,
+    metas: std::collections::HashMap<RuleVersion, Option<Arc<stage::RuleMeta>>, foldhash::fast::RandomState>,
 }
+
+/// A rule version on a sensor: hash of the sensor, gid, sid, rev.
+type RuleVersion = (u64, i64, i64, i64);
 
 /// Rule versions whose metadata is kept (all are forgotten when more are seen).
 const RULE_METAS: usize = 16_384;
