@@ -167,9 +167,14 @@ pub fn fold(dir: &Path, seq: u64, mut empty: super::alerts::AlertPath, stop: &At
         if stop.load(Ordering::Relaxed) {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&f.path).map_err(|e| format!("{}: {e}", f.path.display()))?;
-        read_bytes += text.len() as u64;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", f.path.display()))?;
+        // The file before is applied: its parsed form goes before this one is read (the
+        // base's is the largest).
+        drop(std::mem::take(&mut newest));
+        let v: serde_json::Value = {
+            let text = std::fs::read(&f.path).map_err(|e| format!("{}: {e}", f.path.display()))?;
+            read_bytes += text.len() as u64;
+            serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", f.path.display()))?
+        };
         empty.restore_value(&v).map_err(|e| format!("{}: {e}", f.path.display()))?;
         newest = v;
     }
