@@ -503,8 +503,9 @@ impl AlertPath {
         let entry = |(k, sig, p): Emitted| (k, (Arc::<str>::from(sig), p.map(Priority::from_rank)));
         if delta {
             let e = &v["emitted"];
-            let list =
-                |m: &str| -> Result<Vec<_>, serde_json::Error> { Ok(serde_json::from_value::<Vec<Emitted>>(e[m].clone())?.into_iter().map(entry).collect()) };
+            let list = |m: &str| -> Result<Vec<_>, serde_json::Error> {
+                Ok(<Vec<Emitted> as serde::Deserialize>::deserialize(&e[m])?.into_iter().map(entry).collect())
+            };
             let c = LruChanges {
                 clear: e["clear"].as_bool() == Some(true),
                 del: serde::Deserialize::deserialize(&e["del"])?,
