@@ -106,7 +106,7 @@ def latency(a):
     src = mixed(max(a.rate * a.seconds, 1000), ROOT / "bench-out" / f"mixed-bench-actions-{a.rate * a.seconds}.json")
     lines = src.read_bytes().splitlines(keepends=True)
     # Snapshot debug lines say what each commit's snapshot cost the alert path.
-    log = dict(os.environ, ALERTFLOW_LOG="info,alertflow::pipeline::alert_worker=debug")
+    log = dict(os.environ, ALERTFLOW_LOG=os.environ.get("ALERTFLOW_LOG", "info,alertflow::pipeline::alert_worker=debug"))
     proc = subprocess.Popen([BIN, "run", "--config", str(cfg)], stderr=subprocess.PIPE, text=True, env=log)
     for line in proc.stderr:
         if "alertflow running" in line:

@@ -18,6 +18,9 @@ use crate::event::chain::{check, Chain};
 
 pub const FILE: &str = "_audit/actions-audit.jsonl";
 
+/// A journal sync taking longer than this is logged (debug): deliveries wait for it.
+const SLOW_SYNC_MS: f64 = 20.0;
+
 pub fn path_in(archive_root: &Path) -> PathBuf {
     archive_root.join(FILE)
 }
@@ -93,8 +96,13 @@ impl Journal {
         if self.buf.is_empty() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         self.f.write_all(&self.buf)?;
         self.f.sync_data()?;
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        if ms >= SLOW_SYNC_MS {
+            tracing::debug!(ms = format_args!("{ms:.1}"), bytes = self.buf.len(), "action journal sync slow");
+        }
         self.buf.clear();
         Ok(())
     }

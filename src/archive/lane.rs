@@ -75,27 +75,60 @@ pub struct SealedTemp {
 
 struct OpenSegment {
     table: Table,
-    writer: ArrowWriter<File>,
+    writer: ArrowWriter<WritebackFile>,
     tmp: PathBuf,
     dir: PathBuf,
     rows: u64,
     /// When it was last written (the lane's write counter).
     last_used: u64,
-    /// Bytes handed to the kernel's writeback so far ([`start_writeback`]).
-    written_back: u64,
 }
 
 /// Dirty bytes of a segment after which their writeback is started.
 const WRITEBACK_EVERY: u64 = 8 << 20;
 
-/// Starts the kernel's writeback of `file`'s bytes `from..to` without waiting for it. A
-/// commit's fsync then finds little left to write: without this, a commit's segments sit
-/// dirty in the page cache until the seal, and flushing them all at once there stalls every
-/// other fsync on the disk (the outbox journal's, the state snapshot's) for as long.
-fn start_writeback(file: &File, from: u64, to: u64) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid descriptor owned by `file`; the call only schedules I/O.
-    unsafe { libc::sync_file_range(file.as_raw_fd(), from as i64, (to - from) as i64, libc::SYNC_FILE_RANGE_WRITE) };
+/// A segment's file that starts the kernel's writeback of every [`WRITEBACK_EVERY`] bytes
+/// written to it, without waiting for it. A commit's fsync then finds little left to write:
+/// without this, a segment's bytes sit dirty in the page cache until the seal, and flushing
+/// them all at once there stalls every other fsync on the disk (the outbox journal's, the
+/// state snapshot's) for as long. It watches the bytes themselves, not the batches: a row
+/// group is written in one go when it fills or at the seal (up to `row_group_max_bytes`).
+pub struct WritebackFile {
+    file: File,
+    written: u64,
+    written_back: u64,
+}
+
+impl WritebackFile {
+    pub fn new(file: File) -> Self {
+        Self { file, written: 0, written_back: 0 }
+    }
+
+    pub fn into_file(self) -> File {
+        self.file
+    }
+
+    fn start_writeback(&mut self) {
+        use std::os::fd::AsRawFd;
+        let (from, to) = (self.written_back, self.written);
+        // SAFETY: a valid descriptor owned by `file`; the call only schedules I/O.
+        unsafe { libc::sync_file_range(self.file.as_raw_fd(), from as i64, (to - from) as i64, libc::SYNC_FILE_RANGE_WRITE) };
+        self.written_back = to;
+    }
+}
+
+impl std::io::Write for WritebackFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = std::io::Write::write(&mut self.file, buf)?;
+        self.written += n as u64;
+        if self.written >= self.written_back + WRITEBACK_EVERY {
+            self.start_writeback();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::Write::flush(&mut self.file)
+    }
 }
 
 pub struct Lane {
@@ -116,6 +149,8 @@ pub struct Lane {
     open_bytes: Arc<AtomicU64>,
     /// First write error; reported at the next seal.
     failed: Option<ArchiveError>,
+    /// The thread finishing the previous commit's segments.
+    sealer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Lane {
@@ -132,6 +167,7 @@ impl Lane {
             writes: 0,
             open_bytes,
             failed: None,
+            sealer: None,
         }
     }
 
@@ -146,22 +182,53 @@ impl Lane {
                     }
                 }
                 LaneMsg::Seal { epoch, metadata, reply } => {
-                    let res = match self.failed.take() {
-                        Some(e) => {
-                            self.closed.clear();
-                            Err(e)
-                        }
-                        None => self.seal(&metadata),
+                    let closing = Closing {
+                        open: std::mem::take(&mut self.open).into_values().collect(),
+                        closed: std::mem::take(&mut self.closed),
+                        failed: self.failed.take(),
+                        metadata,
+                        lane: self.id,
                     };
                     self.epoch = epoch + 1;
                     self.next_index = 0;
                     self.open_bytes.store(tag_bytes(self.epoch, 0), Ordering::Relaxed);
-                    let _ = reply.send(res);
+                    self.start_closing(closing, reply);
                 }
             }
         }
+        if let Some(t) = self.sealer.take() {
+            let _ = t.join();
+        }
         // Channel closed without a final seal: open temporaries stay unsealed and are
         // discarded by recovery, exactly like after a crash.
+    }
+
+    /// Finishes a commit's segments (their last row group, footer, fsync) on a thread of
+    /// their own, so the lane takes the next commit's batches at once: finishing takes as
+    /// long as writing and syncing up to a row group per segment, and a lane that stopped
+    /// for it would fill its channel and stop the coordinator — and every alert behind it.
+    /// One commit is in flight at a time, so the previous closing has answered already.
+    fn start_closing(&mut self, closing: Closing, reply: Sender<Result<Vec<SealedTemp>, ArchiveError>>) {
+        if let Some(t) = self.sealer.take() {
+            let _ = t.join();
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let spawned = std::thread::Builder::new().name(format!("archive-seal-{}", self.id)).spawn(move || {
+            crate::event::thread::run_in_background();
+            if let Ok((closing, reply)) = rx.recv() {
+                let _ = reply.send(Closing::finish(closing));
+            }
+        });
+        match spawned {
+            Ok(t) => {
+                let _ = tx.send((closing, reply));
+                self.sealer = Some(t);
+            }
+            // No thread to be had: finish here, as the lane's own work.
+            Err(_) => {
+                let _ = reply.send(Closing::finish(closing));
+            }
+        }
     }
 
     fn write(&mut self, table: Table, events: &EventBatch) -> Result<(), ArchiveError> {
@@ -191,7 +258,7 @@ impl Lane {
         let Some((&key, _)) = self.open.iter().min_by_key(|(_, s)| s.last_used) else { return Ok(()) };
         let mut seg = self.open.remove(&key).expect("present");
         seg.writer.append_key_value_metadata(KeyValue::new(super::checkpoint::KEY_EPOCH.into(), self.epoch.to_string()));
-        let file = seg.writer.into_inner().map_err(segment_err(&seg.tmp))?;
+        let file = seg.writer.into_inner().map_err(segment_err(&seg.tmp))?.into_file();
         file.sync_all().map_err(io_err(&seg.tmp))?;
         let bytes = file.metadata().map_err(io_err(&seg.tmp))?.len();
         self.closed.push(SealedTemp { table: seg.table, tmp: seg.tmp, dir: seg.dir, rows: seg.rows, bytes, checkpoint: false });
@@ -209,33 +276,54 @@ impl Lane {
             let tmp = dir.join(recovery::temp_name(self.epoch, self.id, self.next_index));
             self.next_index += 1;
             let file = File::create(&tmp).map_err(io_err(&tmp))?;
-            let writer = ArrowWriter::try_new(file, rows.schema(), Some(self.props.clone())).map_err(segment_err(&tmp))?;
-            self.open.insert((table, hour), OpenSegment { table, writer, tmp, dir, rows: 0, last_used: 0, written_back: 0 });
+            let writer = ArrowWriter::try_new(WritebackFile::new(file), rows.schema(), Some(self.props.clone())).map_err(segment_err(&tmp))?;
+            self.open.insert((table, hour), OpenSegment { table, writer, tmp, dir, rows: 0, last_used: 0 });
         }
         let seg = self.open.get_mut(&(table, hour)).expect("just inserted");
         seg.last_used = self.writes;
         seg.writer.write(rows).map_err(segment_err(&seg.tmp))?;
         seg.rows += rows.num_rows() as u64;
-        let written = seg.writer.bytes_written() as u64;
-        if written >= seg.written_back + WRITEBACK_EVERY {
-            start_writeback(seg.writer.inner(), seg.written_back, written);
-            seg.written_back = written;
-        }
         Ok(())
     }
+}
 
-    fn seal(&mut self, metadata: &[KeyValue]) -> Result<Vec<SealedTemp>, ArchiveError> {
+/// A commit's segments, taken from a lane at its seal.
+struct Closing {
+    open: Vec<OpenSegment>,
+    closed: Vec<SealedTemp>,
+    /// The lane's first write error of the commit: reported instead of its segments.
+    failed: Option<ArchiveError>,
+    metadata: Vec<KeyValue>,
+    lane: usize,
+}
+
+impl Closing {
+    /// Closes every open segment with the commit's footer metadata (fsynced) and returns
+    /// them with the segments closed early.
+    fn finish(self) -> Result<Vec<SealedTemp>, ArchiveError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
         let mut out = Vec::with_capacity(self.open.len() + self.closed.len());
-        for (_, mut seg) in std::mem::take(&mut self.open) {
-            for kv in metadata {
+        for mut seg in self.open {
+            for kv in &self.metadata {
                 seg.writer.append_key_value_metadata(kv.clone());
             }
-            let file = seg.writer.into_inner().map_err(segment_err(&seg.tmp))?;
+            let started = std::time::Instant::now();
+            let file = seg.writer.into_inner().map_err(segment_err(&seg.tmp))?.into_file();
+            let closed = started.elapsed();
             file.sync_all().map_err(io_err(&seg.tmp))?;
+            tracing::debug!(
+                lane = self.lane,
+                rows = seg.rows,
+                close_ms = closed.as_millis() as u64,
+                sync_ms = (started.elapsed() - closed).as_millis() as u64,
+                "segment sealed"
+            );
             let bytes = file.metadata().map_err(io_err(&seg.tmp))?.len();
             out.push(SealedTemp { table: seg.table, tmp: seg.tmp, dir: seg.dir, rows: seg.rows, bytes, checkpoint: true });
         }
-        out.append(&mut self.closed);
+        out.extend(self.closed);
         Ok(out)
     }
 }
