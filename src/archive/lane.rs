@@ -212,7 +212,7 @@ impl Lane {
         if let Some(t) = self.sealer.take() {
             let _ = t.join();
         }
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (tx, rx) = crossbeam_channel::bounded::<(Closing, Sender<Result<Vec<SealedTemp>, ArchiveError>>)>(1);
         let spawned = std::thread::Builder::new().name(format!("archive-seal-{}", self.id)).spawn(move || {
             crate::event::thread::run_in_background();
             if let Ok((closing, reply)) = rx.recv() {
