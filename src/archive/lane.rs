@@ -149,8 +149,6 @@ pub struct Lane {
     open_bytes: Arc<AtomicU64>,
     /// First write error; reported at the next seal.
     failed: Option<ArchiveError>,
-    /// The thread finishing the previous commit's segments.
-    sealer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Lane {
@@ -167,68 +165,56 @@ impl Lane {
             writes: 0,
             open_bytes,
             failed: None,
-            sealer: None,
         }
     }
 
+    /// Takes the lane's batches until its channel closes. A commit's segments are finished
+    /// (last row group, footer, fsync) by a thread of the lane's own, `archive-seal-<lane>`,
+    /// so the lane takes the next commit's batches at once: finishing takes as long as
+    /// writing and syncing up to a row group per segment, and a lane that stopped for it
+    /// would fill its channel and stop the coordinator — and every alert behind it. One
+    /// commit is in flight at a time, so the sealer's queue of one never waits.
     pub fn run(mut self, rx: Receiver<LaneMsg>) {
-        for msg in rx {
-            match msg {
-                LaneMsg::Write(table, batch) => {
-                    if self.failed.is_none() {
-                        if let Err(e) = self.write(table, &batch) {
-                            self.failed = Some(e);
+        std::thread::scope(|s| {
+            let (to_sealer, closings) = crossbeam_channel::bounded::<(Closing, Sender<Result<Vec<SealedTemp>, ArchiveError>>)>(1);
+            std::thread::Builder::new()
+                .name(format!("archive-seal-{}", self.id))
+                .spawn_scoped(s, move || {
+                    crate::event::thread::run_in_background();
+                    for (closing, reply) in closings {
+                        let _ = reply.send(closing.finish());
+                    }
+                })
+                .expect("spawn segment sealer");
+            for msg in rx {
+                match msg {
+                    LaneMsg::Write(table, batch) => {
+                        if self.failed.is_none() {
+                            if let Err(e) = self.write(table, &batch) {
+                                self.failed = Some(e);
+                            }
                         }
                     }
-                }
-                LaneMsg::Seal { epoch, metadata, reply } => {
-                    let closing = Closing {
-                        open: std::mem::take(&mut self.open).into_values().collect(),
-                        closed: std::mem::take(&mut self.closed),
-                        failed: self.failed.take(),
-                        metadata,
-                        lane: self.id,
-                    };
-                    self.epoch = epoch + 1;
-                    self.next_index = 0;
-                    self.open_bytes.store(tag_bytes(self.epoch, 0), Ordering::Relaxed);
-                    self.start_closing(closing, reply);
+                    LaneMsg::Seal { epoch, metadata, reply } => {
+                        let closing = Closing {
+                            open: std::mem::take(&mut self.open).into_values().collect(),
+                            closed: std::mem::take(&mut self.closed),
+                            failed: self.failed.take(),
+                            metadata,
+                            lane: self.id,
+                        };
+                        self.epoch = epoch + 1;
+                        self.next_index = 0;
+                        self.open_bytes.store(tag_bytes(self.epoch, 0), Ordering::Relaxed);
+                        let _ = to_sealer.send((closing, reply));
+                    }
                 }
             }
-        }
-        if let Some(t) = self.sealer.take() {
-            let _ = t.join();
-        }
-        // Channel closed without a final seal: open temporaries stay unsealed and are
-        // discarded by recovery, exactly like after a crash.
-    }
-
-    /// Finishes a commit's segments (their last row group, footer, fsync) on a thread of
-    /// their own, so the lane takes the next commit's batches at once: finishing takes as
-    /// long as writing and syncing up to a row group per segment, and a lane that stopped
-    /// for it would fill its channel and stop the coordinator — and every alert behind it.
-    /// One commit is in flight at a time, so the previous closing has answered already.
-    fn start_closing(&mut self, closing: Closing, reply: Sender<Result<Vec<SealedTemp>, ArchiveError>>) {
-        if let Some(t) = self.sealer.take() {
-            let _ = t.join();
-        }
-        let (tx, rx) = crossbeam_channel::bounded::<(Closing, Sender<Result<Vec<SealedTemp>, ArchiveError>>)>(1);
-        let spawned = std::thread::Builder::new().name(format!("archive-seal-{}", self.id)).spawn(move || {
-            crate::event::thread::run_in_background();
-            if let Ok((closing, reply)) = rx.recv() {
-                let _ = reply.send(Closing::finish(closing));
-            }
+            // Channel closed without a final seal: open temporaries stay unsealed and are
+            // discarded by recovery, exactly like after a crash. The sealer finishes what it
+            // was given and ends with its queue (the scope joins it).
+            drop(to_sealer);
         });
-        match spawned {
-            Ok(t) => {
-                let _ = tx.send((closing, reply));
-                self.sealer = Some(t);
-            }
-            // No thread to be had: finish here, as the lane's own work.
-            Err(_) => {
-                let _ = reply.send(Closing::finish(closing));
-            }
-        }
     }
 
     fn write(&mut self, table: Table, events: &EventBatch) -> Result<(), ArchiveError> {
