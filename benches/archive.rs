@@ -80,6 +80,7 @@ fn archive(c: &mut Criterion) {
                         writer_threads: lanes,
                         segment_max_bytes: 1 << 40,
                         max_open_partitions: 4096,
+                        lane_queue_batches: 16,
                         idle_seal: Duration::from_secs(3600),
                         max_segment_age: Duration::from_secs(3600),
                         retention: Default::default(),

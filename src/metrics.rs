@@ -139,6 +139,9 @@ pub const ARCHIVE_COMMITS: &str = "alertflow_archive_commits_total";
 pub const ARCHIVE_OPEN_ROWS: &str = "alertflow_archive_open_rows";
 /// Open partition writers.
 pub const ARCHIVE_OPEN_PARTITIONS: &str = "alertflow_archive_open_partitions";
+/// Batches that waited because every writer lane's queue was full (the archive is the
+/// bottleneck: more `writer_threads` or a cheaper codec).
+pub const ARCHIVE_LANE_WAITS: &str = "alertflow_archive_lane_waits_total";
 /// Archive write failures (the pipeline stops on these).
 pub const ARCHIVE_ERRORS: &str = "alertflow_archive_errors_total";
 /// Partitions removed by retention, and their bytes.
@@ -239,6 +242,7 @@ pub fn describe() {
     describe_counter!(ARCHIVE_COMMITS, "archive commits");
     describe_gauge!(ARCHIVE_OPEN_ROWS, "rows in open segments");
     describe_gauge!(ARCHIVE_OPEN_PARTITIONS, "open partition writers");
+    describe_counter!(ARCHIVE_LANE_WAITS, "batches that waited for a writer lane (every lane's queue full)");
     describe_counter!(ARCHIVE_ERRORS, "archive write failures");
     describe_counter!(ARCHIVE_RETENTION_PARTITIONS, "date partitions removed by retention");
     describe_counter!(ARCHIVE_RETENTION_BYTES, "bytes of the partitions removed by retention");

@@ -267,7 +267,13 @@ impl Lane {
         }
         let seg = self.open.get_mut(&(table, hour)).expect("just inserted");
         seg.last_used = self.writes;
+        let (started, before) = (std::time::Instant::now(), seg.writer.bytes_written());
         seg.writer.write(rows).map_err(segment_err(&seg.tmp))?;
+        let flushed = seg.writer.bytes_written() - before;
+        if flushed > 0 {
+            // A row group filled: encoded and written in one go, the lane takes no batch meanwhile.
+            tracing::debug!(lane = self.id, bytes = flushed, ms = started.elapsed().as_millis() as u64, "row group written");
+        }
         seg.rows += rows.num_rows() as u64;
         Ok(())
     }

@@ -106,6 +106,10 @@ pub struct ArchiveConfig {
     pub writer_threads: usize,
     pub segment_max_bytes: u64,
     pub max_open_partitions: usize,
+    /// Batches each writer lane's queue holds: enough to ride out a lane's row-group flush
+    /// or a moment without a core, so the commit thread (and the alert path behind it)
+    /// does not wait for encoding.
+    pub lane_queue_batches: usize,
     pub idle_seal: Duration,
     pub max_segment_age: Duration,
     /// Days each table keeps (see [`retention`]).
@@ -266,7 +270,7 @@ impl Segments {
         let props = props::writer_properties(cfg.parquet)?;
         let lanes = (0..cfg.writer_threads.max(1))
             .map(|id| {
-                let (tx, rx) = bounded(4);
+                let (tx, rx) = bounded(cfg.lane_queue_batches.max(1));
                 let open_bytes = Arc::new(AtomicU64::new(lane::tag_bytes(rec.next_epoch, 0)));
                 let lane = Lane::new(id, cfg.root.clone(), props.clone(), rec.next_epoch, cfg.max_open_partitions, open_bytes.clone());
                 let thread = std::thread::Builder::new()
@@ -344,7 +348,7 @@ impl Segments {
         let next = if table == Table::Events { &mut self.next_lane } else { &mut self.next_state_lane };
         let lane = *next;
         *next = (lane + 1) % self.lanes.len();
-        self.lanes[lane].tx.send(LaneMsg::Write(table, batch)).map_err(|_| ArchiveError::LaneGone(lane))?;
+        self.send_to_free_lane(lane, LaneMsg::Write(table, batch))?;
         self.open_rows += rows;
         self.oldest_open.get_or_insert_with(Instant::now);
         if table == Table::Events {
@@ -353,6 +357,29 @@ impl Segments {
             metrics::gauge!(m::ARCHIVE_OPEN_ROWS).set(self.open_rows as f64);
             metrics::gauge!(m::ARCHIVE_OPEN_PARTITIONS).set(self.open_hours.len() as f64);
         }
+        Ok(())
+    }
+
+    /// Sends a batch to lane `first` or, when its queue is full, to the next lane with room:
+    /// a lane flushing a row group (tens of MB encoded and written at once) stops taking
+    /// batches for that long, and the commit thread waiting on it would hold up every alert
+    /// behind it. Which lane writes a batch does not matter: each writes its own segments and
+    /// every lane is sealed at the commit. Only when every queue is full does it wait.
+    fn send_to_free_lane(&self, first: usize, msg: LaneMsg) -> Result<(), ArchiveError> {
+        let n = self.lanes.len();
+        let mut msg = msg;
+        for i in 0..n {
+            let lane = (first + i) % n;
+            match self.lanes[lane].tx.try_send(msg) {
+                Ok(()) => return Ok(()),
+                Err(crossbeam_channel::TrySendError::Full(back)) => msg = back,
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err(ArchiveError::LaneGone(lane)),
+            }
+        }
+        let started = Instant::now();
+        self.lanes[first].tx.send(msg).map_err(|_| ArchiveError::LaneGone(first))?;
+        metrics::counter!(m::ARCHIVE_LANE_WAITS).increment(1);
+        tracing::debug!(lane = first, waited_ms = started.elapsed().as_millis() as u64, "every writer lane busy");
         Ok(())
     }
 
