@@ -326,9 +326,9 @@ fn a_restored_snapshot_continues_exactly() {
     for (a, t) in &script[..3] {
         first.at(a, T0 + t * S);
     }
-    let snap = serde_json::to_value(&first.t).unwrap();
+    let snap = serde_json::to_string(&first.t).unwrap();
     let mut second = Run { t: Triage::new(&c), n: first.n };
-    second.t.restore(&snap).unwrap();
+    second.t.restore(&alertflow::event::members::Members::parse(&snap).unwrap()).unwrap();
     let rest: Vec<Assessment> = script[3..].iter().map(|(a, t)| second.at(a, T0 + t * S)).collect();
     assert_eq!(&all[3..], &rest[..], "the same assessments after a restore");
 }

@@ -39,6 +39,8 @@ use lru::LruCache;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::members::Members;
+
 /// Writes `[a,b,…]`, each item by `one`.
 pub fn write_list<T>(w: &mut dyn Write, items: impl IntoIterator<Item = T>, mut one: impl FnMut(&mut dyn Write, T) -> io::Result<()>) -> io::Result<()> {
     w.write_all(b"[")?;
@@ -392,19 +394,19 @@ impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
     }
 
     /// Applies a delta written by [`TrackedMap::write_changes`].
-    pub fn apply_changes(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error>
+    pub fn apply_changes(&mut self, v: &Members) -> Result<(), serde_json::Error>
     where
         K: DeserializeOwned,
         V: DeserializeOwned,
     {
-        if v["clear"].as_bool() == Some(true) {
+        if v.flag("clear") {
             self.map.clear();
         }
-        let del: Vec<K> = serde::Deserialize::deserialize(&v["del"])?;
+        let del: Vec<K> = v.get("del")?;
         for k in del {
             self.map.remove(&k);
         }
-        let set: Vec<(K, V)> = serde::Deserialize::deserialize(&v["set"])?;
+        let set: Vec<(K, V)> = v.get("set")?;
         self.map.extend(set);
         Ok(())
     }
@@ -765,13 +767,8 @@ impl<K, V> LruChanges<K, V> {
 
 impl<K: Hash + Eq + Clone + DeserializeOwned, V: DeserializeOwned> LruChanges<K, V> {
     /// A delta whose keys and entries are plain JSON (`key`, `[key, value]`).
-    pub fn parse(v: &serde_json::Value) -> Result<Self, serde_json::Error> {
-        Ok(Self {
-            clear: v["clear"].as_bool() == Some(true),
-            del: serde::Deserialize::deserialize(&v["del"])?,
-            upd: serde::Deserialize::deserialize(&v["upd"])?,
-            put: serde::Deserialize::deserialize(&v["put"])?,
-        })
+    pub fn parse(v: &Members) -> Result<Self, serde_json::Error> {
+        Ok(Self { clear: v.flag("clear"), del: v.get("del")?, upd: v.get("upd")?, put: v.get("put")? })
     }
 }
 
@@ -779,10 +776,10 @@ impl<K: Hash + Eq + Clone + DeserializeOwned, V: DeserializeOwned> LruChanges<K,
 mod tests {
     use super::*;
 
-    fn delta_of<V: Serialize + Clone>(m: &mut TrackedLru<String, V>) -> serde_json::Value {
+    fn delta_of<V: Serialize + Clone>(m: &mut TrackedLru<String, V>) -> String {
         let mut out = Vec::new();
         m.write_changes(&mut out, |w, k| write_json(w, k), |w, k, v| write_json(w, &(k, v))).unwrap();
-        serde_json::from_slice(&out).unwrap()
+        String::from_utf8(out).unwrap()
     }
 
     fn order(m: &TrackedLru<String, u32>) -> Vec<(String, u32)> {
@@ -816,7 +813,7 @@ mod tests {
                     mutate_lru(&mut live, &mut next);
                 }
                 let d = delta_of(&mut live);
-                copy.apply_changes(LruChanges::parse(&d).unwrap(), |_, _| {});
+                copy.apply_changes(LruChanges::parse(&Members::parse(&d).unwrap()).unwrap(), |_, _| {});
                 assert_eq!(order(&copy), order(&live), "bounded {bounded}");
             }
         }
@@ -932,7 +929,7 @@ mod tests {
             }
             let mut out = Vec::new();
             part(&mut out).unwrap();
-            copy.apply_changes(&serde_json::from_slice(&out).unwrap()).unwrap();
+            copy.apply_changes(&Members::parse(std::str::from_utf8(&out).unwrap()).unwrap()).unwrap();
             assert_eq!(copy, at_cut);
         }
         // A part written before its capture finished is an error, not a wrong delta.
@@ -954,7 +951,7 @@ mod tests {
         live.remove("zz");
         let mut out = Vec::new();
         live.write_changes(&mut out).unwrap();
-        copy.apply_changes(&serde_json::from_slice(&out).unwrap()).unwrap();
+        copy.apply_changes(&Members::parse(std::str::from_utf8(&out).unwrap()).unwrap()).unwrap();
         assert_eq!(copy, live);
         // Nothing changed since: an empty delta.
         let mut out = Vec::new();
@@ -964,7 +961,7 @@ mod tests {
         live.insert("x".into(), 9);
         let mut out = Vec::new();
         live.write_changes(&mut out).unwrap();
-        copy.apply_changes(&serde_json::from_slice(&out).unwrap()).unwrap();
+        copy.apply_changes(&Members::parse(std::str::from_utf8(&out).unwrap()).unwrap()).unwrap();
         assert_eq!(copy, live);
     }
 }

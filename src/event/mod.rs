@@ -16,6 +16,7 @@ pub mod delta;
 pub mod enriched;
 pub mod handoff;
 pub mod json;
+pub mod members;
 pub mod position;
 pub mod prefix;
 pub mod reject;

@@ -16,6 +16,7 @@ use crate::event::alert::Rollup;
 use crate::event::alert::{Decision, Status};
 use crate::event::batch::decode_context;
 use crate::event::delta::{write_json, write_list, Deferred, LruChanges, TrackedLru};
+use crate::event::members::Members;
 use crate::event::scored::{reasons_json, recommendations_json, Priority, Reason};
 use crate::event::{ContextKind, EventBatch};
 use crate::output::audit::Chain;
@@ -484,46 +485,41 @@ impl AlertPath {
     /// Restores a snapshot (one written before incident scores were saved restores the
     /// state alone), or applies a delta (member `delta`) to the state restored so far.
     pub fn restore(&mut self, text: &str) -> Result<(), serde_json::Error> {
-        self.restore_value(&serde_json::from_str(text)?)
+        self.restore_members(&Members::parse(text)?)
     }
 
-    pub fn restore_value(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
-        let delta = v["delta"].as_bool() == Some(true);
-        self.state.restore_value(v)?;
-        if !v["incident_scores"].is_null() {
+    /// Restores from a snapshot's members, or applies a delta to the state restored so far.
+    pub fn restore_members(&mut self, v: &Members) -> Result<(), serde_json::Error> {
+        let delta = v.flag("delta");
+        self.state.restore_members(v)?;
+        if !v.is_null("incident_scores") {
             match delta {
-                true => self.incidents.apply_changes(&v["incident_scores"])?,
-                false => self.incidents = serde::Deserialize::deserialize(&v["incident_scores"])?,
+                true => self.incidents.apply_changes(&v.members("incident_scores")?)?,
+                false => self.incidents = v.get("incident_scores")?,
             }
         }
-        if let (Some(t), false) = (self.triage.as_mut(), v["triage"].is_null()) {
-            t.restore(&v["triage"])?;
+        if let (Some(t), false) = (self.triage.as_mut(), v.is_null("triage")) {
+            t.restore(&v.members("triage")?)?;
         }
         type Emitted = (String, String, Option<u8>);
         let entry = |(k, sig, p): Emitted| (k, (Arc::<str>::from(sig), p.map(Priority::from_rank)));
         if delta {
-            let e = &v["emitted"];
-            let list = |m: &str| -> Result<Vec<_>, serde_json::Error> {
-                Ok(<Vec<Emitted> as serde::Deserialize>::deserialize(&e[m])?.into_iter().map(entry).collect())
-            };
-            let c = LruChanges {
-                clear: e["clear"].as_bool() == Some(true),
-                del: serde::Deserialize::deserialize(&e["del"])?,
-                upd: list("upd")?,
-                put: list("put")?,
-            };
+            let e = v.members("emitted")?;
+            let list = |m: &str| -> Result<Vec<_>, serde_json::Error> { Ok(e.get::<Vec<Emitted>>(m)?.into_iter().map(entry).collect()) };
+            let c = LruChanges { clear: e.flag("clear"), del: e.get("del")?, upd: list("upd")?, put: list("put")? };
             self.emitted.apply_changes(c, |_, _| {});
-        } else if !v["emitted"].is_null() {
-            let list: Vec<Emitted> = serde::Deserialize::deserialize(&v["emitted"])?;
+        } else if !v.is_null("emitted") {
+            let list: Vec<Emitted> = v.get("emitted")?;
             self.emitted.clear();
             for x in list {
                 let (k, val) = entry(x);
                 self.emitted.put(k, val);
             }
         }
-        if let (Some(c), false) = (self.audit.as_mut(), v["audit"].is_null()) {
-            *c = serde::Deserialize::deserialize(&v["audit"]["chain"])?;
-            self.audit_recovered = serde::Deserialize::deserialize(&v["audit"]["unsaved"])?;
+        if let (Some(c), false) = (self.audit.as_mut(), v.is_null("audit")) {
+            let audit = v.members("audit")?;
+            *c = audit.get("chain")?;
+            self.audit_recovered = audit.get("unsaved")?;
         }
         Ok(())
     }

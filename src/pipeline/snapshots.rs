@@ -27,6 +27,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::path::{Path, PathBuf};
 
+use crate::event::members::Members;
+
 /// Deltas may add up to this much before the chain is folded, however small the state.
 pub const CHAIN_MIN_BYTES: u64 = 64 << 20;
 
@@ -161,23 +163,22 @@ pub fn fold(dir: &Path, seq: u64, mut empty: super::alerts::AlertPath, stop: &At
     if last.whole() {
         return Err(format!("snapshot {seq} is whole already"));
     }
-    let mut newest = serde_json::Value::Null;
+    // The newest file's text (its audit and due members are copied as they are).
+    let mut newest = String::new();
     let mut read_bytes = 0;
     for f in &chain {
         if stop.load(Ordering::Relaxed) {
             return Ok(None);
         }
-        // The file before is applied: its parsed form goes before this one is read (the
-        // base's is the largest).
+        // The file before is applied: its text goes before this one is read (the base's
+        // is the largest). Members go from their text into the state: no JSON tree.
         drop(std::mem::take(&mut newest));
-        let v: serde_json::Value = {
-            let text = std::fs::read(&f.path).map_err(|e| format!("{}: {e}", f.path.display()))?;
-            read_bytes += text.len() as u64;
-            serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", f.path.display()))?
-        };
-        empty.restore_value(&v).map_err(|e| format!("{}: {e}", f.path.display()))?;
-        newest = v;
+        newest = std::fs::read_to_string(&f.path).map_err(|e| format!("{}: {e}", f.path.display()))?;
+        read_bytes += newest.len() as u64;
+        let members = Members::parse(&newest).map_err(|e| format!("{}: {e}", f.path.display()))?;
+        empty.restore_members(&members).map_err(|e| format!("{}: {e}", f.path.display()))?;
     }
+    let newest = Members::parse(&newest).map_err(|e| e.to_string())?;
     let (parts, _, _) = empty.snapshot_parts(true).map_err(|e| e.to_string())?;
     let mut buf = Vec::with_capacity(1 << 20);
     parts.write(&mut buf).map_err(|e| e.to_string())?;
@@ -187,9 +188,9 @@ pub fn fold(dir: &Path, seq: u64, mut empty: super::alerts::AlertPath, stop: &At
         return Err("a snapshot is a JSON object".into());
     }
     for member in ["audit", "due"] {
-        if !newest[member].is_null() {
+        if let Some(raw) = newest.raw(member).filter(|_| !newest.is_null(member)) {
             buf.extend_from_slice(format!(",\"{member}\":").as_bytes());
-            serde_json::to_writer(&mut buf, &newest[member]).map_err(|e| e.to_string())?;
+            buf.extend_from_slice(raw.get().as_bytes());
         }
     }
     buf.push(b'}');

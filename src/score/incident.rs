@@ -92,7 +92,7 @@ impl IncidentScores {
         self.0.capture_step(budget)
     }
 
-    pub fn apply_changes(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
+    pub fn apply_changes(&mut self, v: &crate::event::members::Members) -> Result<(), serde_json::Error> {
         self.0.apply_changes(v)
     }
 }

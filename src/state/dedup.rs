@@ -14,6 +14,7 @@ use std::collections::BinaryHeap;
 
 use super::{key_of, AlertRecord, KeyField};
 use crate::event::delta::{write_json, LruChanges, Part, TrackedLru};
+use crate::event::members::Members;
 
 #[derive(Debug, Clone)]
 pub struct DedupConfig {
@@ -195,13 +196,13 @@ impl Dedup {
         serde_json::to_writer(w, &Snap { keys: self.keys.iter().rev().collect(), counts: self.counts }).map_err(std::io::Error::other)
     }
 
-    pub fn restore(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
-        let keys: Vec<(String, Entry)> = serde::Deserialize::deserialize(&v["keys"])?;
+    pub fn restore(&mut self, v: &Members) -> Result<(), serde_json::Error> {
+        let keys: Vec<(String, Entry)> = v.get("keys")?;
         self.keys = TrackedLru::unbounded();
         for (k, e) in keys {
             self.keys.put(k, e);
         }
-        self.counts = serde::Deserialize::deserialize(&v["counts"])?;
+        self.counts = v.get("counts")?;
         self.timers.clear();
         let window = self.cfg.window_us;
         for (k, e) in self.keys.iter_mut_untracked() {
@@ -242,9 +243,9 @@ impl Dedup {
     }
 
     /// Applies a delta of [`Dedup::take_changes`] to the restored state.
-    pub fn apply_changes(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
-        let c: LruChanges<String, Entry> = LruChanges::parse(&v["keys"])?;
-        self.counts = serde::Deserialize::deserialize(&v["counts"])?;
+    pub fn apply_changes(&mut self, v: &Members) -> Result<(), serde_json::Error> {
+        let c: LruChanges<String, Entry> = LruChanges::parse(&v.members("keys")?)?;
+        self.counts = v.get("counts")?;
         let (timers, window) = (&mut self.timers, self.cfg.window_us);
         self.keys.apply_changes(c, |k, e| {
             e.queued_us = i64::MAX;

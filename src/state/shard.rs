@@ -15,11 +15,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::correlate::{CorrelationCounts, Correlator, IncidentEvent, Offered, Rule};
 use super::dedup::{Decision, Dedup, DedupConfig, DedupCounts, Rollup};
 use super::{key_of, AlertRecord, KeyField, LatePolicy};
+use crate::event::members::Members;
 
 /// One alert's work in one shard.
 #[derive(Debug, Clone)]
@@ -39,7 +41,8 @@ struct Job {
 enum Msg {
     Run(Job),
     Snapshot,
-    Restore(Value),
+    /// A shard's part of a snapshot: its dedup and correlation members, as text.
+    Restore(String, String),
 }
 
 #[derive(Default)]
@@ -113,10 +116,10 @@ impl Shard {
         match msg {
             Msg::Run(job) => self.run(&job),
             Msg::Snapshot => ShardResult { snapshot: Some((self.dedup.snapshot(), self.corr.snapshot())), ..Default::default() },
-            Msg::Restore(v) => {
+            Msg::Restore(d, c) => {
                 // Checked by the caller before it is dealt out.
-                let _ = self.dedup.restore(&v["dedup"]);
-                let _ = self.corr.restore(&v["correlation"]);
+                let _ = Members::parse(&d).and_then(|m| self.dedup.restore(&m));
+                let _ = Members::parse(&c).and_then(|m| self.corr.restore(&m));
                 ShardResult { dedup: self.dedup.counts, corr: self.corr.counts, ..Default::default() }
             }
         }
@@ -340,18 +343,18 @@ impl Shards {
     }
 
     /// Applies a delta of [`Shards::take_changes`] (one shard).
-    pub fn apply_changes(&mut self, dedup: &Value, corr: &Value) -> Result<(), serde_json::Error> {
+    pub fn apply_changes(&mut self, dedup: &Members, corr: &Members) -> Result<(), serde_json::Error> {
         if !self.remote.is_empty() {
             // Deltas were taken with one shard: applied to the whole state in one place,
             // then dealt out again (a start with a new shard count, so rare).
             let (d, c) = self.snapshot();
             let mut one = Shard { dedup: self.local.dedup.empty_like(), corr: self.local.corr.empty_like() };
-            one.dedup.restore(&serde_json::from_str(&d)?)?;
-            one.corr.restore(&serde_json::from_str(&c)?)?;
+            one.dedup.restore(&Members::parse(&d)?)?;
+            one.corr.restore(&Members::parse(&c)?)?;
             one.dedup.apply_changes(dedup)?;
             one.corr.apply_changes(corr)?;
             let (d, c) = (one.dedup.snapshot(), one.corr.snapshot());
-            return self.restore(&serde_json::from_str(&d)?, &serde_json::from_str(&c)?);
+            return self.restore(&Members::parse(&d)?, &Members::parse(&c)?);
         }
         self.local.dedup.apply_changes(dedup)?;
         self.local.corr.apply_changes(corr)?;
@@ -392,8 +395,9 @@ impl Shards {
         (dedup.to_string(), corr.to_string())
     }
 
-    /// Deals a snapshot's keys and groups out to the shards by hash.
-    pub fn restore(&mut self, dedup: &Value, corr: &Value) -> Result<(), serde_json::Error> {
+    /// Deals a snapshot's keys and groups out to the shards by hash (each entry as the
+    /// text it was written as: only its key is read here).
+    pub fn restore(&mut self, dedup: &Members, corr: &Members) -> Result<(), serde_json::Error> {
         let n = self.len();
         if n == 1 {
             self.local.dedup.restore(dedup)?;
@@ -402,40 +406,45 @@ impl Shards {
             self.corr_counts[0] = self.local.corr.counts;
             return Ok(());
         }
-        let deal = |list: &Value, key_at: usize| -> Vec<Vec<Value>> {
-            let mut out = vec![Vec::new(); n];
-            for e in list.as_array().into_iter().flatten() {
-                out[shard_of(e[key_at].as_str().unwrap_or_default(), n)].push(e.clone());
+        let deal = |list: &Members<'_>, name: &str, key_at: usize| -> Result<Vec<String>, serde_json::Error> {
+            let mut out = vec![String::from("["); n];
+            for e in list.get::<Option<Vec<&RawValue>>>(name)?.unwrap_or_default() {
+                let fields: Vec<&RawValue> = serde_json::from_str(e.get())?;
+                let key: String = fields.get(key_at).map_or(Ok(String::new()), |k| serde_json::from_str(k.get()))?;
+                let list = &mut out[shard_of(&key, n)];
+                if list.len() > 1 {
+                    list.push(',');
+                }
+                list.push_str(e.get());
             }
-            out
+            out.iter_mut().for_each(|l| l.push(']'));
+            Ok(out)
         };
-        let keys = deal(&dedup["keys"], 0);
-        let groups = deal(&corr["groups"], 1);
-        let closed = deal(&corr["closed"], 1);
-        let zero_d = serde_json::to_value(DedupCounts::default())?;
+        let keys = deal(dedup, "keys", 0)?;
+        let groups = deal(corr, "groups", 1)?;
+        let closed = deal(corr, "closed", 1)?;
+        let zero_d = serde_json::to_string(&DedupCounts::default())?;
+        let counts = |m: &Members<'_>| m.raw("counts").map_or("null", RawValue::get).to_string();
         let mut parts = Vec::new();
         for s in 0..n {
             // The counts go to shard 0 (they are summed).
-            let dc = if s == 0 { dedup["counts"].clone() } else { zero_d.clone() };
-            let cc = if s == 0 { corr["counts"].clone() } else { json!([0, 0, 0, 0, 0, 0]) };
-            parts.push(json!({
-                "dedup": { "keys": keys[s], "counts": dc },
-                "correlation": { "groups": groups[s], "closed": closed[s], "counts": cc },
-            }));
+            let (dc, cc) = if s == 0 { (counts(dedup), counts(corr)) } else { (zero_d.clone(), "[0,0,0,0,0,0]".to_string()) };
+            parts.push((format!("{{\"keys\":{},\"counts\":{dc}}}", keys[s]), format!("{{\"groups\":{},\"closed\":{},\"counts\":{cc}}}", groups[s], closed[s])));
         }
         // Check every part before any shard takes one.
-        for p in &parts {
-            Dedup::new(DedupConfig::default()).restore(&p["dedup"])?;
+        for (d, c) in &parts {
+            Dedup::new(DedupConfig::default()).restore(&Members::parse(d)?)?;
+            Members::parse(c)?;
         }
         let mut parts = parts.into_iter();
-        let first = parts.next().unwrap_or_default();
-        self.local.dedup.restore(&first["dedup"])?;
-        self.local.corr.restore(&first["correlation"])?;
+        let (d, c) = parts.next().unwrap_or_default();
+        self.local.dedup.restore(&Members::parse(&d)?)?;
+        self.local.corr.restore(&Members::parse(&c)?)?;
         self.dedup_counts[0] = self.local.dedup.counts;
         self.corr_counts[0] = self.local.corr.counts;
         for (i, (r, p)) in self.remote.iter().zip(parts).enumerate() {
             if let Some(tx) = &r.tx {
-                let _ = tx.send(Msg::Restore(p));
+                let _ = tx.send(Msg::Restore(p.0, p.1));
                 if let Ok(res) = r.rx.recv() {
                     self.dedup_counts[i + 1] = res.dedup;
                     self.corr_counts[i + 1] = res.corr;

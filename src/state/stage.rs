@@ -13,6 +13,7 @@
 //! continues where the archive stands: nothing re-notified, no incident forgotten.
 
 use crate::event::delta::{Deferred, TrackedMap};
+use crate::event::members::Members;
 use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray};
@@ -514,20 +515,20 @@ impl StateStage {
     }
 
     pub fn restore(&mut self, text: &str) -> Result<(), serde_json::Error> {
-        self.restore_value(&serde_json::from_str(text)?)
+        self.restore_members(&Members::parse(text)?)
     }
 
-    /// Restores from a parsed snapshot (members other than the state's are ignored), or
+    /// Restores from a snapshot's members (those other than the state's are ignored), or
     /// applies a delta to the state restored so far.
-    pub fn restore_value(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
-        self.wm = self.wm.restored(serde::Deserialize::deserialize(&v["watermark"])?);
-        if v["delta"].as_bool() == Some(true) {
-            self.shards.apply_changes(&v["dedup"], &v["correlation"])?;
-            return self.incident_ctx.apply_changes(&v["incident_context"]);
+    pub fn restore_members(&mut self, v: &Members) -> Result<(), serde_json::Error> {
+        self.wm = self.wm.restored(v.get("watermark")?);
+        if v.flag("delta") {
+            self.shards.apply_changes(&v.members("dedup")?, &v.members("correlation")?)?;
+            return self.incident_ctx.apply_changes(&v.members("incident_context")?);
         }
-        self.shards.restore(&v["dedup"], &v["correlation"])?;
-        if !v["incident_context"].is_null() {
-            self.incident_ctx = serde::Deserialize::deserialize(&v["incident_context"])?;
+        self.shards.restore(&v.members("dedup")?, &v.members("correlation")?)?;
+        if !v.is_null("incident_context") {
+            self.incident_ctx = v.get("incident_context")?;
         }
         Ok(())
     }

@@ -29,6 +29,7 @@ pub mod stage;
 use std::collections::BTreeSet;
 
 use crate::event::delta::{write_json, Part, TrackedMap};
+use crate::event::members::Members;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -282,18 +283,18 @@ impl Triage {
 
     /// Restores a snapshot's state (the configuration stays this one's), or applies a
     /// delta of [`Triage::take_changes`] to the restored state.
-    pub fn restore(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
-        if v["delta"].as_bool() == Some(true) {
-            self.clock_us = serde::Deserialize::deserialize(&v["clock_us"])?;
-            self.counts = serde::Deserialize::deserialize(&v["counts"])?;
-            self.open = serde::Deserialize::deserialize(&v["open"])?;
-            self.sigs.apply_changes(&v["sigs"])?;
-            self.entities.apply_changes(&v["entities"])?;
-            self.periodic.apply_changes(&v["periodic"])?;
-            self.attempts.apply_changes(&v["attempts"])?;
-            return self.sprayers.apply_changes(&v["sprayers"]);
+    pub fn restore(&mut self, v: &Members) -> Result<(), serde_json::Error> {
+        if v.flag("delta") {
+            self.clock_us = v.get("clock_us")?;
+            self.counts = v.get("counts")?;
+            self.open = v.get("open")?;
+            self.sigs.apply_changes(&v.members("sigs")?)?;
+            self.entities.apply_changes(&v.members("entities")?)?;
+            self.periodic.apply_changes(&v.members("periodic")?)?;
+            self.attempts.apply_changes(&v.members("attempts")?)?;
+            return self.sprayers.apply_changes(&v.members("sprayers")?);
         }
-        let mut t: Triage = serde::Deserialize::deserialize(v)?;
+        let mut t: Triage = serde_json::from_str(v.text())?;
         t.cfg = std::mem::take(&mut self.cfg);
         *self = t;
         Ok(())

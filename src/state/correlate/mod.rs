@@ -31,6 +31,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 use crate::event::delta::{write_json, LruChanges, Part, TrackedLru};
+use crate::event::members::Members;
 
 pub use condition::{longest_chain, Condition, Measure, Range};
 
@@ -789,8 +790,8 @@ impl Correlator {
 
     /// Restores groups from [`Correlator::snapshot`]; groups of rules no longer configured
     /// are dropped (their open incidents close without a close record).
-    pub fn restore(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
-        let groups: Vec<(String, String, Group)> = serde::Deserialize::deserialize(&v["groups"])?;
+    pub fn restore(&mut self, v: &Members) -> Result<(), serde_json::Error> {
+        let groups: Vec<(String, String, Group)> = v.get("groups")?;
         // What was held before goes (a restore replaces).
         self.groups = TrackedLru::unbounded();
         self.closed = TrackedLru::unbounded();
@@ -802,17 +803,15 @@ impl Correlator {
                 self.groups.put((ri, key), g);
             }
         }
-        if !v["closed"].is_null() {
-            let closed: Vec<(String, String, Closed)> = serde::Deserialize::deserialize(&v["closed"])?;
+        if !v.is_null("closed") {
+            let closed: Vec<(String, String, Closed)> = v.get("closed")?;
             for (rule, key, c) in closed {
                 if let Some(ri) = self.rules.iter().position(|r| r.name == rule) {
                     self.closed.put((ri, key), c);
                 }
             }
         }
-        let n: Vec<u64> = v["counts"].as_array().map(|a| a.iter().map(|x| x.as_u64().unwrap_or(0)).collect()).unwrap_or_default();
-        let at = |i: usize| n.get(i).copied().unwrap_or(0);
-        self.counts = CorrelationCounts { opened: at(0), closed: at(1), groups_evicted: at(2), late_skipped: at(3), late_reevaluated: at(4), corrected: at(5) };
+        self.counts = counts_of(v)?;
         Ok(())
     }
 
@@ -855,35 +854,33 @@ impl Correlator {
 
     /// Applies a delta of [`Correlator::take_changes`] to the restored state (groups of
     /// rules no longer configured are dropped, as in a restore).
-    pub fn apply_changes(&mut self, v: &serde_json::Value) -> Result<(), serde_json::Error> {
+    pub fn apply_changes(&mut self, v: &Members) -> Result<(), serde_json::Error> {
         let rule_of = |name: &str| self.rules.iter().position(|r| r.name == name);
         fn parse<T: serde::de::DeserializeOwned>(
-            v: &serde_json::Value,
+            v: &Members,
             rule_of: &dyn Fn(&str) -> Option<usize>,
         ) -> Result<LruChanges<(usize, String), T>, serde_json::Error> {
-            let del: Vec<(String, String)> = serde::Deserialize::deserialize(&v["del"])?;
+            let del: Vec<(String, String)> = v.get("del")?;
             let entries = |m: &str| -> Result<Vec<GroupEntry<T>>, serde_json::Error> {
-                let list: Vec<(String, String, T)> = serde::Deserialize::deserialize(&v[m])?;
+                let list: Vec<(String, String, T)> = v.get(m)?;
                 Ok(list.into_iter().filter_map(|(r, k, x)| rule_of(&r).map(|ri| ((ri, k), x))).collect())
             };
             Ok(LruChanges {
-                clear: v["clear"].as_bool() == Some(true),
+                clear: v.flag("clear"),
                 del: del.into_iter().filter_map(|(r, k)| rule_of(&r).map(|ri| (ri, k))).collect(),
                 upd: entries("upd")?,
                 put: entries("put")?,
             })
         }
-        let groups: LruChanges<(usize, String), Group> = parse(&v["groups"], &rule_of)?;
-        let closed: LruChanges<(usize, String), Closed> = parse(&v["closed"], &rule_of)?;
+        let groups: LruChanges<(usize, String), Group> = parse(&v.members("groups")?, &rule_of)?;
+        let closed: LruChanges<(usize, String), Closed> = parse(&v.members("closed")?, &rule_of)?;
         let (rules, timers) = (&self.rules, &mut self.timers);
         self.groups.apply_changes(groups, |(ri, key), g| {
             g.queued_us = g.newest_us.saturating_add(rules[*ri].timespan_us).saturating_add(1);
             timers.push(Reverse((g.queued_us, *ri, key.clone())));
         });
         self.closed.apply_changes(closed, |_, _| {});
-        let n: Vec<u64> = v["counts"].as_array().map(|a| a.iter().map(|x| x.as_u64().unwrap_or(0)).collect()).unwrap_or_default();
-        let at = |i: usize| n.get(i).copied().unwrap_or(0);
-        self.counts = CorrelationCounts { opened: at(0), closed: at(1), groups_evicted: at(2), late_skipped: at(3), late_reevaluated: at(4), corrected: at(5) };
+        self.counts = counts_of(v)?;
         Ok(())
     }
 
@@ -984,6 +981,14 @@ fn settle(rule: &Rule, ri: usize, key: &str, g: &mut Group, out: &mut Vec<Incide
         g.pop_front(num);
     }
     firing
+}
+
+/// The counts of a snapshot or delta (`[opened, closed, groups_evicted, late_skipped,
+/// late_reevaluated, corrected]`; missing ones are 0).
+fn counts_of(v: &Members) -> Result<CorrelationCounts, serde_json::Error> {
+    let n: Vec<u64> = v.get::<Option<Vec<u64>>>("counts")?.unwrap_or_default();
+    let at = |i: usize| n.get(i).copied().unwrap_or(0);
+    Ok(CorrelationCounts { opened: at(0), closed: at(1), groups_evicted: at(2), late_skipped: at(3), late_reevaluated: at(4), corrected: at(5) })
 }
 
 #[cfg(test)]
@@ -1132,9 +1137,9 @@ mod tests {
         let mut out = Vec::new();
         c.offer(&a(0, 1, "10.9.9.9", "A", 80), &mut out);
         c.offer(&a(10, 1, "10.9.9.9", "A", 80), &mut out);
-        let snap: serde_json::Value = serde_json::from_str(&c.snapshot()).unwrap();
+        let snap = c.snapshot();
         let mut c = Correlator::new(vec![inner, outer], 1000);
-        c.restore(&snap).unwrap();
+        c.restore(&Members::parse(&snap).unwrap()).unwrap();
         c.advance(100 * S, &mut out);
         assert!(out.is_empty(), "the inner rule opens nothing: {out:?}");
         c.offer(&a(120, 2, "10.9.9.9", "A", 80), &mut out);
