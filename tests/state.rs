@@ -944,7 +944,7 @@ fn late_alerts_go_to_their_own_file() {
 /// batches change the state (as on the alert path's thread), compared at several points.
 #[test]
 fn delta_snapshots_restore_what_a_whole_snapshot_holds() {
-    use alertflow::pipeline::alerts::AlertPath;
+    use alertflow::pipeline::alerts::{AlertPath, HeldBack};
     use serde_json::Value;
     let seed = common::seed("delta snapshots");
     let mut rng = common::Rng(seed);
@@ -972,8 +972,9 @@ fn delta_snapshots_restore_what_a_whole_snapshot_holds() {
         assert!(!whole);
         p.finish_capture();
         let mut buf = Vec::new();
-        parts.write(&mut buf).unwrap();
-        tail.append_to(&mut buf).unwrap();
+        let mut head = HeldBack::new(&mut buf);
+        parts.write(&mut head).unwrap();
+        tail.append_to(head).unwrap();
         String::from_utf8(buf).unwrap()
     };
     let mut chain: Vec<String> = Vec::new();
@@ -1022,8 +1023,9 @@ fn delta_snapshots_restore_what_a_whole_snapshot_holds() {
         }
         live.finish_capture();
         let mut buf = Vec::new();
-        parts.write(&mut buf).unwrap();
-        tail.append_to(&mut buf).unwrap();
+        let mut head = HeldBack::new(&mut buf);
+        parts.write(&mut head).unwrap();
+        tail.append_to(head).unwrap();
         let text = String::from_utf8(buf).unwrap();
         if wrote_whole {
             chain.clear();
@@ -1056,7 +1058,7 @@ fn delta_snapshots_restore_what_a_whole_snapshot_holds() {
 /// from it (and the deltas after it, some cut before the fold landed) gives the live state.
 #[test]
 fn folding_a_snapshot_chain_writes_the_state_at_its_newest_delta() {
-    use alertflow::pipeline::alerts::AlertPath;
+    use alertflow::pipeline::alerts::{AlertPath, HeldBack};
     use alertflow::pipeline::snapshots::{self, Policy};
     use serde_json::Value;
     let seed = common::seed("fold snapshots");
@@ -1081,8 +1083,9 @@ fn folding_a_snapshot_chain_writes_the_state_at_its_newest_delta() {
         live.finish_capture();
         tail.due = Some(format!("{{\"epoch\":{epoch}}}"));
         let mut buf = Vec::new();
-        parts.write(&mut buf).unwrap();
-        tail.append_to(&mut buf).unwrap();
+        let mut head = HeldBack::new(&mut buf);
+        parts.write(&mut head).unwrap();
+        tail.append_to(head).unwrap();
         let (seq, name) = policy.next(epoch, false);
         std::fs::write(dir.path().join(name), &buf).unwrap();
         (seq, serde_json::from_slice(&buf).unwrap())

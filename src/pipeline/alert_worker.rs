@@ -394,26 +394,29 @@ impl Fold {
 /// it durably and answers (on the snapshot thread); whether it was written.
 fn write_snapshot(p: Pending, policy: &Mutex<super::snapshots::Policy>) -> bool {
     let took = std::time::Instant::now();
-    let mut buf = Vec::with_capacity(1 << 20);
-    let res = p.parts.write(&mut buf).and_then(|()| {
-        let state_bytes = buf.len();
+    let (parts, tail, seq, whole) = (p.parts, p.tail, p.seq, p.whole);
+    let mut state_bytes = 0;
+    let res = super::alerts::write_durably_with(&p.path, |w| {
+        let mut head = super::alerts::HeldBack::new(w);
+        parts.write(&mut head)?;
+        state_bytes = head.bytes();
         if let Ok(mut pol) = policy.lock() {
-            pol.wrote(p.seq, p.whole, state_bytes as u64);
+            pol.wrote(seq, whole, state_bytes);
         }
         metrics::gauge!(m::STATE_SNAPSHOT_BYTES).set(state_bytes as f64);
-        metrics::counter!(m::STATE_SNAPSHOTS, "kind" => if p.whole { "whole" } else { "delta" }).increment(1);
-        p.tail.append_to(&mut buf)?;
-        super::alerts::write_durably(&p.path, &buf)?;
+        metrics::counter!(m::STATE_SNAPSHOTS, "kind" => if whole { "whole" } else { "delta" }).increment(1);
+        tail.append_to(head)
+    })
+    .map(|()| {
         tracing::debug!(
             bytes = state_bytes,
-            whole = p.whole,
+            whole,
             ms = (p.secs * 1000.0).round(),
             cut_ms = (p.cut_secs * 1000.0).round(),
             slices = p.slices,
             write_ms = (took.elapsed().as_secs_f64() * 1000.0).round(),
             "state snapshot taken"
         );
-        Ok(())
     });
     let ok = res.is_ok();
     let _ = p.reply.send(res);

@@ -429,11 +429,10 @@ impl AlertPath {
     pub fn snapshot_to(&mut self, w: &mut dyn std::io::Write, whole: bool, due: Option<&str>) -> std::io::Result<bool> {
         let (parts, whole, mut tail) = self.snapshot_parts(whole)?;
         self.finish_capture();
-        let mut buf = Vec::new();
-        parts.write(&mut buf)?;
+        let mut head = HeldBack::new(w);
+        parts.write(&mut head)?;
         tail.due = due.map(str::to_string);
-        tail.append_to(&mut buf)?;
-        w.write_all(&buf)?;
+        tail.append_to(head)?;
         Ok(whole)
     }
 
@@ -577,40 +576,92 @@ pub struct SnapshotTail {
 }
 
 impl SnapshotTail {
-    /// Adds the members to `head`, a snapshot's JSON object.
-    pub fn append_to(self, head: &mut Vec<u8>) -> std::io::Result<()> {
-        if head.pop() != Some(b'}') {
-            return Err(std::io::Error::other("a snapshot is a JSON object"));
-        }
+    /// Adds the members to the snapshot's JSON object written to `head` so far (its
+    /// closing brace held back), and closes it.
+    pub fn append_to<W: std::io::Write>(self, head: HeldBack<W>) -> std::io::Result<()> {
+        let mut w = head.object_open()?;
         if let Some((chain, unsaved)) = &self.audit {
-            head.extend_from_slice(b",\"audit\":{\"chain\":");
-            write_json(head, chain)?;
-            head.extend_from_slice(b",\"unsaved\":");
-            write_json(head, unsaved)?;
-            head.push(b'}');
+            w.write_all(b",\"audit\":{\"chain\":")?;
+            write_json(&mut w, chain)?;
+            w.write_all(b",\"unsaved\":")?;
+            write_json(&mut w, unsaved)?;
+            w.write_all(b"}")?;
         }
         if let Some(d) = &self.due {
-            head.extend_from_slice(b",\"due\":");
-            head.extend_from_slice(d.as_bytes());
+            w.write_all(b",\"due\":")?;
+            w.write_all(d.as_bytes())?;
         }
-        head.push(b'}');
-        Ok(())
+        w.write_all(b"}")
     }
 }
 
-/// Writes `bytes` to `path` durably: a temporary fsynced, renamed into place, the folder
-/// fsynced.
-pub fn write_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+/// A writer that passes everything on but the last byte written so far, and counts the
+/// bytes: a JSON object streamed through it can be extended with more members (its
+/// closing brace is still held) without being built in memory first.
+pub struct HeldBack<W> {
+    inner: W,
+    last: Option<u8>,
+    bytes: u64,
+}
+
+impl<W: std::io::Write> HeldBack<W> {
+    pub fn new(inner: W) -> Self {
+        Self { inner, last: None, bytes: 0 }
+    }
+
+    /// Bytes written so far (the held one too).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The writer after a JSON object, with its closing brace dropped: more members go
+    /// next, then the brace.
+    pub fn object_open(self) -> std::io::Result<W> {
+        match self.last {
+            Some(b'}') => Ok(self.inner),
+            _ => Err(std::io::Error::other("a snapshot is a JSON object")),
+        }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for HeldBack<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let Some((&last, head)) = buf.split_last() else { return Ok(0) };
+        if let Some(b) = self.last {
+            self.inner.write_all(&[b])?;
+        }
+        self.inner.write_all(head)?;
+        self.last = Some(last);
+        self.bytes += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes a file durably, streamed by `write` through a buffer: a temporary, fsynced,
+/// renamed into place, the folder fsynced. (A snapshot of 100 MB is never held whole in
+/// memory on its way to the disk.)
+pub fn write_durably_with(path: &std::path::Path, write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>) -> std::io::Result<()> {
     use std::io::Write as _;
     let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+    write(&mut f)?;
+    f.flush()?;
+    f.get_ref().sync_all()?;
+    drop(f);
     std::fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// Writes `bytes` to `path` durably (see [`write_durably_with`]).
+pub fn write_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_durably_with(path, |w| w.write_all(bytes))
 }
 
 #[cfg(test)]
@@ -647,5 +698,29 @@ mod tests {
             });
             assert_eq!(serde_json::to_string(&d).unwrap(), v.to_string());
         }
+    }
+
+    /// A snapshot streamed through [`HeldBack`] is the object with the tail's members
+    /// added, whatever the chunks it was written in.
+    #[test]
+    fn held_back_object_takes_the_tail_members() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snap.json");
+        write_durably_with(&path, |w| {
+            let mut head = HeldBack::new(w);
+            for chunk in [&b"{\"a\":"[..], b"", b"[1,2]", b"}"] {
+                head.write_all(chunk).unwrap();
+            }
+            assert_eq!(head.bytes(), 12);
+            SnapshotTail { audit: None, due: Some("[3]".into()) }.append_to(head)
+        })
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), r#"{"a":[1,2],"due":[3]}"#);
+        assert!(!path.with_extension("json.tmp").exists());
+        let mut sink = Vec::new();
+        let mut head = HeldBack::new(&mut sink);
+        head.write_all(b"[1]").unwrap();
+        assert!(SnapshotTail { audit: None, due: None }.append_to(head).is_err(), "not an object");
     }
 }

@@ -180,25 +180,26 @@ pub fn fold(dir: &Path, seq: u64, mut empty: super::alerts::AlertPath, stop: &At
     }
     let newest = Members::parse(&newest).map_err(|e| e.to_string())?;
     let (parts, _, _) = empty.snapshot_parts(true).map_err(|e| e.to_string())?;
-    let mut buf = Vec::with_capacity(1 << 20);
-    parts.write(&mut buf).map_err(|e| e.to_string())?;
-    let bytes = buf.len() as u64;
-    // The members that are not state, as the delta holds them.
-    if buf.pop() != Some(b'}') {
-        return Err("a snapshot is a JSON object".into());
-    }
-    for member in ["audit", "due"] {
-        if let Some(raw) = newest.raw(member).filter(|_| !newest.is_null(member)) {
-            buf.extend_from_slice(format!(",\"{member}\":").as_bytes());
-            buf.extend_from_slice(raw.get().as_bytes());
-        }
-    }
-    buf.push(b'}');
     if stop.load(Ordering::Relaxed) {
         return Ok(None);
     }
     let path = dir.join(file_name(seq, last.epoch, seq));
-    super::alerts::write_durably(&path, &buf).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut bytes = 0;
+    super::alerts::write_durably_with(&path, |w| {
+        let mut head = super::alerts::HeldBack::new(w);
+        parts.write(&mut head)?;
+        bytes = head.bytes();
+        // The members that are not state, as the delta holds them.
+        let w = head.object_open()?;
+        for member in ["audit", "due"] {
+            if let Some(raw) = newest.raw(member).filter(|_| !newest.is_null(member)) {
+                write!(w, ",\"{member}\":")?;
+                w.write_all(raw.get().as_bytes())?;
+            }
+        }
+        w.write_all(b"}")
+    })
+    .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(Some(Folded { file: SnapFile { seq, epoch: last.epoch, base: seq, path }, bytes, read_files: chain.len(), read_bytes }))
 }
 
