@@ -712,7 +712,7 @@ mod tests {
             for chunk in [&b"{\"a\":"[..], b"", b"[1,2]", b"}"] {
                 head.write_all(chunk).unwrap();
             }
-            assert_eq!(head.bytes(), 12);
+            assert_eq!(head.bytes(), 11);
             SnapshotTail { audit: None, due: Some("[3]".into()) }.append_to(head)
         })
         .unwrap();
