@@ -791,10 +791,9 @@ impl Triage {
             return;
         }
         // Least recently seen first; entities with an open incident stay.
-        let mut v: Vec<(i64, String)> = self.entities.iter().filter(|(k, _)| !self.open.contains(*k)).map(|(k, e)| (e.last_us, k.clone())).collect();
-        v.sort();
-        let n = (self.entities.len() - cfg.max_entities + cfg.max_entities / 10).min(v.len());
-        for (_, k) in v.into_iter().take(n) {
+        let n = self.entities.len() - cfg.max_entities + cfg.max_entities / 10;
+        let gone = oldest(self.entities.iter().filter(|(k, _)| !self.open.contains(*k)).map(|(k, e)| (e.last_us, k)), n);
+        for k in gone {
             self.entities.remove(&k);
             self.counts.evicted_entities += 1;
         }
@@ -804,10 +803,8 @@ impl Triage {
         if self.sigs.len() <= cfg.max_signatures {
             return;
         }
-        let mut v: Vec<(i64, i64)> = self.sigs.iter().map(|(k, s)| (s.last_us, *k)).collect();
-        v.sort();
         let n = self.sigs.len() - cfg.max_signatures + cfg.max_signatures / 10;
-        for (_, k) in v.into_iter().take(n) {
+        for k in oldest(self.sigs.iter().map(|(k, s)| (s.last_us, k)), n) {
             self.sigs.remove(&k);
             self.counts.evicted_signatures += 1;
         }
@@ -830,13 +827,24 @@ fn evict_oldest<V>(map: &mut TrackedMap<String, V>, cap: usize, last_us: impl Fn
     if map.len() <= cap {
         return 0;
     }
-    let mut v: Vec<(i64, String)> = map.iter().map(|(k, x)| (last_us(x), k.clone())).collect();
-    v.sort();
     let n = map.len() - cap + cap / 10;
-    for (_, k) in v.into_iter().take(n) {
-        map.remove(&k);
+    let gone = oldest(map.iter().map(|(k, x)| (last_us(x), k)), n);
+    for k in &gone {
+        map.remove(k);
     }
-    n as u64
+    gone.len() as u64
+}
+
+/// The keys of the (up to) `n` least recently seen of `items` (`(last seen, key)`; ties
+/// by key, so the same ones whatever the map's order). A linear selection: only the
+/// keys that go are cloned.
+fn oldest<'a, K: Ord + Clone + 'a>(items: impl Iterator<Item = (i64, &'a K)>, n: usize) -> Vec<K> {
+    let mut v: Vec<(i64, &K)> = items.collect();
+    if n < v.len() {
+        v.select_nth_unstable(n);
+        v.truncate(n);
+    }
+    v.into_iter().map(|(_, k)| k.clone()).collect()
 }
 
 fn change(entity: &str, e: &mut Entity, at: usize, status: Status) -> TriageChange {
@@ -896,6 +904,20 @@ fn change(entity: &str, e: &mut Entity, at: usize, status: Status) -> TriageChan
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn oldest_are_the_first_of_the_sorted_order() {
+        let keys: Vec<String> = (0..200).map(|i| format!("k{:03}", (i * 37) % 200)).collect();
+        let items: Vec<(i64, &String)> = keys.iter().enumerate().map(|(i, k)| ((i % 13) as i64, k)).collect();
+        let mut sorted = items.clone();
+        sorted.sort();
+        for n in [0, 1, 13, 150, 199, 200, 500] {
+            let mut got = super::oldest(items.iter().copied(), n);
+            got.sort_by_key(|k| sorted.iter().position(|(_, s)| *s == k));
+            let want: Vec<String> = sorted.iter().take(n).map(|(_, k)| (*k).clone()).collect();
+            assert_eq!(got, want, "n = {n}");
+        }
+    }
+
     use super::*;
 
     /// Rule metadata is read once per rule version and sensor; another rev, or the same
