@@ -163,22 +163,28 @@ pub fn fold(dir: &Path, seq: u64, mut empty: super::alerts::AlertPath, stop: &At
     if last.whole() {
         return Err(format!("snapshot {seq} is whole already"));
     }
-    // The newest file's text (its audit and due members are copied as they are).
-    let mut newest = String::new();
     let mut read_bytes = 0;
-    for f in &chain {
+    let mut read = |f: &SnapFile| -> Result<String, String> {
+        let text = std::fs::read_to_string(&f.path).map_err(|e| format!("{}: {e}", f.path.display()))?;
+        read_bytes += text.len() as u64;
+        Ok(text)
+    };
+    let at = |f: &SnapFile| {
+        let path = f.path.display().to_string();
+        move |e: serde_json::Error| format!("{path}: {e}")
+    };
+    // Members go from their text into the state: no JSON tree. One file's text at a time
+    // (the base's is the largest); the newest one's stays, for its audit and due members.
+    for f in &chain[..chain.len() - 1] {
         if stop.load(Ordering::Relaxed) {
             return Ok(None);
         }
-        // The file before is applied: its text goes before this one is read (the base's
-        // is the largest). Members go from their text into the state: no JSON tree.
-        drop(std::mem::take(&mut newest));
-        newest = std::fs::read_to_string(&f.path).map_err(|e| format!("{}: {e}", f.path.display()))?;
-        read_bytes += newest.len() as u64;
-        let members = Members::parse(&newest).map_err(|e| format!("{}: {e}", f.path.display()))?;
-        empty.restore_members(&members).map_err(|e| format!("{}: {e}", f.path.display()))?;
+        let text = read(f)?;
+        empty.restore_members(&Members::parse(&text).map_err(at(f))?).map_err(at(f))?;
     }
-    let newest = Members::parse(&newest).map_err(|e| e.to_string())?;
+    let text = read(&last)?;
+    let newest = Members::parse(&text).map_err(at(&last))?;
+    empty.restore_members(&newest).map_err(at(&last))?;
     let (parts, _, _) = empty.snapshot_parts(true).map_err(|e| e.to_string())?;
     if stop.load(Ordering::Relaxed) {
         return Ok(None);

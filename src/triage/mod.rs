@@ -800,14 +800,7 @@ impl Triage {
     }
 
     fn cap_signatures(&mut self, cfg: &TriageConfig) {
-        if self.sigs.len() <= cfg.max_signatures {
-            return;
-        }
-        let n = self.sigs.len() - cfg.max_signatures + cfg.max_signatures / 10;
-        for k in oldest(self.sigs.iter().map(|(k, s)| (s.last_us, k)), n) {
-            self.sigs.remove(&k);
-            self.counts.evicted_signatures += 1;
-        }
+        self.counts.evicted_signatures += evict_oldest(&mut self.sigs, cfg.max_signatures, |s| s.last_us);
     }
 
     fn cap_pairs(&mut self, cfg: &TriageConfig) {
@@ -823,7 +816,7 @@ impl Triage {
 
 /// Over `cap`, the least recently seen entries go (down to 90 % of the cap, so eviction
 /// is amortized); returns how many.
-fn evict_oldest<V>(map: &mut TrackedMap<String, V>, cap: usize, last_us: impl Fn(&V) -> i64) -> u64 {
+fn evict_oldest<K: std::hash::Hash + Ord + Clone, V>(map: &mut TrackedMap<K, V>, cap: usize, last_us: impl Fn(&V) -> i64) -> u64 {
     if map.len() <= cap {
         return 0;
     }
