@@ -162,8 +162,13 @@ fn a_second_run_continues_the_chain_and_a_crash_loses_no_record() {
     // file lacks them, verify says they come at the next start, and they do, once.
     let state = std::fs::read_dir(archive.join("_state")).unwrap().map(|e| e.unwrap().path()).max().unwrap();
     let snap: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
-    let unsaved = snap["audit"]["unsaved"].as_array().unwrap().len();
+    // The records are in the snapshot as the objects they are, the trail's lines.
+    let records = snap["audit"]["records"].as_array().unwrap();
+    let unsaved = records.len();
     assert!(unsaved > 0 && unsaved < both.len(), "{unsaved}");
+    for (r, line) in records.iter().zip(&both[both.len() - unsaved..]) {
+        assert_eq!(r, &serde_json::from_str::<serde_json::Value>(line).unwrap());
+    }
     let kept = &both[..both.len() - unsaved];
     std::fs::write(archive.join("_audit/audit.jsonl"), kept.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
     let head = serde_json::json!({"seq": field(kept.last().unwrap(), "seq"), "head": field(kept.last().unwrap(), "hash")});

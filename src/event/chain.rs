@@ -81,7 +81,8 @@ impl Chain {
         let detail = serde_json::to_string(detail).unwrap_or_else(|_| "{}".to_string());
         let seq = self.seq + 1;
         let ts = crate::event::time::iso(ts_us);
-        let mut body = String::with_capacity(256);
+        // The members' names, seq, id, time and the two hashes take under 300 bytes.
+        let mut body = String::with_capacity(300 + kind.len() + subject.len() + detail.len());
         body.push_str("{\"seq\":");
         body.push_str(&seq.to_string());
         for (k, v) in [("id", id.as_str()), ("ts", &ts), ("kind", kind), ("subject", subject)] {

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::event::chain::verify_at;
 pub use crate::event::chain::{record_id, verify, BadRecord, Chain, Record, Verified, GENESIS};
+use crate::event::members::Members;
 
 /// The trail's file under the archive root (beside the tables; table readers skip `_`).
 pub const FILE: &str = "_audit/audit.jsonl";
@@ -102,6 +103,37 @@ impl Trail {
     }
 }
 
+/// Writes the `audit` member of a snapshot: the chain's head and the records made since
+/// the snapshot before (those the file may still lack after a crash). Each record goes in
+/// as the JSON object it is, not as a string of it: nothing to escape on the way out or to
+/// unescape on the way in, and the text read back is the line byte for byte.
+pub fn write_snapshot_member(w: &mut dyn Write, chain: &Chain, records: &[String]) -> std::io::Result<()> {
+    w.write_all(b"{\"chain\":")?;
+    serde_json::to_writer(&mut *w, chain).map_err(std::io::Error::other)?;
+    w.write_all(b",\"records\":[")?;
+    for (i, r) in records.iter().enumerate() {
+        if i > 0 {
+            w.write_all(b",")?;
+        }
+        w.write_all(r.as_bytes())?;
+    }
+    w.write_all(b"]}")
+}
+
+/// Reads what [`write_snapshot_member`] wrote (or, from snapshots of earlier versions, the
+/// records as strings in member `unsaved`).
+pub fn read_snapshot_member(m: &Members) -> Result<(Chain, Vec<String>), serde_json::Error> {
+    let chain = m.get("chain")?;
+    let records = if m.is_null("records") {
+        m.get("unsaved")?
+    } else {
+        let raw: Vec<&serde_json::value::RawValue> = m.get("records")?;
+        let not_object = || <serde_json::Error as serde::de::Error>::custom("an audit record in a snapshot is not a JSON object");
+        raw.into_iter().map(|r| if r.get().starts_with('{') { Ok(r.get().to_string()) } else { Err(not_object()) }).collect::<Result<_, _>>()?
+    };
+    Ok((chain, records))
+}
+
 /// The newest state snapshot's chain and the records it held for the file.
 fn newest_snapshot(root: &Path) -> Option<(Chain, Vec<String>)> {
     let dir = root.join("_state");
@@ -112,10 +144,9 @@ fn newest_snapshot(root: &Path) -> Option<(Chain, Vec<String>)> {
         files.iter().filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix) && n.ends_with(".json"))).max().cloned()
     };
     let newest = named("snap-").or_else(|| named("state-"))?;
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(newest).ok()?).ok()?;
-    let chain = serde::Deserialize::deserialize(&v["audit"]["chain"]).ok()?;
-    let unsaved = serde::Deserialize::deserialize(&v["audit"]["unsaved"]).unwrap_or_default();
-    Some((chain, unsaved))
+    let text = std::fs::read_to_string(newest).ok()?;
+    let audit = Members::parse(&text).ok()?.members("audit").ok()?;
+    read_snapshot_member(&audit).ok()
 }
 
 /// `alertflow audit verify`: the archive's trail checked record by record and against the
@@ -177,6 +208,25 @@ mod tests {
 
     fn check(lines: &[String]) -> Result<Verified, BadRecord> {
         verify(std::io::Cursor::new(lines.iter().map(|l| format!("{l}\n")).collect::<String>()))
+    }
+
+    /// The snapshot member gives back each record byte for byte (escapes, non-ASCII and
+    /// all), and snapshots of earlier versions, with the records as strings, still read.
+    #[test]
+    fn snapshot_member_keeps_records_verbatim() {
+        let mut c = Chain::default();
+        let subjects = ["plain", "quote \" back\\slash", "tab\tnew\nline", "ünïcode ✓", "\u{1}ctl"];
+        let records: Vec<String> = subjects.iter().map(|s| c.append(1_700_000_000_000_000, "alert_emitted", s, &serde_json::json!({"s": s}))).collect();
+        for n in [0, 1, records.len()] {
+            let mut buf = Vec::new();
+            write_snapshot_member(&mut buf, &c, &records[..n]).unwrap();
+            let text = String::from_utf8(buf).unwrap();
+            let (chain, back) = read_snapshot_member(&Members::parse(&text).unwrap()).unwrap();
+            assert_eq!((chain, back.as_slice()), (c.clone(), &records[..n]));
+        }
+        let old = serde_json::json!({"chain": c, "unsaved": records}).to_string();
+        assert_eq!(read_snapshot_member(&Members::parse(&old).unwrap()).unwrap(), (c.clone(), records.clone()));
+        assert!(read_snapshot_member(&Members::parse(r#"{"chain":{"seq":1,"head":"x"},"records":["a"]}"#).unwrap()).is_err(), "a record must be an object");
     }
 
     #[test]

@@ -516,9 +516,7 @@ impl AlertPath {
             }
         }
         if let (Some(c), false) = (self.audit.as_mut(), v.is_null("audit")) {
-            let audit = v.members("audit")?;
-            *c = audit.get("chain")?;
-            self.audit_recovered = audit.get("unsaved")?;
+            (*c, self.audit_recovered) = crate::output::audit::read_snapshot_member(&v.members("audit")?)?;
         }
         Ok(())
     }
@@ -580,12 +578,9 @@ impl SnapshotTail {
     /// closing brace held back), and closes it.
     pub fn append_to<W: std::io::Write>(self, head: HeldBack<W>) -> std::io::Result<()> {
         let mut w = head.object_open()?;
-        if let Some((chain, unsaved)) = &self.audit {
-            w.write_all(b",\"audit\":{\"chain\":")?;
-            write_json(&mut w, chain)?;
-            w.write_all(b",\"unsaved\":")?;
-            write_json(&mut w, unsaved)?;
-            w.write_all(b"}")?;
+        if let Some((chain, records)) = &self.audit {
+            w.write_all(b",\"audit\":")?;
+            crate::output::audit::write_snapshot_member(&mut w, chain, records)?;
         }
         if let Some(d) = &self.due {
             w.write_all(b",\"due\":")?;

@@ -237,14 +237,30 @@ pub struct Triage {
     #[serde(skip)]
     touched: BTreeSet<String>,
     pub counts: TriageCounts,
-    /// The rule metadata of each rule version seen (by sensor, gid, sid, rev): read from
-    /// the first alert line of it, not from every one.
+    /// What each rule version seen (by sensor, gid, sid, rev) tells: its metadata, read
+    /// from the first alert line of it, and the attack stage it names, worked out once.
     #[serde(skip)]
-    metas: std::collections::HashMap<RuleVersion, Option<Arc<stage::RuleMeta>>, foldhash::fast::RandomState>,
+    metas: std::collections::HashMap<RuleVersion, RuleFacts, foldhash::fast::RandomState>,
+}
+
+/// What a rule version tells of its alerts: the rule's metadata and the attack stage its
+/// tactics, name or category name (with what decided it). A rule version has one
+/// signature text, category and metadata, so these are the same for all its alerts.
+#[derive(Debug, Clone)]
+struct RuleFacts {
+    meta: Option<Arc<stage::RuleMeta>>,
+    stage: (Stage, &'static str),
 }
 
 /// A rule version on a sensor: hash of the sensor, gid, sid, rev.
 type RuleVersion = (u64, i64, i64, i64);
+
+/// The metadata in `raw` (the line of `a`, when given) and the stage it gives `a`.
+fn rule_facts(cfg: &TriageConfig, a: &AlertRecord, raw: Option<&str>) -> RuleFacts {
+    let meta = raw.and_then(stage::rule_meta).map(Arc::new);
+    let stage = cfg.stages.stage_with(&a.signature, &a.category, meta.as_deref());
+    RuleFacts { meta, stage }
+}
 
 /// Rule versions whose metadata is kept (all are forgotten when more are seen).
 const RULE_METAS: usize = 16_384;
@@ -362,34 +378,38 @@ impl Triage {
     /// severity, confidence) from the alert's raw EVE line when given.
     pub fn assess_raw(&mut self, a: &AlertRecord, raw: Option<&str>, src: SideFacts, dest: SideFacts) -> Assessment {
         let cfg = self.cfg.clone();
-        let meta = raw.and_then(|raw| self.rule_meta(a, raw));
-        self.assess_with(&cfg, a, meta.as_deref(), src, dest)
+        let facts = match raw {
+            Some(raw) => self.rule_facts(&cfg, a, raw),
+            None => rule_facts(&cfg, a, None),
+        };
+        self.assess_with(&cfg, a, &facts, src, dest)
     }
 
-    /// The rule metadata in `raw`, the line of `a`: a rule version (sensor, gid, sid, rev)
-    /// carries the same metadata on every alert, so it is read once.
-    fn rule_meta(&mut self, a: &AlertRecord, raw: &str) -> Option<Arc<stage::RuleMeta>> {
-        let Some(rev) = a.rev else { return stage::rule_meta(raw).map(Arc::new) };
+    /// The rule facts of `a` with the metadata in `raw`, its line: a rule version (sensor,
+    /// gid, sid, rev) carries the same metadata, signature and category on every alert, so
+    /// they are read and staged once.
+    fn rule_facts(&mut self, cfg: &TriageConfig, a: &AlertRecord, raw: &str) -> RuleFacts {
+        let Some(rev) = a.rev else { return rule_facts(cfg, a, Some(raw)) };
         let key = (hash(&a.sensor), a.gid.unwrap_or(1), a.signature_id, rev);
-        if let Some(m) = self.metas.get(&key) {
-            return m.clone();
+        if let Some(f) = self.metas.get(&key) {
+            return f.clone();
         }
         if self.metas.len() >= RULE_METAS {
             self.metas.clear();
         }
-        let m = stage::rule_meta(raw).map(Arc::new);
-        self.metas.insert(key, m.clone());
-        m
+        let f = rule_facts(cfg, a, Some(raw));
+        self.metas.insert(key, f.clone());
+        f
     }
 
-    fn assess_with(&mut self, cfg: &TriageConfig, a: &AlertRecord, meta: Option<&stage::RuleMeta>, src: SideFacts, dest: SideFacts) -> Assessment {
+    fn assess_with(&mut self, cfg: &TriageConfig, a: &AlertRecord, facts: &RuleFacts, src: SideFacts, dest: SideFacts) -> Assessment {
         self.counts.alerts += 1;
         let ts = a.ts_us;
         self.clock_us = self.clock_us.max(ts);
         let src_home = src.asset.is_some() || cfg.is_home(&a.src_ip);
         let dest_home = dest.asset.is_some() || cfg.is_home(&a.dest_ip);
-        let (stage, stage_from) = cfg.stages.stage_with(&a.signature, &a.category, meta);
-        let meta_w = meta.map_or(1.0, |m| m.severity_factor * m.confidence_factor);
+        let (stage, stage_from) = facts.stage;
+        let meta_w = facts.meta.as_deref().map_or(1.0, |m| m.severity_factor * m.confidence_factor);
         let direction = match (src_home, dest_home) {
             (false, true) => Direction::Inbound,
             (true, false) => Direction::Outbound,
