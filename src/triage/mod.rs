@@ -240,7 +240,7 @@ pub struct Triage {
     /// What each rule version seen (by sensor, gid, sid, rev) tells: its metadata, read
     /// from the first alert line of it, and the attack stage it names, worked out once.
     #[serde(skip)]
-    metas: std::collections::HashMap<RuleVersion, RuleFacts, foldhash::fast::RandomState>,
+    rules: std::collections::HashMap<RuleVersion, RuleFacts, foldhash::fast::RandomState>,
 }
 
 /// What a rule version tells of its alerts: the rule's metadata and the attack stage its
@@ -256,14 +256,14 @@ struct RuleFacts {
 type RuleVersion = (u64, i64, i64, i64);
 
 /// The metadata in `raw` (the line of `a`, when given) and the stage it gives `a`.
-fn rule_facts(cfg: &TriageConfig, a: &AlertRecord, raw: Option<&str>) -> RuleFacts {
+fn read_rule_facts(cfg: &TriageConfig, a: &AlertRecord, raw: Option<&str>) -> RuleFacts {
     let meta = raw.and_then(stage::rule_meta).map(Arc::new);
     let stage = cfg.stages.stage_with(&a.signature, &a.category, meta.as_deref());
     RuleFacts { meta, stage }
 }
 
-/// Rule versions whose metadata is kept (all are forgotten when more are seen).
-const RULE_METAS: usize = 16_384;
+/// Rule versions whose facts are kept (all are forgotten when more are seen).
+const RULE_VERSIONS: usize = 16_384;
 
 fn decay(v: f64, dt_us: i64, half_life_us: i64) -> f64 {
     if dt_us <= 0 || half_life_us <= 0 {
@@ -380,7 +380,7 @@ impl Triage {
         let cfg = self.cfg.clone();
         let facts = match raw {
             Some(raw) => self.rule_facts(&cfg, a, raw),
-            None => rule_facts(&cfg, a, None),
+            None => read_rule_facts(&cfg, a, None),
         };
         self.assess_with(&cfg, a, &facts, src, dest)
     }
@@ -389,16 +389,16 @@ impl Triage {
     /// gid, sid, rev) carries the same metadata, signature and category on every alert, so
     /// they are read and staged once.
     fn rule_facts(&mut self, cfg: &TriageConfig, a: &AlertRecord, raw: &str) -> RuleFacts {
-        let Some(rev) = a.rev else { return rule_facts(cfg, a, Some(raw)) };
+        let Some(rev) = a.rev else { return read_rule_facts(cfg, a, Some(raw)) };
         let key = (hash(&a.sensor), a.gid.unwrap_or(1), a.signature_id, rev);
-        if let Some(f) = self.metas.get(&key) {
+        if let Some(f) = self.rules.get(&key) {
             return f.clone();
         }
-        if self.metas.len() >= RULE_METAS {
-            self.metas.clear();
+        if self.rules.len() >= RULE_VERSIONS {
+            self.rules.clear();
         }
-        let f = rule_facts(cfg, a, Some(raw));
-        self.metas.insert(key, f.clone());
+        let f = read_rule_facts(cfg, a, Some(raw));
+        self.rules.insert(key, f.clone());
         f
     }
 
@@ -855,6 +855,7 @@ fn oldest<'a, K: Ord + Clone + 'a>(items: impl Iterator<Item = (i64, &'a K)>, n:
     oldest_refs(items, n).into_iter().map(|(_, k)| k.clone()).collect()
 }
 
+/// [`oldest`] without cloning the keys.
 fn oldest_refs<'a, K: Ord + 'a>(items: impl Iterator<Item = (i64, &'a K)>, n: usize) -> Vec<(i64, &'a K)> {
     let mut v: Vec<(i64, &K)> = items.collect();
     if n < v.len() {
@@ -990,16 +991,16 @@ mod tests {
         let none = || SideFacts { asset: None };
         let stage_of = |t: &mut Triage, a: &AlertRecord, raw: &str| t.assess_raw(a, Some(raw), none(), none()).stage;
         assert_eq!(stage_of(&mut t, &alert("s1", Some(1), 0), &line("TA0011")), Stage::C2);
-        assert_eq!(t.metas.len(), 1);
+        assert_eq!(t.rules.len(), 1);
         // The same version again: from the cache (its line's other tactic is not read).
         assert_eq!(stage_of(&mut t, &alert("s1", Some(1), 1), &line("TA9999")), Stage::C2);
-        assert_eq!(t.metas.len(), 1);
+        assert_eq!(t.rules.len(), 1);
         // Another rev, another sensor: their own lines.
         assert_eq!(stage_of(&mut t, &alert("s1", Some(2), 2), &line("TA9999")), Stage::Neutral);
         assert_eq!(stage_of(&mut t, &alert("s2", Some(1), 3), &line("TA9999")), Stage::Neutral);
         // No rev: read every time, never kept.
         assert_eq!(stage_of(&mut t, &alert("s3", None, 4), &line("TA0011")), Stage::C2);
         assert_eq!(stage_of(&mut t, &alert("s3", None, 5), &line("TA9999")), Stage::Neutral);
-        assert_eq!(t.metas.len(), 3);
+        assert_eq!(t.rules.len(), 3);
     }
 }
