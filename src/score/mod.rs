@@ -29,10 +29,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 pub mod incident;
+pub mod native;
 pub mod vars;
 
-use cel::context::VariableResolver;
+use std::cell::OnceCell;
+
 use cel::{Context, Program, Value};
+
+use native::Native;
+use vars::{AlertVars, Plain};
 
 /// How matched rules combine into the score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -86,7 +91,90 @@ pub struct Template {
 #[derive(Debug)]
 enum Part {
     Text(String),
-    Expr(Program, String),
+    Expr(Compiled, String),
+}
+
+/// An expression: the CEL program, and the same compiled for direct evaluation when it is
+/// of the typed subset ([`native`]).
+#[derive(Debug)]
+struct Compiled {
+    program: Program,
+    native: Option<Native>,
+}
+
+impl Compiled {
+    fn new(program: Program) -> Compiled {
+        let native = Native::compile(program.expression());
+        Compiled { program, native }
+    }
+
+    /// `Some(true/false)` for a boolean; `None` for an error or another type.
+    fn truth(&self, at: &Eval) -> Option<bool> {
+        match &self.native {
+            Some(n) => match n.eval(at.vars) {
+                Ok(Plain::Bool(b)) => Some(b),
+                _ => None,
+            },
+            None => match self.program.execute(at.cel()) {
+                Ok(Value::Bool(b)) => Some(b),
+                _ => None,
+            },
+        }
+    }
+
+    /// A finite number capped to ±100; `None` for an error or another type.
+    fn points(&self, at: &Eval) -> Option<f64> {
+        let capped = |v: f64| v.is_finite().then(|| v.clamp(-100.0, 100.0));
+        match &self.native {
+            Some(n) => match n.eval(at.vars) {
+                Ok(Plain::Int(n)) => Some((n as f64).clamp(-100.0, 100.0)),
+                Ok(Plain::Double(v)) => capped(v),
+                _ => None,
+            },
+            None => match self.program.execute(at.cel()) {
+                Ok(Value::Int(n)) => Some((n as f64).clamp(-100.0, 100.0)),
+                Ok(Value::UInt(n)) => Some((n as f64).min(100.0)),
+                Ok(Value::Float(v)) => capped(v),
+                _ => None,
+            },
+        }
+    }
+
+    /// Appends the value as text; `?` for an error.
+    fn display(&self, at: &Eval, out: &mut String) {
+        match &self.native {
+            Some(n) => match n.eval(at.vars) {
+                Ok(v) => display_plain(&v, out),
+                Err(_) => out.push('?'),
+            },
+            None => match self.program.execute(at.cel()) {
+                Ok(v) => display(&v, out),
+                Err(_) => out.push('?'),
+            },
+        }
+    }
+}
+
+/// One alert's variables, and the CEL context over them, built the first time an
+/// expression outside the typed subset needs it.
+struct Eval<'v, 'a> {
+    vars: &'v AlertVars<'a>,
+    cel: OnceCell<Context<'v, 'v>>,
+}
+
+impl<'v, 'a> Eval<'v, 'a> {
+    fn new(vars: &'v AlertVars<'a>) -> Self {
+        Eval { vars, cel: OnceCell::new() }
+    }
+
+    fn cel(&self) -> &Context<'v, 'v> {
+        self.cel.get_or_init(|| {
+            let mut ctx = Context::with_env(ENV.with(Arc::clone));
+            add_functions(&mut ctx);
+            ctx.set_variable_resolver(self.vars);
+            ctx
+        })
+    }
 }
 
 /// The longest reason, evidence or action text a template renders (bytes, then `…`).
@@ -153,7 +241,7 @@ impl Template {
             let end = after.find("}}").ok_or_else(|| Problem::Unclosed(s.to_string()))?;
             let expr = after[..end].trim();
             let program = Program::compile(expr).map_err(|e| Problem::TemplateSyntax { expr: expr.to_string(), message: e.to_string() })?;
-            parts.push(Part::Expr(program, expr.to_string()));
+            parts.push(Part::Expr(Compiled::new(program), expr.to_string()));
             rest = &after[end + 2..];
         }
         if !rest.is_empty() {
@@ -164,7 +252,7 @@ impl Template {
 
     fn programs(&self) -> impl Iterator<Item = &Program> {
         self.parts.iter().filter_map(|p| match p {
-            Part::Expr(e, _) => Some(e),
+            Part::Expr(e, _) => Some(&e.program),
             Part::Text(_) => None,
         })
     }
@@ -179,15 +267,12 @@ impl Template {
     /// The text with each expression's value, at most [`MAX_RENDERED_BYTES`] (cut on a
     /// character boundary, with `…`): event fields are the sender's to choose, and one
     /// long signature must not make every reason of every alert megabytes long.
-    pub fn render(&self, ctx: &Context) -> String {
+    fn render(&self, at: &Eval) -> String {
         let mut out = String::new();
         for p in &self.parts {
             match p {
                 Part::Text(t) => out.push_str(t),
-                Part::Expr(e, _) => match e.execute(ctx) {
-                    Ok(v) => display(&v, &mut out),
-                    Err(_) => out.push('?'),
-                },
+                Part::Expr(e, _) => e.display(at, &mut out),
             }
             if out.len() > MAX_RENDERED_BYTES {
                 break;
@@ -202,6 +287,31 @@ impl Template {
             out.push('…');
         }
         out
+    }
+}
+
+/// As [`display`] shows the same value.
+fn display_plain(v: &Plain, out: &mut String) {
+    use std::fmt::Write;
+    match v {
+        Plain::Str(s) => out.push_str(s),
+        Plain::Int(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Plain::Double(f) => {
+            let _ = write!(out, "{f}");
+        }
+        Plain::Bool(b) => {
+            let _ = write!(out, "{b}");
+        }
+        Plain::Strs(l) => {
+            for (i, x) in l.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(x);
+            }
+        }
     }
 }
 
@@ -240,10 +350,10 @@ fn display(v: &Value, out: &mut String) {
 #[derive(Debug)]
 pub struct ScoreRule {
     pub name: String,
-    when: Program,
+    when: Compiled,
     pub score: f64,
     /// A `score` written as an expression (a number per alert, capped to ±100).
-    score_expr: Option<Program>,
+    score_expr: Option<Compiled>,
     reason: Template,
 }
 
@@ -251,7 +361,7 @@ pub struct ScoreRule {
 #[derive(Debug)]
 pub struct RecommendRule {
     pub name: String,
-    when: Program,
+    when: Compiled,
     /// Steps, rendered per alert (`block {{src.ip}}`).
     actions: Vec<Template>,
     evidence: Template,
@@ -298,11 +408,11 @@ fn check_refs(p: &Program) -> Result<(), Problem> {
 }
 
 /// A rule's `when`: compiles, names known variables and fields only.
-fn compile_when(text: &str) -> Result<Program, Problem> {
+fn compile_when(text: &str) -> Result<Compiled, Problem> {
     let p = Program::compile(text).map_err(|e| Problem::Syntax(e.to_string()))?;
     check_refs(&p)?;
     check_fields(text)?;
-    Ok(p)
+    Ok(Compiled::new(p))
 }
 
 /// A rule's template text: compiles, its expressions name known variables and fields only.
@@ -408,49 +518,56 @@ impl Scorer {
         self.rules.len()
     }
 
-    /// Evaluates every rule against the variables of one alert.
-    pub fn score(&self, vars: &dyn VariableResolver) -> Scored {
-        let env = ENV.with(Arc::clone);
-        let mut ctx = Context::with_env(env);
-        add_functions(&mut ctx);
-        ctx.set_variable_resolver(vars);
-        self.score_in(&ctx)
+    /// The expressions of every rule and recommendation left to the CEL interpreter (see
+    /// [`native`]), by rule name.
+    pub fn interpreted(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        let templates = |t: &Template| t.parts.iter().filter(|p| matches!(p, Part::Expr(c, _) if c.native.is_none())).count();
+        for (name, r) in &self.rules {
+            let n = std::iter::once(&r.when).chain(&r.score_expr).filter(|c| c.native.is_none()).count() + templates(&r.reason);
+            out.extend(std::iter::repeat_n(&**name, n));
+        }
+        for (name, r) in &self.recommend {
+            let n = usize::from(r.when.native.is_none()) + templates(&r.evidence) + r.actions.iter().map(templates).sum::<usize>();
+            out.extend(std::iter::repeat_n(&**name, n));
+        }
+        out
     }
 
-    fn score_in(&self, ctx: &Context) -> Scored {
+    /// Evaluates every rule against the variables of one alert.
+    pub fn score(&self, vars: &AlertVars) -> Scored {
+        let at = Eval::new(vars);
         let mut out = Scored::default();
         let mut scores = Vec::new();
         for (name, r) in &self.rules {
-            match r.when.execute(ctx) {
-                Ok(Value::Bool(true)) => {
+            match r.when.truth(&at) {
+                Some(true) => {
                     let score = match &r.score_expr {
                         None => r.score,
-                        Some(x) => match x.execute(ctx) {
-                            Ok(Value::Int(n)) => (n as f64).clamp(-100.0, 100.0),
-                            Ok(Value::UInt(n)) => (n as f64).min(100.0),
-                            Ok(Value::Float(v)) if v.is_finite() => v.clamp(-100.0, 100.0),
-                            _ => {
+                        Some(x) => match x.points(&at) {
+                            Some(v) => v,
+                            None => {
                                 out.errors += 1;
                                 continue;
                             }
                         },
                     };
                     scores.push(score);
-                    out.reasons.push(Reason { rule: name.clone(), score, reason: r.reason.render(ctx) });
+                    out.reasons.push(Reason { rule: name.clone(), score, reason: r.reason.render(&at) });
                 }
-                Ok(Value::Bool(false)) => {}
-                _ => out.errors += 1,
+                Some(false) => {}
+                None => out.errors += 1,
             }
         }
         for (name, r) in &self.recommend {
-            match r.when.execute(ctx) {
-                Ok(Value::Bool(true)) => out.recommendations.push(Recommendation {
+            match r.when.truth(&at) {
+                Some(true) => out.recommendations.push(Recommendation {
                     rule: name.clone(),
-                    actions: r.actions.iter().map(|a| a.render(ctx)).collect(),
-                    evidence: r.evidence.render(ctx),
+                    actions: r.actions.iter().map(|a| a.render(&at)).collect(),
+                    evidence: r.evidence.render(&at),
                 }),
-                Ok(Value::Bool(false)) => {}
-                _ => out.errors += 1,
+                Some(false) => {}
+                None => out.errors += 1,
             }
         }
         let s = self.aggregator.combine(&scores);
@@ -531,6 +648,24 @@ mod tests {
         let out = run(&sc, 3, "DE", "10.1.2.3");
         assert_eq!((out.score, out.priority_str()), (0, "info"), "-20 + 5 is capped at 0");
         assert_eq!(out.reasons.len(), 2);
+    }
+
+    #[test]
+    fn the_shipped_rules_need_no_interpreter() {
+        let cfg = crate::config::Config::embedded_default();
+        let sc = cfg.scorer.expect("scoring is on by default");
+        assert!(sc.rules() >= 3);
+        assert_eq!(sc.interpreted(), Vec::<&str>::new());
+        let sc = Scorer::new(
+            &[rule("cidr", "in_cidr(src.ip, '10.0.0.0/8')", 1.0, "{{alert.severity > 1 ? 'a' : 'b'}} {{src.ip}}")],
+            &[],
+            Aggregator::Max,
+            Thresholds::default(),
+        )
+        .unwrap();
+        assert_eq!(sc.interpreted(), ["cidr", "cidr"]);
+        let out = run(&sc, 1, "RU", "10.9.9.9");
+        assert_eq!((out.score, out.reasons[0].reason.as_str()), (1, "b 10.9.9.9"), "both paths in one rule");
     }
 
     #[test]

@@ -128,26 +128,53 @@ pub struct AlertVars<'a> {
     pub triage: Option<&'a Assessment>,
 }
 
-type V<'b> = Option<CowVal<'b, 'b>>;
-
-fn own<'b>(v: impl Val + 'b) -> V<'b> {
-    Some(CowVal::Owned(Box::new(v)))
+/// One variable's value, borrowed from the alert where it can be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plain<'b> {
+    Str(&'b str),
+    Int(i64),
+    Double(f64),
+    Bool(bool),
+    /// Distinct strings, in the order first seen.
+    Strs(Vec<&'b str>),
 }
 
-fn s<'b>(v: &'b str) -> V<'b> {
-    own(CelString::from(v))
+impl Plain<'_> {
+    /// As a CEL value.
+    pub fn to_cel<'b>(&self) -> CowVal<'b, 'b>
+    where
+        Self: 'b,
+    {
+        match self {
+            Plain::Str(v) => own(CelString::from(*v)),
+            Plain::Int(v) => own(CelInt::from(*v)),
+            Plain::Double(v) => own(CelDouble::from(*v)),
+            Plain::Bool(v) => own(CelBool::from(*v)),
+            Plain::Strs(v) => own(CelList::from(v.iter().map(|x| Box::new(CelString::from(*x)) as Box<dyn Val + 'b>).collect::<Vec<_>>())),
+        }
+    }
+}
+
+type V<'b> = Option<Plain<'b>>;
+
+fn own<'b>(v: impl Val + 'b) -> CowVal<'b, 'b> {
+    CowVal::Owned(Box::new(v))
+}
+
+fn s(v: &str) -> V<'_> {
+    Some(Plain::Str(v))
 }
 
 fn i(v: i64) -> V<'static> {
-    own(CelInt::from(v))
+    Some(Plain::Int(v))
 }
 
 fn f(v: f64) -> V<'static> {
-    own(CelDouble::from(v))
+    Some(Plain::Double(v))
 }
 
 fn b(v: bool) -> V<'static> {
-    own(CelBool::from(v))
+    Some(Plain::Bool(v))
 }
 
 /// A list of distinct strings.
@@ -158,8 +185,7 @@ fn strs<'b>(items: impl Iterator<Item = &'b str>) -> V<'b> {
             seen.push(x);
         }
     }
-    let vals: Vec<Box<dyn Val + 'b>> = seen.into_iter().map(|x| Box::new(CelString::from(x)) as Box<dyn Val + 'b>).collect();
-    own(CelList::from(vals))
+    Some(Plain::Strs(seen))
 }
 
 fn side<'b>(field: &str, ip: &'b str, port: Option<i32>, x: &'b Side) -> V<'b> {
@@ -195,6 +221,13 @@ impl AlertVars<'_> {
 
 impl VariableResolver for AlertVars<'_> {
     fn resolve<'b>(&'b self, name: &str) -> Option<CowVal<'b, 'b>> {
+        self.get(name).map(|v| v.to_cel())
+    }
+}
+
+impl AlertVars<'_> {
+    /// The value of one of [`NAMES`]; `None` for any other name.
+    pub fn get<'b>(&'b self, name: &str) -> Option<Plain<'b>> {
         let (a, e, d) = (self.alert, self.enrichment, &self.decided);
         let (group, field) = name.split_once('.')?;
         match group {
