@@ -768,6 +768,13 @@ fn cmd_check(file: &std::path::Path) -> ExitCode {
             for w in &c.state.warnings {
                 eprintln!("{}: warning: {w}", file.display());
             }
+            if let Some(sc) = &c.scorer {
+                let mut slow = sc.interpreted();
+                slow.dedup();
+                for name in slow {
+                    eprintln!("{}: note: score rule `{name}` runs in the CEL interpreter (functions, macros, ternaries or mixed int and double are beyond the typed subset evaluated on the alert's fields; same results, slower per alert)", file.display());
+                }
+            }
             println!("{}: ok ({} source{})", file.display(), c.sources.len(), if c.sources.len() == 1 { "" } else { "s" });
             let text = Config::read(file).map(|t| Config::rules_in_force(&t)).unwrap_or_default();
             let mut out = std::io::stdout().lock();

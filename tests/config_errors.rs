@@ -156,6 +156,15 @@ fn check_config_command_exit_codes() {
     let out = Command::new(env!("CARGO_BIN_EXE_alertflow")).arg("check-config").arg(&good).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (0 sources)"));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("interpreter"), "the shipped rules need no CEL interpreter");
+
+    // A rule beyond the typed subset of CEL is named (it runs, more slowly).
+    let slow = dir.path().join("slow.toml");
+    std::fs::write(&slow, "[[score.rules]]\nname = \"internal\"\nwhen = \"in_cidr(src.ip, '10.0.0.0/8')\"\nscore = 5\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_alertflow")).arg("check-config").arg(&slow).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("note: score rule `internal` runs in the CEL interpreter"), "{err}");
 
     // `run` with a broken config refuses to start with exit code 2.
     let out = Command::new(env!("CARGO_BIN_EXE_alertflow")).args(["run", "--config"]).arg(&bad).output().unwrap();

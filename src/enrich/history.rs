@@ -63,14 +63,10 @@ pub struct History {
     pub evictions: u64,
 }
 
-fn key(kind: u8, parts: &[&[u8]]) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(&[kind]);
-    for p in parts {
-        h.update(p);
-        h.update(&[0]);
-    }
-    h.digest()
+/// The key of a value in one kind's map (each kind has its own, so the seed only keeps the
+/// pair's two halves apart).
+fn key(seed: u64, v: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(v, seed)
 }
 
 impl History {
@@ -83,7 +79,7 @@ impl History {
     pub fn observe(&mut self, ts_us: i64, signature_id: i64, src: &str, dest: &str) -> HistoryInfo {
         let hour = ts_us.div_euclid(3_600_000_000);
         let sid = signature_id.to_le_bytes();
-        let keys = [key(0, &[&sid]), key(1, &[src.as_bytes()]), key(2, &[dest.as_bytes()]), key(3, &[src.as_bytes(), dest.as_bytes()])];
+        let keys = [key(0, &sid), key(0, src.as_bytes()), key(0, dest.as_bytes()), key(key(1, src.as_bytes()), dest.as_bytes())];
         let mut seen = [Seen::default(); 4];
         for (i, k) in keys.into_iter().enumerate() {
             let cache = &mut self.kinds[i];

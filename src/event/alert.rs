@@ -68,7 +68,8 @@ pub fn alert_id(source: &str, raw: &str) -> String {
     h.update(source.as_bytes());
     h.update(&[0]);
     h.update(raw.as_bytes());
-    format!("{:016x}", h.digest())
+    let d = h.digest();
+    (0..16).rev().map(|i| char::from(b"0123456789abcdef"[(d >> (4 * i)) as usize & 0xf])).collect()
 }
 
 /// What happened to one alert.

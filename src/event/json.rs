@@ -18,6 +18,25 @@ pub fn html_escape(s: &str) -> String {
     out
 }
 
+/// Appends an integer's decimal digits.
+pub fn push_int(out: &mut String, v: i64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push('-');
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
 /// Appends `s` as a JSON string.
 pub fn json_str(out: &mut String, s: &str) {
     out.push('"');
@@ -75,7 +94,7 @@ impl<'a> JsonObject<'a> {
     }
 
     pub fn int(&mut self, k: &str, v: i64) {
-        self.key(k).push_str(&v.to_string());
+        push_int(self.key(k), v);
     }
 
     pub fn opt_int(&mut self, k: &str, v: Option<i64>) {

@@ -186,10 +186,12 @@ impl ScoredColumns {
             as_org: [StringBuilder::new(), StringBuilder::new()],
             asset: [StringBuilder::new(), StringBuilder::new()],
             intel: StringBuilder::new(),
-            enrichment: StringBuilder::new(),
+            // Sized for what an alert's history and geo usually take, so the buffers are
+            // not copied while they grow.
+            enrichment: StringBuilder::with_capacity(n, n * 320),
             score: Int32Builder::with_capacity(n),
-            priority: StringBuilder::new(),
-            reasons: StringBuilder::new(),
+            priority: StringBuilder::with_capacity(n, n * 8),
+            reasons: StringBuilder::with_capacity(n, n * 160),
             recs: StringBuilder::new(),
             versions: ListBuilder::new(StringBuilder::new()),
         }
@@ -266,7 +268,7 @@ impl AlertRows {
     pub fn new(n: usize) -> Self {
         Self {
             ids: StringBuilder::with_capacity(n, n * 16),
-            keys: StringBuilder::new(),
+            keys: StringBuilder::with_capacity(n, n * 48),
             count: Int64Builder::with_capacity(n),
             suppressed: BooleanBuilder::with_capacity(n),
             late: BooleanBuilder::with_capacity(n),

@@ -13,6 +13,8 @@ pub mod sigma;
 pub mod stage;
 pub mod watermark;
 
+use crate::event::json::push_int;
+
 /// What happens to an alert older than the watermark (its window may have closed). It is
 /// archived (flagged `late`) whatever the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -182,25 +184,6 @@ impl KeyField {
             }
         }
     }
-}
-
-/// Appends an integer's decimal digits.
-fn push_int(out: &mut String, v: i64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = v.unsigned_abs();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if v < 0 {
-        out.push('-');
-    }
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
 }
 
 /// A snapshot that a `snapshot_to` writes, as text (tests and small states).

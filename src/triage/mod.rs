@@ -605,26 +605,31 @@ impl Triage {
         let mut entity_points = 0u8;
         let mut entity_why = String::new();
         if member && (e.members >= 2 || !e.incidents.is_empty()) {
+            use std::fmt::Write as _;
             let mut evidence = e.risk;
-            let mut why = vec![format!("{entity} risk {:.0}", e.risk)];
+            let _ = write!(entity_why, "{entity} risk {:.0}", e.risk);
             if let Some(asset) = &e.asset {
-                why.push(format!("asset {asset}"));
+                let _ = write!(entity_why, "; asset {asset}");
             }
             if stages.len() >= 2 {
                 if in_order {
                     evidence += 40.0 * (stages.len() - 1) as f64;
                 }
-                let names: Vec<&str> = stages.iter().map(|s| s.as_str()).collect();
-                why.push(format!("stages {}{}", names.join(" → "), if in_order { " in kill-chain order" } else { "" }));
+                entity_why.push_str("; stages ");
+                for (i, s) in stages.iter().enumerate() {
+                    entity_why.push_str(if i > 0 { " → " } else { "" });
+                    entity_why.push_str(s.as_str());
+                }
+                entity_why.push_str(if in_order { " in kill-chain order" } else { "" });
             }
             for (k, text, _, strength) in &e.behaviours {
                 // Stronger the further past its threshold (×1 at it, ×2 at three times it).
                 let base = if matches!(k.as_str(), "exploit_then_outbound" | "periodic") { 80.0 } else { 60.0 };
                 evidence += base * (0.5 + 0.5 * (1.0 + strength.max(1.0)).log2());
-                why.push(text.clone());
+                entity_why.push_str("; ");
+                entity_why.push_str(text);
             }
             entity_points = points(evidence, 100.0);
-            entity_why = why.join("; ");
         }
 
         // The entity's incident.
