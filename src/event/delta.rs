@@ -300,6 +300,20 @@ impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
         self.map.get_mut(k)
     }
 
+    /// As [`TrackedMap::entry_or_default`], the key made only when it is absent.
+    pub fn get_or_default<Q>(&mut self, k: &Q) -> &mut V
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        V: Default,
+    {
+        if self.map.contains_key(k) {
+            self.mark(k);
+            return self.map.get_mut(k).expect("present");
+        }
+        self.entry_or_default(k.to_owned())
+    }
+
     /// The value of `k` (a default one inserted if absent), changed.
     pub fn entry_or_default(&mut self, k: K) -> &mut V
     where

@@ -24,108 +24,29 @@
 //! seen entries go first, counted.
 
 pub mod behaviour;
+mod caps;
+mod config;
 pub mod stage;
+mod story;
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 
 use crate::event::delta::{write_json, Part, TrackedMap};
 use crate::event::members::Members;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::alert::{AlertRecord, IncidentEvent, Status, MAX_MEMBERS};
+use crate::event::alert::{AlertRecord, IncidentEvent, Status};
 use crate::event::enriched::Asset;
-use crate::event::prefix::net_contains;
 use crate::event::triage::{Assessment, Behaviour, Direction, Stage};
 use behaviour::{Attempts, Periodic};
+pub use config::TriageConfig;
 pub use stage::StageMap;
+use story::change;
 
 const S: i64 = 1_000_000;
-
-#[derive(Debug, Clone)]
-pub struct TriageConfig {
-    pub enabled: bool,
-    /// Home networks (address, prefix length).
-    pub home_nets: Vec<(IpAddr, u8)>,
-    pub stages: StageMap,
-    /// Weight of each stage, indexed by `Stage as usize`.
-    pub stage_weights: [f64; 9],
-    /// Weight of severity 1, 2, 3 and 4+.
-    pub severity_weights: [f64; 4],
-    pub half_life_us: i64,
-    pub baseline_half_life_us: i64,
-    /// Alerts of one signature at which its volume halves its weight.
-    pub baseline_alerts: f64,
-    /// Distinct hours of the day a signature may fire in before it counts as background.
-    pub baseline_hours: u32,
-    pub incident_risk: f64,
-    pub member_weight: f64,
-    /// Risk a behaviour adds when first found on an entity.
-    pub behaviour_risk: f64,
-    pub close_idle_us: i64,
-    /// Attack stages count towards a progression within this window.
-    pub chain_window_us: i64,
-    pub periodic_min: usize,
-    pub periodic_max_cv: f64,
-    pub periodic_min_interval_us: i64,
-    pub attempts: usize,
-    pub attempts_window_us: i64,
-    pub fan_out: usize,
-    pub fan_out_window_us: i64,
-    pub compromise_window_us: i64,
-    pub max_entities: usize,
-    pub max_signatures: usize,
-    pub max_pairs: usize,
-    /// Inventory tags whose hosts are expected to show these stages (`admin`: lateral).
-    pub expected_stages: Vec<(String, Vec<Stage>)>,
-    /// Weight of an expected stage.
-    pub expected_factor: f64,
-}
-
-impl Default for TriageConfig {
-    fn default() -> Self {
-        let nets = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"];
-        Self {
-            enabled: true,
-            home_nets: nets.iter().filter_map(|n| crate::event::prefix::parse_cidr(n)).collect(),
-            stages: StageMap::default(),
-            stage_weights: [1.0, 6.0, 4.0, 6.0, 5.0, 6.0, 0.5, 1.0, 0.1],
-            severity_weights: [3.0, 2.0, 1.0, 0.5],
-            half_life_us: 1800 * S,
-            baseline_half_life_us: 6 * 3600 * S,
-            baseline_alerts: 200.0,
-            baseline_hours: 8,
-            incident_risk: 50.0,
-            member_weight: 4.0,
-            behaviour_risk: 30.0,
-            close_idle_us: 1800 * S,
-            chain_window_us: 3 * 3600 * S,
-            periodic_min: 6,
-            periodic_max_cv: 0.25,
-            periodic_min_interval_us: 5 * S,
-            attempts: 20,
-            attempts_window_us: 600 * S,
-            fan_out: 5,
-            fan_out_window_us: 1800 * S,
-            compromise_window_us: 1800 * S,
-            max_entities: 100_000,
-            max_signatures: 50_000,
-            max_pairs: 200_000,
-            expected_stages: vec![("admin".into(), vec![Stage::Lateral])],
-            expected_factor: 0.25,
-        }
-    }
-}
-
-impl TriageConfig {
-    pub fn is_home(&self, ip: &str) -> bool {
-        let Ok(ip) = ip.parse::<IpAddr>() else { return false };
-        let ip = crate::event::prefix::canonical(ip);
-        self.home_nets.iter().any(|(n, l)| net_contains(*n, *l, ip))
-    }
-}
 
 /// What one side of an alert is, as enrichment knows it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -241,6 +162,9 @@ pub struct Triage {
     /// from the first alert line of it, and the attack stage it names, worked out once.
     #[serde(skip)]
     rules: std::collections::HashMap<RuleVersion, RuleFacts, foldhash::fast::RandomState>,
+    /// Where map keys are written before a lookup (one allocation, not one per alert).
+    #[serde(skip)]
+    scratch: String,
 }
 
 /// What a rule version tells of its alerts: the rule's metadata and the attack stage its
@@ -460,15 +384,17 @@ impl Triage {
         // not count against it.)
         let mut spread = 0usize;
         if direction == Direction::Inbound && stage == Stage::Exploit {
-            let shot = hash(&format!("{entity}\0{}", a.signature_id));
-            let v = self.sprayers.entry_or_default(peer.clone());
+            self.scratch.clear();
+            let _ = write!(self.scratch, "{entity}\0{}", a.signature_id);
+            let shot = hash(&self.scratch);
+            let v = self.sprayers.get_or_default(peer.as_str());
             spread = v.iter().filter(|h| **h != shot).count();
             if !v.contains(&shot) && v.len() < SPRAY_KEEP {
                 v.push(shot);
             }
         }
         let spray_w = 1.0 / (1.0 + (1.0 + spread as f64).ln());
-        let e = self.entities.entry_or_default(entity.clone());
+        let e = self.entities.get_or_default(entity.as_str());
         e.risk = decay(e.risk, ts - e.last_us, cfg.half_life_us);
         e.last_us = e.last_us.max(ts);
         if let Some(asset) = side.asset {
@@ -506,7 +432,9 @@ impl Triage {
         // Periodic contact is judged outbound only: inside the network hosts talk to their
         // servers on timers all day (Kerberos, monitoring, updates).
         if behaves && direction == Direction::Outbound {
-            let p = self.periodic.entry_or_default(format!("{entity} {peer}"));
+            self.scratch.clear();
+            let _ = write!(self.scratch, "{entity} {peer}");
+            let p = self.periodic.get_or_default(self.scratch.as_str());
             if let Some((mean, cv, n)) = p.push(ts, cfg) {
                 part_of_behaviour = true;
                 found.push(Behaviour {
@@ -516,8 +444,9 @@ impl Triage {
                 });
             }
         } else if attempt && !actor_side && direction != Direction::External {
-            let k = format!("{entity} {peer} {}", a.dest_port.unwrap_or(-1));
-            let at = self.attempts.entry_or_default(k);
+            self.scratch.clear();
+            let _ = write!(self.scratch, "{entity} {peer} {}", a.dest_port.unwrap_or(-1));
+            let at = self.attempts.get_or_default(self.scratch.as_str());
             if let Some((n, span)) = at.push(ts, cfg) {
                 part_of_behaviour = true;
                 let port = a.dest_port.map(|p| format!(" on port {p}")).unwrap_or_default();
@@ -605,7 +534,6 @@ impl Triage {
         let mut entity_points = 0u8;
         let mut entity_why = String::new();
         if member && (e.members >= 2 || !e.incidents.is_empty()) {
-            use std::fmt::Write as _;
             let mut evidence = e.risk;
             let _ = write!(entity_why, "{entity} risk {:.0}", e.risk);
             if let Some(asset) = &e.asset {
@@ -810,170 +738,10 @@ impl Triage {
         }
         out
     }
-
-    fn cap_entities(&mut self, cfg: &TriageConfig) {
-        if self.entities.len() <= cfg.max_entities {
-            return;
-        }
-        // Least recently seen first; entities with an open incident stay.
-        let n = self.entities.len() - cfg.max_entities + cfg.max_entities / 10;
-        let gone = oldest_except(self.entities.iter().map(|(k, e)| (e.last_us, k)), n, &self.open);
-        for k in gone {
-            self.entities.remove(&k);
-            self.counts.evicted_entities += 1;
-        }
-    }
-
-    fn cap_signatures(&mut self, cfg: &TriageConfig) {
-        self.counts.evicted_signatures += evict_oldest(&mut self.sigs, cfg.max_signatures, |s| s.last_us);
-    }
-
-    fn cap_pairs(&mut self, cfg: &TriageConfig) {
-        self.counts.evicted_pairs += evict_oldest(&mut self.periodic, cfg.max_pairs, Periodic::last_us);
-        self.counts.evicted_pairs += evict_oldest(&mut self.attempts, cfg.max_pairs, Attempts::last_us);
-        if self.sprayers.len() > cfg.max_pairs {
-            // No time kept per source: the map is cleared (counted) when full.
-            self.counts.evicted_pairs += self.sprayers.len() as u64;
-            self.sprayers.clear();
-        }
-    }
-}
-
-/// Over `cap`, the least recently seen entries go (down to 90 % of the cap, so eviction
-/// is amortized); returns how many.
-fn evict_oldest<K: std::hash::Hash + Ord + Clone, V>(map: &mut TrackedMap<K, V>, cap: usize, last_us: impl Fn(&V) -> i64) -> u64 {
-    if map.len() <= cap {
-        return 0;
-    }
-    let n = map.len() - cap + cap / 10;
-    let gone = oldest(map.iter().map(|(k, x)| (last_us(x), k)), n);
-    for k in &gone {
-        map.remove(k);
-    }
-    gone.len() as u64
-}
-
-/// The keys of the (up to) `n` least recently seen of `items` (`(last seen, key)`; ties
-/// by key, so the same ones whatever the map's order). A linear selection: only the
-/// keys that go are cloned.
-fn oldest<'a, K: Ord + Clone + 'a>(items: impl Iterator<Item = (i64, &'a K)>, n: usize) -> Vec<K> {
-    oldest_refs(items, n).into_iter().map(|(_, k)| k.clone()).collect()
-}
-
-/// [`oldest`] without cloning the keys.
-fn oldest_refs<'a, K: Ord + 'a>(items: impl Iterator<Item = (i64, &'a K)>, n: usize) -> Vec<(i64, &'a K)> {
-    let mut v: Vec<(i64, &K)> = items.collect();
-    if n < v.len() {
-        v.select_nth_unstable(n);
-        v.truncate(n);
-    }
-    v
-}
-
-/// [`oldest`] of the items `kept` does not hold. Those are among the `n + kept.len()`
-/// oldest of all, so only these few are looked up in `kept`, not every item.
-fn oldest_except<'a, K: Ord + Clone + 'a>(items: impl Iterator<Item = (i64, &'a K)>, n: usize, kept: &BTreeSet<K>) -> Vec<K> {
-    let mut candidates = oldest_refs(items, n.saturating_add(kept.len()));
-    candidates.retain(|(_, k)| !kept.contains(*k));
-    oldest(candidates.into_iter(), n)
-}
-
-fn change(entity: &str, e: &mut Entity, at: usize, status: Status) -> TriageChange {
-    let o = &mut e.incidents[at];
-    let ids: Vec<String> = o.new_ids.drain(..).take(MAX_MEMBERS).collect();
-    let stages: Vec<serde_json::Value> =
-        e.stage_first.iter().map(|(s, t)| serde_json::json!({"stage": s.as_str(), "first": crate::event::time::iso(*t)})).collect();
-    let sigs: Vec<serde_json::Value> = o.sigs.iter().map(|(id, name, n)| serde_json::json!({"signature_id": id, "signature": name, "alerts": n})).collect();
-    let behaviours: Vec<serde_json::Value> = e.behaviours.iter().map(|(k, t, _, _)| serde_json::json!({"kind": k, "text": t})).collect();
-    let mut story = entity.to_string();
-    if let Some(a) = &e.asset {
-        story.push_str(&format!(" [{a}]"));
-    }
-    story.push_str(&format!(": risk {:.0}", e.risk));
-    if !e.stage_first.is_empty() {
-        // Times of day (the incident's first_seen holds the date).
-        let st: Vec<String> = e.stage_first.iter().map(|(s, t)| format!("{} {}", s.as_str(), crate::event::time::iso(*t).get(11..19).unwrap_or(""))).collect();
-        story.push_str(&format!("; stages {}", st.join(" → ")));
-    }
-    for (_, t, _, _) in &e.behaviours {
-        story.push_str(&format!("; {t}"));
-    }
-    let top: Vec<String> = {
-        let mut s = o.sigs.clone();
-        s.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
-        s.iter().take(3).map(|(_, n, c)| format!("{n} ×{c}")).collect()
-    };
-    if !top.is_empty() {
-        story.push_str(&format!("; signatures {}", top.join(", ")));
-    }
-    let context = serde_json::json!({
-        "entity": entity,
-        "asset": e.asset,
-        "risk": (e.risk * 10.0).round() / 10.0,
-        "stages": stages,
-        "behaviours": behaviours,
-        "signatures": sigs,
-        "peers": o.peers,
-        "story": story,
-    });
-    TriageChange {
-        event: IncidentEvent {
-            id: o.id.clone(),
-            rule: RULE.to_string(),
-            group_key: entity.to_string(),
-            status,
-            first_us: o.first_us,
-            last_us: o.last_us,
-            alert_count: o.count,
-            alert_ids: ids,
-            level: None,
-        },
-        context,
-        story,
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    /// The entity cap: the oldest entities without an open incident go, the same ones as
-    /// filtering every entity first.
-    #[test]
-    fn oldest_except_skips_the_kept_and_takes_the_next() {
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |m: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % m
-        };
-        for len in [0usize, 1, 5, 40, 300] {
-            for _ in 0..20 {
-                let items: Vec<(i64, String)> = (0..len).map(|i| (next(50) as i64, format!("k{i}"))).collect();
-                let kept: BTreeSet<String> = items.iter().filter(|_| next(3) == 0).map(|(_, k)| k.clone()).chain(["absent".to_string()]).collect();
-                let n = next(len as u64 + 3) as usize;
-                let mut want: Vec<(i64, String)> = items.iter().filter(|(_, k)| !kept.contains(k)).cloned().collect();
-                want.sort();
-                let want: BTreeSet<String> = want.into_iter().take(n).map(|(_, k)| k).collect();
-                let got: BTreeSet<String> = oldest_except(items.iter().map(|(t, k)| (*t, k)), n, &kept).into_iter().collect();
-                assert_eq!(got, want, "len {len}, n {n}");
-            }
-        }
-    }
-
-    #[test]
-    fn oldest_are_the_first_of_the_sorted_order() {
-        let keys: Vec<String> = (0..200).map(|i| format!("k{:03}", (i * 37) % 200)).collect();
-        let items: Vec<(i64, &String)> = keys.iter().enumerate().map(|(i, k)| ((i % 13) as i64, k)).collect();
-        let mut sorted = items.clone();
-        sorted.sort();
-        for n in [0, 1, 13, 150, 199, 200, 500] {
-            let mut got = super::oldest(items.iter().copied(), n);
-            got.sort_by_key(|k| sorted.iter().position(|(_, s)| *s == k));
-            let want: Vec<String> = sorted.iter().take(n).map(|(_, k)| (*k).clone()).collect();
-            assert_eq!(got, want, "n = {n}");
-        }
-    }
-
     use super::*;
 
     /// Rule metadata is read once per rule version and sensor; another rev, or the same
