@@ -8,6 +8,7 @@
 //! newline and the record's text up to `prev` (closed with `}`).
 
 use std::io::BufRead;
+use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,45 +28,91 @@ impl Default for Chain {
     }
 }
 
-fn sha256_hex(prev: &str, body: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+fn sha256(prev: &str, body: &str) -> ring::digest::Digest {
     let mut c = ring::digest::Context::new(&ring::digest::SHA256);
     c.update(prev.as_bytes());
     c.update(b"\n");
     c.update(body.as_bytes());
-    let mut out = String::with_capacity(64);
-    for b in c.finish().as_ref() {
+    c.finish()
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
         out.push(HEX[(b >> 4) as usize] as char);
         out.push(HEX[(b & 15) as usize] as char);
     }
+}
+
+fn sha256_hex(prev: &str, body: &str) -> String {
+    let mut out = String::with_capacity(64);
+    push_hex(&mut out, sha256(prev, body).as_ref());
     out
 }
 
-/// Stable id of a decision: 16 hex digits of xxh3 over kind, subject and event time.
-pub fn record_id(kind: &str, subject: &str, ts_us: i64) -> String {
+fn record_digest(kind: &str, subject: &str, ts_us: i64) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     h.update(kind.as_bytes());
     h.update(&[0]);
     h.update(subject.as_bytes());
     h.update(&[0]);
     h.update(&ts_us.to_le_bytes());
-    format!("{:016x}", h.digest())
+    h.digest()
 }
 
-/// One record: its line and the columns of its `actions` row.
+/// Stable id of a decision: 16 hex digits of xxh3 over kind, subject and event time.
+pub fn record_id(kind: &str, subject: &str, ts_us: i64) -> String {
+    let mut out = String::with_capacity(16);
+    push_hex(&mut out, &record_digest(kind, subject, ts_us).to_be_bytes());
+    out
+}
+
+/// One record: its line, and where the columns of its `actions` row are in it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     pub seq: u64,
-    pub id: String,
     pub ts_us: i64,
-    pub kind: String,
-    pub subject: String,
-    /// The `detail` object as JSON text.
-    pub detail: String,
-    pub prev: String,
-    pub hash: String,
     /// The JSONL line (no newline).
     pub line: String,
+    id: Range<usize>,
+    detail: Range<usize>,
+    prev: Range<usize>,
+    hash: Range<usize>,
+}
+
+impl Record {
+    pub fn id(&self) -> &str {
+        &self.line[self.id.clone()]
+    }
+
+    /// The `detail` object as JSON text.
+    pub fn detail(&self) -> &str {
+        &self.line[self.detail.clone()]
+    }
+
+    pub fn prev(&self) -> &str {
+        &self.line[self.prev.clone()]
+    }
+
+    pub fn hash(&self) -> &str {
+        &self.line[self.hash.clone()]
+    }
+}
+
+/// Serializer output appended to a string, each piece checked to be UTF-8 (serde_json
+/// writes whole characters, so this only fails for a serializer that does not).
+struct StrWriter<'a>(&'a mut String);
+
+impl std::io::Write for StrWriter<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let s = std::str::from_utf8(b).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        self.0.push_str(s);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Chain {
@@ -77,33 +124,47 @@ impl Chain {
     /// The next record; the head moves on. `detail` is a JSON object (a `Value`, or a
     /// struct serialized with its fields in name order, as a `Value` would write them).
     pub fn record(&mut self, ts_us: i64, kind: &str, subject: &str, detail: &impl serde::Serialize) -> Record {
-        let id = record_id(kind, subject, ts_us);
-        let detail = serde_json::to_string(detail).unwrap_or_else(|_| "{}".to_string());
         let seq = self.seq + 1;
-        let ts = crate::event::time::iso(ts_us);
-        // The members' names, seq, id, time and the two hashes take under 300 bytes.
-        let mut body = String::with_capacity(300 + kind.len() + subject.len() + detail.len());
+        // The members' names, seq, id, time and the two hashes take under 300 bytes, a
+        // detail usually under 300 more.
+        let mut body = String::with_capacity(600 + kind.len() + subject.len());
         body.push_str("{\"seq\":");
-        body.push_str(&seq.to_string());
-        for (k, v) in [("id", id.as_str()), ("ts", &ts), ("kind", kind), ("subject", subject)] {
+        crate::event::json::push_int(&mut body, seq as i64);
+        body.push_str(",\"id\":\"");
+        let id_at = body.len();
+        push_hex(&mut body, &record_digest(kind, subject, ts_us).to_be_bytes());
+        let id = id_at..body.len();
+        body.push_str("\",\"ts\":");
+        crate::event::json::json_str(&mut body, &crate::event::time::iso(ts_us));
+        for (k, v) in [("kind", kind), ("subject", subject)] {
             body.push_str(",\"");
             body.push_str(k);
             body.push_str("\":");
             crate::event::json::json_str(&mut body, v);
         }
         body.push_str(",\"detail\":");
-        body.push_str(&detail);
+        let detail_at = body.len();
+        if serde_json::to_writer(StrWriter(&mut body), detail).is_err() {
+            body.truncate(detail_at);
+            body.push_str(&serde_json::to_string(detail).unwrap_or_else(|_| "{}".to_string()));
+        }
+        let detail_range = detail_at..body.len();
         body.push_str(",\"prev\":\"");
+        let prev_at = body.len();
         body.push_str(&self.head);
+        let prev = prev_at..body.len();
         body.push_str("\"}");
-        let hash = sha256_hex(&self.head, &body);
+        let digest = sha256(&self.head, &body);
         body.pop();
         body.push_str(",\"hash\":\"");
-        body.push_str(&hash);
+        let hash_at = body.len();
+        push_hex(&mut body, digest.as_ref());
+        let hash = hash_at..body.len();
         body.push_str("\"}");
-        let prev = std::mem::replace(&mut self.head, hash.clone());
+        self.head.clear();
+        self.head.push_str(&body[hash.clone()]);
         self.seq = seq;
-        Record { seq, id, ts_us, kind: kind.to_string(), subject: subject.to_string(), detail, prev, hash, line: body }
+        Record { seq, ts_us, line: body, id, detail: detail_range, prev, hash }
     }
 }
 

@@ -230,6 +230,31 @@ mod tests {
         assert!(read_snapshot_member(&Members::parse(r#"{"chain":{"seq":1,"head":"x"},"records":["a"]}"#).unwrap()).is_err(), "a record must be an object");
     }
 
+    /// A record's columns are the members of its line, its detail the serializer's text of
+    /// it; the chain of such lines verifies.
+    #[test]
+    fn record_columns_are_the_members_of_its_line() {
+        let mut c = Chain::default();
+        let mut lines = Vec::new();
+        let mut prev = GENESIS.to_string();
+        for (i, s) in ["plain", "quote \" back\\slash", "ünïcode ✓ \u{1}"].iter().enumerate() {
+            let detail = serde_json::json!({"n": i, "s": s, "deep": {"x": [1.5, null, "é\n"]}});
+            let ts = 1_700_000_000_000_000 + i as i64;
+            let r = c.record(ts, "alert_emitted", s, &detail);
+            let v: serde_json::Value = serde_json::from_str(&r.line).unwrap();
+            assert_eq!((v["seq"].as_u64(), v["subject"].as_str()), (Some(i as u64 + 1), Some(*s)));
+            assert_eq!(r.id(), record_id("alert_emitted", s, ts));
+            assert_eq!(Some(r.id()), v["id"].as_str());
+            assert_eq!(r.detail(), serde_json::to_string(&detail).unwrap());
+            assert_eq!(v["detail"], detail);
+            assert_eq!((r.prev(), Some(r.hash())), (prev.as_str(), v["hash"].as_str()));
+            assert_eq!(c.head, r.hash());
+            prev = r.hash().to_string();
+            lines.push(r.line);
+        }
+        assert_eq!(check(&lines).unwrap().records, 3);
+    }
+
     #[test]
     fn a_good_trail_verifies_and_every_tampering_names_its_record() {
         let t = trail(5);

@@ -107,15 +107,16 @@ pub struct ActionRows {
 }
 
 impl ActionRows {
-    pub fn push(&mut self, r: &super::audit::Record) {
+    /// Appends a record of `kind` about `subject` (as given to the chain).
+    pub fn push(&mut self, r: &super::audit::Record, kind: &str, subject: &str) {
         self.seq.append_value(r.seq as i64);
-        self.id.append_value(&r.id);
+        self.id.append_value(r.id());
         self.ts.push(r.ts_us);
-        self.kind.append_value(&r.kind);
-        self.subject.append_value(&r.subject);
-        self.detail.append_value(&r.detail);
-        self.prev.append_value(&r.prev);
-        self.hash.append_value(&r.hash);
+        self.kind.append_value(kind);
+        self.subject.append_value(subject);
+        self.detail.append_value(r.detail());
+        self.prev.append_value(r.prev());
+        self.hash.append_value(r.hash());
     }
 
     pub fn is_empty(&self) -> bool {

@@ -165,7 +165,7 @@ impl AlertPath {
     fn audit(&mut self, out: &mut AlertOutput, ts_us: i64, kind: &str, subject: &str, detail: impl serde::Serialize) {
         if let Some(c) = self.audit.as_mut() {
             let r = c.record(ts_us, kind, subject, &detail);
-            self.action_rows.push(&r);
+            self.action_rows.push(&r, kind, subject);
             self.audit_unsaved.push(r.line.clone());
             out.audit.push(r.line);
         }
