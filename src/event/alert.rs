@@ -68,8 +68,9 @@ pub fn alert_id(source: &str, raw: &str) -> String {
     h.update(source.as_bytes());
     h.update(&[0]);
     h.update(raw.as_bytes());
-    let d = h.digest();
-    (0..16).rev().map(|i| char::from(b"0123456789abcdef"[(d >> (4 * i)) as usize & 0xf])).collect()
+    let mut id = String::with_capacity(16);
+    crate::event::json::push_hex(&mut id, &h.digest().to_be_bytes());
+    id
 }
 
 /// What happened to one alert.

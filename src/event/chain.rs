@@ -12,6 +12,8 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
+use crate::event::json::push_hex;
+
 /// `prev` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -34,14 +36,6 @@ fn sha256(prev: &str, body: &str) -> ring::digest::Digest {
     c.update(b"\n");
     c.update(body.as_bytes());
     c.finish()
-}
-
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(HEX[(b >> 4) as usize] as char);
-        out.push(HEX[(b & 15) as usize] as char);
-    }
 }
 
 fn sha256_hex(prev: &str, body: &str) -> String {
