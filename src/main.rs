@@ -15,6 +15,9 @@ use alertflow::ingest::file::FileSource;
 use alertflow::ingest::{Format, Overflow};
 use alertflow::pipeline::{self, Health, Mode};
 
+/// mimalloc unless built with `--features system-allocator` (for heap profilers such as
+/// heaptrack, which see only the system allocator).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -92,7 +92,7 @@ fn run(alerts: &[AlertRecord], rules: Vec<Rule>) -> Output {
         let key = match &d {
             Decision::First { key } | Decision::Escalated { key, .. } | Decision::Suppressed { key, .. } => key.clone(),
         };
-        out.log.push((key, a.ts_us, matches!(d, Decision::First { .. })));
+        out.log.push((key.to_string(), a.ts_us, matches!(d, Decision::First { .. })));
         out.decisions.push(d);
         corr.offer(&a, &mut out.incidents);
         if let Some(w) = wm.current(clock) {

@@ -2,6 +2,8 @@
 //! decided about it, roll-ups of its repeats, and incident changes. Produced by the state
 //! stage, read by enrichment, scoring, the outputs and the archive's tables.
 
+use std::sync::Arc;
+
 /// `schema_version` of every line written to `state.output` (alerts, roll-ups, incident
 /// changes, flow contexts, intel alerts). Fields may be added within a version; a
 /// removal or a change of meaning makes a new one. See README, "Lines for downstream tools".
@@ -77,11 +79,11 @@ pub fn alert_id(source: &str, raw: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// The first alert of its key in the window: goes on.
-    First { key: String },
+    First { key: Arc<str> },
     /// More severe than what its key had: goes on, suppression broken.
-    Escalated { key: String, count: u64 },
+    Escalated { key: Arc<str>, count: u64 },
     /// A repeat: held back and counted (`count` alerts of this key so far).
-    Suppressed { key: String, count: u64 },
+    Suppressed { key: Arc<str>, count: u64 },
 }
 
 /// "Still happening": the repeats of a key since the last roll-up.

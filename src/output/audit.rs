@@ -71,11 +71,11 @@ impl Trail {
 
     /// Appends `lines` and makes them durable; then the head marker says so (records cut
     /// off the end later are found by it).
-    pub fn append(&mut self, lines: &[String]) -> std::io::Result<()> {
-        let Some(last) = lines.last() else { return Ok(()) };
-        let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+    pub fn append<S: AsRef<str>>(&mut self, lines: &[S]) -> std::io::Result<()> {
+        let Some(last) = lines.last().map(AsRef::as_ref) else { return Ok(()) };
+        let mut buf = Vec::with_capacity(lines.iter().map(|l| l.as_ref().len() + 1).sum());
         for l in lines {
-            buf.extend_from_slice(l.as_bytes());
+            buf.extend_from_slice(l.as_ref().as_bytes());
             buf.push(b'\n');
         }
         self.f.write_all(&buf)?;
@@ -107,7 +107,7 @@ impl Trail {
 /// the snapshot before (those the file may still lack after a crash). Each record goes in
 /// as the JSON object it is, not as a string of it: nothing to escape on the way out or to
 /// unescape on the way in, and the text read back is the line byte for byte.
-pub fn write_snapshot_member(w: &mut dyn Write, chain: &Chain, records: &[String]) -> std::io::Result<()> {
+pub fn write_snapshot_member<S: AsRef<str>>(w: &mut dyn Write, chain: &Chain, records: &[S]) -> std::io::Result<()> {
     w.write_all(b"{\"chain\":")?;
     crate::event::delta::write_json(w, chain)?;
     w.write_all(b",\"records\":[")?;
@@ -115,7 +115,7 @@ pub fn write_snapshot_member(w: &mut dyn Write, chain: &Chain, records: &[String
         if i > 0 {
             w.write_all(b",")?;
         }
-        w.write_all(r.as_bytes())?;
+        w.write_all(r.as_ref().as_bytes())?;
     }
     w.write_all(b"]}")
 }

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::metrics as m;
 
@@ -120,7 +121,8 @@ impl DueLines {
 struct Lines {
     main: Vec<String>,
     late: Vec<String>,
-    audit: Vec<String>,
+    /// Shared with the snapshot that saves them until the trail has them.
+    audit: Vec<Arc<str>>,
 }
 
 impl Lines {
@@ -162,7 +164,7 @@ impl Outputs {
 
     /// Holds lines for the next commit; late lines go to the main file when the late
     /// output has no file of its own.
-    pub fn hold(&mut self, lines: Vec<String>, late_lines: Vec<String>, audit: Vec<String>) {
+    pub fn hold(&mut self, lines: Vec<String>, late_lines: Vec<String>, audit: Vec<Arc<str>>) {
         if self.audit.is_some() {
             self.held.audit.extend(audit);
         }

@@ -39,7 +39,7 @@ pub struct AlertOutput {
     /// Late alerts kept out by the `late_output` policy.
     pub late_lines: Vec<String>,
     /// Audit records (hash-chained lines, see `output::audit`).
-    pub audit: Vec<String>,
+    pub audit: Vec<Arc<str>>,
     /// The same records as `actions` rows.
     pub actions: Option<EventBatch>,
 }
@@ -66,7 +66,7 @@ pub struct AlertPath {
     audit: Option<Chain>,
     /// Records made since the last snapshot: they go into it, so a restart can append
     /// those a crash kept from the file.
-    audit_unsaved: Vec<String>,
+    audit_unsaved: Vec<Arc<str>>,
     /// Records a restored snapshot held.
     audit_recovered: Vec<String>,
     /// `actions` rows of the records made in this call.
@@ -166,8 +166,11 @@ impl AlertPath {
         if let Some(c) = self.audit.as_mut() {
             let r = c.record(ts_us, kind, subject, &detail);
             self.action_rows.push(&r, kind, subject);
-            self.audit_unsaved.push(r.line.clone());
-            out.audit.push(r.line);
+            // One copy of the line for both the trail and the snapshot that keeps it until
+            // the trail has it.
+            let line: Arc<str> = r.line.into();
+            self.audit_unsaved.push(line.clone());
+            out.audit.push(line);
         }
     }
 
@@ -297,11 +300,11 @@ impl AlertPath {
                     None if d.late_output => out.late_lines.push(lines::late_alert(&d.record, d.context.as_deref(), &joined, &r)),
                     None | Some(Decision::Suppressed { .. }) => {}
                     Some(Decision::First { key }) => {
-                        self.emitted.put(key.clone(), (d.record.signature.as_str().into(), scored.as_ref().and_then(|s| s.priority)));
+                        self.emitted.put(key.to_string(), (d.record.signature.as_str().into(), scored.as_ref().and_then(|s| s.priority)));
                         out.lines.push(lines::alert(&d.record, d.context.as_deref(), key, 1, kind, &joined, &r));
                     }
                     Some(Decision::Escalated { key, count }) => {
-                        self.emitted.put(key.clone(), (d.record.signature.as_str().into(), scored.as_ref().and_then(|s| s.priority)));
+                        self.emitted.put(key.to_string(), (d.record.signature.as_str().into(), scored.as_ref().and_then(|s| s.priority)));
                         out.lines.push(lines::alert(&d.record, d.context.as_deref(), key, *count, kind, &joined, &r));
                     }
                 }
@@ -569,7 +572,7 @@ fn emitted_entry(w: &mut dyn std::io::Write, k: &str, (sig, p): &(Arc<str>, Opti
 /// (member `audit`), and the lines of the commit (`due`, JSON).
 #[derive(Debug, Default)]
 pub struct SnapshotTail {
-    pub audit: Option<(Chain, Vec<String>)>,
+    pub audit: Option<(Chain, Vec<Arc<str>>)>,
     pub due: Option<String>,
 }
 

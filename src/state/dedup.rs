@@ -11,6 +11,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 
 use super::{key_of, AlertRecord, KeyField};
 use crate::event::delta::{write_json, LruChanges, Part, TrackedLru};
@@ -88,21 +89,23 @@ pub struct DedupCounts {
 
 pub struct Dedup {
     cfg: DedupConfig,
-    /// Keys in order of their last alert (least recent first out when full).
-    keys: TrackedLru<String, Entry>,
+    /// Keys in order of their last alert (least recent first out when full). A key's text
+    /// is shared by the cache, its timer entries, the change tracking and the decisions
+    /// made about it.
+    keys: TrackedLru<Arc<str>, Entry>,
     /// (due, key), earliest first: when keys need a roll-up or expire, so an advance
     /// touches only the keys that are due. One live entry per key (its `queued_us`);
     /// entries of removed keys or superseded times are skipped when they come up.
-    timers: BinaryHeap<Reverse<(i64, String)>>,
+    timers: BinaryHeap<Reverse<(i64, Arc<str>)>>,
     pub counts: DedupCounts,
 }
 
 /// Puts `key` in the timer queue if it needs attention before its live entry fires.
-fn schedule(timers: &mut BinaryHeap<Reverse<(i64, String)>>, key: &str, e: &mut Entry, window_us: i64) {
+fn schedule(timers: &mut BinaryHeap<Reverse<(i64, Arc<str>)>>, key: &Arc<str>, e: &mut Entry, window_us: i64) {
     let due = e.due(window_us);
     if due < e.queued_us {
         e.queued_us = due;
-        timers.push(Reverse((due, key.to_owned())));
+        timers.push(Reverse((due, key.clone())));
     }
 }
 
@@ -122,7 +125,7 @@ impl Dedup {
     /// Takes one alert (its `ts_us` already through the watermark). Roll-ups forced out by
     /// eviction go to `out`.
     pub fn offer(&mut self, a: &AlertRecord, out: &mut Vec<Rollup>) -> Decision {
-        let key = key_of(&self.cfg.key, a);
+        let key: Arc<str> = key_of(&self.cfg.key, a).into();
         if let Some(e) = self.keys.get_mut(&key) {
             if a.ts_us - e.last_us <= self.cfg.window_us {
                 e.count += 1;
@@ -189,7 +192,7 @@ impl Dedup {
     pub fn snapshot_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
         #[derive(serde::Serialize)]
         struct Snap<'a> {
-            keys: Vec<(&'a String, &'a Entry)>,
+            keys: Vec<(&'a Arc<str>, &'a Entry)>,
             counts: DedupCounts,
         }
         // Least recent first, so a restore rebuilds the same eviction order.
@@ -197,7 +200,7 @@ impl Dedup {
     }
 
     pub fn restore(&mut self, v: &Members) -> Result<(), serde_json::Error> {
-        let keys: Vec<(String, Entry)> = v.get("keys")?;
+        let keys: Vec<(Arc<str>, Entry)> = v.get("keys")?;
         self.keys = TrackedLru::unbounded();
         for (k, e) in keys {
             self.keys.put(k, e);
@@ -244,7 +247,7 @@ impl Dedup {
 
     /// Applies a delta of [`Dedup::take_changes`] to the restored state.
     pub fn apply_changes(&mut self, v: &Members) -> Result<(), serde_json::Error> {
-        let c: LruChanges<String, Entry> = LruChanges::parse(&v.members("keys")?)?;
+        let c: LruChanges<Arc<str>, Entry> = LruChanges::parse(&v.members("keys")?)?;
         self.counts = v.get("counts")?;
         let (timers, window) = (&mut self.timers, self.cfg.window_us);
         self.keys.apply_changes(c, |k, e| {
@@ -292,13 +295,18 @@ impl Dedup {
     }
 }
 
+/// Adds the alert's port and sensor to the key's distinct values. Most keys only ever see
+/// one of each (the default key holds the sensor), so the first one gets a list of exactly
+/// one place instead of a vector's first growth to four.
 fn note_distinct(e: &mut Entry, a: &AlertRecord) {
     if let Some(p) = a.dest_port {
         if e.dest_ports.len() < MAX_DISTINCT && !e.dest_ports.contains(&p) {
+            e.dest_ports.reserve_exact(usize::from(e.dest_ports.is_empty()));
             e.dest_ports.push(p);
         }
     }
     if e.sensors.len() < MAX_DISTINCT && !e.sensors.contains(&a.sensor) {
+        e.sensors.reserve_exact(usize::from(e.sensors.is_empty()));
         e.sensors.push(a.sensor.clone());
     }
 }
