@@ -49,6 +49,9 @@ impl Buckets {
         match self.0.iter_mut().find(|(h, _)| *h == hour) {
             Some((_, n)) => *n = n.saturating_add(1),
             None => {
+                // Most keys only ever have an hour or two of alerts: the first one gets a
+                // list of one place instead of a vector's first growth to four.
+                self.0.reserve_exact(usize::from(self.0.is_empty()));
                 self.0.push((hour, 1));
                 self.0.sort_unstable_by_key(|(h, _)| *h);
             }

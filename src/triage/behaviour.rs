@@ -34,6 +34,8 @@ impl Periodic {
             return None;
         }
         let at = self.ts.partition_point(|t| *t < ts);
+        // Most pairs are seen once: a list of one place, not a vector's first growth to four.
+        self.ts.reserve_exact(usize::from(self.ts.is_empty()));
         self.ts.insert(at, ts);
         if self.ts.len() > PERIODIC_KEEP {
             self.ts.remove(0);
@@ -83,6 +85,7 @@ impl Attempts {
             self.ts.pop_front();
         }
         if newest - ts <= cfg.attempts_window_us {
+            self.ts.reserve_exact(usize::from(self.ts.is_empty()));
             self.ts.push_back(ts);
         }
         if self.ts.len() > cfg.attempts.max(1) * 8 {
