@@ -13,7 +13,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
-use super::{key_of, AlertRecord, KeyField};
+use super::{write_key, AlertRecord, KeyField};
 use crate::event::delta::{write_json, LruChanges, Part, TrackedLru};
 use crate::event::members::Members;
 
@@ -97,6 +97,8 @@ pub struct Dedup {
     /// touches only the keys that are due. One live entry per key (its `queued_us`);
     /// entries of removed keys or superseded times are skipped when they come up.
     timers: BinaryHeap<Reverse<(i64, Arc<str>)>>,
+    /// Where an alert's key is written before it becomes shared text (one allocation).
+    scratch: String,
     pub counts: DedupCounts,
 }
 
@@ -111,7 +113,7 @@ fn schedule(timers: &mut BinaryHeap<Reverse<(i64, Arc<str>)>>, key: &Arc<str>, e
 
 impl Dedup {
     pub fn new(cfg: DedupConfig) -> Self {
-        Self { cfg, keys: TrackedLru::unbounded(), timers: BinaryHeap::new(), counts: DedupCounts::default() }
+        Self { cfg, keys: TrackedLru::unbounded(), timers: BinaryHeap::new(), scratch: String::new(), counts: DedupCounts::default() }
     }
 
     pub fn len(&self) -> usize {
@@ -125,7 +127,9 @@ impl Dedup {
     /// Takes one alert (its `ts_us` already through the watermark). Roll-ups forced out by
     /// eviction go to `out`.
     pub fn offer(&mut self, a: &AlertRecord, out: &mut Vec<Rollup>) -> Decision {
-        let key: Arc<str> = key_of(&self.cfg.key, a).into();
+        self.scratch.clear();
+        write_key(&self.cfg.key, a, &mut self.scratch);
+        let key: Arc<str> = self.scratch.as_str().into();
         if let Some(e) = self.keys.get_mut(&key) {
             if a.ts_us - e.last_us <= self.cfg.window_us {
                 e.count += 1;

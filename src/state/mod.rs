@@ -196,13 +196,18 @@ pub(crate) fn snapshot_text(write: impl FnOnce(&mut dyn std::io::Write) -> std::
 /// The key of an alert over `fields`: values joined by `|` (readable in outputs).
 pub fn key_of(fields: &[KeyField], a: &AlertRecord) -> String {
     let mut k = String::with_capacity(64);
+    write_key(fields, a, &mut k);
+    k
+}
+
+/// Appends [`key_of`]'s text to `out` (e.g. a reused buffer).
+pub fn write_key(fields: &[KeyField], a: &AlertRecord, out: &mut String) {
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
-            k.push('|');
+            out.push('|');
         }
-        f.write(a, &mut k);
+        f.write(a, out);
     }
-    k
 }
 
 #[cfg(test)]
