@@ -85,7 +85,7 @@ start_at = \"end\"
         errors(toml),
         [
             "line 2: archive.zstd_level: 0 is out of range; expected 1 to 22",
-            "line 3: archive.typo_key: unknown key; expected one of: root, writer_threads, zstd_level, raw_codec, row_group_max_bytes, segment_max_bytes, max_open_partitions, lane_queue_batches, idle_seal_ms, max_segment_age_secs, retention_days, retention, compaction",
+            "line 3: archive.typo_key: unknown key; expected one of: root, writer_threads, zstd_level, raw_codec, data_page_version, row_group_max_bytes, segment_max_bytes, max_open_partitions, lane_queue_batches, idle_seal_ms, max_segment_age_secs, retention_days, retention, compaction",
             "line 11: sources[1].name: duplicate source name `eve`",
             "line 14: sources[1].start_at: unknown key; expected one of: name, type, overflow, path, socket_mode, max_connections, format, timezone",
         ]

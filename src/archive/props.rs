@@ -1,7 +1,7 @@
 //! Parquet writer settings: the one place that calls `WriterProperties` setters.
 
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::schema::types::ColumnPath;
 
 /// What the archive lets an operator tune.
@@ -12,11 +12,17 @@ pub struct ParquetSettings {
     /// The codec of the `raw` column (the original lines: most of the bytes) in the
     /// segments a run writes; compaction writes it with zstd.
     pub raw_codec: RawCodec,
+    /// Data pages of format version 2 instead of 1 (the default). Version 2 compresses a
+    /// page's values straight from the encoder's buffer, where version 1 first copies them
+    /// behind the levels into a second buffer that then grows for the compressor and is
+    /// shrunk after it: less CPU, but each compressed page keeps a buffer sized for the
+    /// worst case until its row group is written, so more memory.
+    pub data_page_v2: bool,
 }
 
 impl Default for ParquetSettings {
     fn default() -> Self {
-        Self { zstd_level: 1, row_group_max_bytes: 64 << 20, raw_codec: RawCodec::Zstd }
+        Self { zstd_level: 1, row_group_max_bytes: 64 << 20, raw_codec: RawCodec::Zstd, data_page_v2: false }
     }
 }
 
@@ -65,7 +71,12 @@ pub fn writer_properties(s: ParquetSettings) -> Result<WriterProperties, parquet
         RawCodec::Lz4 => Compression::LZ4_RAW,
         RawCodec::None => Compression::UNCOMPRESSED,
     };
-    Ok(b.set_compression(zstd)
+    let version = if s.data_page_v2 { WriterVersion::PARQUET_2_0 } else { WriterVersion::PARQUET_1_0 };
+    // Version 2 would otherwise change the encodings a column falls back to (delta
+    // encodings, slower to write and to read): plain, as with version 1.
+    Ok(b.set_writer_version(version)
+        .set_encoding(Encoding::PLAIN)
+        .set_compression(zstd)
         .set_column_compression(ColumnPath::from("raw"), raw)
         .set_max_row_group_bytes(Some(s.row_group_max_bytes.max(1)))
         .set_max_row_group_row_count(Some(1 << 20))
@@ -74,4 +85,49 @@ pub fn writer_properties(s: ParquetSettings) -> Result<WriterProperties, parquet
         .set_column_statistics_enabled(ColumnPath::from("raw"), EnabledStatistics::None)
         .set_column_statistics_enabled(ColumnPath::from("syslog_message"), EnabledStatistics::None)
         .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, RecordBatch, StringArray};
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::{Encoding, PageType};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    use super::*;
+
+    /// The page types and value encodings of the `raw` column written with `s`.
+    fn raw_pages(s: ParquetSettings) -> (Vec<PageType>, Vec<Encoding>) {
+        // About 3 MB of lines: several pages of the default 1 MiB.
+        let raw: ArrayRef = Arc::new(StringArray::from_iter_values((0..20_000).map(|i| format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i % 300)))));
+        let batch = RecordBatch::try_from_iter([("raw", raw)]).unwrap();
+        let mut buf = Vec::new();
+        let props = writer_properties(s).unwrap();
+        let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let r = SerializedFileReader::new(bytes::Bytes::from(buf)).unwrap();
+        let rg = r.get_row_group(0).unwrap();
+        let (mut types, mut encodings) = (Vec::new(), Vec::new());
+        for page in rg.get_column_page_reader(0).unwrap() {
+            let page = page.unwrap();
+            types.push(page.page_type());
+            encodings.push(page.encoding());
+        }
+        (types, encodings)
+    }
+
+    #[test]
+    fn data_pages_are_version_1_by_default_and_2_when_asked_both_plain() {
+        let (types, encodings) = raw_pages(ParquetSettings::default());
+        assert!(types.len() > 1, "several pages: {types:?}");
+        assert!(types.iter().all(|t| *t == PageType::DATA_PAGE), "{types:?}");
+        assert!(encodings.iter().all(|e| *e == Encoding::PLAIN), "{encodings:?}");
+        let (types, encodings) = raw_pages(ParquetSettings { data_page_v2: true, ..Default::default() });
+        assert!(types.len() > 1, "several pages: {types:?}");
+        assert!(types.iter().all(|t| *t == PageType::DATA_PAGE_V2), "{types:?}");
+        assert!(encodings.iter().all(|e| *e == Encoding::PLAIN), "{encodings:?}");
+    }
 }

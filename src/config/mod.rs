@@ -341,6 +341,7 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
                     RawCodec::Zstd
                 }),
             },
+            data_page_v2: cx.uint(&a, "data_page_version", 1, 1, 2) == 2,
         },
         segment_max_bytes: cx.uint(&a, "segment_max_bytes", 256 * MIB, MIB, 64 * 1024 * MIB),
         max_open_partitions: cx.uint(&a, "max_open_partitions", 16, 1, 4096) as usize,
@@ -358,6 +359,7 @@ fn read_config(cx: &mut Cx, root: &Tbl) -> Option<Config> {
             "writer_threads",
             "zstd_level",
             "raw_codec",
+            "data_page_version",
             "row_group_max_bytes",
             "segment_max_bytes",
             "max_open_partitions",

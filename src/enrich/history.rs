@@ -62,8 +62,29 @@ impl Buckets {
 }
 
 pub struct History {
-    kinds: [LruCache<u64, Buckets>; 4],
+    kinds: [LruCache<u64, Buckets, KeyIsHash>; 4],
     pub evictions: u64,
+}
+
+/// The maps' keys are xxh3 hashes already: they are their own hash.
+type KeyIsHash = std::hash::BuildHasherDefault<PassThrough>;
+
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here; any other input still hashes.
+        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
 }
 
 /// The key of a value in one kind's map (each kind has its own, so the seed only keeps the
@@ -75,7 +96,7 @@ fn key(seed: u64, v: &[u8]) -> u64 {
 impl History {
     pub fn new(max_keys: usize) -> Self {
         let cap = NonZeroUsize::new(max_keys.max(1)).expect("non-zero");
-        Self { kinds: std::array::from_fn(|_| LruCache::new(cap)), evictions: 0 }
+        Self { kinds: std::array::from_fn(|_| LruCache::with_hasher(cap, KeyIsHash::default())), evictions: 0 }
     }
 
     /// What was seen before this alert, then the alert is counted.
@@ -86,20 +107,21 @@ impl History {
         let mut seen = [Seen::default(); 4];
         for (i, k) in keys.into_iter().enumerate() {
             let cache = &mut self.kinds[i];
-            match cache.get_mut(&k) {
-                Some(b) => {
-                    seen[i] = b.seen(hour);
-                    b.add(hour);
-                }
-                None => {
-                    seen[i].first_time = true;
-                    let mut b = Buckets::default();
-                    b.add(hour);
-                    if cache.push(k, b).is_some_and(|(old, _)| old != k) {
-                        self.evictions += 1;
-                    }
-                }
+            // One lookup whether the key is new or not; a new key in a full map evicts the
+            // least recently seen.
+            let full = cache.len() == cache.cap().get();
+            let mut new = false;
+            let b = cache.get_or_insert_mut(k, || {
+                new = true;
+                Buckets::default()
+            });
+            if new {
+                seen[i].first_time = true;
+                self.evictions += u64::from(full);
+            } else {
+                seen[i] = b.seen(hour);
             }
+            b.add(hour);
         }
         HistoryInfo { signature: seen[0], src: seen[1], dest: seen[2], pair: seen[3], verdicts: Vec::new() }
     }

@@ -118,6 +118,18 @@ impl Chain {
     /// The next record; the head moves on. `detail` is a JSON object (a `Value`, or a
     /// struct serialized with its fields in name order, as a `Value` would write them).
     pub fn record(&mut self, ts_us: i64, kind: &str, subject: &str, detail: &impl serde::Serialize) -> Record {
+        self.record_with(ts_us, kind, subject, |body| {
+            let at = body.len();
+            if serde_json::to_writer(StrWriter(body), detail).is_err() {
+                body.truncate(at);
+                body.push_str(&serde_json::to_string(detail).unwrap_or_else(|_| "{}".to_string()));
+            }
+        })
+    }
+
+    /// [`Chain::record`] with the detail object written by `detail` at the end of the
+    /// line (members in name order), for details on the hot path.
+    pub fn record_with(&mut self, ts_us: i64, kind: &str, subject: &str, detail: impl FnOnce(&mut String)) -> Record {
         let seq = self.seq + 1;
         // The members' names, seq, id, time and the two hashes take under 300 bytes, a
         // detail usually under 300 more.
@@ -138,10 +150,7 @@ impl Chain {
         }
         body.push_str(",\"detail\":");
         let detail_at = body.len();
-        if serde_json::to_writer(StrWriter(&mut body), detail).is_err() {
-            body.truncate(detail_at);
-            body.push_str(&serde_json::to_string(detail).unwrap_or_else(|_| "{}".to_string()));
-        }
+        detail(&mut body);
         let detail_range = detail_at..body.len();
         body.push_str(",\"prev\":\"");
         let prev_at = body.len();

@@ -163,8 +163,13 @@ impl AlertPath {
     }
 
     fn audit(&mut self, out: &mut AlertOutput, ts_us: i64, kind: &str, subject: &str, detail: impl serde::Serialize) {
+        self.audit_with(out, kind, subject, |c| c.record(ts_us, kind, subject, &detail));
+    }
+
+    /// [`AlertPath::audit`] with the record made by `record` (see [`Chain::record_with`]).
+    fn audit_with(&mut self, out: &mut AlertOutput, kind: &str, subject: &str, record: impl FnOnce(&mut Chain) -> crate::event::chain::Record) {
         if let Some(c) = self.audit.as_mut() {
-            let r = c.record(ts_us, kind, subject, &detail);
+            let r = record(c);
             self.action_rows.push(&r, kind, subject);
             // One copy of the line for both the trail and the snapshot that keeps it until
             // the trail has it.
@@ -219,7 +224,7 @@ impl AlertPath {
     /// Indicators in traffic that raised no alert: `intel_alert` lines.
     fn sightings(&mut self, rows: Option<&ContextRows>, snap: Option<&Snapshot>, out: &mut AlertOutput) {
         let (Some(en), Some(snap), Some(c)) = (self.enricher.as_mut(), snap, rows) else { return };
-        if !self.state.context_enabled() {
+        if !self.state.context_enabled() || !en.watches_traffic(snap) {
             return;
         }
         for r in c.rows() {
@@ -293,7 +298,7 @@ impl AlertPath {
                         signature_id: a.signature_id,
                         src_ip: &a.src_ip,
                     };
-                    self.audit(out, a.ts_us, "alert_emitted", &a.alert_id, detail);
+                    self.audit_with(out, "alert_emitted", &a.alert_id, |c| c.record_with(a.ts_us, "alert_emitted", &a.alert_id, |body| detail.write(body)));
                 }
                 match &d.decision {
                     _ if !self.lines => {}
@@ -548,7 +553,6 @@ impl AlertPath {
 
 /// The detail of an `alert_emitted` audit record (members in name order, as a JSON value
 /// would hold them).
-#[derive(serde::Serialize)]
 struct EmittedDetail<'a> {
     decision: &'a str,
     dedup_key: &'a str,
@@ -559,6 +563,27 @@ struct EmittedDetail<'a> {
     signature: &'a str,
     signature_id: i64,
     src_ip: &'a str,
+}
+
+impl EmittedDetail<'_> {
+    /// Writes the object straight into the record's line (one per alert emitted: the
+    /// hot path of an alert storm).
+    fn write(&self, out: &mut String) {
+        let mut o = crate::event::json::JsonObject::open(out);
+        o.str("decision", self.decision);
+        o.str("dedup_key", self.dedup_key);
+        o.str("dest_ip", self.dest_ip);
+        o.strs("incident_ids", self.incident_ids);
+        match self.priority {
+            Some(p) => o.str("priority", p),
+            None => o.key("priority").push_str("null"),
+        }
+        o.opt_int("score", self.score.map(i64::from));
+        o.str("signature", self.signature);
+        o.int("signature_id", self.signature_id);
+        o.str("src_ip", self.src_ip);
+        o.close();
+    }
 }
 
 /// One entry of the recent alert lines' signatures in a snapshot: `[key, signature,

@@ -199,11 +199,19 @@ impl FlowContext {
         }
         // A flow that ends without an alert needs no context any more (and most events
         // are such ends): settled before decoding.
-        if enc.starts_with('l') {
-            if let Some(id) = flow_id.filter(|id| self.flows.peek(id).is_none_or(|f| f.alerts.is_empty())) {
-                if let Some(f) = self.flows.pop(&id) {
-                    self.bytes -= f.bytes;
+        if let (true, Some(id)) = (enc.starts_with('l'), flow_id) {
+            // One lookup for a flow nothing was kept for (the usual case), two to drop one.
+            let settled = match self.flows.peek(&id) {
+                None => true,
+                Some(f) if f.alerts.is_empty() => {
+                    if let Some(f) = self.flows.pop(&id) {
+                        self.bytes -= f.bytes;
+                    }
+                    true
                 }
+                Some(_) => false,
+            };
+            if settled {
                 self.counts.ended += 1;
                 return None;
             }
