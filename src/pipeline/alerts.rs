@@ -695,7 +695,7 @@ mod tests {
     /// same text, so the same hashes.
     #[test]
     fn emitted_detail_is_the_json_value_text() {
-        let joined = vec!["i1".to_string(), "i\"2".to_string()];
+        let joined = vec!["i1".to_string(), "i\"2\n\u{1}".to_string()];
         for (priority, score) in [(Some("high"), Some(71u8)), (None, None)] {
             let d = EmittedDetail {
                 decision: "first",
@@ -719,7 +719,9 @@ mod tests {
                 "priority": priority,
                 "incident_ids": &joined,
             });
-            assert_eq!(serde_json::to_string(&d).unwrap(), v.to_string());
+            let mut text = String::new();
+            d.write(&mut text);
+            assert_eq!(text, v.to_string());
         }
     }
 
