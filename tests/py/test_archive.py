@@ -76,6 +76,17 @@ def reference(line):
     }
 
 
+def expected_raw_lines():
+    """The raw text of every line of the EVE test files that is archived, counted."""
+    expected = collections.Counter()
+    for f in EVE:
+        for line in f.read_text(encoding="utf-8", errors="surrogateescape").split("\n"):
+            raw, row = reference(line)
+            if row is not None:
+                expected[raw] += 1
+    return expected
+
+
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory):
     root = tmp_path_factory.mktemp("archive")
@@ -366,12 +377,7 @@ def test_raw_codec_lz4_segments_and_zstd_after_compaction(tmp_path):
     # One replay per file: a commit each, so an hour holds several segments.
     for f in EVE:
         subprocess.run([BIN, "replay", "--json", "--config", str(cfg), "--archive", str(root), str(f)], check=True, capture_output=True, text=True)
-    expected = collections.Counter()
-    for f in EVE:
-        for line in f.read_text(encoding="utf-8", errors="surrogateescape").split("\n"):
-            raw, row = reference(line)
-            if row is not None:
-                expected[raw] += 1
+    expected = expected_raw_lines()
 
     def codecs(pattern):
         seen = collections.defaultdict(set)
@@ -412,12 +418,7 @@ def test_data_page_versions_read_back_by_duckdb_and_pyarrow(tmp_path, version):
     cfg.write_text(f"[archive]\ndata_page_version = {version}\n" if version == 2 else "")
     root = tmp_path / "archive"
     subprocess.run([BIN, "replay", "--json", "--config", str(cfg), "--archive", str(root), *map(str, EVE)], check=True, capture_output=True, text=True)
-    expected = collections.Counter()
-    for f in EVE:
-        for line in f.read_text(encoding="utf-8", errors="surrogateescape").split("\n"):
-            raw, row = reference(line)
-            if row is not None:
-                expected[raw] += 1
+    expected = expected_raw_lines()
     files = list((root / "events").rglob("part-*.parquet"))
     assert files
     assert {pq.ParquetFile(p).metadata.format_version[0] for p in files} == {str(version)}
