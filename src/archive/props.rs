@@ -93,7 +93,7 @@ mod tests {
 
     use arrow::array::{ArrayRef, RecordBatch, StringArray};
     use parquet::arrow::ArrowWriter;
-    use parquet::basic::{Encoding, PageType};
+    use parquet::basic::PageType;
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
     use super::*;

@@ -287,16 +287,16 @@ impl Enricher {
 const SIGHTING_REPEAT_US: i64 = 3_600_000_000;
 
 impl Enricher {
-    /// Matches an event that is not an alert (its addresses and, for dns, http, tls and
-    /// fileinfo, its names and hashes); a match becomes an `intel_alert` line, once per
-    /// feed, indicator and source an hour.
-    #[allow(clippy::too_many_arguments)]
     /// Whether [`Enricher::sighting`] can find anything: sightings are on and an indicator
     /// feed is loaded (else the caller need not decode the events at all).
     pub fn watches_traffic(&self, snap: &Snapshot) -> bool {
         self.sighted.is_some() && !snap.intel.is_empty()
     }
 
+    /// Matches an event that is not an alert (its addresses and, for dns, http, tls and
+    /// fileinfo, its names and hashes); a match becomes an `intel_alert` line, once per
+    /// feed, indicator and source an hour.
+    #[allow(clippy::too_many_arguments)]
     pub fn sighting(
         &mut self,
         snap: &Snapshot,

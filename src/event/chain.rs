@@ -109,6 +109,15 @@ impl std::io::Write for StrWriter<'_> {
     }
 }
 
+/// Appends `detail` as JSON to a record's line (`{}` if it cannot be serialized).
+pub fn write_detail(body: &mut String, detail: &impl serde::Serialize) {
+    let at = body.len();
+    if serde_json::to_writer(StrWriter(body), detail).is_err() {
+        body.truncate(at);
+        body.push_str(&serde_json::to_string(detail).unwrap_or_else(|_| "{}".to_string()));
+    }
+}
+
 impl Chain {
     /// The next record, as its line (no newline); the head moves on.
     pub fn append(&mut self, ts_us: i64, kind: &str, subject: &str, detail: &impl serde::Serialize) -> String {
@@ -118,13 +127,7 @@ impl Chain {
     /// The next record; the head moves on. `detail` is a JSON object (a `Value`, or a
     /// struct serialized with its fields in name order, as a `Value` would write them).
     pub fn record(&mut self, ts_us: i64, kind: &str, subject: &str, detail: &impl serde::Serialize) -> Record {
-        self.record_with(ts_us, kind, subject, |body| {
-            let at = body.len();
-            if serde_json::to_writer(StrWriter(body), detail).is_err() {
-                body.truncate(at);
-                body.push_str(&serde_json::to_string(detail).unwrap_or_else(|_| "{}".to_string()));
-            }
-        })
+        self.record_with(ts_us, kind, subject, |body| write_detail(body, detail))
     }
 
     /// [`Chain::record`] with the detail object written by `detail` at the end of the

@@ -18,7 +18,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use crate::event::chain::verify_at;
-pub use crate::event::chain::{record_id, verify, BadRecord, Chain, Record, Verified, GENESIS};
+pub use crate::event::chain::{record_id, verify, write_detail, BadRecord, Chain, Record, Verified, GENESIS};
 use crate::event::members::Members;
 
 /// The trail's file under the archive root (beside the tables; table readers skip `_`).

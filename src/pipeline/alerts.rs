@@ -19,7 +19,7 @@ use crate::event::delta::{write_json, write_list, Deferred, LruChanges, TrackedL
 use crate::event::members::Members;
 use crate::event::scored::{reasons_json, recommendations_json, Priority, Reason};
 use crate::event::{ContextKind, EventBatch};
-use crate::output::audit::Chain;
+use crate::output::audit::{write_detail, Chain};
 use crate::output::lines::{self, IncidentScoreText};
 use crate::output::rows::{self, ActionRows, AlertRows, IncidentRows};
 use crate::score::incident::IncidentScores;
@@ -163,13 +163,14 @@ impl AlertPath {
     }
 
     fn audit(&mut self, out: &mut AlertOutput, ts_us: i64, kind: &str, subject: &str, detail: impl serde::Serialize) {
-        self.audit_with(out, kind, subject, |c| c.record(ts_us, kind, subject, &detail));
+        self.audit_with(out, ts_us, kind, subject, |body| write_detail(body, &detail));
     }
 
-    /// [`AlertPath::audit`] with the record made by `record` (see [`Chain::record_with`]).
-    fn audit_with(&mut self, out: &mut AlertOutput, kind: &str, subject: &str, record: impl FnOnce(&mut Chain) -> crate::event::chain::Record) {
+    /// [`AlertPath::audit`] with the detail object written by `detail` (see
+    /// [`Chain::record_with`]).
+    fn audit_with(&mut self, out: &mut AlertOutput, ts_us: i64, kind: &str, subject: &str, detail: impl FnOnce(&mut String)) {
         if let Some(c) = self.audit.as_mut() {
-            let r = record(c);
+            let r = c.record_with(ts_us, kind, subject, detail);
             self.action_rows.push(&r, kind, subject);
             // One copy of the line for both the trail and the snapshot that keeps it until
             // the trail has it.
@@ -298,7 +299,7 @@ impl AlertPath {
                         signature_id: a.signature_id,
                         src_ip: &a.src_ip,
                     };
-                    self.audit_with(out, "alert_emitted", &a.alert_id, |c| c.record_with(a.ts_us, "alert_emitted", &a.alert_id, |body| detail.write(body)));
+                    self.audit_with(out, a.ts_us, "alert_emitted", &a.alert_id, |body| detail.write(body));
                 }
                 match &d.decision {
                     _ if !self.lines => {}
