@@ -28,7 +28,6 @@
 //! recent than every key that was not, so they are the front of the cache.)
 
 use std::borrow::Borrow;
-use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::io::{self, Write};
 use std::num::NonZeroUsize;
@@ -102,11 +101,16 @@ impl Deferred {
     }
 }
 
+/// The hash map and set a [`TrackedMap`] keeps its entries and changed keys in (hashbrown's:
+/// a key is looked up and inserted, or a removed key kept, in one probe).
+type Map<K, V> = hashbrown::HashMap<K, V, RandomState>;
+type Set<K> = hashbrown::HashSet<K, RandomState>;
+
 /// A `HashMap` that remembers the keys changed since the last snapshot.
 #[derive(Debug)]
 pub struct TrackedMap<K, V> {
-    map: HashMap<K, V, RandomState>,
-    changed: HashSet<K, RandomState>,
+    map: Map<K, V>,
+    changed: Set<K>,
     tracking: Tracking,
     capture: Option<MapCapture<K, V>>,
 }
@@ -144,7 +148,7 @@ fn take_slot<T>(slot: &Slot<T>) -> io::Result<T> {
 /// not copied yet, and the copies so far.
 #[derive(Debug)]
 struct MapCapture<K, V> {
-    pending: HashSet<K, RandomState>,
+    pending: Set<K>,
     out: MapChanges<K, V>,
     slot: Slot<MapChanges<K, V>>,
     copy: fn(&V) -> V,
@@ -159,7 +163,7 @@ struct MapChanges<K, V> {
 
 impl<K: Hash + Eq, V> MapCapture<K, V> {
     /// Copies `key` as it is in `map` (its value, or that it is gone).
-    fn copy_out(&mut self, map: &HashMap<K, V, RandomState>, key: K) {
+    fn copy_out(&mut self, map: &Map<K, V>, key: K) {
         match map.get(&key) {
             Some(v) => {
                 let v = (self.copy)(v);
@@ -170,7 +174,7 @@ impl<K: Hash + Eq, V> MapCapture<K, V> {
     }
 
     /// Copies `k` if it is still to be copied (before it changes).
-    fn before_change<Q>(&mut self, map: &HashMap<K, V, RandomState>, k: &Q)
+    fn before_change<Q>(&mut self, map: &Map<K, V>, k: &Q)
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -181,7 +185,7 @@ impl<K: Hash + Eq, V> MapCapture<K, V> {
     }
 
     /// Copies up to `budget` keys; whether all are copied.
-    fn step(&mut self, map: &HashMap<K, V, RandomState>, budget: &mut usize) -> bool {
+    fn step(&mut self, map: &Map<K, V>, budget: &mut usize) -> bool {
         while *budget > 0 {
             let n = (*budget).min(self.pending.len());
             if n == 0 {
@@ -199,7 +203,7 @@ impl<K: Hash + Eq, V> MapCapture<K, V> {
 
 impl<K, V> Default for TrackedMap<K, V> {
     fn default() -> Self {
-        Self { map: HashMap::default(), changed: HashSet::default(), tracking: Tracking::default(), capture: None }
+        Self { map: Map::default(), changed: Set::default(), tracking: Tracking::default(), capture: None }
     }
 }
 
@@ -219,20 +223,20 @@ impl<K: Hash + Eq, V: PartialEq> PartialEq for TrackedMap<K, V> {
 /// Whole, as the map it wraps (the form of a full snapshot).
 impl<K: Serialize + Hash + Eq, V: Serialize> Serialize for TrackedMap<K, V> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.map.serialize(s)
+        s.collect_map(&self.map)
     }
 }
 
 impl<'de, K: Deserialize<'de> + Hash + Eq, V: Deserialize<'de>> Deserialize<'de> for TrackedMap<K, V> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let map: HashMap<K, V> = HashMap::deserialize(d)?;
+        let map: std::collections::HashMap<K, V> = std::collections::HashMap::deserialize(d)?;
         Ok(Self { map: map.into_iter().collect(), ..Default::default() })
     }
 }
 
 impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
-    /// Before `k` changes: marks it, and copies it first if a capture still needs it.
-    fn mark<Q>(&mut self, k: &Q)
+    /// Before `k` changes: copies it first if a capture still needs it.
+    fn before_change<Q>(&mut self, k: &Q)
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -240,21 +244,17 @@ impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
         if let Some(c) = self.capture.as_mut() {
             c.before_change(&self.map, k);
         }
-        if self.tracking.on && !self.changed.contains(k) {
-            if let Some((key, _)) = self.map.get_key_value(k) {
-                let key = key.clone();
-                self.changed.insert(key);
-            }
-        }
     }
 
-    /// [`TrackedMap::mark`] for a key that may be absent (it is marked either way).
-    fn mark_owned(&mut self, k: &K) {
-        if let Some(c) = self.capture.as_mut() {
-            c.before_change(&self.map, k);
-        }
-        if self.tracking.on && !self.changed.contains(k) {
-            self.changed.insert(k.clone());
+    /// Marks `k`, present or about to be inserted, as changed (one lookup; the key is
+    /// copied the first time only).
+    fn mark_with<Q>(&mut self, k: &Q, owned: impl FnOnce(&Q) -> K)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if self.tracking.on {
+            self.changed.get_or_insert_with(k, owned);
         }
     }
 
@@ -282,11 +282,11 @@ impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
         self.map.contains_key(k)
     }
 
-    pub fn iter(&self) -> std::collections::hash_map::Iter<'_, K, V> {
+    pub fn iter(&self) -> hashbrown::hash_map::Iter<'_, K, V> {
         self.map.iter()
     }
 
-    pub fn values(&self) -> std::collections::hash_map::Values<'_, K, V> {
+    pub fn values(&self) -> hashbrown::hash_map::Values<'_, K, V> {
         self.map.values()
     }
 
@@ -296,22 +296,24 @@ impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.mark(k);
-        self.map.get_mut(k)
+        self.before_change(k);
+        let (key, v) = self.map.get_key_value_mut(k)?;
+        if self.tracking.on {
+            self.changed.get_or_insert_with(k, |_| key.clone());
+        }
+        Some(v)
     }
 
     /// As [`TrackedMap::entry_or_default`], the key made only when it is absent.
-    pub fn get_or_default<Q>(&mut self, k: &Q) -> &mut V
+    pub fn get_or_default<'q, Q>(&mut self, k: &'q Q) -> &mut V
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        K: Borrow<Q> + From<&'q Q>,
+        Q: Hash + Eq + ?Sized,
         V: Default,
     {
-        if self.map.contains_key(k) {
-            self.mark(k);
-            return self.map.get_mut(k).expect("present");
-        }
-        self.entry_or_default(k.to_owned())
+        self.before_change(k);
+        self.mark_with(k, |_| K::from(k));
+        self.map.entry_ref(k).or_default()
     }
 
     /// The value of `k` (a default one inserted if absent), changed.
@@ -319,12 +321,14 @@ impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
     where
         V: Default,
     {
-        self.mark_owned(&k);
+        self.before_change(&k);
+        self.mark_with(&k, K::clone);
         self.map.entry(k).or_default()
     }
 
     pub fn insert(&mut self, k: K, v: V) -> Option<V> {
-        self.mark_owned(&k);
+        self.before_change(&k);
+        self.mark_with(&k, K::clone);
         self.map.insert(k, v)
     }
 
@@ -333,8 +337,13 @@ impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.mark(k);
-        self.map.remove(k)
+        self.before_change(k);
+        let (key, v) = self.map.remove_entry(k)?;
+        if self.tracking.on {
+            // The removed key itself is kept (no copy); a key marked already stays as is.
+            self.changed.insert(key);
+        }
+        Some(v)
     }
 
     pub fn clear(&mut self) {
@@ -435,11 +444,24 @@ enum Change {
     Moved(u64),
 }
 
+/// Notes that `k` moved to the front (numbered after every move before): one lookup, the
+/// key copied the first time only.
+fn note_move<K: Hash + Eq + Clone>(changed: &mut Map<K, Change>, moves: &mut u64, k: &K) {
+    *moves += 1;
+    let n = Change::Moved(*moves);
+    changed.raw_entry_mut().from_key(k).and_modify(|_, m| *m = n).or_insert_with(|| (k.clone(), n));
+}
+
+/// Notes that `k` changed in place or went (a move noted before stays: it tells more).
+fn note_touch<K: Hash + Eq + Clone>(changed: &mut Map<K, Change>, k: &K) {
+    changed.raw_entry_mut().from_key(k).or_insert_with(|| (k.clone(), Change::Touched));
+}
+
 /// An LRU cache that remembers the keys changed since the last snapshot: moved to the
 /// front (put or used), changed in place or removed.
 pub struct TrackedLru<K: Hash + Eq, V> {
     cache: LruCache<K, V, RandomState>,
-    changed: HashMap<K, Change, RandomState>,
+    changed: Map<K, Change>,
     moves: u64,
     tracking: Tracking,
     capture: Option<LruCapture<K, V>>,
@@ -476,7 +498,7 @@ impl<K, V> LruTaken<K, V> {
 }
 
 struct LruCapture<K, V> {
-    pending: HashMap<K, Change, RandomState>,
+    pending: Map<K, Change>,
     clear: bool,
     del: Vec<K>,
     upd: Vec<(K, V)>,
@@ -533,7 +555,7 @@ impl<K: Hash + Eq + Clone, V> TrackedLru<K, V> {
     }
 
     fn with(cache: LruCache<K, V, RandomState>) -> Self {
-        Self { cache, changed: HashMap::default(), moves: 0, tracking: Tracking::default(), capture: None }
+        Self { cache, changed: Map::default(), moves: 0, tracking: Tracking::default(), capture: None }
     }
 
     /// Copies `k` first if a capture still needs it (before it changes).
@@ -546,21 +568,14 @@ impl<K: Hash + Eq + Clone, V> TrackedLru<K, V> {
     fn moved(&mut self, k: &K) {
         self.before_change(k);
         if self.tracking.on {
-            self.moves += 1;
-            let n = Change::Moved(self.moves);
-            match self.changed.get_mut(k) {
-                Some(m) => *m = n,
-                None => {
-                    self.changed.insert(k.clone(), n);
-                }
-            }
+            note_move(&mut self.changed, &mut self.moves, k);
         }
     }
 
     fn touched(&mut self, k: &K) {
         self.before_change(k);
-        if self.tracking.on && !self.changed.contains_key(k) {
-            self.changed.insert(k.clone(), Change::Touched);
+        if self.tracking.on {
+            note_touch(&mut self.changed, k);
         }
     }
 
@@ -591,18 +606,24 @@ impl<K: Hash + Eq + Clone, V> TrackedLru<K, V> {
 
     /// The value of `k`, moved to the front.
     pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
-        if self.cache.contains(k) {
-            self.moved(k);
+        // Copied out before it is looked up (so changed); an absent key's copy is that it
+        // is gone, as it was at the cut.
+        self.before_change(k);
+        let v = self.cache.get_mut(k)?;
+        if self.tracking.on {
+            note_move(&mut self.changed, &mut self.moves, k);
         }
-        self.cache.get_mut(k)
+        Some(v)
     }
 
     /// The value of `k` where it is (its recency unchanged).
     pub fn peek_mut(&mut self, k: &K) -> Option<&mut V> {
-        if self.cache.contains(k) {
-            self.touched(k);
+        self.before_change(k);
+        let v = self.cache.peek_mut(k)?;
+        if self.tracking.on {
+            note_touch(&mut self.changed, k);
         }
-        self.cache.peek_mut(k)
+        Some(v)
     }
 
     /// The least recent key, copied first if a capture still needs it (it is about to go).
