@@ -1,11 +1,7 @@
 //! What was seen before: per signature, source, destination and source→destination pair,
 //! how many alerts in the last 24 hours and 7 days (hourly buckets of event time), and
 //! whether the key was ever seen. Bounded: each kind keeps at most `max_keys` keys, least
-//! recently seen first out. Past analyst verdicts come from a [`VerdictStore`].
-
-use std::num::NonZeroUsize;
-
-use lru::LruCache;
+//! recently seen first out (a generation of half of them at a time: [`Generations`]). Past analyst verdicts come from a [`VerdictStore`].
 
 pub use crate::event::enriched::{HistoryInfo, Seen, Verdict};
 
@@ -27,17 +23,20 @@ impl VerdictStore for NoVerdicts {
 
 const HOURS_7D: i64 = 168;
 
-/// Hourly counts of one key, oldest first, at most a week of hours with alerts.
+/// Hourly counts of one key, oldest first, at most a week of hours with alerts. Hours are
+/// counted from the epoch (an `i32` holds them for 245,000 years); the first two are kept in
+/// place, so most keys, which only ever have an hour or two of alerts, allocate nothing.
 #[derive(Debug, Default)]
-struct Buckets(Vec<(i64, u32)>);
+struct Buckets(smallvec::SmallVec<[(i32, u32); 2]>);
 
 impl Buckets {
-    fn seen(&self, hour: i64) -> Seen {
+    fn seen(&self, hour: i32) -> Seen {
         let (mut d, mut w) = (0u64, 0u64);
         for &(h, n) in &self.0 {
-            if h > hour - HOURS_7D && h <= hour {
+            let age = i64::from(hour) - i64::from(h);
+            if (0..HOURS_7D).contains(&age) {
                 w += n as u64;
-                if h > hour - 24 {
+                if age < 24 {
                     d += n as u64;
                 }
             }
@@ -45,24 +44,68 @@ impl Buckets {
         Seen { last_24h: d, last_7d: w, first_time: false }
     }
 
-    fn add(&mut self, hour: i64) {
+    fn add(&mut self, hour: i32) {
         match self.0.iter_mut().find(|(h, _)| *h == hour) {
             Some((_, n)) => *n = n.saturating_add(1),
             None => {
-                // Most keys only ever have an hour or two of alerts: the first one gets a
-                // list of one place instead of a vector's first growth to four.
-                self.0.reserve_exact(usize::from(self.0.is_empty()));
                 self.0.push((hour, 1));
                 self.0.sort_unstable_by_key(|(h, _)| *h);
             }
         }
-        let newest = self.0.last().map_or(hour, |(h, _)| *h);
-        self.0.retain(|(h, _)| *h > newest - HOURS_7D);
+        let newest = i64::from(self.0.last().map_or(hour, |(h, _)| *h));
+        self.0.retain(|(h, _)| i64::from(*h) > newest - HOURS_7D);
+    }
+}
+
+/// The hour of `ts_us` since the epoch (out of `i32`'s range only for times no sensor writes).
+fn hour_of(ts_us: i64) -> i32 {
+    ts_us.div_euclid(3_600_000_000).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
+/// One kind's keys in two generations of at most half the bound each, instead of a list
+/// ordered by recency: a key is looked up in the young generation, then in the old one (and
+/// moved to the young one when found there); a new key goes to the young one. When the young
+/// generation is full, the old one is dropped (its keys counted as evicted) and the young one
+/// becomes the old one. So every key seen among the last `max_keys / 2` keys new or moved is
+/// kept, at most `max_keys` are, the least recently seen go first (a generation at a time),
+/// and a lookup is one or two probes of a flat table, with no list to reorder.
+struct Generations {
+    young: hashbrown::HashMap<u64, Buckets, KeyIsHash>,
+    old: hashbrown::HashMap<u64, Buckets, KeyIsHash>,
+    half: usize,
+}
+
+impl Generations {
+    fn new(max_keys: usize) -> Self {
+        let half = (max_keys / 2).max(1);
+        Self { young: Default::default(), old: Default::default(), half }
+    }
+
+    /// The buckets of `k` (empty when it is new: `true`), and how many keys went to make room.
+    fn get_or_insert(&mut self, k: u64) -> (&mut Buckets, bool, u64) {
+        if self.young.contains_key(&k) {
+            return (self.young.get_mut(&k).expect("present"), false, 0);
+        }
+        let (b, new) = match self.old.remove(&k) {
+            Some(b) => (b, false),
+            None => (Buckets::default(), true),
+        };
+        let mut evicted = 0;
+        if self.young.len() >= self.half {
+            evicted = self.old.len() as u64;
+            std::mem::swap(&mut self.young, &mut self.old);
+            self.young.clear();
+        }
+        (self.young.entry(k).or_insert(b), new, evicted)
+    }
+
+    fn len(&self) -> usize {
+        self.young.len() + self.old.len()
     }
 }
 
 pub struct History {
-    kinds: [LruCache<u64, Buckets, KeyIsHash>; 4],
+    kinds: [Generations; 4],
     pub evictions: u64,
 }
 
@@ -95,29 +138,20 @@ fn key(seed: u64, v: &[u8]) -> u64 {
 
 impl History {
     pub fn new(max_keys: usize) -> Self {
-        let cap = NonZeroUsize::new(max_keys.max(1)).expect("non-zero");
-        Self { kinds: std::array::from_fn(|_| LruCache::with_hasher(cap, KeyIsHash::default())), evictions: 0 }
+        Self { kinds: std::array::from_fn(|_| Generations::new(max_keys)), evictions: 0 }
     }
 
     /// What was seen before this alert, then the alert is counted.
     pub fn observe(&mut self, ts_us: i64, signature_id: i64, src: &str, dest: &str) -> HistoryInfo {
-        let hour = ts_us.div_euclid(3_600_000_000);
+        let hour = hour_of(ts_us);
         let sid = signature_id.to_le_bytes();
         let keys = [key(0, &sid), key(0, src.as_bytes()), key(0, dest.as_bytes()), key(key(1, src.as_bytes()), dest.as_bytes())];
         let mut seen = [Seen::default(); 4];
         for (i, k) in keys.into_iter().enumerate() {
-            let cache = &mut self.kinds[i];
-            // One lookup whether the key is new or not; a new key in a full map evicts the
-            // least recently seen.
-            let full = cache.len() == cache.cap().get();
-            let mut new = false;
-            let b = cache.get_or_insert_mut(k, || {
-                new = true;
-                Buckets::default()
-            });
+            let (b, new, evicted) = self.kinds[i].get_or_insert(k);
+            self.evictions += evicted;
             if new {
                 seen[i].first_time = true;
-                self.evictions += u64::from(full);
             } else {
                 seen[i] = b.seen(hour);
             }
@@ -127,7 +161,7 @@ impl History {
     }
 
     pub fn keys(&self) -> usize {
-        self.kinds.iter().map(|c| c.len()).sum()
+        self.kinds.iter().map(Generations::len).sum()
     }
 }
 
@@ -206,5 +240,27 @@ mod tests {
         }
         assert_eq!(h.keys(), 10 + 10 + 1 + 10);
         assert!(h.evictions >= 270);
+    }
+
+    /// Recency, not age, decides what stays: a source seen again and again is never
+    /// forgotten in a flood of new ones; one not seen while the bound's worth of new keys
+    /// came is (and is new again).
+    #[test]
+    fn the_least_recently_seen_go_first() {
+        let mut h = History::new(10);
+        h.observe(0, 1, "steady", "d");
+        h.observe(0, 1, "once", "d");
+        for i in 0..200 {
+            h.observe(0, 1, &format!("new{i}"), "d");
+            if i % 4 == 0 {
+                let again = h.observe(0, 1, "steady", "d");
+                assert!(!again.src.first_time, "steady forgotten after {i} new sources");
+            }
+            assert!(h.keys() <= 4 * 10);
+        }
+        let once = h.observe(H, 1, "once", "d");
+        assert!(once.src.first_time, "a source unseen for 200 new ones is forgotten");
+        let steady = h.observe(H, 1, "steady", "d");
+        assert_eq!(steady.src, Seen { last_24h: 51, last_7d: 51, first_time: false });
     }
 }
