@@ -403,7 +403,11 @@ fn abusive_senders_do_not_stop_a_good_one() {
         made += up as u32;
         up && TcpStream::connect(("127.0.0.1", mport)).is_ok()
     });
-    wait_for("the probes closed", 30, || tcp("alertflow_source_active_connections") == 0.0);
+    // Every probe accepted (one can still wait in the listen backlog) and closed.
+    wait_for("the probes accepted and closed", 30, || {
+        tcp("alertflow_source_connections_total") + tcp("alertflow_source_connections_refused_total") == made as f64
+            && tcp("alertflow_source_active_connections") == 0.0
+    });
     // A frame that claims 4 GiB, then trickles.
     let mut huge = TcpStream::connect(("127.0.0.1", port)).unwrap();
     huge.write_all(b"4294967295 <13>1 - - - - - - x").unwrap();
@@ -492,7 +496,12 @@ fn one_client_cannot_take_every_slot() {
         made += up as u32;
         up && TcpStream::connect(("127.0.0.1", mport)).is_ok()
     });
-    wait_for("the probes closed", 30, || tcp("alertflow_source_active_connections", "") == 0.0);
+    // Every probe accepted (a probe can still wait in the listen backlog when the metrics
+    // come up) and closed, its slot free again, before the flood.
+    wait_for("the probes accepted and closed", 30, || {
+        tcp("alertflow_source_connections_total", "") + tcp("alertflow_source_connections_refused_total", "") == made as f64
+            && tcp("alertflow_source_active_connections", "") == 0.0
+    });
     let flood: Vec<TcpStream> = (0..100).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
     made += 100;
     wait_for("every connection accepted or refused", 30, || {

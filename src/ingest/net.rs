@@ -410,8 +410,9 @@ async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener, tls: 
         let active = shared.active.fetch_add(1, Ordering::AcqRel) + 1;
         shared.ctx.health.open.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(source = %shared.name, %peer, active, "client connected");
-        metrics::counter!(m::SOURCE_CONNECTIONS, "source" => shared.name.clone()).increment(1);
+        // Active before counted, so a scrape that counts a connection shows it active too.
         metrics::gauge!(m::SOURCE_ACTIVE_CONNECTIONS, "source" => shared.name.clone()).increment(1.0);
+        metrics::counter!(m::SOURCE_CONNECTIONS, "source" => shared.name.clone()).increment(1);
         let _ = conn.set_nodelay(true);
         let (shared2, tls) = (shared.clone(), tls.clone());
         tokio::spawn(async move {
@@ -438,10 +439,12 @@ async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener, tls: 
                 Ok(()) => tracing::debug!(source = %shared2.name, %peer, "client disconnected"),
                 Err(e) => tracing::debug!(source = %shared2.name, %peer, error = %e, "client disconnected with an error"),
             }
-            shared2.ctx.health.open.fetch_sub(1, Ordering::Relaxed);
-            metrics::gauge!(m::SOURCE_ACTIVE_CONNECTIONS, "source" => shared2.name.clone()).decrement(1.0);
+            // The slots are free before the gauge says so: a client that sees a connection
+            // gone can open another in its place.
             shared2.free_client_slot(peer.ip());
             shared2.active.fetch_sub(1, Ordering::AcqRel);
+            shared2.ctx.health.open.fetch_sub(1, Ordering::Relaxed);
+            metrics::gauge!(m::SOURCE_ACTIVE_CONNECTIONS, "source" => shared2.name.clone()).decrement(1.0);
         });
     }
 }
