@@ -603,7 +603,7 @@ fn cmd_query(
 /// Both chains of an archive: the decisions' trail and the actions' journal.
 fn cmd_audit_verify(archive: &std::path::Path) -> ExitCode {
     let mut ok = true;
-    match alertflow::output::audit::verify_archive(archive) {
+    match alertflow::output::audit::verify_archive(archive, |after, upto| pipeline::commit::audit_records(archive, after, upto)) {
         Ok(msg) => println!("{msg}"),
         Err(e) => {
             eprintln!("alertflow: audit: {e}");

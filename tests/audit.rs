@@ -1,7 +1,8 @@
 //! The audit trail through the binary: every decision of a replay is a hash-chained record
 //! with a stable id; `alertflow audit verify` passes a good trail and names the first bad
 //! record of a modified, deleted, inserted, reordered or cut-off one; a second run continues
-//! the chain; records a crash kept from the file are appended at the next start, once.
+//! the chain; records a crash kept from the file are appended at the next start, once,
+//! rebuilt from the `actions` table.
 
 use crate::common;
 
@@ -158,26 +159,48 @@ fn a_second_run_continues_the_chain_and_a_crash_loses_no_record() {
     assert_eq!(field(&both[first.len()], "seq"), first.len() as u64 + 1, "the chain goes on");
     assert!(verify(&archive).status.success());
 
-    // A crash after the last commit landed and before its records were appended: the
-    // file lacks them, verify says they come at the next start, and they do, once.
+    // The newest snapshot holds the chain's head; the records are the `actions` rows.
     let state = std::fs::read_dir(archive.join("_state")).unwrap().map(|e| e.unwrap().path()).max().unwrap();
     let snap: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
-    // The records are in the snapshot as the objects they are, the trail's lines.
-    let records = snap["audit"]["records"].as_array().unwrap();
-    let unsaved = records.len();
-    assert!(unsaved > 0 && unsaved < both.len(), "{unsaved}");
-    for (r, line) in records.iter().zip(&both[both.len() - unsaved..]) {
-        assert_eq!(r, &serde_json::from_str::<serde_json::Value>(line).unwrap());
-    }
-    let kept = &both[..both.len() - unsaved];
+    assert_eq!(snap["audit"]["chain"]["seq"], both.len() as u64);
+    assert_eq!(snap["audit"]["chain"]["head"], field(both.last().unwrap(), "hash"));
+    assert!(snap["audit"].get("records").is_none(), "{}", snap["audit"]);
+
+    // A crash after commits landed and before their records were appended (here the
+    // second half of the first run's records and all of the second's): the file lacks
+    // them, verify says they come at the next start, and they do, once, rebuilt from the
+    // commits' `actions` rows.
+    let kept = &both[..first.len() / 2];
+    assert!(kept.len() < first.len() && !kept.is_empty(), "{} of {}", kept.len(), both.len());
     std::fs::write(archive.join("_audit/audit.jsonl"), kept.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
     let head = serde_json::json!({"seq": field(kept.last().unwrap(), "seq"), "head": field(kept.last().unwrap(), "hash")});
     std::fs::write(archive.join("_audit/head.json"), head.to_string()).unwrap();
+    // Without the rows, verify says what is missing.
+    std::fs::rename(archive.join("actions"), dir.path().join("actions-away")).unwrap();
+    let out = verify(&archive);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("records after seq {} are missing", kept.len())),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And a start refuses to continue the chain over the gap, naming it.
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, "").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_alertflow"))
+        .args(["replay", "--json", "--config"])
+        .arg(&cfg)
+        .arg(&empty)
+        .env(alertflow::event::time::CLOCK_ENV, (BASE + 5600).to_string())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(&format!("the trail ends at record {}", kept.len())), "{err}");
+    assert_eq!(trail(&archive), kept, "nothing appended");
+    std::fs::rename(dir.path().join("actions-away"), archive.join("actions")).unwrap();
     let out = verify(&archive);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("appended at the next start"));
-    let empty = dir.path().join("empty.json");
-    std::fs::write(&empty, "").unwrap();
     replay(&cfg, &empty, BASE + 5600);
     assert_eq!(trail(&archive), both, "the missing records are back, once");
     assert!(verify(&archive).status.success());

@@ -25,6 +25,7 @@ pub mod layout;
 pub mod props;
 pub mod recovery;
 pub mod retention;
+pub mod tail;
 
 use std::collections::BTreeSet;
 use std::fs::File;

@@ -137,41 +137,100 @@ impl Chain {
         // The members' names, seq, id, time and the two hashes take under 300 bytes, a
         // detail usually under 300 more.
         let mut body = String::with_capacity(600 + kind.len() + subject.len());
-        body.push_str("{\"seq\":");
-        crate::event::json::push_int(&mut body, seq as i64);
-        body.push_str(",\"id\":\"");
-        let id_at = body.len();
-        push_hex(&mut body, &record_digest(kind, subject, ts_us).to_be_bytes());
-        let id = id_at..body.len();
-        body.push_str("\",\"ts\":");
-        crate::event::json::json_str(&mut body, &crate::event::time::iso(ts_us));
-        for (k, v) in [("kind", kind), ("subject", subject)] {
-            body.push_str(",\"");
-            body.push_str(k);
-            body.push_str("\":");
-            crate::event::json::json_str(&mut body, v);
-        }
-        body.push_str(",\"detail\":");
-        let detail_at = body.len();
-        detail(&mut body);
-        let detail_range = detail_at..body.len();
-        body.push_str(",\"prev\":\"");
-        let prev_at = body.len();
-        body.push_str(&self.head);
-        let prev = prev_at..body.len();
-        body.push_str("\"}");
-        let digest = sha256(&self.head, &body);
-        body.pop();
-        body.push_str(",\"hash\":\"");
-        let hash_at = body.len();
-        push_hex(&mut body, digest.as_ref());
-        let hash = hash_at..body.len();
-        body.push_str("\"}");
+        let id = |b: &mut String| push_hex(b, &record_digest(kind, subject, ts_us).to_be_bytes());
+        let head = &self.head;
+        let r = write_line(&mut body, seq, id, ts_us, kind, subject, detail, head, |body| HashOf::Digest(sha256(head, body)));
         self.head.clear();
-        self.head.push_str(&body[hash.clone()]);
+        self.head.push_str(&body[r.hash.clone()]);
         self.seq = seq;
-        Record { seq, ts_us, line: body, id, detail: detail_range, prev, hash }
+        Record { seq, ts_us, line: body, id: r.id, detail: r.detail, prev: r.prev, hash: r.hash }
     }
+}
+
+/// A record's parts as its `actions` row holds them.
+#[derive(Debug, Clone, Copy)]
+pub struct Parts<'a> {
+    pub seq: u64,
+    pub id: &'a str,
+    pub ts_us: i64,
+    pub kind: &'a str,
+    pub subject: &'a str,
+    /// The `detail` object as JSON text.
+    pub detail: &'a str,
+    pub prev: &'a str,
+    pub hash: &'a str,
+}
+
+/// The line of a record from its parts: the text [`Chain::record_with`] made of them, byte
+/// for byte (check it with [`check`]: the hash covers the text).
+pub fn line_of(p: &Parts) -> String {
+    let mut body = String::with_capacity(300 + p.kind.len() + p.subject.len() + p.detail.len());
+    write_line(&mut body, p.seq, |b| b.push_str(p.id), p.ts_us, p.kind, p.subject, |b| b.push_str(p.detail), p.prev, |_| HashOf::Hex(p.hash));
+    body
+}
+
+/// Where the columns of an `actions` row are in a record's line.
+struct Spans {
+    id: Range<usize>,
+    detail: Range<usize>,
+    prev: Range<usize>,
+    hash: Range<usize>,
+}
+
+/// A record's hash: computed, or as read.
+enum HashOf<'a> {
+    Digest(ring::digest::Digest),
+    Hex(&'a str),
+}
+
+/// Writes a record's line into `body`: its members in their order, the detail written
+/// by `detail`, and the hash `hash` gives for the text up to `prev` closed with `}`.
+#[allow(clippy::too_many_arguments)]
+fn write_line<'a>(
+    body: &mut String,
+    seq: u64,
+    id: impl FnOnce(&mut String),
+    ts_us: i64,
+    kind: &str,
+    subject: &str,
+    detail: impl FnOnce(&mut String),
+    prev: &str,
+    hash: impl for<'b> FnOnce(&'b str) -> HashOf<'a>,
+) -> Spans {
+    body.push_str("{\"seq\":");
+    crate::event::json::push_int(body, seq as i64);
+    body.push_str(",\"id\":\"");
+    let id_at = body.len();
+    id(body);
+    let id = id_at..body.len();
+    body.push_str("\",\"ts\":");
+    crate::event::json::json_str(body, &crate::event::time::iso(ts_us));
+    for (k, v) in [("kind", kind), ("subject", subject)] {
+        body.push_str(",\"");
+        body.push_str(k);
+        body.push_str("\":");
+        crate::event::json::json_str(body, v);
+    }
+    body.push_str(",\"detail\":");
+    let detail_at = body.len();
+    detail(body);
+    let detail_range = detail_at..body.len();
+    body.push_str(",\"prev\":\"");
+    let prev_at = body.len();
+    body.push_str(prev);
+    let prev = prev_at..body.len();
+    body.push_str("\"}");
+    let digest = hash(body);
+    body.pop();
+    body.push_str(",\"hash\":\"");
+    let hash_at = body.len();
+    match digest {
+        HashOf::Digest(d) => push_hex(body, d.as_ref()),
+        HashOf::Hex(h) => body.push_str(h),
+    }
+    let hash = hash_at..body.len();
+    body.push_str("\"}");
+    Spans { id, detail: detail_range, prev, hash }
 }
 
 /// The first record that breaks the chain.

@@ -10,15 +10,18 @@
 //! Editing, deleting, inserting or reordering a record breaks the chain at that record;
 //! records cut off the end are found against the chain head saved with each commit.
 //!
-//! The chain's head and the records not yet appended are part of the alert path's snapshot:
-//! records are appended (and fsynced) after the commit that produced them has landed, and a
-//! restart appends those a crash kept from the file, once.
+//! Records are appended (and fsynced) after the commit that produced them has landed; the
+//! chain's head is part of the commit's snapshot, and each record is a row of the commit's
+//! `actions` table too, so a restart rebuilds the records a crash kept from the file from
+//! those rows (byte for byte: the hash chain checks it) and appends them, once.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
-use crate::event::chain::verify_at;
-pub use crate::event::chain::{record_id, verify, write_detail, BadRecord, Chain, Record, Verified, GENESIS};
+use arrow::array::{Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+
+use crate::event::chain::{check, verify_at};
+pub use crate::event::chain::{line_of, record_id, verify, write_detail, BadRecord, Chain, Parts, Record, Verified, GENESIS};
 use crate::event::members::Members;
 
 /// The trail's file under the archive root (beside the tables; table readers skip `_`).
@@ -34,17 +37,18 @@ pub fn path_in(archive_root: &Path) -> PathBuf {
     archive_root.join(FILE)
 }
 
-/// The last record's sequence number in a trail file (0: none or no file).
-pub fn last_seq(path: &Path) -> std::io::Result<u64> {
+/// The trail's last record as a chain head (the start of a chain: no records or no file).
+pub fn last_chain(path: &Path) -> std::io::Result<Chain> {
     let f = match std::fs::File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Chain::default()),
         Err(e) => return Err(e),
     };
-    let mut last = 0;
+    let mut last = Chain::default();
     for line in std::io::BufReader::new(f).lines() {
-        if let Some(s) = serde_json::from_str::<serde_json::Value>(&line?).ok().and_then(|v| v["seq"].as_u64()) {
-            last = s;
+        let v = serde_json::from_str::<serde_json::Value>(&line?).ok();
+        if let Some((seq, hash)) = v.as_ref().and_then(|v| Some((v["seq"].as_u64()?, v["hash"].as_str()?))) {
+            last = Chain { seq, head: hash.to_string() };
         }
     }
     Ok(last)
@@ -73,12 +77,21 @@ impl Trail {
     /// off the end later are found by it).
     pub fn append<S: AsRef<str>>(&mut self, lines: &[S]) -> std::io::Result<()> {
         let Some(last) = lines.last().map(AsRef::as_ref) else { return Ok(()) };
-        let mut buf = Vec::with_capacity(lines.iter().map(|l| l.as_ref().len() + 1).sum());
-        for l in lines {
-            buf.extend_from_slice(l.as_ref().as_bytes());
-            buf.push(b'\n');
+        // Straight from the lines, a few hundred to a call: a commit's records can be tens
+        // of megabytes, not worth a copy in fresh memory.
+        for part in lines.chunks(512) {
+            let mut slices: Vec<std::io::IoSlice> =
+                part.iter().flat_map(|l| [std::io::IoSlice::new(l.as_ref().as_bytes()), std::io::IoSlice::new(b"\n")]).collect();
+            let mut rest = &mut slices[..];
+            while !rest.is_empty() {
+                match self.f.write_vectored(rest) {
+                    Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                    Ok(n) => std::io::IoSlice::advance_slices(&mut rest, n),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
         }
-        self.f.write_all(&buf)?;
         self.f.sync_data()?;
         let v: serde_json::Value = serde_json::from_str(last).map_err(std::io::Error::other)?;
         let head = Chain { seq: v["seq"].as_u64().unwrap_or(0), head: v["hash"].as_str().unwrap_or_default().to_string() };
@@ -90,46 +103,81 @@ impl Trail {
         std::fs::rename(&tmp, &marker)
     }
 
-    /// Appends the records a crash kept from the file: those after its last one.
-    pub fn recover(&mut self, lines: &[String]) -> std::io::Result<usize> {
-        let last = last_seq(&self.path)?;
-        let missing: Vec<String> = lines
+    /// Appends the records a crash kept from the file: those `lines` gives for its last
+    /// record's number (the records after it, or more), which must continue its chain
+    /// record by record (else nothing is appended).
+    pub fn recover(&mut self, lines: impl FnOnce(u64) -> std::io::Result<Vec<String>>) -> std::io::Result<usize> {
+        let mut chain = last_chain(&self.path)?;
+        let lines = lines(chain.seq)?;
+        let mut missing: Vec<(u64, &String)> = lines
             .iter()
-            .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["seq"].as_u64()).is_some_and(|s| s > last))
-            .cloned()
+            .filter_map(|l| Some((serde_json::from_str::<serde_json::Value>(l).ok()?["seq"].as_u64()?, l)))
+            .filter(|(s, _)| *s > chain.seq)
             .collect();
+        missing.sort_by_key(|(s, _)| *s);
+        for (_, line) in &missing {
+            chain = check(&chain, line)
+                .map_err(|(seq, why)| {
+                    let at = seq.map_or_else(String::new, |s| format!(" (seq {s})"));
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("a record to append does not continue the trail{at}: {why}"))
+                })?
+                .1;
+        }
+        let missing: Vec<&String> = missing.into_iter().map(|(_, l)| l).collect();
         self.append(&missing)?;
         Ok(missing.len())
     }
 }
 
-/// Writes the `audit` member of a snapshot: the chain's head and the records made since
-/// the snapshot before (those the file may still lack after a crash). Each record goes in
-/// as the JSON object it is, not as a string of it: nothing to escape on the way out or to
-/// unescape on the way in, and the text read back is the line byte for byte.
-pub fn write_snapshot_member<S: AsRef<str>>(w: &mut dyn Write, chain: &Chain, records: &[S]) -> std::io::Result<()> {
-    w.write_all(b"{\"chain\":")?;
-    crate::event::delta::write_json(w, chain)?;
-    w.write_all(b",\"records\":[")?;
-    for (i, r) in records.iter().enumerate() {
-        if i > 0 {
-            w.write_all(b",")?;
+/// The trail's lines numbered within `seqs`, rebuilt from `actions` rows (see
+/// [`crate::output::rows::actions_schema`]), in the order of their numbers.
+pub fn lines_of_rows(batches: &[RecordBatch], seqs: std::ops::RangeInclusive<u64>) -> Result<Vec<String>, String> {
+    let mut out: Vec<(u64, String)> = Vec::new();
+    for b in batches {
+        let col = |name: &str| b.column_by_name(name).ok_or_else(|| format!("actions rows without `{name}`"));
+        let text = |name: &str| -> Result<&StringArray, String> { col(name)?.as_any().downcast_ref().ok_or_else(|| format!("`{name}` is not text")) };
+        let seq: &Int64Array = col("seq")?.as_any().downcast_ref().ok_or("`seq` is not an Int64")?;
+        let ts: &TimestampMicrosecondArray = col("timestamp")?.as_any().downcast_ref().ok_or("`timestamp` is not in microseconds")?;
+        let (id, kind, subject, detail, prev, hash) = (text("record_id")?, text("kind")?, text("subject")?, text("detail")?, text("prev")?, text("hash")?);
+        for i in (0..b.num_rows()).filter(|&i| seqs.contains(&(seq.value(i) as u64))) {
+            let p = Parts {
+                seq: seq.value(i) as u64,
+                id: id.value(i),
+                ts_us: ts.value(i),
+                kind: kind.value(i),
+                subject: subject.value(i),
+                detail: detail.value(i),
+                prev: prev.value(i),
+                hash: hash.value(i),
+            };
+            out.push((p.seq, line_of(&p)));
         }
-        w.write_all(r.as_ref().as_bytes())?;
     }
-    w.write_all(b"]}")
+    out.sort_by_key(|(s, _)| *s);
+    Ok(out.into_iter().map(|(_, l)| l).collect())
 }
 
-/// Reads what [`write_snapshot_member`] wrote (or, from snapshots of earlier versions, the
-/// records as strings in member `unsaved`).
+/// Writes the `audit` member of a snapshot: the chain's head (the records themselves are
+/// rows of the commit's `actions` table).
+pub fn write_snapshot_member(w: &mut dyn Write, chain: &Chain) -> std::io::Result<()> {
+    w.write_all(b"{\"chain\":")?;
+    crate::event::delta::write_json(w, chain)?;
+    w.write_all(b"}")
+}
+
+/// Reads what [`write_snapshot_member`] wrote: the chain's head, and from snapshots of
+/// earlier versions the records they held for the file (member `records`, each as the
+/// JSON object it is, or `unsaved`, as strings); none from this version's.
 pub fn read_snapshot_member(m: &Members) -> Result<(Chain, Vec<String>), serde_json::Error> {
     let chain = m.get("chain")?;
-    let records = if m.is_null("records") {
-        m.get("unsaved")?
-    } else {
+    let records = if !m.is_null("records") {
         let raw: Vec<&serde_json::value::RawValue> = m.get("records")?;
         let not_object = || <serde_json::Error as serde::de::Error>::custom("an audit record in a snapshot is not a JSON object");
         raw.into_iter().map(|r| if r.get().starts_with('{') { Ok(r.get().to_string()) } else { Err(not_object()) }).collect::<Result<_, _>>()?
+    } else if !m.is_null("unsaved") {
+        m.get("unsaved")?
+    } else {
+        Vec::new()
     };
     Ok((chain, records))
 }
@@ -151,8 +199,10 @@ fn newest_snapshot(root: &Path) -> Option<(Chain, Vec<String>)> {
 }
 
 /// `alertflow audit verify`: the archive's trail checked record by record and against the
-/// chain head its newest commit saved. `Ok`: what was checked; `Err`: the first problem.
-pub fn verify_archive(root: &Path) -> Result<String, String> {
+/// chain head its newest commit saved; records the trail lacks (a crash before they were
+/// appended) are checked as `pending` gives them (the records after the first number up
+/// to the second, from the `actions` table). `Ok`: what was checked; `Err`: the first problem.
+pub fn verify_archive(root: &Path, pending: impl FnOnce(u64, u64) -> Result<Vec<String>, String>) -> Result<String, String> {
     let path = path_in(root);
     let f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let marker: Option<Chain> = std::fs::read_to_string(head_path(&path)).ok().and_then(|t| serde_json::from_str(&t).ok());
@@ -174,12 +224,13 @@ pub fn verify_archive(root: &Path) -> Result<String, String> {
             return Err(format!("{}: line {} (seq {}): not the record the newest commit made", path.display(), v.records, v.chain.seq));
         }
         if saved.seq > v.chain.seq {
-            // Records of the newest commit not yet appended (a crash before the append):
-            // they must continue the file exactly, and the next start appends them.
-            let tail: Vec<&String> = unsaved
-                .iter()
+            // Records not yet appended (a crash before the append): they must continue the
+            // file exactly, and the next start appends them.
+            let held: Vec<String> = unsaved
+                .into_iter()
                 .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|x| x["seq"].as_u64()).is_some_and(|s| s > v.chain.seq))
                 .collect();
+            let tail = if held.is_empty() { pending(v.chain.seq, saved.seq)? } else { held };
             let joined: String = tail.iter().map(|l| format!("{l}\n")).collect();
             let mut whole =
                 std::io::BufReader::new(std::fs::File::open(&path).map_err(|e| e.to_string())?).lines().map_while(Result::ok).collect::<Vec<_>>().join("\n");
@@ -188,9 +239,7 @@ pub fn verify_archive(root: &Path) -> Result<String, String> {
             }
             whole.push_str(&joined);
             match verify(std::io::Cursor::new(whole)) {
-                Ok(w) if w.chain == saved => {
-                    msg.push_str(&format!("; the newest commit's {} records after seq {} are appended at the next start", tail.len(), v.chain.seq))
-                }
+                Ok(w) if w.chain == saved => msg.push_str(&format!("; {} records after seq {} are appended at the next start", tail.len(), v.chain.seq)),
                 _ => return Err(format!("{}: records after seq {} are missing (the newest commit made {})", path.display(), v.chain.seq, saved.seq)),
             }
         }
@@ -211,23 +260,65 @@ mod tests {
         verify(std::io::Cursor::new(lines.iter().map(|l| format!("{l}\n")).collect::<String>()))
     }
 
-    /// The snapshot member gives back each record byte for byte (escapes, non-ASCII and
-    /// all), and snapshots of earlier versions, with the records as strings, still read.
+    /// The snapshot member holds the chain's head; snapshots of earlier versions, which
+    /// held the records too (as the objects they are, or as strings), give each record
+    /// back byte for byte (escapes, non-ASCII and all).
     #[test]
-    fn snapshot_member_keeps_records_verbatim() {
+    fn snapshot_member_holds_the_head_and_earlier_versions_their_records() {
         let mut c = Chain::default();
         let subjects = ["plain", "quote \" back\\slash", "tab\tnew\nline", "ünïcode ✓", "\u{1}ctl"];
         let records: Vec<String> = subjects.iter().map(|s| c.append(1_700_000_000_000_000, "alert_emitted", s, &serde_json::json!({"s": s}))).collect();
+        let mut buf = Vec::new();
+        write_snapshot_member(&mut buf, &c).unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        assert_eq!(read_snapshot_member(&Members::parse(&text).unwrap()).unwrap(), (c.clone(), Vec::new()));
         for n in [0, 1, records.len()] {
-            let mut buf = Vec::new();
-            write_snapshot_member(&mut buf, &c, &records[..n]).unwrap();
-            let text = String::from_utf8(buf).unwrap();
-            let (chain, back) = read_snapshot_member(&Members::parse(&text).unwrap()).unwrap();
+            let objects = format!("{{\"chain\":{},\"records\":[{}]}}", serde_json::to_string(&c).unwrap(), records[..n].join(","));
+            let (chain, back) = read_snapshot_member(&Members::parse(&objects).unwrap()).unwrap();
             assert_eq!((chain, back.as_slice()), (c.clone(), &records[..n]));
         }
         let old = serde_json::json!({"chain": c, "unsaved": records}).to_string();
         assert_eq!(read_snapshot_member(&Members::parse(&old).unwrap()).unwrap(), (c.clone(), records.clone()));
         assert!(read_snapshot_member(&Members::parse(r#"{"chain":{"seq":1,"head":"x"},"records":["a"]}"#).unwrap()).is_err(), "a record must be an object");
+    }
+
+    /// The `actions` rows of a trail rebuild its lines byte for byte, any range of them in
+    /// order whatever the order of the rows; a restart appends those the file lacks, and
+    /// nothing that does not continue the file's chain.
+    #[test]
+    fn actions_rows_rebuild_the_trail_and_recovery_appends_only_what_continues_it() {
+        let mut c = Chain::default();
+        let subjects = ["plain", "quote \" back\\slash", "tab\tnew\nline", "ünïcode ✓", "\u{1}ctl", "last"];
+        let mut rows = [crate::output::rows::ActionRows::default(), crate::output::rows::ActionRows::default()];
+        let mut lines = Vec::new();
+        for (i, s) in subjects.iter().enumerate() {
+            let detail = serde_json::json!({"s": s, "n": i, "x": [1.5, null, "é"]});
+            let r = c.record(1_700_000_000_000_000 + 3_600_000_000 * i as i64, "alert_emitted", s, &detail);
+            // Rows spread over two files, the way a commit spreads them over hours.
+            rows[i % 2].push(&r, "alert_emitted", s);
+            lines.push(r.line);
+        }
+        let [a, b] = rows;
+        let batches = [b.finish().columns, a.finish().columns];
+        assert_eq!(lines_of_rows(&batches, 1..=6).unwrap(), lines);
+        assert_eq!(lines_of_rows(&batches, 3..=4).unwrap(), &lines[2..4]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut t = Trail::open(path.clone()).unwrap();
+        t.append(&lines[..2]).unwrap();
+        // Records that skip one, or come from another chain, are refused.
+        let err = t.recover(|last| Ok(lines_of_rows(&batches, last + 2..=6).unwrap())).unwrap_err();
+        assert!(err.to_string().contains("(seq 4)"), "{err}");
+        let other = trail(4);
+        assert!(t.recover(|_| Ok(other.clone())).is_err());
+        assert_eq!(check(&std::fs::read_to_string(&path).unwrap().lines().map(str::to_string).collect::<Vec<_>>()).unwrap().records, 2);
+        // Those after the file's last go in, once.
+        assert_eq!(t.recover(|last| Ok(lines_of_rows(&batches, last + 1..=6).unwrap())).unwrap(), 4);
+        assert_eq!(t.recover(|_| Ok(lines.clone())).unwrap(), 0);
+        let back: Vec<String> = std::fs::read_to_string(&path).unwrap().lines().map(str::to_string).collect();
+        assert_eq!(back, lines);
+        assert_eq!(last_chain(&path).unwrap(), c);
     }
 
     /// A record's columns are the members of its line, its detail the serializer's text of
@@ -249,6 +340,8 @@ mod tests {
             assert_eq!(v["detail"], detail);
             assert_eq!((r.prev(), Some(r.hash())), (prev.as_str(), v["hash"].as_str()));
             assert_eq!(c.head, r.hash());
+            let parts = Parts { seq: r.seq, id: r.id(), ts_us: ts, kind: "alert_emitted", subject: s, detail: r.detail(), prev: r.prev(), hash: r.hash() };
+            assert_eq!(line_of(&parts), r.line, "rebuilt from its columns");
             prev = r.hash().to_string();
             lines.push(r.line);
         }

@@ -151,8 +151,9 @@ impl Outputs {
         Ok(Self { main: Sink::open(main)?, late: Sink::open(late)?, audit, held: Lines::default(), cut: Lines::default() })
     }
 
-    /// Appends the audit records a crash kept from the trail (those after its last).
-    pub fn recover_audit(&mut self, lines: &[String]) -> Result<usize, OutputError> {
+    /// Appends the audit records a crash kept from the trail: those `lines` gives for the
+    /// number of the trail's last record (see [`super::audit::Trail::recover`]).
+    pub fn recover_audit(&mut self, lines: impl FnOnce(u64) -> std::io::Result<Vec<String>>) -> Result<usize, OutputError> {
         match self.audit.as_mut() {
             Some(t) => {
                 let p = t.path().to_path_buf();

@@ -64,10 +64,7 @@ pub struct AlertPath {
     pub score_counts: ScoreCounts,
     /// The audit trail's head (`None`: no trail).
     audit: Option<Chain>,
-    /// Records made since the last snapshot: they go into it, so a restart can append
-    /// those a crash kept from the file.
-    audit_unsaved: Vec<Arc<str>>,
-    /// Records a restored snapshot held.
+    /// Records a restored snapshot of an earlier version held.
     audit_recovered: Vec<String>,
     /// `actions` rows of the records made in this call.
     action_rows: ActionRows,
@@ -119,7 +116,6 @@ impl AlertPath {
             incidents: IncidentScores::default(),
             score_counts: ScoreCounts::default(),
             audit: None,
-            audit_unsaved: Vec::new(),
             audit_recovered: Vec::new(),
             action_rows: ActionRows::default(),
             run_stats: None,
@@ -157,7 +153,13 @@ impl AlertPath {
         self
     }
 
-    /// The records of the restored snapshot (for the trail file to catch up), once.
+    /// The audit trail's head as restored (`None`: no trail).
+    pub fn audit_chain(&self) -> Option<&Chain> {
+        self.audit.as_ref()
+    }
+
+    /// The records a restored snapshot of an earlier version held (for the trail file to
+    /// catch up), once.
     pub fn take_recovered_audit(&mut self) -> Vec<String> {
         std::mem::take(&mut self.audit_recovered)
     }
@@ -172,11 +174,7 @@ impl AlertPath {
         if let Some(c) = self.audit.as_mut() {
             let r = c.record_with(ts_us, kind, subject, detail);
             self.action_rows.push(&r, kind, subject);
-            // One copy of the line for both the trail and the snapshot that keeps it until
-            // the trail has it.
-            let line: Arc<str> = r.line.into();
-            self.audit_unsaved.push(line.clone());
-            out.audit.push(line);
+            out.audit.push(r.line.into());
         }
     }
 
@@ -448,7 +446,7 @@ impl AlertPath {
     /// [`AlertPath::snapshot_to`] in parts, so that little of the work happens here, where
     /// the state lives: a whole snapshot serialized, or a delta's changes copied out of
     /// the maps (serialized when written: [`Deferred::write`]); whether it is whole; and
-    /// what is text already (the audit records since the last snapshot), to append with
+    /// the members kept apart (the audit chain's head, the commit's lines), to append with
     /// [`SnapshotTail::append_to`].
     pub fn snapshot_parts(&mut self, whole: bool) -> std::io::Result<(Deferred, bool, SnapshotTail)> {
         self.finish_capture();
@@ -485,8 +483,8 @@ impl AlertPath {
                 }
             })?
         };
-        // The records up to here go with this snapshot (and in the commit's lines).
-        let tail = SnapshotTail { audit: self.audit.clone().map(|c| (c, std::mem::take(&mut self.audit_unsaved))), due: None };
+        // The chain's head at the cut (its records are the commit's `actions` rows).
+        let tail = SnapshotTail { audit: self.audit.clone(), due: None };
         Ok((parts, whole, tail))
     }
 
@@ -594,11 +592,11 @@ fn emitted_entry(w: &mut dyn std::io::Write, k: &str, (sig, p): &(Arc<str>, Opti
 }
 
 /// The members of a snapshot that are text already, so they need not be serialized where
-/// the state lives: the audit trail's head with the records made since the snapshot before
-/// (member `audit`), and the lines of the commit (`due`, JSON).
+/// the state lives: the audit trail's head (member `audit`), and the lines of the commit
+/// (`due`, JSON).
 #[derive(Debug, Default)]
 pub struct SnapshotTail {
-    pub audit: Option<(Chain, Vec<Arc<str>>)>,
+    pub audit: Option<Chain>,
     pub due: Option<String>,
 }
 
@@ -607,9 +605,9 @@ impl SnapshotTail {
     /// closing brace held back), and closes it.
     pub fn append_to<W: std::io::Write>(self, head: HeldBack<W>) -> std::io::Result<()> {
         let mut w = head.object_open()?;
-        if let Some((chain, records)) = &self.audit {
+        if let Some(chain) = &self.audit {
             w.write_all(b",\"audit\":")?;
-            crate::output::audit::write_snapshot_member(&mut w, chain, records)?;
+            crate::output::audit::write_snapshot_member(&mut w, chain)?;
         }
         if let Some(d) = &self.due {
             w.write_all(b",\"due\":")?;

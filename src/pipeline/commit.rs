@@ -159,8 +159,25 @@ impl Committer {
         let (policy, due) = restore_state(&dir, epoch, &mut path)?;
         let audit_path = audit.then(|| crate::output::audit::path_in(self.segments.root()));
         let mut outputs = Outputs::open(output, late_output, audit_path)?;
-        // Records of the last commit a crash kept from the trail go in now, once.
-        let recovered = outputs.recover_audit(&path.take_recovered_audit())?;
+        // Records a crash kept from the trail go in now, once: rebuilt from the `actions`
+        // rows of the commits that made them (or, from a snapshot of an earlier version,
+        // as it held them), up to the restored chain's head.
+        let held = path.take_recovered_audit();
+        let upto = path.audit_chain().map_or(0, |c| c.seq);
+        let root = self.segments.root().to_path_buf();
+        let recovered = outputs.recover_audit(|last| match last < upto && held.is_empty() {
+            true => {
+                let lines = audit_records(&root, last, upto).map_err(std::io::Error::other)?;
+                match lines.len() as u64 == upto - last {
+                    true => Ok(lines),
+                    false => Err(std::io::Error::other(format!(
+                        "the trail ends at record {last} and the newest commit's chain at {upto}, but the `actions` table holds {} of the records between",
+                        lines.len()
+                    ))),
+                }
+            }
+            false => Ok(held),
+        })?;
         if recovered > 0 {
             tracing::info!(records = recovered, "audit records of the last commit appended");
         }
@@ -476,4 +493,11 @@ impl Committer {
         self.segments.close();
         Ok(totals)
     }
+}
+
+/// The audit trail's records after number `after`, up to `upto`, rebuilt from the
+/// archive's `actions` rows (`alertflow audit verify` and the start after a crash).
+pub fn audit_records(root: &std::path::Path, after: u64, upto: u64) -> Result<Vec<String>, String> {
+    let rows = crate::archive::tail::rows_after(root, Table::Actions, "seq", after as i64).map_err(|e| e.to_string())?;
+    crate::output::audit::lines_of_rows(&rows, after + 1..=upto)
 }
