@@ -381,7 +381,10 @@ impl<K: Hash + Eq + Clone, V> TrackedMap<K, V> {
         V: Serialize + Clone + Send + 'static,
     {
         self.finish_capture();
-        let pending = std::mem::take(&mut self.changed);
+        // The next epoch's set starts at this one's size: a storm of new keys does not
+        // grow it again from nothing, rehashing at every doubling.
+        let next = Set::with_capacity_and_hasher(self.changed.len(), RandomState::default());
+        let pending = std::mem::replace(&mut self.changed, next);
         let clear = std::mem::take(&mut self.tracking.cleared);
         let slot: Slot<MapChanges<K, V>> = Arc::default();
         let out = MapChanges { clear, set: Vec::with_capacity(pending.len()), del: Vec::new() };
@@ -706,7 +709,9 @@ impl<K: Hash + Eq + Clone, V> TrackedLru<K, V> {
         V: Clone,
     {
         self.finish_capture();
-        let pending = std::mem::take(&mut self.changed);
+        // Sized as for `TrackedMap::take_changes`.
+        let next = Map::with_capacity_and_hasher(self.changed.len(), RandomState::default());
+        let pending = std::mem::replace(&mut self.changed, next);
         let slot: Slot<LruChanges<K, V>> = Arc::default();
         self.capture = Some(LruCapture {
             clear: std::mem::take(&mut self.tracking.cleared),
