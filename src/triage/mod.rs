@@ -75,8 +75,10 @@ const MAX_OPEN: usize = 8;
 /// Exploit targets remembered per source.
 const SPRAY_KEEP: usize = 16;
 
-/// One internal host's story.
+/// One internal host's story. In snapshots, empty lists and absent values are left out
+/// (most hosts of a storm have one signature and nothing else).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 struct Entity {
     risk: f64,
     last_us: i64,
@@ -85,18 +87,25 @@ struct Entity {
     /// Alerts that contributed to its story since its last incident closed.
     members: u32,
     /// First time of each attack stage (within the chain window).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     stage_first: Vec<(Stage, i64)>,
     /// The last inbound exploit: time and source.
+    #[serde(skip_serializing_if = "Option::is_none")]
     exploit_in: Option<(i64, String)>,
     /// Internal destinations of its exploit/delivery/lateral alerts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     fan: Vec<(String, i64)>,
     /// Behaviours found: kind, text, when.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     behaviours: Vec<(String, String, i64, f64)>,
     /// Contributing alerts not in an incident: id, time, peer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pending: Vec<(String, i64, String)>,
     /// Open incidents: one per attacker of an inbound story; the host's own actions join
     /// the most advanced one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     incidents: Vec<Open>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     asset: Option<String>,
 }
 
@@ -775,5 +784,29 @@ mod tests {
         assert_eq!(stage_of(&mut t, &alert("s3", None, 4), &line("TA0011")), Stage::C2);
         assert_eq!(stage_of(&mut t, &alert("s3", None, 5), &line("TA9999")), Stage::Neutral);
         assert_eq!(t.rules.len(), 3);
+    }
+
+    /// An entity's empty lists and absent values are left out of its snapshot text and
+    /// come back empty; the text of earlier versions, with every member, still reads.
+    #[test]
+    fn entity_text_leaves_out_what_is_empty() {
+        let bare = Entity { risk: 0.5, last_us: 7, sigs: vec![(2013028, 9, 1)], ..Default::default() };
+        let text = serde_json::to_string(&bare).unwrap();
+        assert_eq!(text, r#"{"risk":0.5,"last_us":7,"sigs":[[2013028,9,1]],"members":0}"#);
+        let back: Entity = serde_json::from_str(&text).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), text);
+        let old = r#"{"risk":0.5,"last_us":7,"sigs":[[2013028,9,1]],"members":0,"stage_first":[],"exploit_in":null,"fan":[],"behaviours":[],"pending":[],"incidents":[],"asset":null}"#;
+        assert_eq!(serde_json::to_string(&serde_json::from_str::<Entity>(old).unwrap()).unwrap(), text);
+        let full = Entity {
+            exploit_in: Some((5, "203.0.113.9".into())),
+            fan: vec![("10.0.0.6".into(), 6)],
+            pending: vec![("a1".into(), 6, "203.0.113.9".into())],
+            incidents: vec![Open { id: "i1".into(), opened: true, ..Default::default() }],
+            asset: Some("db-1".into()),
+            ..bare
+        };
+        let text = serde_json::to_string(&full).unwrap();
+        assert_eq!(serde_json::to_string(&serde_json::from_str::<Entity>(&text).unwrap()).unwrap(), text);
+        assert!(text.contains(r#""asset":"db-1""#) && text.contains(r#""incidents":[{"id":"i1""#), "{text}");
     }
 }
