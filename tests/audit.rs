@@ -46,14 +46,19 @@ fn config(dir: &Path, archive: &Path, audit: bool) -> PathBuf {
 }
 
 fn replay(cfg: &Path, input: &Path, clock: i64) {
-    let out = Command::new(env!("CARGO_BIN_EXE_alertflow"))
+    let out = run_replay(cfg, input, clock);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `alertflow replay` of `input` with the clock at `clock`, whatever its outcome.
+fn run_replay(cfg: &Path, input: &Path, clock: i64) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_alertflow"))
         .args(["replay", "--json", "--config"])
         .arg(cfg)
         .arg(input)
         .env(alertflow::event::time::CLOCK_ENV, clock.to_string())
         .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        .unwrap()
 }
 
 fn verify(archive: &Path) -> Output {
@@ -187,13 +192,7 @@ fn a_second_run_continues_the_chain_and_a_crash_loses_no_record() {
     // And a start refuses to continue the chain over the gap, naming it.
     let empty = dir.path().join("empty.json");
     std::fs::write(&empty, "").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_alertflow"))
-        .args(["replay", "--json", "--config"])
-        .arg(&cfg)
-        .arg(&empty)
-        .env(alertflow::event::time::CLOCK_ENV, (BASE + 5600).to_string())
-        .output()
-        .unwrap();
+    let out = run_replay(&cfg, &empty, BASE + 5600);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains(&format!("the trail ends at record {}", kept.len())), "{err}");
     assert_eq!(trail(&archive), kept, "nothing appended");

@@ -304,7 +304,7 @@ impl FileSource {
             note_rewritten(ctx, t);
             return Ok(true);
         }
-        let n = t.framer.read_from(&mut t.file, ctx.read_bytes).map_err(ReadStop::Io)?;
+        let n = t.framer.read_fd(&t.file, ctx.read_bytes).map_err(ReadStop::Io)?;
         if self.cfg.follow && n > 0 && rewritten(t)? {
             note_rewritten(ctx, t);
             return Ok(true);

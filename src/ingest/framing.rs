@@ -66,6 +66,26 @@ impl Framer {
         Ok(n)
     }
 
+    /// [`Framer::read_from`] for a file or socket: the kernel writes straight into the
+    /// buffer's spare room (no zeroing, no second copy). A trickle of small reads fills
+    /// the same allocation until `max` no longer fits after the bytes held.
+    pub fn read_fd(&mut self, fd: &impl std::os::fd::AsFd, max: usize) -> std::io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        self.buf.reserve(max);
+        let spare = self.buf.spare_capacity_mut();
+        let want = spare.len().min(max);
+        // SAFETY: read(2) writes at most `want` bytes into the spare capacity, which is at
+        // least that long, and returns how many it wrote; only those are marked as set.
+        let n = unsafe { libc::read(fd.as_fd().as_raw_fd(), spare.as_mut_ptr().cast(), want) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let n = n as usize;
+        // SAFETY: the `n` bytes after the current length were just written by read(2).
+        unsafe { self.buf.set_len(self.buf.len() + n) };
+        Ok(n)
+    }
+
     /// Appends bytes received from elsewhere (a datagram, a socket read).
     pub fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
@@ -217,6 +237,39 @@ mod tests {
             out.extend_from_slice(&c.data);
         }
         (out, bad)
+    }
+
+    #[test]
+    fn reads_from_a_socket_land_whole_and_in_order() {
+        use std::io::Write;
+        let (mut tx, rx) = std::os::unix::net::UnixStream::pair().unwrap();
+        let input: Vec<u8> = (0..2000).flat_map(|i| format!("{{\"n\":{i}}}\n").into_bytes()).collect();
+        let writer = {
+            let input = input.clone();
+            std::thread::spawn(move || {
+                for piece in input.chunks(777) {
+                    tx.write_all(piece).unwrap();
+                }
+            })
+        };
+        let mut framer = Framer::new(5, 1024, 16);
+        let (mut out, mut at) = (Vec::new(), 5);
+        loop {
+            // Reads smaller than the data and than a line: many partial lines held back.
+            let n = framer.read_fd(&rx, 100).unwrap();
+            let c = if n == 0 { framer.take_rest(|_| panic!("no line is over-long")) } else { framer.take_lines(|_| panic!("no line is over-long")) };
+            if let Some(c) = c {
+                assert_eq!((c.start, c.end), (at, at + c.data.len() as u64));
+                at = c.end;
+                out.extend_from_slice(&c.data);
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        writer.join().unwrap();
+        assert_eq!(out, input);
+        assert_eq!(framer.read_offset(), 5 + input.len() as u64);
     }
 
     #[test]

@@ -109,7 +109,7 @@ pub fn run_stream(ctx: SourceCtx, cfg: UnixConfig, listener: UnixListener) -> st
     Ok(())
 }
 
-fn read_connection(ctx: &SourceCtx, mut conn: UnixStream, stream: u64, path: Arc<str>) -> std::io::Result<()> {
+fn read_connection(ctx: &SourceCtx, conn: UnixStream, stream: u64, path: Arc<str>) -> std::io::Result<()> {
     conn.set_nonblocking(false)?;
     conn.set_read_timeout(Some(FLUSH_EVERY))?;
     let mut framer = Framer::new(0, ctx.max_line_bytes, ctx.dead_letter.sample_bytes());
@@ -118,7 +118,7 @@ fn read_connection(ctx: &SourceCtx, mut conn: UnixStream, stream: u64, path: Arc
         if ctx.stopping() {
             return Ok(());
         }
-        let n = match framer.read_from(&mut conn, ctx.read_bytes) {
+        let n = match framer.read_fd(&conn, ctx.read_bytes) {
             Ok(n) => n,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => continue,
             Err(e) => return Err(e),

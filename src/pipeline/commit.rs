@@ -179,7 +179,7 @@ impl Committer {
             false => Ok(held),
         })?;
         if recovered > 0 {
-            tracing::info!(records = recovered, "audit records of the last commit appended");
+            tracing::info!(records = recovered, "audit records the trail lacked appended");
         }
         // Lines of the newest commit a crash kept from the output files go out now, once.
         if let Some(due) = due {
