@@ -223,7 +223,8 @@ impl FlowContext {
         }
         let flow_id = flow_id?;
         let item = Item::new(enc, c, self.cfg.max_value_bytes);
-        if !self.flows.contains(&flow_id) {
+        // Room is made only when full (the membership test is then the only extra lookup).
+        if self.flows.len() >= self.cfg.max_flows && !self.flows.contains(&flow_id) {
             self.make_room(&[flow_id]);
         }
         let f = self.flows.get_or_insert_mut(flow_id, Flow::default);
@@ -262,17 +263,22 @@ impl FlowContext {
         let answer = matches!(c.text[2], Some("answer" | "response"));
         let Some(host) = (if answer { dest_ip } else { src_ip }) else { return };
         let name = cut(name, self.cfg.max_value_bytes);
-        if !self.hosts.contains(host) {
-            if self.hosts.len() >= self.cfg.max_hosts {
-                if let Some((k, h)) = self.hosts.pop_lru() {
-                    self.bytes -= h.bytes + k.len();
-                    self.counts.evicted += 1;
-                }
+        if self.hosts.len() >= self.cfg.max_hosts && !self.hosts.contains(host) {
+            if let Some((k, h)) = self.hosts.pop_lru() {
+                self.bytes -= h.bytes + k.len();
+                self.counts.evicted += 1;
             }
-            self.bytes += host.len();
         }
         let cap = self.cfg.host_lookups;
-        let h = self.hosts.get_or_insert_mut(host.to_owned(), Host::default);
+        // One lookup for a known host, and its key is copied only when it is new.
+        let mut new = false;
+        let h = self.hosts.get_or_insert_mut_ref(host, || {
+            new = true;
+            Host::default()
+        });
+        if new {
+            self.bytes += host.len();
+        }
         let mut freed = 0;
         if let Some(i) = h.lookups.iter().position(|(_, n)| n == name) {
             let (_, n) = h.lookups.remove(i).expect("position found");
@@ -325,8 +331,8 @@ impl FlowContext {
     /// Remembers that `alert_id` was raised on `flow_id`.
     pub fn note_alert(&mut self, ts_us: i64, flow_id: Option<i64>, alert_id: &str) {
         let Some(id) = flow_id.filter(|_| self.cfg.enabled) else { return };
-        if !self.flows.contains(&id) {
-            // Context may come after the alert: keep the flow so its end is reported.
+        // Context may come after the alert: keep the flow so its end is reported.
+        if self.flows.len() >= self.cfg.max_flows && !self.flows.contains(&id) {
             self.make_room(&[]);
         }
         let f = self.flows.get_or_insert_mut(id, Flow::default);
@@ -545,6 +551,24 @@ mod tests {
         c.advance(10_000 + 600_000_001 + 10_000);
         assert_eq!(c.flows(), 0);
         assert_eq!(c.bytes(), 0);
+    }
+
+    #[test]
+    fn hosts_are_bounded_and_their_bytes_given_back() {
+        let cfg = ContextConfig { max_hosts: 50, ..Default::default() };
+        let mut c = FlowContext::new(cfg);
+        for i in 0..5_000i64 {
+            // 300 hosts asking three times in a row, round and round: known hosts, new
+            // ones and evictions mixed.
+            let h = (i / 3) % 300;
+            let host = format!("10.0.{}.{}", h / 256, h % 256);
+            c.observe(i, Some(i), Some(&host), None, &dns("example.org", "query"));
+            assert!(c.hosts.len() <= 50);
+        }
+        assert!(c.counts.evicted > 0);
+        assert!(c.bytes() > 0);
+        c.advance(5_000 + 600_000_001 + 5_000);
+        assert_eq!((c.flows(), c.hosts.len(), c.bytes()), (0, 0, 0), "every byte counted in is counted out");
     }
 
     #[test]
