@@ -177,6 +177,9 @@ impl AlertWorker {
                     stage.finish_capture();
                     hand_over(p);
                 }
+                // A storm's state is large: it is freed on a thread of its own, so that the
+                // end of a run does not wait for it (when no thread can be made, here).
+                let _ = std::thread::Builder::new().name("state-free".into()).spawn(move || drop(stage));
             })
             .expect("spawn state thread");
         Self { tx: Some(tx), rx, outstanding: 0, thread: Some(thread), shed: None, shed_total: 0, shed_logged: None, stop_folding }
