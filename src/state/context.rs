@@ -223,10 +223,7 @@ impl FlowContext {
         }
         let flow_id = flow_id?;
         let item = Item::new(enc, c, self.cfg.max_value_bytes);
-        // Room is made only when full (the membership test is then the only extra lookup).
-        if self.flows.len() >= self.cfg.max_flows && !self.flows.contains(&flow_id) {
-            self.make_room(&[flow_id]);
-        }
+        self.make_room_for(flow_id);
         let f = self.flows.get_or_insert_mut(flow_id, Flow::default);
         f.last_us = f.last_us.max(ts_us);
         let added = item.bytes();
@@ -296,14 +293,14 @@ impl FlowContext {
         self.shrink();
     }
 
-    /// Evicts least recent flows until one more fits under `max_flows`; `keep` is spared.
-    fn make_room(&mut self, keep: &[i64]) {
-        while self.flows.len() >= self.cfg.max_flows {
-            match self.flows.peek_lru() {
-                Some((k, _)) if keep.contains(k) => break,
-                Some(_) => self.evict_flow(),
-                None => break,
-            }
+    /// Evicts least recent flows until flow `id`, if new, fits under `max_flows` (its
+    /// membership is tested only when the flows are full: the only time it matters).
+    fn make_room_for(&mut self, id: i64) {
+        if self.flows.len() < self.cfg.max_flows || self.flows.contains(&id) {
+            return;
+        }
+        while self.flows.len() >= self.cfg.max_flows && !self.flows.is_empty() {
+            self.evict_flow();
         }
     }
 
@@ -332,9 +329,7 @@ impl FlowContext {
     pub fn note_alert(&mut self, ts_us: i64, flow_id: Option<i64>, alert_id: &str) {
         let Some(id) = flow_id.filter(|_| self.cfg.enabled) else { return };
         // Context may come after the alert: keep the flow so its end is reported.
-        if self.flows.len() >= self.cfg.max_flows && !self.flows.contains(&id) {
-            self.make_room(&[]);
-        }
+        self.make_room_for(id);
         let f = self.flows.get_or_insert_mut(id, Flow::default);
         f.last_us = f.last_us.max(ts_us);
         if f.alerts.len() < MAX_FLOW_ALERTS && !f.alerts.iter().any(|a| a == alert_id) {
