@@ -14,12 +14,13 @@
 
 use std::collections::VecDeque;
 
-use lru::LruCache;
 use serde_json::{Map, Value};
 
 use crate::event::batch::{context_kind, decode_context, encode_context};
 use crate::event::json::JsonObject;
 use crate::event::{ContextKind, ContextView};
+
+use super::slab_lru::SlabLru;
 
 #[derive(Debug, Clone)]
 pub struct ContextConfig {
@@ -160,15 +161,15 @@ pub struct FlowEnded {
 
 pub struct FlowContext {
     cfg: ContextConfig,
-    flows: LruCache<i64, Flow>,
-    hosts: LruCache<String, Host>,
+    flows: SlabLru<i64, Flow>,
+    hosts: SlabLru<String, Host>,
     bytes: usize,
     pub counts: ContextCounts,
 }
 
 impl FlowContext {
     pub fn new(cfg: ContextConfig) -> Self {
-        Self { cfg, flows: LruCache::unbounded(), hosts: LruCache::unbounded(), bytes: 0, counts: ContextCounts::default() }
+        Self { cfg, flows: SlabLru::new(), hosts: SlabLru::new(), bytes: 0, counts: ContextCounts::default() }
     }
 
     pub fn enabled(&self) -> bool {

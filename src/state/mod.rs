@@ -10,6 +10,7 @@ pub mod correlate;
 pub mod dedup;
 pub mod shard;
 pub mod sigma;
+mod slab_lru;
 pub mod stage;
 pub mod watermark;
 
