@@ -98,7 +98,7 @@ impl Attempts {
 
 /// Records that `src` reached internal host `dest` with an exploit, delivery or lateral
 /// alert; returns how many distinct hosts it reached inside `fan_out_window_secs`.
-pub(super) fn fan_out(entities: &mut TrackedMap<String, Entity>, src: &str, dest: &str, ts: i64, cfg: &TriageConfig) -> usize {
+pub(super) fn fan_out(entities: &mut TrackedMap<String, Box<Entity>>, src: &str, dest: &str, ts: i64, cfg: &TriageConfig) -> usize {
     let Some(e) = entities.get_mut(src) else { return 0 };
     e.fan.retain(|(_, t)| ts - *t <= cfg.fan_out_window_us);
     let full = e.fan.len() >= 64;

@@ -154,7 +154,7 @@ pub struct Triage {
     cfg: Arc<TriageConfig>,
     clock_us: i64,
     sigs: TrackedMap<i64, Signature>,
-    entities: TrackedMap<String, Entity>,
+    entities: TrackedMap<String, Box<Entity>>,
     /// By `entity peer`.
     periodic: TrackedMap<String, Periodic>,
     /// By `entity peer port`.
