@@ -845,7 +845,7 @@ mod tests {
     /// the live cache, entries and order.
     #[test]
     fn lru_deltas_rebuild_entries_and_order() {
-        let mut next = rng(0x9e3779b97f4a7c15);
+        let mut next = crate::event::rng::xorshift(0x9e3779b97f4a7c15);
         for bounded in [false, true] {
             let (mut live, mut copy) = live_and_copy(bounded);
             for _round in 0..50 {
@@ -856,16 +856,6 @@ mod tests {
                 copy.apply_changes(LruChanges::parse(&Members::parse(&d).unwrap()).unwrap(), |_, _| {});
                 assert_eq!(order(&copy), order(&live), "bounded {bounded}");
             }
-        }
-    }
-
-    fn rng(seed: u64) -> impl FnMut(u64) -> u64 {
-        let mut x = seed;
-        move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
         }
     }
 
@@ -897,7 +887,7 @@ mod tests {
     /// meanwhile go into the next delta.
     #[test]
     fn lru_capture_in_slices_holds_the_state_at_the_cut() {
-        let mut next = rng(0x2545f4914f6cdd1d);
+        let mut next = crate::event::rng::xorshift(0x2545f4914f6cdd1d);
         for bounded in [false, true] {
             let (mut live, mut copy) = live_and_copy(bounded);
             let mut slices = 0;
@@ -926,7 +916,7 @@ mod tests {
 
     #[test]
     fn map_capture_in_slices_holds_the_state_at_the_cut() {
-        let mut next = rng(0x9e3779b97f4a7c15);
+        let mut next = crate::event::rng::xorshift(0x9e3779b97f4a7c15);
         let mut live: TrackedMap<String, u32> = TrackedMap::default();
         let mut copy: TrackedMap<String, u32> = TrackedMap::default();
         live.track();

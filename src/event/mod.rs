@@ -20,6 +20,8 @@ pub mod members;
 pub mod position;
 pub mod prefix;
 pub mod reject;
+#[cfg(test)]
+pub mod rng;
 pub mod scored;
 pub mod stats;
 pub mod thread;

@@ -169,7 +169,7 @@ pub struct FlowContext {
 
 impl FlowContext {
     pub fn new(cfg: ContextConfig) -> Self {
-        Self { cfg, flows: SlabLru::new(), hosts: SlabLru::new(), bytes: 0, counts: ContextCounts::default() }
+        Self { cfg, flows: SlabLru::default(), hosts: SlabLru::default(), bytes: 0, counts: ContextCounts::default() }
     }
 
     pub fn enabled(&self) -> bool {

@@ -47,10 +47,6 @@ impl<K, V> Default for SlabLru<K, V> {
 }
 
 impl<K: Hash + Eq, V> SlabLru<K, V> {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     pub fn len(&self) -> usize {
         self.len
     }
@@ -238,15 +234,9 @@ mod tests {
     /// agree.
     #[test]
     fn behaves_as_a_node_lru_under_random_operations() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut next = crate::event::rng::xorshift(0x9e37_79b9_7f4a_7c15u64);
         for keys in [3u64, 40, 1000] {
-            let mut ours: SlabLru<String, u64> = SlabLru::new();
+            let mut ours: SlabLru<String, u64> = SlabLru::default();
             let mut theirs: lru::LruCache<String, u64> = lru::LruCache::unbounded();
             for step in 0..20_000u64 {
                 let k = format!("k{}", next(keys));
@@ -289,7 +279,7 @@ mod tests {
 
     #[test]
     fn reuses_freed_slots() {
-        let mut m: SlabLru<i64, i64> = SlabLru::new();
+        let mut m: SlabLru<i64, i64> = SlabLru::default();
         for round in 0..10 {
             for k in 0..100 {
                 m.get_or_insert_mut(round * 1000 + k, || k);

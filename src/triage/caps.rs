@@ -83,13 +83,7 @@ mod tests {
     /// filtering every entity first.
     #[test]
     fn oldest_except_skips_the_kept_and_takes_the_next() {
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |m: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % m
-        };
+        let mut next = crate::event::rng::xorshift(0x2545_f491_4f6c_dd1du64);
         for len in [0usize, 1, 5, 40, 300] {
             for _ in 0..20 {
                 let items: Vec<(i64, String)> = (0..len).map(|i| (next(50) as i64, format!("k{i}"))).collect();
