@@ -563,8 +563,8 @@ fn read_state(cx: &mut Cx, root: &Tbl) -> Option<StateSection> {
     let context = crate::state::context::ContextConfig {
         enabled: cx.boolean(&c, "enabled", true),
         ttl_us: cx.uint(&c, "ttl_secs", 600, 1, 86_400) as i64 * S,
-        max_flows: cx.uint(&c, "max_flows", 200_000, 1, 1 << 32) as usize,
-        max_hosts: cx.uint(&c, "max_hosts", 100_000, 1, 1 << 32) as usize,
+        max_flows: cx.uint(&c, "max_flows", 200_000, 1, 1 << 31) as usize,
+        max_hosts: cx.uint(&c, "max_hosts", 100_000, 1, 1 << 31) as usize,
         max_items: cx.uint(&c, "max_items", 16, 1, 1024) as usize,
         host_lookups: cx.uint(&c, "host_lookups", 16, 1, 1024) as usize,
         max_value_bytes: cx.uint(&c, "max_value_bytes", 256, 8, 65_536) as usize,

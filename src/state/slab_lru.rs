@@ -7,7 +7,8 @@
 //! compares keys only when the hashes agree and the table grows without hashing a key
 //! again. The flow context looks up a flow for most events of a sensor's stream.
 //!
-//! The vector keeps the most slots it ever held (a bounded cache is bounded by its cap).
+//! The vector keeps the most slots it ever held (a bounded cache is bounded by its cap), at
+//! most 2^32 - 1 (`[state.context] max_flows` and `max_hosts` stop at 2^31).
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
