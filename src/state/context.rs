@@ -225,7 +225,7 @@ impl FlowContext {
         let flow_id = flow_id?;
         let item = Item::new(enc, c, self.cfg.max_value_bytes);
         self.make_room_for(flow_id);
-        let f = self.flows.get_or_insert_mut(flow_id, Flow::default);
+        let f = self.flows.get_or_insert_mut(&flow_id, Flow::default);
         f.last_us = f.last_us.max(ts_us);
         let added = item.bytes();
         if c.kind == ContextKind::Flow {
@@ -270,7 +270,7 @@ impl FlowContext {
         let cap = self.cfg.host_lookups;
         // One lookup for a known host, and its key is copied only when it is new.
         let mut new = false;
-        let h = self.hosts.get_or_insert_mut_ref(host, || {
+        let h = self.hosts.get_or_insert_mut(host, || {
             new = true;
             Host::default()
         });
@@ -331,7 +331,7 @@ impl FlowContext {
         let Some(id) = flow_id.filter(|_| self.cfg.enabled) else { return };
         // Context may come after the alert: keep the flow so its end is reported.
         self.make_room_for(id);
-        let f = self.flows.get_or_insert_mut(id, Flow::default);
+        let f = self.flows.get_or_insert_mut(&id, Flow::default);
         f.last_us = f.last_us.max(ts_us);
         if f.alerts.len() < MAX_FLOW_ALERTS && !f.alerts.iter().any(|a| a == alert_id) {
             let added = alert_id.len() + 24;

@@ -96,25 +96,9 @@ impl<K: Hash + Eq, V> SlabLru<K, V> {
         self.release(i).map(|(_, v)| v)
     }
 
-    /// The value of `k`, inserted with `make` if absent; either way the most recent now.
-    pub fn get_or_insert_mut(&mut self, k: K, make: impl FnOnce() -> V) -> &mut V {
-        let hash = self.hasher.hash_one(&k);
-        let slots = &self.slots;
-        let i = match self.index.entry(hash, |&i| matches_key(&slots[i as usize], hash, &k), |&i| slots[i as usize].hash) {
-            Entry::Occupied(e) => *e.get(),
-            Entry::Vacant(e) => {
-                let i = Self::fill(&mut self.slots, &mut self.free, hash, (k, make()));
-                e.insert(i);
-                self.len += 1;
-                i
-            }
-        };
-        self.promote(i);
-        &mut self.slots[i as usize].kv.as_mut().expect("slot in use").1
-    }
-
-    /// [`SlabLru::get_or_insert_mut`] with the key made from `k` only when it is absent.
-    pub fn get_or_insert_mut_ref<Q>(&mut self, k: &Q, make: impl FnOnce() -> V) -> &mut V
+    /// The value of `k`, inserted with `make` if absent (the key made from `k` only then);
+    /// either way the most recent now.
+    pub fn get_or_insert_mut<Q>(&mut self, k: &Q, make: impl FnOnce() -> V) -> &mut V
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized + ToOwned<Owned = K>,
@@ -243,11 +227,11 @@ mod tests {
                 let k = format!("k{}", next(keys));
                 match next(7) {
                     0 | 1 => {
-                        *ours.get_or_insert_mut(k.clone(), || step) += 1;
+                        *ours.get_or_insert_mut(k.as_str(), || step) += 1;
                         *theirs.get_or_insert_mut(k, || step) += 1;
                     }
                     2 => {
-                        *ours.get_or_insert_mut_ref(k.as_str(), || step) += 2;
+                        *ours.get_or_insert_mut(k.as_str(), || step) += 2;
                         *theirs.get_or_insert_mut_ref(k.as_str(), || step) += 2;
                     }
                     3 => assert_eq!(ours.peek(k.as_str()), theirs.peek(k.as_str()), "peek at step {step}"),
@@ -283,7 +267,7 @@ mod tests {
         let mut m: SlabLru<i64, i64> = SlabLru::default();
         for round in 0..10 {
             for k in 0..100 {
-                m.get_or_insert_mut(round * 1000 + k, || k);
+                m.get_or_insert_mut(&(round * 1000 + k), || k);
             }
             while m.pop_lru().is_some() {}
         }
